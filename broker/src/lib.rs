@@ -1,0 +1,3 @@
+//! kbroker: a broker that speaks the Apache Kafka wire protocol.
+
+pub mod log;

@@ -1,0 +1,11 @@
+//! kbench: a benchmarking and load-testing harness for Kafka.
+//!
+//! The binary (`src/main.rs`) is thin: it parses the command line and calls into these modules.
+//! The run path is scenario → target → workload → measurement → verification → report; each
+//! step is one module named for what it is.
+
+pub mod cli;
+pub mod compare;
+pub mod report;
+pub mod sampler;
+pub mod summary;
