@@ -1,0 +1,631 @@
+//! The results of one run, as data: the `summary.json` schema, the rows of `timeseries.csv`
+//! and `system.csv`, and [`RunData`], everything the reporters need.
+//!
+//! This module is the contract between the run path (which fills these structs) and the output
+//! path (`report`, `compare`, which turn them into bytes). It holds no logic beyond small
+//! constructors, so both sides can depend on it without depending on each other.
+//!
+//! Rules for the schema:
+//! - field names are snake_case and stable; a field is only ever added (with `#[serde(default)]`
+//!   so older `summary.json` files still load), never renamed;
+//! - every number carries its unit in the field name (`_s`, `_ms`, `_us`, `_bytes`, `_pct`,
+//!   `msgs_per_s`, `mib_per_s`) or in its doc comment;
+//! - counts are counted, not estimated (DESIGN.md, "Measurement rules");
+//! - latency histograms are kept in microseconds ([`latency_histogram`]); the summary shows them
+//!   in milliseconds ([`Percentiles`]).
+//!
+//! Every struct derives `Default` so the run path can fill what it knows and leave the rest.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Version of the `summary.json` schema written by this build. Bumped only on an incompatible
+/// change (which the rules above try to avoid).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Bytes in one MiB, the unit of every `mib_per_s` figure.
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+/// A latency histogram as kbench records it: values in **microseconds**, 1 µs to 1 hour,
+/// 3 significant digits, auto-resizing so an outlier above an hour is kept rather than lost.
+pub fn latency_histogram() -> Histogram<u64> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("static histogram bounds are valid");
+    h.auto(true);
+    h
+}
+
+/// Everything a run produced that the reporters need. `report::write_run` turns this into the
+/// run directory; `report::rebuild` reads it back from there.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// The whole-run figures and the verdict (`summary.json`).
+    pub summary: Summary,
+    /// One row per sampling interval (`timeseries.csv`), in time order.
+    pub intervals: Vec<IntervalRow>,
+    /// What the system sampler saw (`system.csv`); its aggregate is also in `summary.system`.
+    pub system: SystemData,
+    /// Produce latency (send call, or intended send time when rate-limited, to acknowledgement),
+    /// in **microseconds**, warm-up excluded. Written as `produce_latency.hgrm` / `.hdr`.
+    pub produce_latency: Histogram<u64>,
+    /// End-to-end latency (producer timestamp in the message to consumer receipt), in
+    /// **microseconds**, warm-up excluded. Written as `e2e_latency.hgrm` / `.hdr`.
+    pub e2e_latency: Histogram<u64>,
+}
+
+impl RunData {
+    /// A `RunData` holding `summary` and nothing else: no intervals, no samples, empty histograms.
+    pub fn new(summary: Summary) -> Self {
+        RunData {
+            summary,
+            intervals: Vec::new(),
+            system: SystemData::default(),
+            produce_latency: latency_histogram(),
+            e2e_latency: latency_histogram(),
+        }
+    }
+}
+
+/// The `summary.json` document: one run, whole-run figures, and the verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Version of this schema ([`SCHEMA_VERSION`]).
+    #[serde(default)]
+    pub schema_version: u32,
+    /// When, where and by what the run was made.
+    #[serde(default)]
+    pub run: RunInfo,
+    /// Which scenario ran.
+    pub scenario: ScenarioInfo,
+    /// The resolved scenario (after `--set` overrides and matrix expansion), as JSON.
+    pub config: serde_json::Value,
+    /// The cluster the run was pointed at.
+    pub target: TargetInfo,
+    /// Producer side figures.
+    pub produce: ProduceSummary,
+    /// Consumer side figures.
+    pub consume: ConsumeSummary,
+    /// The delivery ledger's verdict.
+    pub delivery: DeliverySummary,
+    /// Per-partition offset check.
+    pub offsets: OffsetsSummary,
+    /// Log-directory growth against payload bytes.
+    pub on_disk: OnDiskSummary,
+    /// What the system sampler saw, aggregated over the run.
+    pub system: SystemSummary,
+    /// Errors by kind (e.g. `"produce:MsgTimedOut"`, `"consume:BrokerTransportFailure"`) → count.
+    pub errors: BTreeMap<String, u64>,
+    /// Things that happened during the run (warm-up end, faults fired, ...), in time order.
+    pub events: Vec<Event>,
+    /// Whether every expectation of the scenario held.
+    pub verdict: Verdict,
+}
+
+/// When, where and by what a run was made.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// kbench version (`CARGO_PKG_VERSION`) that made the run.
+    #[serde(default)]
+    pub kbench_version: String,
+    /// Start of the run, RFC 3339 in UTC (e.g. `2025-01-31T12:00:00Z`).
+    #[serde(default)]
+    pub started_at: String,
+    /// Wall-clock duration of the whole run, in seconds, cluster start-up and verification
+    /// included.
+    #[serde(default)]
+    pub wall_s: f64,
+    /// Host name of the machine kbench ran on (so results of several hosts can be told apart).
+    #[serde(default)]
+    pub host: String,
+}
+
+/// Which scenario ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// The scenario's `name`.
+    pub name: String,
+    /// The scenario's `description`.
+    pub description: String,
+    /// Path of the scenario file as given on the command line.
+    pub file: String,
+    /// For a matrix run: the keys this cell sets and their values as written
+    /// (e.g. `"producers.acks" → "all"`); empty for a plain run.
+    #[serde(default)]
+    pub matrix_cell: BTreeMap<String, String>,
+}
+
+/// Whether kbench started the cluster itself or was given one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// kbench started `kbroker` processes on loopback.
+    #[default]
+    Embedded,
+    /// A cluster given with `--bootstrap` (any Kafka).
+    External,
+}
+
+impl TargetKind {
+    /// `"embedded"` or `"external"`, as in `summary.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Embedded => "embedded",
+            TargetKind::External => "external",
+        }
+    }
+}
+
+/// The cluster the run was pointed at.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// `"embedded"` or `"external"`.
+    pub kind: TargetKind,
+    /// Bootstrap servers, `host:port,...`.
+    pub bootstrap: String,
+    /// Number of brokers in the cluster (from Metadata).
+    pub brokers: u32,
+}
+
+/// Producer side figures. Counts cover the whole run (warm-up included, since verification
+/// needs every message); rates and latency cover the measured window (warm-up excluded).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProduceSummary {
+    /// Messages handed to the client library (whole run).
+    pub messages: u64,
+    /// Payload bytes handed to the client library (whole run; key + value).
+    pub bytes: u64,
+    /// Messages acknowledged by the cluster (whole run).
+    pub acked: u64,
+    /// Messages whose delivery report was an error (whole run).
+    pub failed: u64,
+    /// Length of the measured window, in seconds (warm-up end to last acknowledgement).
+    pub duration_s: f64,
+    /// Acknowledged messages per second over the measured window.
+    pub msgs_per_s: f64,
+    /// Acknowledged payload MiB (2^20 bytes) per second over the measured window.
+    pub mib_per_s: f64,
+    /// Target rate for all producers together, in messages per second; `None` = flat out.
+    pub target_rate: Option<f64>,
+    /// Whether the achieved rate reached the target (within the scenario's tolerance);
+    /// `None` when there is no target.
+    pub rate_reached: Option<bool>,
+    /// Produce latency, in milliseconds (warm-up excluded).
+    pub latency_ms: Percentiles,
+}
+
+/// Consumer side figures, all groups together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumeSummary {
+    /// Number of consumer groups.
+    pub groups: u32,
+    /// Messages received, summed over all groups (so 2 groups reading N messages give 2N).
+    pub messages: u64,
+    /// Payload bytes received, summed over all groups.
+    pub bytes: u64,
+    /// Length of the measured window, in seconds (warm-up end to last message received).
+    pub duration_s: f64,
+    /// Messages received per second over the measured window, all groups.
+    pub msgs_per_s: f64,
+    /// Payload MiB received per second over the measured window, all groups.
+    pub mib_per_s: f64,
+    /// End-to-end latency, in milliseconds (warm-up excluded).
+    pub e2e_latency_ms: Percentiles,
+}
+
+/// Latency percentiles, in **milliseconds**.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median, ms.
+    pub p50: f64,
+    /// 90th percentile, ms.
+    pub p90: f64,
+    /// 99th percentile, ms.
+    pub p99: f64,
+    /// 99.9th percentile, ms.
+    pub p999: f64,
+    /// Largest value recorded, ms.
+    pub max: f64,
+    /// Arithmetic mean, ms.
+    pub mean: f64,
+    /// Number of values recorded.
+    #[serde(default)]
+    pub count: u64,
+}
+
+impl Percentiles {
+    /// Percentiles of a histogram recorded in **microseconds**, converted to milliseconds.
+    /// An empty histogram gives all zeros.
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Percentiles {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+            count: h.len(),
+        }
+    }
+}
+
+/// The delivery ledger's verdict. Definitions as in DESIGN.md ("Verification rules").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliverySummary {
+    /// What the scenario expects: `"exactly-once"`, `"at-least-once"`, `"at-most-once"`, `"none"`.
+    pub expected: String,
+    /// Distinct messages acknowledged by the cluster.
+    pub acked: u64,
+    /// Messages consumed, summed over groups (duplicates included).
+    pub consumed: u64,
+    /// Acknowledged but never consumed, summed over groups.
+    pub lost: u64,
+    /// Consumed more than once (each extra copy counts once), summed over groups.
+    pub duplicated: u64,
+    /// Consumed but never acknowledged, summed over groups.
+    pub unexpected: u64,
+    /// Out of per-producer order within a partition, summed over groups.
+    pub reordered: u64,
+    /// Messages of aborted transactions seen by a `read_committed` consumer, summed over groups.
+    #[serde(default)]
+    pub aborted_visible: u64,
+    /// The same figures per consumer group.
+    pub per_group: Vec<GroupDelivery>,
+}
+
+/// Delivery figures of one consumer group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupDelivery {
+    /// Consumer group id.
+    pub group: String,
+    /// Messages this group consumed (duplicates included).
+    pub consumed: u64,
+    /// Acknowledged but never consumed by this group.
+    pub lost: u64,
+    /// Extra copies this group consumed.
+    pub duplicated: u64,
+    /// Consumed by this group but never acknowledged.
+    pub unexpected: u64,
+    /// Out of per-producer order within a partition, for this group.
+    pub reordered: u64,
+    /// Aborted-transaction messages this group saw under `read_committed`.
+    #[serde(default)]
+    pub aborted_visible: u64,
+}
+
+/// Per-partition offset check: end − start offset against acknowledged messages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OffsetsSummary {
+    /// Whether every partition agreed.
+    pub ok: bool,
+    /// One entry per partition.
+    pub partitions: Vec<PartitionOffsets>,
+}
+
+/// Offsets of one partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartitionOffsets {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// High watermark before the run (offset).
+    pub start: i64,
+    /// High watermark after the run (offset).
+    pub end: i64,
+    /// Messages acknowledged into this partition during the run.
+    pub acked: u64,
+    /// Whether `end - start` agrees with `acked` (transaction markers accounted for).
+    pub ok: bool,
+}
+
+/// Log-directory growth against payload bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OnDiskSummary {
+    /// How bytes were measured: `"walk"` (embedded: walk the log dirs), `"describe_log_dirs"`
+    /// (external: the DescribeLogDirs API) or `"skipped"`.
+    pub method: String,
+    /// Bytes under the log dirs before the run, all brokers.
+    pub bytes_before: u64,
+    /// Bytes under the log dirs after the run, all brokers.
+    pub bytes_after: u64,
+    /// `bytes_after - bytes_before`, bytes (negative if retention deleted more than was written).
+    pub growth: i64,
+    /// Acknowledged payload bytes (key + value), one copy.
+    pub payload_bytes: u64,
+    /// Replication factor of the topic.
+    pub replication_factor: u32,
+    /// `growth / (payload_bytes × replication_factor)`: > 1 is record overhead, < 1 is
+    /// compression.
+    pub overhead_ratio: f64,
+    /// Whether the growth is what the log should hold; `None` when not checked.
+    pub ok: Option<bool>,
+    /// Human-readable explanation (on failure: the partition and the numbers).
+    pub detail: String,
+}
+
+/// What the system sampler saw, aggregated over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemSummary {
+    /// Number of logical CPUs.
+    #[serde(default)]
+    pub cores: u32,
+    /// Sampling interval, seconds.
+    #[serde(default)]
+    pub interval_s: f64,
+    /// Number of samples taken.
+    #[serde(default)]
+    pub samples: u64,
+    /// Mean machine CPU use, % of all cores (0–100).
+    pub cpu_avg_pct: f64,
+    /// Highest machine CPU use in one interval, % of all cores (0–100).
+    pub cpu_max_pct: f64,
+    /// Highest memory in use, bytes.
+    pub mem_max_bytes: u64,
+    /// Total memory, bytes.
+    #[serde(default)]
+    pub mem_total_bytes: u64,
+    /// Network bytes received plus transmitted, all interfaces (loopback included).
+    pub net_bytes: u64,
+    /// Network bytes received, all interfaces (loopback included).
+    #[serde(default)]
+    pub net_rx_bytes: u64,
+    /// Network bytes transmitted, all interfaces (loopback included).
+    #[serde(default)]
+    pub net_tx_bytes: u64,
+    /// Bytes read from disks.
+    #[serde(default)]
+    pub disk_read_bytes: u64,
+    /// Bytes written to disks.
+    pub disk_write_bytes: u64,
+    /// Per watched process (each broker, kbench itself).
+    pub processes: Vec<ProcessSummary>,
+}
+
+/// One watched process, aggregated over the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSummary {
+    /// Label, e.g. `"broker-1"` or `"kbench"`.
+    pub label: String,
+    /// Process id.
+    pub pid: u32,
+    /// Mean CPU use, % of **one** core (like `top`; 200 = two cores busy).
+    pub cpu_avg_pct: f64,
+    /// Highest CPU use in one interval, % of one core.
+    #[serde(default)]
+    pub cpu_max_pct: f64,
+    /// Highest resident set size, bytes.
+    pub rss_max_bytes: u64,
+    /// Bytes the process wrote to storage during the run.
+    pub bytes_written: u64,
+}
+
+/// Something that happened during the run, drawn as a vertical line on time charts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Seconds since the start of the run (same clock as `IntervalRow::t_s`).
+    pub t_s: f64,
+    /// What kind: [`Event::WARMUP_END`], `"fault"`, `"producers_done"`, ...
+    pub kind: String,
+    /// Human-readable detail (e.g. `"kill broker-2"`).
+    pub detail: String,
+}
+
+impl Event {
+    /// Kind of the event that ends the warm-up period.
+    pub const WARMUP_END: &'static str = "warmup_end";
+    /// Kind of an injected fault.
+    pub const FAULT: &'static str = "fault";
+}
+
+/// Whether every expectation of the scenario held.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// `true` when every expectation held (exit code 0).
+    pub passed: bool,
+    /// One line per broken expectation, naming the subject and the numbers.
+    pub failures: Vec<String>,
+}
+
+/// One sampling interval of the workload: a row of `timeseries.csv`. Counts are for this
+/// interval only (not cumulative); latency percentiles are of the values recorded in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalRow {
+    /// End of the interval, seconds since the start of the run.
+    pub t_s: f64,
+    /// Length of the interval, seconds (the last one may be short). Rates = count / `interval_s`.
+    pub interval_s: f64,
+    /// Messages handed to the client in this interval.
+    pub produced_msgs: u64,
+    /// Payload bytes handed to the client in this interval.
+    pub produced_bytes: u64,
+    /// Messages acknowledged in this interval.
+    pub acked_msgs: u64,
+    /// Payload bytes acknowledged in this interval.
+    pub acked_bytes: u64,
+    /// Messages consumed in this interval, all groups.
+    pub consumed_msgs: u64,
+    /// Payload bytes consumed in this interval, all groups.
+    pub consumed_bytes: u64,
+    /// Errors of any kind in this interval.
+    pub errors: u64,
+    /// Produce latency median in this interval, µs (0 when nothing was acknowledged).
+    pub produce_p50_us: u64,
+    /// Produce latency 99th percentile in this interval, µs.
+    pub produce_p99_us: u64,
+    /// Largest produce latency in this interval, µs.
+    pub produce_max_us: u64,
+    /// End-to-end latency median in this interval, µs (0 when nothing was consumed).
+    pub e2e_p50_us: u64,
+    /// End-to-end latency 99th percentile in this interval, µs.
+    pub e2e_p99_us: u64,
+    /// Largest end-to-end latency in this interval, µs.
+    pub e2e_max_us: u64,
+    /// Whether the interval lies (at least partly) in the warm-up period.
+    pub in_warmup: bool,
+}
+
+/// Everything the system sampler saw: one row per interval and the aggregate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemData {
+    /// One row per sampling interval, in time order (`system.csv`).
+    pub rows: Vec<SystemRow>,
+    /// The aggregate over all rows (copied into `Summary::system`).
+    pub summary: SystemSummary,
+}
+
+/// One sampling interval of the machine: a row of `system.csv`. Byte counts are for this
+/// interval only (not cumulative).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemRow {
+    /// End of the interval, seconds since the sampler started (the run's clock).
+    pub t_s: f64,
+    /// Machine CPU use, % of all cores (0–100).
+    pub cpu_total_pct: f64,
+    /// CPU use of each logical core, % of that core (0–100), in core order.
+    pub cpu_per_core_pct: Vec<f64>,
+    /// Memory in use, bytes.
+    pub mem_used_bytes: u64,
+    /// Total memory, bytes.
+    pub mem_total_bytes: u64,
+    /// Network bytes received in this interval, all interfaces (loopback included).
+    pub net_rx_bytes: u64,
+    /// Network bytes transmitted in this interval, all interfaces (loopback included).
+    pub net_tx_bytes: u64,
+    /// The same per interface (`"lo"`, `"eth0"`, ...).
+    pub net_per_interface: BTreeMap<String, NetCounts>,
+    /// Bytes read from disks in this interval.
+    pub disk_read_bytes: u64,
+    /// Bytes written to disks in this interval.
+    pub disk_write_bytes: u64,
+    /// Watched processes, in the order given to the sampler.
+    pub processes: Vec<ProcessRow>,
+}
+
+/// Network bytes of one interface in one interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetCounts {
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+}
+
+/// One watched process in one interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessRow {
+    /// Label, e.g. `"broker-1"` or `"kbench"`.
+    pub label: String,
+    /// Process id.
+    pub pid: u32,
+    /// CPU use, % of **one** core (200 = two cores busy); 0 once the process has exited.
+    pub cpu_pct: f64,
+    /// Resident set size, bytes; 0 once the process has exited.
+    pub rss_bytes: u64,
+    /// Bytes written to storage in this interval.
+    pub written_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_summary() -> Summary {
+        let mut h = latency_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v * 10).unwrap();
+        }
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            run: RunInfo {
+                kbench_version: "0.1.0".into(),
+                started_at: "2025-01-31T12:00:00Z".into(),
+                wall_s: 9.5,
+                host: "box".into(),
+            },
+            scenario: ScenarioInfo {
+                name: "smoke".into(),
+                description: "a quick one".into(),
+                file: "scenarios/smoke.toml".into(),
+                matrix_cell: [("producers.acks".to_string(), "all".to_string())].into(),
+            },
+            config: serde_json::json!({"producers": {"count": 16, "acks": "all"}}),
+            target: TargetInfo {
+                kind: TargetKind::Embedded,
+                bootstrap: "127.0.0.1:9092".into(),
+                brokers: 3,
+            },
+            produce: ProduceSummary {
+                messages: 1000,
+                bytes: 1_024_000,
+                acked: 1000,
+                failed: 0,
+                duration_s: 2.0,
+                msgs_per_s: 500.0,
+                mib_per_s: 0.49,
+                target_rate: Some(500.0),
+                rate_reached: Some(true),
+                latency_ms: Percentiles::from_histogram(&h),
+            },
+            delivery: DeliverySummary {
+                expected: "exactly-once".into(),
+                acked: 1000,
+                consumed: 1000,
+                per_group: vec![GroupDelivery {
+                    group: "g1".into(),
+                    consumed: 1000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            errors: [("produce:MsgTimedOut".to_string(), 2)].into(),
+            events: vec![Event {
+                t_s: 1.0,
+                kind: Event::WARMUP_END.into(),
+                detail: String::new(),
+            }],
+            verdict: Verdict {
+                passed: false,
+                failures: vec!["2 messages lost".into()],
+            },
+            on_disk: OnDiskSummary {
+                ok: None,
+                growth: -5,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn summary_round_trips_through_json() {
+        let s = sample_summary();
+        let json = serde_json::to_string_pretty(&s).unwrap();
+        let back: Summary = serde_json::from_str(&json).unwrap();
+        assert_eq!(s, back);
+        assert!(json.contains("\"kind\": \"embedded\""));
+        assert!(json.contains("\"e2e_latency_ms\""));
+    }
+
+    #[test]
+    fn percentiles_are_in_milliseconds() {
+        let mut h = latency_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap(); // 1 ms .. 1000 ms
+        }
+        let p = Percentiles::from_histogram(&h);
+        assert!((p.p50 - 500.0).abs() < 1.0, "{p:?}");
+        assert!((p.p99 - 990.0).abs() < 1.0, "{p:?}");
+        assert!((p.max - 1000.0).abs() < 1.0, "{p:?}");
+        assert_eq!(p.count, 1000);
+        assert_eq!(
+            Percentiles::from_histogram(&latency_histogram()),
+            Percentiles::default()
+        );
+    }
+}
