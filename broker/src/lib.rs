@@ -1,3 +1,20 @@
 //! kbroker: a broker that speaks the Apache Kafka wire protocol.
+//!
+//! Layers, outermost first: [`cli`] (the command line) → [`server`] (accept loop, shutdown) →
+//! `connection` (frames) → `handlers` (one module per Kafka API, registered in one table) →
+//! `topics`/`partition` (the registry and serving state) → [`log`] (segments on disk).
+//! [`config`] reads Kafka's `server.properties`.
 
+mod broker;
+pub mod cli;
+mod clock;
+pub mod config;
+mod connection;
+mod handlers;
 pub mod log;
+mod partition;
+pub mod server;
+mod topics;
+
+pub use broker::StartError;
+pub use config::BrokerConfig;

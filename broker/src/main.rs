@@ -1,1 +1,5 @@
-fn main() {}
+//! The standalone `kbroker` binary: see [`kbroker::cli`].
+
+fn main() -> std::process::ExitCode {
+    kbroker::cli::main(std::env::args().collect())
+}

@@ -1,0 +1,118 @@
+//! The broker's shared state: configuration, identity and the subsystems every handler reaches.
+//!
+//! One `Broker` is created per process after the listener is bound (so a port of 0 in
+//! `listeners` is advertised as the port actually bound) and shared by every connection task.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::BrokerConfig;
+use crate::topics::{TopicError, Topics};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A log directory could not be created or read.
+    #[error("log dir {dir}: {source}")]
+    LogDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Topics could not be recovered.
+    #[error("cannot open topics: {0}")]
+    Topics(String),
+    /// The configured listener address is not usable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by all connections of one broker process.
+pub(crate) struct Broker {
+    /// The configuration the broker was started with.
+    pub(crate) config: Arc<BrokerConfig>,
+    /// The cluster id (from `meta.properties`, created on first start).
+    pub(crate) cluster_id: String,
+    /// Host clients are told to connect to.
+    pub(crate) advertised_host: String,
+    /// Port clients are told to connect to.
+    pub(crate) advertised_port: u16,
+    /// The topic registry and partition logs.
+    pub(crate) topics: Topics,
+}
+
+impl Broker {
+    /// Opens the log dirs, recovers topics and builds the shared state.
+    pub(crate) fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Self, StartError> {
+        for dir in &config.log_dirs {
+            std::fs::create_dir_all(dir).map_err(|source| StartError::LogDir {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
+        let cluster_id = read_or_create_meta(&config)?;
+        let advertised_port = if config.advertised.port == 0 {
+            bound.port()
+        } else {
+            config.advertised.port
+        };
+        let advertised_host = config.advertised.host.clone();
+        let config = Arc::new(config);
+        let topics = Topics::open(config.clone())
+            .map_err(|e: TopicError| StartError::Topics(e.to_string()))?;
+        Ok(Broker {
+            config,
+            cluster_id,
+            advertised_host,
+            advertised_port,
+            topics,
+        })
+    }
+
+    /// This broker's node id.
+    pub(crate) fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// Flushes everything to disk; called once on shutdown.
+    pub(crate) fn shutdown(&self) {
+        self.topics.flush_all();
+    }
+}
+
+/// Reads `cluster.id` from `meta.properties` in the log dirs, or writes a new one, as Kafka does.
+fn read_or_create_meta(config: &BrokerConfig) -> Result<String, StartError> {
+    let io = |dir: &Path, source| StartError::LogDir {
+        dir: dir.to_owned(),
+        source,
+    };
+    for dir in &config.log_dirs {
+        let path = dir.join("meta.properties");
+        if let Ok(file) = std::fs::File::open(&path) {
+            if let Ok(props) = java_properties::read(std::io::BufReader::new(file)) {
+                if let Some(id) = props.get("cluster.id") {
+                    return Ok(id.clone());
+                }
+            }
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_owned();
+    for dir in &config.log_dirs {
+        let text = format!(
+            "#Written by kbroker\nversion=1\ncluster.id={id}\nnode.id={}\n",
+            config.node_id
+        );
+        std::fs::write(dir.join("meta.properties"), text).map_err(|e| io(dir, e))?;
+    }
+    Ok(id)
+}

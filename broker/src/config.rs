@@ -1,0 +1,533 @@
+//! Broker configuration in Kafka's own `server.properties` format.
+//!
+//! Users bring existing Kafka configuration files, so the keys, units and defaults are Kafka's.
+//! Parsing is two-stage: the raw properties (file, then `--override key=value` in order) are
+//! collected into a map, then turned into a typed, checked [`BrokerConfig`]. Keys Kafka knows but
+//! kbroker has no use for are accepted silently (they describe deployment details such as thread
+//! counts); keys nobody knows produce a warning, never an error, so a file can be reused as is.
+//! A value that cannot be used is an error naming the key, the value and what is allowed.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+/// What went wrong while reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The properties file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The properties file is not in Java properties syntax.
+    #[error("cannot parse config file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// An `--override` argument without `=`.
+    #[error("override {0:?} is not of the form key=value")]
+    Override(String),
+    /// A key has a value kbroker cannot use.
+    #[error("invalid value {value:?} for {key}: {allowed}")]
+    Invalid {
+        /// The property name.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is allowed instead.
+        allowed: String,
+    },
+}
+
+/// Where the broker listens and what it tells clients to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Listener name (`PLAINTEXT` unless the file says otherwise).
+    pub name: String,
+    /// Host to bind; empty means all interfaces.
+    pub host: String,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+}
+
+/// The typed broker configuration. Every field names the Kafka key it comes from.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id` / `broker.id`: this broker's id.
+    pub node_id: i32,
+    /// `listeners`: the address to bind.
+    pub listener: Listener,
+    /// `advertised.listeners`: the address given to clients (host is always an IPv4 literal or a
+    /// name that resolved to one, never a name that may resolve to `::1`).
+    pub advertised: Listener,
+    /// `log.dirs` / `log.dir`: directories holding partition logs.
+    pub log_dirs: Vec<PathBuf>,
+    /// `num.partitions`: partitions of an auto-created topic or of one created with -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `log.segment.bytes`.
+    pub log_segment_bytes: u64,
+    /// `log.roll.ms` / `log.roll.hours` (ms).
+    pub log_roll_ms: u64,
+    /// `log.retention.ms` / `.minutes` / `.hours` (ms); `None` keeps data forever (-1).
+    pub log_retention_ms: Option<i64>,
+    /// `log.retention.bytes`; `None` is unlimited (-1).
+    pub log_retention_bytes: Option<u64>,
+    /// `log.retention.check.interval.ms`.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.flush.interval.messages`; `None` leaves flushing to the OS (Kafka's default).
+    pub log_flush_interval_messages: Option<u64>,
+    /// `log.flush.interval.ms`; `None` leaves flushing to the OS (Kafka's default).
+    pub log_flush_interval_ms: Option<u64>,
+    /// `log.index.interval.bytes`.
+    pub log_index_interval_bytes: u32,
+    /// `message.max.bytes`: largest record batch accepted.
+    pub message_max_bytes: usize,
+    /// `socket.request.max.bytes`: largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`: idle (or half-sent-request) connections are closed after this.
+    pub connections_max_idle_ms: u64,
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`.
+    pub offsets_retention_minutes: u64,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: u64,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Every property as given (file then overrides), for DescribeConfigs.
+    pub raw: BTreeMap<String, String>,
+}
+
+/// Keys kbroker reads. Kept in one list so "unknown key" warnings and DescribeConfigs agree.
+const KNOWN_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "default.replication.factor",
+    "min.insync.replicas",
+    "auto.create.topics.enable",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.roll.hours",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "log.index.interval.bytes",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "connections.max.idle.ms",
+    "offsets.topic.num.partitions",
+    "offsets.retention.minutes",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "broker.rack",
+];
+
+/// Keys Kafka knows that describe deployment details kbroker has no use for. Accepted quietly.
+const ACCEPTED_KEYS: &[&str] = &[
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "num.network.threads",
+    "num.io.threads",
+    "num.recovery.threads.per.data.dir",
+    "num.replica.fetchers",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "zookeeper.connect",
+    "zookeeper.connection.timeout.ms",
+    "replica.lag.time.max.ms",
+    "unclean.leader.election.enable",
+    "delete.topic.enable",
+    "log.cleaner.enable",
+    "log.cleanup.policy",
+    "log.flush.scheduler.interval.ms",
+    "log.flush.offset.checkpoint.interval.ms",
+    "compression.type",
+    "group.coordinator.rebalance.protocols",
+    "metadata.log.dir",
+    "auto.leader.rebalance.enable",
+];
+
+impl BrokerConfig {
+    /// Reads `path` (if given) and applies `overrides` (`key=value`, later wins).
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut raw = BTreeMap::new();
+        if let Some(path) = path {
+            let file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let props = java_properties::read(std::io::BufReader::new(file)).map_err(|e| {
+                ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
+            raw.extend(props);
+        }
+        for o in overrides {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Override(o.clone()))?;
+            raw.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        Self::from_map(raw)
+    }
+
+    /// Builds a typed configuration from raw properties, warning about keys nobody knows.
+    pub fn from_map(raw: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        for key in raw.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str())
+                && !ACCEPTED_KEYS.contains(&key.as_str())
+                && !key.starts_with("listener.name.")
+                && !key.starts_with("ssl.")
+                && !key.starts_with("sasl.")
+            {
+                tracing::warn!(key = %key, "unknown configuration key ignored");
+            }
+        }
+        let p = Props(&raw);
+        let node_id = if p.get("node.id").is_some() {
+            p.int("node.id", 0, 0, i32::MAX as i64)? as i32
+        } else {
+            // Kafka's broker.id=-1 asks for a generated id; a single local broker is node 0.
+            p.int("broker.id", 0, -1, i32::MAX as i64)?.max(0) as i32
+        };
+        let listener = parse_listener(
+            "listeners",
+            p.get("listeners").unwrap_or("PLAINTEXT://:9092"),
+        )?;
+        let advertised = match p.get("advertised.listeners") {
+            Some(v) => parse_listener("advertised.listeners", v)?,
+            None => listener.clone(),
+        };
+        let advertised = Listener {
+            host: advertise_host("advertised.listeners", &advertised.host)?,
+            ..advertised
+        };
+        let log_dirs: Vec<PathBuf> = p
+            .get("log.dirs")
+            .or_else(|| p.get("log.dir"))
+            .unwrap_or("/tmp/kafka-logs")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if log_dirs.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "log.dirs".into(),
+                value: p.get("log.dirs").unwrap_or_default().into(),
+                allowed: "a comma-separated list of at least one directory".into(),
+            });
+        }
+        let retention_ms = if let Some(v) = p.get("log.retention.ms") {
+            p.int("log.retention.ms", 0, -1, i64::MAX)
+                .map(|ms| (ms >= 0).then_some(ms))
+                .map_err(|_| invalid("log.retention.ms", v, "milliseconds, or -1 for no limit"))?
+        } else if p.get("log.retention.minutes").is_some() {
+            let m = p.int("log.retention.minutes", 0, -1, i64::MAX / 60_000)?;
+            (m >= 0).then_some(m * 60_000)
+        } else {
+            let h = p.int("log.retention.hours", 168, -1, i64::MAX / 3_600_000)?;
+            (h >= 0).then_some(h * 3_600_000)
+        };
+        let roll_ms = if p.get("log.roll.ms").is_some() {
+            p.int("log.roll.ms", 0, 1, i64::MAX)? as u64
+        } else {
+            p.int("log.roll.hours", 168, 1, i64::MAX / 3_600_000)? as u64 * 3_600_000
+        };
+        let retention_bytes = p.int("log.retention.bytes", -1, -1, i64::MAX)?;
+        let flush_messages = p.int("log.flush.interval.messages", i64::MAX, 1, i64::MAX)?;
+        let flush_ms = match p.get("log.flush.interval.ms") {
+            Some(_) => Some(p.int("log.flush.interval.ms", 0, 0, i64::MAX)? as u64),
+            None => None,
+        };
+        let cfg = BrokerConfig {
+            node_id,
+            listener,
+            advertised,
+            log_dirs,
+            num_partitions: p.int("num.partitions", 1, 1, 1_000_000)? as i32,
+            default_replication_factor: p.int(
+                "default.replication.factor",
+                1,
+                1,
+                i16::MAX as i64,
+            )? as i16,
+            min_insync_replicas: p.int("min.insync.replicas", 1, 1, i32::MAX as i64)? as i32,
+            auto_create_topics: p.bool("auto.create.topics.enable", true)?,
+            log_segment_bytes: p.int("log.segment.bytes", 1 << 30, 14, i32::MAX as i64)? as u64,
+            log_roll_ms: roll_ms,
+            log_retention_ms: retention_ms,
+            log_retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
+            log_retention_check_interval_ms: p.int(
+                "log.retention.check.interval.ms",
+                300_000,
+                1,
+                i64::MAX,
+            )? as u64,
+            log_flush_interval_messages: (flush_messages != i64::MAX)
+                .then_some(flush_messages as u64),
+            log_flush_interval_ms: flush_ms,
+            log_index_interval_bytes: p.int("log.index.interval.bytes", 4096, 0, i32::MAX as i64)?
+                as u32,
+            message_max_bytes: p.int("message.max.bytes", 1_048_588, 0, i32::MAX as i64)? as usize,
+            socket_request_max_bytes: p.int(
+                "socket.request.max.bytes",
+                104_857_600,
+                1,
+                i32::MAX as i64,
+            )? as usize,
+            connections_max_idle_ms: p.int("connections.max.idle.ms", 600_000, 1, i64::MAX)? as u64,
+            offsets_topic_num_partitions: p.int("offsets.topic.num.partitions", 50, 1, 100_000)?
+                as i32,
+            offsets_retention_minutes: p.int("offsets.retention.minutes", 10_080, 1, i64::MAX)?
+                as u64,
+            group_initial_rebalance_delay_ms: p.int(
+                "group.initial.rebalance.delay.ms",
+                3000,
+                0,
+                i64::MAX,
+            )? as u64,
+            group_min_session_timeout_ms: p.int(
+                "group.min.session.timeout.ms",
+                6000,
+                0,
+                i64::MAX,
+            )? as u64,
+            group_max_session_timeout_ms: p.int(
+                "group.max.session.timeout.ms",
+                1_800_000,
+                0,
+                i64::MAX,
+            )? as u64,
+            rack: p
+                .get("broker.rack")
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+            raw: raw.clone(),
+        };
+        Ok(cfg)
+    }
+
+    /// The address to bind.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let host = if self.listener.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.listener.host
+        };
+        (host, self.listener.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.find(SocketAddr::is_ipv4).or_else(|| it.next()))
+            .ok_or_else(|| {
+                invalid(
+                    "listeners",
+                    &format!("{host}:{}", self.listener.port),
+                    "a host that resolves to a local address",
+                )
+            })
+    }
+}
+
+/// A read-only view over raw properties with typed getters that produce specific errors.
+struct Props<'a>(&'a BTreeMap<String, String>);
+
+impl Props<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn int(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let Some(v) = self.get(key) else {
+            return Ok(default);
+        };
+        match v.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(invalid(
+                key,
+                v,
+                &format!("an integer from {min} to {max} (default {default})"),
+            )),
+        }
+    }
+
+    fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(_) => Err(invalid(
+                key,
+                self.get(key).unwrap_or_default(),
+                "true or false",
+            )),
+        }
+    }
+}
+
+fn invalid(key: &str, value: &str, allowed: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        allowed: allowed.to_owned(),
+    }
+}
+
+/// Parses the first entry of a Kafka listener list: `NAME://host:port[,...]`.
+fn parse_listener(key: &str, value: &str) -> Result<Listener, ConfigError> {
+    let allowed = "NAME://host:port, e.g. PLAINTEXT://127.0.0.1:9092 (host may be empty)";
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let (name, rest) = first
+        .split_once("://")
+        .ok_or_else(|| invalid(key, value, allowed))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, value, allowed))?;
+    let port: u16 = port.parse().map_err(|_| invalid(key, value, allowed))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    if name.is_empty() {
+        return Err(invalid(key, value, allowed));
+    }
+    Ok(Listener {
+        name: name.to_owned(),
+        host,
+        port,
+    })
+}
+
+/// The host clients are told to connect to: an IPv4 literal where the name would be ambiguous.
+///
+/// An empty host or a wildcard address is advertised as 127.0.0.1 (this is a local broker);
+/// a name is resolved and its first IPv4 address is used, so clients never get `localhost`,
+/// which some resolvers map to `::1` first while the broker listens on IPv4.
+fn advertise_host(key: &str, host: &str) -> Result<String, ConfigError> {
+    if host.is_empty() || host == "0.0.0.0" || host == "::" {
+        return Ok(Ipv4Addr::LOCALHOST.to_string());
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.find(SocketAddr::is_ipv4))
+        .map(|a| a.ip().to_string())
+        .ok_or_else(|| invalid(key, host, "a host name that resolves to an IPv4 address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        BrokerConfig::load(None, &o)
+    }
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.node_id, 0);
+        assert_eq!(c.listener.port, 9092);
+        assert_eq!(c.advertised.host, "127.0.0.1");
+        assert_eq!(c.num_partitions, 1);
+        assert_eq!(c.log_segment_bytes, 1 << 30);
+        assert_eq!(c.log_retention_ms, Some(168 * 3_600_000));
+        assert_eq!(c.log_retention_bytes, None);
+        assert_eq!(c.message_max_bytes, 1_048_588);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
+        assert_eq!(c.log_flush_interval_messages, None);
+        assert!(c.auto_create_topics);
+    }
+
+    #[test]
+    fn file_then_overrides_later_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(
+            &path,
+            "# comment\nbroker.id=3\nlisteners=PLAINTEXT://127.0.0.1:19092\nlog.dirs=/a, /b\n\
+             log.retention.minutes=5\nsome.future.key=1\n",
+        )
+        .unwrap();
+        let c = BrokerConfig::load(Some(&path), &["broker.id=4".into()]).unwrap();
+        assert_eq!(c.node_id, 4);
+        assert_eq!(c.listener.port, 19092);
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(c.log_retention_ms, Some(300_000));
+    }
+
+    #[test]
+    fn bad_value_names_key_value_and_range() {
+        let e = load(&["num.partitions=zero"]).unwrap_err().to_string();
+        assert!(
+            e.contains("num.partitions") && e.contains("zero") && e.contains("integer"),
+            "{e}"
+        );
+        let e = load(&["auto.create.topics.enable=yes"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("true or false"), "{e}");
+        let e = load(&["listeners=9092"]).unwrap_err().to_string();
+        assert!(
+            e.contains("listeners") && e.contains("NAME://host:port"),
+            "{e}"
+        );
+        assert!(matches!(load(&["novalue"]), Err(ConfigError::Override(_))));
+    }
+
+    #[test]
+    fn retention_minus_one_means_forever() {
+        let c = load(&["log.retention.ms=-1", "log.retention.bytes=-1"]).unwrap();
+        assert_eq!(c.log_retention_ms, None);
+        assert_eq!(c.log_retention_bytes, None);
+    }
+
+    #[test]
+    fn localhost_is_advertised_as_ipv4() {
+        let c = load(&["listeners=PLAINTEXT://localhost:9093"]).unwrap();
+        assert_eq!(c.advertised.host, "127.0.0.1");
+        assert_eq!(c.advertised.port, 9093);
+    }
+}

@@ -1,0 +1,23 @@
+//! DescribeCluster: the cluster id, controller and brokers (what admin clients show).
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::{str_bytes, RequestContext};
+
+pub(crate) async fn handle(
+    ctx: &RequestContext<'_>,
+    _req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let broker = ctx.broker;
+    let mut resp = DescribeClusterResponse::default();
+    resp.cluster_id = str_bytes(&broker.cluster_id);
+    resp.controller_id = BrokerId(broker.node_id());
+    let mut b = DescribeClusterBroker::default();
+    b.broker_id = BrokerId(broker.node_id());
+    b.host = str_bytes(&broker.advertised_host);
+    b.port = broker.advertised_port as i32;
+    b.rack = broker.config.rack.as_deref().map(str_bytes);
+    resp.brokers.push(b);
+    resp
+}

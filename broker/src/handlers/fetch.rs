@@ -1,0 +1,152 @@
+//! Fetch: stored batches from each requested partition, long-polling until enough arrive.
+//!
+//! The answer goes out as soon as it holds `min_bytes`, when any partition has an error, or when
+//! `max_wait_ms` has passed; while waiting the task sleeps on the partitions' high-watermark
+//! watch channels (no polling, no busy loop). Each partition returns whole batches exactly as
+//! stored, from the batch containing the fetch offset, up to `partition_max_bytes` and the
+//! response's `max_bytes` (always at least one batch, so a large batch cannot block a consumer).
+//! Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells clients
+//! to send full requests, a mode every client supports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+
+use super::{unknown_partition, RequestContext};
+use crate::partition::Partition;
+
+/// Longest wait honoured, whatever the client asks (Kafka caps at the request timeout too).
+const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+
+pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchResponse {
+    let topics = &ctx.broker.topics;
+    // Resolve partitions once; a missing one stays None and is answered with an error.
+    let wanted: Vec<(TopicName, Vec<(i32, i64, usize, Option<Arc<Partition>>)>)> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = if t.topic.0.is_empty() {
+                topics
+                    .get_by_id(t.topic_id)
+                    .map(|topic| TopicName(super::str_bytes(&topic.name)))
+                    .unwrap_or_else(|| t.topic.clone())
+            } else {
+                t.topic.clone()
+            };
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let part = topics.partition(name.0.as_str(), p.partition);
+                    let max = p.partition_max_bytes.max(0) as usize;
+                    (p.partition, p.fetch_offset, max, part)
+                })
+                .collect();
+            (name, parts)
+        })
+        .collect();
+    let mut watchers: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .flat_map(|(_, ps)| ps.iter().filter_map(|(_, _, _, p)| p.as_ref()))
+        .map(|p| p.watch_high_watermark())
+        .collect();
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = tokio::time::Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let read_committed = req.isolation_level == 1;
+    loop {
+        for w in &mut watchers {
+            w.borrow_and_update();
+        }
+        let (resp, bytes, errors) = read_all(&wanted, max_bytes, read_committed);
+        if bytes >= min_bytes.max(1)
+            || errors
+            || tokio::time::Instant::now() >= deadline
+            || watchers.is_empty()
+        {
+            if bytes == 0 && !errors && watchers.is_empty() && !wait.is_zero() {
+                // Nothing to wait on (every partition unknown is an error, so this is an empty
+                // request): honour max_wait so a client loop does not spin.
+                tokio::time::sleep_until(deadline).await;
+            }
+            return resp;
+        }
+        let changed =
+            futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            // Deadline passed: answer with whatever there is now.
+            let (resp, _, _) = read_all(&wanted, max_bytes, read_committed);
+            return resp;
+        }
+    }
+}
+
+/// Reads every requested partition once. Returns the response, total record bytes, and
+/// whether any partition has an error.
+fn read_all(
+    wanted: &[(TopicName, Vec<(i32, i64, usize, Option<Arc<Partition>>)>)],
+    max_bytes: usize,
+    read_committed: bool,
+) -> (FetchResponse, usize, bool) {
+    let mut resp = FetchResponse::default();
+    let mut total = 0usize;
+    let mut errors = false;
+    for (name, parts) in wanted {
+        let mut tr = FetchableTopicResponse::default();
+        tr.topic = name.clone();
+        for (index, offset, part_max, partition) in parts {
+            let mut pd = PartitionData::default();
+            pd.partition_index = *index;
+            if read_committed {
+                pd.aborted_transactions = Some(Vec::new());
+            } else {
+                pd.aborted_transactions = None;
+            }
+            match partition {
+                None => {
+                    pd.error_code = unknown_partition();
+                    pd.high_watermark = -1;
+                    errors = true;
+                }
+                Some(p) => {
+                    let o = p.offsets();
+                    pd.high_watermark = o.high_watermark;
+                    pd.last_stable_offset = o.high_watermark;
+                    pd.log_start_offset = o.log_start;
+                    if *offset < o.log_start || *offset > o.high_watermark {
+                        pd.error_code = ResponseError::OffsetOutOfRange.code();
+                        errors = true;
+                    } else if *offset < o.high_watermark && total < max_bytes {
+                        let budget = (*part_max).min(max_bytes - total).max(1);
+                        match p.read(*offset, budget) {
+                            Ok(bytes) => {
+                                total += bytes.len();
+                                pd.records = Some(bytes);
+                            }
+                            Err(e) => {
+                                tracing::warn!(topic = %p.topic, partition = p.index, offset, error = %e, "fetch read failed");
+                                pd.error_code = ResponseError::KafkaStorageError.code();
+                                errors = true;
+                            }
+                        }
+                    }
+                }
+            }
+            if pd.records.is_none() {
+                pd.records = Some(bytes::Bytes::new());
+            }
+            tr.partitions.push(pd);
+        }
+        resp.responses.push(tr);
+    }
+    (resp, total, errors)
+}

@@ -1,0 +1,56 @@
+//! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a timestamp.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{unknown_partition, RequestContext};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+pub(crate) async fn handle(
+    ctx: &RequestContext<'_>,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut resp = ListOffsetsResponse::default();
+    for t in req.topics {
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default();
+            pr.partition_index = p.partition_index;
+            pr.timestamp = -1;
+            pr.offset = -1;
+            pr.leader_epoch = 0;
+            match ctx
+                .broker
+                .topics
+                .partition(t.name.0.as_str(), p.partition_index)
+            {
+                None => pr.error_code = unknown_partition(),
+                Some(part) => {
+                    let o = part.offsets();
+                    match p.timestamp {
+                        LATEST => pr.offset = o.high_watermark,
+                        EARLIEST => pr.offset = o.log_start,
+                        ts if ts >= 0 => {
+                            if let Some((offset, ts)) = part.offset_for_timestamp(ts) {
+                                if offset < o.high_watermark {
+                                    pr.offset = offset;
+                                    pr.timestamp = ts;
+                                }
+                            }
+                        }
+                        _ => pr.error_code = ResponseError::UnsupportedVersion.code(),
+                    }
+                }
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}

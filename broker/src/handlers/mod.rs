@@ -1,0 +1,79 @@
+//! The Kafka APIs kbroker implements: one module per API, registered in one table.
+//!
+//! The `apis!` table below is the single source of truth: it generates both the dispatch
+//! `match` and the version ranges that ApiVersions advertises, so the broker never advertises
+//! an API or a version it does not handle. Each handler is
+//! `async fn handle(ctx: &RequestContext<'_>, req: XRequest) -> XResponse` and works on decoded
+//! `kafka-protocol` messages; framing and I/O live in [`crate::connection`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+
+use crate::broker::Broker;
+
+/// What a handler knows about the request beyond its body.
+pub(crate) struct RequestContext<'a> {
+    /// The broker's shared state.
+    pub(crate) broker: &'a Arc<Broker>,
+    /// The request header (client id, correlation id).
+    pub(crate) header: &'a RequestHeader,
+    /// The negotiated version of this request.
+    pub(crate) version: i16,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+}
+
+macro_rules! apis {
+    ($( $api:ident => $module:ident, $min:literal ..= $max:literal; )*) => {
+        $( pub(crate) mod $module; )*
+
+        /// Every implemented API with the versions it handles.
+        pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[ $( (ApiKey::$api, $min, $max), )* ];
+
+        /// Routes a decoded request to its handler.
+        pub(crate) async fn dispatch(ctx: &RequestContext<'_>, request: RequestKind) -> ResponseKind {
+            match request {
+                $( RequestKind::$api(r) => ResponseKind::$api($module::handle(ctx, r).await), )*
+                // `supported_versions` is checked before decoding, so nothing else gets here.
+                other => unreachable!("unregistered API reached dispatch: {other:?}"),
+            }
+        }
+    };
+}
+
+// Version ranges: the minimum is the lowest the `kafka-protocol` codec supports; the maximum is
+// the highest whose semantics kbroker implements. librdkafka 2.0-2.12, kafka-python and the Java
+// client all negotiate within these.
+apis! {
+    Produce => produce, 3..=9;
+    Fetch => fetch, 4..=12;
+    ListOffsets => list_offsets, 1..=6;
+    Metadata => metadata, 0..=12;
+    ApiVersions => api_versions, 0..=3;
+    CreateTopics => create_topics, 2..=7;
+    DeleteTopics => delete_topics, 1..=6;
+    CreatePartitions => create_partitions, 0..=3;
+    DescribeConfigs => describe_configs, 1..=4;
+    DescribeCluster => describe_cluster, 0..=1;
+    DescribeLogDirs => describe_log_dirs, 1..=4;
+}
+
+/// The version range kbroker handles for `key`, if it implements it.
+pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// Error code for a partition this broker does not host.
+pub(crate) fn unknown_partition() -> i16 {
+    kafka_protocol::error::ResponseError::UnknownTopicOrPartition.code()
+}
+
+/// A protocol string from a Rust string.
+pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
+}

@@ -1,0 +1,626 @@
+//! The topic registry: which topics exist, their ids, partitions and configuration overrides.
+//!
+//! Topics are persisted in `kbroker-topics.json` in the first log dir (written atomically: a
+//! temporary file renamed over the old one), and each partition's data lives in
+//! `<log.dir>/<topic>-<partition>/`. On start every registered topic's partitions are reopened
+//! (and recovered) from whichever log dir holds them; a new partition goes to the log dir with
+//! the fewest partitions, as Kafka does.
+//!
+//! Topic-level configuration uses Kafka's topic keys (`retention.ms`, `segment.bytes`, ...). A
+//! topic stores only its overrides; [`TopicConfigs`] resolves them against the broker defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::log::{LogConfig, LogError};
+use crate::partition::Partition;
+
+/// Why a topic operation was refused. Each maps to a Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TopicError {
+    #[error("topic name {0:?} is invalid: use 1 to 249 of [a-zA-Z0-9._-], not \".\" or \"..\"")]
+    InvalidName(String),
+    #[error("topic {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("topic {0:?} does not exist")]
+    Unknown(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("storage error: {0}")]
+    Storage(#[from] LogError),
+    #[error("cannot write topic registry {path}: {source}")]
+    Registry {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl TopicError {
+    /// The Kafka error code for this error.
+    pub(crate) fn code(&self) -> i16 {
+        use kafka_protocol::error::ResponseError as E;
+        match self {
+            TopicError::InvalidName(_) => E::InvalidTopicException.code(),
+            TopicError::AlreadyExists(_) => E::TopicAlreadyExists.code(),
+            TopicError::Unknown(_) => E::UnknownTopicOrPartition.code(),
+            TopicError::InvalidPartitions(_) => E::InvalidPartitions.code(),
+            TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
+            TopicError::InvalidConfig(_) => E::InvalidConfig.code(),
+            TopicError::Storage(_) | TopicError::Registry { .. } => E::KafkaStorageError.code(),
+        }
+    }
+}
+
+/// A topic and its partitions. Immutable: changes replace the `Arc<Topic>` in the registry.
+pub(crate) struct Topic {
+    /// Topic name.
+    pub(crate) name: String,
+    /// Topic id (Metadata v10+, Fetch v13+).
+    pub(crate) id: Uuid,
+    /// Configuration overrides (Kafka topic keys).
+    pub(crate) configs: BTreeMap<String, String>,
+    /// Partitions, by index.
+    pub(crate) partitions: Vec<Arc<Partition>>,
+    /// Replication factor requested at creation.
+    pub(crate) replication_factor: i16,
+}
+
+/// What is persisted per topic.
+#[derive(Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+}
+
+/// All topics of this broker.
+pub(crate) struct Topics {
+    broker: Arc<BrokerConfig>,
+    by_name: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises create/delete/grow so the registry file and the map change together.
+    admin: std::sync::Mutex<()>,
+}
+
+const REGISTRY_FILE: &str = "kbroker-topics.json";
+
+/// Topic configuration keys kbroker understands, with how to get the broker default.
+const TOPIC_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "min.insync.replicas",
+    "flush.messages",
+    "flush.ms",
+    "index.interval.bytes",
+    "message.timestamp.type",
+    "unclean.leader.election.enable",
+];
+
+/// A topic's effective configuration: overrides resolved against broker defaults.
+pub(crate) struct TopicConfigs<'a> {
+    broker: &'a BrokerConfig,
+    overrides: &'a BTreeMap<String, String>,
+}
+
+impl<'a> TopicConfigs<'a> {
+    pub(crate) fn new(broker: &'a BrokerConfig, overrides: &'a BTreeMap<String, String>) -> Self {
+        TopicConfigs { broker, overrides }
+    }
+
+    /// The broker-level default for a topic key, as Kafka shows it.
+    fn default_value(&self, key: &str) -> String {
+        let b = self.broker;
+        match key {
+            "cleanup.policy" => "delete".into(),
+            "compression.type" => "producer".into(),
+            "retention.ms" => b.log_retention_ms.unwrap_or(-1).to_string(),
+            "retention.bytes" => b.log_retention_bytes.map_or(-1, |v| v as i64).to_string(),
+            "segment.bytes" => b.log_segment_bytes.to_string(),
+            "segment.ms" => b.log_roll_ms.to_string(),
+            "max.message.bytes" => b.message_max_bytes.to_string(),
+            "min.insync.replicas" => b.min_insync_replicas.to_string(),
+            "flush.messages" => b
+                .log_flush_interval_messages
+                .map_or(i64::MAX, |v| v as i64)
+                .to_string(),
+            "flush.ms" => b
+                .log_flush_interval_ms
+                .map_or(i64::MAX, |v| v as i64)
+                .to_string(),
+            "index.interval.bytes" => b.log_index_interval_bytes.to_string(),
+            "message.timestamp.type" => "CreateTime".into(),
+            "unclean.leader.election.enable" => "false".into(),
+            _ => String::new(),
+        }
+    }
+
+    /// Every known key with its value and whether it is the default.
+    pub(crate) fn entries(&self) -> Vec<(&'static str, String, bool)> {
+        TOPIC_KEYS
+            .iter()
+            .map(|k| match self.overrides.get(*k) {
+                Some(v) => (*k, v.clone(), false),
+                None => (*k, self.default_value(k), true),
+            })
+            .collect()
+    }
+
+    fn int(&self, key: &str) -> i64 {
+        self.overrides
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| self.default_value(key).parse().unwrap_or(-1))
+    }
+
+    /// The storage settings for this topic's partitions.
+    pub(crate) fn log_config(&self) -> LogConfig {
+        let positive = |v: i64| (v >= 0 && v != i64::MAX).then_some(v as u64);
+        LogConfig {
+            segment_bytes: self.int("segment.bytes") as u64,
+            segment_ms: positive(self.int("segment.ms")),
+            retention_ms: { (self.int("retention.ms") >= 0).then(|| self.int("retention.ms")) },
+            retention_bytes: positive(self.int("retention.bytes")),
+            flush_interval_messages: positive(self.int("flush.messages")),
+            flush_interval_ms: positive(self.int("flush.ms")),
+            index_interval_bytes: self.int("index.interval.bytes") as u32,
+            max_message_bytes: self.int("max.message.bytes") as usize,
+        }
+    }
+
+    /// `min.insync.replicas` for this topic.
+    pub(crate) fn min_insync_replicas(&self) -> i32 {
+        self.int("min.insync.replicas") as i32
+    }
+}
+
+/// Checks a set of topic config overrides: known keys, values of the right type.
+pub(crate) fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    for (k, v) in configs {
+        let bad = |allowed: &str| {
+            Err(TopicError::InvalidConfig(format!(
+                "invalid value {v:?} for topic config {k}: {allowed}"
+            )))
+        };
+        match k.as_str() {
+            "cleanup.policy" => {
+                if !v
+                    .split(',')
+                    .all(|p| matches!(p.trim(), "delete" | "compact"))
+                {
+                    return bad("delete, compact, or both");
+                }
+            }
+            "compression.type" => {
+                if v != "producer" {
+                    return bad(
+                        "producer (kbroker stores batches as the producer compressed them)",
+                    );
+                }
+            }
+            "message.timestamp.type" => {
+                if v != "CreateTime" {
+                    return bad("CreateTime (LogAppendTime is not supported by kbroker)");
+                }
+            }
+            "unclean.leader.election.enable" => {
+                if v != "true" && v != "false" {
+                    return bad("true or false");
+                }
+            }
+            "retention.ms" | "retention.bytes" | "flush.messages" | "flush.ms" => {
+                if !v.parse::<i64>().is_ok_and(|n| n >= -1) {
+                    return bad("an integer, or -1 for no limit");
+                }
+            }
+            "segment.bytes" => {
+                if !v
+                    .parse::<i64>()
+                    .is_ok_and(|n| (14..=i32::MAX as i64).contains(&n))
+                {
+                    return bad("an integer from 14 to 2147483647");
+                }
+            }
+            "segment.ms" | "max.message.bytes" | "min.insync.replicas" | "index.interval.bytes" => {
+                if !v.parse::<i64>().is_ok_and(|n| n >= 1) {
+                    return bad("a positive integer");
+                }
+            }
+            _ => {
+                return Err(TopicError::InvalidConfig(format!(
+                    "unknown topic config {k}; known: {}",
+                    TOPIC_KEYS.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's topic name rule.
+pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(TopicError::InvalidName(name.to_owned()))
+    }
+}
+
+impl Topics {
+    /// Opens every registered topic's partitions, recovering their logs.
+    pub(crate) fn open(broker: Arc<BrokerConfig>) -> Result<Self, TopicError> {
+        let topics = Topics {
+            broker,
+            by_name: RwLock::new(BTreeMap::new()),
+            admin: std::sync::Mutex::new(()),
+        };
+        let path = topics.registry_path();
+        let records: Vec<TopicRecord> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TopicError::Registry {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(TopicError::Registry { path, source }),
+        };
+        let mut map = BTreeMap::new();
+        for r in records {
+            let topic =
+                topics.open_topic(&r.name, r.id, r.partitions, r.replication_factor, r.configs)?;
+            map.insert(r.name, Arc::new(topic));
+        }
+        *topics.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
+        Ok(topics)
+    }
+
+    fn registry_path(&self) -> PathBuf {
+        self.broker.log_dirs[0].join(REGISTRY_FILE)
+    }
+
+    /// The directory for a partition: where it already is, or the least used log dir.
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        let name = format!("{topic}-{index}");
+        if let Some(dir) = self.broker.log_dirs.iter().find(|d| d.join(&name).is_dir()) {
+            return dir.join(name);
+        }
+        let count = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+        let dir = self
+            .broker
+            .log_dirs
+            .iter()
+            .min_by_key(|d| count(d))
+            .unwrap_or(&self.broker.log_dirs[0]);
+        dir.join(name)
+    }
+
+    fn open_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Arc<Partition>, TopicError> {
+        let dir = self.partition_dir(topic, index);
+        let log_config = TopicConfigs::new(&self.broker, configs).log_config();
+        Ok(Arc::new(Partition::open(topic, index, &dir, log_config)?))
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Topic, TopicError> {
+        let parts = (0..partitions)
+            .map(|i| self.open_partition(name, i, &configs))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Topic {
+            name: name.to_owned(),
+            id,
+            configs,
+            partitions: parts,
+            replication_factor,
+        })
+    }
+
+    fn save(&self, map: &BTreeMap<String, Arc<Topic>>) -> Result<(), TopicError> {
+        let records: Vec<TopicRecord> = map
+            .values()
+            .map(|t| TopicRecord {
+                name: t.name.clone(),
+                id: t.id,
+                partitions: t.partitions.len() as i32,
+                replication_factor: t.replication_factor,
+                configs: t.configs.clone(),
+            })
+            .collect();
+        let path = self.registry_path();
+        let tmp = path.with_extension("json.tmp");
+        let io = |source| TopicError::Registry {
+            path: path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(&records).map_err(|e| io(e.into()))?;
+        std::fs::create_dir_all(&self.broker.log_dirs[0]).map_err(io)?;
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(())
+    }
+
+    /// The topic called `name`, if it exists.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The topic with id `id`, if it exists.
+    pub(crate) fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.all().into_iter().find(|t| t.id == id)
+    }
+
+    /// Every topic, by name.
+    pub(crate) fn all(&self) -> Vec<Arc<Topic>> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A partition, if the topic and partition exist.
+    pub(crate) fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let t = self.get(topic)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| t.partitions.get(i).cloned())
+    }
+
+    /// Creates a topic. `partitions`/`replication_factor` of -1 take the broker defaults.
+    /// With `validate_only`, checks everything and creates nothing.
+    pub(crate) fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        validate_name(name)?;
+        validate_configs(&configs)?;
+        let partitions = if partitions == -1 {
+            self.broker.num_partitions
+        } else {
+            partitions
+        };
+        if !(1..=100_000).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions {partitions} is invalid: use 1 to 100000, or -1 for the \
+                 broker default ({})",
+                self.broker.num_partitions
+            )));
+        }
+        let rf = if replication_factor == -1 {
+            self.broker.default_replication_factor
+        } else {
+            replication_factor
+        };
+        let live_brokers = 1;
+        if rf < 1 || rf > live_brokers {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is invalid: this cluster has {live_brokers} broker(s)"
+            )));
+        }
+        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        if self.get(name).is_some() {
+            return Err(TopicError::AlreadyExists(name.to_owned()));
+        }
+        // Kafka refuses names that collide once '.' and '_' are treated alike (metric names).
+        let norm = |s: &str| s.replace('.', "_");
+        if let Some(other) = self.all().iter().find(|t| norm(&t.name) == norm(name)) {
+            return Err(TopicError::InvalidName(format!(
+                "{name} (collides with existing topic {} because '.' and '_' are interchangeable)",
+                other.name
+            )));
+        }
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                name: name.to_owned(),
+                id: Uuid::nil(),
+                configs,
+                partitions: Vec::new(),
+                replication_factor: rf,
+            }));
+        }
+        let topic = Arc::new(self.open_topic(name, Uuid::new_v4(), partitions, rf, configs)?);
+        let mut map = self
+            .by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        map.insert(name.to_owned(), topic.clone());
+        self.save(&map)?;
+        *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "topic created"
+        );
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data.
+    pub(crate) fn delete(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let topic = map
+            .remove(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        self.save(&map)?;
+        *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
+        for p in &topic.partitions {
+            if let Err(e) = std::fs::remove_dir_all(&p.dir) {
+                tracing::warn!(dir = %p.dir.display(), error = %e, "cannot remove deleted partition's directory");
+            }
+        }
+        tracing::info!(topic = name, "topic deleted");
+        Ok(topic)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub(crate) fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        let have = topic.partitions.len() as i32;
+        if count <= have {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic {name} has {have} partitions; the new count {count} must be larger"
+            )));
+        }
+        if count > 100_000 {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions {count} is too large (at most 100000)"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut partitions = topic.partitions.clone();
+        for i in have..count {
+            partitions.push(self.open_partition(name, i, &topic.configs)?);
+        }
+        let grown = Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            configs: topic.configs.clone(),
+            partitions,
+            replication_factor: topic.replication_factor,
+        });
+        let mut map = self
+            .by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        map.insert(name.to_owned(), grown);
+        self.save(&map)?;
+        *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
+        tracing::info!(topic = name, from = have, to = count, "partitions added");
+        Ok(())
+    }
+
+    /// Deletes old segments of every partition per retention settings.
+    pub(crate) fn apply_retention(&self, now_ms: i64) {
+        for t in self.all() {
+            for p in &t.partitions {
+                match p.apply_retention(now_ms) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted old segments")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes every partition (on shutdown).
+    pub(crate) fn flush_all(&self) {
+        for t in self.all() {
+            for p in &t.partitions {
+                if let Err(e) = p.flush() {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafkas_rule() {
+        assert!(validate_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a b", "a/b", &"x".repeat(250)] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn topic_configs_are_checked() {
+        let ok: BTreeMap<String, String> = [
+            ("retention.ms".into(), "-1".into()),
+            ("segment.bytes".into(), "1048576".into()),
+        ]
+        .into();
+        assert!(validate_configs(&ok).is_ok());
+        let unknown: BTreeMap<String, String> = [("retention.msx".into(), "1".into())].into();
+        let e = validate_configs(&unknown).unwrap_err().to_string();
+        assert!(
+            e.contains("retention.msx") && e.contains("retention.ms"),
+            "{e}"
+        );
+        let bad: BTreeMap<String, String> = [("segment.bytes".into(), "big".into())].into();
+        assert!(validate_configs(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("segment.bytes"));
+    }
+
+    #[test]
+    fn overrides_resolve_against_broker_defaults() {
+        let broker = BrokerConfig::load(None, &["log.segment.bytes=2048".into()]).unwrap();
+        let none = BTreeMap::new();
+        assert_eq!(
+            TopicConfigs::new(&broker, &none).log_config().segment_bytes,
+            2048
+        );
+        let o: BTreeMap<String, String> = [("retention.ms".into(), "-1".into())].into();
+        let lc = TopicConfigs::new(&broker, &o).log_config();
+        assert_eq!(lc.retention_ms, None);
+        assert_eq!(lc.segment_bytes, 2048);
+    }
+}

@@ -1,0 +1,419 @@
+//! kbroker driven by librdkafka (the `rdkafka` crate) exactly as an application would drive
+//! Apache Kafka: admin, produce with every codec, consume, restart, kill -9.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::TestBroker;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client")
+}
+
+async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let res = admin(bootstrap)
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .expect("create_topics request");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "20000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("producer")
+}
+
+/// Reads every message of `topic` partition `partition` from the start up to the high
+/// watermark, with a plain assignment (no group).
+fn read_all(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, Option<Vec<u8>>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer
+        .fetch_watermarks(topic, partition, TIMEOUT)
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while out.last().map_or(high > 0, |(o, _, _)| o + 1 < high) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out reading {topic}-{partition}: have {} of {high}",
+            out.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            out.push((
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_trip_with_every_codec() {
+    let broker = TestBroker::start(&[]);
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("codec-{codec}");
+        create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+        let p = producer(&broker.bootstrap, &[("compression.type", codec)]);
+        let mut sent = Vec::new();
+        let mut deliveries = Vec::new();
+        for i in 0..500u32 {
+            // Compressible payloads so every codec actually compresses.
+            let value = format!("{codec}-message-{i:05}-").repeat(20).into_bytes();
+            let key = format!("k{i}");
+            let record = FutureRecord::to(&topic).key(&key).payload(&value);
+            deliveries.push(p.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+            sent.push((key, value));
+        }
+        for d in deliveries {
+            d.await.expect("delivery report").expect("acknowledged");
+        }
+        let got = read_all(&broker.bootstrap, &topic, 0);
+        assert_eq!(got.len(), sent.len(), "{codec}: message count");
+        for (i, ((offset, key, value), (k, v))) in got.iter().zip(&sent).enumerate() {
+            assert_eq!(*offset, i as i64, "{codec}: offsets are dense");
+            assert_eq!(key.as_deref(), Some(k.as_bytes()), "{codec}: key {i}");
+            assert_eq!(value, v, "{codec}: value {i}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_messages_survive_kill_9_and_a_torn_tail_is_cut() {
+    let mut broker = TestBroker::start(&[]);
+    create_topic(&broker.bootstrap, "durable", 1, &[]).await;
+    let p = producer(
+        &broker.bootstrap,
+        &[
+            ("acks", "1"),
+            ("message.timeout.ms", "3000"),
+            ("retries", "0"),
+        ],
+    );
+    let mut acked: HashMap<i64, Vec<u8>> = HashMap::new();
+    let stream = async {
+        let mut pending = Vec::new();
+        for i in 0..u32::MAX {
+            let value = format!("record-{i}").into_bytes();
+            pending.push((
+                p.send_result(FutureRecord::<(), _>::to("durable").payload(&value))
+                    .ok(),
+                value,
+            ));
+            if pending.len() == 50 {
+                for (f, v) in pending.drain(..) {
+                    if let Some(Ok(Ok(d))) = match f {
+                        Some(f) => Some(f.await),
+                        None => None,
+                    } {
+                        acked.insert(d.offset, v);
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    // Produce for a while, then kill the broker mid-stream.
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream).await;
+    broker.kill9();
+    assert!(
+        acked.len() > 100,
+        "only {} messages acknowledged before the kill",
+        acked.len()
+    );
+    // Simulate a write torn by the crash: garbage after the last complete batch.
+    let seg_dir = broker.log_dir.join("durable-0");
+    let last_log = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .expect("a segment file");
+    let valid_len = std::fs::metadata(&last_log).unwrap().len();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&last_log)
+            .unwrap();
+        // A plausible batch header claiming 5000 bytes, followed by too few of them.
+        let mut torn = Vec::new();
+        torn.extend_from_slice(&123_456i64.to_be_bytes());
+        torn.extend_from_slice(&5000i32.to_be_bytes());
+        torn.extend_from_slice(&[0xAB; 300]);
+        f.write_all(&torn).unwrap();
+    }
+    broker.restart();
+    assert_eq!(
+        std::fs::metadata(&last_log).unwrap().len(),
+        valid_len,
+        "torn tail was not cut"
+    );
+    let got = read_all(&broker.bootstrap, "durable", 0);
+    let by_offset: HashMap<i64, Vec<u8>> = got.into_iter().map(|(o, _, v)| (o, v)).collect();
+    for (offset, value) in &acked {
+        assert_eq!(
+            by_offset.get(offset),
+            Some(value),
+            "acknowledged offset {offset} lost or changed"
+        );
+    }
+    // The log goes on from where the valid data ended.
+    let p = producer(&broker.bootstrap, &[]);
+    let d = p
+        .send(
+            FutureRecord::<(), _>::to("durable").payload("after restart"),
+            TIMEOUT,
+        )
+        .await
+        .expect("produce after restart");
+    assert_eq!(
+        d.offset as usize,
+        by_offset.len(),
+        "offsets continue after the recovered end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_deletes_old_segments() {
+    let broker = TestBroker::start(&["log.retention.check.interval.ms=300"]);
+    create_topic(
+        &broker.bootstrap,
+        "short-lived",
+        1,
+        &[("segment.bytes", "20000"), ("retention.bytes", "50000")],
+    )
+    .await;
+    let p = producer(
+        &broker.bootstrap,
+        &[("batch.size", "4000"), ("linger.ms", "0")],
+    );
+    for i in 0..300 {
+        p.send(
+            FutureRecord::<(), _>::to("short-lived").payload(&vec![b'x'; 1000]),
+            TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("message {i}: {e:?}"));
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let (low, high) = consumer
+            .fetch_watermarks("short-lived", 0, TIMEOUT)
+            .unwrap();
+        let segments = std::fs::read_dir(broker.log_dir.join("short-lived-0"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
+            .count();
+        if low > 0 {
+            assert_eq!(high, 300);
+            assert!(
+                segments <= 4,
+                "{segments} segments remain for ~50 KB of retention"
+            );
+            let bytes: u64 = std::fs::read_dir(broker.log_dir.join("short-lived-0"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .map(|p| std::fs::metadata(p).unwrap().len())
+                .sum();
+            assert!(bytes < 300 * 1000, "retention left {bytes} bytes");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never advanced the log start offset"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_large_message_is_refused_with_the_size_error() {
+    let broker = TestBroker::start(&["message.max.bytes=10000"]);
+    create_topic(&broker.bootstrap, "small", 1, &[]).await;
+    // The client allows more than the broker, so the broker's limit is what refuses it.
+    let p = producer(
+        &broker.bootstrap,
+        &[
+            ("message.max.bytes", "100000"),
+            ("compression.type", "none"),
+        ],
+    );
+    let err = p
+        .send(
+            FutureRecord::<(), _>::to("small").payload(&vec![7u8; 50_000]),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("a 50 KB message must be refused");
+    assert_eq!(
+        err.0,
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        "wrong error"
+    );
+    // Smaller messages still go through.
+    p.send(
+        FutureRecord::<(), _>::to("small").payload(&vec![7u8; 5000]),
+        TIMEOUT,
+    )
+    .await
+    .expect("a 5 KB message is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_and_their_configs_survive_a_restart() {
+    let mut broker = TestBroker::start(&[]);
+    create_topic(&broker.bootstrap, "kept", 3, &[("retention.ms", "123456")]).await;
+    let p = producer(&broker.bootstrap, &[]);
+    for part in 0..3 {
+        p.send(
+            FutureRecord::<(), _>::to("kept")
+                .partition(part)
+                .payload("x"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    }
+    assert!(broker.stop(), "clean shutdown on SIGTERM exits 0");
+    broker.restart();
+    let a = admin(&broker.bootstrap);
+    let res = a
+        .describe_configs(
+            [&rdkafka::admin::ResourceSpecifier::Topic("kept")],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let cfg = res.into_iter().next().unwrap().expect("describe topic");
+    let retention = cfg.get("retention.ms").expect("retention.ms listed");
+    assert_eq!(retention.value.as_deref(), Some("123456"));
+    assert!(!retention.is_default);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let md = consumer.fetch_metadata(Some("kept"), TIMEOUT).unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 3);
+    for part in 0..3 {
+        assert_eq!(
+            consumer.fetch_watermarks("kept", part, TIMEOUT).unwrap(),
+            (0, 1)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_creates_grows_and_deletes_topics() {
+    let broker = TestBroker::start(&["auto.create.topics.enable=false"]);
+    let a = admin(&broker.bootstrap);
+    create_topic(&broker.bootstrap, "admin-t", 2, &[]).await;
+    // Creating it again is refused with TOPIC_ALREADY_EXISTS.
+    let again = a
+        .create_topics(
+            [&NewTopic::new("admin-t", 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::TopicAlreadyExists
+    );
+    // A replication factor this single broker cannot hold is refused.
+    let rf3 = a
+        .create_topics(
+            [&NewTopic::new("rf3", 1, TopicReplication::Fixed(3))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rf3[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidReplicationFactor
+    );
+    let grown = a
+        .create_partitions(
+            [&rdkafka::admin::NewPartitions::new("admin-t", 5)],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    grown[0].as_ref().expect("grow to 5");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let md = consumer.fetch_metadata(Some("admin-t"), TIMEOUT).unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 5);
+    let deleted = a
+        .delete_topics(&["admin-t"], &AdminOptions::new())
+        .await
+        .unwrap();
+    deleted[0].as_ref().expect("delete");
+    assert!(
+        !broker.log_dir.join("admin-t-0").exists(),
+        "partition data removed"
+    );
+    let md = consumer.fetch_metadata(None, TIMEOUT).unwrap();
+    assert!(md.topics().iter().all(|t| t.name() != "admin-t"));
+    // With auto-creation off, producing to a missing topic fails instead of creating it.
+    let p = producer(&broker.bootstrap, &[("message.timeout.ms", "2000")]);
+    let err = p
+        .send(
+            FutureRecord::<(), _>::to("never-created").payload("x"),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("no auto-create");
+    assert!(matches!(err.0, KafkaError::MessageProduction(_)), "{err:?}");
+}
