@@ -1,0 +1,154 @@
+//! Log storage: each partition is a directory `<log.dir>/<topic>-<partition>/` of segment files
+//! laid out like Kafka's (`<20-digit base offset>.log`, `.index`, `.timeindex`), holding record
+//! batches exactly as producers sent them, with only the base offset (and leader epoch) patched.
+//!
+//! Layers, bottom up:
+//! - [`batch`]: magic-v2 record batches on raw bytes: framing, produce validation, offset
+//!   patching, and a builder/decoder for the broker's own records;
+//! - `index`: the sparse offset and time indexes of one segment;
+//! - `segment`: one `.log` file with its indexes, including scan-and-cut recovery;
+//! - [`PartitionLog`]: the ordered segments of one partition: append, read, retention,
+//!   truncation, recovery on open, and the checkpoints (log start offset, recovery point).
+//!
+//! This module owns the configuration ([`LogConfig`], Kafka's topic-level log settings) and
+//! the error type shared by the layers ([`LogError`]).
+
+pub mod batch;
+mod index;
+mod partition_log;
+mod segment;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use batch::{
+    build_batch, decode_records, validate_produce, BatchError, BatchHeader, Compression, KeyValue,
+    Record, RecordHeader,
+};
+pub use partition_log::{AppendInfo, LogBatches, PartitionLog};
+
+/// Per-partition log settings, named after Kafka's topic configs (`segment.bytes`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll to a new segment before the active one would exceed this size.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first append is at least this old.
+    pub segment_ms: Option<u64>,
+    /// `retention.ms`: delete segments whose newest record is older than this; `None` or a
+    /// negative value keeps data forever.
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`: delete the oldest segments while the log would still hold at least this
+    /// many bytes without them; `None` for no size limit.
+    pub retention_bytes: Option<u64>,
+    /// `flush.messages`: fsync after this many records; `None` leaves flushing to the OS.
+    pub flush_interval_messages: Option<u64>,
+    /// `flush.ms`: fsync when this long has passed since the last fsync (checked on append and
+    /// by [`PartitionLog::maybe_flush`]); `None` leaves flushing to the OS.
+    pub flush_interval_ms: Option<u64>,
+    /// `index.interval.bytes`: bytes of batches between two index entries.
+    pub index_interval_bytes: u32,
+    /// `max.message.bytes`: largest batch accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for LogConfig {
+    /// Kafka's defaults: 1 GiB segments, 7 days retention, no size retention, flushing left to
+    /// the OS, an index entry every 4096 bytes, 1048588-byte batches.
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: Some(7 * 24 * 60 * 60 * 1000),
+            retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+            retention_bytes: None,
+            flush_interval_messages: None,
+            flush_interval_ms: None,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
+
+/// Errors of the log layer. Each names the partition directory or file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file system operation failed.
+    #[error("{op} {}", path.display())]
+    Io {
+        /// What was being done, e.g. "cannot open segment file".
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A read or delete-records request named an offset outside `[log start, log end]`.
+    #[error(
+        "offset {offset} is out of range for partition log {} (log start offset \
+         {log_start_offset}, log end offset {log_end_offset})",
+        dir.display()
+    )]
+    OffsetOutOfRange {
+        /// The partition directory.
+        dir: PathBuf,
+        /// The requested offset.
+        offset: i64,
+        /// First offset still readable.
+        log_start_offset: i64,
+        /// Offset the next record will get.
+        log_end_offset: i64,
+    },
+    /// Batches given to append were malformed.
+    #[error("record batch refused by partition log {}", dir.display())]
+    InvalidBatch {
+        /// The partition directory.
+        dir: PathBuf,
+        /// What was wrong with the batch.
+        #[source]
+        source: BatchError,
+    },
+    /// Stored data that was valid when written no longer parses (disk damage or outside
+    /// tampering).
+    #[error("corrupt data in {} at byte {position}: {reason}", path.display())]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position in the file.
+        position: u64,
+        /// What was found.
+        reason: String,
+    },
+    /// The configuration cannot work.
+    #[error("invalid log configuration for {}: {reason}", dir.display())]
+    InvalidConfig {
+        /// The partition directory.
+        dir: PathBuf,
+        /// Which setting and why.
+        reason: String,
+    },
+}
+
+impl LogError {
+    /// The Kafka error code to answer a client with: OFFSET_OUT_OF_RANGE (1), the batch's own
+    /// code for refused batches, INVALID_CONFIG (40), KAFKA_STORAGE_ERROR (56) otherwise.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            LogError::OffsetOutOfRange { .. } => 1,
+            LogError::InvalidBatch { source, .. } => source.kafka_error_code(),
+            LogError::InvalidConfig { .. } => 40,
+            LogError::Io { .. } | LogError::Corrupt { .. } => 56,
+        }
+    }
+}
+
+/// Maps an `io::Error` to [`LogError::Io`] naming the operation and the file.
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> LogError + 'a {
+    move |source| LogError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}

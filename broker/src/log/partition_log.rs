@@ -1,0 +1,824 @@
+//! [`PartitionLog`]: the log of one partition, the ordered segments of `<log.dir>/<topic>-<n>/`.
+//!
+//! It assigns offsets on append (patching each batch's `baseOffset`, nothing else), rolls
+//! segments, serves fetch reads as whole stored batches, answers by-timestamp lookups, applies
+//! retention and truncation, and recovers on open. Two small checkpoint files live beside the
+//! segments: `log-start-offset.checkpoint` (the first readable offset, moved by retention and
+//! delete-records) and `recovery-point-offset.checkpoint` (everything below it was fsynced,
+//! written by [`PartitionLog::flush`] and [`PartitionLog::close`]). On open, segments at or past
+//! the recovery point are re-scanned with CRC checks and a torn tail is cut, as Kafka does after
+//! an unclean shutdown; a cleanly closed log reopens without scanning.
+//!
+//! Concurrency: writes take `&mut self`, reads `&self`, and the caller holds the log behind a
+//! lock. Reads are made cheap enough to do under that lock: an in-memory index lookup, a few
+//! header `pread`s, then a single `pread` of the fetched range, with no per-record work. Reads
+//! use positioned I/O only, so any number of `&self` readers (e.g. under an `RwLock` read guard)
+//! can run at once.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{self, BatchHeader, BATCH_HEADER_LEN};
+use super::segment::Segment;
+use super::{io_err, LogConfig, LogError};
+
+const LOG_START_CHECKPOINT: &str = "log-start-offset.checkpoint";
+const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset.checkpoint";
+/// Suffixes of files left over by an interrupted operation; removed on open.
+const STRAY_SUFFIXES: [&str; 4] = [".deleted", ".cleaned", ".swap", ".tmp"];
+/// Bytes fetched per step by [`LogBatches`].
+const ITER_CHUNK_BYTES: usize = 1 << 20;
+
+/// The outcome of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset given to the first record.
+    pub base_offset: i64,
+    /// Offset given to the last record.
+    pub last_offset: i64,
+    /// Largest `maxTimestamp` among the appended batches, -1 if none carried one.
+    pub max_timestamp: i64,
+    /// Last offset of the batch holding `max_timestamp` (`base_offset` when none).
+    pub offset_of_max_timestamp: i64,
+    /// The log start offset after the append (for the produce response).
+    pub log_start_offset: i64,
+    /// Number of batches appended.
+    pub batch_count: usize,
+    /// Number of records appended (sum of `recordsCount`).
+    pub record_count: u64,
+    /// Bytes appended.
+    pub bytes: usize,
+}
+
+/// The log of one partition. See the module docs.
+#[derive(Debug)]
+pub struct PartitionLog {
+    /// The partition directory.
+    dir: PathBuf,
+    /// Settings (segment size, retention, flush, index interval, batch limit).
+    config: LogConfig,
+    /// Segments in offset order; never empty; the last is the active one.
+    segments: Vec<Segment>,
+    /// First readable offset.
+    log_start_offset: i64,
+    /// Everything below this offset is known to be fsynced.
+    recovery_point: i64,
+    /// Records appended since the last fsync.
+    unflushed_messages: u64,
+    /// Time of the last fsync (ms); set at the first append after open.
+    last_flush_ms: Option<i64>,
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating the directory and an empty log at offset 0 if needed,
+    /// otherwise recovering it: stray files are removed, segments are loaded in order, segments
+    /// at or past the recovery point (always including the last) are re-scanned and cut at the
+    /// first torn or corrupt batch, and missing or inconsistent indexes are rebuilt.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
+        check_config(dir, &config)?;
+        fs::create_dir_all(dir).map_err(io_err("cannot create partition directory", dir))?;
+        let bases = scan_dir(dir)?;
+        let log_start_ckpt = read_checkpoint(&dir.join(LOG_START_CHECKPOINT));
+        let recovery_point = read_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT)).unwrap_or(0);
+
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        if bases.is_empty() {
+            segments.push(Segment::create(dir, log_start_ckpt.unwrap_or(0).max(0))?);
+        }
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            let trusted = next_base.is_some_and(|next| next <= recovery_point);
+            segments.push(Segment::open(
+                dir,
+                base,
+                next_base,
+                trusted,
+                config.index_interval_bytes,
+            )?);
+        }
+
+        let first_base = segments.first().map_or(0, Segment::base_offset);
+        let log_end = segments.last().map_or(0, Segment::next_offset);
+        let log_start = log_start_ckpt
+            .unwrap_or(first_base)
+            .clamp(first_base, log_end.max(first_base));
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: log_start,
+            recovery_point: recovery_point.min(log_end),
+            unflushed_messages: 0,
+            last_flush_ms: None,
+        };
+        if log_start_ckpt != Some(log_start) {
+            log.write_log_start_checkpoint()?;
+        }
+        tracing::debug!(
+            dir = %dir.display(),
+            segments = log.segments.len(),
+            log_start,
+            log_end,
+            "opened partition log"
+        );
+        Ok(log)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's settings.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// First readable offset.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Sum of the `.log` file sizes, in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
+    /// Number of segments (the active one included).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(Segment::base_offset).collect()
+    }
+
+    fn active(&self) -> &Segment {
+        // `segments` is never empty: open creates one, and nothing removes the last.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    fn invalid(&self, source: batch::BatchError) -> LogError {
+        LogError::InvalidBatch {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            dir: self.dir.clone(),
+            offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Appends one produce payload for this partition: one or more batches, already checked by
+    /// [`batch::validate_produce`]. Offsets are assigned from the log end offset by rewriting each
+    /// batch's `baseOffset` in place; the bytes are otherwise stored exactly as received (no
+    /// re-encoding, CRC untouched). Takes anything convertible to `BytesMut`: a uniquely owned
+    /// `Bytes` (as decoded from a request) converts without copying.
+    pub fn append(
+        &mut self,
+        batches: impl Into<BytesMut>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_with_epoch(batches, None, now_ms)
+    }
+
+    /// [`PartitionLog::append`], also stamping `partitionLeaderEpoch` (outside the CRC) on every
+    /// batch when `leader_epoch` is given. Rolls a new segment first when the active one would
+    /// pass `segment.bytes`, is older than `segment.ms`, or could not index the new offsets;
+    /// fsyncs per `flush.messages` / `flush.ms`.
+    pub fn append_with_epoch(
+        &mut self,
+        batches: impl Into<BytesMut>,
+        leader_epoch: Option<i32>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let mut data: BytesMut = batches.into();
+        let mut headers = Vec::new();
+        for item in batch::batches(&data) {
+            let (header, _) = item.map_err(|e| self.invalid(e))?;
+            headers.push(header);
+        }
+        self.check_append_headers(&headers)?;
+        let offsets: i64 = headers
+            .iter()
+            .map(|h| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        self.maybe_roll(data.len() as u64, offsets, now_ms)?;
+
+        let base_offset = self.log_end_offset();
+        let mut next = base_offset;
+        let mut position = 0usize;
+        for header in &mut headers {
+            let bytes = &mut data[position..position + header.len_total()];
+            batch::set_base_offset(bytes, next).map_err(|e| self.invalid(e))?;
+            header.base_offset = next;
+            if let Some(epoch) = leader_epoch {
+                batch::set_partition_leader_epoch(bytes, epoch).map_err(|e| self.invalid(e))?;
+                header.partition_leader_epoch = epoch;
+            }
+            next = header.next_offset();
+            position += header.len_total();
+        }
+        self.write_batches(&data, &headers, now_ms)
+    }
+
+    /// Appends batches that already carry their offsets, as a follower copying its leader's log
+    /// does. Each batch is framed and CRC-checked, and offsets must start at or after the log end
+    /// offset and increase.
+    pub fn append_replicated(&mut self, data: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let mut headers = Vec::new();
+        let mut expected = self.log_end_offset();
+        let mut iter = batch::batches(data);
+        loop {
+            let position = iter.position();
+            let Some(item) = iter.next() else { break };
+            let (header, bytes) = item.map_err(|e| self.invalid(e))?;
+            batch::verify_crc(bytes, &header, position).map_err(|e| self.invalid(e))?;
+            if header.base_offset < expected {
+                return Err(self.invalid(batch::BatchError::InvalidRecord {
+                    position,
+                    reason: format!(
+                        "replicated batch base offset {} is below the expected offset {expected}",
+                        header.base_offset
+                    ),
+                }));
+            }
+            expected = header.next_offset();
+            headers.push(header);
+        }
+        self.check_append_headers(&headers)?;
+        let first = headers.first().map_or(0, |h| h.base_offset);
+        let span = expected - first;
+        self.maybe_roll_to(data.len() as u64, span, now_ms, first)?;
+        self.write_batches(data, &headers, now_ms)
+    }
+
+    fn check_append_headers(&self, headers: &[BatchHeader]) -> Result<(), LogError> {
+        if headers.is_empty() {
+            return Err(self.invalid(batch::BatchError::InvalidRecord {
+                position: 0,
+                reason: "empty record set".into(),
+            }));
+        }
+        let mut position = 0;
+        for h in headers {
+            if h.last_offset_delta < 0 {
+                return Err(self.invalid(batch::BatchError::InvalidRecord {
+                    position,
+                    reason: format!("negative lastOffsetDelta {}", h.last_offset_delta),
+                }));
+            }
+            position += h.len_total();
+        }
+        Ok(())
+    }
+
+    /// Writes offset-assigned batches to the active segment and applies the flush policy.
+    fn write_batches(
+        &mut self,
+        data: &[u8],
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(data, headers, now_ms, interval)?;
+
+        let mut max_timestamp = -1;
+        let mut offset_of_max_timestamp = headers.first().map_or(0, |h| h.base_offset);
+        let mut record_count = 0u64;
+        for h in headers {
+            if h.max_timestamp > max_timestamp {
+                max_timestamp = h.max_timestamp;
+                offset_of_max_timestamp = h.last_offset();
+            }
+            record_count += u64::try_from(h.records_count).unwrap_or(0);
+        }
+        self.unflushed_messages += record_count;
+        self.flush_if_due(now_ms)?;
+        Ok(AppendInfo {
+            base_offset: headers.first().map_or(0, |h| h.base_offset),
+            last_offset: headers.last().map_or(0, BatchHeader::last_offset),
+            max_timestamp,
+            offset_of_max_timestamp,
+            log_start_offset: self.log_start_offset,
+            batch_count: headers.len(),
+            record_count,
+            bytes: data.len(),
+        })
+    }
+
+    /// Rolls before appending `bytes` bytes spanning `offsets` offsets at the log end.
+    fn maybe_roll(&mut self, bytes: u64, offsets: i64, now_ms: i64) -> Result<(), LogError> {
+        let next = self.log_end_offset();
+        self.maybe_roll_to(bytes, offsets, now_ms, next)
+    }
+
+    /// Rolls to a new segment based at `new_base` when the active segment is non-empty and
+    /// appending would exceed `segment.bytes`, its `segment.ms` has elapsed, or the new offsets
+    /// or positions would not fit its 32-bit index fields.
+    fn maybe_roll_to(
+        &mut self,
+        bytes: u64,
+        offsets: i64,
+        now_ms: i64,
+        new_base: i64,
+    ) -> Result<(), LogError> {
+        let active = self.active();
+        if active.size() == 0 {
+            if bytes > u64::from(u32::MAX) || offsets > i64::from(u32::MAX) {
+                return Err(LogError::InvalidConfig {
+                    dir: self.dir.clone(),
+                    reason: format!("a single append of {bytes} bytes is too large to index"),
+                });
+            }
+            return Ok(());
+        }
+        let too_big = active.size() + bytes > self.config.segment_bytes;
+        let too_old = match (self.config.segment_ms, active.rolling_base_ms()) {
+            (Some(ms), Some(start)) => now_ms.saturating_sub(start) >= ms as i64,
+            _ => false,
+        };
+        let index_full = active.size() + bytes > u64::from(u32::MAX)
+            || new_base + offsets - 1 - active.base_offset() > i64::from(u32::MAX);
+        if !(too_big || too_old || index_full) {
+            return Ok(());
+        }
+        self.roll(new_base)
+    }
+
+    /// Seals the active segment and starts a new one at `new_base`.
+    fn roll(&mut self, new_base: i64) -> Result<(), LogError> {
+        let sync = self.flush_configured();
+        self.active_mut().seal(sync)?;
+        let segment = Segment::create(&self.dir, new_base)?;
+        tracing::debug!(
+            segment = %segment.log_path().display(),
+            "rolled to a new log segment"
+        );
+        self.segments.push(segment);
+        if sync {
+            self.recovery_point = new_base;
+            self.unflushed_messages = 0;
+            sync_dir(&self.dir)?;
+            self.write_recovery_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn flush_configured(&self) -> bool {
+        self.config.flush_interval_messages.is_some() || self.config.flush_interval_ms.is_some()
+    }
+
+    fn flush_if_due(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let last = *self.last_flush_ms.get_or_insert(now_ms);
+        let by_count = self
+            .config
+            .flush_interval_messages
+            .is_some_and(|n| self.unflushed_messages >= n);
+        let by_time = self
+            .config
+            .flush_interval_ms
+            .is_some_and(|ms| self.unflushed_messages > 0 && now_ms - last >= ms as i64);
+        if by_count || by_time {
+            self.flush()?;
+            self.last_flush_ms = Some(now_ms);
+        }
+        Ok(())
+    }
+
+    /// Applies `flush.ms` without an append (for a periodic task).
+    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.flush_if_due(now_ms)
+    }
+
+    /// Reads stored batches for a fetch: starting with the batch that contains `offset` (so a
+    /// fetch from inside a batch gets the whole batch), whole batches only, at most `max_bytes`
+    /// in total, except that the first batch is returned whole even when larger (Kafka's
+    /// progress guarantee). Batches whose base offset is `>= upper_bound` (the high watermark or
+    /// last stable offset) are left out. Data comes from one segment, as in Kafka; the caller
+    /// fetches again from the next offset. `offset == log end` gives an empty result; an offset
+    /// below the log start or past the log end is `OffsetOutOfRange`.
+    pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64) -> Result<Bytes, LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        if offset == self.log_end_offset() {
+            return Ok(Bytes::new());
+        }
+        let Some((segment, position, first)) = self.locate(offset)? else {
+            return Ok(Bytes::new());
+        };
+        if first.base_offset >= upper_bound {
+            return Ok(Bytes::new());
+        }
+        let available = segment.size() - position;
+        let read_len = (max_bytes as u64)
+            .min(available)
+            .max(first.len_total() as u64) as usize;
+        let mut buf = segment.read_bytes(position, read_len)?;
+
+        // Keep whole batches below the upper bound; the first one always stays.
+        let mut end = first.len_total();
+        while end + BATCH_HEADER_LEN <= buf.len() {
+            let Ok(header) = BatchHeader::parse(&buf[end..]) else {
+                return Err(LogError::Corrupt {
+                    path: segment.log_path().to_path_buf(),
+                    position: position + end as u64,
+                    reason: "unparseable batch header".into(),
+                });
+            };
+            if header.base_offset >= upper_bound || end + header.len_total() > buf.len() {
+                break;
+            }
+            end += header.len_total();
+        }
+        buf.truncate(end);
+        Ok(Bytes::from(buf))
+    }
+
+    /// The segment, byte position and header of the batch containing `offset` (or the first
+    /// batch after it when `offset` falls in a gap). `None` when nothing is at or after it.
+    fn locate(&self, offset: i64) -> Result<Option<(&Segment, u64, BatchHeader)>, LogError> {
+        let start = self
+            .segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        for segment in &self.segments[start..] {
+            if let Some((position, header)) = segment.find_batch(offset)? {
+                return Ok(Some((segment, position, header)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Iterates the stored batches from the one containing `offset` to the log end, yielding
+    /// each header with the batch's bytes. Used to replay internal topics (group offsets,
+    /// transaction state) at startup. Reads 1 MiB at a time through [`PartitionLog::read`].
+    pub fn batches_from(&self, offset: i64) -> LogBatches<'_> {
+        LogBatches {
+            log: self,
+            next_offset: offset,
+            chunk: Bytes::new(),
+            done: false,
+        }
+    }
+
+    /// The earliest offset whose record timestamp is `>= timestamp`, with that timestamp
+    /// (Kafka's ListOffsets by timestamp); `None` when no record is that recent. Exact for
+    /// uncompressed batches; for a compressed batch the answer is the batch's first offset and
+    /// its max timestamp. A storage error is logged and reported as `None`; use
+    /// [`PartitionLog::try_offset_for_timestamp`] to see it.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Option<(i64, i64)> {
+        match self.try_offset_for_timestamp(timestamp) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), timestamp, error = %e,
+                    "offset lookup by timestamp failed");
+                None
+            }
+        }
+    }
+
+    /// [`PartitionLog::offset_for_timestamp`], with storage errors returned.
+    pub fn try_offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        for segment in &self.segments {
+            if segment.next_offset() <= self.log_start_offset {
+                continue;
+            }
+            if let Some(found) = segment.offset_for_timestamp(timestamp, self.log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole inactive segments, oldest first: those entirely below the log start offset,
+    /// those whose newest record is older than `retention.ms` (now minus largest timestamp
+    /// greater than the retention), and, for `retention.bytes`, the oldest ones as long as the
+    /// log still holds at least `retention.bytes` without them (Kafka's rule). The active
+    /// segment is never deleted. Advances and checkpoints the log start offset. Returns the
+    /// number of segments deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 && self.segments[1].base_offset() <= self.log_start_offset {
+            self.delete_oldest_segment("below the log start offset")?;
+            deleted += 1;
+        }
+        if let Some(retention_ms) = self.config.retention_ms.filter(|&ms| ms >= 0) {
+            while self.segments.len() > 1
+                && now_ms.saturating_sub(self.segments[0].retention_timestamp()) > retention_ms
+            {
+                self.delete_oldest_segment("retention.ms")?;
+                deleted += 1;
+            }
+        }
+        if let Some(retention_bytes) = self.config.retention_bytes {
+            let mut excess = self.size_bytes().saturating_sub(retention_bytes);
+            while self.segments.len() > 1 && excess >= self.segments[0].size() {
+                excess -= self.segments[0].size();
+                self.delete_oldest_segment("retention.bytes")?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            let first_base = self.segments[0].base_offset();
+            if first_base > self.log_start_offset {
+                self.log_start_offset = first_base;
+            }
+            self.write_log_start_checkpoint()?;
+        }
+        Ok(deleted)
+    }
+
+    fn delete_oldest_segment(&mut self, reason: &str) -> Result<(), LogError> {
+        let segment = self.segments.remove(0);
+        tracing::info!(
+            segment = %segment.log_path().display(),
+            size = segment.size(),
+            reason,
+            "deleting log segment"
+        );
+        segment.delete()
+    }
+
+    /// Makes `offset` the new log start offset (Kafka's DeleteRecords): records below it are no
+    /// longer readable and segments entirely below it are deleted. `offset` must lie within
+    /// `[log start, log end]`; a value below the current start changes nothing. Returns the new
+    /// log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        if offset > self.log_end_offset() || offset < 0 {
+            return Err(self.out_of_range(offset));
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            while self.segments.len() > 1 && self.segments[1].base_offset() <= offset {
+                self.delete_oldest_segment("delete records")?;
+            }
+            self.write_log_start_checkpoint()?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Removes every record at offset `>= offset` (a follower cutting a divergent tail). As in
+    /// Kafka, truncation is by whole batches: a batch straddling `offset` is removed, so the log
+    /// end offset becomes `<= offset`. Truncating below the log start empties the log and
+    /// restarts it at `offset`. No-op when `offset >= log end`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        while self.segments.len() > 1 && self.active().base_offset() > offset {
+            if let Some(segment) = self.segments.pop() {
+                segment.delete()?;
+            }
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().truncate_to(offset, interval)?;
+        let log_end = self.log_end_offset();
+        self.recovery_point = self.recovery_point.min(log_end);
+        self.write_recovery_checkpoint()?;
+        if self.log_start_offset > log_end {
+            self.log_start_offset = log_end;
+            self.write_log_start_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes all segments and starts an empty log at `offset` (which becomes both the log
+    /// start and end offset).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset < 0 {
+            return Err(self.out_of_range(offset));
+        }
+        for segment in self.segments.drain(..) {
+            segment.delete()?;
+        }
+        self.segments.push(Segment::create(&self.dir, offset)?);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.unflushed_messages = 0;
+        self.write_log_start_checkpoint()?;
+        self.write_recovery_checkpoint()
+    }
+
+    /// fsyncs the active segment and its indexes (sealed segments were written whole at roll),
+    /// then records the log end offset as the recovery point.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        // Segments rolled without an fsync (flush policy off) are synced here too.
+        let start = self
+            .segments
+            .partition_point(|s| s.next_offset() <= self.recovery_point)
+            .min(self.segments.len() - 1);
+        for segment in &mut self.segments[start..] {
+            segment.flush()?;
+        }
+        sync_dir(&self.dir)?;
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_messages = 0;
+        self.write_recovery_checkpoint()
+    }
+
+    /// Flushes and closes the log; the next open then needs no recovery scan.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.flush()
+    }
+
+    fn write_log_start_checkpoint(&self) -> Result<(), LogError> {
+        write_checkpoint(&self.dir.join(LOG_START_CHECKPOINT), self.log_start_offset)
+    }
+
+    fn write_recovery_checkpoint(&self) -> Result<(), LogError> {
+        write_checkpoint(
+            &self.dir.join(RECOVERY_POINT_CHECKPOINT),
+            self.recovery_point,
+        )
+    }
+}
+
+impl Drop for PartitionLog {
+    /// Writes pending index entries (no fsync, recovery point unchanged), so a log dropped
+    /// without [`PartitionLog::close`] still reopens correctly, just with a recovery scan.
+    fn drop(&mut self) {
+        if let Some(active) = self.segments.last_mut() {
+            if let Err(e) = active.persist_indexes(false) {
+                tracing::warn!(error = %e, "cannot write index on drop");
+            }
+        }
+    }
+}
+
+/// Iterator over stored batches; see [`PartitionLog::batches_from`].
+#[derive(Debug)]
+pub struct LogBatches<'a> {
+    log: &'a PartitionLog,
+    next_offset: i64,
+    chunk: Bytes,
+    done: bool,
+}
+
+impl Iterator for LogBatches<'_> {
+    type Item = Result<(BatchHeader, Bytes), LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.chunk.is_empty() {
+            match self.log.read(self.next_offset, ITER_CHUNK_BYTES, i64::MAX) {
+                Ok(chunk) if chunk.is_empty() => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(chunk) => self.chunk = chunk,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        // `read` returns whole, framed batches, so parsing cannot fail short of a bug; still,
+        // report rather than panic.
+        match BatchHeader::parse(&self.chunk) {
+            Ok(header) if header.len_total() <= self.chunk.len() => {
+                let bytes = self.chunk.split_to(header.len_total());
+                self.next_offset = header.next_offset();
+                Some(Ok((header, bytes)))
+            }
+            _ => {
+                self.done = true;
+                Some(Err(LogError::Corrupt {
+                    path: self.log.dir.clone(),
+                    position: 0,
+                    reason: format!(
+                        "unframed data while iterating from offset {}",
+                        self.next_offset
+                    ),
+                }))
+            }
+        }
+    }
+}
+
+fn check_config(dir: &Path, config: &LogConfig) -> Result<(), LogError> {
+    let bad = |reason: &str| {
+        Err(LogError::InvalidConfig {
+            dir: dir.to_path_buf(),
+            reason: reason.to_owned(),
+        })
+    };
+    if config.segment_bytes < BATCH_HEADER_LEN as u64 {
+        return bad("segment.bytes must be at least 61 (one batch header)");
+    }
+    if config.max_message_bytes < BATCH_HEADER_LEN {
+        return bad("max.message.bytes must be at least 61 (one batch header)");
+    }
+    if config.segment_ms == Some(0) {
+        return bad("segment.ms must be positive");
+    }
+    Ok(())
+}
+
+/// Lists segment base offsets in `dir` (sorted) and removes leftovers: files with a stray
+/// suffix, and index files whose `.log` is gone.
+fn scan_dir(dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    let mut indexes = Vec::new();
+    let entries = fs::read_dir(dir).map_err(io_err("cannot list partition directory", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err("cannot list partition directory", dir))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if STRAY_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            tracing::info!(file = %path.display(), "removing leftover file");
+            if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            }
+            .map_err(io_err("cannot remove leftover file", &path))?;
+            continue;
+        }
+        let Some((stem, ext)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
+        if base < 0 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        match ext {
+            "log" => bases.push(base),
+            "index" | "timeindex" => indexes.push((base, path)),
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in indexes {
+        if bases.binary_search(&base).is_err() {
+            tracing::info!(file = %path.display(), "removing index without a segment");
+            fs::remove_file(&path).map_err(io_err("cannot remove orphan index", &path))?;
+        }
+    }
+    Ok(bases)
+}
+
+/// Reads a checkpoint file (`0` version line, then the offset); `None` if missing or unreadable.
+fn read_checkpoint(path: &Path) -> Option<i64> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable checkpoint");
+            return None;
+        }
+    };
+    let mut lines = text.lines();
+    match (lines.next(), lines.next().map(str::parse::<i64>)) {
+        (Some("0"), Some(Ok(offset))) if offset >= 0 => Some(offset),
+        _ => {
+            tracing::warn!(file = %path.display(), "ignoring malformed checkpoint");
+            None
+        }
+    }
+}
+
+/// Writes a checkpoint atomically: temp file, fsync, rename.
+fn write_checkpoint(path: &Path, offset: i64) -> Result<(), LogError> {
+    let tmp = path.with_extension("checkpoint.tmp");
+    let mut file = File::create(&tmp).map_err(io_err("cannot create checkpoint", &tmp))?;
+    file.write_all(format!("0\n{offset}\n").as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(io_err("cannot write checkpoint", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("cannot replace checkpoint", path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("cannot fsync partition directory", dir))
+}
