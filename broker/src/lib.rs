@@ -10,6 +10,7 @@ pub mod cli;
 mod clock;
 pub mod config;
 mod connection;
+pub(crate) mod group;
 mod handlers;
 pub mod log;
 mod partition;

@@ -1,0 +1,142 @@
+//! Consumer groups: the group coordinator (Kafka's classic JoinGroup/SyncGroup protocol) and
+//! the committed-offsets store behind it.
+//!
+//! - [`state`]: the data of a group and its members, and the rules that look at one group;
+//! - [`coordinator`]: the state machine with its timers and deferred responses (what the
+//!   FindCoordinator … DescribeGroups handlers call);
+//! - [`records`]: Kafka's `__consumer_offsets` key/value formats;
+//! - [`store`]: the `__consumer_offsets-<n>` partition logs, replayed at start.
+//!
+//! On this single-node broker every group's coordinator is this broker. Handlers live in
+//! `crate::handlers::{find_coordinator, join_group, …}` and only translate between the wire
+//! messages of each version and the coordinator's plain types.
+
+// Until the handlers and the Broker field are wired in (next commit).
+#![allow(dead_code)]
+
+pub(crate) mod coordinator;
+pub(crate) mod records;
+pub(crate) mod state;
+pub(crate) mod store;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) use coordinator::GroupCoordinator;
+
+use crate::config::BrokerConfig;
+use crate::log::LogError;
+
+/// Group coordinator settings (Kafka's broker keys in the field docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
+    /// for more members (extended while they keep coming, up to the rebalance timeout).
+    pub(crate) initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub(crate) min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`.
+    pub(crate) max_session_timeout_ms: u64,
+    /// `offsets.retention.minutes`: how long committed offsets of an empty group are kept.
+    pub(crate) offsets_retention_minutes: u64,
+    /// `offsets.retention.check.interval.ms`.
+    pub(crate) offsets_retention_check_interval_ms: u64,
+    /// `offsets.topic.num.partitions`.
+    pub(crate) offsets_topic_num_partitions: i32,
+    /// `offset.metadata.max.bytes`: longest metadata string accepted with a commit.
+    pub(crate) offset_metadata_max_bytes: usize,
+    /// `log.flush.interval.messages` applied to the offsets log.
+    pub(crate) flush_interval_messages: Option<u64>,
+    /// `log.flush.interval.ms` applied to the offsets log.
+    pub(crate) flush_interval_ms: Option<u64>,
+}
+
+impl Default for GroupConfig {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        GroupConfig {
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            offsets_topic_num_partitions: 50,
+            offset_metadata_max_bytes: 4096,
+            flush_interval_messages: None,
+            flush_interval_ms: None,
+        }
+    }
+}
+
+impl GroupConfig {
+    /// The group settings of a broker configuration.
+    pub(crate) fn from_broker(config: &BrokerConfig) -> Self {
+        let raw_u64 = |key: &str| {
+            config
+                .raw
+                .get(key)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let defaults = GroupConfig::default();
+        GroupConfig {
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            offsets_retention_minutes: config.offsets_retention_minutes,
+            offsets_retention_check_interval_ms: raw_u64("offsets.retention.check.interval.ms")
+                .filter(|v| *v > 0)
+                .unwrap_or(defaults.offsets_retention_check_interval_ms),
+            offsets_topic_num_partitions: config.offsets_topic_num_partitions.max(1),
+            offset_metadata_max_bytes: raw_u64("offset.metadata.max.bytes")
+                .map(|v| v as usize)
+                .unwrap_or(defaults.offset_metadata_max_bytes),
+            flush_interval_messages: config.log_flush_interval_messages,
+            flush_interval_ms: config.log_flush_interval_ms,
+        }
+    }
+}
+
+/// Why the group coordinator could not open or write its log.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GroupError {
+    /// The log dir could not be read.
+    #[error("consumer offsets: cannot read {}: {source}", path.display())]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A `__consumer_offsets` partition log failed.
+    #[error("{}-{partition}: {source}", store::OFFSETS_TOPIC)]
+    Log {
+        /// The partition of `__consumer_offsets`.
+        partition: i32,
+        /// The log error.
+        source: LogError,
+    },
+}
+
+impl GroupCoordinator {
+    /// Opens the coordinator: replays `<dir>/__consumer_offsets-*` (committed offsets and group
+    /// metadata) and, when called inside a tokio runtime, starts the offset-retention task (and
+    /// the periodic flush when `flush_interval_ms` is set). `dir` is the first log dir.
+    pub(crate) fn open(dir: &Path, cfg: GroupConfig) -> Result<Self, GroupError> {
+        let (store, replayed) = store::OffsetStore::open(
+            dir,
+            cfg.offsets_topic_num_partitions,
+            cfg.flush_interval_messages,
+            cfg.flush_interval_ms,
+        )?;
+        let check = Duration::from_millis(cfg.offsets_retention_check_interval_ms.max(1));
+        let flush = cfg.flush_interval_ms;
+        let coordinator = GroupCoordinator::with_store(cfg, store, replayed);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            coordinator.spawn_retention_task(check);
+            if let Some(ms) = flush {
+                coordinator.spawn_flush_task(Duration::from_millis(ms.clamp(10, 1000)));
+            }
+        }
+        Ok(coordinator)
+    }
+}

@@ -1,0 +1,424 @@
+//! The committed-offsets store: the internal log `__consumer_offsets-<n>` under the first log
+//! dir, one [`PartitionLog`] per partition, holding [`StoreRecord`]s in Kafka's formats.
+//!
+//! A group's records all go to partition `abs(java_hash(group_id)) % offsets.topic.num.partitions`,
+//! as in Kafka. Partitions are created on first use, so a broker whose clients never commit has
+//! no `__consumer_offsets` directories. Every append is a `write()` to the segment file before
+//! the caller answers its client (so an acknowledged commit survives `kill -9`), fsynced per the
+//! log's flush settings.
+//!
+//! Kafka keeps this log small with log compaction. Here the same effect comes from snapshots:
+//! once a partition has grown by more than a threshold since its last snapshot, the coordinator
+//! writes the live state of that partition's groups again and the log start offset moves to the
+//! snapshot ([`PartitionLog::delete_records_before`]), which drops whole old segments. Replay
+//! starts at the log start offset and skips records below it, so a crash between the two steps
+//! only leaves redundant records behind.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::log::{build_batch, decode_records, LogConfig, PartitionLog};
+
+pub(crate) use super::records::{GroupSnapshot, MemberSnapshot, StoreRecord};
+use super::GroupError;
+
+/// Name of the internal topic.
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Segment size of the internal log: small, so snapshots can drop old segments soon.
+const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// A partition is snapshotted once it has grown by this much (or by twice its last snapshot,
+/// whichever is larger) since the last snapshot.
+const SNAPSHOT_MIN_GROWTH: u64 = 32 << 20;
+
+/// Kafka's `String.hashCode()` of the group id (UTF-16 code units), for partition choice.
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition of `group_id` (Kafka's `Utils.abs(hash) % n`).
+pub(crate) fn partition_for(group_id: &str, num_partitions: i32) -> i32 {
+    let n = num_partitions.max(1);
+    // Kafka's Utils.abs maps i32::MIN to 0.
+    let h = java_string_hash(group_id);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % n
+}
+
+/// One open partition of the internal log.
+struct OffsetsPartition {
+    /// The log.
+    log: PartitionLog,
+    /// Bytes appended since the last snapshot (or since open).
+    bytes_since_snapshot: u64,
+    /// The partition grew enough that the coordinator should snapshot it.
+    snapshot_due: bool,
+    /// Size of the last snapshot (bytes).
+    last_snapshot_bytes: u64,
+}
+
+/// The `__consumer_offsets` log of this broker.
+pub(crate) struct OffsetStore {
+    /// The first log dir (partitions live in `<dir>/__consumer_offsets-<n>`).
+    dir: PathBuf,
+    /// `offsets.topic.num.partitions`.
+    num_partitions: i32,
+    /// Settings for the partition logs (flush policy from the broker config).
+    log_config: LogConfig,
+    /// Open partitions by index.
+    partitions: Mutex<HashMap<i32, OffsetsPartition>>,
+}
+
+impl OffsetStore {
+    /// Opens every existing `__consumer_offsets-<n>` partition under `dir` and replays it.
+    /// Returns the store and the records in log order (partition by partition).
+    pub(crate) fn open(
+        dir: &Path,
+        num_partitions: i32,
+        flush_interval_messages: Option<u64>,
+        flush_interval_ms: Option<u64>,
+    ) -> Result<(Self, Vec<StoreRecord>), GroupError> {
+        let log_config = LogConfig {
+            segment_bytes: SEGMENT_BYTES,
+            segment_ms: None,
+            retention_ms: None,
+            retention_bytes: None,
+            flush_interval_messages,
+            flush_interval_ms,
+            ..LogConfig::default()
+        };
+        std::fs::create_dir_all(dir).map_err(|source| GroupError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|source| GroupError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(index) = name
+                .strip_prefix(OFFSETS_TOPIC)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if entry.path().is_dir() && index >= 0 {
+                found.push(index);
+            }
+        }
+        found.sort_unstable();
+        let mut partitions = HashMap::new();
+        let mut records = Vec::new();
+        for index in found {
+            let path = dir.join(format!("{OFFSETS_TOPIC}-{index}"));
+            let log = PartitionLog::open(&path, log_config.clone()).map_err(|source| {
+                GroupError::Log {
+                    partition: index,
+                    source,
+                }
+            })?;
+            let before = records.len();
+            replay(&log, index, &mut records)?;
+            tracing::info!(
+                partition = index,
+                records = records.len() - before,
+                "replayed {OFFSETS_TOPIC}-{index}"
+            );
+            let size = log.size_bytes();
+            partitions.insert(
+                index,
+                OffsetsPartition {
+                    log,
+                    bytes_since_snapshot: 0,
+                    snapshot_due: false,
+                    last_snapshot_bytes: size,
+                },
+            );
+        }
+        Ok((
+            OffsetStore {
+                dir: dir.to_owned(),
+                num_partitions,
+                log_config,
+                partitions: Mutex::new(partitions),
+            },
+            records,
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<i32, OffsetsPartition>> {
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The partition of `group_id`.
+    pub(crate) fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.num_partitions)
+    }
+
+    /// Appends `records` (all of `group_id`) as one batch to the group's partition. Returns
+    /// after the bytes are written to the segment file (and fsynced if the flush policy says
+    /// so). Marks the partition due for a snapshot once it has grown enough.
+    pub(crate) fn append(&self, group_id: &str, records: &[StoreRecord]) -> Result<(), GroupError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let index = self.partition_for(group_id);
+        let mut partitions = self.lock();
+        let partition = self.open_partition(&mut partitions, index)?;
+        let bytes = append_records(&mut partition.log, index, records)?;
+        partition.bytes_since_snapshot += bytes;
+        if partition.bytes_since_snapshot
+            > SNAPSHOT_MIN_GROWTH.max(2 * partition.last_snapshot_bytes)
+        {
+            partition.snapshot_due = true;
+        }
+        Ok(())
+    }
+
+    /// Partitions due for a snapshot (the flags are cleared by [`OffsetStore::snapshot`]).
+    pub(crate) fn due_snapshots(&self) -> Vec<i32> {
+        self.lock()
+            .iter()
+            .filter(|(_, p)| p.snapshot_due)
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    /// Writes `live` (the whole current state of partition `index`'s groups) and makes it the
+    /// start of the log, dropping older segments.
+    pub(crate) fn snapshot(&self, index: i32, live: &[StoreRecord]) -> Result<(), GroupError> {
+        let mut partitions = self.lock();
+        let partition = self.open_partition(&mut partitions, index)?;
+        let start = partition.log.log_end_offset();
+        let mut written = 0u64;
+        // Keep batches well below the log's batch size limit.
+        let mut chunk = Vec::new();
+        let mut chunk_bytes = 0usize;
+        for r in live {
+            let (k, v) = r.encode();
+            chunk_bytes += k.len() + v.as_ref().map_or(0, |v| v.len()) + 16;
+            chunk.push(r.clone());
+            if chunk_bytes > 256 << 10 {
+                written += append_records(&mut partition.log, index, &chunk)?;
+                chunk.clear();
+                chunk_bytes = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            written += append_records(&mut partition.log, index, &chunk)?;
+        }
+        partition
+            .log
+            .flush()
+            .and_then(|()| partition.log.delete_records_before(start))
+            .map_err(|source| GroupError::Log {
+                partition: index,
+                source,
+            })?;
+        partition.bytes_since_snapshot = 0;
+        partition.snapshot_due = false;
+        partition.last_snapshot_bytes = written;
+        tracing::info!(
+            partition = index,
+            records = live.len(),
+            bytes = written,
+            "snapshotted {OFFSETS_TOPIC}-{index}"
+        );
+        Ok(())
+    }
+
+    /// fsyncs every open partition.
+    pub(crate) fn flush(&self) -> Result<(), GroupError> {
+        let mut partitions = self.lock();
+        for (index, p) in partitions.iter_mut() {
+            p.log.flush().map_err(|source| GroupError::Log {
+                partition: *index,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Applies `flush.ms` to every open partition.
+    pub(crate) fn maybe_flush(&self, now_ms: i64) -> Result<(), GroupError> {
+        let mut partitions = self.lock();
+        for (index, p) in partitions.iter_mut() {
+            p.log
+                .maybe_flush(now_ms)
+                .map_err(|source| GroupError::Log {
+                    partition: *index,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn open_partition<'a>(
+        &self,
+        partitions: &'a mut HashMap<i32, OffsetsPartition>,
+        index: i32,
+    ) -> Result<&'a mut OffsetsPartition, GroupError> {
+        match partitions.entry(index) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let path = self.dir.join(format!("{OFFSETS_TOPIC}-{index}"));
+                let log = PartitionLog::open(&path, self.log_config.clone()).map_err(|source| {
+                    GroupError::Log {
+                        partition: index,
+                        source,
+                    }
+                })?;
+                Ok(v.insert(OffsetsPartition {
+                    log,
+                    bytes_since_snapshot: 0,
+                    snapshot_due: false,
+                    last_snapshot_bytes: 0,
+                }))
+            }
+        }
+    }
+}
+
+/// Appends `records` as one uncompressed batch; returns the bytes written.
+fn append_records(
+    log: &mut PartitionLog,
+    index: i32,
+    records: &[StoreRecord],
+) -> Result<u64, GroupError> {
+    let encoded: Vec<_> = records.iter().map(StoreRecord::encode).collect();
+    let pairs: Vec<_> = encoded
+        .iter()
+        .map(|(k, v)| (Some(&k[..]), v.as_deref()))
+        .collect();
+    let now = super::coordinator::now_ms();
+    let batch = build_batch(&pairs, now, -1, -1, -1, false, false);
+    let len = batch.len() as u64;
+    log.append(batch, now).map_err(|source| GroupError::Log {
+        partition: index,
+        source,
+    })?;
+    Ok(len)
+}
+
+/// Reads every record of `log` from its start offset, in order.
+fn replay(log: &PartitionLog, index: i32, out: &mut Vec<StoreRecord>) -> Result<(), GroupError> {
+    let start = log.log_start_offset();
+    for item in log.batches_from(start) {
+        let (header, bytes) = item.map_err(|source| GroupError::Log {
+            partition: index,
+            source,
+        })?;
+        if header.is_control() {
+            continue;
+        }
+        let records = match decode_records(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    partition = index,
+                    offset = header.base_offset,
+                    "skipping undecodable batch in {OFFSETS_TOPIC}-{index}: {e}"
+                );
+                continue;
+            }
+        };
+        for r in records {
+            if header.base_offset + i64::from(r.offset_delta) < start {
+                continue;
+            }
+            let Some(key) = r.key.as_deref() else {
+                continue;
+            };
+            match StoreRecord::decode(key, r.value.as_deref()) {
+                Some(rec) => out.push(rec),
+                None => tracing::warn!(
+                    partition = index,
+                    offset = header.base_offset + i64::from(r.offset_delta),
+                    "skipping unknown record in {OFFSETS_TOPIC}-{index}"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::state::CommittedOffset;
+
+    fn commit(group: &str, partition: i32, offset: i64) -> StoreRecord {
+        StoreRecord::Offset {
+            group: group.into(),
+            topic: "t".into(),
+            partition,
+            value: Some(CommittedOffset {
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 1,
+                expire_timestamp_ms: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn partition_choice_matches_kafka() {
+        // Java: "my-group".hashCode() == 1248614617 ... checked against the Java formula.
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("ab"), 97 * 31 + 98);
+        assert_eq!(partition_for("ab", 50), (97 * 31 + 98) % 50);
+        for g in ["x", "consumer-group-1", "é"] {
+            assert!((0..50).contains(&partition_for(g, 50)));
+        }
+    }
+
+    #[test]
+    fn appended_records_are_replayed_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, replayed) = OffsetStore::open(dir.path(), 50, None, None).unwrap();
+            assert!(replayed.is_empty());
+            store
+                .append("g", &[commit("g", 0, 5), commit("g", 1, 6)])
+                .unwrap();
+            store.append("h", &[commit("h", 0, 7)]).unwrap();
+            store.append("g", &[commit("g", 0, 8)]).unwrap();
+            // Dropped without flush: the data is in the page cache, like after kill -9.
+        }
+        let (_store, replayed) = OffsetStore::open(dir.path(), 50, None, None).unwrap();
+        let g: Vec<_> = replayed
+            .iter()
+            .filter(|r| r.group() == "g")
+            .cloned()
+            .collect();
+        assert_eq!(
+            g,
+            vec![commit("g", 0, 5), commit("g", 1, 6), commit("g", 0, 8)]
+        );
+        assert_eq!(replayed.iter().filter(|r| r.group() == "h").count(), 1);
+    }
+
+    #[test]
+    fn snapshot_moves_the_log_start_and_replay_skips_older_records() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
+            for i in 0..10 {
+                store.append("g", &[commit("g", 0, i)]).unwrap();
+            }
+            store.snapshot(0, &[commit("g", 0, 9)]).unwrap();
+            store.append("g", &[commit("g", 1, 1)]).unwrap();
+        }
+        let (_store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
+        assert_eq!(replayed, vec![commit("g", 0, 9), commit("g", 1, 1)]);
+    }
+}
