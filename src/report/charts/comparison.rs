@@ -1,0 +1,101 @@
+//! Comparison bar charts for `kbench compare`: one bar per run (throughput, p99 latency), in
+//! input order, each bar labelled with its value.
+
+use std::path::Path;
+
+use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{color, plot_err, register_font, SIZE};
+
+/// A bar chart, described: one bar per run.
+#[derive(Debug, Clone)]
+pub(crate) struct BarChart {
+    /// File stem of the outputs.
+    pub(crate) stem: &'static str,
+    /// Title.
+    pub(crate) title: String,
+    /// y axis description with its unit.
+    pub(crate) y_desc: String,
+    /// (run label, value) in input order.
+    pub(crate) bars: Vec<(String, f64)>,
+}
+
+/// Draws `chart` as `<dir>/<stem>.png` and `.svg`; returns the SVG text.
+pub(crate) fn write_bar_chart(dir: &Path, chart: &BarChart) -> anyhow::Result<String> {
+    register_font();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        draw(&root, chart).with_context(|| format!("drawing chart {}", chart.stem))?;
+        root.present().map_err(plot_err)?;
+    }
+    let svg_path = dir.join(format!("{}.svg", chart.stem));
+    std::fs::write(&svg_path, &svg).with_context(|| format!("writing {}", svg_path.display()))?;
+    let png_path = dir.join(format!("{}.png", chart.stem));
+    let root = BitMapBackend::new(&png_path, SIZE).into_drawing_area();
+    draw(&root, chart).with_context(|| format!("drawing {}", png_path.display()))?;
+    root.present()
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", png_path.display()))?;
+    Ok(svg)
+}
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &BarChart) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(plot_err)?;
+    let n = chart.bars.len().max(1);
+    let y_max = chart
+        .bars
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.15;
+    let labels: Vec<String> = chart.bars.iter().map(|(l, _)| l.clone()).collect();
+    let mut c = ChartBuilder::on(root)
+        .caption(&chart.title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..y_max)
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .y_desc(&chart.y_desc)
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .y_label_formatter(&|v| super::short(*v))
+        .draw()
+        .map_err(plot_err)?;
+    c.draw_series(chart.bars.iter().enumerate().map(|(i, (_, v))| {
+        let mut r = Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), *v),
+            ],
+            color(i).filled(),
+        );
+        r.set_margin(0, 0, 20, 20);
+        r
+    }))
+    .map_err(plot_err)?;
+    c.draw_series(chart.bars.iter().enumerate().map(|(i, (_, v))| {
+        Text::new(
+            super::short(*v),
+            (SegmentValue::CenterOf(i), *v),
+            TextStyle::from(("sans-serif", 14).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+        )
+    }))
+    .map_err(plot_err)?;
+    Ok(())
+}

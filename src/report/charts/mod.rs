@@ -1,0 +1,527 @@
+//! Charts of a run, drawn with plotters, one chart per file, each as PNG and SVG.
+//!
+//! Each submodule turns run data into one chart *description* (a [`Chart`]: lines, axes,
+//! units, warm-up and events) without drawing anything; this module draws descriptions onto
+//! a PNG or SVG backend. Keeping the data → description step pure makes the charts testable
+//! and keeps the plotters code in one place.
+//!
+//! Fonts: text is rendered with plotters' `ab_glyph` feature from DejaVu Sans embedded in the
+//! binary (`assets/fonts/`, Bitstream Vera licence), so charts render the same on a headless
+//! machine with no fontconfig and no system fonts.
+
+pub(crate) mod comparison;
+pub(crate) mod cpu;
+pub(crate) mod disk;
+pub(crate) mod latency_distribution;
+pub(crate) mod latency_over_time;
+pub(crate) mod memory;
+pub(crate) mod network;
+pub(crate) mod throughput;
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::summary::{Event, RunData};
+
+/// Size of every chart, pixels.
+pub(crate) const SIZE: (u32, u32) = (1024, 512);
+
+/// Colours of a chart's lines, in order.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// The colour of the `i`-th line.
+pub(crate) fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+pub(crate) fn register_font() {
+    static FONT: Once = Once::new();
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
+            tracing::warn!("the embedded chart font did not load; chart text may be missing");
+        }
+    });
+}
+
+/// One line of a chart.
+#[derive(Debug, Clone)]
+pub(crate) struct Line {
+    /// Legend text.
+    pub(crate) label: String,
+    /// Index into the palette.
+    pub(crate) color: usize,
+    /// (x, y) points in axis units.
+    pub(crate) points: Vec<(f64, f64)>,
+    /// Drawn dashed (a reference such as a target rate) rather than solid.
+    pub(crate) dashed: bool,
+}
+
+impl Line {
+    pub(crate) fn new(label: impl Into<String>, color: usize, points: Vec<(f64, f64)>) -> Line {
+        Line {
+            label: label.into(),
+            color,
+            points,
+            dashed: false,
+        }
+    }
+}
+
+/// How the x axis is scaled and labelled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum XAxis {
+    /// Seconds since the start of the run; warm-up shaded, events drawn.
+    Time,
+    /// `1/(1-q)` on a log scale, labelled as percentiles (the HdrHistogram plot).
+    Percentile,
+}
+
+/// A line chart, described.
+#[derive(Debug, Clone)]
+pub(crate) struct Chart {
+    /// File stem of the outputs (`<stem>.png`, `<stem>.svg`).
+    pub(crate) stem: &'static str,
+    /// Title drawn above the chart.
+    pub(crate) title: String,
+    /// x axis kind.
+    pub(crate) x: XAxis,
+    /// y axis description, with its unit.
+    pub(crate) y_desc: String,
+    /// y axis on a log scale.
+    pub(crate) y_log: bool,
+    /// The lines.
+    pub(crate) lines: Vec<Line>,
+    /// End of the warm-up period, seconds (shaded from 0).
+    pub(crate) warmup_end_s: Option<f64>,
+    /// Events (faults, ...) as (seconds, label), drawn as vertical lines.
+    pub(crate) events: Vec<(f64, String)>,
+}
+
+impl Chart {
+    /// A time chart decorated with the run's warm-up period and events.
+    pub(crate) fn time(stem: &'static str, title: String, y_desc: &str, data: &RunData) -> Chart {
+        Chart {
+            stem,
+            title,
+            x: XAxis::Time,
+            y_desc: y_desc.to_string(),
+            y_log: false,
+            lines: Vec::new(),
+            warmup_end_s: warmup_end(data),
+            events: data
+                .summary
+                .events
+                .iter()
+                .filter(|e| e.kind != Event::WARMUP_END)
+                .map(|e| {
+                    let label = if e.detail.is_empty() {
+                        e.kind.clone()
+                    } else {
+                        e.detail.clone()
+                    };
+                    (e.t_s, label)
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether any line has a point.
+    #[cfg(test)]
+    pub(crate) fn has_data(&self) -> bool {
+        self.lines.iter().any(|l| !l.points.is_empty())
+    }
+}
+
+/// End of the warm-up period: the `warmup_end` event, else the end of the last interval marked
+/// `in_warmup`.
+pub(crate) fn warmup_end(data: &RunData) -> Option<f64> {
+    data.summary
+        .events
+        .iter()
+        .find(|e| e.kind == Event::WARMUP_END)
+        .map(|e| e.t_s)
+        .or_else(|| {
+            data.intervals
+                .iter()
+                .filter(|r| r.in_warmup)
+                .map(|r| r.t_s)
+                .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
+        })
+}
+
+/// Each system row's (time, length of its interval) in seconds; the first row's interval is
+/// the sampling interval (or its own time when that is unknown).
+pub(crate) fn system_intervals(data: &RunData) -> Vec<(f64, f64)> {
+    let rows = &data.system.rows;
+    let nominal = data.system.summary.interval_s;
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let dt = if i == 0 {
+                if nominal > 0.0 {
+                    nominal
+                } else {
+                    r.t_s
+                }
+            } else {
+                r.t_s - rows[i - 1].t_s
+            };
+            (r.t_s, dt.max(1e-3))
+        })
+        .collect()
+}
+
+/// Whether a watched process label names a broker (`broker-1`, `kbroker-2`, ...).
+pub(crate) fn is_broker(label: &str) -> bool {
+    label.contains("broker")
+}
+
+/// Every chart of a run, described, in report order.
+pub(crate) fn run_charts(data: &RunData) -> Vec<Chart> {
+    vec![
+        throughput::messages(data),
+        throughput::mebibytes(data),
+        latency_over_time::produce(data),
+        latency_over_time::end_to_end(data),
+        latency_distribution::chart(data),
+        cpu::chart(data),
+        memory::chart(data),
+        network::chart(data),
+        disk::chart(data),
+    ]
+}
+
+/// Draws `chart` as `<dir>/<stem>.png` and `<dir>/<stem>.svg`; returns the SVG text.
+pub(crate) fn write_chart(dir: &Path, chart: &Chart) -> anyhow::Result<String> {
+    let svg = render_svg(chart)?;
+    let svg_path = dir.join(format!("{}.svg", chart.stem));
+    std::fs::write(&svg_path, &svg).with_context(|| format!("writing {}", svg_path.display()))?;
+    let png_path = dir.join(format!("{}.png", chart.stem));
+    render_png(chart, &png_path)?;
+    Ok(svg)
+}
+
+/// Draws `chart` as SVG text.
+pub(crate) fn render_svg(chart: &Chart) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        draw(&root, chart).with_context(|| format!("drawing chart {} (SVG)", chart.stem))?;
+        root.present()
+            .map_err(|e| anyhow::anyhow!("drawing chart {} (SVG): {e}", chart.stem))?;
+    }
+    Ok(svg)
+}
+
+/// Draws `chart` as a PNG file at `path`.
+pub(crate) fn render_png(chart: &Chart, path: &Path) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    draw(&root, chart).with_context(|| format!("drawing {}", path.display()))?;
+    root.present()
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
+}
+
+pub(crate) fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Draws a described chart on any plotters backend.
+pub(crate) fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    register_font();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let points = chart.lines.iter().flat_map(|l| l.points.iter());
+    let (mut x_min, mut x_max) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut y_min_pos, mut y_max) = (f64::INFINITY, 0.0f64);
+    for &(x, y) in points {
+        x_min = x_min.min(x);
+        x_max = x_max.max(x);
+        if y > 0.0 {
+            y_min_pos = y_min_pos.min(y);
+        }
+        y_max = y_max.max(y);
+    }
+    for (t, _) in &chart.events {
+        x_max = x_max.max(*t);
+    }
+    if let Some(w) = chart.warmup_end_s {
+        x_max = x_max.max(w);
+    }
+    if !x_max.is_finite() {
+        x_max = 1.0;
+    }
+    if y_max <= 0.0 {
+        y_max = 1.0;
+    }
+    let title_font = ("sans-serif", 22).into_font();
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(&chart.title, title_font)
+        .margin(12)
+        .margin_right(36)
+        .x_label_area_size(48)
+        .y_label_area_size(80);
+    match (chart.x, chart.y_log) {
+        (XAxis::Time, false) => {
+            let mut c = builder
+                .build_cartesian_2d(0.0..x_max.max(1e-3), 0.0..y_max * 1.1)
+                .map_err(plot_err)?;
+            c.configure_mesh()
+                .x_desc("time (s)")
+                .y_desc(&chart.y_desc)
+                .label_style(("sans-serif", 14))
+                .axis_desc_style(("sans-serif", 16))
+                .y_label_formatter(&|v| short(*v))
+                .draw()
+                .map_err(plot_err)?;
+            decorate_time(&mut c, chart, 0.0, y_max * 1.1)?;
+            draw_lines(&mut c, chart)?;
+        }
+        (XAxis::Time, true) => {
+            let lo = if y_min_pos.is_finite() {
+                y_min_pos * 0.8
+            } else {
+                0.01
+            };
+            let hi = (y_max * 1.5).max(lo * 10.0);
+            let mut c = builder
+                .build_cartesian_2d(0.0..x_max.max(1e-3), (lo..hi).log_scale())
+                .map_err(plot_err)?;
+            c.configure_mesh()
+                .light_line_style(TRANSPARENT)
+                .x_desc("time (s)")
+                .y_desc(&chart.y_desc)
+                .label_style(("sans-serif", 14))
+                .axis_desc_style(("sans-serif", 16))
+                .y_label_formatter(&|v| short(*v))
+                .draw()
+                .map_err(plot_err)?;
+            decorate_time(&mut c, chart, lo, hi)?;
+            draw_lines(&mut c, chart)?;
+        }
+        (XAxis::Percentile, _) => {
+            // From the median's 2 to at least 99.99 %, a decade past the largest point.
+            let decades = x_max.max(10.0).log10().ceil();
+            let hi_x = 10f64.powf(decades.max(4.0));
+            let mut c = builder
+                .build_cartesian_2d((1.0..hi_x).log_scale(), 0.0..y_max * 1.1)
+                .map_err(plot_err)?;
+            c.configure_mesh()
+                .x_desc("percentile")
+                .y_desc(&chart.y_desc)
+                .label_style(("sans-serif", 14))
+                .axis_desc_style(("sans-serif", 16))
+                .x_label_formatter(&|x| percentile_label(*x))
+                .y_label_formatter(&|v| short(*v))
+                .draw()
+                .map_err(plot_err)?;
+            draw_lines(&mut c, chart)?;
+        }
+    }
+    Ok(())
+}
+
+/// Shades the warm-up period and draws each event as a labelled vertical line.
+fn decorate_time<'a, DB, Y>(
+    c: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    chart: &Chart,
+    y_lo: f64,
+    y_hi: f64,
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    Y: Ranged<ValueType = f64>,
+{
+    if let Some(w) = chart.warmup_end_s.filter(|w| *w > 0.0) {
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, y_lo), (w, y_hi)],
+            RGBColor(200, 200, 200).mix(0.35).filled(),
+        )))
+        .map_err(plot_err)?
+        .label("warm-up")
+        .legend(|(x, y)| {
+            Rectangle::new(
+                [(x, y - 6), (x + 16, y + 6)],
+                RGBColor(200, 200, 200).mix(0.6).filled(),
+            )
+        });
+    }
+    let red = RGBColor(200, 0, 0);
+    for (t, label) in &chart.events {
+        c.draw_series(DashedLineSeries::new(
+            [(*t, y_lo), (*t, y_hi)],
+            6,
+            4,
+            red.stroke_width(2),
+        ))
+        .map_err(plot_err)?;
+        c.draw_series(std::iter::once(Text::new(
+            format!(" {label}"),
+            (*t, y_hi),
+            ("sans-serif", 13).into_font().color(&red),
+        )))
+        .map_err(plot_err)?;
+    }
+    Ok(())
+}
+
+fn draw_lines<'a, DB, X, Y>(
+    c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    chart: &Chart,
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for line in &chart.lines {
+        let col = color(line.color);
+        let style = col.stroke_width(2);
+        if line.dashed {
+            c.draw_series(DashedLineSeries::new(
+                line.points.iter().copied(),
+                8,
+                5,
+                style,
+            ))
+            .map_err(plot_err)?
+            .label(&line.label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], col.stroke_width(2)));
+        } else {
+            c.draw_series(LineSeries::new(line.points.iter().copied(), style))
+                .map_err(plot_err)?
+                .label(&line.label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], col.stroke_width(2)));
+        }
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// Axis numbers without noise: `1.5k`, `2M`, `0.25`.
+pub(crate) fn short(v: f64) -> String {
+    let a = v.abs();
+    let (x, suffix) = if a >= 1e9 {
+        (v / 1e9, "G")
+    } else if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e4 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let s = if x.abs() >= 100.0 || x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{suffix}")
+}
+
+/// Label of a `1/(1-q)` axis position: powers of ten become `90%`, `99%`, `99.9%`, ...; other
+/// positions get no label.
+pub(crate) fn percentile_label(x: f64) -> String {
+    let l = x.log10();
+    if (l - l.round()).abs() > 1e-6 {
+        return String::new();
+    }
+    let n = l.round() as i32;
+    if n <= 0 {
+        return "0%".into();
+    }
+    let pct = 100.0 * (1.0 - 10f64.powi(-n));
+    let decimals = (n - 2).max(0) as usize;
+    format!("{pct:.decimals$}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::testdata;
+
+    #[test]
+    fn percentile_labels_name_the_nines() {
+        assert_eq!(percentile_label(1.0), "0%");
+        assert_eq!(percentile_label(10.0), "90%");
+        assert_eq!(percentile_label(100.0), "99%");
+        assert_eq!(percentile_label(1000.0), "99.9%");
+        assert_eq!(percentile_label(10000.0), "99.99%");
+        assert_eq!(percentile_label(20.0), "");
+    }
+
+    #[test]
+    fn short_numbers() {
+        assert_eq!(short(0.0), "0");
+        assert_eq!(short(12_500.0), "12.5k");
+        assert_eq!(short(2_000_000.0), "2M");
+        assert_eq!(short(0.25), "0.25");
+    }
+
+    #[test]
+    fn every_chart_renders_to_png_and_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = testdata::run_data();
+        for chart in run_charts(&data) {
+            assert!(chart.has_data(), "{} has no data", chart.stem);
+            let svg = write_chart(dir.path(), &chart).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.len() > 5_000,
+                "{}",
+                chart.stem
+            );
+            assert!(svg.contains("<text"), "{} has no text", chart.stem);
+            let png = std::fs::read(dir.path().join(format!("{}.png", chart.stem))).unwrap();
+            assert_eq!(&png[1..4], b"PNG");
+            assert!(
+                png.len() > 10_000,
+                "{} png is {} bytes",
+                chart.stem,
+                png.len()
+            );
+        }
+    }
+
+    #[test]
+    fn empty_run_still_renders() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = RunData::new(Default::default());
+        for chart in run_charts(&data) {
+            write_chart(dir.path(), &chart).unwrap();
+        }
+    }
+}

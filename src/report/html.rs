@@ -1,0 +1,287 @@
+//! `report.html`: one self-contained page (no external file, script or font) with the verdict
+//! on top, the summary tables, every chart as inline SVG, and the resolved configuration.
+//! A pure function: summary and rendered SVGs in, HTML text out.
+
+use std::fmt::Write;
+
+use super::terminal::bytes;
+use crate::summary::{Percentiles, Summary};
+
+/// The report page. `charts` are (title, SVG text) in display order.
+pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
+    let mut o = String::new();
+    let title = format!("kbench — {}", s.scenario.name);
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>{STYLE}</style></head><body>\n",
+        esc(&title)
+    );
+    let _ = writeln!(o, "<h1>{}</h1>", esc(&title));
+    if !s.scenario.description.is_empty() {
+        let _ = writeln!(o, "<p>{}</p>", esc(&s.scenario.description));
+    }
+    let (class, word) = if s.verdict.passed {
+        ("pass", "PASSED")
+    } else {
+        ("fail", "FAILED")
+    };
+    let _ = writeln!(o, "<div class=\"verdict {class}\"><b>{word}</b>");
+    if !s.verdict.failures.is_empty() {
+        o.push_str("<ul>");
+        for f in &s.verdict.failures {
+            let _ = write!(o, "<li>{}</li>", esc(f));
+        }
+        o.push_str("</ul>");
+    }
+    o.push_str("</div>\n");
+
+    let mut run = vec![
+        ("scenario file", s.scenario.file.clone()),
+        (
+            "target",
+            format!(
+                "{} ({} broker(s)) {}",
+                s.target.kind.as_str(),
+                s.target.brokers,
+                s.target.bootstrap
+            ),
+        ),
+        ("started", s.run.started_at.clone()),
+        ("wall time", format!("{:.2} s", s.run.wall_s)),
+        ("host", s.run.host.clone()),
+        ("kbench", s.run.kbench_version.clone()),
+    ];
+    for (k, v) in &s.scenario.matrix_cell {
+        run.push(("matrix", format!("{k} = {v}")));
+    }
+    kv_table(&mut o, "Run", &run);
+
+    let p = &s.produce;
+    let c = &s.consume;
+    o.push_str("<h2>Throughput</h2><table><tr><th></th><th>messages</th><th>bytes</th><th>msgs/s</th><th>MiB/s</th><th>duration (s)</th><th>failed</th></tr>\n");
+    let _ = writeln!(
+        o,
+        "<tr><td>produce (acked)</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td></tr>",
+        p.acked, bytes(p.bytes), p.msgs_per_s, p.mib_per_s, p.duration_s, p.failed
+    );
+    let _ = writeln!(
+        o,
+        "<tr><td>consume ({} group(s))</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td></td></tr></table>",
+        c.groups, c.messages, bytes(c.bytes), c.msgs_per_s, c.mib_per_s, c.duration_s
+    );
+    if let Some(rate) = p.target_rate {
+        let _ = writeln!(
+            o,
+            "<p>Target rate {rate:.0} msgs/s: {}</p>",
+            match p.rate_reached {
+                Some(true) => "reached",
+                Some(false) => "<b>not reached</b>",
+                None => "not judged",
+            }
+        );
+    }
+
+    o.push_str("<h2>Latency (ms, warm-up excluded)</h2><table><tr><th></th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th><th>count</th></tr>\n");
+    latency_row(&mut o, "produce", &p.latency_ms);
+    latency_row(&mut o, "end-to-end", &c.e2e_latency_ms);
+    o.push_str("</table>\n");
+
+    let d = &s.delivery;
+    let _ = writeln!(o, "<h2>Delivery (expected: {})</h2>", esc(&d.expected));
+    o.push_str("<table><tr><th>group</th><th>consumed</th><th>lost</th><th>duplicated</th><th>unexpected</th><th>reordered</th><th>aborted visible</th></tr>\n");
+    let _ = writeln!(
+        o,
+        "<tr><td><b>all (acked {})</b></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        d.acked, d.consumed, d.lost, d.duplicated, d.unexpected, d.reordered, d.aborted_visible
+    );
+    for g in &d.per_group {
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&g.group), g.consumed, g.lost, g.duplicated, g.unexpected, g.reordered, g.aborted_visible
+        );
+    }
+    o.push_str("</table>\n");
+
+    if !s.offsets.partitions.is_empty() {
+        let _ = writeln!(
+            o,
+            "<h2>Offsets ({})</h2><table><tr><th>topic</th><th>partition</th><th>start</th><th>end</th><th>acked</th><th>ok</th></tr>",
+            if s.offsets.ok { "all agree" } else { "MISMATCH" }
+        );
+        for po in &s.offsets.partitions {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&po.topic),
+                po.partition,
+                po.start,
+                po.end,
+                po.acked,
+                if po.ok { "yes" } else { "<b>no</b>" }
+            );
+        }
+        o.push_str("</table>\n");
+    }
+
+    let od = &s.on_disk;
+    kv_table(
+        &mut o,
+        "On disk",
+        &[
+            ("method", od.method.clone()),
+            ("before", bytes(od.bytes_before)),
+            ("after", bytes(od.bytes_after)),
+            ("growth", format!("{} bytes", od.growth)),
+            ("payload", bytes(od.payload_bytes)),
+            ("replication factor", od.replication_factor.to_string()),
+            (
+                "growth / (payload × RF)",
+                format!("{:.3}", od.overhead_ratio),
+            ),
+            (
+                "ok",
+                match od.ok {
+                    Some(true) => "yes".into(),
+                    Some(false) => "NO".into(),
+                    None => "not checked".into(),
+                },
+            ),
+            ("detail", od.detail.clone()),
+        ],
+    );
+
+    let sy = &s.system;
+    let mut sys = vec![
+        (
+            "CPU avg / max",
+            format!(
+                "{:.1} % / {:.1} % of {} cores",
+                sy.cpu_avg_pct, sy.cpu_max_pct, sy.cores
+            ),
+        ),
+        (
+            "memory max",
+            format!(
+                "{} of {}",
+                bytes(sy.mem_max_bytes),
+                bytes(sy.mem_total_bytes)
+            ),
+        ),
+        (
+            "network rx / tx",
+            format!("{} / {}", bytes(sy.net_rx_bytes), bytes(sy.net_tx_bytes)),
+        ),
+        (
+            "disk read / written",
+            format!(
+                "{} / {}",
+                bytes(sy.disk_read_bytes),
+                bytes(sy.disk_write_bytes)
+            ),
+        ),
+    ];
+    for pr in &sy.processes {
+        sys.push((
+            "process",
+            format!(
+                "{} (pid {}): CPU avg {:.1} % max {:.1} % of one core, RSS max {}, wrote {}",
+                pr.label,
+                pr.pid,
+                pr.cpu_avg_pct,
+                pr.cpu_max_pct,
+                bytes(pr.rss_max_bytes),
+                bytes(pr.bytes_written)
+            ),
+        ));
+    }
+    kv_table(&mut o, "System", &sys);
+
+    if !s.errors.is_empty() {
+        let rows: Vec<(&str, String)> = s
+            .errors
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_string()))
+            .collect();
+        kv_table(&mut o, "Errors by kind", &rows);
+    }
+    if !s.events.is_empty() {
+        o.push_str("<h2>Events</h2><table><tr><th>t (s)</th><th>kind</th><th>detail</th></tr>\n");
+        for e in &s.events {
+            let _ = writeln!(
+                o,
+                "<tr><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
+                e.t_s,
+                esc(&e.kind),
+                esc(&e.detail)
+            );
+        }
+        o.push_str("</table>\n");
+    }
+
+    o.push_str("<h2>Charts</h2>\n");
+    for (title, svg) in charts {
+        let _ = writeln!(
+            o,
+            "<figure><figcaption>{}</figcaption>\n{}\n</figure>",
+            esc(title),
+            svg
+        );
+    }
+    let config = serde_json::to_string_pretty(&s.config).unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "<h2>Configuration (resolved)</h2><pre>{}</pre>",
+        esc(&config)
+    );
+    o.push_str("</body></html>\n");
+    o
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+td:first-child,th:first-child{text-align:left}.verdict{padding:.8em 1em;border-radius:4px;font-size:1.2em}\
+.pass{background:#dff0d8}.fail{background:#f2dede}figure{margin:1em 0}figcaption{font-weight:bold}\
+pre{background:#f6f6f6;padding:1em;overflow:auto}svg{max-width:100%;height:auto}";
+
+fn kv_table(o: &mut String, title: &str, rows: &[(&str, String)]) {
+    let _ = writeln!(o, "<h2>{}</h2><table>", esc(title));
+    for (k, v) in rows {
+        let _ = writeln!(o, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
+    }
+    o.push_str("</table>\n");
+}
+
+fn latency_row(o: &mut String, name: &str, p: &Percentiles) {
+    let _ = writeln!(
+        o,
+        "<tr><td>{name}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
+        p.p50, p.p90, p.p99, p.p999, p.max, p.mean, p.count
+    );
+}
+
+/// Escapes text for HTML.
+pub(crate) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::testdata;
+
+    #[test]
+    fn page_has_verdict_first_tables_charts_and_config() {
+        let s = testdata::run_data().summary;
+        let html = report_html(&s, &[("Throughput".into(), "<svg>x</svg>".into())]);
+        let verdict = html.find("PASSED").unwrap();
+        assert!(verdict < html.find("<h2>Throughput").unwrap());
+        assert!(html.contains("<svg>x</svg>"));
+        assert!(html.contains("Configuration (resolved)"));
+        assert!(html.contains("&quot;acks&quot;"));
+        assert!(!html.contains("<script"));
+    }
+}
