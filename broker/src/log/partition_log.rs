@@ -191,8 +191,9 @@ impl PartitionLog {
     /// Appends one produce payload for this partition: one or more batches, already checked by
     /// [`batch::validate_produce`]. Offsets are assigned from the log end offset by rewriting each
     /// batch's `baseOffset` in place; the bytes are otherwise stored exactly as received (no
-    /// re-encoding, CRC untouched). Takes anything convertible to `BytesMut`: a uniquely owned
-    /// `Bytes` (as decoded from a request) converts without copying.
+    /// re-encoding, CRC untouched). Takes anything convertible to `BytesMut`: a `BytesMut`, or a
+    /// `Bytes` (as decoded from a request; converted without copying when it is the only handle
+    /// on its buffer, copied otherwise), or a `&[u8]` (copied).
     pub fn append(
         &mut self,
         batches: impl Into<BytesMut>,
@@ -821,4 +822,645 @@ fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("cannot fsync partition directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::sample_batch;
+    use crate::log::batch::{build_batch, decode_records};
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_ms: None,
+            retention_ms: None,
+            ..LogConfig::default()
+        }
+    }
+
+    fn open(dir: &Path, config: LogConfig) -> PartitionLog {
+        PartitionLog::open(dir, config).expect("open")
+    }
+
+    /// Appends `count` batches of `records` records each (10-byte values, timestamp `ts`).
+    fn append_batches(log: &mut PartitionLog, count: usize, records: usize, ts: i64) {
+        for _ in 0..count {
+            log.append(sample_batch(records, 10, ts), ts)
+                .expect("append");
+        }
+    }
+
+    /// Headers of the batches in `bytes`.
+    fn headers(bytes: &[u8]) -> Vec<BatchHeader> {
+        batch::batches(bytes)
+            .map(|b| b.expect("framed").0)
+            .collect()
+    }
+
+    fn base_offsets(bytes: &[u8]) -> Vec<i64> {
+        headers(bytes).iter().map(|h| h.base_offset).collect()
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn empty_dir_is_a_new_log_at_offset_zero() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("topic-0");
+        let log = open(&dir, config());
+        assert_eq!(log.log_start_offset(), 0);
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.size_bytes(), 0);
+        assert!(files(&dir).contains(&"00000000000000000000.log".to_string()));
+        assert_eq!(log.read(0, 1000, i64::MAX).expect("read").len(), 0);
+    }
+
+    #[test]
+    fn append_assigns_consecutive_offsets_and_keeps_bytes() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        let mut payload = BytesMut::new();
+        payload.extend_from_slice(&sample_batch(3, 10, 100));
+        payload.extend_from_slice(&sample_batch(2, 10, 300));
+        let original = payload.clone();
+        let info = log.append(payload, 1).expect("append");
+        assert_eq!(info.base_offset, 0);
+        assert_eq!(info.last_offset, 4);
+        assert_eq!(info.max_timestamp, 300);
+        assert_eq!(info.offset_of_max_timestamp, 4);
+        assert_eq!(info.record_count, 5);
+        assert_eq!(info.batch_count, 2);
+        let info = log.append(sample_batch(1, 10, 50), 2).expect("append");
+        assert_eq!((info.base_offset, info.last_offset), (5, 5));
+        assert_eq!(log.log_end_offset(), 6);
+
+        let stored = log.read(0, 1 << 20, i64::MAX).expect("read");
+        assert_eq!(base_offsets(&stored), vec![0, 3, 5]);
+        // Apart from each baseOffset, the stored bytes are exactly what was sent, and valid.
+        let first_len = headers(&original)[0].len_total();
+        assert_eq!(&stored[8..first_len], &original[8..first_len]);
+        assert_eq!(
+            &stored[first_len + 8..original.len()],
+            &original[first_len + 8..]
+        );
+        assert_eq!(&stored[first_len..first_len + 8], &3i64.to_be_bytes());
+        assert_eq!(validate_all(&stored), 3);
+        assert_eq!(log.size_bytes(), stored.len() as u64);
+    }
+
+    fn validate_all(bytes: &[u8]) -> usize {
+        batch::validate_produce(bytes, usize::MAX)
+            .expect("valid")
+            .len()
+    }
+
+    #[test]
+    fn append_refuses_malformed_input_without_writing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        let good = sample_batch(2, 10, 1);
+        let err = log.append(&good[..good.len() - 3], 1).unwrap_err();
+        assert_eq!(err.kafka_error_code(), 2, "{err}");
+        assert!(log.append(BytesMut::new(), 1).is_err());
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.size_bytes(), 0);
+    }
+
+    #[test]
+    fn leader_epoch_is_stamped_when_given() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        log.append_with_epoch(sample_batch(1, 10, 1), Some(9), 1)
+            .expect("append");
+        let stored = log.read(0, 1000, i64::MAX).expect("read");
+        assert_eq!(headers(&stored)[0].partition_leader_epoch, 9);
+        assert_eq!(validate_all(&stored), 1);
+    }
+
+    #[test]
+    fn segment_rolls_at_segment_bytes() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let batch_len = sample_batch(2, 10, 1).len() as u64;
+        let cfg = LogConfig {
+            segment_bytes: 3 * batch_len,
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg);
+        append_batches(&mut log, 7, 2, 1);
+        // 3 batches (6 offsets) fit per segment.
+        assert_eq!(log.segment_base_offsets(), vec![0, 6, 12]);
+        assert_eq!(log.log_end_offset(), 14);
+        assert_eq!(log.size_bytes(), 7 * batch_len);
+        let names = files(tmp.path());
+        for base in [
+            "00000000000000000000",
+            "00000000000000000006",
+            "00000000000000000012",
+        ] {
+            for ext in ["log", "index", "timeindex"] {
+                assert!(
+                    names.contains(&format!("{base}.{ext}")),
+                    "{base}.{ext} in {names:?}"
+                );
+            }
+        }
+        let len = |name: &str| fs::metadata(tmp.path().join(name)).expect("meta").len();
+        assert_eq!(len("00000000000000000000.log"), 3 * batch_len);
+        assert_eq!(len("00000000000000000012.log"), batch_len);
+    }
+
+    #[test]
+    fn segment_rolls_after_segment_ms() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_ms: Some(1000),
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg);
+        log.append(sample_batch(1, 10, 1), 10_000).expect("append");
+        log.append(sample_batch(1, 10, 1), 10_999).expect("append");
+        assert_eq!(log.segment_count(), 1);
+        log.append(sample_batch(1, 10, 1), 11_000).expect("append");
+        assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+    }
+
+    #[test]
+    fn read_from_inside_a_batch_returns_the_whole_batch() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        append_batches(&mut log, 3, 5, 1); // offsets 0-4, 5-9, 10-14
+        for (offset, first_base) in [(0, 0), (3, 0), (4, 0), (5, 5), (7, 5), (14, 10)] {
+            let got = log.read(offset, 1 << 20, i64::MAX).expect("read");
+            assert_eq!(base_offsets(&got)[0], first_base, "read from {offset}");
+        }
+    }
+
+    #[test]
+    fn read_honours_max_bytes_upper_bound_and_first_batch_rule() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        append_batches(&mut log, 5, 2, 1); // base offsets 0, 2, 4, 6, 8
+        let one = sample_batch(2, 10, 1).len();
+
+        // max_bytes: whole batches only, never a partial one.
+        let got = log.read(0, 2 * one + one / 2, i64::MAX).expect("read");
+        assert_eq!(base_offsets(&got), vec![0, 2]);
+        assert_eq!(got.len(), 2 * one);
+        // First batch larger than max_bytes: returned whole anyway.
+        let got = log.read(2, 10, i64::MAX).expect("read");
+        assert_eq!(base_offsets(&got), vec![2]);
+        assert_eq!(got.len(), one);
+        // Upper bound (high watermark): batches with base >= 6 excluded.
+        let got = log.read(0, 1 << 20, 6).expect("read");
+        assert_eq!(base_offsets(&got), vec![0, 2, 4]);
+        // A bound inside a batch keeps that batch (its base is below the bound).
+        let got = log.read(0, 1 << 20, 5).expect("read");
+        assert_eq!(base_offsets(&got), vec![0, 2, 4]);
+        // Nothing below the bound.
+        assert!(log.read(6, 1 << 20, 6).expect("read").is_empty());
+        // At the log end: empty; past it or below the start: out of range.
+        assert!(log.read(10, 100, i64::MAX).expect("read").is_empty());
+        let err = log.read(11, 100, i64::MAX).unwrap_err();
+        assert_eq!(err.kafka_error_code(), 1, "{err}");
+        assert!(err.to_string().contains("offset 11"), "{err}");
+        assert!(log.read(-1, 100, i64::MAX).is_err());
+    }
+
+    #[test]
+    fn reads_through_the_index_match_a_full_scan() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            index_interval_bytes: 200,
+            segment_bytes: 5_000,
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg.clone());
+        // Batches of varying record counts so offsets and positions are irregular.
+        let mut expected = Vec::new(); // (base, last) of every batch
+        for i in 0..300usize {
+            let n = 1 + i % 4;
+            let info = log
+                .append(sample_batch(n, 20, i as i64), 0)
+                .expect("append");
+            expected.push((info.base_offset, info.last_offset));
+        }
+        assert!(log.segment_count() > 3, "{}", log.segment_count());
+        let check = |log: &PartitionLog| {
+            for target in 0..log.log_end_offset() {
+                let got = log.read(target, 1, i64::MAX).expect("read");
+                let h = headers(&got);
+                assert_eq!(h.len(), 1);
+                let want = expected
+                    .iter()
+                    .find(|(_, last)| *last >= target)
+                    .expect("exists");
+                assert_eq!(
+                    (h[0].base_offset, h[0].last_offset()),
+                    *want,
+                    "target {target}"
+                );
+            }
+        };
+        check(&log);
+        log.close().expect("close");
+        // Reopened from the persisted indexes (clean shutdown: no scan).
+        let log = open(tmp.path(), cfg);
+        check(&log);
+    }
+
+    #[test]
+    fn batches_from_walks_every_segment() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_bytes: 500,
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg);
+        for i in 0..20 {
+            let key = format!("k{i}");
+            let b = build_batch(
+                &[(Some(key.as_bytes()), Some(b"v"))],
+                i,
+                -1,
+                -1,
+                -1,
+                false,
+                false,
+            );
+            log.append(b, 0).expect("append");
+        }
+        assert!(log.segment_count() > 2);
+        let mut keys = Vec::new();
+        for item in log.batches_from(0) {
+            let (header, bytes) = item.expect("batch");
+            let records = decode_records(&bytes).expect("decode");
+            assert_eq!(header.base_offset, keys.len() as i64);
+            keys.push(records[0].key.clone().expect("key"));
+        }
+        assert_eq!(keys.len(), 20);
+        assert_eq!(&keys[19][..], b"k19");
+        assert_eq!(log.batches_from(15).count(), 5);
+        assert_eq!(log.batches_from(20).count(), 0);
+    }
+
+    #[test]
+    fn offset_for_timestamp_finds_earliest_record_at_or_after() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_bytes: 250,
+            index_interval_bytes: 1,
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg);
+        // One record per batch; timestamps not monotonic: 100, 300, 200, 400, ...
+        let timestamps = [100, 300, 200, 400, 350, 500, 450, 600, 800, 700];
+        for &ts in &timestamps {
+            log.append(sample_batch(1, 10, ts), 0).expect("append");
+        }
+        assert!(log.segment_count() > 2, "{}", log.segment_count());
+        let brute = |target: i64| {
+            timestamps
+                .iter()
+                .position(|&t| t >= target)
+                .map(|i| (i as i64, timestamps[i]))
+        };
+        for target in [
+            0, 100, 101, 250, 300, 301, 399, 400, 401, 460, 650, 750, 800,
+        ] {
+            assert_eq!(
+                log.offset_for_timestamp(target),
+                brute(target),
+                "ts {target}"
+            );
+        }
+        assert_eq!(log.offset_for_timestamp(801), None);
+
+        // Records inside one batch: exact record answer.
+        let tmp2 = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp2.path(), config());
+        log.append(sample_batch(1, 10, 10), 0).expect("append");
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&build_batch(
+            &[(None, Some(b"a")), (None, Some(b"b")), (None, Some(b"c"))],
+            20,
+            -1,
+            -1,
+            -1,
+            false,
+            false,
+        ));
+        log.append(b, 0).expect("append");
+        assert_eq!(log.offset_for_timestamp(15), Some((1, 20)));
+    }
+
+    /// Builds a log of `segments` full segments plus an active one, batch timestamps given by
+    /// `ts(segment)`. Returns the batch length.
+    fn log_with_segments(dir: &Path, cfg: LogConfig, segments: i64) -> (PartitionLog, u64) {
+        let batch_len = sample_batch(1, 10, 0).len() as u64;
+        let mut log = open(
+            dir,
+            LogConfig {
+                segment_bytes: 2 * batch_len,
+                ..cfg
+            },
+        );
+        for s in 0..=segments {
+            for _ in 0..2 {
+                log.append(sample_batch(1, 10, 1000 * (s + 1)), 0)
+                    .expect("append");
+            }
+        }
+        (log, batch_len)
+    }
+
+    #[test]
+    fn retention_by_time_deletes_old_segments_never_the_active_one() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            retention_ms: Some(1500),
+            ..config()
+        };
+        // Segments: [0,1] ts 1000, [2,3] ts 2000, [4,5] ts 3000, active [6,7] ts 4000.
+        let (mut log, _) = log_with_segments(tmp.path(), cfg.clone(), 3);
+        assert_eq!(log.segment_base_offsets(), vec![0, 2, 4, 6]);
+        // now 3600: 1000 and 2000 are older than 1500 ms; 3000 is not.
+        assert_eq!(log.apply_retention(3600).expect("retention"), 2);
+        assert_eq!(log.segment_base_offsets(), vec![4, 6]);
+        assert_eq!(log.log_start_offset(), 4);
+        assert!(!tmp.path().join("00000000000000000000.log").exists());
+        assert!(!tmp.path().join("00000000000000000002.index").exists());
+        assert_eq!(
+            log.read(1, 100, i64::MAX).unwrap_err().kafka_error_code(),
+            1
+        );
+        assert_eq!(
+            base_offsets(&log.read(4, 1 << 20, i64::MAX).expect("read"))[0],
+            4
+        );
+        // Far future: everything old, but the active segment stays.
+        assert_eq!(log.apply_retention(1_000_000).expect("retention"), 1);
+        assert_eq!(log.segment_base_offsets(), vec![6]);
+        assert_eq!(log.log_start_offset(), 6);
+        assert_eq!(log.log_end_offset(), 8);
+        drop(log);
+        // The log start offset survives a reopen (unclean: no close).
+        let log = open(tmp.path(), cfg);
+        assert_eq!(log.log_start_offset(), 6);
+        assert_eq!(log.log_end_offset(), 8);
+    }
+
+    #[test]
+    fn retention_by_bytes_keeps_at_least_the_limit() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut log, batch_len) = log_with_segments(tmp.path(), config(), 4);
+        let seg = 2 * batch_len; // five segments of `seg` bytes
+        log.config.retention_bytes = Some(2 * seg + 1);
+        // 5 segs; deleting 2 leaves 3 segs >= limit; deleting a third would leave 2 segs < limit.
+        assert_eq!(log.apply_retention(0).expect("retention"), 2);
+        assert_eq!(log.segment_base_offsets(), vec![4, 6, 8]);
+        assert_eq!(log.size_bytes(), 3 * seg);
+        assert_eq!(log.log_start_offset(), 4);
+        log.config.retention_bytes = Some(0);
+        assert_eq!(log.apply_retention(0).expect("retention"), 2);
+        assert_eq!(log.segment_base_offsets(), vec![8], "active segment kept");
+        log.close().expect("close");
+        let log = open(tmp.path(), config());
+        assert_eq!(log.log_start_offset(), 8);
+        assert_eq!(log.log_end_offset(), 10);
+    }
+
+    #[test]
+    fn delete_records_before_advances_log_start() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = log_with_segments(tmp.path(), config(), 2);
+        assert_eq!(log.delete_records_before(3).expect("delete"), 3);
+        assert_eq!(log.segment_base_offsets(), vec![2, 4]);
+        assert_eq!(
+            log.read(2, 100, i64::MAX).unwrap_err().kafka_error_code(),
+            1
+        );
+        // Reading at the new start returns the batch that contains it.
+        assert_eq!(
+            base_offsets(&log.read(3, 100, i64::MAX).expect("read")),
+            vec![3]
+        );
+        assert_eq!(log.delete_records_before(1).expect("no-op"), 3);
+        assert!(log.delete_records_before(7).is_err());
+        drop(log);
+        assert_eq!(open(tmp.path(), config()).log_start_offset(), 3);
+    }
+
+    /// A closed log with batches 0..n (one record each) in one segment; returns the .log path.
+    fn closed_log(dir: &Path, n: usize) -> PathBuf {
+        let mut log = open(dir, config());
+        append_batches(&mut log, n, 1, 5);
+        log.close().expect("close");
+        dir.join("00000000000000000000.log")
+    }
+
+    #[test]
+    fn recovery_cuts_garbage_after_the_last_batch() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = closed_log(tmp.path(), 5);
+        let good_len = fs::metadata(&path).expect("meta").len();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        f.write_all(&[0xAB; 100]).expect("write");
+        drop(f);
+        // Recovery point says clean, but the last segment is always rescanned.
+        let mut log = open(tmp.path(), config());
+        assert_eq!(log.log_end_offset(), 5);
+        assert_eq!(fs::metadata(&path).expect("meta").len(), good_len);
+        assert_eq!(
+            base_offsets(&log.read(0, 1 << 20, i64::MAX).expect("read")).len(),
+            5
+        );
+        assert_eq!(
+            log.append(sample_batch(1, 10, 1), 0)
+                .expect("append")
+                .base_offset,
+            5
+        );
+    }
+
+    #[test]
+    fn recovery_cuts_a_torn_last_batch() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = closed_log(tmp.path(), 5);
+        let len = fs::metadata(&path).expect("meta").len();
+        let one = sample_batch(1, 10, 5).len() as u64;
+        // kill -9 in the middle of writing batch 4: half of it reached the file.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_len(len - one / 2)
+            .expect("truncate");
+        let log = open(tmp.path(), config());
+        assert_eq!(log.log_end_offset(), 4);
+        assert_eq!(fs::metadata(&path).expect("meta").len(), len - one);
+        let all = log.read(0, 1 << 20, i64::MAX).expect("read");
+        assert_eq!(base_offsets(&all), vec![0, 1, 2, 3]);
+        assert_eq!(validate_all(&all), 4);
+    }
+
+    #[test]
+    fn recovery_cuts_at_a_crc_mismatch() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = closed_log(tmp.path(), 5);
+        let one = sample_batch(1, 10, 5).len() as u64;
+        // Flip a byte inside batch 2's records: batches 2, 3, 4 are cut.
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        std::os::unix::fs::FileExt::write_at(&f, &[0xFF], 2 * one + 65).expect("write");
+        drop(f);
+        let log = open(tmp.path(), config());
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(fs::metadata(&path).expect("meta").len(), 2 * one);
+    }
+
+    #[test]
+    fn deleted_or_corrupt_index_is_rebuilt() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_bytes: 2000,
+            index_interval_bytes: 100,
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg.clone());
+        append_batches(&mut log, 60, 1, 5);
+        let bases = log.segment_base_offsets();
+        assert!(bases.len() >= 3);
+        log.close().expect("close");
+        let index = tmp.path().join("00000000000000000000.index");
+        let time_index = tmp.path().join("00000000000000000000.timeindex");
+        let original = fs::read(&index).expect("read");
+        assert!(!original.is_empty());
+        fs::remove_file(&index).expect("rm");
+        let second = tmp.path().join(format!("{:020}.index", bases[1]));
+        fs::write(&second, [1, 2, 3]).expect("corrupt"); // not a whole entry
+        fs::write(&time_index, [0u8; 12]).expect("wrong time index");
+
+        let log = open(tmp.path(), cfg);
+        assert_eq!(fs::read(&index).expect("rebuilt"), original);
+        assert_eq!(fs::metadata(&second).expect("meta").len() % 8, 0);
+        assert_eq!(log.log_end_offset(), 60);
+        for target in [0, 7, bases[1], bases[1] + 3, 59] {
+            let got = log.read(target, 1, i64::MAX).expect("read");
+            assert_eq!(base_offsets(&got), vec![target]);
+        }
+        assert_eq!(log.offset_for_timestamp(5), Some((0, 5)));
+    }
+
+    #[test]
+    fn stray_files_are_removed_on_open() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        closed_log(tmp.path(), 2);
+        for name in [
+            "00000000000000000000.log.deleted",
+            "00000000000000000000.index.swap",
+            "00000000000000000000.log.cleaned",
+            "00000000000000000009.index",
+            "log-start-offset.checkpoint.tmp",
+        ] {
+            fs::write(tmp.path().join(name), b"x").expect("write");
+        }
+        let log = open(tmp.path(), config());
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(
+            files(tmp.path()),
+            vec![
+                "00000000000000000000.index",
+                "00000000000000000000.log",
+                "00000000000000000000.timeindex",
+                "log-start-offset.checkpoint",
+                "recovery-point-offset.checkpoint",
+            ]
+        );
+    }
+
+    #[test]
+    fn truncate_to_removes_the_tail() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = log_with_segments(tmp.path(), config(), 3); // offsets 0..8, segs 0,2,4,6
+        log.truncate_to(5).expect("truncate");
+        assert_eq!(log.log_end_offset(), 5);
+        assert_eq!(log.segment_base_offsets(), vec![0, 2, 4]);
+        assert_eq!(
+            base_offsets(&log.read(0, 1 << 20, i64::MAX).expect("read")),
+            vec![0, 1]
+        );
+        assert_eq!(
+            base_offsets(&log.read(4, 1 << 20, i64::MAX).expect("read")),
+            vec![4]
+        );
+        assert!(!tmp.path().join("00000000000000000006.log").exists());
+        // Appends continue from the new end, into the truncated segment.
+        let info = log.append(sample_batch(3, 10, 9), 0).expect("append");
+        assert_eq!((info.base_offset, info.last_offset), (5, 7));
+        // A cut inside a batch removes the whole batch.
+        log.truncate_to(6).expect("truncate");
+        assert_eq!(log.log_end_offset(), 5);
+        log.truncate_to(100).expect("no-op");
+        assert_eq!(log.log_end_offset(), 5);
+        drop(log);
+        let mut log = open(tmp.path(), config());
+        assert_eq!(log.log_end_offset(), 5);
+        // Offsets 0-4 remain (timestamps 1000, 1000, 2000, 2000, 3000).
+        assert_eq!(
+            log.offset_for_timestamp(3001),
+            None,
+            "truncated timestamps are gone"
+        );
+        assert_eq!(log.offset_for_timestamp(2500), Some((4, 3000)));
+        // Below the log start: the log restarts empty at that offset.
+        log.delete_records_before(3).expect("delete");
+        log.truncate_to(1).expect("truncate");
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (1, 1));
+        assert_eq!(log.segment_base_offsets(), vec![1]);
+    }
+
+    #[test]
+    fn flush_by_message_count_moves_the_recovery_point() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            flush_interval_messages: Some(3),
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg);
+        append_batches(&mut log, 2, 1, 1);
+        let checkpoint = tmp.path().join(RECOVERY_POINT_CHECKPOINT);
+        assert_eq!(read_checkpoint(&checkpoint).unwrap_or(0), 0);
+        append_batches(&mut log, 1, 1, 1);
+        assert_eq!(
+            read_checkpoint(&tmp.path().join(RECOVERY_POINT_CHECKPOINT)),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn replicated_batches_keep_their_offsets() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let leader_dir = tmp.path().join("leader");
+        let mut leader = open(&leader_dir, config());
+        append_batches(&mut leader, 4, 2, 1);
+        let data = leader.read(0, 1 << 20, i64::MAX).expect("read");
+        let mut follower = open(&tmp.path().join("follower"), config());
+        let info = follower.append_replicated(&data[..], 0).expect("replicate");
+        assert_eq!((info.base_offset, info.last_offset), (0, 7));
+        assert_eq!(follower.read(0, 1 << 20, i64::MAX).expect("read"), data);
+        // Offsets already present are refused.
+        assert!(follower.append_replicated(&data[..], 0).is_err());
+    }
 }
