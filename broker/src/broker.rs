@@ -4,17 +4,18 @@
 //! `listeners` is advertised as the port actually bound) and shared by every connection task.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::BrokerConfig;
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::topics::{TopicError, Topics};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A log directory could not be created or read.
-    #[error("log dir {dir}: {source}")]
+    #[error("log dir {dir} is not usable")]
     LogDir {
         /// The directory.
         dir: std::path::PathBuf,
@@ -24,11 +25,14 @@ pub enum StartError {
     /// Topics could not be recovered.
     #[error("cannot open topics: {0}")]
     Topics(String),
+    /// The consumer offsets log could not be replayed.
+    #[error("cannot open consumer groups: {0}")]
+    Groups(String),
     /// The configured listener address is not usable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// Binding the listener failed.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} (is another broker using the port? change `listeners`)")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -49,6 +53,8 @@ pub(crate) struct Broker {
     pub(crate) advertised_port: u16,
     /// The topic registry and partition logs.
     pub(crate) topics: Topics,
+    /// The group coordinator and committed offsets (`__consumer_offsets` in the first log dir).
+    pub(crate) groups: GroupCoordinator,
 }
 
 impl Broker {
@@ -70,12 +76,18 @@ impl Broker {
         let config = Arc::new(config);
         let topics = Topics::open(config.clone())
             .map_err(|e: TopicError| StartError::Topics(e.to_string()))?;
+        let groups = GroupCoordinator::open(
+            config.log_dirs.first().map(PathBuf::as_path).unwrap_or(Path::new(".")),
+            GroupConfig::from_broker(&config),
+        )
+        .map_err(|e| StartError::Groups(e.to_string()))?;
         Ok(Broker {
             config,
             cluster_id,
             advertised_host,
             advertised_port,
             topics,
+            groups,
         })
     }
 
@@ -87,6 +99,9 @@ impl Broker {
     /// Flushes everything to disk; called once on shutdown.
     pub(crate) fn shutdown(&self) {
         self.topics.flush_all();
+        if let Err(e) = self.groups.flush() {
+            tracing::warn!("cannot flush the consumer offsets log: {e}");
+        }
     }
 }
 

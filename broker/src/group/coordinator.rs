@@ -154,8 +154,6 @@ pub(crate) struct DescribedMember {
 pub(crate) struct DescribedGroup {
     /// Kafka error code.
     pub(crate) error_code: i16,
-    /// Group id.
-    pub(crate) group_id: String,
     /// State name.
     pub(crate) state: &'static str,
     /// Protocol type.
@@ -199,6 +197,7 @@ pub(crate) fn now_ms() -> i64 {
 
 impl GroupCoordinator {
     /// A coordinator that keeps everything in memory.
+    #[cfg(test)]
     pub(crate) fn in_memory(cfg: GroupConfig) -> Self {
         GroupCoordinator {
             inner: Arc::new(Inner {
@@ -243,17 +242,6 @@ impl GroupCoordinator {
             }
         }
         coordinator
-    }
-
-    /// The configuration.
-    pub(crate) fn config(&self) -> &GroupConfig {
-        &self.inner.cfg
-    }
-
-    /// Partition of `__consumer_offsets` holding `group_id` (Kafka's
-    /// `abs(groupId.hashCode) % offsets.topic.num.partitions`).
-    pub(crate) fn partition_for(&self, group_id: &str) -> i32 {
-        super::store::partition_for(group_id, self.inner.cfg.offsets_topic_num_partitions)
     }
 
     /// JoinGroup. Waits while the group rebalances.
@@ -332,7 +320,6 @@ impl GroupCoordinator {
         let Some(g) = groups.get(group_id) else {
             return DescribedGroup {
                 error_code: 0,
-                group_id: group_id.to_owned(),
                 state: GroupState::Dead.name(),
                 protocol_type: String::new(),
                 protocol: String::new(),
@@ -347,7 +334,6 @@ impl GroupCoordinator {
         };
         DescribedGroup {
             error_code: 0,
-            group_id: g.id.clone(),
             state: g.state.name(),
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             members: g
@@ -376,20 +362,12 @@ impl GroupCoordinator {
 
     /// Removes expired offsets (and forgets empty groups without offsets), writing tombstones.
     /// Returns how many offsets expired.
+    #[cfg(test)]
     pub(crate) fn expire_offsets(&self, now_ms: i64) -> usize {
         self.inner.expire_offsets(now_ms)
     }
 
-    /// Flushes the offsets log to stable storage.
-    pub(crate) async fn shutdown(&self) {
-        if let Some(store) = &self.inner.store {
-            if let Err(e) = store.flush() {
-                tracing::warn!("flushing the consumer offsets log at shutdown failed: {e}");
-            }
-        }
-    }
-
-    /// Flushes the offsets log (for `log.flush.interval.ms`).
+    /// fsyncs the offsets log (at shutdown).
     pub(crate) fn flush(&self) -> Result<(), GroupError> {
         match &self.inner.store {
             Some(store) => store.flush(),
@@ -481,7 +459,6 @@ fn apply_replayed(groups: &mut HashMap<String, Group>, record: StoreRecord) {
                         client_host: m.client_host,
                         session_timeout_ms: u64::try_from(m.session_timeout_ms).unwrap_or(0),
                         rebalance_timeout_ms: u64::try_from(m.rebalance_timeout_ms).unwrap_or(0),
-                        protocol_type: g.protocol_type.clone().unwrap_or_default(),
                         protocols: vec![Protocol {
                             name: g.protocol_name.clone().unwrap_or_default(),
                             metadata: m.subscription,
@@ -673,7 +650,6 @@ impl Inner {
             client_host: req.client_host,
             session_timeout_ms: req.session_timeout_ms.max(0) as u64,
             rebalance_timeout_ms: req.rebalance_timeout_ms.max(0) as u64,
-            protocol_type: req.protocol_type,
             protocols: req.protocols,
             assignment: Bytes::new(),
             join_waiter: Some(tx),

@@ -11,9 +11,6 @@
 //! `crate::handlers::{find_coordinator, join_group, …}` and only translate between the wire
 //! messages of each version and the coordinator's plain types.
 
-// Until the handlers and the Broker field are wired in (next commit).
-#![allow(dead_code)]
-
 pub(crate) mod coordinator;
 pub(crate) mod records;
 pub(crate) mod state;

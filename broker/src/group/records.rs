@@ -72,6 +72,7 @@ pub(crate) enum StoreRecord {
 
 impl StoreRecord {
     /// The group the record belongs to.
+    #[cfg(test)]
     pub(crate) fn group(&self) -> &str {
         match self {
             StoreRecord::Offset { group, .. } | StoreRecord::Group { group, .. } => group,

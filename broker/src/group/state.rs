@@ -141,8 +141,6 @@ pub(crate) struct Member {
     pub(crate) session_timeout_ms: u64,
     /// How long a rebalance waits for this member to rejoin (ms).
     pub(crate) rebalance_timeout_ms: u64,
-    /// Protocol type ("consumer" for consumers).
-    pub(crate) protocol_type: String,
     /// Supported protocols in the member's order of preference.
     pub(crate) protocols: Vec<Protocol>,
     /// The assignment from the leader's last SyncGroup.
@@ -421,7 +419,6 @@ mod tests {
             client_host: "127.0.0.1".to_owned(),
             session_timeout_ms: 10_000,
             rebalance_timeout_ms: 30_000,
-            protocol_type: "consumer".to_owned(),
             protocols: protocols
                 .iter()
                 .map(|n| Protocol {

@@ -58,6 +58,15 @@ apis! {
     DescribeConfigs => describe_configs, 1..=4;
     DescribeCluster => describe_cluster, 0..=1;
     DescribeLogDirs => describe_log_dirs, 1..=4;
+    FindCoordinator => find_coordinator, 0..=4;
+    JoinGroup => join_group, 0..=9;
+    SyncGroup => sync_group, 0..=5;
+    Heartbeat => heartbeat, 0..=4;
+    LeaveGroup => leave_group, 0..=5;
+    OffsetCommit => offset_commit, 2..=8;
+    OffsetFetch => offset_fetch, 1..=8;
+    ListGroups => list_groups, 0..=4;
+    DescribeGroups => describe_groups, 0..=5;
 }
 
 /// The version range kbroker handles for `key`, if it implements it.

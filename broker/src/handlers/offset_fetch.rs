@@ -1,0 +1,124 @@
+//! OffsetFetch: committed offsets of a group for the given partitions, or all of them (null
+//! topics, v2+). v1-7 ask about one group; v8+ about a batch of groups. A partition without a
+//! commit gets offset -1 and no error, as in Kafka. `require_stable` (v7+) is accepted: there
+//! are no pending transactional commits yet, so every offset is stable.
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+
+use super::{str_bytes, RequestContext};
+use crate::group::state::CommittedOffset;
+use crate::group::GroupCoordinator;
+
+/// One fetched partition: (partition, committed offset or none).
+type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+/// Committed offsets of one group, grouped by topic (request order, or sorted for "all").
+fn fetch(
+    groups: &GroupCoordinator,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Fetched, i16> {
+    let rows = groups.fetch_offsets(group_id, wanted.as_deref())?;
+    let mut out: Fetched = Vec::new();
+    for (topic, partition, offset) in rows {
+        match out.last_mut() {
+            Some((t, parts)) if *t == topic => parts.push((partition, offset)),
+            _ => out.push((topic, vec![(partition, offset)])),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn handle(
+    ctx: &RequestContext<'_>,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let groups = &ctx.broker.groups;
+    let mut resp = OffsetFetchResponse::default();
+    if ctx.version >= 8 {
+        for g in req.groups {
+            let wanted = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let mut gr = OffsetFetchResponseGroup::default();
+            gr.group_id = g.group_id.clone();
+            match fetch(groups, g.group_id.0.as_str(), wanted) {
+                Err(code) => gr.error_code = code,
+                Ok(topics) => {
+                    for (topic, parts) in topics {
+                        let mut tr = OffsetFetchResponseTopics::default();
+                        tr.name = TopicName(str_bytes(&topic));
+                        for (partition, offset) in parts {
+                            let mut pr = OffsetFetchResponsePartitions::default();
+                            pr.partition_index = partition;
+                            fill(
+                                offset,
+                                &mut pr.committed_offset,
+                                &mut pr.committed_leader_epoch,
+                                &mut pr.metadata,
+                            );
+                            tr.partitions.push(pr);
+                        }
+                        gr.topics.push(tr);
+                    }
+                }
+            }
+            resp.groups.push(gr);
+        }
+        return resp;
+    }
+    let wanted = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    match fetch(groups, req.group_id.0.as_str(), wanted) {
+        Err(code) => resp.error_code = code,
+        Ok(topics) => {
+            for (topic, parts) in topics {
+                let mut tr = OffsetFetchResponseTopic::default();
+                tr.name = TopicName(str_bytes(&topic));
+                for (partition, offset) in parts {
+                    let mut pr = OffsetFetchResponsePartition::default();
+                    pr.partition_index = partition;
+                    fill(
+                        offset,
+                        &mut pr.committed_offset,
+                        &mut pr.committed_leader_epoch,
+                        &mut pr.metadata,
+                    );
+                    tr.partitions.push(pr);
+                }
+                resp.topics.push(tr);
+            }
+        }
+    }
+    resp
+}
+
+/// Sets the committed offset fields (-1 / -1 / "" when there is no commit).
+fn fill(
+    offset: Option<CommittedOffset>,
+    committed_offset: &mut i64,
+    leader_epoch: &mut i32,
+    metadata: &mut Option<kafka_protocol::protocol::StrBytes>,
+) {
+    match offset {
+        Some(o) => {
+            *committed_offset = o.offset;
+            *leader_epoch = o.leader_epoch;
+            *metadata = Some(str_bytes(&o.metadata));
+        }
+        None => {
+            *committed_offset = -1;
+            *leader_epoch = -1;
+            *metadata = Some(str_bytes(""));
+        }
+    }
+}
