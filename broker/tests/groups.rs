@@ -347,3 +347,247 @@ async fn committed_offsets_survive_a_broker_kill_and_restart() {
     got.sort_unstable();
     assert_eq!(got, vec![(0, 10), (1, 10)]);
 }
+
+mod wire_versions {
+    //! Every version of every group API kbroker advertises, over the raw wire: requests built
+    //! and responses decoded by the `kafka-protocol` codec at that exact version.
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::common::wire::Wire;
+    use super::common::TestBroker;
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_owned())
+    }
+
+    /// Joins (through MEMBER_ID_REQUIRED on v4+), syncs, heartbeats and leaves with JoinGroup
+    /// version `v` and the matching versions of the others.
+    fn member_lifecycle(w: &mut Wire, v: i16) {
+        let group = format!("wire-{v}");
+        let sync_v = v.min(5);
+        let hb_v = v.min(4);
+        let leave_v = v.min(5);
+        let mut join = JoinGroupRequest::default();
+        join.group_id = GroupId(s(&group));
+        join.session_timeout_ms = 10_000;
+        join.rebalance_timeout_ms = 10_000;
+        join.protocol_type = s("consumer");
+        let mut p = JoinGroupRequestProtocol::default();
+        p.name = s("range");
+        p.metadata = Bytes::from_static(b"subscription");
+        join.protocols = vec![p];
+        let mut r: JoinGroupResponse = w.call(ApiKey::JoinGroup, v, &join);
+        if v >= 4 {
+            assert_eq!(r.error_code, 79, "v{v}: MEMBER_ID_REQUIRED expected");
+            assert!(
+                r.member_id.starts_with("wire-test-"),
+                "v{v}: {:?}",
+                r.member_id
+            );
+            join.member_id = r.member_id.clone();
+            r = w.call(ApiKey::JoinGroup, v, &join);
+        }
+        assert_eq!(r.error_code, 0, "JoinGroup v{v}");
+        assert_eq!(r.generation_id, 1, "JoinGroup v{v}");
+        assert_eq!(r.leader, r.member_id, "JoinGroup v{v}");
+        assert_eq!(r.protocol_name.as_deref(), Some("range"), "JoinGroup v{v}");
+        assert_eq!(r.members.len(), 1, "JoinGroup v{v}");
+        assert_eq!(&r.members[0].metadata[..], b"subscription");
+        if v >= 7 {
+            assert_eq!(r.protocol_type.as_deref(), Some("consumer"));
+        }
+        let member = r.member_id.clone();
+
+        let mut sync = SyncGroupRequest::default();
+        sync.group_id = GroupId(s(&group));
+        sync.generation_id = 1;
+        sync.member_id = member.clone();
+        if sync_v >= 5 {
+            sync.protocol_type = Some(s("consumer"));
+            sync.protocol_name = Some(s("range"));
+        }
+        let mut a = SyncGroupRequestAssignment::default();
+        a.member_id = member.clone();
+        a.assignment = Bytes::from_static(b"assignment");
+        sync.assignments = vec![a];
+        let r: SyncGroupResponse = w.call(ApiKey::SyncGroup, sync_v, &sync);
+        assert_eq!(r.error_code, 0, "SyncGroup v{sync_v}");
+        assert_eq!(&r.assignment[..], b"assignment");
+
+        let mut hb = HeartbeatRequest::default();
+        hb.group_id = GroupId(s(&group));
+        hb.generation_id = 1;
+        hb.member_id = member.clone();
+        let r: HeartbeatResponse = w.call(ApiKey::Heartbeat, hb_v, &hb);
+        assert_eq!(r.error_code, 0, "Heartbeat v{hb_v}");
+        hb.generation_id = 7;
+        let r: HeartbeatResponse = w.call(ApiKey::Heartbeat, hb_v, &hb);
+        assert_eq!(
+            r.error_code, 22,
+            "Heartbeat v{hb_v} with a wrong generation"
+        );
+
+        let mut d = DescribeGroupsRequest::default();
+        d.groups = vec![GroupId(s(&group)), GroupId(s("no-such-group"))];
+        for dv in 0..=5 {
+            let r: DescribeGroupsResponse = w.call(ApiKey::DescribeGroups, dv, &d);
+            assert_eq!(r.groups.len(), 2);
+            let g = &r.groups[0];
+            assert_eq!(g.error_code, 0);
+            assert_eq!(g.group_state.as_str(), "Stable", "DescribeGroups v{dv}");
+            assert_eq!(g.protocol_type.as_str(), "consumer");
+            assert_eq!(g.protocol_data.as_str(), "range");
+            assert_eq!(g.members.len(), 1);
+            assert_eq!(g.members[0].client_id.as_str(), "wire-test");
+            assert_eq!(g.members[0].client_host.as_str(), "/127.0.0.1");
+            assert_eq!(&g.members[0].member_assignment[..], b"assignment");
+            assert_eq!(r.groups[1].group_state.as_str(), "Dead");
+        }
+
+        let mut leave = LeaveGroupRequest::default();
+        leave.group_id = GroupId(s(&group));
+        if leave_v >= 3 {
+            let mut m = MemberIdentity::default();
+            m.member_id = member.clone();
+            let mut ghost = MemberIdentity::default();
+            ghost.member_id = s("ghost");
+            leave.members = vec![m, ghost];
+        } else {
+            leave.member_id = member.clone();
+        }
+        let r: LeaveGroupResponse = w.call(ApiKey::LeaveGroup, leave_v, &leave);
+        assert_eq!(r.error_code, 0, "LeaveGroup v{leave_v}");
+        if leave_v >= 3 {
+            let codes: Vec<i16> = r.members.iter().map(|m| m.error_code).collect();
+            assert_eq!(codes, vec![0, 25]);
+        }
+    }
+
+    #[test]
+    fn every_advertised_group_api_version_round_trips() {
+        let broker = TestBroker::start(&["num.partitions=2"]);
+        let mut w = Wire::connect(&broker.bootstrap);
+        // Create the topic the commits name (auto-create through Metadata).
+        let mut md = MetadataRequest::default();
+        let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+        t.name = Some(TopicName(s("wt")));
+        md.topics = Some(vec![t]);
+        md.allow_auto_topic_creation = true;
+        let _: MetadataResponse = w.call(ApiKey::Metadata, 9, &md);
+
+        for v in 0..=4 {
+            let mut fc = FindCoordinatorRequest::default();
+            if v >= 4 {
+                fc.coordinator_keys = vec![s("g1"), s("g2")];
+            } else {
+                fc.key = s("g1");
+            }
+            let r: FindCoordinatorResponse = w.call(ApiKey::FindCoordinator, v, &fc);
+            let port: i32 = broker.port().parse().unwrap();
+            if v >= 4 {
+                assert_eq!(r.coordinators.len(), 2);
+                assert!(r
+                    .coordinators
+                    .iter()
+                    .all(|c| c.error_code == 0 && c.port == port));
+            } else {
+                assert_eq!((r.error_code, r.port), (0, port), "FindCoordinator v{v}");
+                assert_eq!(r.host.as_str(), "127.0.0.1");
+            }
+        }
+
+        for v in 0..=9 {
+            member_lifecycle(&mut w, v);
+        }
+
+        // Commits outside group management, then fetches, at every version.
+        for v in 2..=8 {
+            let group = format!("commit-{v}");
+            let mut c = OffsetCommitRequest::default();
+            c.group_id = GroupId(s(&group));
+            c.generation_id_or_member_epoch = -1;
+            c.retention_time_ms = -1;
+            let mut t = OffsetCommitRequestTopic::default();
+            t.name = TopicName(s("wt"));
+            let mut p = OffsetCommitRequestPartition::default();
+            p.partition_index = 1;
+            p.committed_offset = 100 + i64::from(v);
+            p.committed_leader_epoch = 0;
+            p.committed_metadata = Some(s("meta"));
+            let mut missing = p.clone();
+            missing.partition_index = 9;
+            t.partitions = vec![p, missing];
+            c.topics = vec![t];
+            let r: OffsetCommitResponse = w.call(ApiKey::OffsetCommit, v, &c);
+            let codes: Vec<i16> = r.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            assert_eq!(codes, vec![0, 3], "OffsetCommit v{v}");
+        }
+        for v in 1..=8 {
+            let group = format!("commit-{}", v.max(2));
+            let mut f = OffsetFetchRequest::default();
+            if v >= 8 {
+                let mut g = OffsetFetchRequestGroup::default();
+                g.group_id = GroupId(s(&group));
+                let mut t = OffsetFetchRequestTopics::default();
+                t.name = TopicName(s("wt"));
+                t.partition_indexes = vec![0, 1];
+                g.topics = Some(vec![t]);
+                let mut all = OffsetFetchRequestGroup::default();
+                all.group_id = GroupId(s(&group));
+                all.topics = None;
+                f.groups = vec![g, all];
+                let r: OffsetFetchResponse = w.call(ApiKey::OffsetFetch, v, &f);
+                let parts = &r.groups[0].topics[0].partitions;
+                assert_eq!(parts[0].committed_offset, -1);
+                assert_eq!(parts[1].committed_offset, 100 + v.max(2) as i64);
+                assert_eq!(parts[1].metadata.as_deref(), Some("meta"));
+                assert_eq!(r.groups[1].topics[0].partitions.len(), 1);
+            } else {
+                f.group_id = GroupId(s(&group));
+                let mut t = OffsetFetchRequestTopic::default();
+                t.name = TopicName(s("wt"));
+                t.partition_indexes = vec![0, 1];
+                f.topics = Some(vec![t]);
+                let r: OffsetFetchResponse = w.call(ApiKey::OffsetFetch, v, &f);
+                let parts = &r.topics[0].partitions;
+                assert_eq!(parts[0].committed_offset, -1, "OffsetFetch v{v}");
+                assert_eq!(parts[1].committed_offset, 100 + v.max(2) as i64);
+                if v >= 5 {
+                    let expect_epoch = if v.max(2) >= 6 { 0 } else { -1 };
+                    assert_eq!(parts[1].committed_leader_epoch, expect_epoch);
+                }
+            }
+        }
+
+        for v in 0..=4 {
+            let mut l = ListGroupsRequest::default();
+            if v >= 4 {
+                l.states_filter = vec![s("Empty")];
+            }
+            let r: ListGroupsResponse = w.call(ApiKey::ListGroups, v, &l);
+            assert_eq!(r.error_code, 0);
+            let names: Vec<&str> = r.groups.iter().map(|g| g.group_id.0.as_str()).collect();
+            assert!(names.contains(&"commit-2"), "ListGroups v{v}: {names:?}");
+            assert!(names.contains(&"wire-0"), "ListGroups v{v}: {names:?}");
+            if v >= 4 {
+                assert!(r.groups.iter().all(|g| g.group_state.as_str() == "Empty"));
+            }
+        }
+    }
+}
