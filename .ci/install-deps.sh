@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs what the workspace's build and tests need on a fresh Debian (12) machine, as root.
+# Idempotent: a second run installs nothing and only checks. Works without a terminal (CI=true).
+#
+#   apt: kcat (Debian's 1.7.1, linking librdkafka 2.0.2) for broker/tests/compat.rs;
+#        build-essential (gcc, g++, make: librdkafka's ./configure needs a C and a C++ compiler,
+#        zlib/zstd are built from source by libz-sys "static" and zstd-sys) and pkg-config, for
+#        rdkafka-sys; python3-venv only when the python3 on PATH cannot make a virtualenv.
+#   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs).
+#
+# Rust (cargo, rustc) is expected on the machine already.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export DEBIAN_FRONTEND=noninteractive
+export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo -n)
+    else
+        echo "install-deps: not root and no sudo; run as root" >&2
+        exit 1
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+APT_PACKAGES=(kcat build-essential pkg-config)
+# python3 -m venv needs ensurepip; Debian's own python3 has it in python3-venv.
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    APT_PACKAGES+=(python3-venv python3-pip)
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: apt-get install ${missing[*]}"
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    echo "install-deps: apt packages present (${APT_PACKAGES[*]})"
+fi
+kcat -V | head -4 | tail -1
+
+VENV="$REPO/.venv"
+# A venv whose interpreter no longer runs (python moved or upgraded) is made anew.
+if [ -e "$VENV" ] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    echo "install-deps: $VENV is broken; recreating"
+    rm -rf "$VENV"
+fi
+if [ ! -e "$VENV/bin/python" ]; then
+    echo "install-deps: creating $VENV with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q -r "$REPO/compat/requirements.txt"
+"$VENV/bin/python" - <<'PY'
+import confluent_kafka, kafka, kafka.codec as c
+assert c.has_snappy() and c.has_lz4() and c.has_zstd(), "kafka-python codec libraries missing"
+v = confluent_kafka.version()
+v = v[0] if isinstance(v, tuple) else v
+print(f"install-deps: confluent-kafka {v} "
+      f"(librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")
+PY

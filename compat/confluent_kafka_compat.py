@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""confluent-kafka (librdkafka) against a Kafka-compatible broker.
+
+Usage: confluent_kafka_compat.py BOOTSTRAP [admin|roundtrip|group|codecs|too_large]...
+
+Written the way the seed documents use the client: Producer / Consumer / AdminClient with plain
+config dicts. Each scenario raises on any difference from what Apache Kafka answers; the script
+exits non-zero if any scenario failed. `too_large` expects a broker started with
+message.max.bytes=10000.
+"""
+
+import os
+from collections import defaultdict
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigResource,
+    ConfigSource,
+    NewTopic,
+    ResourceType,
+)
+
+from compat_common import Deadline, check, check_eq, log, main, unique
+
+TIMEOUT = 20  # seconds for any one admin call / flush
+
+
+def admin_client(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topic(admin, name, partitions, config=None):
+    fs = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+        operation_timeout=10,
+        request_timeout=TIMEOUT,
+    )
+    fs[name].result(timeout=TIMEOUT)
+
+
+def produce_all(bootstrap, topic, messages, extra=None):
+    """Produces (key, value, headers) tuples; returns [(partition, offset, key, value)] acked."""
+    conf = {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"}
+    conf.update(extra or {})
+    producer = Producer(conf)
+    acked, errors = [], []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
+
+    for key, value, headers in messages:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(TIMEOUT)
+    check_eq(remaining, 0, "messages still in flight after flush")
+    check(not errors, f"delivery errors: {errors[:5]}")
+    check_eq(len(acked), len(messages), "delivery reports")
+    return acked
+
+
+def consume_assigned(bootstrap, topic, partitions, expected_count, seconds=30):
+    """Reads every partition from the beginning without a group; returns {partition: [msgs]}."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("assign-only"),
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = defaultdict(list)
+    eof = set()
+    deadline = Deadline(seconds)
+    count = 0
+    while not deadline.expired() and (count < expected_count or len(eof) < partitions):
+        msg = consumer.poll(min(1.0, deadline.left()))
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(msg.partition())
+                continue
+            raise KafkaException(msg.error())
+        eof.discard(msg.partition())
+        got[msg.partition()].append(
+            (msg.offset(), msg.key(), msg.value(), tuple(msg.headers() or ()))
+        )
+        count += 1
+    consumer.close()
+    check_eq(count, expected_count, f"messages consumed from {topic}")
+    return got
+
+
+def scenario_admin(bootstrap):
+    admin = admin_client(bootstrap)
+    t1, t2 = unique("ck-admin-a"), unique("ck-admin-b")
+    fs = admin.create_topics(
+        [
+            NewTopic(t1, num_partitions=3, replication_factor=1, config={"retention.ms": "3600000"}),
+            NewTopic(t2, num_partitions=1, replication_factor=1),
+        ],
+        operation_timeout=10,
+        request_timeout=TIMEOUT,
+    )
+    for name, f in fs.items():
+        check_eq(f.result(timeout=TIMEOUT), None, f"create_topics({name})")
+    log(f"created {t1} (3 partitions, retention.ms) and {t2}")
+
+    md = admin.list_topics(timeout=TIMEOUT)
+    check(len(md.brokers) == 1, f"one broker listed, got {md.brokers}")
+    for name, parts in ((t1, 3), (t2, 1)):
+        check(name in md.topics, f"list_topics lacks {name}: {sorted(md.topics)}")
+        tmd = md.topics[name]
+        check(tmd.error is None, f"list_topics error for {name}: {tmd.error}")
+        check_eq(sorted(tmd.partitions), list(range(parts)), f"partitions of {name}")
+        for p in tmd.partitions.values():
+            check(p.leader in md.brokers, f"{name}[{p.id}] leader {p.leader} not a broker")
+            check_eq(list(p.replicas), [p.leader], f"{name}[{p.id}] replicas")
+            check_eq(list(p.isrs), [p.leader], f"{name}[{p.id}] isr")
+
+    # describe_topics (librdkafka >= 2.3): partitions with leader / replicas / isr
+    desc = admin.describe_topics(TopicCollection([t1]), request_timeout=TIMEOUT)[t1].result(
+        timeout=TIMEOUT
+    )
+    check_eq(desc.name, t1, "describe_topics name")
+    check_eq([p.id for p in desc.partitions], [0, 1, 2], "describe_topics partitions")
+    for p in desc.partitions:
+        check(p.leader is not None, f"describe_topics {t1}[{p.id}] has no leader")
+        check_eq([n.id for n in p.replicas], [p.leader.id], f"describe_topics {t1}[{p.id}] replicas")
+        check_eq([n.id for n in p.isr], [p.leader.id], f"describe_topics {t1}[{p.id}] isr")
+
+    cluster = admin.describe_cluster(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    check_eq(len(cluster.nodes), 1, "describe_cluster nodes")
+    check(cluster.cluster_id, "describe_cluster cluster_id is empty")
+
+    # describe configs: the topic override is there and marked as a topic config
+    res = ConfigResource(ResourceType.TOPIC, t1)
+    configs = admin.describe_configs([res], request_timeout=TIMEOUT)[res].result(timeout=TIMEOUT)
+    check("retention.ms" in configs, f"describe_configs({t1}) lacks retention.ms: {sorted(configs)}")
+    entry = configs["retention.ms"]
+    check_eq(entry.value, "3600000", "retention.ms value")
+    check(not entry.is_default, "retention.ms override reported as a default")
+    check("cleanup.policy" in configs, f"describe_configs({t1}) lacks cleanup.policy")
+    check_eq(entry.source, ConfigSource.DYNAMIC_TOPIC_CONFIG.value, "retention.ms source")
+
+    # creating an existing topic: TOPIC_ALREADY_EXISTS
+    try:
+        create_topic(admin, t1, 3)
+    except KafkaException as e:
+        check_eq(e.args[0].code(), KafkaError.TOPIC_ALREADY_EXISTS, "re-create error code")
+    else:
+        raise AssertionError(f"creating existing topic {t1} succeeded")
+
+    # delete: the topic disappears from metadata
+    fs = admin.delete_topics([t2], operation_timeout=10, request_timeout=TIMEOUT)
+    check_eq(fs[t2].result(timeout=TIMEOUT), None, f"delete_topics({t2})")
+    deadline = Deadline(10)
+    while t2 in admin.list_topics(timeout=TIMEOUT).topics:
+        check(not deadline.expired(), f"{t2} still listed 10 s after delete")
+    check(t1 in admin.list_topics(timeout=TIMEOUT).topics, f"{t1} vanished with {t2}")
+    try:
+        admin.delete_topics([t2], request_timeout=TIMEOUT)[t2].result(timeout=TIMEOUT)
+    except KafkaException as e:
+        check_eq(e.args[0].code(), KafkaError.UNKNOWN_TOPIC_OR_PART, "delete missing topic error")
+    else:
+        raise AssertionError(f"deleting deleted topic {t2} succeeded")
+
+    # broker configs: every config with its effective value (defaults included), as Kafka does
+    broker = ConfigResource(ResourceType.BROKER, str(next(iter(md.brokers))))
+    bconf = admin.describe_configs([broker], request_timeout=TIMEOUT)[broker].result(timeout=TIMEOUT)
+    for key in ("message.max.bytes", "num.partitions", "log.retention.ms", "log.dirs"):
+        check(key in bconf, f"describe_configs(broker) lacks {key}: got only {sorted(bconf)}")
+    check_eq(bconf["message.max.bytes"].value, "1048588", "broker message.max.bytes (default)")
+
+
+def scenario_roundtrip(bootstrap):
+    admin = admin_client(bootstrap)
+    topic = unique("ck-roundtrip")
+    create_topic(admin, topic, 3)
+    n = 600
+    messages = [
+        (
+            f"key-{i % 17}".encode(),
+            f"value-{i}-".encode() + os.urandom(i % 50),
+            [("seq", str(i).encode())] if i % 3 == 0 else None,
+        )
+        for i in range(n)
+    ]
+    acked = produce_all(bootstrap, topic, messages)
+    # the default partitioner keeps a key on one partition
+    key_part = {}
+    for part, _, key, _ in acked:
+        check_eq(key_part.setdefault(key, part), part, f"partition of key {key!r}")
+    check(len(set(key_part.values())) > 1, "all keys landed on one partition")
+
+    got = consume_assigned(bootstrap, topic, 3, n)
+    by_seq = {m[1]: m for m in messages}  # value -> (key, value, headers)
+    for part in range(3):
+        produced = sorted((o, k, v) for p, o, k, v in acked if p == part)
+        consumed = [(o, k, v) for o, k, v, _ in got[part]]
+        check_eq(consumed, produced, f"partition {part} content and order")
+        check_eq(
+            [o for o, *_ in consumed], list(range(len(consumed))), f"partition {part} offsets"
+        )
+        for _, _, v, headers in got[part]:
+            want = tuple(by_seq[v][2] or ())
+            check_eq(headers, want, f"headers of {v[:16]!r}")
+    log(f"{n} messages over 3 partitions round-tripped with keys, headers and offsets")
+
+
+def consume_group(bootstrap, group, topic, expected, seconds=30, commit=True):
+    """Subscribes in `group`, reads until `expected` messages, commits each one; returns them."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+        }
+    )
+    consumer.subscribe([topic])
+    got = []
+    deadline = Deadline(seconds)
+    while not deadline.expired() and len(got) < expected:
+        msg = consumer.poll(min(1.0, deadline.left()))
+        if msg is None:
+            continue
+        if msg.error():
+            raise KafkaException(msg.error())
+        got.append((msg.partition(), msg.offset(), msg.value()))
+        if commit:
+            consumer.commit(message=msg, asynchronous=False)
+    # anything beyond `expected` would be a resume error: give it a moment to show up
+    extra_deadline = Deadline(2)
+    while not extra_deadline.expired():
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            got.append((msg.partition(), msg.offset(), msg.value()))
+    assignment = consumer.assignment()
+    committed = consumer.committed(assignment, timeout=TIMEOUT) if assignment else []
+    consumer.close()
+    return got, {tp.partition: tp.offset for tp in committed}
+
+
+def scenario_group(bootstrap):
+    admin = admin_client(bootstrap)
+    topic, group = unique("ck-group"), unique("ck-grp")
+    create_topic(admin, topic, 2)
+    first = [(f"k{i}".encode(), f"old-{i}".encode(), None) for i in range(100)]
+    produce_all(bootstrap, topic, first)
+
+    got, committed = consume_group(bootstrap, group, topic, 100)
+    check_eq(sorted(v for _, _, v in got), sorted(v for _, v, _ in first), "first consumer's messages")
+    ends = defaultdict(int)
+    for p, o, _ in got:
+        ends[p] = max(ends[p], o + 1)
+    check_eq(committed, dict(ends), "committed offsets after the first consumer")
+    log(f"first consumer read 100 and committed {committed}")
+
+    second = [(f"k{i}".encode(), f"new-{i}".encode(), None) for i in range(50)]
+    produce_all(bootstrap, topic, second)
+    got2, committed2 = consume_group(bootstrap, group, topic, 50)
+    check_eq(
+        sorted(v for _, _, v in got2), sorted(v for _, v, _ in second), "second consumer's messages"
+    )
+    for p, o, _ in got2:
+        check(o >= ends[p], f"second consumer re-read offset {o} of partition {p}")
+    log(f"second consumer resumed at {dict(ends)} and read only the 50 new messages")
+
+    # a third member with nothing new gets nothing, and sees the committed offsets
+    got3, committed3 = consume_group(bootstrap, group, topic, 0, seconds=5)
+    check_eq(got3, [], "third consumer (nothing new)")
+    check_eq(committed3, committed2, "committed offsets seen by the third consumer")
+
+
+def scenario_codecs(bootstrap):
+    admin = admin_client(bootstrap)
+    for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+        topic = unique(f"ck-codec-{codec}")
+        create_topic(admin, topic, 1)
+        messages = [
+            (f"key-{i}".encode(), (f"{codec} value {i} " * 20).encode(), None) for i in range(300)
+        ]
+        acked = produce_all(
+            bootstrap,
+            topic,
+            messages,
+            {"compression.type": codec, "linger.ms": 20, "batch.num.messages": 100},
+        )
+        got = consume_assigned(bootstrap, topic, 1, len(messages))
+        check_eq(
+            [(k, v) for _, k, v, _ in got[0]],
+            [(k, v) for k, v, _ in messages],
+            f"{codec}: consumed messages",
+        )
+        check_eq([o for o, *_ in got[0]], sorted(o for _, o, _, _ in acked), f"{codec}: offsets")
+        log(f"{codec}: 300 messages round-tripped")
+
+
+def scenario_too_large(bootstrap):
+    """Needs a broker with message.max.bytes=10000; the client allows 1 MB."""
+    admin = admin_client(bootstrap)
+    topic = unique("ck-large")
+    create_topic(admin, topic, 1)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "message.max.bytes": 1000000,
+            "compression.type": "none",
+            "message.send.max.retries": 0,
+        }
+    )
+    results = {}
+
+    def on_delivery(err, msg):
+        results[msg.value()[:8]] = err
+
+    producer.produce(topic, value=b"big-msg-" + os.urandom(20000), on_delivery=on_delivery)
+    check_eq(producer.flush(TIMEOUT), 0, "too-large message still in flight")
+    err = results.get(b"big-msg-")
+    check(err is not None, "a 20 kB message was accepted by a broker with message.max.bytes=10000")
+    check_eq(err.code(), KafkaError.MSG_SIZE_TOO_LARGE, f"error for the 20 kB message ({err})")
+    log(f"20 kB message refused: {err}")
+
+    # the same producer and connection still work for a message that fits
+    producer.produce(topic, value=b"small-ok" + b"x" * 1000, on_delivery=on_delivery)
+    check_eq(producer.flush(TIMEOUT), 0, "small message still in flight")
+    check_eq(results.get(b"small-ok"), None, "error for a 1 kB message after the refusal")
+    got = consume_assigned(bootstrap, topic, 1, 1)
+    check_eq(got[0][0][2], b"small-ok" + b"x" * 1000, "the only stored message")
+
+
+if __name__ == "__main__":
+    main(
+        {
+            "admin": scenario_admin,
+            "roundtrip": scenario_roundtrip,
+            "group": scenario_group,
+            "codecs": scenario_codecs,
+            "too_large": scenario_too_large,
+        }
+    )
