@@ -6,6 +6,9 @@
 
 pub mod cli;
 pub mod compare;
+pub mod ledger;
+pub mod measure;
 pub mod report;
 pub mod sampler;
+pub mod scenario;
 pub mod summary;

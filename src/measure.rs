@@ -1,0 +1,480 @@
+//! Measurement: per-task counters and HDR histograms, swapped out every sampling interval and
+//! merged into [`IntervalRow`]s (the time series) and whole-run totals.
+//!
+//! Each producer and consumer task owns one meter. The hot path touches only that meter: relaxed
+//! atomics for "sent" counts (bumped by the sending thread), and an uncontended mutex around the
+//! rest (taken by the delivery callback or the consumer loop on the same thread, and once per
+//! interval by the collector). Latency is recorded in microseconds with 3 significant digits
+//! ([`latency_histogram`]). A message belongs to the warm-up when its (intended) send time lies
+//! before the warm-up end; warm-up values go to the interval histograms (the time series shows
+//! them, marked) but not to the whole-run ones.
+//!
+//! Timestamps are microseconds since the Unix epoch ([`now_us`]) because end-to-end latency
+//! compares a time written by a producer with a time read by a consumer, possibly on another
+//! host of a sharded run.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+
+use crate::ledger::{AckLedger, GroupLedger};
+use crate::summary::{latency_histogram, IntervalRow};
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Start of the measured window (end of the warm-up), shared by every task.
+#[derive(Debug, Default)]
+pub struct WarmupEnd(AtomicU64);
+
+impl WarmupEnd {
+    /// Sets the warm-up end, µs since the epoch.
+    pub fn set(&self, us: u64) {
+        self.0.store(us, Ordering::Relaxed);
+    }
+    /// The warm-up end, µs since the epoch (0 until set).
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One producer task's meter.
+#[derive(Debug)]
+pub struct ProducerMeter {
+    sent_msgs: AtomicU64,
+    sent_bytes: AtomicU64,
+    state: Mutex<ProducerState>,
+}
+
+/// What a producer meter holds besides the sent counters.
+#[derive(Debug)]
+pub struct ProducerState {
+    /// Acknowledged messages / bytes in the current interval.
+    pub interval_acked: (u64, u64),
+    /// Errors in the current interval.
+    pub interval_errors: u64,
+    /// Produce latency in the current interval, µs (warm-up included).
+    pub interval_latency: Histogram<u64>,
+    /// Produce latency of the measured window, µs.
+    pub latency: Histogram<u64>,
+    /// Acknowledged messages / bytes, whole run.
+    pub acked: (u64, u64),
+    /// Acknowledged messages / bytes after the warm-up.
+    pub measured: (u64, u64),
+    /// Messages whose delivery failed.
+    pub failed: u64,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Acknowledged sequence numbers.
+    pub ledger: AckLedger,
+    /// Acknowledged messages per partition index.
+    pub per_partition: Vec<u64>,
+    /// Time of the last acknowledgement, µs since the epoch.
+    pub last_ack_us: u64,
+}
+
+impl Default for ProducerMeter {
+    fn default() -> Self {
+        ProducerMeter {
+            sent_msgs: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            state: Mutex::new(ProducerState {
+                interval_acked: (0, 0),
+                interval_errors: 0,
+                interval_latency: latency_histogram(),
+                latency: latency_histogram(),
+                acked: (0, 0),
+                measured: (0, 0),
+                failed: 0,
+                errors: BTreeMap::new(),
+                ledger: AckLedger::default(),
+                per_partition: Vec::new(),
+                last_ack_us: 0,
+            }),
+        }
+    }
+}
+
+impl ProducerMeter {
+    /// A message was handed to the client.
+    pub fn sent(&self, bytes: u64) {
+        self.sent_msgs.fetch_add(1, Ordering::Relaxed);
+        self.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The cluster acknowledged a message sent (or meant to be sent) at `sent_us`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn acked(
+        &self,
+        producer: u32,
+        seq: u32,
+        partition: i32,
+        bytes: u64,
+        sent_us: u64,
+        now: u64,
+        warmup_end: u64,
+    ) {
+        let latency = now.saturating_sub(sent_us).max(1);
+        let mut s = lock(&self.state);
+        s.interval_acked.0 += 1;
+        s.interval_acked.1 += bytes;
+        s.acked.0 += 1;
+        s.acked.1 += bytes;
+        let _ = s.interval_latency.record(latency);
+        if sent_us >= warmup_end {
+            s.measured.0 += 1;
+            s.measured.1 += bytes;
+            let _ = s.latency.record(latency);
+        }
+        s.ledger.ack(producer, seq);
+        if let Ok(p) = usize::try_from(partition) {
+            if s.per_partition.len() <= p {
+                s.per_partition.resize(p + 1, 0);
+            }
+            s.per_partition[p] += 1;
+        }
+        s.last_ack_us = s.last_ack_us.max(now);
+    }
+
+    /// A delivery report said the message was not written.
+    pub fn failed(&self, kind: &str) {
+        let mut s = lock(&self.state);
+        s.failed += 1;
+        s.interval_errors += 1;
+        *s.errors.entry(format!("produce:{kind}")).or_default() += 1;
+    }
+
+    /// Something went wrong that is not a failed message (a send call refused, a client error).
+    pub fn error(&self, kind: &str) {
+        let mut s = lock(&self.state);
+        s.interval_errors += 1;
+        *s.errors.entry(format!("produce:{kind}")).or_default() += 1;
+    }
+
+    /// Messages and bytes sent so far.
+    pub fn sent_totals(&self) -> (u64, u64) {
+        (
+            self.sent_msgs.load(Ordering::Relaxed),
+            self.sent_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Acknowledged messages so far (for progress).
+    pub fn acked_total(&self) -> u64 {
+        lock(&self.state).acked.0
+    }
+
+    /// Runs `f` on the state (for the final totals).
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut ProducerState) -> R) -> R {
+        f(&mut lock(&self.state))
+    }
+}
+
+/// One consumer member's meter.
+#[derive(Debug)]
+pub struct ConsumerMeter {
+    state: Mutex<ConsumerState>,
+}
+
+/// What a consumer meter holds.
+#[derive(Debug)]
+pub struct ConsumerState {
+    /// Messages / bytes in the current interval.
+    pub interval_consumed: (u64, u64),
+    /// Errors in the current interval.
+    pub interval_errors: u64,
+    /// End-to-end latency in the current interval, µs.
+    pub interval_latency: Histogram<u64>,
+    /// End-to-end latency of the measured window, µs.
+    pub latency: Histogram<u64>,
+    /// Messages / bytes, whole run.
+    pub consumed: (u64, u64),
+    /// Messages / bytes sent after the warm-up.
+    pub measured: (u64, u64),
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// What this member received.
+    pub ledger: GroupLedger,
+    /// Partition index → next offset to read (highest offset received + 1).
+    pub next_offsets: BTreeMap<i32, i64>,
+    /// Partitions currently assigned.
+    pub assigned: usize,
+    /// Rebalances seen (assignments received).
+    pub assignments: u64,
+    /// Time of the last message, µs since the epoch.
+    pub last_recv_us: u64,
+}
+
+impl Default for ConsumerMeter {
+    fn default() -> Self {
+        ConsumerMeter {
+            state: Mutex::new(ConsumerState {
+                interval_consumed: (0, 0),
+                interval_errors: 0,
+                interval_latency: latency_histogram(),
+                latency: latency_histogram(),
+                consumed: (0, 0),
+                measured: (0, 0),
+                errors: BTreeMap::new(),
+                ledger: GroupLedger::default(),
+                next_offsets: BTreeMap::new(),
+                assigned: 0,
+                assignments: 0,
+                last_recv_us: 0,
+            }),
+        }
+    }
+}
+
+/// Identity of a received message, as decoded from its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// Producer index.
+    pub producer: u32,
+    /// Sequence number.
+    pub seq: u32,
+    /// (Intended) send time, µs since the epoch.
+    pub sent_us: u64,
+}
+
+impl ConsumerMeter {
+    /// A message arrived at `now`; `id` is `None` for a message that is not this run's.
+    pub fn received(
+        &self,
+        id: Option<Received>,
+        partition: i32,
+        offset: i64,
+        bytes: u64,
+        now: u64,
+        warmup_end: u64,
+    ) {
+        let mut s = lock(&self.state);
+        s.interval_consumed.0 += 1;
+        s.interval_consumed.1 += bytes;
+        s.consumed.0 += 1;
+        s.consumed.1 += bytes;
+        let next = s.next_offsets.entry(partition).or_insert(0);
+        *next = (*next).max(offset + 1);
+        match id {
+            Some(id) => {
+                let latency = now.saturating_sub(id.sent_us).max(1);
+                let _ = s.interval_latency.record(latency);
+                if id.sent_us >= warmup_end {
+                    s.measured.0 += 1;
+                    s.measured.1 += bytes;
+                    let _ = s.latency.record(latency);
+                }
+                s.ledger.receive(id.producer, id.seq, partition);
+            }
+            None => s.ledger.receive_foreign(),
+        }
+        s.last_recv_us = s.last_recv_us.max(now);
+    }
+
+    /// A partition reached its end or was positioned without a message: remember the position.
+    pub fn position(&self, partition: i32, next_offset: i64) {
+        let mut s = lock(&self.state);
+        let next = s.next_offsets.entry(partition).or_insert(0);
+        *next = (*next).max(next_offset);
+    }
+
+    /// An error (by kind) happened.
+    pub fn error(&self, kind: &str) {
+        let mut s = lock(&self.state);
+        s.interval_errors += 1;
+        *s.errors.entry(format!("consume:{kind}")).or_default() += 1;
+    }
+
+    /// The member now holds `partitions` partitions.
+    pub fn assigned(&self, partitions: usize) {
+        let mut s = lock(&self.state);
+        s.assigned = partitions;
+        s.assignments += 1;
+    }
+
+    /// Runs `f` on the state.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut ConsumerState) -> R) -> R {
+        f(&mut lock(&self.state))
+    }
+}
+
+/// Collects every meter once per interval into an [`IntervalRow`].
+#[derive(Debug, Default)]
+pub struct Collector {
+    /// One meter per producer task, by producer index.
+    pub producers: Vec<Arc<ProducerMeter>>,
+    /// One list of member meters per consumer group.
+    pub groups: Vec<Vec<Arc<ConsumerMeter>>>,
+    last_sent: (u64, u64),
+    /// Every row so far.
+    pub rows: Vec<IntervalRow>,
+}
+
+impl Collector {
+    /// A collector over these meters.
+    pub fn new(producers: Vec<Arc<ProducerMeter>>, groups: Vec<Vec<Arc<ConsumerMeter>>>) -> Self {
+        Collector {
+            producers,
+            groups,
+            last_sent: (0, 0),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Closes the interval ending at `t_s` (seconds since the run start) and returns its row.
+    pub fn collect(&mut self, t_s: f64, interval_s: f64, in_warmup: bool) -> &IntervalRow {
+        let mut row = IntervalRow {
+            t_s,
+            interval_s,
+            in_warmup,
+            ..Default::default()
+        };
+        let mut produce = latency_histogram();
+        let mut e2e = latency_histogram();
+        let mut sent = (0, 0);
+        for p in &self.producers {
+            let (m, b) = p.sent_totals();
+            sent.0 += m;
+            sent.1 += b;
+            let mut s = lock(&p.state);
+            row.acked_msgs += s.interval_acked.0;
+            row.acked_bytes += s.interval_acked.1;
+            row.errors += s.interval_errors;
+            s.interval_acked = (0, 0);
+            s.interval_errors = 0;
+            let _ = produce.add(&s.interval_latency);
+            s.interval_latency.reset();
+        }
+        for member in self.groups.iter().flatten() {
+            let mut s = lock(&member.state);
+            row.consumed_msgs += s.interval_consumed.0;
+            row.consumed_bytes += s.interval_consumed.1;
+            row.errors += s.interval_errors;
+            s.interval_consumed = (0, 0);
+            s.interval_errors = 0;
+            let _ = e2e.add(&s.interval_latency);
+            s.interval_latency.reset();
+        }
+        row.produced_msgs = sent.0 - self.last_sent.0;
+        row.produced_bytes = sent.1 - self.last_sent.1;
+        self.last_sent = sent;
+        if !produce.is_empty() {
+            row.produce_p50_us = produce.value_at_quantile(0.5);
+            row.produce_p99_us = produce.value_at_quantile(0.99);
+            row.produce_max_us = produce.max();
+        }
+        if !e2e.is_empty() {
+            row.e2e_p50_us = e2e.value_at_quantile(0.5);
+            row.e2e_p99_us = e2e.value_at_quantile(0.99);
+            row.e2e_max_us = e2e.max();
+        }
+        self.rows.push(row);
+        self.rows.last().expect("just pushed")
+    }
+
+    /// Produce-latency histogram of the measured window so far, all producers (for progress).
+    pub fn produce_latency(&self) -> Histogram<u64> {
+        let mut h = latency_histogram();
+        for p in &self.producers {
+            let _ = h.add(&lock(&p.state).latency);
+        }
+        h
+    }
+
+    /// End-to-end histogram of the measured window, all groups.
+    pub fn e2e_latency(&self) -> Histogram<u64> {
+        let mut h = latency_histogram();
+        for m in self.groups.iter().flatten() {
+            let _ = h.add(&lock(&m.state).latency);
+        }
+        h
+    }
+
+    /// Messages sent, acknowledged and consumed (all groups) so far.
+    pub fn progress(&self) -> (u64, u64, u64) {
+        let sent = self.producers.iter().map(|p| p.sent_totals().0).sum();
+        let acked = self.producers.iter().map(|p| p.acked_total()).sum();
+        let consumed = self
+            .groups
+            .iter()
+            .flatten()
+            .map(|m| lock(&m.state).consumed.0)
+            .sum();
+        (sent, acked, consumed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_swap_and_totals_accumulate() {
+        let p = Arc::new(ProducerMeter::default());
+        let c = Arc::new(ConsumerMeter::default());
+        let mut col = Collector::new(vec![p.clone()], vec![vec![c.clone()]]);
+        let warmup_end = 1_000;
+        // Warm-up message: in the interval, not in the whole-run histogram.
+        p.sent(100);
+        p.acked(0, 0, 0, 100, 500, 2_500, warmup_end);
+        c.received(
+            Some(Received {
+                producer: 0,
+                seq: 0,
+                sent_us: 500,
+            }),
+            0,
+            0,
+            100,
+            3_500,
+            warmup_end,
+        );
+        let row = col.collect(1.0, 1.0, true).clone();
+        assert_eq!(
+            (row.produced_msgs, row.acked_msgs, row.consumed_msgs),
+            (1, 1, 1)
+        );
+        assert!((1990..=2010).contains(&row.produce_p50_us), "{row:?}");
+        assert!((2990..=3010).contains(&row.e2e_max_us), "{row:?}");
+        assert!(col.produce_latency().is_empty());
+        // Measured message.
+        p.sent(100);
+        p.acked(0, 1, 3, 100, 2_000, 2_010, warmup_end);
+        p.failed("MsgTimedOut");
+        let row = col.collect(2.0, 1.0, false).clone();
+        assert_eq!(
+            (
+                row.produced_msgs,
+                row.produced_bytes,
+                row.acked_msgs,
+                row.errors
+            ),
+            (1, 100, 1, 1)
+        );
+        assert_eq!(col.produce_latency().len(), 1);
+        p.with_state(|s| {
+            assert_eq!(s.acked, (2, 200));
+            assert_eq!(s.measured, (1, 100));
+            assert_eq!(s.per_partition, vec![1, 0, 0, 1]);
+            assert_eq!(s.errors["produce:MsgTimedOut"], 1);
+            assert_eq!(s.ledger.total(), 2);
+        });
+        let row = col.collect(3.0, 1.0, false);
+        assert_eq!(
+            (row.produced_msgs, row.acked_msgs, row.produce_p50_us),
+            (0, 0, 0)
+        );
+        c.with_state(|s| assert_eq!(s.next_offsets[&0], 1));
+    }
+}

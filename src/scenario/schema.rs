@@ -1,0 +1,693 @@
+//! The scenario schema: every key a scenario file may hold, its type, unit and default, in one
+//! place. `scenarios/README.md` documents the same keys; keep the two in step.
+//!
+//! The structs deserialize straight from TOML (`deny_unknown_fields`, so a typo is an error, not a
+//! silently ignored key) with defaults filled in, and serialize back to the fully resolved
+//! configuration that goes into `summary.json`. [`Scenario::validate`] then checks the relations
+//! between keys that serde cannot (one of `messages_each`/`duration`, rates, sizes) and names the
+//! offending key path, which the loader turns into `file:line:column`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use super::units::{Dur, Rate, Size};
+
+/// Bytes at the start of every payload that carry the message identity (see `workload::payload`).
+pub const IDENTITY_BYTES: u64 = 24;
+
+/// A whole scenario: what to run against which cluster and what to expect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name of the scenario; names the default output folder `reports/<name>/<timestamp>/`.
+    pub name: String,
+    /// One line saying what the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// The cluster to run against.
+    #[serde(default)]
+    pub cluster: Cluster,
+    /// The topic the run writes and reads.
+    #[serde(default)]
+    pub topic: Topic,
+    /// Producer tasks.
+    #[serde(default)]
+    pub producers: Producers,
+    /// Consumer groups.
+    #[serde(default)]
+    pub consumers: Consumers,
+    /// Expectations that decide the exit code.
+    #[serde(default)]
+    pub verify: Verify,
+    /// Time-series sampling.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Report output.
+    #[serde(default)]
+    pub report: Report,
+    /// Dotted key → list of values: one run per combination.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub matrix: BTreeMap<String, Vec<toml::Value>>,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// Number of embedded kbroker processes (ignored with `bootstrap`).
+    pub brokers: u32,
+    /// `host:port,...` of an existing cluster; the same as `--bootstrap` (which wins).
+    pub bootstrap: Option<String>,
+    /// `broker.rack` values handed out to embedded brokers in turn.
+    pub racks: Vec<String>,
+    /// `server.properties` overrides for every embedded broker.
+    pub configs: BTreeMap<String, ConfigValue>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            brokers: 1,
+            bootstrap: None,
+            racks: Vec::new(),
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[topic]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topic {
+    /// Topic name; unset = `kbench-<scenario>-<run id>`, unique per run and created fresh.
+    pub name: Option<String>,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication_factor: i16,
+    /// Topic configs (`cleanup.policy`, `min.insync.replicas`, ...).
+    pub configs: BTreeMap<String, ConfigValue>,
+}
+
+impl Default for Topic {
+    fn default() -> Self {
+        Topic {
+            name: None,
+            partitions: 8,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// How producers choose message keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keys {
+    /// No key; librdkafka's sticky partitioner spreads batches over partitions.
+    None,
+    /// A random 8-byte key per message.
+    Random,
+    /// No key; partition chosen explicitly, message after message, over all partitions.
+    RoundRobin,
+    /// Keys `key-0` .. `key-<key_set-1>` in turn.
+    Fixed,
+}
+
+/// What fills the payload after the identity header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadKind {
+    /// Random bytes (incompressible).
+    Random,
+    /// Random bytes for `1/compress_ratio` of the payload, zeros for the rest.
+    Compressible,
+    /// All zeros.
+    Zeros,
+}
+
+/// Producer acknowledgement level (`acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// `acks=0`: fire and forget.
+    None,
+    /// `acks=1`: the leader wrote it.
+    Leader,
+    /// `acks=all`: every in-sync replica wrote it.
+    All,
+}
+
+impl Acks {
+    /// The value librdkafka's `acks` takes.
+    pub fn as_config(self) -> &'static str {
+        match self {
+            Acks::None => "0",
+            Acks::Leader => "1",
+            Acks::All => "all",
+        }
+    }
+}
+
+impl Serialize for Acks {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_config())
+    }
+}
+
+impl<'de> Deserialize<'de> for Acks {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        match v.to_string().trim_matches('"') {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            other => Err(de::Error::custom(format!(
+                "acks = {other} is not valid; use 0, 1 or \"all\""
+            ))),
+        }
+    }
+}
+
+/// Compression codec (`compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy.
+    Snappy,
+    /// lz4.
+    Lz4,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// The value librdkafka's `compression.type` takes.
+    pub fn as_config(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `[producers]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Producers {
+    /// Number of producer tasks, one client instance each.
+    pub count: u32,
+    /// Messages each producer sends (exclusive with `duration`).
+    pub messages_each: Option<u64>,
+    /// How long each producer sends (exclusive with `messages_each`).
+    pub duration: Option<Dur>,
+    /// Payload size per message, identity header included.
+    pub message_size: Size,
+    /// Key distribution.
+    pub keys: Keys,
+    /// Number of distinct keys for `keys = "fixed"`.
+    pub key_set: u32,
+    /// Payload content.
+    pub payload: PayloadKind,
+    /// Target compression ratio for `payload = "compressible"` (original / compressed).
+    pub compress_ratio: f64,
+    /// Acknowledgement level.
+    pub acks: Acks,
+    /// `linger.ms`; unset = librdkafka's default (5 ms).
+    pub linger: Option<Dur>,
+    /// `batch.size`; unset = librdkafka's default (1 MB).
+    pub batch_size: Option<Size>,
+    /// Compression codec.
+    pub compression: Compression,
+    /// `enable.idempotence`.
+    pub idempotence: bool,
+    /// `max.in.flight.requests.per.connection`; unset = librdkafka's default.
+    pub max_in_flight: Option<u32>,
+    /// Messages per second for each producer (exclusive with `total_rate`); unset = flat out.
+    pub rate: Option<Rate>,
+    /// Messages per second over all producers, split evenly.
+    pub total_rate: Option<Rate>,
+    /// Time at the start excluded from statistics (messages are still verified).
+    pub warmup: Dur,
+    /// Hard cap on the produce phase; reaching it stops producers and fails the run.
+    pub time_limit: Dur,
+    /// librdkafka producer settings passed through as is (they win over kbench's own).
+    pub client_configs: BTreeMap<String, ConfigValue>,
+}
+
+impl Default for Producers {
+    fn default() -> Self {
+        Producers {
+            count: 1,
+            messages_each: None,
+            duration: None,
+            message_size: Size(1024),
+            keys: Keys::None,
+            key_set: 1000,
+            payload: PayloadKind::Random,
+            compress_ratio: 2.0,
+            acks: Acks::All,
+            linger: None,
+            batch_size: None,
+            compression: Compression::None,
+            idempotence: false,
+            max_in_flight: None,
+            rate: None,
+            total_rate: None,
+            warmup: Dur(Duration::ZERO),
+            time_limit: Dur(Duration::from_secs(600)),
+            client_configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// When each producer stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    /// After this many messages.
+    Messages(u64),
+    /// After this long.
+    Duration(Duration),
+}
+
+impl Producers {
+    /// When each producer stops (`messages_each` default 10,000 when neither key is set).
+    pub fn stop(&self) -> Stop {
+        match (self.messages_each, self.duration) {
+            (Some(n), _) => Stop::Messages(n),
+            (None, Some(d)) => Stop::Duration(d.0),
+            (None, None) => Stop::Messages(10_000),
+        }
+    }
+
+    /// Target messages per second for one producer, if a rate is set.
+    pub fn rate_each(&self) -> Option<f64> {
+        match (self.rate, self.total_rate) {
+            (Some(r), _) => Some(r.0),
+            (None, Some(t)) => Some(t.0 / f64::from(self.count.max(1))),
+            (None, None) => None,
+        }
+    }
+}
+
+/// `isolation.level`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Sees every message, including those of open and aborted transactions.
+    ReadUncommitted,
+    /// Sees committed messages only.
+    ReadCommitted,
+}
+
+/// How consumers commit offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Commit {
+    /// `enable.auto.commit=true`.
+    Auto,
+    /// Commit synchronously after every poll batch.
+    ManualSync,
+    /// Commit asynchronously after every poll batch.
+    ManualAsync,
+    /// Never commit.
+    None,
+}
+
+/// Where a new group starts (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// From the log start.
+    Earliest,
+    /// From the end at assignment time.
+    Latest,
+}
+
+/// `[consumers]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Consumers {
+    /// Number of consumer groups; each reads the whole topic. 0 = produce only.
+    pub groups: u32,
+    /// Members per group, one client instance each.
+    pub members: u32,
+    /// Isolation level.
+    pub isolation: Isolation,
+    /// Commit mode.
+    pub commit: Commit,
+    /// Start position of a new group.
+    pub start: Start,
+    /// How long consumers may take to reach the end offsets after producers finish.
+    pub drain_timeout: Dur,
+    /// How long to wait for every partition to be assigned before producing.
+    pub assign_timeout: Dur,
+    /// librdkafka consumer settings passed through as is.
+    pub client_configs: BTreeMap<String, ConfigValue>,
+}
+
+impl Default for Consumers {
+    fn default() -> Self {
+        Consumers {
+            groups: 1,
+            members: 1,
+            isolation: Isolation::ReadCommitted,
+            commit: Commit::Auto,
+            start: Start::Earliest,
+            drain_timeout: Dur(Duration::from_secs(30)),
+            assign_timeout: Dur(Duration::from_secs(30)),
+            client_configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// The delivery guarantee a run expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// No message lost and none duplicated.
+    ExactlyOnce,
+    /// No acknowledged message lost.
+    AtLeastOnce,
+    /// No message duplicated.
+    AtMostOnce,
+    /// Count, but expect nothing.
+    None,
+}
+
+impl Delivery {
+    /// The name as written in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::ExactlyOnce => "exactly-once",
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::AtMostOnce => "at-most-once",
+            Delivery::None => "none",
+        }
+    }
+}
+
+/// `[verify]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Verify {
+    /// Delivery expectation, checked per consumer group.
+    pub delivery: Delivery,
+    /// Fail when a producer's messages arrive out of order within a partition.
+    pub order: bool,
+    /// Check per partition that end − start offset equals the acknowledged messages.
+    pub offsets: bool,
+    /// Check log-directory growth against payload bytes × replication factor.
+    pub on_disk: bool,
+    /// Fail when the achieved produce rate is below 95 % of the target rate.
+    pub require_rate: bool,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            delivery: Delivery::AtLeastOnce,
+            order: false,
+            offsets: true,
+            on_disk: false,
+            require_rate: false,
+        }
+    }
+}
+
+/// `[sampling]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sampling {
+    /// Interval of the time series and of the system sampler.
+    pub interval: Dur,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            interval: Dur(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Chart format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// PNG charts.
+    Png,
+    /// SVG charts.
+    Svg,
+    /// `report.html`.
+    Html,
+}
+
+/// `[report]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Report {
+    /// Which chart/report formats to write (summary.json and CSVs are always written).
+    pub formats: Vec<Format>,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            formats: vec![Format::Png, Format::Svg, Format::Html],
+        }
+    }
+}
+
+/// A client or broker config value: TOML strings, integers, floats and booleans are all accepted
+/// and handed over as the string Kafka configs take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigValue(pub String);
+
+impl Serialize for ConfigValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => Ok(ConfigValue(s)),
+            toml::Value::Integer(i) => Ok(ConfigValue(i.to_string())),
+            toml::Value::Float(f) => Ok(ConfigValue(f.to_string())),
+            toml::Value::Boolean(b) => Ok(ConfigValue(b.to_string())),
+            other => Err(de::Error::custom(format!(
+                "a config value must be a string, number or boolean, not {}",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
+/// A relation between keys that does not hold; `key` is the dotted path to point at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    /// Dotted key path, e.g. `producers.count`.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Scenario {
+    /// Checks what serde cannot: ranges and relations between keys.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.name.trim().is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid("name", format!(
+                "name \"{}\" must be non-empty and use only letters, digits, '-', '_' and '.' (it names folders and topics)",
+                self.name
+            )));
+        }
+        let c = &self.cluster;
+        if c.brokers == 0 || c.brokers > 64 {
+            return Err(invalid(
+                "cluster.brokers",
+                format!("brokers = {} must be 1..=64", c.brokers),
+            ));
+        }
+        let t = &self.topic;
+        if let Some(name) = &t.name {
+            if name.is_empty()
+                || name.len() > 249
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(invalid("topic.name", format!(
+                    "topic name \"{name}\" is not a legal Kafka topic name (1-249 of [a-zA-Z0-9._-])"
+                )));
+            }
+        }
+        if t.partitions < 1 || t.partitions > 100_000 {
+            return Err(invalid(
+                "topic.partitions",
+                format!("partitions = {} must be at least 1", t.partitions),
+            ));
+        }
+        if t.replication_factor < 1 {
+            return Err(invalid(
+                "topic.replication_factor",
+                "replication_factor must be at least 1",
+            ));
+        }
+        if c.bootstrap.is_none() && i64::from(t.replication_factor) > i64::from(c.brokers) {
+            return Err(invalid(
+                "topic.replication_factor",
+                format!(
+                "replication_factor = {} exceeds the {} embedded broker(s); raise cluster.brokers",
+                t.replication_factor, c.brokers
+            ),
+            ));
+        }
+        let p = &self.producers;
+        if p.count == 0 || p.count > 10_000 {
+            return Err(invalid(
+                "producers.count",
+                format!("count = {} must be 1..=10000", p.count),
+            ));
+        }
+        if p.messages_each.is_some() && p.duration.is_some() {
+            return Err(invalid(
+                "producers.duration",
+                "set either messages_each or duration, not both",
+            ));
+        }
+        if p.messages_each == Some(0) {
+            return Err(invalid(
+                "producers.messages_each",
+                "messages_each must be at least 1",
+            ));
+        }
+        if p.messages_each.is_some_and(|n| n > u64::from(u32::MAX)) {
+            return Err(invalid(
+                "producers.messages_each",
+                "messages_each must be below 2^32 per producer",
+            ));
+        }
+        if let Some(d) = p.duration {
+            if d.0.is_zero() {
+                return Err(invalid(
+                    "producers.duration",
+                    "duration must be longer than 0s",
+                ));
+            }
+        }
+        if p.message_size.0 < IDENTITY_BYTES {
+            return Err(invalid("producers.message_size", format!(
+                "message_size = {} B is too small: kbench puts a {IDENTITY_BYTES}-byte identity header in every payload",
+                p.message_size.0
+            )));
+        }
+        if p.message_size.0 > 100 << 20 {
+            return Err(invalid(
+                "producers.message_size",
+                "message_size above 100MiB is not supported",
+            ));
+        }
+        if p.keys == Keys::Fixed && p.key_set == 0 {
+            return Err(invalid("producers.key_set", "key_set must be at least 1"));
+        }
+        if !(p.compress_ratio >= 1.0 && p.compress_ratio <= 1000.0) {
+            return Err(invalid(
+                "producers.compress_ratio",
+                "compress_ratio must be between 1.0 and 1000.0",
+            ));
+        }
+        if p.rate.is_some() && p.total_rate.is_some() {
+            return Err(invalid(
+                "producers.total_rate",
+                "set either rate (per producer) or total_rate, not both",
+            ));
+        }
+        if let Some(m) = p.max_in_flight {
+            if m == 0 {
+                return Err(invalid(
+                    "producers.max_in_flight",
+                    "max_in_flight must be at least 1",
+                ));
+            }
+            if p.idempotence && m > 5 {
+                return Err(invalid(
+                    "producers.max_in_flight",
+                    "idempotence allows max_in_flight of at most 5",
+                ));
+            }
+        }
+        if p.idempotence && p.acks != Acks::All {
+            return Err(invalid(
+                "producers.acks",
+                "idempotence requires acks = \"all\"",
+            ));
+        }
+        if p.time_limit.0.is_zero() {
+            return Err(invalid(
+                "producers.time_limit",
+                "time_limit must be longer than 0s",
+            ));
+        }
+        if let Stop::Duration(d) = p.stop() {
+            if d + p.warmup.0 > p.time_limit.0 {
+                return Err(invalid(
+                    "producers.time_limit",
+                    "time_limit must exceed duration + warmup",
+                ));
+            }
+        }
+        let k = &self.consumers;
+        if k.groups > 64 {
+            return Err(invalid("consumers.groups", "groups must be at most 64"));
+        }
+        if k.groups > 0 && (k.members == 0 || k.members > 1024) {
+            return Err(invalid("consumers.members", "members must be 1..=1024"));
+        }
+        if k.groups == 0 && self.verify.delivery != Delivery::None {
+            return Err(invalid("verify.delivery", format!(
+                "delivery = \"{}\" needs consumers; set consumers.groups ≥ 1 or delivery = \"none\"",
+                self.verify.delivery.as_str()
+            )));
+        }
+        if self.verify.require_rate && p.rate_each().is_none() {
+            return Err(invalid(
+                "verify.require_rate",
+                "require_rate needs producers.rate or producers.total_rate",
+            ));
+        }
+        if self.sampling.interval.0 < Duration::from_millis(100) {
+            return Err(invalid(
+                "sampling.interval",
+                "interval must be at least 100ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The run's fully resolved configuration, for `summary.json`.
+    pub fn resolved(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
