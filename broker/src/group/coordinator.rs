@@ -232,7 +232,9 @@ impl GroupCoordinator {
             for group in groups.values_mut() {
                 let ids: Vec<String> = group.members.keys().cloned().collect();
                 for id in ids {
-                    let timeout = group.members[&id].session_timeout_ms;
+                    let Some(timeout) = group.members.get(&id).map(|m| m.session_timeout_ms) else {
+                        continue;
+                    };
                     coordinator.inner.schedule_member_expiry(
                         group,
                         &id,
@@ -854,13 +856,16 @@ impl Inner {
             GroupState::PreparingRebalance => ready(E::RebalanceInProgress.code()),
             GroupState::Stable => {
                 group.pending_sync.remove(&req.member_id);
+                let Some(member) = group.members.get(&req.member_id) else {
+                    return ready(E::UnknownMemberId.code());
+                };
                 let out = SyncOutcome {
                     error_code: 0,
                     protocol_type: group.protocol_type.clone(),
                     protocol_name: group.protocol_name.clone(),
-                    assignment: group.members[&req.member_id].assignment.clone(),
+                    assignment: member.assignment.clone(),
                 };
-                let timeout = group.members[&req.member_id].session_timeout_ms;
+                let timeout = member.session_timeout_ms;
                 self.schedule_member_expiry(group, &req.member_id, Duration::from_millis(timeout));
                 Pending::Ready(out)
             }
@@ -1068,8 +1073,11 @@ impl Inner {
             GroupState::CompletingRebalance => return all(E::RebalanceInProgress.code()),
             GroupState::Dead => return all(E::CoordinatorNotAvailable.code()),
             GroupState::Stable | GroupState::PreparingRebalance => {
-                let timeout = group.members[&req.member_id].session_timeout_ms;
-                self.schedule_member_expiry(group, &req.member_id, Duration::from_millis(timeout));
+                // A commit counts as a sign of life, as in Kafka.
+                if let Some(m) = group.members.get(&req.member_id) {
+                    let timeout = Duration::from_millis(m.session_timeout_ms);
+                    self.schedule_member_expiry(group, &req.member_id, timeout);
+                }
             }
             GroupState::Empty => {}
         }

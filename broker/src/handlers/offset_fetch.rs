@@ -79,7 +79,9 @@ pub(crate) async fn handle(
             .collect()
     });
     match fetch(groups, req.group_id.0.as_str(), wanted) {
-        Err(code) => resp.error_code = code,
+        // v1 has no top-level error; the coordinator never fails a fetch on this broker.
+        Err(code) if ctx.version >= 2 => resp.error_code = code,
+        Err(_) => {}
         Ok(topics) => {
             for (topic, parts) in topics {
                 let mut tr = OffsetFetchResponseTopic::default();
