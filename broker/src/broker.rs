@@ -77,7 +77,11 @@ impl Broker {
         let topics = Topics::open(config.clone())
             .map_err(|e: TopicError| StartError::Topics(e.to_string()))?;
         let groups = GroupCoordinator::open(
-            config.log_dirs.first().map(PathBuf::as_path).unwrap_or(Path::new(".")),
+            config
+                .log_dirs
+                .first()
+                .map(PathBuf::as_path)
+                .unwrap_or(Path::new(".")),
             GroupConfig::from_broker(&config),
         )
         .map_err(|e| StartError::Groups(e.to_string()))?;
