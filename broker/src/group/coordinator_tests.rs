@@ -644,3 +644,48 @@ async fn commits_and_group_metadata_survive_a_reopen() {
     assert_eq!(d.members[0].assignment, Bytes::from(format!("a-{member}")));
     assert_eq!(c.heartbeat("g", &member, 1), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn snapshots_keep_the_latest_state_and_drop_old_segments() {
+    use crate::group::store::OffsetStore;
+    let dir = tempfile::tempdir().unwrap();
+    let commit = |group: &str, partition: i32, offset: i64| CommitRequest {
+        group_id: group.into(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        retention_time_ms: -1,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+    };
+    {
+        let (mut store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
+        store.set_snapshot_min_growth(4096);
+        let c = GroupCoordinator::with_store(cfg(), store, replayed);
+        for i in 0..400 {
+            assert_eq!(c.commit_offsets(&commit("a", i % 3, i.into())), vec![0]);
+            assert_eq!(
+                c.commit_offsets(&commit("b", 0, (1000 + i).into())),
+                vec![0]
+            );
+        }
+        let start = c.inner.store.as_ref().unwrap().log_start_offset(0).unwrap();
+        assert!(start > 0, "no snapshot was taken");
+    }
+    let (store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
+    let c = GroupCoordinator::with_store(cfg(), store, replayed);
+    let a: Vec<(i32, i64)> = c
+        .fetch_offsets("a", None)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p, o)| (p, o.unwrap().offset))
+        .collect();
+    assert_eq!(a, vec![(0, 399), (1, 397), (2, 398)]);
+    let b = c.fetch_offsets("b", None).unwrap();
+    assert_eq!(b[0].2.as_ref().map(|o| o.offset), Some(1399));
+}

@@ -70,6 +70,9 @@ pub(crate) struct OffsetStore {
     log_config: LogConfig,
     /// Open partitions by index.
     partitions: Mutex<HashMap<i32, OffsetsPartition>>,
+    /// Growth that makes a partition due for a snapshot ([`SNAPSHOT_MIN_GROWTH`]; tests lower
+    /// it).
+    snapshot_min_growth: u64,
 }
 
 impl OffsetStore {
@@ -148,6 +151,7 @@ impl OffsetStore {
                 num_partitions,
                 log_config,
                 partitions: Mutex::new(partitions),
+                snapshot_min_growth: SNAPSHOT_MIN_GROWTH,
             },
             records,
         ))
@@ -175,11 +179,25 @@ impl OffsetStore {
         let bytes = append_records(&mut partition.log, index, records)?;
         partition.bytes_since_snapshot += bytes;
         if partition.bytes_since_snapshot
-            > SNAPSHOT_MIN_GROWTH.max(2 * partition.last_snapshot_bytes)
+            > self
+                .snapshot_min_growth
+                .max(2 * partition.last_snapshot_bytes)
         {
             partition.snapshot_due = true;
         }
         Ok(())
+    }
+
+    /// Lowers the snapshot threshold (tests).
+    #[cfg(test)]
+    pub(crate) fn set_snapshot_min_growth(&mut self, bytes: u64) {
+        self.snapshot_min_growth = bytes;
+    }
+
+    /// The log start offset of partition `index`, if it is open (tests).
+    #[cfg(test)]
+    pub(crate) fn log_start_offset(&self, index: i32) -> Option<i64> {
+        self.lock().get(&index).map(|p| p.log.log_start_offset())
     }
 
     /// Partitions due for a snapshot (the flags are cleared by [`OffsetStore::snapshot`]).
