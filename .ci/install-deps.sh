@@ -61,8 +61,7 @@ fi
 "$VENV/bin/python" - <<'PY'
 import confluent_kafka, kafka, kafka.codec as c
 assert c.has_snappy() and c.has_lz4() and c.has_zstd(), "kafka-python codec libraries missing"
-v = confluent_kafka.version()
-v = v[0] if isinstance(v, tuple) else v
+v = confluent_kafka.__version__
 print(f"install-deps: confluent-kafka {v} "
       f"(librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")
 PY

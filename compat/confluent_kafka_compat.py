@@ -349,6 +349,9 @@ def scenario_too_large(bootstrap):
 
 
 if __name__ == "__main__":
+    import confluent_kafka
+
+    log(f"confluent-kafka {confluent_kafka.__version__}, librdkafka {confluent_kafka.libversion()[0]}")
     main(
         {
             "admin": scenario_admin,
