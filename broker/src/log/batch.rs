@@ -1081,6 +1081,115 @@ pub(crate) mod tests {
         assert_eq!(get_varlong(&[0x80; 11], &mut pos), None);
     }
 
+    fn kafka_protocol_records(n: i64) -> Vec<kafka_protocol::records::Record> {
+        use kafka_protocol::protocol::StrBytes;
+        use kafka_protocol::records::{Record as KpRecord, TimestampType};
+        let mut headers = indexmap::IndexMap::new();
+        headers.insert(
+            StrBytes::from_static_str("trace"),
+            Some(Bytes::from_static(b"abc")),
+        );
+        (0..n)
+            .map(|i| KpRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: 42,
+                producer_epoch: 1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: 7 + i as i32,
+                timestamp: 1000 + i * 10,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(vec![i as u8; 50])),
+                headers: headers.clone(),
+            })
+            .collect()
+    }
+
+    /// A batch flagged gzip whose "compressed" payload is the plain records (the `kafka-protocol`
+    /// crate is built without codecs here); enough to test that the broker frames, CRC-checks
+    /// and stores compressed batches without decoding them.
+    pub(crate) fn fake_gzip_batch(n: i64) -> BytesMut {
+        use kafka_protocol::records::{
+            Compression as KpCompression, RecordBatchEncoder, RecordEncodeOptions,
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: KpCompression::Gzip,
+        };
+        RecordBatchEncoder::encode_with_custom_compression(
+            &mut buf,
+            &kafka_protocol_records(n),
+            &options,
+            Some(|src: &mut BytesMut, dst: &mut BytesMut, _| {
+                dst.extend_from_slice(src);
+                Ok(())
+            }),
+        )
+        .expect("encode");
+        buf
+    }
+
+    #[test]
+    fn interoperates_with_the_kafka_protocol_crate() {
+        use kafka_protocol::records::{
+            Compression as KpCompression, RecordBatchDecoder, RecordBatchEncoder,
+            RecordEncodeOptions,
+        };
+        // Theirs -> ours.
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: KpCompression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &kafka_protocol_records(5), &options).expect("encode");
+        let h = validate_produce(&buf, 1 << 20).expect("valid")[0];
+        assert_eq!(h.len_total(), buf.len());
+        assert_eq!((h.records_count, h.last_offset_delta), (5, 4));
+        assert_eq!((h.base_timestamp, h.max_timestamp), (1000, 1040));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (42, 1, 7)
+        );
+        let records = decode_records(&buf).expect("decode");
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[3].offset_delta, 3);
+        assert_eq!(records[3].timestamp_delta, 30);
+        assert_eq!(records[3].key.as_deref(), Some(&b"k3"[..]));
+        assert_eq!(records[3].value.as_deref(), Some(&[3u8; 50][..]));
+        assert_eq!(records[3].headers[0].key, "trace");
+        assert_eq!(records[3].headers[0].value.as_deref(), Some(&b"abc"[..]));
+
+        // Ours -> theirs.
+        let mut built = build_batch(
+            &[(Some(b"a"), Some(b"1")), (None, Some(b"2"))],
+            5000,
+            3,
+            2,
+            10,
+            true,
+            false,
+        );
+        let set = RecordBatchDecoder::decode(&mut built).expect("decode");
+        assert_eq!(set.records.len(), 2);
+        let r = &set.records[1];
+        assert_eq!((r.offset, r.timestamp, r.sequence), (1, 5000, 11));
+        assert!(r.transactional && !r.control);
+        assert_eq!((r.producer_id, r.producer_epoch), (3, 2));
+        assert_eq!(r.key, None);
+        assert_eq!(r.value.as_deref(), Some(&b"2"[..]));
+
+        // Compressed batches are validated and stored, never decoded.
+        let gz = fake_gzip_batch(3);
+        let h = validate_produce(&gz, 1 << 20).expect("valid")[0];
+        assert_eq!(h.compression(), Some(Compression::Gzip));
+        assert_eq!(h.records_count, 3);
+        assert_eq!(decode_records(&gz).unwrap_err().kafka_error_code(), 87);
+    }
+
     #[test]
     fn decoder_refuses_garbage_records() {
         let mut b = sample_batch(1, 10, 1).to_vec();

@@ -1160,6 +1160,19 @@ mod tests {
         assert_eq!(log.offset_for_timestamp(15), Some((1, 20)));
     }
 
+    #[test]
+    fn offset_for_timestamp_in_a_compressed_batch_is_the_batch_start() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        log.append(sample_batch(2, 10, 500), 0).expect("append");
+        // Records at offsets 2, 3, 4 with timestamps 1000, 1010, 1020, gzip-flagged.
+        log.append(crate::log::batch::tests::fake_gzip_batch(3), 0)
+            .expect("append");
+        assert_eq!(log.offset_for_timestamp(1015), Some((2, 1020)));
+        assert_eq!(log.offset_for_timestamp(1021), None);
+        assert_eq!(log.offset_for_timestamp(400), Some((0, 500)));
+    }
+
     /// Builds a log of `segments` full segments plus an active one, batch timestamps given by
     /// `ts(segment)`. Returns the batch length.
     fn log_with_segments(dir: &Path, cfg: LogConfig, segments: i64) -> (PartitionLog, u64) {
