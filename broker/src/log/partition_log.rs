@@ -1076,6 +1076,29 @@ mod tests {
     }
 
     #[test]
+    fn header_walk_without_index_entries_crosses_read_chunks() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            index_interval_bytes: u32::MAX, // no index entries: every lookup walks from byte 0
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg);
+        // ~40 KiB of batches of mixed sizes, some larger than the 4 KiB walk chunk.
+        let mut expected = Vec::new();
+        for i in 0..120usize {
+            let value_len = if i % 10 == 9 { 5000 } else { 200 + i };
+            let info = log
+                .append(sample_batch(1 + i % 3, value_len, 0), 0)
+                .expect("append");
+            expected.push(info.base_offset);
+        }
+        for (i, &base) in expected.iter().enumerate() {
+            let got = log.read(base, 1, i64::MAX).expect("read");
+            assert_eq!(base_offsets(&got), vec![base], "batch {i}");
+        }
+    }
+
+    #[test]
     fn batches_from_walks_every_segment() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cfg = LogConfig {

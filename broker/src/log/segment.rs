@@ -20,6 +20,10 @@ use super::batch::{self, BatchHeader, Compression, BATCH_HEADER_LEN};
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use super::{io_err, LogError};
 
+/// Bytes read per step while walking batch headers from an index entry: one index interval
+/// (Kafka's default 4096) plus a header, so small batches need a single `pread`.
+const WALK_CHUNK: usize = 4096 + BATCH_HEADER_LEN;
+
 /// File name of the segment log with this base offset, e.g. `00000000000000000000.log`.
 pub(crate) fn log_file_name(base_offset: i64) -> String {
     format!("{base_offset:020}.log")
@@ -399,16 +403,39 @@ impl Segment {
     }
 
     /// Finds the batch containing `target` (the first batch whose last offset is `>= target`):
-    /// index lookup, then a header walk. `None` when every batch ends before `target`.
+    /// index lookup, then a walk over batch headers from the indexed position, reading the file
+    /// in small chunks so that several headers come from one `pread`. `None` when every batch
+    /// ends before `target`.
     pub(crate) fn find_batch(&self, target: i64) -> Result<Option<(u64, BatchHeader)>, LogError> {
         let relative = u32::try_from((target - self.base_offset).max(0)).unwrap_or(u32::MAX);
         let mut position = self
             .index
             .lookup(relative)
             .map_or(0, |e| u64::from(e.position));
-        let mut header_buf = [0u8; BATCH_HEADER_LEN];
+        let mut chunk = [0u8; WALK_CHUNK];
+        let mut chunk_start = 0u64;
+        let mut chunk_len = 0usize;
         while position < self.size {
-            let header = self.read_header(position, &mut header_buf)?;
+            let header_end = position + BATCH_HEADER_LEN as u64;
+            if position < chunk_start || header_end > chunk_start + chunk_len as u64 {
+                let len = (self.size - position).min(WALK_CHUNK as u64) as usize;
+                if len < BATCH_HEADER_LEN {
+                    return Err(
+                        self.corrupt(position, "batch header runs past the end of the segment")
+                    );
+                }
+                self.file
+                    .read_exact_at(&mut chunk[..len], position)
+                    .map_err(io_err("cannot read segment file", &self.log_path))?;
+                chunk_start = position;
+                chunk_len = len;
+            }
+            let at = (position - chunk_start) as usize;
+            let header = BatchHeader::parse(&chunk[at..at + BATCH_HEADER_LEN])
+                .map_err(|e| self.corrupt(position, e.to_string()))?;
+            if position + header.len_total() as u64 > self.size {
+                return Err(self.corrupt(position, "batch runs past the end of the segment"));
+            }
             if header.last_offset() >= target {
                 return Ok(Some((position, header)));
             }
