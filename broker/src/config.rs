@@ -345,6 +345,106 @@ impl BrokerConfig {
         Ok(cfg)
     }
 
+    /// Every broker key kbroker uses with its effective value, as DescribeConfigs shows them.
+    /// Optional settings left unset have no value (`None`), like Kafka's null defaults.
+    pub fn effective(&self) -> Vec<(&'static str, Option<String>)> {
+        let listener = |l: &Listener| format!("{}://{}:{}", l.name, l.host, l.port);
+        let opt = |v: Option<u64>| v.map(|n| n.to_string());
+        let dirs = self
+            .log_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        vec![
+            ("node.id", Some(self.node_id.to_string())),
+            ("broker.id", Some(self.node_id.to_string())),
+            ("listeners", Some(listener(&self.listener))),
+            ("advertised.listeners", Some(listener(&self.advertised))),
+            ("log.dirs", Some(dirs)),
+            ("num.partitions", Some(self.num_partitions.to_string())),
+            (
+                "default.replication.factor",
+                Some(self.default_replication_factor.to_string()),
+            ),
+            (
+                "min.insync.replicas",
+                Some(self.min_insync_replicas.to_string()),
+            ),
+            (
+                "auto.create.topics.enable",
+                Some(self.auto_create_topics.to_string()),
+            ),
+            (
+                "log.segment.bytes",
+                Some(self.log_segment_bytes.to_string()),
+            ),
+            ("log.roll.ms", Some(self.log_roll_ms.to_string())),
+            (
+                "log.retention.ms",
+                Some(self.log_retention_ms.unwrap_or(-1).to_string()),
+            ),
+            (
+                "log.retention.bytes",
+                Some(
+                    self.log_retention_bytes
+                        .map_or(-1, |b| b as i64)
+                        .to_string(),
+                ),
+            ),
+            (
+                "log.retention.check.interval.ms",
+                Some(self.log_retention_check_interval_ms.to_string()),
+            ),
+            (
+                "log.flush.interval.messages",
+                Some(
+                    self.log_flush_interval_messages
+                        .unwrap_or(i64::MAX as u64)
+                        .to_string(),
+                ),
+            ),
+            ("log.flush.interval.ms", opt(self.log_flush_interval_ms)),
+            (
+                "log.index.interval.bytes",
+                Some(self.log_index_interval_bytes.to_string()),
+            ),
+            (
+                "message.max.bytes",
+                Some(self.message_max_bytes.to_string()),
+            ),
+            (
+                "socket.request.max.bytes",
+                Some(self.socket_request_max_bytes.to_string()),
+            ),
+            (
+                "connections.max.idle.ms",
+                Some(self.connections_max_idle_ms.to_string()),
+            ),
+            (
+                "offsets.topic.num.partitions",
+                Some(self.offsets_topic_num_partitions.to_string()),
+            ),
+            (
+                "offsets.retention.minutes",
+                Some(self.offsets_retention_minutes.to_string()),
+            ),
+            (
+                "group.initial.rebalance.delay.ms",
+                Some(self.group_initial_rebalance_delay_ms.to_string()),
+            ),
+            (
+                "group.min.session.timeout.ms",
+                Some(self.group_min_session_timeout_ms.to_string()),
+            ),
+            (
+                "group.max.session.timeout.ms",
+                Some(self.group_max_session_timeout_ms.to_string()),
+            ),
+            ("broker.rack", self.rack.clone()),
+        ]
+    }
+
     /// The address to bind.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         let host = if self.listener.host.is_empty() {

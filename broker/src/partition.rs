@@ -34,8 +34,6 @@ pub(crate) struct Partition {
 pub(crate) struct Offsets {
     /// First offset still in the log.
     pub(crate) log_start: i64,
-    /// Offset the next appended record will get.
-    pub(crate) log_end: i64,
     /// Offset up to which consumers may read.
     pub(crate) high_watermark: i64,
 }
@@ -89,7 +87,6 @@ impl Partition {
         let log = self.lock();
         Offsets {
             log_start: log.log_start_offset(),
-            log_end: log.log_end_offset(),
             high_watermark: *self.high_watermark.borrow(),
         }
     }

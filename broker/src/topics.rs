@@ -94,6 +94,9 @@ pub(crate) struct Topics {
 
 const REGISTRY_FILE: &str = "kbroker-topics.json";
 
+/// Internal topics whose partition directories the coordinators own.
+const RESERVED_NAMES: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
 /// Topic configuration keys kbroker understands, with how to get the broker default.
 const TOPIC_KEYS: &[&str] = &[
     "cleanup.policy",
@@ -180,11 +183,6 @@ impl<'a> TopicConfigs<'a> {
             index_interval_bytes: self.int("index.interval.bytes") as u32,
             max_message_bytes: self.int("max.message.bytes") as usize,
         }
-    }
-
-    /// `min.insync.replicas` for this topic.
-    pub(crate) fn min_insync_replicas(&self) -> i32 {
-        self.int("min.insync.replicas") as i32
     }
 }
 
@@ -415,6 +413,11 @@ impl Topics {
         validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
         validate_name(name)?;
+        if RESERVED_NAMES.contains(&name) {
+            return Err(TopicError::InvalidName(format!(
+                "{name} (reserved for the broker's internal use)"
+            )));
+        }
         validate_configs(&configs)?;
         let partitions = if partitions == -1 {
             self.broker.num_partitions

@@ -72,8 +72,7 @@ fn still_serves(broker: &TestBroker) {
 }
 
 fn batch(values: &[&[u8]]) -> BytesMut {
-    let records: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        values.iter().map(|v| (None, Some(*v))).collect();
+    let records: Vec<_> = values.iter().map(|v| (None, Some(*v))).collect();
     BytesMut::from(&build_batch(&records, 1_700_000_000_000, -1, -1, -1, false, false)[..])
 }
 

@@ -10,6 +10,14 @@ use super::create_topics::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
 use super::{str_bytes, RequestContext};
 use crate::topics::TopicConfigs;
 
+/// One config entry of a DescribeConfigs answer.
+struct Entry {
+    name: String,
+    value: Option<String>,
+    source: i8,
+    read_only: bool,
+}
+
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
@@ -24,17 +32,16 @@ pub(crate) async fn handle(
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
         let name = res.resource_name.to_string();
-        let entries: Result<Vec<(String, String, i8)>, (i16, String)> = match res.resource_type {
+        let entries: Result<Vec<Entry>, (i16, String)> = match res.resource_type {
             RESOURCE_TOPIC => match broker.topics.get(&name) {
                 Some(t) => Ok(TopicConfigs::new(&broker.config, &t.configs)
                     .entries()
                     .into_iter()
-                    .map(|(k, v, d)| {
-                        (
-                            k.to_owned(),
-                            v,
-                            if d { SOURCE_DEFAULT } else { SOURCE_TOPIC },
-                        )
+                    .map(|(k, v, d)| Entry {
+                        name: k.to_owned(),
+                        value: Some(v),
+                        source: if d { SOURCE_DEFAULT } else { SOURCE_TOPIC },
+                        read_only: false,
                     })
                     .collect()),
                 None => Err((
@@ -43,12 +50,7 @@ pub(crate) async fn handle(
                 )),
             },
             RESOURCE_BROKER if name.is_empty() || name == broker.node_id().to_string() => {
-                Ok(broker
-                    .config
-                    .raw
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone(), SOURCE_STATIC_BROKER))
-                    .collect())
+                Ok(broker_entries(&broker.config))
             }
             RESOURCE_BROKER => Err((
                 ResponseError::InvalidRequest.code(),
@@ -62,14 +64,15 @@ pub(crate) async fn handle(
         match entries {
             Ok(entries) => {
                 let keys = res.configuration_keys.as_ref();
-                for (k, v, source) in entries {
-                    if keys.is_some_and(|ks| !ks.iter().any(|x| x.as_str() == k)) {
+                for e in entries {
+                    if keys.is_some_and(|ks| !ks.iter().any(|x| x.as_str() == e.name)) {
                         continue;
                     }
                     let mut c = DescribeConfigsResourceResult::default();
-                    c.name = str_bytes(&k);
-                    c.value = Some(str_bytes(&v));
-                    c.config_source = source;
+                    c.name = str_bytes(&e.name);
+                    c.value = e.value.as_deref().map(str_bytes);
+                    c.config_source = e.source;
+                    c.read_only = e.read_only;
                     r.configs.push(c);
                 }
             }
@@ -81,4 +84,35 @@ pub(crate) async fn handle(
         resp.results.push(r);
     }
     resp
+}
+
+/// Every broker config with its effective value: keys given in the properties file or as an
+/// override are STATIC_BROKER_CONFIG, the rest DEFAULT_CONFIG; all are read-only (kbroker has no
+/// dynamic broker configs). Keys kbroker does not use but the file set are listed as given.
+fn broker_entries(config: &crate::config::BrokerConfig) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = config
+        .effective()
+        .into_iter()
+        .map(|(name, value)| Entry {
+            name: name.to_owned(),
+            value,
+            source: if config.raw.contains_key(name) {
+                SOURCE_STATIC_BROKER
+            } else {
+                SOURCE_DEFAULT
+            },
+            read_only: true,
+        })
+        .collect();
+    for (k, v) in &config.raw {
+        if !entries.iter().any(|e| &e.name == k) {
+            entries.push(Entry {
+                name: k.clone(),
+                value: Some(v.clone()),
+                source: SOURCE_STATIC_BROKER,
+                read_only: true,
+            });
+        }
+    }
+    entries
 }

@@ -19,13 +19,21 @@ use tokio::sync::watch;
 use super::{unknown_partition, RequestContext};
 use crate::partition::Partition;
 
+/// One requested partition, resolved.
+struct Wanted {
+    index: i32,
+    offset: i64,
+    max_bytes: usize,
+    partition: Option<Arc<Partition>>,
+}
+
 /// Longest wait honoured, whatever the client asks (Kafka caps at the request timeout too).
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchResponse {
     let topics = &ctx.broker.topics;
     // Resolve partitions once; a missing one stays None and is answered with an error.
-    let wanted: Vec<(TopicName, Vec<(i32, i64, usize, Option<Arc<Partition>>)>)> = req
+    let wanted: Vec<(TopicName, Vec<Wanted>)> = req
         .topics
         .iter()
         .map(|t| {
@@ -40,10 +48,11 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             let parts = t
                 .partitions
                 .iter()
-                .map(|p| {
-                    let part = topics.partition(name.0.as_str(), p.partition);
-                    let max = p.partition_max_bytes.max(0) as usize;
-                    (p.partition, p.fetch_offset, max, part)
+                .map(|p| Wanted {
+                    index: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    partition: topics.partition(name.0.as_str(), p.partition),
                 })
                 .collect();
             (name, parts)
@@ -51,7 +60,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
         .collect();
     let mut watchers: Vec<watch::Receiver<i64>> = wanted
         .iter()
-        .flat_map(|(_, ps)| ps.iter().filter_map(|(_, _, _, p)| p.as_ref()))
+        .flat_map(|(_, ps)| ps.iter().filter_map(|w| w.partition.as_ref()))
         .map(|p| p.watch_high_watermark())
         .collect();
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
@@ -93,7 +102,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
 /// Reads every requested partition once. Returns the response, total record bytes, and
 /// whether any partition has an error.
 fn read_all(
-    wanted: &[(TopicName, Vec<(i32, i64, usize, Option<Arc<Partition>>)>)],
+    wanted: &[(TopicName, Vec<Wanted>)],
     max_bytes: usize,
     read_committed: bool,
 ) -> (FetchResponse, usize, bool) {
@@ -103,7 +112,13 @@ fn read_all(
     for (name, parts) in wanted {
         let mut tr = FetchableTopicResponse::default();
         tr.topic = name.clone();
-        for (index, offset, part_max, partition) in parts {
+        for Wanted {
+            index,
+            offset,
+            max_bytes: part_max,
+            partition,
+        } in parts
+        {
             let mut pd = PartitionData::default();
             pd.partition_index = *index;
             if read_committed {

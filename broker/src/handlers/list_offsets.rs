@@ -24,7 +24,9 @@ pub(crate) async fn handle(
             pr.partition_index = p.partition_index;
             pr.timestamp = -1;
             pr.offset = -1;
-            pr.leader_epoch = 0;
+            if ctx.version >= 4 {
+                pr.leader_epoch = 0;
+            }
             match ctx
                 .broker
                 .topics
