@@ -9,6 +9,7 @@ exits non-zero if any scenario failed. `too_large` expects a broker started with
 message.max.bytes=10000.
 """
 
+import logging
 import os
 from collections import defaultdict
 
@@ -46,11 +47,22 @@ def create_topic(admin, name, partitions, config=None):
     fs[name].result(timeout=TIMEOUT)
 
 
-def produce_all(bootstrap, topic, messages, extra=None):
+class CapturedLog(logging.Handler):
+    """Keeps librdkafka's log lines (delivered through the client's `logger`)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def produce_all(bootstrap, topic, messages, extra=None, logger=None):
     """Produces (key, value, headers) tuples; returns [(partition, offset, key, value)] acked."""
     conf = {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"}
     conf.update(extra or {})
-    producer = Producer(conf)
+    producer = Producer(conf, logger=logger) if logger else Producer(conf)
     acked, errors = [], []
 
     def on_delivery(err, msg):
@@ -299,12 +311,27 @@ def scenario_codecs(bootstrap):
         messages = [
             (f"key-{i}".encode(), (f"{codec} value {i} " * 20).encode(), None) for i in range(300)
         ]
+        # librdkafka's "msg" debug lines say how each batch went out: it silently sends
+        # uncompressed batches to a broker whose ApiVersions it reads as not supporting the codec
+        captured = CapturedLog()
+        logger = logging.getLogger(f"rdkafka-{codec}")
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        logger.addHandler(captured)
         acked = produce_all(
             bootstrap,
             topic,
             messages,
-            {"compression.type": codec, "linger.ms": 20, "batch.num.messages": 100},
+            {"compression.type": codec, "linger.ms": 20, "batch.num.messages": 100, "debug": "msg"},
+            logger=logger,
         )
+        batches = [line for line in captured.lines if "Produce MessageSet with" in line]
+        check(batches, f"{codec}: no 'Produce MessageSet' debug lines from librdkafka")
+        want = "uncompressed)" if codec == "none" else f"{codec})"
+        for line in batches:
+            check(line.endswith(want), f"{codec}: a batch was not sent with {codec}: {line}")
+        refused = [line for line in captured.lines if "not compressing batch" in line]
+        check(not refused, f"{codec}: librdkafka refused to compress: {refused[:1]}")
         got = consume_assigned(bootstrap, topic, 1, len(messages))
         check_eq(
             [(k, v) for _, k, v, _ in got[0]],
@@ -312,7 +339,7 @@ def scenario_codecs(bootstrap):
             f"{codec}: consumed messages",
         )
         check_eq([o for o, *_ in got[0]], sorted(o for _, o, _, _ in acked), f"{codec}: offsets")
-        log(f"{codec}: 300 messages round-tripped")
+        log(f"{codec}: 300 messages round-tripped in {len(batches)} {codec} batches")
 
 
 def scenario_too_large(bootstrap):
