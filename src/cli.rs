@@ -1,0 +1,229 @@
+//! The command line: `kbench run | validate | compare | report` (and the hidden `broker`, which
+//! is how kbench starts embedded brokers: it re-executes itself as one).
+//!
+//! Parsing (clap derive) and dispatch live here so `main.rs` stays a few lines. Exit codes:
+//! 0 = ran and every expectation held; 1 = ran and an expectation failed (or `compare` found a
+//! regression); 2 = could not run (bad scenario, bad flag, unreachable cluster, interrupted).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::run::{Outcome, RunOptions};
+use crate::workload::Stop;
+
+/// Benchmark and load-test Kafka: scenario in, verified report out.
+#[derive(Debug, Parser)]
+#[command(name = "kbench", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario: start (or connect to) a cluster, produce, consume, verify, report.
+    Run {
+        /// The scenario file (see scenarios/README.md).
+        scenario: PathBuf,
+        /// Use this cluster (`host:port,...`, any Kafka) instead of starting embedded brokers.
+        #[arg(long, value_name = "HOST:PORT,...")]
+        bootstrap: Option<String>,
+        /// Output folder [default: reports/<scenario name>/<UTC timestamp>/].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Override a scenario key, e.g. `--set producers.count=4` (repeatable; value read as
+        /// TOML, else as a string).
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Parse and check a scenario without running it.
+    Validate {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Overrides, as for `run`.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Compare runs side by side; with thresholds, exit 1 when the last regresses against the first.
+    Compare {
+        /// Run folders or summary.json files; the first is the baseline.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Fail when throughput drops by more than PCT percent.
+        #[arg(long, value_name = "PCT")]
+        max_throughput_drop: Option<f64>,
+        /// Fail when p99 latency rises by more than PCT percent.
+        #[arg(long, value_name = "PCT")]
+        max_latency_rise: Option<f64>,
+        /// Also write comparison.md, comparison.csv and charts into DIR.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Redraw a run's charts and report.html from its CSV and JSON files.
+    Report {
+        /// The run folder.
+        run_dir: PathBuf,
+    },
+    /// Run a kbroker (used by kbench to start embedded brokers): `[CONFIG.properties] [--override key=value]...`.
+    #[command(hide = true, disable_help_flag = true)]
+    Broker {
+        /// Arguments for kbroker.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Parses the command line, runs the command and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Broker { args } => {
+            let mut argv = vec!["kbroker".to_string()];
+            argv.extend(args);
+            kbroker::cli::main(argv)
+        }
+        command => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+            };
+            runtime.block_on(dispatch(command))
+        }
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("kbench: error: {e:#}");
+    ExitCode::from(2)
+}
+
+async fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::Run {
+            scenario,
+            bootstrap,
+            out,
+            sets,
+        } => {
+            let interrupt = Stop::default();
+            watch_signals(interrupt.clone());
+            let opts = RunOptions {
+                bootstrap,
+                out,
+                sets,
+            };
+            match crate::run::run_file(&scenario, &opts, &interrupt).await {
+                Ok(Outcome::Passed) => ExitCode::SUCCESS,
+                Ok(Outcome::Failed) if interrupt.is_raised() => ExitCode::from(2),
+                Ok(Outcome::Failed) => ExitCode::from(1),
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Validate { scenario, sets } => match crate::scenario::load(&scenario, &sets) {
+            Ok(loaded) => {
+                for v in &loaded.variants {
+                    println!("{}", describe(&v.scenario, v.label.as_deref()));
+                }
+                println!(
+                    "{}: ok ({} run(s))",
+                    scenario.display(),
+                    loaded.variants.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.into()),
+        },
+        Command::Compare {
+            inputs,
+            max_throughput_drop,
+            max_latency_rise,
+            out,
+        } => {
+            match crate::compare::run(
+                &inputs,
+                out.as_deref(),
+                max_throughput_drop,
+                max_latency_rise,
+            ) {
+                Ok(outcome) => {
+                    print!("{}", outcome.table);
+                    if outcome.regressed {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Report { run_dir } => match crate::report::rebuild(&run_dir) {
+            Ok(()) => {
+                println!("{}: report rebuilt", run_dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Broker { .. } => ExitCode::from(2),
+    }
+}
+
+/// One line per run: what it will do.
+fn describe(s: &crate::scenario::Scenario, label: Option<&str>) -> String {
+    use crate::scenario::{units, Stop as StopAt};
+    let p = &s.producers;
+    let amount = match p.stop() {
+        StopAt::Messages(n) => format!("{n} messages each"),
+        StopAt::Duration(d) => format!("for {}", units::format_duration(d)),
+    };
+    let rate = p.rate_each().map_or("flat out".to_string(), |r| {
+        format!("at {}", units::format_rate(r))
+    });
+    format!(
+        "{}{}: {} producer(s) × {amount} of {} ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}, delivery {}",
+        s.name,
+        label.map(|l| format!(" [{l}]")).unwrap_or_default(),
+        p.count,
+        units::format_size(p.message_size.0),
+        p.acks.as_config(),
+        s.consumers.groups,
+        s.consumers.members,
+        s.topic.partitions,
+        s.topic.replication_factor,
+        s.verify.delivery.as_str()
+    )
+}
+
+/// First Ctrl-C or SIGTERM: stop the run cleanly (it still writes its report). Second Ctrl-C:
+/// kill the brokers and exit at once.
+fn watch_signals(interrupt: Stop) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let first = async {
+            match term.as_mut() {
+                Some(t) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {},
+                        _ = t.recv() => {},
+                    }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        first.await;
+        eprintln!("\nkbench: stopping (press Ctrl-C again to kill the brokers and exit at once)");
+        interrupt.raise();
+        let _ = tokio::signal::ctrl_c().await;
+        crate::target::embedded::kill_registered();
+        std::process::exit(2);
+    });
+}

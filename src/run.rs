@@ -1,0 +1,769 @@
+//! Orchestration of one run, and of a matrix of runs.
+//!
+//! One run is a straight line, each step bounded in time: scenario → output folder (created
+//! first, so a bad `--out` fails in the first second) → target (embedded brokers or external
+//! bootstrap) → topic → consumers subscribed and assigned → producers (warm-up first) → sampling
+//! every interval → producers finish → consumers drain to the end offsets → verification →
+//! report → exit code. Anything that stops the run early (Ctrl-C, a broker process exiting, no
+//! acknowledgement for too long, the time limit) raises the tasks' stop flags, and the run still
+//! writes its report with the reason among the failures.
+//!
+//! This function runs on the main thread (inside `block_on`), which is also the thread that
+//! forks broker processes: `PR_SET_PDEATHSIG` follows the forking thread, and the main thread
+//! lives as long as kbench does.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::ledger::{AckLedger, GroupLedger};
+use crate::measure::{now_us, Collector, ConsumerMeter, ProducerMeter, WarmupEnd};
+use crate::sampler::Sampler;
+use crate::scenario::{self, Compression, Loaded, Scenario, Start, Stop as StopAt};
+use crate::summary::{
+    latency_histogram, ConsumeSummary, Event, Percentiles, ProduceSummary, RunData, RunInfo,
+    ScenarioInfo, Summary, Verdict, MIB, SCHEMA_VERSION,
+};
+use crate::target::{topic, EmbeddedCluster, Target};
+use crate::verify;
+use crate::workload::payload::Filler;
+use crate::workload::{consumer, producer, Stop};
+
+/// How the binary asked for the run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--bootstrap`: use this cluster instead of starting brokers.
+    pub bootstrap: Option<String>,
+    /// `--out`: output folder (default `reports/<name>/<UTC timestamp>/`).
+    pub out: Option<PathBuf>,
+    /// `--set` overrides.
+    pub sets: Vec<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Ran, every expectation held (exit 0).
+    Passed,
+    /// Ran, an expectation failed (exit 1).
+    Failed,
+}
+
+/// Bound on starting a cluster, creating a topic, reaching a bootstrap server.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A run in which nothing is acknowledged for this long while producers still send is stopped.
+const STALL_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Default output folder: `reports/<name>/<UTC timestamp>/`.
+pub fn default_out(name: &str) -> PathBuf {
+    PathBuf::from("reports")
+        .join(name)
+        .join(chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string())
+}
+
+/// Runs a scenario file (every matrix combination, then a comparison).
+pub async fn run_file(path: &Path, opts: &RunOptions, interrupt: &Stop) -> anyhow::Result<Outcome> {
+    let loaded = scenario::load(path, &opts.sets)?;
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&loaded.base.name));
+    run_loaded(&loaded, &out, opts.bootstrap.as_deref(), interrupt).await
+}
+
+async fn run_loaded(
+    loaded: &Loaded,
+    out: &Path,
+    bootstrap: Option<&str>,
+    interrupt: &Stop,
+) -> anyhow::Result<Outcome> {
+    if loaded.variants.len() == 1 {
+        let v = &loaded.variants[0];
+        let summary = run_one(&v.scenario, &loaded.file, &[], out, bootstrap, interrupt).await?;
+        print!("{}", crate::report::terminal_table(&summary));
+        eprintln!("kbench: report in {}", out.display());
+        return Ok(if summary.verdict.passed {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        });
+    }
+    crate::report::prepare_dir(out).ok();
+    let mut dirs = Vec::new();
+    let mut outcome = Outcome::Passed;
+    for (i, v) in loaded.variants.iter().enumerate() {
+        let label = v.label.clone().unwrap_or_else(|| format!("run-{i}"));
+        let dir = out.join(&label);
+        eprintln!(
+            "kbench: matrix run {}/{}: {label}",
+            i + 1,
+            loaded.variants.len()
+        );
+        let summary = run_one(
+            &v.scenario,
+            &loaded.file,
+            &v.matrix_values,
+            &dir,
+            bootstrap,
+            interrupt,
+        )
+        .await
+        .with_context(|| format!("matrix run {label}"))?;
+        print!("{}", crate::report::terminal_table(&summary));
+        if !summary.verdict.passed {
+            outcome = Outcome::Failed;
+        }
+        dirs.push(dir);
+        if interrupt.is_raised() {
+            bail!("interrupted after matrix run {label}");
+        }
+    }
+    let cmp = crate::compare::run(&dirs, Some(out), None, None)?;
+    print!("{}", cmp.table);
+    eprintln!("kbench: runs and comparison in {}", out.display());
+    Ok(outcome)
+}
+
+/// Everything the tasks of one run share.
+struct Tasks {
+    producers: Vec<JoinHandle<Result<(), String>>>,
+    consumers: Vec<JoinHandle<Result<(), String>>>,
+    stop_producers: Stop,
+    stop_consumers: Stop,
+}
+
+impl Tasks {
+    fn stop_all(&self) {
+        self.stop_producers.raise();
+        self.stop_consumers.raise();
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        // Never leave client threads running past the run, whatever path got us here.
+        self.stop_all();
+    }
+}
+
+/// Runs one scenario into `out` and returns its summary (already written with the report).
+pub async fn run_one(
+    s: &Scenario,
+    file: &Path,
+    matrix_values: &[(String, toml::Value)],
+    out: &Path,
+    bootstrap: Option<&str>,
+    interrupt: &Stop,
+) -> anyhow::Result<Summary> {
+    crate::report::prepare_dir(out)?;
+    let started_at = chrono::Utc::now();
+    let t0 = Instant::now();
+    let t_s = || t0.elapsed().as_secs_f64();
+    let mut events = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+
+    // Target.
+    let bootstrap = bootstrap
+        .map(str::to_string)
+        .or_else(|| s.cluster.bootstrap.clone());
+    let mut target = match &bootstrap {
+        Some(b) => {
+            eprintln!("kbench: connecting to {b}");
+            Target::external(b, SETUP_TIMEOUT)
+                .with_context(|| format!("--bootstrap {b}: cannot reach the cluster"))?
+        }
+        None => {
+            eprintln!(
+                "kbench: starting {} embedded broker(s) in {}",
+                s.cluster.brokers,
+                out.join("brokers").display()
+            );
+            Target::Embedded(
+                EmbeddedCluster::start(s, out, SETUP_TIMEOUT)
+                    .context("cannot start the embedded cluster")?,
+            )
+        }
+    };
+    let bootstrap = target.bootstrap();
+    let mut watched = vec![("kbench".to_string(), std::process::id())];
+    watched.extend(target.processes());
+    let sampler = Sampler::start_at(t0, s.sampling.interval.0, watched);
+
+    // Topic.
+    let run_tag: u32 = rand::random::<u32>() | 1;
+    let run_id = format!("{run_tag:08x}");
+    let topic = s
+        .topic
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("kbench-{}-{run_id}", s.name));
+    let partitions = topic::ensure(s, &bootstrap, &topic, SETUP_TIMEOUT).await?;
+    if partitions != s.topic.partitions {
+        eprintln!("kbench: topic {topic} already exists with {partitions} partitions (scenario says {}); using it as is", s.topic.partitions);
+    }
+    let log_dirs = target.log_dirs();
+    let disk_before = log_dirs.as_deref().map(verify::on_disk::dir_bytes);
+    let marks_before = topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))?;
+
+    // Tasks.
+    let scenario = Arc::new(s.clone());
+    let warmup_end = Arc::new(WarmupEnd::default());
+    let producer_meters: Vec<Arc<ProducerMeter>> =
+        (0..s.producers.count).map(|_| Arc::default()).collect();
+    let group_meters: Vec<Vec<Arc<ConsumerMeter>>> = (0..s.consumers.groups)
+        .map(|_| (0..s.consumers.members).map(|_| Arc::default()).collect())
+        .collect();
+    let group_ids: Vec<String> = (0..s.consumers.groups)
+        .map(|g| format!("kbench-{}-{run_id}-g{g}", s.name))
+        .collect();
+    let mut collector = Collector::new(producer_meters.clone(), group_meters.clone());
+    let mut tasks = Tasks {
+        producers: Vec::new(),
+        consumers: Vec::new(),
+        stop_producers: Stop::default(),
+        stop_consumers: Stop::default(),
+    };
+    for (g, members) in group_meters.iter().enumerate() {
+        for (m, meter) in members.iter().enumerate() {
+            let task = consumer::MemberTask {
+                group_index: g as u32,
+                member: m as u32,
+                group_id: group_ids[g].clone(),
+                run_tag,
+                topic: topic.clone(),
+                bootstrap: bootstrap.clone(),
+                scenario: scenario.clone(),
+                meter: meter.clone(),
+                warmup_end: warmup_end.clone(),
+                stop: tasks.stop_consumers.clone(),
+            };
+            tasks
+                .consumers
+                .push(consumer::spawn(task).context("cannot start a consumer thread")?);
+        }
+    }
+    if s.consumers.groups > 0 {
+        eprintln!(
+            "kbench: waiting for {} group(s) of {} member(s) to be assigned {partitions} partitions of {topic}",
+            s.consumers.groups, s.consumers.members
+        );
+        let deadline = Instant::now() + s.consumers.assign_timeout.0;
+        loop {
+            let assigned: Vec<usize> = group_meters
+                .iter()
+                .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
+                .collect();
+            if assigned.iter().all(|a| *a >= partitions as usize) {
+                break;
+            }
+            if let Some(dead) = target.dead_broker() {
+                bail!("{dead}");
+            }
+            if interrupt.is_raised() {
+                bail!("interrupted while waiting for consumer group assignment");
+            }
+            if Instant::now() >= deadline {
+                let (g, a) = assigned
+                    .iter()
+                    .enumerate()
+                    .find(|(_, a)| **a < partitions as usize)
+                    .map_or((0, 0), |(g, a)| (g, *a));
+                bail!(
+                    "consumer group {} has {a} of {partitions} partitions of {topic} assigned after {:?} (consumers.assign_timeout); is the group coordinator working?",
+                    group_ids[g],
+                    s.consumers.assign_timeout.0
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if s.consumers.start == Start::Latest {
+            // Let every member resolve "latest" before the first message is written.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    let filler = Filler::new(
+        s.producers.payload,
+        s.producers.compress_ratio,
+        s.producers.message_size.0 as usize,
+        u64::from(run_tag),
+    );
+    let produce_start_us = now_us();
+    let produce_t0 = t_s();
+    warmup_end.set(produce_start_us + s.producers.warmup.0.as_micros() as u64);
+    if !s.producers.warmup.0.is_zero() {
+        events.push(Event {
+            t_s: produce_t0 + s.producers.warmup.0.as_secs_f64(),
+            kind: Event::WARMUP_END.into(),
+            detail: format!("warm-up of {:?} ends", s.producers.warmup.0),
+        });
+    }
+    eprintln!(
+        "kbench: producing to {topic} ({partitions} partitions) with {} producer(s)",
+        s.producers.count
+    );
+    for (i, meter) in producer_meters.iter().enumerate() {
+        let task = producer::ProducerTask {
+            index: i as u32,
+            run_tag,
+            topic: topic.clone(),
+            partitions,
+            bootstrap: bootstrap.clone(),
+            scenario: scenario.clone(),
+            filler: filler.clone(),
+            meter: meter.clone(),
+            warmup_end: warmup_end.clone(),
+            start_us: produce_start_us,
+            stop: tasks.stop_producers.clone(),
+        };
+        tasks
+            .producers
+            .push(producer::spawn(task).context("cannot start a producer thread")?);
+    }
+
+    // Produce phase.
+    let interval = s.sampling.interval.0;
+    let progress = progress_bar(s);
+    let by_time = matches!(s.producers.stop(), StopAt::Duration(_));
+    let mut next_row = t0 + interval;
+    let mut last_progress = (0u64, 0u64, Instant::now());
+    let produce_limit = Instant::now() + s.producers.time_limit.0;
+    let mut stopped_early = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() >= next_row {
+            let in_warmup = now_us() < warmup_end.get();
+            collector.collect(t_s(), interval.as_secs_f64(), in_warmup);
+            next_row += interval;
+        }
+        update_progress(&progress, &collector, t_s() - produce_t0, by_time);
+        if tasks.producers.iter().all(JoinHandle::is_finished) {
+            break;
+        }
+        if interrupt.is_raised() {
+            failures.push("interrupted (Ctrl-C) while producing".into());
+            events.push(Event {
+                t_s: t_s(),
+                kind: "interrupted".into(),
+                detail: "Ctrl-C".into(),
+            });
+            stopped_early = true;
+        } else if let Some(dead) = target.dead_broker() {
+            failures.push(dead.clone());
+            events.push(Event {
+                t_s: t_s(),
+                kind: "broker_exit".into(),
+                detail: dead.lines().next().unwrap_or("").into(),
+            });
+            stopped_early = true;
+        } else if Instant::now() >= produce_limit {
+            failures.push(format!(
+                "producers did not finish within producers.time_limit = {:?}",
+                s.producers.time_limit.0
+            ));
+            stopped_early = true;
+        } else {
+            let (sent, acked, _) = collector.progress();
+            let failed: u64 = producer_meters
+                .iter()
+                .map(|m| m.with_state(|st| st.failed))
+                .sum();
+            if acked + failed != last_progress.1 {
+                last_progress = (sent, acked + failed, Instant::now());
+            } else if sent > acked + failed && last_progress.2.elapsed() >= STALL_TIMEOUT {
+                failures.push(format!(
+                    "no message acknowledged or failed for {:?} with {} outstanding: the cluster stopped answering",
+                    STALL_TIMEOUT,
+                    sent - acked - failed
+                ));
+                stopped_early = true;
+            }
+        }
+        if stopped_early {
+            tasks.stop_all();
+            break;
+        }
+    }
+    join_bounded(
+        &mut tasks.producers,
+        Duration::from_secs(10),
+        "producer",
+        &mut failures,
+    );
+    let producers_done = t_s();
+    events.push(Event {
+        t_s: producers_done,
+        kind: "producers_done".into(),
+        detail: String::new(),
+    });
+
+    // Drain phase.
+    let marks_after = topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10));
+    if s.consumers.groups > 0 && !stopped_early {
+        match &marks_after {
+            Ok(after) => {
+                let deadline = Instant::now() + s.consumers.drain_timeout.0;
+                loop {
+                    let behind = lagging(&group_meters, &group_ids, &marks_before, after);
+                    if behind.is_none() {
+                        break;
+                    }
+                    if Instant::now() >= deadline
+                        || interrupt.is_raised()
+                        || target.dead_broker().is_some()
+                    {
+                        let why = if interrupt.is_raised() {
+                            "interrupted (Ctrl-C) while draining".to_string()
+                        } else if let Some(dead) = target.dead_broker() {
+                            dead
+                        } else {
+                            format!(
+                                "not drained within consumers.drain_timeout = {:?}",
+                                s.consumers.drain_timeout.0
+                            )
+                        };
+                        failures.push(format!("{why}: {}", behind.unwrap_or_default()));
+                        break;
+                    }
+                    if Instant::now() >= next_row {
+                        collector.collect(t_s(), interval.as_secs_f64(), false);
+                        next_row += interval;
+                    }
+                    update_progress(&progress, &collector, t_s() - produce_t0, by_time);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            Err(e) => failures.push(format!("cannot read end offsets to drain: {e}")),
+        }
+    }
+    tasks.stop_consumers.raise();
+    join_bounded(
+        &mut tasks.consumers,
+        Duration::from_secs(15),
+        "consumer",
+        &mut failures,
+    );
+    let last = collector.rows.last().map_or(0.0, |r| r.t_s);
+    let tail_s = t_s() - last;
+    if tail_s > 0.01 {
+        collector.collect(t_s(), tail_s, false);
+    }
+    progress.finish_and_clear();
+    events.push(Event {
+        t_s: t_s(),
+        kind: "consumers_done".into(),
+        detail: String::new(),
+    });
+    let system = sampler.stop();
+
+    // Verification.
+    let mut acks = AckLedger::default();
+    let mut per_partition = vec![0u64; partitions.max(0) as usize];
+    let mut produce_hist = latency_histogram();
+    let mut produce = ProduceSummary::default();
+    let mut measured = (0u64, 0u64);
+    let mut last_ack_us = 0;
+    let mut errors = std::collections::BTreeMap::new();
+    for m in &producer_meters {
+        let (msgs, bytes) = m.sent_totals();
+        produce.messages += msgs;
+        produce.bytes += bytes;
+        m.with_state(|st| {
+            acks.merge(&st.ledger);
+            for (i, n) in st.per_partition.iter().enumerate() {
+                if i < per_partition.len() {
+                    per_partition[i] += n;
+                }
+            }
+            let _ = produce_hist.add(&st.latency);
+            produce.acked += st.acked.0;
+            produce.failed += st.failed;
+            measured.0 += st.measured.0;
+            measured.1 += st.measured.1;
+            last_ack_us = last_ack_us.max(st.last_ack_us);
+            for (k, v) in &st.errors {
+                *errors.entry(k.clone()).or_insert(0) += v;
+            }
+        });
+    }
+    let acked_bytes: u64 = producer_meters
+        .iter()
+        .map(|m| m.with_state(|st| st.acked.1))
+        .sum();
+    produce.duration_s = last_ack_us.saturating_sub(warmup_end.get()) as f64 / 1e6;
+    if produce.duration_s > 0.0 {
+        produce.msgs_per_s = measured.0 as f64 / produce.duration_s;
+        produce.mib_per_s = measured.1 as f64 / MIB / produce.duration_s;
+    }
+    produce.latency_ms = Percentiles::from_histogram(&produce_hist);
+    produce.target_rate = s
+        .producers
+        .rate_each()
+        .map(|r| r * f64::from(s.producers.count));
+    produce.rate_reached = produce.target_rate.map(|t| produce.msgs_per_s >= 0.95 * t);
+    if s.verify.require_rate && produce.rate_reached == Some(false) {
+        failures.push(format!(
+            "rate: reached {:.0} msg/s of the {:.0} msg/s target (below 95 %)",
+            produce.msgs_per_s,
+            produce.target_rate.unwrap_or_default()
+        ));
+    }
+    if produce.failed > 0 && s.verify.delivery != scenario::Delivery::None {
+        failures.push(format!(
+            "produce: {} of {} messages failed delivery (see errors)",
+            produce.failed, produce.messages
+        ));
+    }
+
+    let mut e2e_hist = latency_histogram();
+    let mut consume = ConsumeSummary {
+        groups: s.consumers.groups,
+        ..Default::default()
+    };
+    let mut groups = Vec::new();
+    let mut last_recv_us = 0;
+    let mut consumed_measured = (0u64, 0u64);
+    for (g, members) in group_meters.iter().enumerate() {
+        let mut ledger = GroupLedger::default();
+        for m in members {
+            m.with_state(|st| {
+                ledger.merge(&st.ledger);
+                let _ = e2e_hist.add(&st.latency);
+                consume.messages += st.consumed.0;
+                consume.bytes += st.consumed.1;
+                consumed_measured.0 += st.measured.0;
+                consumed_measured.1 += st.measured.1;
+                last_recv_us = last_recv_us.max(st.last_recv_us);
+                for (k, v) in &st.errors {
+                    *errors.entry(k.clone()).or_insert(0) += v;
+                }
+            });
+        }
+        if ledger.foreign > 0 {
+            *errors.entry("consume:ForeignMessage".into()).or_insert(0) += ledger.foreign;
+        }
+        groups.push((group_ids[g].clone(), ledger));
+    }
+    consume.duration_s = last_recv_us.saturating_sub(warmup_end.get()) as f64 / 1e6;
+    if consume.duration_s > 0.0 {
+        consume.msgs_per_s = consumed_measured.0 as f64 / consume.duration_s;
+        consume.mib_per_s = consumed_measured.1 as f64 / MIB / consume.duration_s;
+    }
+    consume.e2e_latency_ms = Percentiles::from_histogram(&e2e_hist);
+
+    let (delivery, delivery_failures) =
+        verify::delivery::check(s.verify.delivery, s.verify.order, &acks, &groups);
+    failures.extend(delivery_failures);
+
+    let mut offsets = Default::default();
+    if s.verify.offsets {
+        match &marks_after {
+            Ok(after) => {
+                let (o, f) = verify::offsets::check(&topic, &marks_before, after, &per_partition);
+                offsets = o;
+                failures.extend(f);
+            }
+            Err(e) => failures.push(format!("offsets: {e}")),
+        }
+    }
+
+    let rf = u32::try_from(s.topic.replication_factor).unwrap_or(1);
+    let on_disk = match (&log_dirs, disk_before) {
+        (Some(dirs), Some(before)) if s.verify.on_disk => {
+            let (o, f) = verify::on_disk::check(
+                dirs,
+                before,
+                &verify::on_disk::Expectation {
+                    topic: &topic,
+                    replication_factor: rf,
+                    payload_bytes: acked_bytes,
+                    acked_per_partition: &per_partition,
+                    message_bytes: s.producers.message_size.0,
+                    compressed: s.producers.compression != Compression::None,
+                },
+            );
+            failures.extend(f);
+            o
+        }
+        (None, _) if s.verify.on_disk => verify::on_disk::unavailable(acked_bytes, rf),
+        _ => crate::summary::OnDiskSummary {
+            method: "skipped".into(),
+            payload_bytes: acked_bytes,
+            replication_factor: rf,
+            ..Default::default()
+        },
+    };
+    // Stop the brokers now (before the report is drawn) so their shutdown is part of the run.
+    drop(tasks);
+    let target_info = target.info();
+    drop(target);
+
+    let summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        run: RunInfo {
+            kbench_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            wall_s: t_s(),
+            host: hostname(),
+        },
+        scenario: ScenarioInfo {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            file: file.display().to_string(),
+            matrix_cell: matrix_values
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        match v {
+                            toml::Value::String(s) => s.clone(),
+                            o => o.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+        },
+        config: s.resolved(),
+        target: target_info,
+        produce,
+        consume,
+        delivery,
+        offsets,
+        on_disk,
+        system: system.summary.clone(),
+        errors,
+        events,
+        verdict: Verdict {
+            passed: failures.is_empty(),
+            failures,
+        },
+    };
+    let data = RunData {
+        summary: summary.clone(),
+        intervals: collector.rows.clone(),
+        system,
+        produce_latency: produce_hist,
+        e2e_latency: e2e_hist,
+    };
+    crate::report::write_run(out, &data)
+        .with_context(|| format!("writing the report into {}", out.display()))?;
+    Ok(summary)
+}
+
+/// The first group still short of the end offsets, described; `None` when every group is there.
+fn lagging(
+    groups: &[Vec<Arc<ConsumerMeter>>],
+    ids: &[String],
+    before: &std::collections::BTreeMap<i32, (i64, i64)>,
+    after: &std::collections::BTreeMap<i32, (i64, i64)>,
+) -> Option<String> {
+    for (g, members) in groups.iter().enumerate() {
+        let mut reached = std::collections::BTreeMap::<i32, i64>::new();
+        for m in members {
+            m.with_state(|st| {
+                for (p, o) in &st.next_offsets {
+                    let e = reached.entry(*p).or_insert(0);
+                    *e = (*e).max(*o);
+                }
+            });
+        }
+        for (p, (_, end)) in after {
+            let start = before.get(p).map_or(0, |w| w.1);
+            let at = reached.get(p).copied().unwrap_or(0);
+            if *end > start && at < *end {
+                return Some(format!(
+                    "group {} is at offset {at} of {end} in partition {p}",
+                    ids[g]
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn join_bounded(
+    handles: &mut Vec<JoinHandle<Result<(), String>>>,
+    bound: Duration,
+    what: &str,
+    failures: &mut Vec<String>,
+) {
+    let deadline = Instant::now() + bound;
+    while !handles.iter().all(JoinHandle::is_finished) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for h in handles.drain(..) {
+        if !h.is_finished() {
+            failures.push(format!(
+                "a {what} task did not stop within {bound:?} (left behind)"
+            ));
+            continue;
+        }
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e),
+            Err(_) => failures.push(format!("a {what} task panicked")),
+        }
+    }
+}
+
+fn progress_bar(s: &Scenario) -> ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let total = match s.producers.stop() {
+        StopAt::Messages(n) => n * u64::from(s.producers.count),
+        StopAt::Duration(d) => (d + s.producers.warmup.0).as_millis() as u64,
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout_with_hz(4));
+    let unit = if matches!(s.producers.stop(), StopAt::Messages(_)) {
+        "{pos}/{len} msgs"
+    } else {
+        "{elapsed}"
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{bar:25}}] {unit} {{msg}} ETA {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(s.name.clone());
+    bar
+}
+
+fn update_progress(bar: &ProgressBar, c: &Collector, produce_s: f64, by_time: bool) {
+    if bar.is_hidden() {
+        return;
+    }
+    let (sent, acked, consumed) = c.progress();
+    let p99 = c.produce_latency();
+    let p99_ms = if p99.is_empty() {
+        0.0
+    } else {
+        p99.value_at_quantile(0.99) as f64 / 1000.0
+    };
+    let bytes: u64 = c.producers.iter().map(|p| p.sent_totals().1).sum();
+    let mib_s = if produce_s > 0.0 {
+        bytes as f64 / MIB / produce_s
+    } else {
+        0.0
+    };
+    let pos = if by_time {
+        (produce_s * 1000.0) as u64
+    } else {
+        sent
+    };
+    bar.set_position(pos.min(bar.length().unwrap_or(u64::MAX)));
+    bar.set_message(format!(
+        "acked {acked} consumed {consumed} | {mib_s:.0} MiB/s | p99 {p99_ms:.1} ms"
+    ));
+}
+
+fn hostname() -> String {
+    sysinfo::System::host_name().unwrap_or_default()
+}

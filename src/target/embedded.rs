@@ -1,0 +1,321 @@
+//! An embedded cluster: `brokers` kbroker processes on free loopback ports, each with its log
+//! directory and log file inside the run's output folder.
+//!
+//! kbench re-executes its own binary (`kbench broker --override ...`, a hidden subcommand that
+//! runs `kbroker::cli::main`), so the one binary `cargo run --release` builds carries both.
+//! Broker processes never outlive kbench: [`EmbeddedCluster`] kills them on drop (normal end,
+//! error, panic unwinding); on Linux each child also asks the kernel for `SIGKILL` when its
+//! parent dies (`PR_SET_PDEATHSIG`), which covers `kill -9` of kbench and aborts; and the pids
+//! are registered so a second Ctrl-C can kill them at once ([`kill_registered`]).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{wait_for_metadata, TargetError};
+use crate::scenario::Scenario;
+
+static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Sends SIGKILL to every broker process kbench started and has not yet stopped (used by the
+/// second Ctrl-C, which exits at once).
+pub fn kill_registered() {
+    let pids = PIDS.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn register(pid: u32) {
+    if let Ok(mut p) = PIDS.lock() {
+        p.push(pid);
+    }
+}
+
+fn unregister(pid: u32) {
+    if let Ok(mut p) = PIDS.lock() {
+        p.retain(|x| *x != pid);
+    }
+}
+
+/// One broker process.
+#[derive(Debug)]
+struct BrokerProcess {
+    /// `node.id`.
+    id: u32,
+    /// Loopback port it listens on.
+    port: u16,
+    /// The process (`None` once reaped).
+    child: Option<Child>,
+    /// Its `log.dirs`.
+    data_dir: PathBuf,
+    /// Its stdout/stderr.
+    log: PathBuf,
+    /// How it ended, once it has.
+    exited: Option<String>,
+}
+
+/// Broker processes started by kbench; dropping this stops them.
+#[derive(Debug)]
+pub struct EmbeddedCluster {
+    brokers: Vec<BrokerProcess>,
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl EmbeddedCluster {
+    /// Starts the scenario's brokers under `<out>/brokers/<id>/` and waits (at most `timeout`)
+    /// until every one answers Metadata.
+    pub fn start(
+        s: &Scenario,
+        out: &Path,
+        timeout: Duration,
+    ) -> Result<EmbeddedCluster, TargetError> {
+        let exe = std::env::current_exe().map_err(|e| {
+            TargetError::Io(format!(
+                "cannot find kbench's own binary to start brokers: {e}"
+            ))
+        })?;
+        let mut cluster = EmbeddedCluster {
+            brokers: Vec::new(),
+        };
+        let ports: Vec<u16> = (0..s.cluster.brokers)
+            .map(|_| free_port())
+            .collect::<Result<_, _>>()
+            .map_err(|e| TargetError::Io(format!("cannot find a free loopback port: {e}")))?;
+        for (i, port) in ports.iter().enumerate() {
+            let id = i as u32 + 1;
+            let dir = out.join("brokers").join(id.to_string());
+            let data_dir = dir.join("data");
+            std::fs::create_dir_all(&data_dir).map_err(|e| {
+                TargetError::Io(format!("cannot create {}: {e}", data_dir.display()))
+            })?;
+            let log = dir.join("broker.log");
+            let log_file = File::create(&log)
+                .map_err(|e| TargetError::Io(format!("cannot create {}: {e}", log.display())))?;
+            let err_file = log_file
+                .try_clone()
+                .map_err(|e| TargetError::Io(format!("cannot open {}: {e}", log.display())))?;
+            let mut overrides: Vec<(String, String)> = vec![
+                ("node.id".into(), id.to_string()),
+                ("listeners".into(), format!("PLAINTEXT://127.0.0.1:{port}")),
+                (
+                    "advertised.listeners".into(),
+                    format!("PLAINTEXT://127.0.0.1:{port}"),
+                ),
+                ("log.dirs".into(), data_dir.display().to_string()),
+            ];
+            if !s.cluster.racks.is_empty() {
+                overrides.push((
+                    "broker.rack".into(),
+                    s.cluster.racks[i % s.cluster.racks.len()].clone(),
+                ));
+            }
+            for (k, v) in &s.cluster.configs {
+                overrides.push((k.clone(), v.0.clone()));
+            }
+            let mut cmd = Command::new(&exe);
+            cmd.arg("broker");
+            for (k, v) in &overrides {
+                cmd.arg("--override").arg(format!("{k}={v}"));
+            }
+            cmd.stdin(Stdio::null()).stdout(log_file).stderr(err_file);
+            die_with_parent(&mut cmd);
+            let command = format!(
+                "{} broker {}",
+                exe.display(),
+                overrides
+                    .iter()
+                    .map(|(k, v)| format!("--override {k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            let child = cmd.spawn().map_err(|source| TargetError::Spawn {
+                id,
+                command,
+                source,
+            })?;
+            register(child.id());
+            cluster.brokers.push(BrokerProcess {
+                id,
+                port: *port,
+                child: Some(child),
+                data_dir,
+                log,
+                exited: None,
+            });
+        }
+        for i in 0..cluster.brokers.len() {
+            let (id, port) = (cluster.brokers[i].id, cluster.brokers[i].port);
+            let bootstrap = format!("127.0.0.1:{port}");
+            let what = format!("embedded broker {id}");
+            wait_for_metadata(&bootstrap, timeout, &what, || cluster.start_failure(i))?;
+        }
+        Ok(cluster)
+    }
+
+    /// Number of brokers.
+    pub fn len(&self) -> usize {
+        self.brokers.len()
+    }
+
+    /// Whether the cluster has no brokers.
+    pub fn is_empty(&self) -> bool {
+        self.brokers.is_empty()
+    }
+
+    /// `127.0.0.1:port,...`.
+    pub fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .map(|b| format!("127.0.0.1:{}", b.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// (label, pid) of each running broker.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        self.brokers
+            .iter()
+            .filter_map(|b| {
+                b.child
+                    .as_ref()
+                    .map(|c| (format!("broker-{}", b.id), c.id()))
+            })
+            .collect()
+    }
+
+    /// Each broker's `log.dirs`.
+    pub fn log_dirs(&self) -> Vec<PathBuf> {
+        self.brokers.iter().map(|b| b.data_dir.clone()).collect()
+    }
+
+    fn start_failure(&mut self, i: usize) -> Option<TargetError> {
+        let b = &mut self.brokers[i];
+        let status = b.child.as_mut()?.try_wait().ok()??;
+        Some(TargetError::Exited {
+            id: b.id,
+            status: status.to_string(),
+            log: b.log.display().to_string(),
+            tail: tail(&b.log, 20),
+        })
+    }
+
+    /// Describes the first broker that has exited on its own, with its log tail.
+    pub fn dead_broker(&mut self) -> Option<String> {
+        for b in &mut self.brokers {
+            if b.exited.is_none() {
+                if let Some(Ok(Some(status))) = b.child.as_mut().map(Child::try_wait) {
+                    b.exited = Some(status.to_string());
+                    if let Some(c) = &b.child {
+                        unregister(c.id());
+                    }
+                }
+            }
+            if let Some(status) = &b.exited {
+                return Some(format!(
+                    "embedded broker {} (127.0.0.1:{}) exited during the run ({status}); last lines of {}:\n{}",
+                    b.id,
+                    b.port,
+                    b.log.display(),
+                    tail(&b.log, 10)
+                ));
+            }
+        }
+        None
+    }
+
+    /// Stops every broker: SIGTERM, up to `grace` to exit, then SIGKILL.
+    pub fn stop(&mut self, grace: Duration) {
+        for b in &mut self.brokers {
+            if let Some(c) = &b.child {
+                if let Ok(pid) = i32::try_from(c.id()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+        }
+        let deadline = Instant::now() + grace;
+        for b in &mut self.brokers {
+            if let Some(mut c) = b.child.take() {
+                loop {
+                    match c.try_wait() {
+                        Ok(Some(_)) | Err(_) => break,
+                        Ok(None) if Instant::now() >= deadline => {
+                            let _ = c.kill();
+                            let _ = c.wait();
+                            break;
+                        }
+                        Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+                unregister(c.id());
+            }
+        }
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// The last `lines` lines of a file (at most 64 KiB read).
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 << 10)));
+        let mut bytes = Vec::new();
+        let _ = f.read_to_end(&mut bytes);
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    let out = all[start..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if out.is_empty() {
+        "    (empty)".to_string()
+    } else {
+        out
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: `pre_exec` runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed. `prctl(PR_SET_PDEATHSIG)` is a single system call with no allocation
+    // or locking, so it qualifies. It makes the kernel SIGKILL the broker when kbench dies by
+    // any means (including SIGKILL and abort, which run no destructors) — the one guarantee
+    // kill-on-drop cannot give. Note the signal follows the *thread* that forked, so brokers
+    // are started from the main thread (see run.rs).
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}

@@ -1,0 +1,188 @@
+//! The run's topic: created through the Admin API (CreateTopics), then waited for until Metadata
+//! shows every partition with a leader; and its watermarks, read before and after the run.
+//!
+//! An unnamed topic is `kbench-<scenario>-<run id>`, new for every run, so runs never see each
+//! other's messages. A named topic that already exists is used as it is (never deleted: it may
+//! be someone's data); messages of other runs in it are told apart by the run tag and counted as
+//! foreign.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+use crate::scenario::Scenario;
+
+/// Why the topic cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// CreateTopics failed.
+    #[error("cannot create topic {topic} ({partitions} partitions, replication factor {rf}) at {bootstrap}: {detail}")]
+    Create {
+        /// Topic.
+        topic: String,
+        /// Partitions asked for.
+        partitions: i32,
+        /// Replication factor asked for.
+        rf: i16,
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// Why.
+        detail: String,
+    },
+    /// The topic did not become usable in time.
+    #[error("topic {topic} has no leader for every partition after {timeout:?}: {detail}")]
+    NotReady {
+        /// Topic.
+        topic: String,
+        /// How long we waited.
+        timeout: Duration,
+        /// What Metadata said last.
+        detail: String,
+    },
+    /// Watermarks could not be read.
+    #[error("cannot read the offsets of {topic}-{partition}: {detail}")]
+    Watermarks {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Creates the topic (or finds it already there) and waits until every partition has a leader.
+/// Returns the partition count, which for an existing topic may differ from the scenario's.
+pub async fn ensure(
+    s: &Scenario,
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, TopicError> {
+    let create_err = |detail: String| TopicError::Create {
+        topic: topic.to_string(),
+        partitions: s.topic.partitions,
+        rf: s.topic.replication_factor,
+        bootstrap: bootstrap.to_string(),
+        detail,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "kbench-admin")
+        .create()
+        .map_err(|e| create_err(e.to_string()))?;
+    let configs: Vec<(String, String)> = s
+        .topic
+        .configs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    let mut new = NewTopic::new(
+        topic,
+        s.topic.partitions,
+        TopicReplication::Fixed(i32::from(s.topic.replication_factor)),
+    );
+    for (k, v) in &configs {
+        new = new.set(k, v);
+    }
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let results = tokio::time::timeout(
+        timeout + Duration::from_secs(1),
+        admin.create_topics([&new], &opts),
+    )
+    .await
+    .map_err(|_| create_err(format!("no answer within {timeout:?}")))?
+    .map_err(|e| create_err(e.to_string()))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if s.topic.name.is_some() => {}
+            Err((_, code)) => return Err(create_err(format!("{code:?}: {code}"))),
+        }
+    }
+    wait_ready(bootstrap, topic, timeout).await
+}
+
+async fn wait_ready(bootstrap: &str, topic: &str, timeout: Duration) -> Result<i32, TopicError> {
+    let not_ready = |detail: String| TopicError::NotReady {
+        topic: topic.to_string(),
+        timeout,
+        detail,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "kbench-metadata")
+        .create()
+        .map_err(|e| not_ready(e.to_string()))?;
+    let deadline = Instant::now() + timeout;
+    let mut last;
+    loop {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            Ok(md) => {
+                last = match md.topics().iter().find(|t| t.name() == topic) {
+                    Some(t)
+                        if t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions()
+                                .iter()
+                                .all(|p| p.leader() >= 0 && p.error().is_none()) =>
+                    {
+                        return Ok(t.partitions().len() as i32)
+                    }
+                    Some(t) => format!(
+                        "{} partition(s), error {:?}, leaders {:?}",
+                        t.partitions().len(),
+                        t.error(),
+                        t.partitions()
+                            .iter()
+                            .map(|p| p.leader())
+                            .collect::<Vec<_>>()
+                    ),
+                    None => "not in Metadata yet".to_string(),
+                };
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Err(not_ready(last));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Low and high watermarks of every partition, by partition index.
+pub fn watermarks(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, (i64, i64)>, TopicError> {
+    let err = |partition: i32, detail: String| TopicError::Watermarks {
+        topic: topic.to_string(),
+        partition,
+        detail,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "kbench-offsets")
+        // Offsets of committed data only make sense for read_committed; high watermark is what
+        // the offsets check wants, so ask for it as read_uncommitted.
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .map_err(|e| err(-1, e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for p in 0..partitions {
+        let w = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| err(p, e.to_string()))?;
+        out.insert(p, w);
+    }
+    Ok(out)
+}

@@ -1,0 +1,11 @@
+//! Verification: the checks that decide whether a run passed, each producing its part of
+//! `summary.json` and one failure line per broken expectation, naming the subject and the
+//! numbers.
+//!
+//! - [`delivery`]: the ledger's verdict per consumer group against the scenario's guarantee;
+//! - [`offsets`]: per partition, end − start offset against acknowledged messages;
+//! - [`on_disk`]: log-directory growth against payload bytes × replication factor.
+
+pub mod delivery;
+pub mod offsets;
+pub mod on_disk;

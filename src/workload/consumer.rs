@@ -1,0 +1,160 @@
+//! One consumer-group member: a `BaseConsumer` subscribed to the run's topic on a thread of its
+//! own, recording every message's identity and end-to-end latency in its [`ConsumerMeter`] and
+//! committing as the scenario says. The run decides when the group has drained and raises the
+//! stop flag.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, ClientContext};
+
+use super::payload::read_header;
+use super::{apply_client_configs, error_kind, Stop};
+use crate::measure::{now_us, ConsumerMeter, WarmupEnd};
+use crate::scenario::{Commit, Isolation, Scenario, Start};
+
+/// Everything one member needs.
+#[derive(Debug, Clone)]
+pub struct MemberTask {
+    /// Group index (0-based).
+    pub group_index: u32,
+    /// Member index within the group (0-based).
+    pub member: u32,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Run tag to recognise this run's messages.
+    pub run_tag: u32,
+    /// Topic to read.
+    pub topic: String,
+    /// Bootstrap servers.
+    pub bootstrap: String,
+    /// The scenario.
+    pub scenario: Arc<Scenario>,
+    /// Where this member records.
+    pub meter: Arc<ConsumerMeter>,
+    /// Start of the measured window.
+    pub warmup_end: Arc<WarmupEnd>,
+    /// Raised to stop.
+    pub stop: Stop,
+}
+
+struct Context {
+    meter: Arc<ConsumerMeter>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.meter.assigned(tpl.count()),
+            Rebalance::Revoke(_) => self.meter.assigned(0),
+            Rebalance::Error(e) => self.meter.error(&error_kind(e)),
+        }
+    }
+}
+
+/// The librdkafka settings of a member (the scenario's `client_configs` win).
+pub fn client_config(task: &MemberTask) -> ClientConfig {
+    let k = &task.scenario.consumers;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &task.bootstrap)
+        .set("group.id", &task.group_id)
+        .set("client.id", format!("{}-m{}", task.group_id, task.member))
+        .set("enable.auto.commit", (k.commit == Commit::Auto).to_string())
+        .set(
+            "auto.offset.reset",
+            match k.start {
+                Start::Earliest => "earliest",
+                Start::Latest => "latest",
+            },
+        )
+        .set(
+            "isolation.level",
+            match k.isolation {
+                Isolation::ReadCommitted => "read_committed",
+                Isolation::ReadUncommitted => "read_uncommitted",
+            },
+        )
+        .set("enable.partition.eof", "false")
+        // librdkafka pre-fetches up to 64 MiB per member by default; a quarter is plenty.
+        .set("queued.max.messages.kbytes", "16384");
+    apply_client_configs(&mut c, &k.client_configs);
+    c
+}
+
+/// Starts the member on a thread of its own.
+pub fn spawn(task: MemberTask) -> std::io::Result<JoinHandle<Result<(), String>>> {
+    std::thread::Builder::new()
+        .name(format!("kbench-g{}m{}", task.group_index, task.member))
+        .spawn(move || run(task))
+}
+
+fn run(task: MemberTask) -> Result<(), String> {
+    let consumer: BaseConsumer<Context> = client_config(&task)
+        .create_with_context(Context {
+            meter: task.meter.clone(),
+        })
+        .map_err(|e| {
+            format!(
+                "consumer {} member {}: cannot create the client: {e}",
+                task.group_id, task.member
+            )
+        })?;
+    consumer.subscribe(&[&task.topic]).map_err(|e| {
+        format!(
+            "consumer {}: cannot subscribe to {}: {e}",
+            task.group_id, task.topic
+        )
+    })?;
+    let commit = task.scenario.consumers.commit;
+    let mut uncommitted = 0u64;
+    let mut last_commit = Instant::now();
+    let warmup_end = task.warmup_end.clone();
+    while !task.stop.is_raised() {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let payload = m.payload().unwrap_or_default();
+                let bytes = (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
+                let id = read_header(payload, task.run_tag);
+                task.meter.received(
+                    id,
+                    m.partition(),
+                    m.offset(),
+                    bytes,
+                    now_us(),
+                    warmup_end.get(),
+                );
+                uncommitted += 1;
+            }
+            Some(Err(e)) => task.meter.error(&error_kind(&e)),
+            None => {}
+        }
+        if uncommitted > 0
+            && matches!(commit, Commit::ManualSync | Commit::ManualAsync)
+            && (uncommitted >= 10_000 || last_commit.elapsed() >= Duration::from_millis(200))
+        {
+            commit_now(&consumer, commit, &task.meter);
+            uncommitted = 0;
+            last_commit = Instant::now();
+        }
+    }
+    if uncommitted > 0 && matches!(commit, Commit::ManualSync | Commit::ManualAsync) {
+        commit_now(&consumer, Commit::ManualSync, &task.meter);
+    }
+    Ok(())
+}
+
+fn commit_now(consumer: &BaseConsumer<Context>, commit: Commit, meter: &ConsumerMeter) {
+    let mode = if commit == Commit::ManualSync {
+        CommitMode::Sync
+    } else {
+        CommitMode::Async
+    };
+    if let Err(e) = consumer.commit_consumer_state(mode) {
+        meter.error(&format!("Commit{}", error_kind(&e)));
+    }
+}

@@ -1,0 +1,63 @@
+//! The workload: producer tasks and consumer-group members, one rdkafka client each, on threads
+//! of their own.
+//!
+//! Each producer is a `BaseProducer` driven by one thread that both sends and polls: the delivery
+//! callback (which records the acknowledgement in the producer's meter and ledger) then runs on
+//! the same thread, so the meter's lock is never contended and no per-message future or channel
+//! is allocated. Each consumer member is a `BaseConsumer` polled by its own thread. The threads
+//! stop on their own (message count, duration) or when the shared [`Stop`] flag is raised (drain
+//! reached, Ctrl-C, a broker died, time limit).
+
+pub mod consumer;
+pub mod payload;
+pub mod producer;
+pub mod rate;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+
+use crate::scenario::ConfigValue;
+
+/// A flag every task checks between messages.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// Raises the flag.
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// Whether the flag is up.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The name an error is counted under: librdkafka's error code name (`MessageTimedOut`,
+/// `QueueFull`, `BrokerTransportFailure`, ...), or the error variant when there is no code.
+pub fn error_kind(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => {
+            let debug = format!("{e:?}");
+            debug
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap_or("Unknown")
+                .to_string()
+        }
+    }
+}
+
+/// Applies a scenario's `client_configs` over kbench's own settings (the user's win).
+pub(crate) fn apply_client_configs(
+    config: &mut ClientConfig,
+    overrides: &std::collections::BTreeMap<String, ConfigValue>,
+) {
+    for (k, v) in overrides {
+        config.set(k, &v.0);
+    }
+}
