@@ -1367,6 +1367,39 @@ mod tests {
     }
 
     #[test]
+    fn unclean_stop_rechecks_every_segment_past_the_recovery_point() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (log, batch_len) = log_with_segments(tmp.path(), config(), 2); // segs 0, 2, 4
+        drop(log); // no close: the recovery point stays at 0
+        let path = tmp.path().join("00000000000000000000.log");
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        std::os::unix::fs::FileExt::write_at(&f, &[0xFF], batch_len + 70).expect("write");
+        drop(f);
+        let log = open(tmp.path(), config());
+        // The damaged batch (offset 1) is cut from the sealed first segment; the rest is intact.
+        assert_eq!(fs::metadata(&path).expect("meta").len(), batch_len);
+        assert_eq!(log.segment_base_offsets(), vec![0, 2, 4]);
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(
+            base_offsets(&log.read(0, 1 << 20, i64::MAX).expect("read")),
+            vec![0]
+        );
+        assert_eq!(
+            base_offsets(&log.read(1, 1, i64::MAX).expect("read")),
+            vec![2]
+        );
+        // After a clean close the sealed segments are trusted and not rescanned.
+        log.close().expect("close");
+        assert_eq!(
+            read_checkpoint(&tmp.path().join(RECOVERY_POINT_CHECKPOINT)),
+            Some(6)
+        );
+    }
+
+    #[test]
     fn deleted_or_corrupt_index_is_rebuilt() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cfg = LogConfig {
