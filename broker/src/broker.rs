@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
+use crate::producer_ids::ProducerIds;
 use crate::topics::{TopicError, Topics};
 
 /// Why the broker could not start.
@@ -55,6 +56,8 @@ pub(crate) struct Broker {
     pub(crate) topics: Topics,
     /// The group coordinator and committed offsets (`__consumer_offsets` in the first log dir).
     pub(crate) groups: GroupCoordinator,
+    /// Producer id allocation for idempotent producers.
+    pub(crate) producer_ids: ProducerIds,
 }
 
 impl Broker {
@@ -85,7 +88,13 @@ impl Broker {
             GroupConfig::from_broker(&config),
         )
         .map_err(|e| StartError::Groups(e.to_string()))?;
+        let producer_ids =
+            ProducerIds::open(&config.log_dirs[0]).map_err(|source| StartError::LogDir {
+                dir: config.log_dirs[0].clone(),
+                source,
+            })?;
         Ok(Broker {
+            producer_ids,
             config,
             cluster_id,
             advertised_host,

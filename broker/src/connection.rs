@@ -113,6 +113,12 @@ async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, mut frame: Bytes) 
             // UNSUPPORTED_VERSION and its ranges, so the client can retry with a version we know.
             return unsupported_api_versions(correlation_id);
         }
+        if api_key == ApiKey::Produce && (0..min).contains(&version) {
+            return Outcome::Close(format!(
+                "Produce v{version} carries message format v0/v1, which kbroker does not store; \
+                 use a client that writes record batches (Kafka 0.11+ clients, Produce v3+)"
+            ));
+        }
         return Outcome::Close(format!(
             "{api_key:?} v{version} is not supported (supported: v{min}-v{max})"
         ));

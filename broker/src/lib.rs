@@ -14,6 +14,8 @@ pub(crate) mod group;
 mod handlers;
 pub mod log;
 mod partition;
+mod producer_ids;
+mod producer_state;
 pub mod server;
 mod topics;
 

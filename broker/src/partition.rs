@@ -13,7 +13,33 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::log::{AppendInfo, LogConfig, LogError, PartitionLog};
+use crate::log::{AppendInfo, BatchHeader, LogConfig, LogError, PartitionLog};
+use crate::producer_state::{ProducerStates, SequenceError, Verdict};
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AppendError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+}
+
+impl AppendError {
+    /// The Kafka error code for the produce response.
+    pub(crate) fn code(&self) -> i16 {
+        match self {
+            AppendError::Log(e) => e.kafka_error_code(),
+            AppendError::Sequence(e) => e.code(),
+        }
+    }
+}
+
+/// The log and the producer state derived from it, changed together under one lock.
+struct Inner {
+    log: PartitionLog,
+    producers: ProducerStates,
+}
 
 /// A topic-partition hosted by this broker.
 pub(crate) struct Partition {
@@ -23,10 +49,19 @@ pub(crate) struct Partition {
     pub(crate) index: i32,
     /// Directory of the partition's log (`<log.dir>/<topic>-<index>`).
     pub(crate) dir: PathBuf,
-    /// The log. Held only for the duration of one append or one read.
-    log: Mutex<PartitionLog>,
+    /// The log and its producer state. Held only for the duration of one append or one read.
+    inner: Mutex<Inner>,
     /// The high watermark: the offset up to which consumers may read.
     high_watermark: watch::Sender<i64>,
+}
+
+/// The answer to an append.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Appended {
+    /// Offset of the first record (the original one for a duplicate).
+    pub(crate) base_offset: i64,
+    /// The log start offset after the append.
+    pub(crate) log_start_offset: i64,
 }
 
 /// A snapshot of a partition's offsets.
@@ -47,44 +82,73 @@ impl Partition {
         config: LogConfig,
     ) -> Result<Self, LogError> {
         let log = PartitionLog::open(dir, config)?;
+        let producers = ProducerStates::rebuild(&log)?;
         let (high_watermark, _) = watch::channel(log.log_end_offset());
         Ok(Partition {
             topic: topic.to_owned(),
             index,
             dir: dir.to_owned(),
-            log: Mutex::new(log),
+            inner: Mutex::new(Inner { log, producers }),
             high_watermark,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock would be a bug in the log; the data on disk is still
         // consistent (appends are single writes), so keep serving rather than poisoning forever.
-        self.log.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends validated batches (offsets are assigned here) and wakes waiting fetches.
-    pub(crate) fn append(&self, batches: Bytes, now_ms: i64) -> Result<AppendInfo, LogError> {
-        let info = {
-            let mut log = self.lock();
-            let info = log.append(batches, now_ms)?;
-            // Single broker: data is committed as soon as it is in the log.
-            self.high_watermark.send_replace(log.log_end_offset());
-            info
-        };
-        Ok(info)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner()
+    }
+
+    /// Appends validated batches (`headers` as parsed by validation; offsets are assigned here)
+    /// and wakes waiting fetches. A batch an idempotent producer already wrote is not stored
+    /// again: the answer carries its original base offset.
+    pub(crate) fn append(
+        &self,
+        batches: Bytes,
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<Appended, AppendError> {
+        let mut inner = self.inner();
+        if let Verdict::Duplicate { base_offset } = inner.producers.check(headers)? {
+            return Ok(Appended {
+                base_offset,
+                log_start_offset: inner.log.log_start_offset(),
+            });
+        }
+        let info: AppendInfo = inner.log.append(batches, now_ms)?;
+        let mut next = info.base_offset;
+        let assigned: Vec<BatchHeader> = headers
+            .iter()
+            .map(|h| {
+                let mut h = *h;
+                h.base_offset = next;
+                next = h.next_offset();
+                h
+            })
+            .collect();
+        inner.producers.record(&assigned);
+        // Single broker: data is committed as soon as it is in the log.
+        self.high_watermark.send_replace(inner.log.log_end_offset());
+        Ok(Appended {
+            base_offset: info.base_offset,
+            log_start_offset: info.log_start_offset,
+        })
     }
 
     /// Reads whole stored batches from `offset`, at most `max_bytes` (but at least one batch),
     /// never past the high watermark.
     pub(crate) fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
         let hw = *self.high_watermark.borrow();
-        self.lock().read(offset, max_bytes, hw)
+        self.lock().log.read(offset, max_bytes, hw)
     }
 
     /// Current offsets.
     pub(crate) fn offsets(&self) -> Offsets {
-        let log = self.lock();
+        let log = &self.lock().log;
         Offsets {
             log_start: log.log_start_offset(),
             high_watermark: *self.high_watermark.borrow(),
@@ -93,12 +157,12 @@ impl Partition {
 
     /// The first offset whose timestamp is at or after `ts`, with that timestamp.
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Option<(i64, i64)> {
-        self.lock().offset_for_timestamp(ts)
+        self.lock().log.offset_for_timestamp(ts)
     }
 
     /// Bytes of the partition's segment files.
     pub(crate) fn size_bytes(&self) -> u64 {
-        self.lock().size_bytes()
+        self.lock().log.size_bytes()
     }
 
     /// A receiver that changes whenever the high watermark moves.
@@ -108,11 +172,11 @@ impl Partition {
 
     /// Deletes old segments per the retention settings.
     pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        self.lock().apply_retention(now_ms)
+        self.lock().log.apply_retention(now_ms)
     }
 
     /// Writes everything to stable storage.
     pub(crate) fn flush(&self) -> Result<(), LogError> {
-        self.lock().flush()
+        self.lock().log.flush()
     }
 }

@@ -9,7 +9,8 @@ use super::{RequestContext, SUPPORTED};
 pub(crate) fn supported_list() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
-        .map(|&(key, min, max)| {
+        .map(|&(key, _, max)| {
+            let min = super::advertised_versions(key).map_or(0, |(min, _)| min);
             let mut v = ApiVersion::default();
             v.api_key = key as i16;
             v.min_version = min;

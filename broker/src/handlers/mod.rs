@@ -58,6 +58,7 @@ apis! {
     DescribeConfigs => describe_configs, 1..=4;
     DescribeCluster => describe_cluster, 0..=1;
     DescribeLogDirs => describe_log_dirs, 1..=4;
+    InitProducerId => init_producer_id, 0..=4;
     FindCoordinator => find_coordinator, 0..=4;
     JoinGroup => join_group, 0..=9;
     SyncGroup => sync_group, 0..=5;
@@ -67,6 +68,26 @@ apis! {
     OffsetFetch => offset_fetch, 1..=8;
     ListGroups => list_groups, 0..=4;
     DescribeGroups => describe_groups, 0..=5;
+}
+
+/// APIs whose advertised minimum is lower than what kbroker decodes.
+///
+/// librdkafka before 2.10 (Debian's kcat links 2.0.2) only compresses with gzip or snappy when
+/// the broker's Produce range includes v0, and with lz4 when it includes v0 as well; it then
+/// sends its highest common version (v7), never v0. Kafka 4.0 raised its minimum to v3 and these
+/// clients silently stopped compressing. kbroker advertises v0 so they keep compressing; a real
+/// Produce v0-v2 request (message format v0/v1, clients older than Kafka 0.11) is refused with a
+/// clear log line and a closed connection, as an unsupported version is.
+pub(crate) const ADVERTISED_MIN: &[(ApiKey, i16)] = &[(ApiKey::Produce, 0)];
+
+/// The version range kbroker advertises for `key` in ApiVersions.
+pub(crate) fn advertised_versions(key: ApiKey) -> Option<(i16, i16)> {
+    let (min, max) = supported_versions(key)?;
+    let min = ADVERTISED_MIN
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(min, |&(_, m)| m);
+    Some((min, max))
 }
 
 /// The version range kbroker handles for `key`, if it implements it.

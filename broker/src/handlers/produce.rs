@@ -12,6 +12,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, unknown_partition, RequestContext};
 use crate::log::batch;
+use crate::partition::AppendError;
 use crate::topics::TopicConfigs;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceResponse {
@@ -49,12 +50,11 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Pro
                 (_, Some(partition), Some(records), Some(max)) => {
                     match batch::validate_produce(&records, max) {
                         Err(e) => Err((e.kafka_error_code(), format!("{name}-{}: {e}", p.index))),
-                        Ok(_) => partition.append(records, now).map_err(|e| {
-                            tracing::error!(topic = name, partition = p.index, error = %e, "append failed");
-                            (
-                                ResponseError::KafkaStorageError.code(),
-                                format!("{name}-{}: {e}", p.index),
-                            )
+                        Ok(headers) => partition.append(records, &headers, now).map_err(|e| {
+                            if let AppendError::Log(_) = e {
+                                tracing::error!(topic = name, partition = p.index, error = %e, "append failed");
+                            }
+                            (e.code(), format!("{name}-{}: {e}", p.index))
                         }),
                     }
                 }
