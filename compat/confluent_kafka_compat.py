@@ -14,6 +14,8 @@ import os
 from collections import defaultdict
 
 from confluent_kafka import (
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
     Consumer,
     KafkaError,
     KafkaException,
@@ -251,8 +253,9 @@ def consume_group(bootstrap, group, topic, expected, seconds=30, commit=True):
     consumer.subscribe([topic])
     got = []
     deadline = Deadline(seconds)
-    while not deadline.expired() and len(got) < expected:
-        msg = consumer.poll(min(1.0, deadline.left()))
+    # until `expected` messages arrived and the group has assigned partitions to this member
+    while not deadline.expired() and (len(got) < expected or not consumer.assignment()):
+        msg = consumer.poll(min(0.5, deadline.left()))
         if msg is None:
             continue
         if msg.error():
@@ -260,6 +263,7 @@ def consume_group(bootstrap, group, topic, expected, seconds=30, commit=True):
         got.append((msg.partition(), msg.offset(), msg.value()))
         if commit:
             consumer.commit(message=msg, asynchronous=False)
+    check(consumer.assignment(), f"no partitions assigned in group {group} within {seconds} s")
     # anything beyond `expected` would be a resume error: give it a moment to show up
     extra_deadline = Deadline(2)
     while not extra_deadline.expired():
@@ -301,6 +305,27 @@ def scenario_group(bootstrap):
     got3, committed3 = consume_group(bootstrap, group, topic, 0, seconds=5)
     check_eq(got3, [], "third consumer (nothing new)")
     check_eq(committed3, committed2, "committed offsets seen by the third consumer")
+
+    # what `kafka-consumer-groups --describe` does: list, describe, committed offsets
+    listed = admin.list_consumer_groups(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    check(not listed.errors, f"list_consumer_groups errors: {listed.errors}")
+    check(
+        group in [g.group_id for g in listed.valid],
+        f"list_consumer_groups lacks {group}: {[g.group_id for g in listed.valid]}",
+    )
+    desc = admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result(
+        timeout=TIMEOUT
+    )
+    check_eq(desc.group_id, group, "describe_consumer_groups group id")
+    check_eq(desc.state, ConsumerGroupState.EMPTY, "group state after every member left")
+    check_eq(desc.members, [], "members of the empty group")
+    offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+    tps = offsets.result(timeout=TIMEOUT).topic_partitions
+    check_eq(
+        {tp.partition: tp.offset for tp in tps if tp.topic == topic},
+        committed2,
+        "list_consumer_group_offsets",
+    )
 
 
 def scenario_codecs(bootstrap):

@@ -215,12 +215,14 @@ def consume_group(bootstrap, group, topic, expected, seconds=30):
     )
     got = []
     deadline = Deadline(seconds)
-    while not deadline.expired() and len(got) < expected:
+    # until `expected` messages arrived and the group has assigned partitions to this member
+    while not deadline.expired() and (len(got) < expected or not consumer.assignment()):
         batch = consumer.poll(timeout_ms=500)
         for tp, records in batch.items():
             got.extend((tp.partition, r.offset, r.value) for r in records)
         if batch:
             consumer.commit()
+    check(consumer.assignment(), f"no partitions assigned in group {group} within {seconds} s")
     extra = Deadline(2)
     while not extra.expired():
         for tp, records in consumer.poll(timeout_ms=200).items():
