@@ -3,9 +3,12 @@
 # Idempotent: a second run installs nothing and only checks. Works without a terminal (CI=true).
 #
 #   apt: kcat (Debian's 1.7.1, linking librdkafka 2.0.2) for broker/tests/compat.rs;
-#        build-essential (gcc, g++, make: librdkafka's ./configure needs a C and a C++ compiler,
-#        zlib/zstd are built from source by libz-sys "static" and zstd-sys) and pkg-config, for
-#        rdkafka-sys; python3-venv only when the python3 on PATH cannot make a virtualenv.
+#        build-essential (gcc, g++, make) for rdkafka-sys: it runs librdkafka's own ./configure
+#        (a bash script that insists on a C and a C++ compiler) and make, and zlib / zstd are
+#        compiled from source by libz-sys ("static") and zstd-sys with cc. pkg-config is
+#        consulted by that configure when present. Not needed: cmake (rdkafka's "cmake-build"
+#        feature is off), perl (no vendored OpenSSL), python3 (only librdkafka's optional
+#        linker script). python3-venv only when the python3 on PATH cannot make a virtualenv.
 #   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs).
 #
 # Rust (cargo, rustc) is expected on the machine already.
@@ -45,7 +48,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     echo "install-deps: apt packages present (${APT_PACKAGES[*]})"
 fi
-kcat -V | head -4 | tail -1
+kcat -V 2>&1 | sed -n '/^Version/p'
 
 VENV="$REPO/.venv"
 # A venv whose interpreter no longer runs (python moved or upgraded) is made anew.
