@@ -11,6 +11,7 @@ message.max.bytes=10000.
 
 import logging
 import os
+import time
 from collections import defaultdict
 
 from confluent_kafka import (
@@ -27,6 +28,7 @@ from confluent_kafka.admin import (
     AdminClient,
     ConfigResource,
     ConfigSource,
+    NewPartitions,
     NewTopic,
     ResourceType,
 )
@@ -61,7 +63,9 @@ class CapturedLog(logging.Handler):
 
 
 def produce_all(bootstrap, topic, messages, extra=None, logger=None):
-    """Produces (key, value, headers) tuples; returns [(partition, offset, key, value)] acked."""
+    """Produces (key, value, headers[, timestamp ms]) tuples.
+
+    Returns [(partition, offset, key, value, timestamp)] as acknowledged."""
     conf = {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"}
     conf.update(extra or {})
     producer = Producer(conf, logger=logger) if logger else Producer(conf)
@@ -71,12 +75,15 @@ def produce_all(bootstrap, topic, messages, extra=None, logger=None):
         if err is not None:
             errors.append(err)
         else:
-            acked.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
+            acked.append((msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()[1]))
 
-    for key, value, headers in messages:
+    for key, value, headers, *ts in messages:
+        kwargs = {"timestamp": ts[0]} if ts else {}
         while True:
             try:
-                producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                producer.produce(
+                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery, **kwargs
+                )
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -88,8 +95,8 @@ def produce_all(bootstrap, topic, messages, extra=None, logger=None):
     return acked
 
 
-def consume_assigned(bootstrap, topic, partitions, expected_count, seconds=30):
-    """Reads every partition from the beginning without a group; returns {partition: [msgs]}."""
+def consume_assigned(bootstrap, topic, partitions, expected_count, seconds=30, start=0):
+    """Reads every partition from `start` without a group; returns {partition: [msgs]}."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -98,7 +105,7 @@ def consume_assigned(bootstrap, topic, partitions, expected_count, seconds=30):
             "enable.partition.eof": True,
         }
     )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    consumer.assign([TopicPartition(topic, p, start) for p in range(partitions)])
     got = defaultdict(list)
     eof = set()
     deadline = Deadline(seconds)
@@ -114,7 +121,7 @@ def consume_assigned(bootstrap, topic, partitions, expected_count, seconds=30):
             raise KafkaException(msg.error())
         eof.discard(msg.partition())
         got[msg.partition()].append(
-            (msg.offset(), msg.key(), msg.value(), tuple(msg.headers() or ()))
+            (msg.offset(), msg.key(), msg.value(), tuple(msg.headers() or ()), msg.timestamp()[1])
         )
         count += 1
     consumer.close()
@@ -182,6 +189,19 @@ def scenario_admin(bootstrap):
     else:
         raise AssertionError(f"creating existing topic {t1} succeeded")
 
+    # add partitions: 3 -> 4
+    fs = admin.create_partitions([NewPartitions(t1, 4)], operation_timeout=10, request_timeout=TIMEOUT)
+    check_eq(fs[t1].result(timeout=TIMEOUT), None, f"create_partitions({t1}, 4)")
+    deadline = Deadline(10)
+    while len(admin.list_topics(topic=t1, timeout=TIMEOUT).topics[t1].partitions) != 4:
+        check(not deadline.expired(), f"{t1} does not have 4 partitions 10 s after create_partitions")
+    try:
+        admin.create_partitions([NewPartitions(t1, 2)], request_timeout=TIMEOUT)[t1].result(timeout=TIMEOUT)
+    except KafkaException as e:
+        check_eq(e.args[0].code(), KafkaError.INVALID_PARTITIONS, "shrinking partitions error")
+    else:
+        raise AssertionError(f"shrinking {t1} from 4 to 2 partitions succeeded")
+
     # delete: the topic disappears from metadata
     fs = admin.delete_topics([t2], operation_timeout=10, request_timeout=TIMEOUT)
     check_eq(fs[t2].result(timeout=TIMEOUT), None, f"delete_topics({t2})")
@@ -209,34 +229,59 @@ def scenario_roundtrip(bootstrap):
     topic = unique("ck-roundtrip")
     create_topic(admin, topic, 3)
     n = 600
+    base_ts = int(time.time() * 1000) - 3_600_000  # an hour ago, 10 ms apart
     messages = [
         (
             f"key-{i % 17}".encode(),
             f"value-{i}-".encode() + os.urandom(i % 50),
             [("seq", str(i).encode())] if i % 3 == 0 else None,
+            base_ts + 10 * i,
         )
         for i in range(n)
     ]
     acked = produce_all(bootstrap, topic, messages)
+    check_eq(
+        sorted(ts for *_, ts in acked), [m[3] for m in messages], "timestamps in delivery reports"
+    )
     # the default partitioner keeps a key on one partition
     key_part = {}
-    for part, _, key, _ in acked:
+    for part, _, key, _, _ in acked:
         check_eq(key_part.setdefault(key, part), part, f"partition of key {key!r}")
     check(len(set(key_part.values())) > 1, "all keys landed on one partition")
 
     got = consume_assigned(bootstrap, topic, 3, n)
     by_seq = {m[1]: m for m in messages}  # value -> (key, value, headers)
     for part in range(3):
-        produced = sorted((o, k, v) for p, o, k, v in acked if p == part)
-        consumed = [(o, k, v) for o, k, v, _ in got[part]]
+        produced = sorted((o, k, v) for p, o, k, v, _ in acked if p == part)
+        consumed = [(o, k, v) for o, k, v, _, _ in got[part]]
         check_eq(consumed, produced, f"partition {part} content and order")
         check_eq(
             [o for o, *_ in consumed], list(range(len(consumed))), f"partition {part} offsets"
         )
-        for _, _, v, headers in got[part]:
+        for _, _, v, headers, ts in got[part]:
             want = tuple(by_seq[v][2] or ())
             check_eq(headers, want, f"headers of {v[:16]!r}")
-    log(f"{n} messages over 3 partitions round-tripped with keys, headers and offsets")
+            check_eq(ts, by_seq[v][3], f"timestamp of {v[:16]!r}")
+
+    # ListOffsets: watermarks, and by timestamp (first offset at or after it; none past the end)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("ts-lookup")})
+    for part in range(3):
+        in_part = sorted((o, ts) for p, o, _, _, ts in acked if p == part)
+        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=TIMEOUT)
+        check_eq((lo, hi), (0, len(in_part)), f"watermarks of partition {part}")
+        mid_offset, mid_ts = in_part[len(in_part) // 2]
+        queries = [
+            (mid_ts, mid_offset),  # exact timestamp
+            (mid_ts - 1, mid_offset),  # just before it: still that message
+            (base_ts - 1000, 0),  # before everything: the first
+            (base_ts + 10 * n + 1000, -1),  # after everything: none (OFFSET_END)
+        ]
+        for ts, want in queries:
+            [res] = consumer.offsets_for_times([TopicPartition(topic, part, ts)], timeout=TIMEOUT)
+            check(res.error is None, f"offsets_for_times({part}, {ts}) error {res.error}")
+            check_eq(res.offset, want, f"offsets_for_times(partition {part}, ts {ts})")
+    consumer.close()
+    log(f"{n} messages over 3 partitions round-tripped with keys, headers, timestamps, offsets")
 
 
 def consume_group(bootstrap, group, topic, expected, seconds=30, commit=True):
@@ -359,11 +404,19 @@ def scenario_codecs(bootstrap):
         check(not refused, f"{codec}: librdkafka refused to compress: {refused[:1]}")
         got = consume_assigned(bootstrap, topic, 1, len(messages))
         check_eq(
-            [(k, v) for _, k, v, _ in got[0]],
+            [(k, v) for _, k, v, *_ in got[0]],
             [(k, v) for k, v, _ in messages],
             f"{codec}: consumed messages",
         )
-        check_eq([o for o, *_ in got[0]], sorted(o for _, o, _, _ in acked), f"{codec}: offsets")
+        check_eq([o for o, *_ in got[0]], sorted(o for _, o, *_ in acked), f"{codec}: offsets")
+        # a fetch from the middle of a compressed batch: the client gets exactly from there
+        mid = 137
+        got = consume_assigned(bootstrap, topic, 1, len(messages) - mid, start=mid)
+        check_eq(
+            [(o, v) for o, _, v, *_ in got[0]],
+            [(i, messages[i][1]) for i in range(mid, len(messages))],
+            f"{codec}: consumed from offset {mid}",
+        )
         log(f"{codec}: 300 messages round-tripped in {len(batches)} {codec} batches")
 
 
@@ -398,6 +451,23 @@ def scenario_too_large(bootstrap):
     check_eq(results.get(b"small-ok"), None, "error for a 1 kB message after the refusal")
     got = consume_assigned(bootstrap, topic, 1, 1)
     check_eq(got[0][0][2], b"small-ok" + b"x" * 1000, "the only stored message")
+
+    # an idempotent producer: the refused batch must not use up a sequence number, so the next
+    # batch (the same producer id, the next sequence) is accepted, not OUT_OF_ORDER_SEQUENCE
+    idem = Producer(
+        {"bootstrap.servers": bootstrap, "message.max.bytes": 1000000, "enable.idempotence": True}
+    )
+    results.clear()
+    idem.produce(topic, value=b"big-idm-" + os.urandom(20000), on_delivery=on_delivery)
+    check_eq(idem.flush(TIMEOUT), 0, "idempotent: too-large message still in flight")
+    err = results.get(b"big-idm-")
+    check(err is not None, "idempotent: a 20 kB message was accepted (message.max.bytes=10000)")
+    check_eq(err.code(), KafkaError.MSG_SIZE_TOO_LARGE, f"idempotent: error for 20 kB ({err})")
+    idem.produce(topic, value=b"small-id" + b"y" * 1000, on_delivery=on_delivery)
+    check_eq(idem.flush(TIMEOUT), 0, "idempotent: small message still in flight")
+    check_eq(results.get(b"small-id"), None, "idempotent: error for a 1 kB message after the refusal")
+    got = consume_assigned(bootstrap, topic, 1, 2)
+    check_eq([m[2][:8] for m in got[0]], [b"small-ok", b"small-id"], "stored messages")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ failed. `too_large` expects a broker started with message.max.bytes=10000.
 """
 
 import os
+import time
 from collections import defaultdict
 
 import kafka.codec
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import (
+    InvalidPartitionsError,
     MessageSizeTooLargeError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
@@ -42,37 +44,48 @@ def create_topic(admin, name, partitions, configs=None):
 
 
 def produce_all(bootstrap, topic, messages, **extra):
-    """Sends (key, value, headers) tuples; returns [(partition, offset, key, value)] acked."""
+    """Sends (key, value, headers[, timestamp ms]) tuples.
+
+    Returns [(partition, offset, key, value, timestamp)] as acknowledged."""
     conf = {"bootstrap_servers": bootstrap, "linger_ms": 5}
     conf.update(extra)
     producer = KafkaProducer(**conf)
     futures = [
-        (producer.send(topic, key=k, value=v, headers=h or []), k, v) for k, v, h in messages
+        (producer.send(topic, key=k, value=v, headers=h or [], timestamp_ms=ts[0] if ts else None), k, v)
+        for k, v, h, *ts in messages
     ]
     producer.flush(timeout=TIMEOUT)
     acked = []
     for fut, k, v in futures:
         md = fut.get(timeout=TIMEOUT)
-        acked.append((md.partition, md.offset, k, v))
+        acked.append((md.partition, md.offset, k, v, md.timestamp))
     producer.close(timeout=TIMEOUT)
     return acked
 
 
-def consume_assigned(bootstrap, topic, partitions, expected_count, seconds=30):
-    """Reads every partition from the beginning without a group; returns {partition: [msgs]}."""
+def consume_assigned(bootstrap, topic, partitions, expected_count, seconds=30, start=None):
+    """Reads every partition from the beginning (or `start`) without a group.
+
+    Returns {partition: [(offset, key, value, headers, timestamp)]}."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
     )
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    if start is None:
+        consumer.seek_to_beginning(*tps)
+    else:
+        for tp in tps:
+            consumer.seek(tp, start)
     got = defaultdict(list)
     count = 0
     deadline = Deadline(seconds)
     while not deadline.expired() and count < expected_count:
         for tp, records in consumer.poll(timeout_ms=500).items():
             for r in records:
-                got[tp.partition].append((r.offset, r.key, r.value, tuple(r.headers or ())))
+                got[tp.partition].append(
+                    (r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp)
+                )
                 count += 1
     # nothing beyond what was produced
     for tp, records in consumer.poll(timeout_ms=500).items():
@@ -80,11 +93,12 @@ def consume_assigned(bootstrap, topic, partitions, expected_count, seconds=30):
     ends = consumer.end_offsets(tps)
     consumer.close()
     check_eq(count, expected_count, f"messages consumed from {topic}")
-    check_eq(
-        {tp.partition: off for tp, off in ends.items()},
-        {p: len(got[p]) for p in range(partitions)},
-        "end offsets (ListOffsets latest) vs messages per partition",
-    )
+    if start is None:
+        check_eq(
+            {tp.partition: off for tp, off in ends.items()},
+            {p: len(got[p]) for p in range(partitions)},
+            "end offsets (ListOffsets latest) vs messages per partition",
+        )
     return got
 
 
@@ -137,6 +151,17 @@ def scenario_admin(bootstrap):
     else:
         raise AssertionError(f"creating existing topic {t1} succeeded")
 
+    admin.create_partitions({t1: 4}, timeout_ms=10000)
+    deadline = Deadline(10)
+    while len(admin.describe_topics([t1])[0]["partitions"]) != 4:
+        check(not deadline.expired(), f"{t1} does not have 4 partitions 10 s after create_partitions")
+    try:
+        admin.create_partitions({t1: 2}, timeout_ms=10000)
+    except InvalidPartitionsError as e:
+        log(f"shrinking refused: {e!r}")
+    else:
+        raise AssertionError(f"shrinking {t1} from 4 to 2 partitions succeeded")
+
     admin.delete_topics([t2], timeout_ms=10000)
     deadline = Deadline(10)
     while t2 in admin.list_topics():
@@ -176,30 +201,62 @@ def roundtrip(bootstrap, **producer_conf):
     create_topic(admin, topic, 3)
     admin.close()
     n = 600
+    base_ts = int(time.time() * 1000) - 3_600_000  # an hour ago, 10 ms apart
     messages = [
         (
             f"key-{i % 17}".encode(),
             f"value-{i}-".encode() + os.urandom(i % 50),
             [("seq", str(i).encode())] if i % 3 == 0 else None,
+            base_ts + 10 * i,
         )
         for i in range(n)
     ]
     acked = produce_all(bootstrap, topic, messages, **producer_conf)
+    check_eq(sorted(ts for *_, ts in acked), [m[3] for m in messages], "timestamps acknowledged")
     key_part = {}
-    for part, _, key, _ in acked:
+    for part, _, key, _, _ in acked:
         check_eq(key_part.setdefault(key, part), part, f"partition of key {key!r}")
     check(len(set(key_part.values())) > 1, "all keys landed on one partition")
 
     got = consume_assigned(bootstrap, topic, 3, n)
     by_value = {m[1]: m for m in messages}
     for part in range(3):
-        produced = sorted((o, k, v) for p, o, k, v in acked if p == part)
-        consumed = [(o, k, v) for o, k, v, _ in got[part]]
+        produced = sorted((o, k, v) for p, o, k, v, _ in acked if p == part)
+        consumed = [(o, k, v) for o, k, v, _, _ in got[part]]
         check_eq(consumed, produced, f"partition {part} content and order")
         check_eq([o for o, *_ in consumed], list(range(len(consumed))), f"partition {part} offsets")
-        for _, _, v, headers in got[part]:
+        for _, _, v, headers, ts in got[part]:
             check_eq(headers, tuple(by_value[v][2] or ()), f"headers of {v[:16]!r}")
-    log(f"{n} messages over 3 partitions round-tripped with keys, headers and offsets")
+            check_eq(ts, by_value[v][3], f"timestamp of {v[:16]!r}")
+
+    # ListOffsets: earliest / latest, and by timestamp (first offset at or after it)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    tps = [TopicPartition(topic, p) for p in range(3)]
+    counts = {p: sum(1 for a in acked if a[0] == p) for p in range(3)}
+    check_eq(
+        {tp.partition: o for tp, o in consumer.beginning_offsets(tps).items()},
+        {p: 0 for p in range(3)},
+        "beginning_offsets",
+    )
+    check_eq(
+        {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}, counts, "end_offsets"
+    )
+    for tp in tps:
+        in_part = sorted((o, ts) for p, o, _, _, ts in acked if p == tp.partition)
+        mid_offset, mid_ts = in_part[len(in_part) // 2]
+        for ts, want in (
+            (mid_ts, mid_offset),
+            (mid_ts - 1, mid_offset),
+            (base_ts - 1000, 0),
+            (base_ts + 10 * n + 1000, None),
+        ):
+            res = consumer.offsets_for_times({tp: ts})[tp]
+            got_offset = None if res is None else res.offset
+            check_eq(got_offset, want, f"offsets_for_times(partition {tp.partition}, ts {ts})")
+            if res is not None:
+                check_eq(res.timestamp, dict(in_part)[res.offset], "timestamp of the found offset")
+    consumer.close()
+    log(f"{n} messages over 3 partitions round-tripped with keys, headers, timestamps, offsets")
 
 
 def consume_group(bootstrap, group, topic, expected, seconds=30):
@@ -300,11 +357,19 @@ def scenario_codecs(bootstrap):
         )
         got = consume_assigned(bootstrap, topic, 1, len(messages))
         check_eq(
-            [(k, v) for _, k, v, _ in got[0]],
+            [(k, v) for _, k, v, *_ in got[0]],
             [(k, v) for k, v, _ in messages],
             f"{name}: consumed messages",
         )
-        check_eq([o for o, *_ in got[0]], sorted(o for _, o, _, _ in acked), f"{name}: offsets")
+        check_eq([o for o, *_ in got[0]], sorted(o for _, o, *_ in acked), f"{name}: offsets")
+        # a fetch from the middle of a compressed batch: the client gets exactly from there
+        mid = 137
+        got = consume_assigned(bootstrap, topic, 1, len(messages) - mid, start=mid)
+        check_eq(
+            [(o, v) for o, _, v, *_ in got[0]],
+            [(i, messages[i][1]) for i in range(mid, len(messages))],
+            f"{name}: consumed from offset {mid}",
+        )
         log(f"{name}: 300 messages round-tripped")
     admin.close()
 
