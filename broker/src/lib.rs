@@ -14,6 +14,7 @@ pub(crate) mod group;
 mod handlers;
 pub mod log;
 mod partition;
+mod partition_txns;
 mod producer_ids;
 mod producer_state;
 pub mod server;

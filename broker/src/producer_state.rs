@@ -10,6 +10,14 @@
 //! - out of order (a gap): OUT_OF_ORDER_SEQUENCE_NUMBER, nothing stored;
 //! - from an older epoch (a zombie): INVALID_PRODUCER_EPOCH, nothing stored.
 //!
+//! Transaction markers (control batches written by the transaction coordinator) carry no
+//! sequence but do carry the producer epoch and the coordinator epoch: a marker from an older
+//! producer epoch or an older coordinator is refused ([`ProducerStates::check_marker`]), and a
+//! marker with a bumped epoch (the coordinator fencing a zombie by aborting with epoch + 1) moves
+//! the producer to that epoch, so the zombie's later batches are refused
+//! ([`ProducerStates::record_marker`]). Which transactions are open is not kept here but in
+//! [`crate::partition_txns`].
+//!
 //! The state is derived from the log, so it survives restarts by replaying batch headers from
 //! the start of the newest segment on open (see [`ProducerStates::rebuild`]).
 
@@ -17,7 +25,8 @@ use std::collections::{HashMap, VecDeque};
 
 use kafka_protocol::error::ResponseError;
 
-use crate::log::{BatchHeader, LogError, PartitionLog};
+use crate::log::{BatchHeader, PartitionLog};
+use crate::partition_txns::ControlMarker;
 
 /// Batches remembered per producer id.
 const REMEMBERED: usize = 5;
@@ -39,6 +48,15 @@ pub(crate) enum SequenceError {
         expected: i32,
         got: i32,
     },
+    #[error(
+        "transaction marker for producer {producer_id} comes from coordinator epoch \
+         {coordinator_epoch}, older than {current}"
+    )]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
 }
 
 impl SequenceError {
@@ -47,6 +65,9 @@ impl SequenceError {
         match self {
             SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+            SequenceError::CoordinatorFenced { .. } => {
+                ResponseError::TransactionCoordinatorFenced.code()
+            }
         }
     }
 }
@@ -69,10 +90,25 @@ struct BatchMeta {
 }
 
 /// What is known about one producer id on this partition.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Producer {
+    /// Current epoch: batches and markers from older epochs are refused.
     epoch: i16,
+    /// The last batches of the current epoch, oldest first (empty right after an epoch bump by
+    /// a marker).
     recent: VecDeque<BatchMeta>,
+    /// Epoch of the transaction coordinator that wrote this producer's last marker (-1: none).
+    coordinator_epoch: i32,
+}
+
+impl Default for Producer {
+    fn default() -> Self {
+        Producer {
+            epoch: 0,
+            recent: VecDeque::new(),
+            coordinator_epoch: -1,
+        }
+    }
 }
 
 /// The producer state of one partition.
@@ -100,14 +136,15 @@ impl ProducerStates {
     /// Decides what to do with the batches of one produce payload (usually one batch).
     pub(crate) fn check(&self, headers: &[BatchHeader]) -> Result<Verdict, SequenceError> {
         // Batches later in the same payload follow the earlier ones: track them locally.
-        let mut pending: HashMap<i64, (i16, i32)> = HashMap::new();
+        // (epoch, last sequence; None when the epoch is known but no batch of it is).
+        let mut pending: HashMap<i64, (i16, Option<i32>)> = HashMap::new();
         for (i, h) in headers.iter().enumerate() {
             if h.producer_id < 0 || h.is_control() {
                 continue;
             }
             let known = pending.get(&h.producer_id).copied().or_else(|| {
                 let p = self.producers.get(&h.producer_id)?;
-                Some((p.epoch, p.recent.back()?.last_seq))
+                Some((p.epoch, p.recent.back().map(|b| b.last_seq)))
             });
             if i == 0 {
                 if let Some(dup) = self.duplicate_of(h) {
@@ -135,7 +172,10 @@ impl ProducerStates {
                     })
                 }
                 Some((epoch, _)) if h.producer_epoch > epoch => {}
-                Some((_, last)) if h.base_sequence != next_seq(last) => {
+                // The epoch was set by a marker and nothing of it is written yet: like a new
+                // producer, any sequence starts it (Kafka accepts it too).
+                Some((_, None)) => {}
+                Some((_, Some(last))) if h.base_sequence != next_seq(last) => {
                     return Err(SequenceError::OutOfOrder {
                         producer_id: h.producer_id,
                         expected: next_seq(last),
@@ -144,7 +184,7 @@ impl ProducerStates {
                 }
                 Some(_) => {}
             }
-            pending.insert(h.producer_id, (h.producer_epoch, last_seq(h)));
+            pending.insert(h.producer_id, (h.producer_epoch, Some(last_seq(h))));
         }
         Ok(Verdict::Append)
     }
@@ -183,22 +223,85 @@ impl ProducerStates {
         }
     }
 
+    /// Checks that a transaction marker of `producer_id` may be written: its producer epoch is
+    /// not older than the current one, and its coordinator epoch not older than the one of the
+    /// producer's last marker. An unknown producer passes.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), SequenceError> {
+        let Some(p) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < p.epoch {
+            return Err(SequenceError::StaleEpoch {
+                producer_id,
+                epoch: producer_epoch,
+                current: p.epoch,
+            });
+        }
+        if coordinator_epoch < p.coordinator_epoch {
+            return Err(SequenceError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current: p.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a marker that was just written (or replayed): a bumped epoch becomes the
+    /// producer's epoch and restarts its sequence.
+    pub(crate) fn record_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) {
+        let p = self.producers.entry(producer_id).or_default();
+        if producer_epoch > p.epoch {
+            p.epoch = producer_epoch;
+            p.recent.clear();
+        }
+        p.coordinator_epoch = p.coordinator_epoch.max(coordinator_epoch);
+    }
+
     /// Rebuilds the state from the log, starting at the newest segment.
     ///
     /// Producers whose last batch is older than the newest segment are forgotten and treated as
     /// new on their next batch, as Kafka does once their state expires.
-    pub(crate) fn rebuild(log: &PartitionLog) -> Result<Self, LogError> {
+    #[cfg(test)]
+    pub(crate) fn rebuild(log: &PartitionLog) -> Result<Self, crate::log::LogError> {
         let mut states = ProducerStates::default();
-        let from = log
-            .segment_base_offsets()
-            .last()
-            .copied()
-            .unwrap_or_else(|| log.log_start_offset());
-        for item in log.batches_from(from) {
-            let (header, _) = item?;
-            states.record(std::slice::from_ref(&header));
+        for item in log.batches_from(Self::rebuild_from(log)) {
+            let (header, bytes) = item?;
+            states.replay(&header, &bytes);
         }
         Ok(states)
+    }
+
+    /// Where [`ProducerStates::rebuild`] starts replaying: the newest segment.
+    pub(crate) fn rebuild_from(log: &PartitionLog) -> i64 {
+        log.segment_base_offsets()
+            .last()
+            .copied()
+            .unwrap_or_else(|| log.log_start_offset())
+    }
+
+    /// Replays one stored batch (`bytes` is the whole batch): data batches as appended, control
+    /// batches as markers.
+    pub(crate) fn replay(&mut self, header: &BatchHeader, bytes: &[u8]) {
+        if header.producer_id < 0 {
+            return;
+        }
+        if header.is_control() {
+            let coordinator_epoch = ControlMarker::parse(bytes).map_or(-1, |m| m.coordinator_epoch);
+            self.record_marker(header.producer_id, header.producer_epoch, coordinator_epoch);
+        } else {
+            self.record(std::slice::from_ref(header));
+        }
     }
 }
 

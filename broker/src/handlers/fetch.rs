@@ -7,17 +7,25 @@
 //! response's `max_bytes` (always at least one batch, so a large batch cannot block a consumer).
 //! Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells clients
 //! to send full requests, a mode every client supports.
+//!
+//! Isolation: `read_uncommitted` (0) reads up to the high watermark; `read_committed` (1) up to
+//! the last stable offset (no batch of a still-open transaction is returned), with the aborted
+//! transactions overlapping the returned batches listed so that clients drop their records.
+//! Control batches go out as stored; clients skip them. Both answer with the last stable offset,
+//! as Kafka does. A committed fetch also wakes when a marker moves the last stable offset.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::watch;
 
 use super::{unknown_partition, RequestContext};
-use crate::partition::Partition;
+use crate::partition::{Partition, Watermarks};
 
 /// One requested partition, resolved.
 struct Wanted {
@@ -58,10 +66,10 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             (name, parts)
         })
         .collect();
-    let mut watchers: Vec<watch::Receiver<i64>> = wanted
+    let mut watchers: Vec<watch::Receiver<Watermarks>> = wanted
         .iter()
         .flat_map(|(_, ps)| ps.iter().filter_map(|w| w.partition.as_ref()))
-        .map(|p| p.watch_high_watermark())
+        .map(|p| p.watch_watermarks())
         .collect();
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
@@ -135,17 +143,30 @@ fn read_all(
                 Some(p) => {
                     let o = p.offsets();
                     pd.high_watermark = o.high_watermark;
-                    pd.last_stable_offset = o.high_watermark;
+                    pd.last_stable_offset = o.last_stable_offset;
                     pd.log_start_offset = o.log_start;
                     if *offset < o.log_start || *offset > o.high_watermark {
                         pd.error_code = ResponseError::OffsetOutOfRange.code();
                         errors = true;
                     } else if *offset < o.high_watermark && total < max_bytes {
                         let budget = (*part_max).min(max_bytes - total).max(1);
-                        match p.read(*offset, budget) {
-                            Ok(bytes) => {
-                                total += bytes.len();
-                                pd.records = Some(bytes);
+                        match p.fetch(*offset, budget, read_committed) {
+                            Ok(data) => {
+                                total += data.records.len();
+                                pd.records = Some(data.records);
+                                if read_committed {
+                                    pd.aborted_transactions = Some(
+                                        data.aborted
+                                            .iter()
+                                            .map(|a| {
+                                                let mut t = AbortedTransaction::default();
+                                                t.producer_id = ProducerId(a.producer_id);
+                                                t.first_offset = a.first_offset;
+                                                t
+                                            })
+                                            .collect(),
+                                    );
+                                }
                             }
                             Err(e) => {
                                 tracing::warn!(topic = %p.topic, partition = p.index, offset, error = %e, "fetch read failed");

@@ -1,4 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a timestamp.
+//!
+//! With `isolation_level` 1 (`read_committed`, v2+) "latest" is the last stable offset and a
+//! timestamp lookup only finds offsets below it, as in Kafka; otherwise the high watermark
+//! bounds both.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -35,12 +39,17 @@ pub(crate) async fn handle(
                 None => pr.error_code = unknown_partition(),
                 Some(part) => {
                     let o = part.offsets();
+                    let fetchable = if req.isolation_level == 1 {
+                        o.last_stable_offset
+                    } else {
+                        o.high_watermark
+                    };
                     match p.timestamp {
-                        LATEST => pr.offset = o.high_watermark,
+                        LATEST => pr.offset = fetchable,
                         EARLIEST => pr.offset = o.log_start,
                         ts if ts >= 0 => {
                             if let Some((offset, ts)) = part.offset_for_timestamp(ts) {
-                                if offset < o.high_watermark {
+                                if offset < fetchable {
                                     pr.offset = offset;
                                     pr.timestamp = ts;
                                 }

@@ -17,6 +17,7 @@ pub mod batch;
 mod index;
 mod partition_log;
 mod segment;
+pub mod txn_index;
 
 use std::io;
 use std::path::{Path, PathBuf};
