@@ -5,6 +5,11 @@
 //! and is not stored, while the other partitions of the request proceed. With a single broker,
 //! acks=1 and acks=all both answer once the batch is in the log (page cache); acks=0 gets no
 //! response at all (the connection drops it).
+//!
+//! Transactional batches go through the same path: the partition opens the producer's
+//! transaction at its first batch (see [`crate::partition_txns`]). Kafka (KIP-890) refuses a
+//! transactional batch for a partition the coordinator has not added to the transaction with
+//! INVALID_TXN_STATE; kbroker accepts it for now (no verification against the coordinator).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
