@@ -202,6 +202,7 @@ impl Partition {
         inner.txns.on_appended(&assigned);
         // Single broker: data is committed as soon as it is in the log.
         self.publish(&inner);
+        self.note_appended(&mut inner, info.bytes);
         Ok(Appended {
             base_offset: info.base_offset,
             log_start_offset: info.log_start_offset,
@@ -248,6 +249,7 @@ impl Partition {
         let hw = inner.log.log_end_offset();
         let completed = inner.txns.complete(producer_id, offset, commit, Some(hw));
         self.publish(&inner);
+        self.note_appended(&mut inner, info.bytes);
         if let Err(e) = completed {
             // The marker is in the log (the truth); only the derived index failed, and the next
             // open rebuilds it from the log.
@@ -257,6 +259,16 @@ impl Partition {
         tracing::debug!(topic = %self.topic, partition = self.index, producer_id, producer_epoch,
             commit, offset, "transaction marker written");
         Ok(offset)
+    }
+
+    /// Lets the transaction state checkpoint itself now and then; a failure only makes a later
+    /// recovery replay more, so it is logged, not returned.
+    fn note_appended(&self, inner: &mut Inner, bytes: usize) {
+        let end = inner.log.log_end_offset();
+        if let Err(e) = inner.txns.note_appended(bytes, end) {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e,
+                "cannot write the transaction checkpoint");
+        }
     }
 
     /// Reads for a fetch: whole stored batches from `offset`, at most `max_bytes` (but at least

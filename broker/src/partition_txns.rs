@@ -19,8 +19,9 @@
 //! Recovery ([`PartitionTxns::open`] then [`PartitionTxns::replay`] for each batch): the state
 //! is the index plus the transaction checkpoint (see [`crate::log::txn_index`]) plus a replay of
 //! the batch headers written after the checkpoint. Checkpoints are written when the partition
-//! is opened, flushed and after retention, so a restart, even after kill -9, replays only what
-//! was written since then. Without a usable checkpoint (first start, or one that disagrees with
+//! is opened, flushed, after retention and every 64 MiB appended, so a restart, even after
+//! kill -9, replays at most about 64 MiB (the producer-state replay of the newest segment, which
+//! predates transactions, reads more). Without a usable checkpoint (first start, or one that disagrees with
 //! the log) the whole log is replayed once: one sequential read of the log (1 MiB at a time),
 //! header work only. A transaction whose marker was never written (the broker died first) stays
 //! open; the transaction coordinator completes it on its own recovery.
@@ -37,6 +38,10 @@ use crate::log::{build_batch, decode_records, BatchHeader, LogError, PartitionLo
 const ABORT: i16 = 0;
 /// Control record type of a commit marker.
 const COMMIT: i16 = 1;
+
+/// Bytes appended between two checkpoints: a recovery replays at most about this much (one
+/// checkpoint costs a small file write and a rename, under the partition lock).
+const CHECKPOINT_EVERY_BYTES: u64 = 64 << 20;
 
 /// The content of a transaction marker (Kafka's `EndTransactionMarker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +120,10 @@ pub(crate) struct PartitionTxns {
     replayed_markers: HashMap<i64, i64>,
     /// During recovery: where the replay started.
     replay_from: i64,
+    /// Bytes appended since the last checkpoint.
+    unchecked_bytes: u64,
+    /// Checkpoint again once this many bytes were appended (bounds the replay after kill -9).
+    checkpoint_every_bytes: u64,
 }
 
 impl PartitionTxns {
@@ -156,6 +165,8 @@ impl PartitionTxns {
             index_broken: false,
             replayed_markers: HashMap::new(),
             replay_from: from,
+            unchecked_bytes: 0,
+            checkpoint_every_bytes: CHECKPOINT_EVERY_BYTES,
         };
         for (pid, first) in ongoing {
             txns.open_txn(pid, first);
@@ -288,8 +299,19 @@ impl PartitionTxns {
         Ok(())
     }
 
+    /// Counts `bytes` just appended, the log now ending at `log_end`; checkpoints when enough
+    /// accumulated since the last checkpoint. O(1) except on those rare checkpoints.
+    pub(crate) fn note_appended(&mut self, bytes: usize, log_end: i64) -> Result<(), LogError> {
+        self.unchecked_bytes += bytes as u64;
+        if self.unchecked_bytes >= self.checkpoint_every_bytes {
+            self.checkpoint(log_end)?;
+        }
+        Ok(())
+    }
+
     /// Writes the checkpoint of the current state as of `offset` (the log end offset).
     pub(crate) fn checkpoint(&mut self, offset: i64) -> Result<(), LogError> {
+        self.unchecked_bytes = 0;
         if self.index_broken {
             return TxnCheckpoint::remove(&self.dir);
         }
@@ -374,5 +396,19 @@ mod tests {
             "nothing open"
         );
         assert_eq!(t.aborted_overlapping(0, 12).len(), 1);
+    }
+
+    #[test]
+    fn a_checkpoint_is_written_after_enough_appended_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), crate::log::LogConfig::default()).unwrap();
+        let (mut t, _) = PartitionTxns::open(&log).unwrap();
+        t.checkpoint_every_bytes = 100;
+        t.on_appended(&[header(1, 0, true)]);
+        t.note_appended(60, 1).unwrap();
+        assert_eq!(TxnCheckpoint::read(dir.path()), None);
+        t.note_appended(60, 2).unwrap();
+        let c = TxnCheckpoint::read(dir.path()).unwrap();
+        assert_eq!((c.offset, c.ongoing), (2, vec![(1, 0)]));
     }
 }
