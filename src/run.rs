@@ -56,6 +56,8 @@ pub enum Outcome {
 
 /// Bound on starting a cluster, creating a topic, reaching a bootstrap server.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on reaching an external cluster's bootstrap servers.
+const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A run in which nothing is acknowledged for this long while producers still send is stopped.
 const STALL_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -135,6 +137,7 @@ struct Tasks {
     consumers: Vec<JoinHandle<Result<(), String>>>,
     stop_producers: Stop,
     stop_consumers: Stop,
+    abandon: Stop,
 }
 
 impl Tasks {
@@ -174,7 +177,7 @@ pub async fn run_one(
     let mut target = match &bootstrap {
         Some(b) => {
             eprintln!("kbench: connecting to {b}");
-            Target::external(b, SETUP_TIMEOUT)
+            Target::external(b, EXTERNAL_TIMEOUT)
                 .with_context(|| format!("--bootstrap {b}: cannot reach the cluster"))?
         }
         None => {
@@ -190,6 +193,7 @@ pub async fn run_one(
         }
     };
     let bootstrap = target.bootstrap();
+    phase(&mut events, t_s(), "cluster_ready", &bootstrap);
     let mut watched = vec![("kbench".to_string(), std::process::id())];
     watched.extend(target.processes());
     let sampler = Sampler::start_at(t0, s.sampling.interval.0, watched);
@@ -206,6 +210,12 @@ pub async fn run_one(
     if partitions != s.topic.partitions {
         eprintln!("kbench: topic {topic} already exists with {partitions} partitions (scenario says {}); using it as is", s.topic.partitions);
     }
+    phase(
+        &mut events,
+        t_s(),
+        "topic_ready",
+        &format!("{topic}: {partitions} partitions"),
+    );
     let log_dirs = target.log_dirs();
     let disk_before = log_dirs.as_deref().map(verify::on_disk::dir_bytes);
     let marks_before = topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))?;
@@ -227,6 +237,7 @@ pub async fn run_one(
         consumers: Vec::new(),
         stop_producers: Stop::default(),
         stop_consumers: Stop::default(),
+        abandon: Stop::default(),
     };
     for (g, members) in group_meters.iter().enumerate() {
         for (m, meter) in members.iter().enumerate() {
@@ -241,6 +252,7 @@ pub async fn run_one(
                 meter: meter.clone(),
                 warmup_end: warmup_end.clone(),
                 stop: tasks.stop_consumers.clone(),
+                abandon: tasks.abandon.clone(),
             };
             tasks
                 .consumers
@@ -287,6 +299,14 @@ pub async fn run_one(
         }
     }
 
+    if s.consumers.groups > 0 {
+        phase(
+            &mut events,
+            t_s(),
+            "consumers_assigned",
+            &group_ids.join(","),
+        );
+    }
     let filler = Filler::new(
         s.producers.payload,
         s.producers.compress_ratio,
@@ -295,6 +315,12 @@ pub async fn run_one(
     );
     let produce_start_us = now_us();
     let produce_t0 = t_s();
+    phase(
+        &mut events,
+        produce_t0,
+        "producers_start",
+        &format!("{} producer(s)", s.producers.count),
+    );
     warmup_end.set(produce_start_us + s.producers.warmup.0.as_micros() as u64);
     if !s.producers.warmup.0.is_zero() {
         events.push(Event {
@@ -355,6 +381,7 @@ pub async fn run_one(
             stopped_early = true;
         } else if let Some(dead) = target.dead_broker() {
             failures.push(dead.clone());
+            tasks.abandon.raise();
             events.push(Event {
                 t_s: t_s(),
                 kind: "broker_exit".into(),
@@ -381,6 +408,7 @@ pub async fn run_one(
                     STALL_TIMEOUT,
                     sent - acked - failed
                 ));
+                tasks.abandon.raise();
                 stopped_early = true;
             }
         }
@@ -396,14 +424,14 @@ pub async fn run_one(
         &mut failures,
     );
     let producers_done = t_s();
-    events.push(Event {
-        t_s: producers_done,
-        kind: "producers_done".into(),
-        detail: String::new(),
-    });
+    phase(&mut events, producers_done, "producers_done", "");
 
     // Drain phase.
-    let marks_after = topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10));
+    let marks_after = match target.dead_broker() {
+        Some(_) => Err("not read: a broker of the cluster exited".to_string()),
+        None => topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))
+            .map_err(|e| e.to_string()),
+    };
     if s.consumers.groups > 0 && !stopped_early {
         match &marks_after {
             Ok(after) => {
@@ -441,6 +469,9 @@ pub async fn run_one(
             Err(e) => failures.push(format!("cannot read end offsets to drain: {e}")),
         }
     }
+    if target.dead_broker().is_some() {
+        tasks.abandon.raise();
+    }
     tasks.stop_consumers.raise();
     join_bounded(
         &mut tasks.consumers,
@@ -454,11 +485,7 @@ pub async fn run_one(
         collector.collect(t_s(), tail_s, false);
     }
     progress.finish_and_clear();
-    events.push(Event {
-        t_s: t_s(),
-        kind: "consumers_done".into(),
-        detail: String::new(),
-    });
+    phase(&mut events, t_s(), "consumers_done", "");
     let system = sampler.stop();
 
     // Verification.
@@ -762,6 +789,16 @@ fn update_progress(bar: &ProgressBar, c: &Collector, produce_s: f64, by_time: bo
     bar.set_message(format!(
         "acked {acked} consumed {consumed} | {mib_s:.0} MiB/s | p99 {p99_ms:.1} ms"
     ));
+}
+
+/// Records a phase boundary as an event (and in the trace log).
+fn phase(events: &mut Vec<Event>, t_s: f64, kind: &str, detail: &str) {
+    tracing::debug!(t_s, kind, detail, "phase");
+    events.push(Event {
+        t_s,
+        kind: kind.into(),
+        detail: detail.into(),
+    });
 }
 
 fn hostname() -> String {

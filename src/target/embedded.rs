@@ -116,6 +116,9 @@ impl EmbeddedCluster {
                     format!("PLAINTEXT://127.0.0.1:{port}"),
                 ),
                 ("log.dirs".into(), data_dir.display().to_string()),
+                // As in the server.properties Kafka ships: no 3 s wait for more members before
+                // the first rebalance of a new group (a scenario's cluster.configs may set it).
+                ("group.initial.rebalance.delay.ms".into(), "0".into()),
             ];
             if !s.cluster.racks.is_empty() {
                 overrides.push((
@@ -148,6 +151,8 @@ impl EmbeddedCluster {
                 source,
             })?;
             register(child.id());
+            // For people (and tests) who want to find or signal one broker.
+            let _ = std::fs::write(dir.join("pid"), format!("{}\n", child.id()));
             cluster.brokers.push(BrokerProcess {
                 id,
                 port: *port,

@@ -39,6 +39,8 @@ pub struct MemberTask {
     pub warmup_end: Arc<WarmupEnd>,
     /// Raised to stop.
     pub stop: Stop,
+    /// Raised (before `stop`) when the cluster is gone: stop without closing the client.
+    pub abandon: Stop,
 }
 
 struct Context {
@@ -80,8 +82,8 @@ pub fn client_config(task: &MemberTask) -> ClientConfig {
             },
         )
         .set("enable.partition.eof", "false")
-        // librdkafka pre-fetches up to 64 MiB per member by default; a quarter is plenty.
-        .set("queued.max.messages.kbytes", "16384");
+        // librdkafka pre-fetches up to 64 MiB per member by default; 8 MiB keeps a group of 4 small.
+        .set("queued.max.messages.kbytes", "8192");
     apply_client_configs(&mut c, &k.client_configs);
     c
 }
@@ -141,6 +143,12 @@ fn run(task: MemberTask) -> Result<(), String> {
             uncommitted = 0;
             last_commit = Instant::now();
         }
+    }
+    if task.abandon.is_raised() {
+        // The cluster is gone: closing would wait for a group leave nobody answers. The
+        // process is about to end, so let the client go without its goodbye.
+        std::mem::forget(consumer);
+        return Ok(());
     }
     if uncommitted > 0 && matches!(commit, Commit::ManualSync | Commit::ManualAsync) {
         commit_now(&consumer, Commit::ManualSync, &task.meter);

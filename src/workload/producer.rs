@@ -92,7 +92,7 @@ pub fn client_config(s: &Scenario, bootstrap: &str, index: u32) -> ClientConfig 
         // Bound what librdkafka may buffer so 16 producers stay within a few hundred MiB.
         .set(
             "queue.buffering.max.kbytes",
-            (((96u64 << 10) / u64::from(p.count.max(1))).clamp(4 << 10, 64 << 10)).to_string(),
+            (((64u64 << 10) / u64::from(p.count.max(1))).clamp(2 << 10, 32 << 10)).to_string(),
         )
         .set("queue.buffering.max.messages", "1000000");
     if let Some(l) = p.linger {
@@ -148,7 +148,17 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 if due >= end_us {
                     break;
                 }
-                sleep_until(due.min(limit_us), now_us);
+                // Serve delivery reports while waiting, so acknowledgements are timed when
+                // they arrive, not when the next batch of sends gets around to polling.
+                let target = due.min(limit_us);
+                loop {
+                    let left = target.saturating_sub(now_us());
+                    if left <= 1_500 {
+                        break;
+                    }
+                    producer.poll(Duration::from_micros(left - 1_000));
+                }
+                sleep_until(target, now_us);
                 due
             }
             None => now_us(),
@@ -191,7 +201,8 @@ fn run(task: ProducerTask) -> Result<(), String> {
             }
         }
         seq += 1;
-        if seq % 128 == 0 {
+        // One poll serves at most one event (one batch of delivery reports): poll often.
+        if pacer.is_some() || seq % 8 == 0 {
             producer.poll(Duration::ZERO);
         }
     }

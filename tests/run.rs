@@ -1,0 +1,306 @@
+//! End-to-end tests of the `kbench` binary against real embedded kbroker processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kbench::summary::Summary;
+
+fn kbench() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kbench"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+}
+
+fn summary(dir: &Path) -> Summary {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json written");
+    serde_json::from_str(&text).expect("summary.json parses")
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn smoke_scenario_passes_with_correct_counts_and_a_full_report() {
+    let out = tempfile::tempdir().unwrap();
+    let o = kbench()
+        .args(["run", scenario("smoke.toml").to_str().unwrap(), "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let s = summary(out.path());
+    assert!(s.verdict.passed, "{:?}", s.verdict);
+    assert_eq!(s.produce.messages, 10_000);
+    assert_eq!(s.produce.acked, 10_000);
+    assert_eq!(s.produce.failed, 0);
+    assert_eq!(s.delivery.acked, 10_000);
+    assert_eq!(s.delivery.consumed, 10_000);
+    assert_eq!(
+        (
+            s.delivery.lost,
+            s.delivery.duplicated,
+            s.delivery.unexpected
+        ),
+        (0, 0, 0)
+    );
+    assert!(s.offsets.ok);
+    assert_eq!(s.offsets.partitions.len(), 4);
+    assert_eq!(
+        s.offsets.partitions.iter().map(|p| p.acked).sum::<u64>(),
+        10_000
+    );
+    assert_eq!(s.on_disk.ok, Some(true), "{:?}", s.on_disk);
+    assert!(s.on_disk.growth as u64 >= 10_000 * 1024);
+    assert_eq!(s.config["producers"]["message_size"], "1KiB");
+    assert!(s.produce.latency_ms.count > 0 && s.consume.e2e_latency_ms.count > 0);
+    // Report files exist and parse.
+    for f in [
+        "timeseries.csv",
+        "system.csv",
+        "produce_latency.hgrm",
+        "e2e_latency.hgrm",
+        "report.html",
+    ] {
+        let p = out.path().join(f);
+        assert!(
+            p.metadata().map(|m| m.len() > 0).unwrap_or(false),
+            "{f} missing or empty"
+        );
+    }
+    let ts = std::fs::read(out.path().join("timeseries.csv")).unwrap();
+    let rows = kbench::report::csv::read_timeseries(&ts).unwrap();
+    assert!(!rows.is_empty());
+    assert_eq!(rows.iter().map(|r| r.acked_msgs).sum::<u64>(), 10_000);
+    assert_eq!(rows.iter().map(|r| r.consumed_msgs).sum::<u64>(), 10_000);
+    let hgrm = std::fs::read_to_string(out.path().join("produce_latency.hgrm")).unwrap();
+    assert!(!kbench::report::hgrm::parse_percentile_distribution(&hgrm)
+        .unwrap()
+        .is_empty());
+    // The terminal table was printed; the broker was stopped and left its log.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("PASSED"),
+        "{}",
+        show(&o)
+    );
+    assert!(out.path().join("brokers/1/broker.log").exists());
+    // `kbench report` redraws from the files.
+    let r = kbench().arg("report").arg(out.path()).output().unwrap();
+    assert_eq!(r.status.code(), Some(0), "{}", show(&r));
+}
+
+#[test]
+fn set_overrides_reach_the_run() {
+    let out = tempfile::tempdir().unwrap();
+    let o = kbench()
+        .args(["run", scenario("smoke.toml").to_str().unwrap()])
+        .args([
+            "--set",
+            "producers.count=1",
+            "--set",
+            "producers.messages_each=300",
+        ])
+        .args([
+            "--set",
+            "producers.message_size=2KiB",
+            "--set",
+            "topic.partitions=2",
+        ])
+        .args(["--set", "consumers.members=1", "--set", "producers.acks=1"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let s = summary(out.path());
+    assert_eq!(s.produce.acked, 300);
+    assert_eq!(s.produce.bytes, 300 * 2048);
+    assert_eq!(s.offsets.partitions.len(), 2);
+    assert_eq!(s.config["producers"]["acks"], "1");
+    assert_eq!(s.config["producers"]["count"], 1);
+}
+
+#[test]
+fn scenario_with_a_typo_exits_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.toml");
+    std::fs::write(
+        &file,
+        "name = \"typo\"\n\n[producers]\ncount = 1\nmessages_eahc = 10\n",
+    )
+    .unwrap();
+    for cmd in ["run", "validate"] {
+        let o = kbench()
+            .arg(cmd)
+            .arg(&file)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap();
+        let o = if cmd == "validate" {
+            kbench().arg(cmd).arg(&file).output().unwrap()
+        } else {
+            o
+        };
+        assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("typo.toml:5:1"), "{err}");
+        assert!(
+            err.contains("unknown key \"messages_eahc\" in [producers]"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean \"messages_each\""), "{err}");
+    }
+    // A bad --set is named too.
+    let o = kbench()
+        .args([
+            "validate",
+            scenario("smoke.toml").to_str().unwrap(),
+            "--set",
+            "producers.acks=2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--set producers.acks=2"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn unreachable_bootstrap_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: bind, note, release.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let o = kbench()
+        .args([
+            "run",
+            scenario("smoke.toml").to_str().unwrap(),
+            "--bootstrap",
+            &format!("127.0.0.1:{port}"),
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot reach the cluster"),
+        "{}",
+        show(&o)
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn a_broker_killed_mid_run_fails_the_run_clearly_without_hanging() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("long.toml");
+    std::fs::write(
+        &file,
+        "name = \"long\"\n[topic]\npartitions = 2\n[producers]\ncount = 2\nduration = \"60s\"\ntotal_rate = \"2000/s\"\n[verify]\ndelivery = \"exactly-once\"\n",
+    )
+    .unwrap();
+    let mut child = kbench()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid_file = out.path().join("brokers/1/pid");
+    let started = Instant::now();
+    // Wait until messages flow (time series rows with acknowledgements), then kill the broker.
+    let pid = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run never started"
+        );
+        if child.try_wait().unwrap().is_some() {
+            panic!(
+                "kbench ended before the broker was killed: {}",
+                show(&child.wait_with_output().unwrap())
+            );
+        }
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                let log = std::fs::read_to_string(out.path().join("brokers/1/broker.log"))
+                    .unwrap_or_default();
+                if log.contains("joined")
+                    || log.contains("group")
+                    || started.elapsed() > Duration::from_secs(5)
+                {
+                    break pid;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if killed.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("kbench still running 60 s after the broker was killed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", show(&o));
+    let s = summary(out.path());
+    assert!(!s.verdict.passed);
+    assert!(
+        s.verdict
+            .failures
+            .iter()
+            .any(|f| f.contains("embedded broker 1") && f.contains("exited during the run")),
+        "{:?}",
+        s.verdict.failures
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "took {:?} to notice",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn every_shipped_scenario_validates_through_the_binary() {
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")).unwrap()
+    {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let o = kbench().arg("validate").arg(&path).output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{}: {}", path.display(), show(&o));
+        }
+    }
+}
