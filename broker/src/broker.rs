@@ -11,6 +11,8 @@ use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::producer_ids::ProducerIds;
 use crate::topics::{TopicError, Topics};
+use crate::txn::markers::BrokerMarkers;
+use crate::txn::{TransactionCoordinator, TxnConfig};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,9 @@ pub enum StartError {
     /// The consumer offsets log could not be replayed.
     #[error("cannot open consumer groups: {0}")]
     Groups(String),
+    /// The transaction log could not be replayed.
+    #[error("cannot open the transaction coordinator: {0}")]
+    Transactions(String),
     /// The configured listener address is not usable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -52,12 +57,15 @@ pub(crate) struct Broker {
     pub(crate) advertised_host: String,
     /// Port clients are told to connect to.
     pub(crate) advertised_port: u16,
-    /// The topic registry and partition logs.
-    pub(crate) topics: Topics,
+    /// The topic registry and partition logs (shared with the transaction coordinator, which
+    /// writes markers to them).
+    pub(crate) topics: Arc<Topics>,
     /// The group coordinator and committed offsets (`__consumer_offsets` in the first log dir).
     pub(crate) groups: GroupCoordinator,
     /// Producer id allocation for idempotent producers.
     pub(crate) producer_ids: ProducerIds,
+    /// The transaction coordinator (`__transaction_state` in the first log dir).
+    pub(crate) txn: TransactionCoordinator,
 }
 
 impl Broker {
@@ -77,8 +85,10 @@ impl Broker {
         };
         let advertised_host = config.advertised.host.clone();
         let config = Arc::new(config);
-        let topics = Topics::open(config.clone())
-            .map_err(|e: TopicError| StartError::Topics(e.to_string()))?;
+        let topics = Arc::new(
+            Topics::open(config.clone())
+                .map_err(|e: TopicError| StartError::Topics(e.to_string()))?,
+        );
         let groups = GroupCoordinator::open(
             config
                 .log_dirs
@@ -93,7 +103,18 @@ impl Broker {
                 dir: config.log_dirs[0].clone(),
                 source,
             })?;
+        // Opened last: recovery writes the markers of transactions that were completing.
+        let txn = TransactionCoordinator::open(
+            &config.log_dirs[0],
+            TxnConfig::from_broker(&config),
+            Arc::new(BrokerMarkers {
+                topics: topics.clone(),
+                groups: groups.clone(),
+            }),
+        )
+        .map_err(|e| StartError::Transactions(e.to_string()))?;
         Ok(Broker {
+            txn,
             producer_ids,
             config,
             cluster_id,
@@ -114,6 +135,9 @@ impl Broker {
         self.topics.flush_all();
         if let Err(e) = self.groups.flush() {
             tracing::warn!("cannot flush the consumer offsets log: {e}");
+        }
+        if let Err(e) = self.txn.flush() {
+            tracing::warn!("cannot flush the transaction log: {e}");
         }
     }
 }

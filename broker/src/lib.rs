@@ -19,6 +19,7 @@ mod producer_ids;
 mod producer_state;
 pub mod server;
 mod topics;
+mod txn;
 
 pub use broker::StartError;
 pub use config::BrokerConfig;

@@ -170,7 +170,28 @@ enum Pending<T> {
     Wait(oneshot::Receiver<T>),
 }
 
-/// The coordinator for every group on this broker.
+/// A TxnOffsetCommit request: offsets committed inside a producer's open transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct TxnCommitRequest {
+    /// Group id.
+    pub(crate) group_id: String,
+    /// The transaction's producer id.
+    pub(crate) producer_id: i64,
+    /// The transaction's producer epoch.
+    pub(crate) producer_epoch: i16,
+    /// Generation (-1 when not given: v0-2, or a producer outside the group).
+    pub(crate) generation_id: i32,
+    /// Member id ("" when not given).
+    pub(crate) member_id: String,
+    /// Static membership id (v3+).
+    pub(crate) group_instance_id: Option<String>,
+    /// The offsets.
+    pub(crate) partitions: Vec<CommitPartition>,
+}
+
+/// The coordinator for every group on this broker. Cloning gives another handle to the same
+/// coordinator (the transaction coordinator keeps one to complete transactional offsets).
+#[derive(Clone)]
 pub(crate) struct GroupCoordinator {
     /// State shared with the timer tasks.
     inner: Arc<Inner>,
@@ -217,6 +238,24 @@ impl GroupCoordinator {
         let mut groups = HashMap::new();
         for record in replayed {
             apply_replayed(&mut groups, record);
+        }
+        for p in store.take_replayed_pending() {
+            let group = groups
+                .entry(p.group.clone())
+                .or_insert_with(|| Group::new(p.group.clone(), now_ms()));
+            let pending = group.pending_txn_offsets.entry(p.producer_id).or_default();
+            pending.producer_epoch = p.producer_epoch;
+            for r in p.records {
+                if let StoreRecord::Offset {
+                    topic,
+                    partition,
+                    value: Some(v),
+                    ..
+                } = r
+                {
+                    pending.offsets.insert((topic, partition), v);
+                }
+            }
         }
         let coordinator = GroupCoordinator {
             inner: Arc::new(Inner {
@@ -281,6 +320,74 @@ impl GroupCoordinator {
     /// written to the log before this returns.
     pub(crate) fn commit_offsets(&self, req: &CommitRequest) -> Vec<i16> {
         self.inner.commit(req)
+    }
+
+    /// TxnOffsetCommit: one error code per partition, in request order. The offsets are written
+    /// to the log as a transactional batch and stay pending (invisible to OffsetFetch) until
+    /// [`GroupCoordinator::complete_transaction`] is called for the producer. The caller has
+    /// checked the producer against the transaction coordinator.
+    pub(crate) fn commit_txn_offsets(&self, req: &TxnCommitRequest) -> Vec<i16> {
+        let mut groups = self.inner.lock();
+        self.inner.commit_txn_locked(&mut groups, req)
+    }
+
+    /// Writes the COMMIT or ABORT marker of `producer_id`'s transaction to `__consumer_offsets`
+    /// partition `index`, then makes that producer's pending offsets in the partition's groups
+    /// committed (COMMIT) or drops them (ABORT).
+    pub(crate) fn complete_transaction(
+        &self,
+        index: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<(), GroupError> {
+        let mut groups = self.inner.lock();
+        if let Some(store) = &self.inner.store {
+            store.append_marker(
+                index,
+                producer_id,
+                producer_epoch,
+                commit,
+                coordinator_epoch,
+            )?;
+        }
+        for group in groups.values_mut() {
+            if self.inner.partition_of(&group.id) != index {
+                continue;
+            }
+            let Some(pending) = group.pending_txn_offsets.remove(&producer_id) else {
+                continue;
+            };
+            if commit {
+                group.offsets.extend(pending.offsets);
+            }
+        }
+        self.inner.snapshot_if_due(&groups);
+        Ok(())
+    }
+
+    /// The `__consumer_offsets` partition that holds `group_id`'s offsets.
+    pub(crate) fn offsets_partition_for(&self, group_id: &str) -> i32 {
+        self.inner.partition_of(group_id)
+    }
+
+    /// The partitions of `group_id` with offsets pending in an open transaction (OffsetFetch
+    /// answers UNSTABLE_OFFSET_COMMIT for them when the client requires stable offsets).
+    pub(crate) fn unstable_partitions(
+        &self,
+        group_id: &str,
+    ) -> std::collections::BTreeSet<(String, i32)> {
+        self.inner
+            .lock()
+            .get(group_id)
+            .map(|g| {
+                g.pending_txn_offsets
+                    .values()
+                    .flat_map(|p| p.offsets.keys().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// OffsetFetch: committed offsets of `group_id` for `partitions` (topic, partition list),
@@ -495,6 +602,14 @@ fn apply_replayed(groups: &mut HashMap<String, Group>, record: StoreRecord) {
 }
 
 impl Inner {
+    /// The `__consumer_offsets` partition of `group_id` (the store's count when there is one).
+    fn partition_of(&self, group_id: &str) -> i32 {
+        match &self.store {
+            Some(store) => store.partition_for(group_id),
+            None => super::store::partition_for(group_id, self.cfg.offsets_topic_num_partitions),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
         // Every mutation keeps the map consistent between statements that can panic, so a
         // poisoned lock is still usable.
@@ -1132,6 +1247,92 @@ impl Inner {
         codes
     }
 
+    /// TxnOffsetCommit under the lock. The member checks are Kafka's
+    /// `GroupCoordinator.doTxnCommitOffsets`: an unknown group is created, a given member id
+    /// must be a member, a given generation must be the current one.
+    fn commit_txn_locked(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        req: &TxnCommitRequest,
+    ) -> Vec<i16> {
+        let all = |code: i16| vec![code; req.partitions.len()];
+        let group = groups
+            .entry(req.group_id.clone())
+            .or_insert_with(|| Group::new(req.group_id.clone(), now_ms()));
+        if group.state == GroupState::Dead {
+            return all(E::CoordinatorNotAvailable.code());
+        }
+        if let Some(given) = &req.group_instance_id {
+            let fenced = group
+                .members
+                .values()
+                .any(|m| m.group_instance_id.as_ref() == Some(given) && m.id != req.member_id);
+            if fenced {
+                return all(E::FencedInstanceId.code());
+            }
+        }
+        if !req.member_id.is_empty() && !group.members.contains_key(&req.member_id) {
+            return all(E::UnknownMemberId.code());
+        }
+        if req.generation_id >= 0 && req.generation_id != group.generation_id {
+            return all(E::IllegalGeneration.code());
+        }
+        let now = now_ms();
+        let mut codes = Vec::with_capacity(req.partitions.len());
+        let mut records = Vec::new();
+        for p in &req.partitions {
+            let metadata = p.metadata.clone().unwrap_or_default();
+            if metadata.len() > self.cfg.offset_metadata_max_bytes {
+                codes.push(E::OffsetMetadataTooLarge.code());
+                continue;
+            }
+            codes.push(0);
+            records.push(StoreRecord::Offset {
+                group: group.id.clone(),
+                topic: p.topic.clone(),
+                partition: p.partition,
+                value: Some(CommittedOffset {
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata,
+                    commit_timestamp_ms: now,
+                    expire_timestamp_ms: None,
+                }),
+            });
+        }
+        if records.is_empty() {
+            return codes;
+        }
+        if let Some(store) = &self.store {
+            if let Err(e) =
+                store.append_transactional(&group.id, req.producer_id, req.producer_epoch, &records)
+            {
+                tracing::warn!(group = %group.id, producer_id = req.producer_id, "cannot write transactional offsets: {e}");
+                return codes
+                    .into_iter()
+                    .map(|c| if c == 0 { E::NotCoordinator.code() } else { c })
+                    .collect();
+            }
+        }
+        let pending = group
+            .pending_txn_offsets
+            .entry(req.producer_id)
+            .or_default();
+        pending.producer_epoch = req.producer_epoch;
+        for r in records {
+            if let StoreRecord::Offset {
+                topic,
+                partition,
+                value: Some(v),
+                ..
+            } = r
+            {
+                pending.offsets.insert((topic, partition), v);
+            }
+        }
+        codes
+    }
+
     #[allow(clippy::type_complexity)]
     fn fetch(
         &self,
@@ -1272,9 +1473,27 @@ impl Inner {
         let Some(store) = &self.store else { return };
         for index in store.due_snapshots() {
             let mut live = Vec::new();
+            let mut pending = Vec::new();
             for g in groups.values() {
                 if store.partition_for(&g.id) != index {
                     continue;
+                }
+                for (producer_id, p) in &g.pending_txn_offsets {
+                    pending.push(super::store::PendingTxnRecords {
+                        producer_id: *producer_id,
+                        producer_epoch: p.producer_epoch,
+                        group: g.id.clone(),
+                        records: p
+                            .offsets
+                            .iter()
+                            .map(|((topic, partition), v)| StoreRecord::Offset {
+                                group: g.id.clone(),
+                                topic: topic.clone(),
+                                partition: *partition,
+                                value: Some(v.clone()),
+                            })
+                            .collect(),
+                    });
                 }
                 if let Some(snap) = &g.stored {
                     live.push(StoreRecord::Group {
@@ -1291,7 +1510,7 @@ impl Inner {
                     });
                 }
             }
-            if let Err(e) = store.snapshot(index, &live) {
+            if let Err(e) = store.snapshot(index, &live, &pending) {
                 tracing::warn!("cannot snapshot the consumer offsets log: {e}");
             }
         }

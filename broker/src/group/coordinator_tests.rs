@@ -689,3 +689,136 @@ async fn snapshots_keep_the_latest_state_and_drop_old_segments() {
     let b = c.fetch_offsets("b", None).unwrap();
     assert_eq!(b[0].2.as_ref().map(|o| o.offset), Some(1399));
 }
+
+fn txn_commit(group: &str, pid: i64, partition: i32, offset: i64) -> TxnCommitRequest {
+    TxnCommitRequest {
+        group_id: group.into(),
+        producer_id: pid,
+        producer_epoch: 0,
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+    }
+}
+
+fn committed(c: &GroupCoordinator, group: &str) -> Vec<(i32, i64)> {
+    c.fetch_offsets(group, None)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p, o)| (p, o.unwrap().offset))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn transactional_offsets_stay_pending_until_the_commit_marker() {
+    let c = GroupCoordinator::in_memory(cfg());
+    let n = c.offsets_partition_for("g");
+    assert_eq!(c.commit_txn_offsets(&txn_commit("g", 7, 0, 10)), vec![0]);
+    assert_eq!(c.commit_txn_offsets(&txn_commit("g", 8, 1, 99)), vec![0]);
+    assert!(
+        committed(&c, "g").is_empty(),
+        "pending offsets are invisible"
+    );
+    assert_eq!(
+        c.unstable_partitions("g").into_iter().collect::<Vec<_>>(),
+        vec![("t".to_owned(), 0), ("t".to_owned(), 1)]
+    );
+    // A marker on another offsets partition does not touch the group.
+    c.complete_transaction(n + 1, 7, 0, true, 0).unwrap();
+    assert!(committed(&c, "g").is_empty());
+    c.complete_transaction(n, 7, 0, true, 0).unwrap();
+    assert_eq!(committed(&c, "g"), vec![(0, 10)]);
+    // Producer 8 aborts: its offsets are dropped.
+    c.complete_transaction(n, 8, 0, false, 0).unwrap();
+    assert_eq!(committed(&c, "g"), vec![(0, 10)]);
+    assert!(c.unstable_partitions("g").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn transactional_offset_commits_check_member_and_generation() {
+    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let (ids, generation) = stable_group(&c, "g", &["a"]).await;
+    let mut req = txn_commit("g", 7, 0, 10);
+    req.member_id = "stranger".into();
+    assert_eq!(c.commit_txn_offsets(&req), vec![E::UnknownMemberId.code()]);
+    req.member_id = ids[0].clone();
+    req.generation_id = generation + 1;
+    assert_eq!(
+        c.commit_txn_offsets(&req),
+        vec![E::IllegalGeneration.code()]
+    );
+    req.generation_id = generation;
+    assert_eq!(c.commit_txn_offsets(&req), vec![0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn replay_applies_markers_and_keeps_unfinished_transactions_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+        let n = c.offsets_partition_for("g");
+        assert_eq!(c.commit_txn_offsets(&txn_commit("g", 1, 0, 10)), vec![0]);
+        assert_eq!(c.commit_txn_offsets(&txn_commit("g", 2, 1, 20)), vec![0]);
+        assert_eq!(c.commit_txn_offsets(&txn_commit("g", 3, 2, 30)), vec![0]);
+        c.complete_transaction(n, 1, 0, true, 0).unwrap();
+        c.complete_transaction(n, 2, 0, false, 0).unwrap();
+        // Producer 3's transaction is open at the "crash".
+    }
+    let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+    assert_eq!(committed(&c, "g"), vec![(0, 10)]);
+    assert_eq!(
+        c.unstable_partitions("g").into_iter().collect::<Vec<_>>(),
+        vec![("t".to_owned(), 2)]
+    );
+    // The coordinator's recovery completes it later.
+    let n = c.offsets_partition_for("g");
+    c.complete_transaction(n, 3, 0, true, 0).unwrap();
+    assert_eq!(committed(&c, "g"), vec![(0, 10), (2, 30)]);
+    drop(c);
+    let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+    assert_eq!(committed(&c, "g"), vec![(0, 10), (2, 30)]);
+    assert!(c.unstable_partitions("g").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshots_keep_pending_transactional_offsets() {
+    use crate::group::store::OffsetStore;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
+        store.set_snapshot_min_growth(2048);
+        let c = GroupCoordinator::with_store(cfg(), store, replayed);
+        assert_eq!(c.commit_txn_offsets(&txn_commit("g", 5, 0, 55)), vec![0]);
+        let plain = CommitRequest {
+            group_id: "h".into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+            retention_time_ms: -1,
+            partitions: vec![CommitPartition {
+                topic: "t".into(),
+                partition: 0,
+                offset: 1,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        };
+        for _ in 0..200 {
+            assert_eq!(c.commit_offsets(&plain), vec![0]);
+        }
+        let start = c.inner.store.as_ref().unwrap().log_start_offset(0).unwrap();
+        assert!(start > 0, "no snapshot was taken");
+    }
+    let (store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
+    let c = GroupCoordinator::with_store(cfg(), store, replayed);
+    assert!(committed(&c, "g").is_empty());
+    c.complete_transaction(0, 5, 0, true, 0).unwrap();
+    assert_eq!(committed(&c, "g"), vec![(0, 55)]);
+}

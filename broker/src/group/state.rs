@@ -241,6 +241,19 @@ pub(crate) struct Group {
     pub(crate) offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// The group metadata last written to the offsets log (rewritten by snapshots).
     pub(crate) stored: Option<GroupSnapshot>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id: invisible
+    /// to OffsetFetch until the transaction's COMMIT marker makes them committed offsets; an
+    /// ABORT marker drops them.
+    pub(crate) pending_txn_offsets: BTreeMap<i64, PendingTxnOffsets>,
+}
+
+/// Offsets one transactional producer committed to a group in its open transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PendingTxnOffsets {
+    /// The producer epoch of the last TxnOffsetCommit.
+    pub(crate) producer_epoch: i16,
+    /// The offsets by (topic, partition).
+    pub(crate) offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
 impl Group {
@@ -263,6 +276,7 @@ impl Group {
             sync_epoch: 0,
             offsets: BTreeMap::new(),
             stored: None,
+            pending_txn_offsets: BTreeMap::new(),
         }
     }
 
@@ -403,7 +417,10 @@ impl Group {
 
     /// Whether the group can be forgotten: no members, nothing committed.
     pub(crate) fn is_disposable(&self) -> bool {
-        self.state == GroupState::Empty && self.members.is_empty() && self.offsets.is_empty()
+        self.state == GroupState::Empty
+            && self.members.is_empty()
+            && self.offsets.is_empty()
+            && self.pending_txn_offsets.is_empty()
     }
 }
 

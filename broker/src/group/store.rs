@@ -13,10 +13,21 @@
 //! snapshot ([`PartitionLog::delete_records_before`]), which drops whole old segments. Replay
 //! starts at the log start offset and skips records below it, so a crash between the two steps
 //! only leaves redundant records behind.
+//!
+//! Transactional offset commits (TxnOffsetCommit) are written as Kafka writes them: a
+//! transactional batch carrying the producer id and epoch, later followed by the transaction's
+//! COMMIT or ABORT control batch ([`OffsetStore::append_marker`]). Replay holds a producer's
+//! transactional records until its marker: committed ones take effect at the marker's place in
+//! the log, aborted ones are dropped, and those still without a marker (the transaction was
+//! open at the crash) come back as pending ([`OffsetStore::take_replayed_pending`]) for the
+//! transaction coordinator to complete or abort. Snapshots rewrite pending records as
+//! transactional batches so they keep waiting for their marker.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+
+use bytes::{BufMut, BytesMut};
 
 use crate::log::{build_batch, decode_records, LogConfig, PartitionLog};
 
@@ -48,6 +59,44 @@ pub(crate) fn partition_for(group_id: &str, num_partitions: i32) -> i32 {
     abs % n
 }
 
+/// Transactional offset records of one producer that have no marker yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingTxnRecords {
+    /// Producer id.
+    pub(crate) producer_id: i64,
+    /// Producer epoch of the records.
+    pub(crate) producer_epoch: i16,
+    /// The group the records belong to.
+    pub(crate) group: String,
+    /// The offset records, in log order.
+    pub(crate) records: Vec<StoreRecord>,
+}
+
+/// The control record of a transaction marker: key (version 0, type 0 = ABORT / 1 = COMMIT),
+/// value (version 0, coordinator epoch), as Kafka's `EndTransactionMarker`.
+fn marker_record(commit: bool, coordinator_epoch: i32) -> ([u8; 4], [u8; 6]) {
+    let mut key = BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(i16::from(commit));
+    let mut value = BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    let mut k = [0u8; 4];
+    k.copy_from_slice(&key);
+    let mut v = [0u8; 6];
+    v.copy_from_slice(&value);
+    (k, v)
+}
+
+/// Whether a control record key is a COMMIT marker (`None` if it is not a marker key).
+fn marker_is_commit(key: &[u8]) -> Option<bool> {
+    match key {
+        [0, 0, 0, 1, ..] => Some(true),
+        [0, 0, 0, 0, ..] => Some(false),
+        _ => None,
+    }
+}
+
 /// One open partition of the internal log.
 struct OffsetsPartition {
     /// The log.
@@ -73,6 +122,8 @@ pub(crate) struct OffsetStore {
     /// Growth that makes a partition due for a snapshot ([`SNAPSHOT_MIN_GROWTH`]; tests lower
     /// it).
     snapshot_min_growth: u64,
+    /// Transactional records replay found without a marker, until the coordinator takes them.
+    replayed_pending: Mutex<Vec<PendingTxnRecords>>,
 }
 
 impl OffsetStore {
@@ -119,6 +170,7 @@ impl OffsetStore {
         found.sort_unstable();
         let mut partitions = HashMap::new();
         let mut records = Vec::new();
+        let mut pending = Vec::new();
         for index in found {
             let path = dir.join(format!("{OFFSETS_TOPIC}-{index}"));
             let log = PartitionLog::open(&path, log_config.clone()).map_err(|source| {
@@ -128,7 +180,7 @@ impl OffsetStore {
                 }
             })?;
             let before = records.len();
-            replay(&log, index, &mut records)?;
+            replay(&log, index, &mut records, &mut pending)?;
             tracing::info!(
                 partition = index,
                 records = records.len() - before,
@@ -152,6 +204,7 @@ impl OffsetStore {
                 log_config,
                 partitions: Mutex::new(partitions),
                 snapshot_min_growth: SNAPSHOT_MIN_GROWTH,
+                replayed_pending: Mutex::new(pending),
             },
             records,
         ))
@@ -188,6 +241,74 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// Appends `records` (all of `group_id`) as one transactional batch of `producer_id`:
+    /// they count only once the transaction's COMMIT marker follows them.
+    pub(crate) fn append_transactional(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: &[StoreRecord],
+    ) -> Result<(), GroupError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let index = self.partition_for(group_id);
+        let mut partitions = self.lock();
+        let partition = self.open_partition(&mut partitions, index)?;
+        let bytes = append_batch(
+            &mut partition.log,
+            index,
+            records,
+            (producer_id, producer_epoch),
+        )?;
+        partition.bytes_since_snapshot += bytes;
+        Ok(())
+    }
+
+    /// Appends the COMMIT or ABORT marker of `producer_id`'s transaction to partition `index`.
+    pub(crate) fn append_marker(
+        &self,
+        index: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<(), GroupError> {
+        let mut partitions = self.lock();
+        let partition = self.open_partition(&mut partitions, index)?;
+        let (k, v) = marker_record(commit, coordinator_epoch);
+        let now = super::coordinator::now_ms();
+        let batch = build_batch(
+            &[(Some(&k[..]), Some(&v[..]))],
+            now,
+            producer_id,
+            producer_epoch,
+            -1,
+            true,
+            true,
+        );
+        partition.bytes_since_snapshot += batch.len() as u64;
+        partition
+            .log
+            .append(batch, now)
+            .map_err(|source| GroupError::Log {
+                partition: index,
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// The transactional records replay found without a marker (once; later calls get none).
+    pub(crate) fn take_replayed_pending(&self) -> Vec<PendingTxnRecords> {
+        std::mem::take(
+            &mut *self
+                .replayed_pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
     /// Lowers the snapshot threshold (tests).
     #[cfg(test)]
     pub(crate) fn set_snapshot_min_growth(&mut self, bytes: u64) {
@@ -209,9 +330,15 @@ impl OffsetStore {
             .collect()
     }
 
-    /// Writes `live` (the whole current state of partition `index`'s groups) and makes it the
-    /// start of the log, dropping older segments.
-    pub(crate) fn snapshot(&self, index: i32, live: &[StoreRecord]) -> Result<(), GroupError> {
+    /// Writes `live` (the whole current state of partition `index`'s groups) and `pending`
+    /// (their open transactions' offsets, as transactional batches) and makes it the start of
+    /// the log, dropping older segments.
+    pub(crate) fn snapshot(
+        &self,
+        index: i32,
+        live: &[StoreRecord],
+        pending: &[PendingTxnRecords],
+    ) -> Result<(), GroupError> {
         let mut partitions = self.lock();
         let partition = self.open_partition(&mut partitions, index)?;
         let start = partition.log.log_end_offset();
@@ -231,6 +358,14 @@ impl OffsetStore {
         }
         if !chunk.is_empty() {
             written += append_records(&mut partition.log, index, &chunk)?;
+        }
+        for p in pending {
+            written += append_batch(
+                &mut partition.log,
+                index,
+                &p.records,
+                (p.producer_id, p.producer_epoch),
+            )?;
         }
         partition
             .log
@@ -310,13 +445,37 @@ fn append_records(
     index: i32,
     records: &[StoreRecord],
 ) -> Result<u64, GroupError> {
+    append_batch(log, index, records, (-1, -1))
+}
+
+/// Appends `records` as one uncompressed batch, transactional when `producer` (id, epoch) has
+/// an id; returns the bytes written.
+fn append_batch(
+    log: &mut PartitionLog,
+    index: i32,
+    records: &[StoreRecord],
+    producer: (i64, i16),
+) -> Result<u64, GroupError> {
+    if records.is_empty() {
+        return Ok(0);
+    }
     let encoded: Vec<_> = records.iter().map(StoreRecord::encode).collect();
     let pairs: Vec<_> = encoded
         .iter()
         .map(|(k, v)| (Some(&k[..]), v.as_deref()))
         .collect();
     let now = super::coordinator::now_ms();
-    let batch = build_batch(&pairs, now, -1, -1, -1, false, false);
+    let (producer_id, producer_epoch) = producer;
+    let transactional = producer_id >= 0;
+    let batch = build_batch(
+        &pairs,
+        now,
+        producer_id,
+        producer_epoch,
+        -1,
+        transactional,
+        false,
+    );
     let len = batch.len() as u64;
     log.append(batch, now).map_err(|source| GroupError::Log {
         partition: index,
@@ -325,17 +484,23 @@ fn append_records(
     Ok(len)
 }
 
-/// Reads every record of `log` from its start offset, in order.
-fn replay(log: &PartitionLog, index: i32, out: &mut Vec<StoreRecord>) -> Result<(), GroupError> {
+/// Reads every record of `log` from its start offset, in order, into `out`. Transactional
+/// records wait for their producer's marker: COMMIT appends them to `out` at the marker's
+/// place, ABORT drops them; those left without a marker go to `pending`.
+fn replay(
+    log: &PartitionLog,
+    index: i32,
+    out: &mut Vec<StoreRecord>,
+    pending: &mut Vec<PendingTxnRecords>,
+) -> Result<(), GroupError> {
     let start = log.log_start_offset();
+    // Per producer id: (epoch, records by group in log order).
+    let mut open: HashMap<i64, (i16, Vec<StoreRecord>)> = HashMap::new();
     for item in log.batches_from(start) {
         let (header, bytes) = item.map_err(|source| GroupError::Log {
             partition: index,
             source,
         })?;
-        if header.is_control() {
-            continue;
-        }
         let records = match decode_records(&bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -347,6 +512,18 @@ fn replay(log: &PartitionLog, index: i32, out: &mut Vec<StoreRecord>) -> Result<
                 continue;
             }
         };
+        if header.is_control() {
+            let commit = records
+                .first()
+                .and_then(|r| r.key.as_deref())
+                .and_then(marker_is_commit);
+            if let (Some(commit), Some((_, txn))) = (commit, open.remove(&header.producer_id)) {
+                if commit {
+                    out.extend(txn);
+                }
+            }
+            continue;
+        }
         for r in records {
             if header.base_offset + i64::from(r.offset_delta) < start {
                 continue;
@@ -355,6 +532,13 @@ fn replay(log: &PartitionLog, index: i32, out: &mut Vec<StoreRecord>) -> Result<
                 continue;
             };
             match StoreRecord::decode(key, r.value.as_deref()) {
+                Some(rec) if header.is_transactional() => {
+                    let entry = open
+                        .entry(header.producer_id)
+                        .or_insert_with(|| (header.producer_epoch, Vec::new()));
+                    entry.0 = header.producer_epoch;
+                    entry.1.push(rec);
+                }
                 Some(rec) => out.push(rec),
                 None => tracing::warn!(
                     partition = index,
@@ -363,6 +547,26 @@ fn replay(log: &PartitionLog, index: i32, out: &mut Vec<StoreRecord>) -> Result<
                 ),
             }
         }
+    }
+    let mut open: Vec<_> = open.into_iter().collect();
+    open.sort_by_key(|(pid, _)| *pid);
+    for (producer_id, (producer_epoch, records)) in open {
+        let mut by_group: Vec<PendingTxnRecords> = Vec::new();
+        for r in records {
+            let StoreRecord::Offset { group, .. } = &r else {
+                continue;
+            };
+            match by_group.iter_mut().find(|p| &p.group == group) {
+                Some(p) => p.records.push(r),
+                None => by_group.push(PendingTxnRecords {
+                    producer_id,
+                    producer_epoch,
+                    group: group.clone(),
+                    records: vec![r],
+                }),
+            }
+        }
+        pending.extend(by_group);
     }
     Ok(())
 }
@@ -433,7 +637,7 @@ mod tests {
             for i in 0..10 {
                 store.append("g", &[commit("g", 0, i)]).unwrap();
             }
-            store.snapshot(0, &[commit("g", 0, 9)]).unwrap();
+            store.snapshot(0, &[commit("g", 0, 9)], &[]).unwrap();
             store.append("g", &[commit("g", 1, 1)]).unwrap();
         }
         let (_store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();

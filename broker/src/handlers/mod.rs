@@ -59,6 +59,10 @@ apis! {
     DescribeCluster => describe_cluster, 0..=1;
     DescribeLogDirs => describe_log_dirs, 1..=4;
     InitProducerId => init_producer_id, 0..=4;
+    AddPartitionsToTxn => add_partitions_to_txn, 0..=3;
+    AddOffsetsToTxn => add_offsets_to_txn, 0..=3;
+    EndTxn => end_txn, 0..=3;
+    TxnOffsetCommit => txn_offset_commit, 0..=3;
     FindCoordinator => find_coordinator, 0..=4;
     JoinGroup => join_group, 0..=9;
     SyncGroup => sync_group, 0..=5;

@@ -1,8 +1,11 @@
 //! OffsetFetch: committed offsets of a group for the given partitions, or all of them (null
 //! topics, v2+). v1-7 ask about one group; v8+ about a batch of groups. A partition without a
-//! commit gets offset -1 and no error, as in Kafka. `require_stable` (v7+) is accepted: there
-//! are no pending transactional commits yet, so every offset is stable.
+//! commit gets offset -1 and no error, as in Kafka. With `require_stable` (v7+, sent by
+//! read_committed consumers), a partition with offsets pending in an open transaction
+//! (TxnOffsetCommit) gets UNSTABLE_OFFSET_COMMIT and the client retries; without it, the last
+//! committed offset is returned.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -13,18 +16,30 @@ use super::{str_bytes, RequestContext};
 use crate::group::state::CommittedOffset;
 use crate::group::GroupCoordinator;
 
-/// One fetched partition: (partition, committed offset or none).
-type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+/// One fetched partition: (partition, committed offset or none, or an error code).
+type Fetched = Vec<(String, Vec<(i32, Result<Option<CommittedOffset>, i16>)>)>;
 
 /// Committed offsets of one group, grouped by topic (request order, or sorted for "all").
+/// With `require_stable`, partitions with pending transactional offsets come back as `Err`.
 fn fetch(
     groups: &GroupCoordinator,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Fetched, i16> {
     let rows = groups.fetch_offsets(group_id, wanted.as_deref())?;
+    let unstable = if require_stable {
+        groups.unstable_partitions(group_id)
+    } else {
+        Default::default()
+    };
     let mut out: Fetched = Vec::new();
     for (topic, partition, offset) in rows {
+        let offset = if unstable.contains(&(topic.clone(), partition)) {
+            Err(ResponseError::UnstableOffsetCommit.code())
+        } else {
+            Ok(offset)
+        };
         match out.last_mut() {
             Some((t, parts)) if *t == topic => parts.push((partition, offset)),
             _ => out.push((topic, vec![(partition, offset)])),
@@ -48,7 +63,7 @@ pub(crate) async fn handle(
             });
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
-            match fetch(groups, g.group_id.0.as_str(), wanted) {
+            match fetch(groups, g.group_id.0.as_str(), wanted, req.require_stable) {
                 Err(code) => gr.error_code = code,
                 Ok(topics) => {
                     for (topic, parts) in topics {
@@ -57,7 +72,7 @@ pub(crate) async fn handle(
                         for (partition, offset) in parts {
                             let mut pr = OffsetFetchResponsePartitions::default();
                             pr.partition_index = partition;
-                            fill(
+                            pr.error_code = fill(
                                 offset,
                                 &mut pr.committed_offset,
                                 &mut pr.committed_leader_epoch,
@@ -78,7 +93,8 @@ pub(crate) async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch(groups, req.group_id.0.as_str(), wanted) {
+    let require_stable = ctx.version >= 7 && req.require_stable;
+    match fetch(groups, req.group_id.0.as_str(), wanted, require_stable) {
         // v1 has no top-level error; the coordinator never fails a fetch on this broker.
         Err(code) if ctx.version >= 2 => resp.error_code = code,
         Err(_) => {}
@@ -89,7 +105,7 @@ pub(crate) async fn handle(
                 for (partition, offset) in parts {
                     let mut pr = OffsetFetchResponsePartition::default();
                     pr.partition_index = partition;
-                    fill(
+                    pr.error_code = fill(
                         offset,
                         &mut pr.committed_offset,
                         &mut pr.committed_leader_epoch,
@@ -104,13 +120,18 @@ pub(crate) async fn handle(
     resp
 }
 
-/// Sets the committed offset fields (-1 / -1 / "" when there is no commit).
+/// Sets the committed offset fields (-1 / -1 / "" when there is no commit or an error);
+/// returns the partition's error code.
 fn fill(
-    offset: Option<CommittedOffset>,
+    offset: Result<Option<CommittedOffset>, i16>,
     committed_offset: &mut i64,
     leader_epoch: &mut i32,
     metadata: &mut Option<kafka_protocol::protocol::StrBytes>,
-) {
+) -> i16 {
+    let (code, offset) = match offset {
+        Ok(o) => (0, o),
+        Err(code) => (code, None),
+    };
     match offset {
         Some(o) => {
             *committed_offset = o.offset;
@@ -123,4 +144,5 @@ fn fill(
             *metadata = Some(str_bytes(""));
         }
     }
+    code
 }

@@ -1,0 +1,27 @@
+//! AddOffsetsToTxn v0-3: the group's `__consumer_offsets` partition joins the producer's open
+//! transaction, so that the transaction's marker completes the offsets TxnOffsetCommit will
+//! store for the group.
+
+use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+
+use super::RequestContext;
+use crate::group::store::OFFSETS_TOPIC;
+
+pub(crate) async fn handle(
+    ctx: &RequestContext<'_>,
+    req: AddOffsetsToTxnRequest,
+) -> AddOffsetsToTxnResponse {
+    let broker = ctx.broker;
+    let partition = broker.groups.offsets_partition_for(req.group_id.0.as_str());
+    let mut resp = AddOffsetsToTxnResponse::default();
+    if let Err(e) = broker.txn.add_partitions(
+        req.transactional_id.0.as_str(),
+        req.producer_id.0,
+        req.producer_epoch,
+        &[(OFFSETS_TOPIC.to_owned(), partition)],
+    ) {
+        // PRODUCER_FENCED exists from v2 on (KIP-588).
+        resp.error_code = e.code(ctx.version >= 2);
+    }
+    resp
+}

@@ -1,0 +1,364 @@
+//! Unit tests of the transaction coordinator with a fake marker writer: init and fencing,
+//! add/end, idempotent EndTxn, the abort of an open transaction by a new instance, timeouts
+//! (with `tokio::time::pause()`), marker retries, and replay of `__transaction_state`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::markers::{Marker, MarkerError, MarkerWriter};
+use super::state::{TxnError, TxnState};
+use super::{TransactionCoordinator, TxnConfig};
+use crate::group::store::OFFSETS_TOPIC;
+use crate::producer_ids::ProducerIds;
+
+/// Records markers; fails the next `fail` writes.
+#[derive(Default)]
+struct FakeMarkers {
+    written: Mutex<Vec<(String, i32, Marker)>>,
+    fail: Mutex<usize>,
+}
+
+impl FakeMarkers {
+    fn written(&self) -> Vec<(String, i32, Marker)> {
+        self.written.lock().unwrap().clone()
+    }
+
+    fn fail_next(&self, n: usize) {
+        *self.fail.lock().unwrap() = n;
+    }
+}
+
+impl MarkerWriter for FakeMarkers {
+    fn write_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        marker: &Marker,
+    ) -> Result<(), MarkerError> {
+        let mut fail = self.fail.lock().unwrap();
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(MarkerError::Failed("disk on fire".into()));
+        }
+        if topic == "gone" {
+            return Err(MarkerError::UnknownPartition);
+        }
+        self.written
+            .lock()
+            .unwrap()
+            .push((topic.to_owned(), partition, *marker));
+        Ok(())
+    }
+}
+
+fn cfg() -> TxnConfig {
+    TxnConfig {
+        max_timeout_ms: 900_000,
+        abort_check_interval_ms: 1000,
+        ..TxnConfig::default()
+    }
+}
+
+fn tp(t: &str, p: i32) -> (String, i32) {
+    (t.to_owned(), p)
+}
+
+struct Setup {
+    c: TransactionCoordinator,
+    markers: Arc<FakeMarkers>,
+    ids: ProducerIds,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let markers = Arc::new(FakeMarkers::default());
+    Setup {
+        c: TransactionCoordinator::in_memory(cfg(), markers.clone()),
+        markers,
+        ids: ProducerIds::open(dir.path()).unwrap(),
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn init_gives_a_producer_id_and_a_second_init_fences_the_first() {
+    let s = setup();
+    let (pid, e0) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    assert_eq!(e0, 0);
+    let (pid2, e1) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    assert_eq!((pid2, e1), (pid, 1), "same id, epoch bumped");
+    // The first instance is a zombie now.
+    let err = s.c.add_partitions("tx", pid, 0, &[tp("a", 0)]).unwrap_err();
+    assert_eq!(err.code(true), 90);
+    assert_eq!(err.code(false), 47);
+    assert!(s.c.end_txn("tx", pid, 0, true).is_err());
+    // Other transactional ids get other producer ids.
+    let (other, _) = s.c.init_producer_id("tx-2", 60_000, None, &s.ids).unwrap();
+    assert_ne!(other, pid);
+    // Unknown ids and wrong producer ids are INVALID_PRODUCER_ID_MAPPING.
+    assert_eq!(
+        s.c.add_partitions("nope", pid, 1, &[tp("a", 0)])
+            .unwrap_err()
+            .code(true),
+        49
+    );
+    assert_eq!(
+        s.c.end_txn("tx", other, 1, true).unwrap_err().code(true),
+        49
+    );
+}
+
+#[tokio::test]
+async fn timeouts_above_the_maximum_are_refused() {
+    let s = setup();
+    let e =
+        s.c.init_producer_id("tx", 900_001, None, &s.ids)
+            .unwrap_err();
+    assert_eq!(e.code(true), 50);
+    assert!(s.c.init_producer_id("tx", 0, None, &s.ids).is_err());
+    assert!(s.c.describe("tx").is_none());
+}
+
+#[tokio::test]
+async fn commit_writes_markers_to_every_partition_then_completes() {
+    let s = setup();
+    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("a", 1)])
+        .unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("b", 0), tp("a", 0)])
+        .unwrap();
+    assert_eq!(s.c.describe("tx").unwrap().state, TxnState::Ongoing);
+    s.c.end_txn("tx", pid, epoch, true).unwrap();
+    let written = s.markers.written();
+    let mut parts: Vec<_> = written.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+    parts.sort();
+    assert_eq!(parts, vec![tp("a", 0), tp("a", 1), tp("b", 0)]);
+    assert!(written
+        .iter()
+        .all(|(_, _, m)| m.commit && m.producer_id == pid && m.producer_epoch == epoch));
+    let m = s.c.describe("tx").unwrap();
+    assert_eq!(m.state, TxnState::CompleteCommit);
+    assert!(m.partitions.is_empty());
+    // A retried EndTxn(commit) succeeds without new markers; an abort now is invalid.
+    s.c.end_txn("tx", pid, epoch, true).unwrap();
+    assert_eq!(s.markers.written().len(), 3);
+    assert_eq!(
+        s.c.end_txn("tx", pid, epoch, false).unwrap_err().code(true),
+        48
+    );
+    // The next transaction starts from CompleteCommit.
+    s.c.add_partitions("tx", pid, epoch, &[tp("c", 0)]).unwrap();
+    s.c.end_txn("tx", pid, epoch, false).unwrap();
+    let last = s.markers.written().pop().unwrap();
+    assert_eq!((last.0.as_str(), last.2.commit), ("c", false));
+    assert_eq!(s.c.describe("tx").unwrap().state, TxnState::CompleteAbort);
+}
+
+#[tokio::test]
+async fn end_without_a_transaction_is_an_invalid_state() {
+    let s = setup();
+    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    assert_eq!(
+        s.c.end_txn("tx", pid, epoch, true).unwrap_err(),
+        TxnError::InvalidTxnState {
+            request: "EndTxn(commit)",
+            state: TxnState::Empty
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_new_instance_aborts_the_open_transaction_of_the_old_one() {
+    let s = setup();
+    let (pid, e0) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    s.c.add_partitions("tx", pid, e0, &[tp("a", 0)]).unwrap();
+    // The new instance is told to retry while the abort completes.
+    let err =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .unwrap_err();
+    assert_eq!(err.code(true), 51);
+    let markers = s.markers.written();
+    assert_eq!(markers.len(), 1);
+    assert!(!markers[0].2.commit);
+    assert_eq!(
+        markers[0].2.producer_epoch,
+        e0 + 1,
+        "abort carries the bumped epoch"
+    );
+    assert_eq!(s.c.describe("tx").unwrap().state, TxnState::CompleteAbort);
+    // The retry gets the epoch bumped a second time, as Kafka.
+    let (pid2, e2) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    assert_eq!((pid2, e2), (pid, e0 + 2));
+    // The old instance is fenced.
+    assert_eq!(s.c.end_txn("tx", pid, e0, true).unwrap_err().code(true), 90);
+}
+
+#[tokio::test]
+async fn kip_360_epoch_bump_by_the_client_and_its_retry() {
+    let s = setup();
+    let (pid, e0) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    let (_, e1) =
+        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids)
+            .unwrap();
+    assert_eq!(e1, e0 + 1);
+    // The same request retried (response lost): same answer, no second bump.
+    let (_, again) =
+        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids)
+            .unwrap();
+    assert_eq!(again, e1);
+    // A stale epoch is fenced.
+    let (_, e2) =
+        s.c.init_producer_id("tx", 60_000, Some((pid, e1)), &s.ids)
+            .unwrap();
+    assert_eq!(e2, e1 + 1);
+    assert_eq!(
+        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids)
+            .unwrap_err()
+            .code(true),
+        90
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ongoing_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
+    let s = setup();
+    let (pid, epoch) = s.c.init_producer_id("tx", 5_000, None, &s.ids).unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).unwrap();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(s.c.describe("tx").unwrap().state, TxnState::Ongoing);
+    // The background task (every second) notices within a second of the deadline.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let m = s.c.describe("tx").unwrap();
+    assert_eq!(m.state, TxnState::CompleteAbort);
+    assert_eq!(m.producer_epoch, epoch + 1);
+    let markers = s.markers.written();
+    assert_eq!(markers.len(), 1);
+    assert!(!markers[0].2.commit);
+    assert_eq!(markers[0].2.producer_epoch, epoch + 1);
+    // The late producer's commit is fenced.
+    assert_eq!(
+        s.c.end_txn("tx", pid, epoch, true).unwrap_err().code(false),
+        47
+    );
+    // Nothing else times out.
+    assert_eq!(s.c.abort_timed_out(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_markers_are_retried_and_the_id_waits_in_prepare() {
+    let s = setup();
+    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("b", 0)])
+        .unwrap();
+    s.markers.fail_next(3);
+    // The decision is durable: EndTxn succeeds, the markers follow.
+    s.c.end_txn("tx", pid, epoch, true).unwrap();
+    assert_eq!(s.c.describe("tx").unwrap().state, TxnState::PrepareCommit);
+    assert_eq!(
+        s.c.add_partitions("tx", pid, epoch, &[tp("a", 0)])
+            .unwrap_err()
+            .code(true),
+        51
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.c.describe("tx").unwrap().state, TxnState::CompleteCommit);
+    // Each partition marked exactly once despite the retries.
+    let mut parts: Vec<_> = s
+        .markers
+        .written()
+        .iter()
+        .map(|(t, p, _)| (t.clone(), *p))
+        .collect();
+    parts.sort();
+    assert_eq!(parts, vec![tp("a", 0), tp("b", 0)]);
+}
+
+#[tokio::test]
+async fn deleted_partitions_are_skipped() {
+    let s = setup();
+    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("gone", 0), tp("a", 0)])
+        .unwrap();
+    s.c.end_txn("tx", pid, epoch, true).unwrap();
+    assert_eq!(s.c.describe("tx").unwrap().state, TxnState::CompleteCommit);
+    assert_eq!(s.markers.written().len(), 1);
+}
+
+#[tokio::test]
+async fn offset_commits_need_the_offsets_partition_in_the_transaction() {
+    let s = setup();
+    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).unwrap();
+    assert_eq!(
+        s.c.check_offset_commit("tx", pid, epoch, 7)
+            .unwrap_err()
+            .code(true),
+        48
+    );
+    s.c.add_partitions("tx", pid, epoch, &[tp(OFFSETS_TOPIC, 7)])
+        .unwrap();
+    s.c.check_offset_commit("tx", pid, epoch, 7).unwrap();
+    assert_eq!(
+        s.c.check_offset_commit("tx", pid, epoch + 1, 7)
+            .unwrap_err()
+            .code(true),
+        90
+    );
+    assert_eq!(
+        s.c.check_offset_commit("other", pid, epoch, 7)
+            .unwrap_err()
+            .code(true),
+        49
+    );
+}
+
+#[tokio::test]
+async fn replay_completes_prepared_transactions_and_keeps_open_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ProducerIds::open(dir.path()).unwrap();
+    let (pid, epoch, pid2);
+    {
+        // Markers fail for good: the broker "crashes" in PrepareCommit.
+        let broken = Arc::new(FakeMarkers::default());
+        broken.fail_next(usize::MAX);
+        let c = TransactionCoordinator::open(dir.path(), cfg(), broken.clone()).unwrap();
+        (pid, epoch) = c
+            .init_producer_id("committing", 60_000, None, &ids)
+            .unwrap();
+        c.add_partitions("committing", pid, epoch, &[tp("a", 0), tp("a", 1)])
+            .unwrap();
+        c.end_txn("committing", pid, epoch, true).unwrap();
+        let e2;
+        (pid2, e2) = c.init_producer_id("open", 60_000, None, &ids).unwrap();
+        c.add_partitions("open", pid2, e2, &[tp("b", 0)]).unwrap();
+        c.init_producer_id("idle", 60_000, None, &ids).unwrap();
+        assert_eq!(
+            c.describe("committing").unwrap().state,
+            TxnState::PrepareCommit
+        );
+        assert!(broken.written().is_empty());
+    }
+    let markers = Arc::new(FakeMarkers::default());
+    let c = TransactionCoordinator::open(dir.path(), cfg(), markers.clone()).unwrap();
+    let m = c.describe("committing").unwrap();
+    assert_eq!(m.state, TxnState::CompleteCommit);
+    assert_eq!((m.producer_id, m.producer_epoch), (pid, epoch));
+    let written = markers.written();
+    assert_eq!(written.len(), 2);
+    assert!(written.iter().all(|(t, _, m)| t == "a" && m.commit));
+    let open = c.describe("open").unwrap();
+    assert_eq!(open.state, TxnState::Ongoing);
+    assert_eq!(open.producer_id, pid2);
+    assert!(open.partitions.contains(&tp("b", 0)));
+    assert_eq!(c.describe("idle").unwrap().state, TxnState::Empty);
+    // The replayed ids keep fencing: a new instance of "committing" gets the next epoch.
+    let (p, e) = c
+        .init_producer_id("committing", 60_000, None, &ids)
+        .unwrap();
+    assert_eq!((p, e), (pid, epoch + 1));
+    drop(c);
+    // And the completion itself was persisted.
+    let c = TransactionCoordinator::open(dir.path(), cfg(), markers.clone()).unwrap();
+    assert_eq!(c.describe("committing").unwrap().producer_epoch, epoch + 1);
+    assert_eq!(markers.written().len(), 2, "nothing left to re-mark");
+}
