@@ -221,8 +221,6 @@ impl Partition {
     /// epoch (the coordinator aborting a zombie's transaction with epoch + 1) is accepted and
     /// becomes the producer's epoch, fencing the zombie's later batches. A marker for a producer
     /// with no open transaction here is written all the same (a retry is harmless).
-    // Called by the transaction coordinator (`crate::txn`), which lands separately.
-    #[allow(dead_code)]
     pub(crate) fn write_txn_marker(
         &self,
         producer_id: i64,

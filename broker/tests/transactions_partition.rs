@@ -1,8 +1,9 @@
 //! The partition side of transactions against a real kbroker, over raw Produce, Fetch and
 //! ListOffsets: an open transaction holds the last stable offset, so `read_committed` fetches
 //! stop before its first batch while `read_uncommitted` fetches see everything, and the open
-//! transaction is still open after kill -9 and restart. (Markers are written by the transaction
-//! coordinator; commit/abort over the wire is tested with its EndTxn.)
+//! transaction is still open after kill -9 and restart; with the transaction coordinator's
+//! AddPartitionsToTxn/EndTxn, a commit makes the data visible and an abort is listed for the
+//! fetched range, also after kill -9; librdkafka's read_committed consumer skips aborted records.
 
 mod common;
 
@@ -202,4 +203,174 @@ fn open_transaction_survives_kill9_and_restart() {
     );
     // The producer's sequence state came back too: its next batch follows on.
     assert_eq!(produce(&mut w, pid, 0, 4, 1, true), (0, 8));
+}
+
+/// InitProducerId for `transactional_id`, retrying while the coordinator loads.
+fn init_transactional(w: &mut Wire, transactional_id: &str) -> (i64, i16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = Some(kafka_protocol::messages::TransactionalId(StrBytes::from(
+            transactional_id.to_owned(),
+        )));
+        req.transaction_timeout_ms = 60_000;
+        req.producer_id = ProducerId(-1);
+        req.producer_epoch = -1;
+        let resp: InitProducerIdResponse = w.call(ApiKey::InitProducerId, 4, &req);
+        if resp.error_code == 0 {
+            return (resp.producer_id.0, resp.producer_epoch);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "InitProducerId keeps failing with {}",
+            resp.error_code
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn add_partition(w: &mut Wire, transactional_id: &str, pid: i64, epoch: i16) {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+    let mut t = AddPartitionsToTxnTopic::default();
+    t.name = topic_name();
+    t.partitions = vec![0];
+    let mut req = AddPartitionsToTxnRequest::default();
+    req.v3_and_below_transactional_id =
+        kafka_protocol::messages::TransactionalId(StrBytes::from(transactional_id.to_owned()));
+    req.v3_and_below_producer_id = ProducerId(pid);
+    req.v3_and_below_producer_epoch = epoch;
+    req.v3_and_below_topics = vec![t];
+    let resp: AddPartitionsToTxnResponse = w.call(ApiKey::AddPartitionsToTxn, 3, &req);
+    for r in &resp.results_by_topic_v3_and_below {
+        for p in &r.results_by_partition {
+            assert_eq!(p.partition_error_code, 0, "AddPartitionsToTxn");
+        }
+    }
+}
+
+fn end_txn(w: &mut Wire, transactional_id: &str, pid: i64, epoch: i16, commit: bool) {
+    use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
+    let mut req = EndTxnRequest::default();
+    req.transactional_id =
+        kafka_protocol::messages::TransactionalId(StrBytes::from(transactional_id.to_owned()));
+    req.producer_id = ProducerId(pid);
+    req.producer_epoch = epoch;
+    req.committed = commit;
+    let resp: EndTxnResponse = w.call(ApiKey::EndTxn, 3, &req);
+    assert_eq!(resp.error_code, 0, "EndTxn");
+}
+
+#[test]
+fn commit_makes_data_visible_and_abort_is_listed_across_restart() {
+    let mut broker = TestBroker::start(&[]);
+    let mut w = Wire::connect(&broker.bootstrap);
+    create_topic(&mut w);
+    let (pid, epoch) = init_transactional(&mut w, "tx-a");
+
+    add_partition(&mut w, "tx-a", pid, epoch);
+    assert_eq!(produce(&mut w, pid, epoch, 0, 3, true), (0, 0));
+    let open = fetch(&mut w, 0, 1, 0);
+    assert_eq!((open.last_stable_offset, open.batches.len()), (0, 0));
+    end_txn(&mut w, "tx-a", pid, epoch, true);
+    let committed = fetch(&mut w, 0, 1, 0);
+    assert_eq!(committed.batches, vec![0, 3], "data and its commit marker");
+    assert_eq!(committed.last_stable_offset, 4);
+    assert_eq!(committed.aborted, Some(vec![]));
+
+    add_partition(&mut w, "tx-a", pid, epoch);
+    assert_eq!(produce(&mut w, pid, epoch, 3, 2, true), (0, 4));
+    end_txn(&mut w, "tx-a", pid, epoch, false);
+    assert_eq!(produce(&mut w, -1, -1, -1, 1, false), (0, 7));
+    let check = |w: &mut Wire| {
+        let all = fetch(w, 0, 1, 0);
+        assert_eq!(all.batches, vec![0, 3, 4, 6, 7]);
+        assert_eq!((all.high_watermark, all.last_stable_offset), (8, 8));
+        assert_eq!(all.aborted, Some(vec![(pid, 4)]), "the aborted transaction");
+        assert_eq!(fetch(w, 6, 1, 0).aborted, Some(vec![(pid, 4)]));
+        assert_eq!(fetch(w, 7, 1, 0).aborted, Some(vec![]), "past the abort");
+        let uncommitted = fetch(w, 0, 0, 0);
+        assert_eq!(uncommitted.batches, all.batches);
+        assert_eq!(uncommitted.aborted, None);
+    };
+    check(&mut w);
+    broker.kill9();
+    broker.restart();
+    let mut w = Wire::connect(&broker.bootstrap);
+    check(&mut w);
+}
+
+/// librdkafka's own handling of what Fetch returns: a read_committed consumer sees the committed
+/// transaction and skips the aborted one (using the aborted list), a read_uncommitted one sees
+/// both.
+#[tokio::test(flavor = "multi_thread")]
+async fn librdkafka_read_committed_skips_aborted_records() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{Message, TopicPartitionList};
+
+    let broker = TestBroker::start(&[]);
+    let bootstrap = broker.bootstrap.clone();
+    let values = tokio::task::spawn_blocking(move || {
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("transactional.id", "rd-tx")
+            .create()
+            .unwrap();
+        let t = Duration::from_secs(20);
+        p.init_transactions(t).unwrap();
+        for (round, commit) in [("a", true), ("b", false), ("c", true)] {
+            p.begin_transaction().unwrap();
+            for i in 0..5 {
+                let v = format!("{round}{i}");
+                p.send(BaseRecord::<(), _>::to(TOPIC).payload(&v).partition(0))
+                    .unwrap();
+            }
+            if commit {
+                p.commit_transaction(t).unwrap();
+            } else {
+                p.flush(t).unwrap();
+                p.abort_transaction(t).unwrap();
+            }
+        }
+        let read = |isolation: &str| -> Vec<String> {
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", format!("g-{isolation}"))
+                .set("isolation.level", isolation)
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "true")
+                .create()
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(TOPIC, 0, rdkafka::Offset::Beginning)
+                .unwrap();
+            c.assign(&tpl).unwrap();
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                match c.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => {
+                        got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into())
+                    }
+                    // The end of the partition (for read_committed: of the stable part).
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                    _ => {}
+                }
+            }
+            got
+        };
+        (read("read_committed"), read("read_uncommitted"))
+    })
+    .await
+    .unwrap();
+    let expect = |rounds: &[&str]| -> Vec<String> {
+        rounds
+            .iter()
+            .flat_map(|r| (0..5).map(move |i| format!("{r}{i}")))
+            .collect()
+    };
+    assert_eq!(values.0, expect(&["a", "c"]), "read_committed");
+    assert_eq!(values.1, expect(&["a", "b", "c"]), "read_uncommitted");
 }
