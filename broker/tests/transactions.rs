@@ -384,3 +384,177 @@ async fn a_commit_acknowledged_before_kill9_is_visible_after_restart() {
     p.commit_transaction(T).unwrap();
     assert_eq!(read_all(&b, "txn-durable", 1, "read_committed").len(), 6);
 }
+
+/// Every advertised version of the transaction APIs over the wire, with Kafka's error codes.
+mod wire {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::common::wire::Wire;
+    use super::common::TestBroker;
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_owned())
+    }
+
+    fn init(w: &mut Wire, v: i16, txn: &str, timeout_ms: i32) -> InitProducerIdResponse {
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = Some(TransactionalId(s(txn)));
+        req.transaction_timeout_ms = timeout_ms;
+        req.producer_id = ProducerId(-1);
+        req.producer_epoch = -1;
+        w.call(ApiKey::InitProducerId, v, &req)
+    }
+
+    fn add(
+        w: &mut Wire,
+        v: i16,
+        txn: &str,
+        pid: i64,
+        epoch: i16,
+        parts: &[(&str, i32)],
+    ) -> Vec<i16> {
+        let mut req = AddPartitionsToTxnRequest::default();
+        req.v3_and_below_transactional_id = TransactionalId(s(txn));
+        req.v3_and_below_producer_id = ProducerId(pid);
+        req.v3_and_below_producer_epoch = epoch;
+        for (t, p) in parts {
+            let mut topic = AddPartitionsToTxnTopic::default();
+            topic.name = TopicName(s(t));
+            topic.partitions = vec![*p];
+            req.v3_and_below_topics.push(topic);
+        }
+        let resp: AddPartitionsToTxnResponse = w.call(ApiKey::AddPartitionsToTxn, v, &req);
+        resp.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            })
+            .collect()
+    }
+
+    fn end(w: &mut Wire, v: i16, txn: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+        let mut req = EndTxnRequest::default();
+        req.transactional_id = TransactionalId(s(txn));
+        req.producer_id = ProducerId(pid);
+        req.producer_epoch = epoch;
+        req.committed = commit;
+        let resp: EndTxnResponse = w.call(ApiKey::EndTxn, v, &req);
+        resp.error_code
+    }
+
+    fn add_offsets(w: &mut Wire, v: i16, txn: &str, pid: i64, epoch: i16, group: &str) -> i16 {
+        let mut req = AddOffsetsToTxnRequest::default();
+        req.transactional_id = TransactionalId(s(txn));
+        req.producer_id = ProducerId(pid);
+        req.producer_epoch = epoch;
+        req.group_id = GroupId(s(group));
+        let resp: AddOffsetsToTxnResponse = w.call(ApiKey::AddOffsetsToTxn, v, &req);
+        resp.error_code
+    }
+
+    fn txn_commit(w: &mut Wire, v: i16, txn: &str, pid: i64, epoch: i16, group: &str) -> i16 {
+        let mut req = TxnOffsetCommitRequest::default();
+        req.transactional_id = TransactionalId(s(txn));
+        req.group_id = GroupId(s(group));
+        req.producer_id = ProducerId(pid);
+        req.producer_epoch = epoch;
+        req.generation_id = -1;
+        let mut p = TxnOffsetCommitRequestPartition::default();
+        p.partition_index = 0;
+        p.committed_offset = 1;
+        p.committed_leader_epoch = -1;
+        let mut t = TxnOffsetCommitRequestTopic::default();
+        t.name = TopicName(s("wire-txn"));
+        t.partitions.push(p);
+        req.topics.push(t);
+        let resp: TxnOffsetCommitResponse = w.call(ApiKey::TxnOffsetCommit, v, &req);
+        resp.topics[0].partitions[0].error_code
+    }
+
+    #[test]
+    fn every_advertised_transaction_api_version_round_trips() {
+        let broker = TestBroker::start(&[]);
+        let mut w = Wire::connect(&broker.bootstrap);
+        let mut md = MetadataRequest::default();
+        let mut topic = metadata_request::MetadataRequestTopic::default();
+        topic.name = Some(TopicName(s("wire-txn")));
+        md.topics = Some(vec![topic]);
+        md.allow_auto_topic_creation = true;
+        let _: MetadataResponse = w.call(ApiKey::Metadata, 9, &md);
+
+        // transaction.max.timeout.ms defaults to 15 minutes.
+        assert_eq!(init(&mut w, 4, "too-long", 900_001).error_code, 50);
+        for v in 0..=3i16 {
+            let txn = format!("wire-{v}");
+            let r = init(&mut w, v.min(4), &txn, 60_000);
+            assert_eq!(r.error_code, 0, "InitProducerId v{v}");
+            let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+            // An unknown partition fails alone; the others are not attempted.
+            assert_eq!(
+                add(
+                    &mut w,
+                    v,
+                    &txn,
+                    pid,
+                    epoch,
+                    &[("wire-txn", 0), ("no-such-topic", 0)]
+                ),
+                vec![55, 3],
+                "AddPartitionsToTxn v{v}"
+            );
+            assert_eq!(
+                add(&mut w, v, &txn, pid, epoch, &[("wire-txn", 0)]),
+                vec![0]
+            );
+            assert_eq!(add_offsets(&mut w, v, &txn, pid, epoch, "wire-group"), 0);
+            assert_eq!(txn_commit(&mut w, v, &txn, pid, epoch, "wire-group"), 0);
+            assert_eq!(end(&mut w, v, &txn, pid, epoch, true), 0, "EndTxn v{v}");
+            // Retried commit: success; abort after commit: INVALID_TXN_STATE.
+            assert_eq!(end(&mut w, v, &txn, pid, epoch, true), 0);
+            assert_eq!(end(&mut w, v, &txn, pid, epoch, false), 48);
+            // A wrong producer id: INVALID_PRODUCER_ID_MAPPING.
+            assert_eq!(end(&mut w, v, &txn, pid + 1000, epoch, true), 49);
+            // A second instance fences the first: PRODUCER_FENCED from v2 (KIP-588),
+            // INVALID_PRODUCER_EPOCH before.
+            let r2 = init(&mut w, v.min(4), &txn, 60_000);
+            assert_eq!((r2.error_code, r2.producer_epoch), (0, epoch + 1));
+            let fenced = if v >= 2 { 90 } else { 47 };
+            assert_eq!(
+                add(&mut w, v, &txn, pid, epoch, &[("wire-txn", 0)]),
+                vec![fenced]
+            );
+            assert_eq!(
+                add_offsets(&mut w, v, &txn, pid, epoch, "wire-group"),
+                fenced
+            );
+            assert_eq!(end(&mut w, v, &txn, pid, epoch, true), fenced);
+            let fenced_commit = if v >= 3 { 90 } else { 47 };
+            assert_eq!(
+                txn_commit(&mut w, v, &txn, pid, epoch, "wire-group"),
+                fenced_commit
+            );
+        }
+        // InitProducerId v4 on an id with an open transaction: CONCURRENT_TRANSACTIONS while
+        // the old one is aborted, then the epoch bumped twice.
+        let r = init(&mut w, 4, "busy", 60_000);
+        let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+        assert_eq!(
+            add(&mut w, 3, "busy", pid, epoch, &[("wire-txn", 0)]),
+            vec![0]
+        );
+        assert_eq!(init(&mut w, 4, "busy", 60_000).error_code, 51);
+        let r = init(&mut w, 4, "busy", 60_000);
+        assert_eq!((r.error_code, r.producer_epoch), (0, epoch + 2));
+        assert!(
+            broker.log().contains("busy"),
+            "errors name the transactional id"
+        );
+    }
+}
