@@ -146,6 +146,11 @@ const KNOWN_KEYS: &[&str] = &[
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
     "broker.rack",
+    // Read by the group and transaction coordinators from `raw`.
+    "offset.metadata.max.bytes",
+    "offsets.retention.check.interval.ms",
+    "transaction.max.timeout.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
 ];
 
 /// Keys Kafka knows that describe deployment details kbroker has no use for. Accepted quietly.
