@@ -1,12 +1,15 @@
 //! The workload: producer tasks and consumer-group members, one rdkafka client each, on threads
 //! of their own.
 //!
-//! Each producer is a `BaseProducer` driven by one thread that both sends and polls: the delivery
-//! callback (which records the acknowledgement in the producer's meter and ledger) then runs on
-//! the same thread, so the meter's lock is never contended and no per-message future or channel
-//! is allocated. Each consumer member is a `BaseConsumer` polled by its own thread. The threads
-//! stop on their own (message count, duration) or when the shared [`Stop`] flag is raised (drain
-//! reached, Ctrl-C, a broker died, time limit).
+//! Each producer is a `ThreadedProducer`: the task's thread only builds and sends messages, and
+//! rdkafka's poll thread for that client runs the delivery callback (which records the
+//! acknowledgement in the producer's meter and ledger) the moment a report arrives. Polling from
+//! the sending thread instead made acknowledgements wait for the next poll: with a rate set, a
+//! 0.3 ms acknowledgement was recorded as 1.7 ms. The sending thread touches only atomics, the
+//! poll thread takes the meter's lock, so the two never contend.
+//!
+//! Each consumer member is a `BaseConsumer` polled by its own thread. The threads stop on their own (message count, duration) or
+//! when the shared [`Stop`] flag is raised (drain reached, Ctrl-C, a broker died, time limit).
 
 pub mod consumer;
 pub mod payload;

@@ -1,4 +1,4 @@
-//! One producer task: a `BaseProducer` on a thread of its own, sending `messages_each` messages
+//! One producer task: a `ThreadedProducer` fed by a thread of its own, sending `messages_each` messages
 //! (or for `duration`) flat out or paced ([`super::rate::Pacer`]), and recording every delivery
 //! report in its [`ProducerMeter`].
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::payload::{read_header, write_header, Filler, KeyChooser};
@@ -125,7 +125,7 @@ fn run(task: ProducerTask) -> Result<(), String> {
         meter: task.meter.clone(),
         warmup_end: task.warmup_end.clone(),
     };
-    let producer: BaseProducer<Context> = client_config(s, &task.bootstrap, task.index)
+    let producer: ThreadedProducer<Context> = client_config(s, &task.bootstrap, task.index)
         .create_with_context(ctx)
         .map_err(|e| format!("producer {}: cannot create the client: {e}", task.index))?;
     let size = p.message_size.0 as usize;
@@ -148,16 +148,7 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 if due >= end_us {
                     break;
                 }
-                // Serve delivery reports while waiting, so acknowledgements are timed when
-                // they arrive, not when the next batch of sends gets around to polling.
                 let target = due.min(limit_us);
-                loop {
-                    let left = target.saturating_sub(now_us());
-                    if left <= 1_500 {
-                        break;
-                    }
-                    producer.poll(Duration::from_micros(left - 1_000));
-                }
                 sleep_until(target, now_us);
                 due
             }
@@ -185,8 +176,8 @@ fn run(task: ProducerTask) -> Result<(), String> {
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // librdkafka's queue is full: serve delivery reports until there is room.
-                    producer.poll(Duration::from_millis(5));
+                    // librdkafka's queue is full: wait for delivery reports to make room.
+                    std::thread::sleep(Duration::from_micros(500));
                     if task.stop.is_raised() || now_us() >= limit_us {
                         break;
                     }
@@ -195,29 +186,24 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 Err((e, _)) => {
                     task.meter.error(&error_kind(&e));
                     // Do not spin on a persistent error.
-                    producer.poll(Duration::from_millis(1));
+                    std::thread::sleep(Duration::from_millis(1));
                     break;
                 }
             }
         }
         seq += 1;
-        // One poll serves at most one event (one batch of delivery reports): poll often.
-        if pacer.is_some() || seq % 8 == 0 {
-            producer.poll(Duration::ZERO);
-        }
     }
     // Wait for the outstanding delivery reports, bounded by the time limit and the stop flag.
     while producer.in_flight_count() > 0 {
         if task.stop.is_raised() || now_us() >= limit_us {
             break;
         }
-        producer.poll(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let left = producer.in_flight_count();
     if left > 0 {
         // Give up on them: purged messages get failed delivery reports, counted as failed.
         producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
-        producer.poll(Duration::from_millis(100));
     }
     Ok(())
 }
