@@ -234,3 +234,47 @@ fn kcat_codecs() {
 fn kcat_group_commit_and_resume() {
     kcat_scenario("group");
 }
+
+// ----- transactions (compat/transactions_compat.py): both Python clients -----
+
+/// Commit N, abort M, commit K: read_committed sees the two committed sets in order (and stops at
+/// the last stable offset while the third is open), read_uncommitted sees all three.
+#[test]
+fn confluent_kafka_transactions_commit_abort() {
+    python_scenario("transactions_compat.py", "ck_commit_abort", &[]);
+}
+
+/// A second producer with the same transactional id fences the first one's open transaction.
+#[test]
+fn confluent_kafka_transactions_zombie_fenced() {
+    python_scenario("transactions_compat.py", "ck_zombie_fenced", &[]);
+}
+
+/// Consume, produce transformed records and `send_offsets_to_transaction` in one transaction.
+#[test]
+fn confluent_kafka_transactions_consume_transform_produce() {
+    python_scenario(
+        "transactions_compat.py",
+        "ck_consume_transform_produce",
+        &[],
+    );
+}
+
+#[test]
+fn kafka_python_transactions_commit_abort() {
+    python_scenario("transactions_compat.py", "kp_commit_abort", &[]);
+}
+
+#[test]
+fn kafka_python_transactions_zombie_fenced() {
+    python_scenario("transactions_compat.py", "kp_zombie_fenced", &[]);
+}
+
+#[test]
+fn kafka_python_transactions_consume_transform_produce() {
+    python_scenario(
+        "transactions_compat.py",
+        "kp_consume_transform_produce",
+        &[],
+    );
+}
