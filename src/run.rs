@@ -95,7 +95,12 @@ async fn run_loaded(
             Outcome::Failed
         });
     }
-    crate::report::prepare_dir(out).ok();
+    std::fs::create_dir_all(out).with_context(|| {
+        format!(
+            "cannot create the output directory {} (choose another with --out DIR)",
+            out.display()
+        )
+    })?;
     let mut dirs = Vec::new();
     let mut outcome = Outcome::Passed;
     for (i, v) in loaded.variants.iter().enumerate() {
@@ -413,7 +418,9 @@ pub async fn run_one(
             }
         }
         if stopped_early {
-            tasks.stop_all();
+            // Consumers keep going: they get a short drain below, so the verdict reflects
+            // what was written rather than what happened to be read when the run stopped.
+            tasks.stop_producers.raise();
             break;
         }
     }
@@ -432,28 +439,29 @@ pub async fn run_one(
         None => topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))
             .map_err(|e| e.to_string()),
     };
-    if s.consumers.groups > 0 && !stopped_early {
+    let interrupted_before_drain = interrupt.is_raised();
+    if s.consumers.groups > 0 {
         match &marks_after {
             Ok(after) => {
-                let deadline = Instant::now() + s.consumers.drain_timeout.0;
+                let bound = if stopped_early {
+                    s.consumers.drain_timeout.0.min(Duration::from_secs(5))
+                } else {
+                    s.consumers.drain_timeout.0
+                };
+                let deadline = Instant::now() + bound;
                 loop {
                     let behind = lagging(&group_meters, &group_ids, &marks_before, after);
                     if behind.is_none() {
                         break;
                     }
-                    if Instant::now() >= deadline
-                        || interrupt.is_raised()
-                        || target.dead_broker().is_some()
-                    {
-                        let why = if interrupt.is_raised() {
+                    let interrupted = interrupt.is_raised() && !interrupted_before_drain;
+                    if Instant::now() >= deadline || interrupted || target.dead_broker().is_some() {
+                        let why = if interrupted {
                             "interrupted (Ctrl-C) while draining".to_string()
                         } else if let Some(dead) = target.dead_broker() {
                             dead
                         } else {
-                            format!(
-                                "not drained within consumers.drain_timeout = {:?}",
-                                s.consumers.drain_timeout.0
-                            )
+                            format!("consumers did not reach the end offsets within {bound:?} (consumers.drain_timeout, or 5 s after a run stopped early)")
                         };
                         failures.push(format!("{why}: {}", behind.unwrap_or_default()));
                         break;

@@ -304,3 +304,92 @@ fn every_shipped_scenario_validates_through_the_binary() {
         }
     }
 }
+
+#[test]
+fn ctrl_c_stops_the_run_writes_the_report_and_stops_the_broker() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("long.toml");
+    std::fs::write(
+        &file,
+        "name = \"long\"\n[topic]\npartitions = 2\n[producers]\ncount = 1\nduration = \"60s\"\nrate = \"1000/s\"\n",
+    )
+    .unwrap();
+    let mut child = kbench()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid_file = out.path().join("brokers/1/pid");
+    let started = Instant::now();
+    while !pid_file.exists() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let broker: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let me = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(me, nix::sys::signal::Signal::SIGINT).unwrap();
+    let signalled = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "kbench ignored Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let s = summary(out.path());
+    assert!(
+        s.verdict.failures.iter().any(|f| f.contains("interrupted")),
+        "{:?}",
+        s.verdict
+    );
+    assert_eq!(
+        s.delivery.lost, 0,
+        "consumers drain what was written before stopping"
+    );
+    // The broker was stopped and reaped by kbench.
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(broker), None).is_ok();
+    assert!(!alive, "broker {broker} outlived kbench");
+}
+
+#[test]
+fn compare_exits_1_on_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = kbench::summary::Summary::default();
+    s.scenario.name = "x".into();
+    s.verdict.passed = true;
+    s.produce.msgs_per_s = 100_000.0;
+    s.produce.mib_per_s = 100.0;
+    s.produce.latency_ms.p99 = 10.0;
+    let base = dir.path().join("base.json");
+    std::fs::write(&base, serde_json::to_string(&s).unwrap()).unwrap();
+    s.produce.msgs_per_s = 50_000.0;
+    s.produce.mib_per_s = 50.0;
+    let worse = dir.path().join("worse.json");
+    std::fs::write(&worse, serde_json::to_string(&s).unwrap()).unwrap();
+    let o = kbench()
+        .arg("compare")
+        .arg(&base)
+        .arg(&worse)
+        .args(["--max-throughput-drop", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let o = kbench()
+        .arg("compare")
+        .arg(&base)
+        .arg(&base)
+        .args(["--max-throughput-drop", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}
