@@ -64,9 +64,10 @@ def ck_produce(producer, topic, messages):
     check(not errors, f"delivery errors: {errors[:5]}")
 
 
-def ck_read(bootstrap, topic, isolation, expected, partitions=PARTITIONS, seconds=30):
-    """Reads every partition from the start without a group until `expected` messages arrived
-    and every partition is at its end (the last stable offset for read_committed).
+def ck_read(bootstrap, topic, isolation, expected, partitions=PARTITIONS, seconds=30, starts=None):
+    """Reads every partition from the start (or only `starts`: {partition: offset}) without a
+    group until `expected` messages arrived and every partition is at its end (the last stable
+    offset for read_committed).
 
     Returns {partition: [(offset, value)]}."""
     consumer = Consumer(
@@ -78,7 +79,9 @@ def ck_read(bootstrap, topic, isolation, expected, partitions=PARTITIONS, second
             "enable.partition.eof": True,
         }
     )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    starts = starts if starts is not None else {p: 0 for p in range(partitions)}
+    partitions = len(starts)
+    consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
     got = defaultdict(list)
     eof = set()
     count = 0
@@ -254,17 +257,44 @@ def ck_plain_produce(bootstrap, topic, messages):
     check_eq(producer.flush(TIMEOUT), 0, "input messages still in flight after flush")
 
 
+def junk_set(count):
+    """Input records a transaction writes and then aborts: never to be processed."""
+    return [(i % PARTITIONS, b"junk", f"junk-{i}".encode()) for i in range(count)]
+
+
+def ck_txn_input(bootstrap, topic, inputs):
+    """Writes `inputs` in two committed transactions around an aborted one."""
+    producer = ck_txn_producer(bootstrap, unique("ck-ctp-src"))
+    producer.init_transactions(TIMEOUT)
+    half = len(inputs) // 2
+    for part, commit in ((inputs[:half], True), (junk_set(30), False), (inputs[half:], True)):
+        producer.begin_transaction()
+        for p, k, v in part:
+            producer.produce(topic, key=k, value=v, partition=p)
+            producer.poll(0)
+        check_eq(producer.flush(TIMEOUT), 0, "input messages still in flight after flush")
+        if commit:
+            producer.commit_transaction(TIMEOUT)
+        else:
+            producer.abort_transaction(TIMEOUT)
+
+
 def transform(value):
     return b"out:" + value.upper()
 
 
-def scenario_ck_consume_transform_produce(bootstrap):
+def scenario_ck_consume_transform_produce(bootstrap, txn_input=False):
+    """With `txn_input`, the input itself is transactional (a pipeline's second stage): aborted
+    input is skipped, and the positions committed at the end are past the last marker."""
     src, dst, group = unique("ck-ctp-in"), unique("ck-ctp-out"), unique("ck-ctp-grp")
     ck_create_topic(bootstrap, src)
     ck_create_topic(bootstrap, dst)
     n = 300
     inputs = [(i % PARTITIONS, f"k{i % 7}".encode(), f"input-{i}".encode()) for i in range(n)]
-    ck_plain_produce(bootstrap, src, inputs)
+    if txn_input:
+        ck_txn_input(bootstrap, src, inputs)
+    else:
+        ck_plain_produce(bootstrap, src, inputs)
 
     consumer = Consumer(
         {
@@ -321,8 +351,22 @@ def scenario_ck_consume_transform_produce(bootstrap):
         batches += 1
     log(f"{n} input messages processed in {batches} committed transactions")
 
+    # like any consumer (also against Kafka), the position moves past a transaction's trailing
+    # marker only on a poll after the last record: poll once more, then commit the positions in
+    # an offsets-only transaction if they moved (what a long-running processor does next)
     assignment = consumer.assignment()
     check_eq(len(assignment), PARTITIONS, "partitions assigned to the only member")
+    extra = [m for m in consumer.consume(num_messages=10, timeout=1.0) if not m.error()]
+    check_eq([m.value() for m in extra], [], "records after the whole input was processed")
+    positions = consumer.position(assignment)
+    committed = consumer.committed(assignment, timeout=TIMEOUT)
+    if [tp.offset for tp in positions] != [tp.offset for tp in committed]:
+        producer.begin_transaction()
+        producer.send_offsets_to_transaction(
+            positions, consumer.consumer_group_metadata(), TIMEOUT
+        )
+        producer.commit_transaction(TIMEOUT)
+        log("committed the positions past the input's last markers in an offsets-only transaction")
     committed = consumer.committed(assignment, timeout=TIMEOUT)
     consumer.close()
     ends = ck_watermarks(bootstrap, src, "read_uncommitted")
@@ -398,8 +442,9 @@ def kp_produce(producer, topic, messages):
         f.get(timeout=TIMEOUT)
 
 
-def kp_read(bootstrap, topic, isolation, expected, partitions=PARTITIONS, seconds=30):
-    """Reads every partition from the start without a group; {partition: [(offset, value)]}."""
+def kp_read(bootstrap, topic, isolation, expected, partitions=PARTITIONS, seconds=30, starts=None):
+    """Reads every partition from the start (or only `starts`: {partition: offset}) without a
+    group; returns ({partition: [(offset, value)]}, {partition: end offset for `isolation`})."""
     from kafka import KafkaConsumer, TopicPartition as KTP
 
     consumer = KafkaConsumer(
@@ -408,9 +453,15 @@ def kp_read(bootstrap, topic, isolation, expected, partitions=PARTITIONS, second
         enable_auto_commit=False,
         isolation_level=isolation,
     )
-    tps = [KTP(topic, p) for p in range(partitions)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    if starts is None:
+        tps = [KTP(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+    else:
+        tps = [KTP(topic, p) for p in starts]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp.partition])
     got = defaultdict(list)
     count = 0
     deadline = Deadline(seconds)
@@ -524,7 +575,8 @@ def scenario_kp_zombie_fenced(bootstrap):
     log("A fenced; B's transaction visible, A's aborted messages only to read_uncommitted")
 
 
-def scenario_kp_consume_transform_produce(bootstrap):
+def scenario_kp_consume_transform_produce(bootstrap, txn_input=False):
+    """`txn_input`: as for confluent-kafka."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition as KTP
     from kafka.structs import OffsetAndMetadata
 
@@ -533,10 +585,22 @@ def scenario_kp_consume_transform_produce(bootstrap):
     kp_create_topic(bootstrap, dst)
     n = 300
     inputs = [(i % PARTITIONS, f"k{i % 7}".encode(), f"input-{i}".encode()) for i in range(n)]
-    plain = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    for f in [plain.send(src, key=k, value=v, partition=p) for p, k, v in inputs]:
-        f.get(timeout=TIMEOUT)
-    plain.close(timeout=TIMEOUT)
+    if txn_input:
+        src_producer = kp_txn_producer(bootstrap, unique("kp-ctp-src"))
+        bounded("init_transactions", src_producer.init_transactions)
+        half = len(inputs) // 2
+        for part, commit in ((inputs[:half], True), (junk_set(30), False), (inputs[half:], True)):
+            src_producer.begin_transaction()
+            for f in [src_producer.send(src, key=k, value=v, partition=p) for p, k, v in part]:
+                f.get(timeout=TIMEOUT)
+            end = src_producer.commit_transaction if commit else src_producer.abort_transaction
+            bounded("end of an input transaction", end)
+        src_producer.close(timeout=TIMEOUT)
+    else:
+        plain = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        for f in [plain.send(src, key=k, value=v, partition=p) for p, k, v in inputs]:
+            f.get(timeout=TIMEOUT)
+        plain.close(timeout=TIMEOUT)
 
     consumer = KafkaConsumer(
         src,
@@ -584,11 +648,26 @@ def scenario_kp_consume_transform_produce(bootstrap):
         bounded("commit_transaction", producer.commit_transaction)
         done += len(records)
         batches += 1
-    producer.close(timeout=TIMEOUT)
     log(f"{n} input messages processed in {batches} committed transactions")
 
+    # as for confluent-kafka: one more poll, then an offsets-only transaction if positions moved
     assignment = consumer.assignment()
     check_eq(len(assignment), PARTITIONS, "partitions assigned to the only member")
+    extra = [r.value for rs in consumer.poll(timeout_ms=1000).values() for r in rs]
+    check_eq(extra, [], "records after the whole input was processed")
+    positions = {tp: consumer.position(tp) for tp in assignment}
+    if any(consumer.committed(tp) != off for tp, off in positions.items()):
+        producer.begin_transaction()
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in positions.items()}
+        bounded(
+            "send_offsets_to_transaction",
+            producer.send_offsets_to_transaction,
+            offsets,
+            consumer.group_metadata(),
+        )
+        bounded("commit_transaction", producer.commit_transaction)
+        log("committed the positions past the input's last markers in an offsets-only transaction")
+    producer.close(timeout=TIMEOUT)
     committed = {tp.partition: consumer.committed(tp) for tp in assignment}
     ends = {tp.partition: off for tp, off in consumer.end_offsets(list(assignment)).items()}
     consumer.close()
@@ -600,6 +679,129 @@ def scenario_kp_consume_transform_produce(bootstrap):
         want[p].append(transform(v))
     check_eq(values_by_partition(got), dict(sorted(want.items())), "output (read_committed)")
     log("output == transformed input exactly once; committed offsets at the input's end")
+
+
+# ----- both clients: interleaved transactions -----
+
+
+class CkClient:
+    name = "confluent-kafka"
+
+    create_topic = staticmethod(ck_create_topic)
+
+    @staticmethod
+    def producer(bootstrap, txn_id):
+        p = ck_txn_producer(bootstrap, txn_id)
+        p.init_transactions(TIMEOUT)
+        return p
+
+    produce = staticmethod(ck_produce)
+
+    @staticmethod
+    def begin(p):
+        p.begin_transaction()
+
+    @staticmethod
+    def commit(p):
+        p.commit_transaction(TIMEOUT)
+
+    @staticmethod
+    def abort(p):
+        p.abort_transaction(TIMEOUT)
+
+    @staticmethod
+    def read(bootstrap, topic, isolation, expected, starts=None):
+        return ck_read(bootstrap, topic, isolation, expected, starts=starts)
+
+
+class KpClient:
+    name = "kafka-python"
+
+    create_topic = staticmethod(lambda bootstrap, name: kp_create_topic(bootstrap, name))
+
+    @staticmethod
+    def producer(bootstrap, txn_id):
+        p = kp_txn_producer(bootstrap, txn_id)
+        bounded("init_transactions", p.init_transactions)
+        return p
+
+    produce = staticmethod(lambda p, topic, messages: kp_produce(p, topic, messages))
+
+    @staticmethod
+    def begin(p):
+        p.begin_transaction()
+
+    @staticmethod
+    def commit(p):
+        bounded("commit_transaction", p.commit_transaction)
+
+    @staticmethod
+    def abort(p):
+        bounded("abort_transaction", p.abort_transaction)
+
+    @staticmethod
+    def read(bootstrap, topic, isolation, expected, starts=None):
+        return kp_read(bootstrap, topic, isolation, expected, starts=starts)[0]
+
+
+def interleaved(client, bootstrap):
+    """Two transactional producers write alternating batches to the same partitions; one commits
+    while the other is still open (read_committed sees nothing yet: the open one holds the last
+    stable offset at its first offset), then the other aborts. Readers must drop exactly the
+    aborted producer's batches, also when they start reading in the middle of its transaction
+    (the broker lists every aborted transaction overlapping the fetched range, like Kafka)."""
+    topic = unique("txn-interleaved")
+    client.create_topic(bootstrap, topic)
+    p1 = client.producer(bootstrap, unique("txn-p1"))
+    p2 = client.producer(bootstrap, unique("txn-p2"))
+    client.begin(p1)
+    client.begin(p2)
+    doomed, kept = [], []
+    for r in range(4):
+        batch1 = [(i % PARTITIONS, f"p1-aborted-{r}-{i}".encode()) for i in range(6)]
+        batch2 = [(i % PARTITIONS, f"p2-committed-{r}-{i}".encode()) for i in range(6)]
+        client.produce(p1, topic, batch1)
+        client.produce(p2, topic, batch2)
+        doomed += batch1
+        kept += batch2
+    client.commit(p2)
+    got = client.read(bootstrap, topic, "read_committed", 0)
+    check_eq(values_by_partition(got), {}, "read_committed while p1's transaction (first) is open")
+    client.abort(p1)
+    got = client.read(bootstrap, topic, "read_committed", len(kept))
+    check_eq(values_by_partition(got), expected_by_partition(kept), "read_committed after abort")
+
+    later = txn_set("p1-later", 9)
+    client.begin(p1)
+    client.produce(p1, topic, later)
+    client.commit(p1)
+    committed = expected_by_partition(kept, later)
+    got = client.read(bootstrap, topic, "read_committed", len(kept) + len(later))
+    check_eq(values_by_partition(got), committed, "read_committed at the end")
+
+    everything = client.read(bootstrap, topic, "read_uncommitted", len(doomed) + len(kept) + len(later))
+    check_eq(
+        sorted(v for msgs in everything.values() for _, v in msgs),
+        sorted(v for _, v in doomed + kept + later),
+        "read_uncommitted: every message",
+    )
+    # read_committed from inside the aborted transaction, in each partition
+    doomed_values = {v for _, v in doomed}
+    for p, msgs in sorted(everything.items()):
+        aborted_offsets = [o for o, v in msgs if v in doomed_values]
+        start = aborted_offsets[len(aborted_offsets) // 2]
+        want = [v for o, v in msgs if o >= start and v not in doomed_values]
+        got = client.read(bootstrap, topic, "read_committed", len(want), starts={p: start})
+        check_eq([v for _, v in got.get(p, [])], want, f"read_committed of {p} from offset {start}")
+    log(f"{client.name}: interleaved aborted/committed transactions filtered exactly")
+
+
+def scenario_ck_interleaved(bootstrap):
+    interleaved(CkClient, bootstrap)
+
+
+def scenario_kp_interleaved(bootstrap):
+    interleaved(KpClient, bootstrap)
 
 
 if __name__ == "__main__":
@@ -615,8 +817,12 @@ if __name__ == "__main__":
             "ck_commit_abort": scenario_ck_commit_abort,
             "ck_zombie_fenced": scenario_ck_zombie_fenced,
             "ck_consume_transform_produce": scenario_ck_consume_transform_produce,
+            "ck_interleaved": scenario_ck_interleaved,
+            "ck_transactional_input": lambda b: scenario_ck_consume_transform_produce(b, True),
             "kp_commit_abort": scenario_kp_commit_abort,
             "kp_zombie_fenced": scenario_kp_zombie_fenced,
             "kp_consume_transform_produce": scenario_kp_consume_transform_produce,
+            "kp_interleaved": scenario_kp_interleaved,
+            "kp_transactional_input": lambda b: scenario_kp_consume_transform_produce(b, True),
         }
     )

@@ -1,5 +1,7 @@
 //! Third-party clients nobody here wrote against a real kbroker: Python `confluent-kafka`
-//! (librdkafka), `kafka-python` (pure Python) and Debian's `kcat` (librdkafka 2.0.2).
+//! (librdkafka), `kafka-python` (pure Python) and Debian's `kcat` (librdkafka 2.0.2); the
+//! transactional producers and read_committed consumers of both Python clients are in
+//! `compat/transactions_compat.py`.
 //!
 //! Each test starts a fresh kbroker on a free port with a temporary log dir, runs one scenario of
 //! one client script from `compat/` with the broker's address, and asserts it exits 0; on failure
@@ -260,6 +262,19 @@ fn confluent_kafka_transactions_consume_transform_produce() {
     );
 }
 
+/// Two producers' transactions interleaved on the same partitions: one commits while the other is
+/// open (nothing visible yet), the other aborts; read_committed also from inside the aborted one.
+#[test]
+fn confluent_kafka_transactions_interleaved() {
+    python_scenario("transactions_compat.py", "ck_interleaved", &[]);
+}
+
+/// Consume-transform-produce whose input is itself transactional (with an aborted transaction).
+#[test]
+fn confluent_kafka_transactions_transactional_input() {
+    python_scenario("transactions_compat.py", "ck_transactional_input", &[]);
+}
+
 #[test]
 fn kafka_python_transactions_commit_abort() {
     python_scenario("transactions_compat.py", "kp_commit_abort", &[]);
@@ -277,4 +292,14 @@ fn kafka_python_transactions_consume_transform_produce() {
         "kp_consume_transform_produce",
         &[],
     );
+}
+
+#[test]
+fn kafka_python_transactions_interleaved() {
+    python_scenario("transactions_compat.py", "kp_interleaved", &[]);
+}
+
+#[test]
+fn kafka_python_transactions_transactional_input() {
+    python_scenario("transactions_compat.py", "kp_transactional_input", &[]);
 }
