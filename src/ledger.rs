@@ -11,11 +11,18 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
-/// What the producers know: per producer index, the sequences the cluster acknowledged.
+/// What the producers know: per producer index, the sequences the cluster acknowledged and,
+/// for transactional producers, the sequences of aborted transactions.
+///
+/// A transactional message counts as acknowledged only once its transaction committed; every
+/// message sent in a transaction that was aborted (deliberately or after an error, delivered or
+/// not) is in `aborted`, and a `read_committed` consumer must never see it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AckLedger {
-    /// Producer index → acknowledged sequence numbers.
+    /// Producer index → acknowledged (and, when transactional, committed) sequence numbers.
     pub acked: BTreeMap<u32, RoaringBitmap>,
+    /// Producer index → sequence numbers sent in aborted transactions.
+    pub aborted: BTreeMap<u32, RoaringBitmap>,
 }
 
 impl AckLedger {
@@ -24,11 +31,27 @@ impl AckLedger {
         self.acked.entry(producer).or_default().insert(seq);
     }
 
+    /// Records the sequences `first..=last` of `producer` as sent in an aborted transaction.
+    pub fn abort_range(&mut self, producer: u32, first: u32, last: u32) {
+        self.aborted
+            .entry(producer)
+            .or_default()
+            .insert_range(first..=last);
+    }
+
     /// Folds `other` into `self`.
     pub fn merge(&mut self, other: &AckLedger) {
         for (p, bits) in &other.acked {
             *self.acked.entry(*p).or_default() |= bits;
         }
+        for (p, bits) in &other.aborted {
+            *self.aborted.entry(*p).or_default() |= bits;
+        }
+    }
+
+    /// Distinct messages of aborted transactions.
+    pub fn aborted_total(&self) -> u64 {
+        self.aborted.values().map(RoaringBitmap::len).sum()
     }
 
     /// Distinct acknowledged messages.
@@ -115,10 +138,12 @@ pub struct GroupVerdict {
     pub lost: u64,
     /// Copies beyond the first.
     pub duplicated: u64,
-    /// Received but never acknowledged.
+    /// Received but never acknowledged (and not of an aborted transaction).
     pub unexpected: u64,
     /// Out of per-producer order within a partition.
     pub reordered: u64,
+    /// Distinct messages of aborted transactions that were received.
+    pub aborted_seen: u64,
 }
 
 /// Compares what a group received with what was acknowledged.
@@ -130,9 +155,13 @@ pub fn verdict(acks: &AckLedger, group: &GroupLedger) -> GroupVerdict {
         let got = group.received.get(p).unwrap_or(&empty);
         lost += acked.difference_len(got);
     }
+    let mut aborted_seen = 0;
     for (p, got) in &group.received {
         let acked = acks.acked.get(p).unwrap_or(&empty);
-        unexpected += got.difference_len(acked);
+        let aborted = acks.aborted.get(p).unwrap_or(&empty);
+        let not_acked = got - acked;
+        aborted_seen += not_acked.intersection_len(aborted);
+        unexpected += not_acked.difference_len(aborted);
     }
     GroupVerdict {
         acked: acks.total(),
@@ -141,6 +170,7 @@ pub fn verdict(acks: &AckLedger, group: &GroupLedger) -> GroupVerdict {
         duplicated: group.duplicated,
         unexpected,
         reordered: group.reordered,
+        aborted_seen,
     }
 }
 
@@ -259,6 +289,22 @@ mod tests {
         m1.merge(&m2);
         let v = verdict(&acked(100, 1), &m1);
         assert_eq!((v.lost, v.duplicated, v.consumed), (0, 10, 110));
+    }
+
+    #[test]
+    fn messages_of_aborted_transactions_seen_are_counted_apart() {
+        let mut a = acked(100, 1);
+        a.abort_range(0, 100, 149); // a transaction of 50 messages, aborted
+        let mut g = received_all(100, 1);
+        g.receive(0, 120, 0);
+        g.receive(0, 121, 0);
+        g.receive(0, 500, 0); // never sent in any transaction: unexpected
+        let v = verdict(&a, &g);
+        assert_eq!((v.lost, v.aborted_seen, v.unexpected), (0, 2, 1));
+        assert_eq!(a.aborted_total(), 50);
+        let mut b = AckLedger::default();
+        b.merge(&a);
+        assert_eq!(b.aborted_total(), 50);
     }
 
     #[test]

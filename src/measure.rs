@@ -82,6 +82,80 @@ pub struct ProducerState {
     pub per_partition: Vec<u64>,
     /// Time of the last acknowledgement, µs since the epoch.
     pub last_ack_us: u64,
+    /// Log records per partition index that are not committed messages: messages of aborted
+    /// transactions and transaction markers (one per partition a transaction wrote to).
+    pub per_partition_other: Vec<u64>,
+    /// Acknowledgements of the open transaction, counted only once it commits.
+    pub open_txn: Option<Vec<PendingAck>>,
+    /// Transactions so far.
+    pub txns: TxnCounts,
+}
+
+/// A message of the open transaction the cluster acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingAck {
+    /// Sequence number.
+    pub seq: u32,
+    /// Partition it went to.
+    pub partition: i32,
+    /// Payload (+ key) bytes.
+    pub bytes: u64,
+    /// Sent after the warm-up.
+    pub measured: bool,
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnEnd {
+    /// Committed.
+    Committed,
+    /// Aborted on purpose.
+    Aborted,
+    /// Aborted after an abortable error.
+    AbortedOnError,
+}
+
+/// Transaction counts and commit latency of one transactional client.
+#[derive(Debug, Clone)]
+pub struct TxnCounts {
+    /// Committed transactions.
+    pub committed: u64,
+    /// Transactions aborted on purpose.
+    pub aborted: u64,
+    /// Transactions aborted after an error.
+    pub aborted_on_error: u64,
+    /// Begin → commit returned, µs.
+    pub commit_latency: Histogram<u64>,
+}
+
+impl Default for TxnCounts {
+    fn default() -> Self {
+        TxnCounts {
+            committed: 0,
+            aborted: 0,
+            aborted_on_error: 0,
+            commit_latency: latency_histogram(),
+        }
+    }
+}
+
+impl TxnCounts {
+    /// Folds `other` into `self`.
+    pub fn merge(&mut self, other: &TxnCounts) {
+        self.committed += other.committed;
+        self.aborted += other.aborted;
+        self.aborted_on_error += other.aborted_on_error;
+        let _ = self.commit_latency.add(&other.commit_latency);
+    }
+}
+
+fn bump(v: &mut Vec<u64>, partition: i32, n: u64) {
+    if let Ok(p) = usize::try_from(partition) {
+        if v.len() <= p {
+            v.resize(p + 1, 0);
+        }
+        v[p] += n;
+    }
 }
 
 impl Default for ProducerMeter {
@@ -101,6 +175,9 @@ impl Default for ProducerMeter {
                 ledger: AckLedger::default(),
                 per_partition: Vec::new(),
                 last_ack_us: 0,
+                per_partition_other: Vec::new(),
+                open_txn: None,
+                txns: TxnCounts::default(),
             }),
         }
     }
@@ -127,6 +204,21 @@ impl ProducerMeter {
     ) {
         let latency = now.saturating_sub(sent_us).max(1);
         let mut s = lock(&self.state);
+        if let Some(pending) = s.open_txn.as_mut() {
+            // Latency is send → acknowledgement as always; the message counts as acknowledged
+            // once (and if) its transaction commits.
+            pending.push(PendingAck {
+                seq,
+                partition,
+                bytes,
+                measured: sent_us >= warmup_end,
+            });
+            let _ = s.interval_latency.record(latency);
+            if sent_us >= warmup_end {
+                let _ = s.latency.record(latency);
+            }
+            return;
+        }
         s.interval_acked.0 += 1;
         s.interval_acked.1 += bytes;
         s.acked.0 += 1;
@@ -145,6 +237,72 @@ impl ProducerMeter {
             s.per_partition[p] += 1;
         }
         s.last_ack_us = s.last_ack_us.max(now);
+    }
+
+    /// A transaction begins: acknowledgements wait for its end.
+    pub fn begin_txn(&self) {
+        lock(&self.state).open_txn = Some(Vec::new());
+    }
+
+    /// Acknowledgements received in the open transaction so far.
+    pub fn txn_acked(&self) -> usize {
+        lock(&self.state).open_txn.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The open transaction, which held sequences `seqs` (first, last) of `producer`, ended
+    /// `how`, `latency_us` after it began. Committed: its acknowledgements count. Aborted: every
+    /// sequence it held goes to the ledger's aborted set.
+    pub fn end_txn(
+        &self,
+        producer: u32,
+        seqs: Option<(u32, u32)>,
+        how: TxnEnd,
+        latency_us: u64,
+        now: u64,
+    ) {
+        let mut s = lock(&self.state);
+        let pending = s.open_txn.take().unwrap_or_default();
+        let mut partitions: Vec<i32> = pending.iter().map(|a| a.partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        for p in &partitions {
+            // One commit or abort marker per partition the transaction wrote to.
+            bump(&mut s.per_partition_other, *p, 1);
+        }
+        match how {
+            TxnEnd::Committed => {
+                s.txns.committed += 1;
+                let _ = s.txns.commit_latency.record(latency_us.max(1));
+                for a in &pending {
+                    s.interval_acked.0 += 1;
+                    s.interval_acked.1 += a.bytes;
+                    s.acked.0 += 1;
+                    s.acked.1 += a.bytes;
+                    if a.measured {
+                        s.measured.0 += 1;
+                        s.measured.1 += a.bytes;
+                    }
+                    s.ledger.ack(producer, a.seq);
+                    bump(&mut s.per_partition, a.partition, 1);
+                }
+                if !pending.is_empty() {
+                    s.last_ack_us = s.last_ack_us.max(now);
+                }
+            }
+            TxnEnd::Aborted | TxnEnd::AbortedOnError => {
+                if how == TxnEnd::Aborted {
+                    s.txns.aborted += 1;
+                } else {
+                    s.txns.aborted_on_error += 1;
+                }
+                for a in &pending {
+                    bump(&mut s.per_partition_other, a.partition, 1);
+                }
+                if let Some((first, last)) = seqs {
+                    s.ledger.abort_range(producer, first, last);
+                }
+            }
+        }
     }
 
     /// A delivery report said the message was not written.

@@ -499,6 +499,8 @@ pub async fn run_one(
     // Verification.
     let mut acks = AckLedger::default();
     let mut per_partition = vec![0u64; partitions.max(0) as usize];
+    let mut per_partition_other = vec![0u64; partitions.max(0) as usize];
+    let mut txns = crate::measure::TxnCounts::default();
     let mut produce_hist = latency_histogram();
     let mut produce = ProduceSummary::default();
     let mut measured = (0u64, 0u64);
@@ -515,6 +517,12 @@ pub async fn run_one(
                     per_partition[i] += n;
                 }
             }
+            for (i, n) in st.per_partition_other.iter().enumerate() {
+                if i < per_partition_other.len() {
+                    per_partition_other[i] += n;
+                }
+            }
+            txns.merge(&st.txns);
             let _ = produce_hist.add(&st.latency);
             produce.acked += st.acked.0;
             produce.failed += st.failed;
@@ -591,15 +599,29 @@ pub async fn run_one(
     }
     consume.e2e_latency_ms = Percentiles::from_histogram(&e2e_hist);
 
-    let (delivery, delivery_failures) =
-        verify::delivery::check(s.verify.delivery, s.verify.order, &acks, &groups);
+    let (mut delivery, delivery_failures) = verify::delivery::check(
+        s.verify.delivery,
+        s.verify.order,
+        s.consumers.isolation,
+        &acks,
+        &groups,
+    );
     failures.extend(delivery_failures);
+    if s.producers.transactional {
+        delivery.transactions = Some(transactions_summary(&txns, 0));
+    }
 
     let mut offsets = Default::default();
     if s.verify.offsets {
         match &marks_after {
             Ok(after) => {
-                let (o, f) = verify::offsets::check(&topic, &marks_before, after, &per_partition);
+                let (o, f) = verify::offsets::check(
+                    &topic,
+                    &marks_before,
+                    after,
+                    &per_partition,
+                    &per_partition_other,
+                );
                 offsets = o;
                 failures.extend(f);
             }
@@ -807,6 +829,20 @@ fn phase(events: &mut Vec<Event>, t_s: f64, kind: &str, detail: &str) {
         kind: kind.into(),
         detail: detail.into(),
     });
+}
+
+/// The summary of transaction counts.
+fn transactions_summary(
+    t: &crate::measure::TxnCounts,
+    left_open: u64,
+) -> crate::summary::TransactionsSummary {
+    crate::summary::TransactionsSummary {
+        committed: t.committed,
+        aborted: t.aborted,
+        aborted_on_error: t.aborted_on_error,
+        left_open,
+        commit_latency_ms: Percentiles::from_histogram(&t.commit_latency),
+    }
 }
 
 fn hostname() -> String {

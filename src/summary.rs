@@ -276,6 +276,65 @@ pub struct DeliverySummary {
     pub aborted_visible: u64,
     /// The same figures per consumer group.
     pub per_group: Vec<GroupDelivery>,
+    /// Distinct messages the producers sent in aborted transactions (deliberately or after an
+    /// error); not in `acked`, and never to be seen under `read_committed`.
+    #[serde(default)]
+    pub aborted: u64,
+    /// The producers' transactions; present when `producers.transactional`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<TransactionsSummary>,
+    /// The consume-transform-produce stage; present when the scenario has `[pipeline]` (the
+    /// figures above then compare the output topic with the producers' acknowledgements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineSummary>,
+}
+
+/// Transactions of a set of transactional clients (producer tasks or pipeline workers).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransactionsSummary {
+    /// Transactions committed.
+    pub committed: u64,
+    /// Transactions aborted on purpose (`abort_ratio`).
+    pub aborted: u64,
+    /// Transactions aborted because an operation failed with an abortable error.
+    pub aborted_on_error: u64,
+    /// Transactions left open by a killed pipeline worker (aborted by the broker).
+    #[serde(default)]
+    pub left_open: u64,
+    /// Begin → `commit_transaction` returned, ms, committed transactions only.
+    pub commit_latency_ms: Percentiles,
+}
+
+/// The consume-transform-produce stage of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineSummary {
+    /// Input topic (the producers' topic).
+    pub input_topic: String,
+    /// Output topic (what the consumer groups verified).
+    pub output_topic: String,
+    /// Transform workers.
+    pub workers: u32,
+    /// Input records whose transformed output was committed (every commit counted, so records
+    /// re-processed after a kill count again).
+    pub input_committed: u64,
+    /// Worker transactions.
+    pub transactions: TransactionsSummary,
+    /// Worker kills carried out, in order.
+    pub kills: Vec<WorkerKill>,
+}
+
+/// One worker kill and its restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerKill {
+    /// Worker index.
+    pub worker: u32,
+    /// When the worker's clients were dropped, s since the run start.
+    pub killed_at_s: f64,
+    /// Output records of the transaction left open at the kill (sent, not committed).
+    pub open_transaction_records: u64,
+    /// When the restarted worker had initialised its transactional producer (fencing the dead
+    /// instance), s since the run start; `None` if it was not restarted before the run ended.
+    pub restarted_at_s: Option<f64>,
 }
 
 /// Delivery figures of one consumer group.

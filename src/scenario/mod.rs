@@ -152,7 +152,7 @@ pub fn load_str(src: &str, path: &Path, sets: &[String]) -> Result<Loaded, Scena
                 message,
             };
             for (key, value) in &combo {
-                overrides::apply(&mut t, key, value.clone()).map_err(at)?;
+                overrides::apply_merged(&mut t, key, value.clone()).map_err(at)?;
             }
             let scenario = typed(&t).map_err(at)?;
             scenario
@@ -286,16 +286,44 @@ fn path_at(table: &toml::de::DeTable<'_>, offset: usize) -> Vec<String> {
 }
 
 /// Byte offset of a dotted key path in the file; the deepest part that exists if not all do.
+/// A part may index an array of tables: `pipeline.kills[1].worker`.
 fn locate(table: &toml::de::DeTable<'_>, key: &str) -> Option<usize> {
-    let parts = overrides::split_key(key).ok()?;
+    let mut parts = Vec::new();
+    for part in key.split('.') {
+        match part.split_once('[') {
+            Some((name, index)) => {
+                let i = index.trim_end_matches(']').parse::<usize>().ok()?;
+                parts.push((name.trim_matches('"').to_string(), Some(i)));
+            }
+            None => parts.push((part.trim_matches('"').to_string(), None)),
+        }
+    }
+    if !key.contains('[') {
+        // Quoted parts may hold dots: let TOML split them.
+        parts = overrides::split_key(key)
+            .ok()?
+            .into_iter()
+            .map(|p| (p, None))
+            .collect();
+    }
     let mut current = table;
     let mut found = None;
-    for part in parts {
+    for (part, index) in parts {
         let (k, v) = current
             .iter()
             .find(|(k, _)| k.get_ref().as_ref() == part.as_str())?;
         found = Some(k.span().start);
-        match v.get_ref().as_table() {
+        let value = match index {
+            Some(i) => match v.get_ref().as_array().and_then(|a| a.get(i)) {
+                Some(item) => {
+                    found = Some(item.span().start);
+                    item
+                }
+                None => break,
+            },
+            None => v,
+        };
+        match value.get_ref().as_table() {
             Some(t) => current = t,
             None => break,
         }

@@ -70,6 +70,20 @@ pub fn apply(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(
     Ok(())
 }
 
+/// Like [`apply`], but a table value is merged into the table already at `key` (key by key,
+/// recursively) instead of replacing it. Matrix values use this, so one matrix key can vary
+/// several settings together: `"producers" = [{ idempotence = true }, { transactional = true }]`.
+pub fn apply_merged(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let toml::Value::Table(entries) = value else {
+        return apply(table, key, value);
+    };
+    for (k, v) in entries {
+        let quoted = toml::Value::String(k.clone()).to_string();
+        apply_merged(table, &format!("{key}.{quoted}"), v)?;
+    }
+    Ok(())
+}
+
 /// One combination of matrix values, in key order.
 pub type Combination = Vec<(String, toml::Value)>;
 
@@ -96,11 +110,19 @@ pub fn label(combo: &Combination) -> String {
         .iter()
         .map(|(k, v)| {
             let short = k.rsplit('.').next().unwrap_or(k);
-            let value = match v {
+            let value = |v: &toml::Value| match v {
                 toml::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            format!("{short}-{value}")
+            match v {
+                // A table of settings is labelled by its own keys: `idempotence-true`.
+                toml::Value::Table(t) if !t.is_empty() => t
+                    .iter()
+                    .map(|(k, v)| format!("{k}-{}", value(v)))
+                    .collect::<Vec<_>>()
+                    .join("_"),
+                v => format!("{short}-{}", value(v)),
+            }
         })
         .collect();
     parts
@@ -188,5 +210,18 @@ mod tests {
         assert_eq!(label(&combos[0]), "acks-0_partitions-1");
         assert_eq!(label(&combos[5]), "acks-all_partitions-8");
         assert_eq!(combinations(&BTreeMap::new()).len(), 1);
+    }
+
+    #[test]
+    fn table_values_merge_and_label_by_their_keys() {
+        let mut t: toml::Table =
+            toml::from_str("name = \"x\"\n[producers]\ncount = 1\nacks = 1").unwrap();
+        let v = parse_value("{ idempotence = true, acks = \"all\" }");
+        apply_merged(&mut t, "producers", v.clone()).unwrap();
+        assert_eq!(t["producers"]["count"].as_integer(), Some(1));
+        assert_eq!(t["producers"]["acks"].as_str(), Some("all"));
+        assert_eq!(t["producers"]["idempotence"].as_bool(), Some(true));
+        let combo = vec![("producers".to_string(), v)];
+        assert_eq!(label(&combo), "acks-all_idempotence-true");
     }
 }

@@ -47,6 +47,10 @@ pub struct Scenario {
     /// Report output.
     #[serde(default)]
     pub report: Report,
+    /// Consume-transform-produce stage between the producers and the consumer groups; absent =
+    /// the groups read the producers' topic directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<Pipeline>,
     /// Dotted key → list of values: one run per combination.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, Vec<toml::Value>>,
@@ -227,8 +231,18 @@ pub struct Producers {
     pub batch_size: Option<Size>,
     /// Compression codec.
     pub compression: Compression,
-    /// `enable.idempotence`.
+    /// `enable.idempotence` (implied by `transactional`).
     pub idempotence: bool,
+    /// Transactional producers: each task gets `transactional.id = kbench-<name>-<run id>-p<i>`
+    /// and sends in transactions of `messages_per_transaction` messages.
+    pub transactional: bool,
+    /// Messages per transaction (with `transactional`).
+    pub messages_per_transaction: u32,
+    /// Share of transactions deliberately aborted, 0.0–1.0 (with `transactional`), spread
+    /// evenly and deterministically over each producer's transactions.
+    pub abort_ratio: f64,
+    /// `transaction.timeout.ms`: how long the broker lets a transaction stay open.
+    pub transaction_timeout: Dur,
     /// `max.in.flight.requests.per.connection`; unset = librdkafka's default.
     pub max_in_flight: Option<u32>,
     /// Messages per second for each producer (exclusive with `total_rate`); unset = flat out.
@@ -259,6 +273,10 @@ impl Default for Producers {
             batch_size: None,
             compression: Compression::None,
             idempotence: false,
+            transactional: false,
+            messages_per_transaction: 100,
+            abort_ratio: 0.0,
+            transaction_timeout: Dur(Duration::from_secs(60)),
             max_in_flight: None,
             rate: None,
             total_rate: None,
@@ -286,6 +304,11 @@ impl Producers {
             (None, Some(d)) => Stop::Duration(d.0),
             (None, None) => Stop::Messages(10_000),
         }
+    }
+
+    /// Whether the client runs with `enable.idempotence` (set, or implied by `transactional`).
+    pub fn idempotent(&self) -> bool {
+        self.idempotence || self.transactional
     }
 
     /// Target messages per second for one producer, if a rate is set.
@@ -467,6 +490,162 @@ impl Default for Report {
     }
 }
 
+/// What a pipeline worker does to each record's value (the 24-byte identity header is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transform {
+    /// The value as read.
+    Identity,
+    /// ASCII letters after the header upper-cased.
+    Uppercase,
+}
+
+/// `[pipeline]`: consume-transform-produce, as in the seeds. A group of transform workers reads
+/// the producers' topic (`read_committed`), writes each record transformed to the output topic
+/// inside a transaction together with its input offsets (`send_offsets_to_transaction`), and
+/// commits; the consumer groups then verify the output against what the producers had
+/// acknowledged. `kills` is the fault plan: one data structure, executed by one supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pipeline {
+    /// Transform workers: one read_committed consumer (group `kbench-<name>-<run id>-transform`)
+    /// and one transactional producer (`transactional.id = kbench-<name>-<run id>-w<i>`) each.
+    pub workers: u32,
+    /// What a worker does to each value.
+    pub transform: Transform,
+    /// Most input records per transaction (one poll batch).
+    pub messages_per_transaction: u32,
+    /// `transaction.timeout.ms` of the workers' producers: how long an open transaction of a
+    /// killed worker that is never restarted blocks the output before the broker aborts it.
+    pub transaction_timeout: Dur,
+    /// Output topic; unset = `<topic>-output`. Same partitions and replication as `[topic]`.
+    pub output_topic: Option<String>,
+    /// Worker kills, each followed by a restart of the same worker (same transactional id).
+    pub kills: Vec<Kill>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline {
+            workers: 2,
+            transform: Transform::Uppercase,
+            messages_per_transaction: 500,
+            transaction_timeout: Dur(Duration::from_secs(30)),
+            output_topic: None,
+            kills: Vec::new(),
+        }
+    }
+}
+
+/// `[[pipeline.kills]]`: kill one worker (its clients are dropped in the middle of a
+/// transaction, without committing or aborting it) and restart it later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kill {
+    /// Worker index (0-based).
+    pub worker: u32,
+    /// When, counted from the producers' start (exclusive with `after_messages`).
+    #[serde(default)]
+    pub at: Option<Dur>,
+    /// When the pipeline has committed this many input records (exclusive with `at`).
+    #[serde(default)]
+    pub after_messages: Option<u64>,
+    /// How long the worker stays dead before it is restarted with the same transactional id
+    /// (whose `init_transactions` fences the dead instance and aborts its open transaction).
+    #[serde(default = "default_restart_after")]
+    pub restart_after: Dur,
+}
+
+fn default_restart_after() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+/// When a kill fires.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KillTrigger {
+    /// This long after the producers' start.
+    At(Duration),
+    /// When the pipeline has committed this many input records.
+    AfterMessages(u64),
+}
+
+impl Kill {
+    /// When this kill fires (validated: exactly one of `at`, `after_messages`).
+    pub fn trigger(&self) -> KillTrigger {
+        match (self.at, self.after_messages) {
+            (Some(d), _) => KillTrigger::At(d.0),
+            (None, Some(n)) => KillTrigger::AfterMessages(n),
+            (None, None) => KillTrigger::At(Duration::ZERO),
+        }
+    }
+}
+
+impl Pipeline {
+    fn validate(&self, s: &Scenario) -> Result<(), Invalid> {
+        if self.workers == 0 || self.workers > 64 {
+            return Err(invalid(
+                "pipeline.workers",
+                format!("workers = {} must be 1..=64", self.workers),
+            ));
+        }
+        if self.messages_per_transaction == 0 || self.messages_per_transaction > 100_000 {
+            return Err(invalid(
+                "pipeline.messages_per_transaction",
+                "messages_per_transaction must be 1..=100000",
+            ));
+        }
+        if self.transaction_timeout.0 < Duration::from_secs(1)
+            || self.transaction_timeout.0 > Duration::from_secs(900)
+        {
+            return Err(invalid(
+                "pipeline.transaction_timeout",
+                "transaction_timeout must be 1s..=15m",
+            ));
+        }
+        if let Some(name) = &self.output_topic {
+            if name.is_empty()
+                || name.len() > 249
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || s.topic.name.as_deref() == Some(name.as_str())
+            {
+                return Err(invalid(
+                    "pipeline.output_topic",
+                    format!("output_topic \"{name}\" must be a legal Kafka topic name (1-249 of [a-zA-Z0-9._-]) other than topic.name"),
+                ));
+            }
+        }
+        for (i, k) in self.kills.iter().enumerate() {
+            let key = format!("pipeline.kills[{i}]");
+            if k.worker >= self.workers {
+                return Err(invalid(
+                    &format!("{key}.worker"),
+                    format!(
+                        "worker = {} but there are {} workers (0..={})",
+                        k.worker,
+                        self.workers,
+                        self.workers - 1
+                    ),
+                ));
+            }
+            if k.at.is_some() == k.after_messages.is_some() {
+                return Err(invalid(
+                    &key,
+                    "a kill needs exactly one of at (a duration after the producers start) or after_messages",
+                ));
+            }
+            if k.restart_after.0 > Duration::from_secs(600) {
+                return Err(invalid(
+                    &format!("{key}.restart_after"),
+                    "restart_after must be at most 10m",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A client or broker config value: TOML strings, integers, floats and booleans are all accepted
 /// and handed over as the string Kafka configs take.
 #[derive(Debug, Clone, PartialEq)]
@@ -631,17 +810,50 @@ impl Scenario {
                     "max_in_flight must be at least 1",
                 ));
             }
-            if p.idempotence && m > 5 {
+            if p.idempotent() && m > 5 {
                 return Err(invalid(
                     "producers.max_in_flight",
-                    "idempotence allows max_in_flight of at most 5",
+                    "idempotence (set, or implied by transactional) allows max_in_flight of at most 5",
                 ));
             }
         }
-        if p.idempotence && p.acks != Acks::All {
+        if p.idempotent() && p.acks != Acks::All {
             return Err(invalid(
                 "producers.acks",
-                "idempotence requires acks = \"all\"",
+                if p.transactional {
+                    "transactional = true implies idempotence, which requires acks = \"all\"; set producers.acks = \"all\""
+                } else {
+                    "idempotence requires acks = \"all\""
+                },
+            ));
+        }
+        if !(0.0..=1.0).contains(&p.abort_ratio) {
+            return Err(invalid(
+                "producers.abort_ratio",
+                format!(
+                    "abort_ratio = {} must be between 0.0 and 1.0",
+                    p.abort_ratio
+                ),
+            ));
+        }
+        if p.abort_ratio > 0.0 && !p.transactional {
+            return Err(invalid(
+                "producers.abort_ratio",
+                "abort_ratio needs producers.transactional = true (only transactions can be aborted)",
+            ));
+        }
+        if p.messages_per_transaction == 0 || p.messages_per_transaction > 1_000_000 {
+            return Err(invalid(
+                "producers.messages_per_transaction",
+                "messages_per_transaction must be 1..=1000000",
+            ));
+        }
+        if p.transaction_timeout.0 < Duration::from_secs(1)
+            || p.transaction_timeout.0 > Duration::from_secs(900)
+        {
+            return Err(invalid(
+                "producers.transaction_timeout",
+                "transaction_timeout must be 1s..=15m (Kafka's transaction.max.timeout.ms is 15m)",
             ));
         }
         if p.time_limit.0.is_zero() {
@@ -676,6 +888,9 @@ impl Scenario {
                 "verify.require_rate",
                 "require_rate needs producers.rate or producers.total_rate",
             ));
+        }
+        if let Some(pl) = &self.pipeline {
+            pl.validate(self)?;
         }
         if self.sampling.interval.0 < Duration::from_millis(100) {
             return Err(invalid(

@@ -116,8 +116,16 @@ fn run(task: MemberTask) -> Result<(), String> {
     let commit = task.scenario.consumers.commit;
     let mut uncommitted = 0u64;
     let mut last_commit = Instant::now();
+    let mut last_position = Instant::now();
     let warmup_end = task.warmup_end.clone();
     while !task.stop.is_raised() {
+        if last_position.elapsed() >= Duration::from_millis(100) {
+            // The position moves past records the application never sees (transaction markers,
+            // aborted records under read_committed); the drain needs it to know a partition is
+            // read to its end.
+            record_positions(&consumer, &task.meter);
+            last_position = Instant::now();
+        }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 let payload = m.payload().unwrap_or_default();
@@ -155,6 +163,20 @@ fn run(task: MemberTask) -> Result<(), String> {
         commit_now(&consumer, Commit::ManualSync, &task.meter);
     }
     Ok(())
+}
+
+/// Records the consumer's position in every assigned partition (a local call, no request).
+pub(crate) fn record_positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    meter: &ConsumerMeter,
+) {
+    if let Ok(tpl) = consumer.position() {
+        for e in tpl.elements() {
+            if let rdkafka::Offset::Offset(o) = e.offset() {
+                meter.position(e.partition(), o);
+            }
+        }
+    }
 }
 
 fn commit_now(consumer: &BaseConsumer<Context>, commit: Commit, meter: &ConsumerMeter) {

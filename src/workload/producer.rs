@@ -1,6 +1,14 @@
 //! One producer task: a `ThreadedProducer` fed by a thread of its own, sending `messages_each` messages
 //! (or for `duration`) flat out or paced ([`super::rate::Pacer`]), and recording every delivery
 //! report in its [`ProducerMeter`].
+//!
+//! With `transactional`, the task calls `init_transactions` once and then sends in transactions
+//! of `messages_per_transaction` messages, committing each or, for the share `abort_ratio`
+//! ([`AbortPlan`], deterministic per producer index so runs are reproducible), aborting it after
+//! every message of it was written. Errors are handled by kind as librdkafka classifies them: an
+//! abortable error aborts the transaction (its messages go to the ledger's aborted set) and the
+//! task goes on; a retriable one is retried; a fatal one (fenced by another instance with the
+//! same `transactional.id`) ends the task with an error naming the id.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,7 +22,7 @@ use rdkafka::{ClientConfig, ClientContext};
 use super::payload::{read_header, write_header, Filler, KeyChooser};
 use super::rate::{sleep_until, Pacer};
 use super::{apply_client_configs, error_kind, Stop};
-use crate::measure::{now_us, ProducerMeter, WarmupEnd};
+use crate::measure::{now_us, ProducerMeter, TxnEnd, WarmupEnd};
 use crate::scenario::{self, Scenario};
 
 /// Everything one producer task needs.
@@ -80,15 +88,23 @@ impl ProducerContext for Context {
 }
 
 /// The librdkafka settings of a producer (the scenario's `client_configs` win).
-pub fn client_config(s: &Scenario, bootstrap: &str, index: u32) -> ClientConfig {
+pub fn client_config(s: &Scenario, bootstrap: &str, run_tag: u32, index: u32) -> ClientConfig {
     let p = &s.producers;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", format!("kbench-{}-p{index}", s.name))
         .set("acks", p.acks.as_config())
         .set("compression.type", p.compression.as_config())
-        .set("enable.idempotence", p.idempotence.to_string())
-        .set("message.timeout.ms", "30000")
+        .set("enable.idempotence", p.idempotent().to_string())
+        .set(
+            "message.timeout.ms",
+            // librdkafka requires message.timeout.ms ≤ transaction.timeout.ms.
+            if p.transactional {
+                p.transaction_timeout.0.as_millis().min(30_000).to_string()
+            } else {
+                "30000".to_string()
+            },
+        )
         // Bound what librdkafka may buffer so 16 producers stay within a few hundred MiB.
         .set(
             "queue.buffering.max.kbytes",
@@ -104,8 +120,48 @@ pub fn client_config(s: &Scenario, bootstrap: &str, index: u32) -> ClientConfig 
     if let Some(m) = p.max_in_flight {
         c.set("max.in.flight.requests.per.connection", m.to_string());
     }
+    if p.transactional {
+        c.set("transactional.id", transactional_id(s, run_tag, index))
+            .set(
+                "transaction.timeout.ms",
+                p.transaction_timeout.0.as_millis().to_string(),
+            );
+    }
     apply_client_configs(&mut c, &p.client_configs);
     c
+}
+
+/// The `transactional.id` of producer task `index`: stable within a run, unique across runs.
+pub fn transactional_id(s: &Scenario, run_tag: u32, index: u32) -> String {
+    format!("kbench-{}-{run_tag:08x}-p{index}", s.name)
+}
+
+/// Which transactions of a producer are aborted on purpose: exactly the share `ratio`, spread
+/// evenly, with a phase that depends on the producer index so producers do not abort in step.
+#[derive(Debug, Clone, Copy)]
+pub struct AbortPlan {
+    ratio: f64,
+    phase: f64,
+}
+
+impl AbortPlan {
+    /// The plan of producer `index`.
+    pub fn new(ratio: f64, index: u32) -> AbortPlan {
+        let mut x = u64::from(index).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        AbortPlan {
+            ratio,
+            phase: (x >> 11) as f64 / (1u64 << 53) as f64,
+        }
+    }
+
+    /// Whether transaction `i` (0-based) is aborted.
+    pub fn aborts(&self, i: u64) -> bool {
+        let at = |i: u64| (i as f64 * self.ratio + self.phase).floor();
+        self.ratio > 0.0 && at(i + 1) > at(i)
+    }
 }
 
 /// Starts the task on a thread of its own. The thread returns an error only when the client
@@ -125,9 +181,28 @@ fn run(task: ProducerTask) -> Result<(), String> {
         meter: task.meter.clone(),
         warmup_end: task.warmup_end.clone(),
     };
-    let producer: ThreadedProducer<Context> = client_config(s, &task.bootstrap, task.index)
-        .create_with_context(ctx)
-        .map_err(|e| format!("producer {}: cannot create the client: {e}", task.index))?;
+    let producer: ThreadedProducer<Context> =
+        client_config(s, &task.bootstrap, task.run_tag, task.index)
+            .create_with_context(ctx)
+            .map_err(|e| format!("producer {}: cannot create the client: {e}", task.index))?;
+    let mut txn = if p.transactional {
+        let id = transactional_id(s, task.run_tag, task.index);
+        producer.init_transactions(TXN_TIMEOUT).map_err(|e| {
+            format!(
+                "producer {} (transactional.id {id}): init_transactions failed: {e}",
+                task.index
+            )
+        })?;
+        Some(Txn {
+            id,
+            per: u64::from(p.messages_per_transaction),
+            plan: AbortPlan::new(p.abort_ratio, task.index),
+            index: 0,
+            open: None,
+        })
+    } else {
+        None
+    };
     let size = p.message_size.0 as usize;
     let mut buf = vec![0u8; size];
     let mut keys = KeyChooser::new(p.keys, p.key_set, task.partitions);
@@ -156,6 +231,11 @@ fn run(task: ProducerTask) -> Result<(), String> {
         };
         if sent_us >= end_us || sent_us >= limit_us {
             break;
+        }
+        if let Some(t) = txn.as_mut() {
+            if t.open.is_none() {
+                begin(&producer, &task, t, seq)?;
+            }
         }
         write_header(&mut buf, task.run_tag, task.index, seq, sent_us);
         task.filler.fill(&mut buf, task.index, seq);
@@ -192,6 +272,16 @@ fn run(task: ProducerTask) -> Result<(), String> {
             }
         }
         seq += 1;
+        if let Some(t) = txn.as_mut() {
+            if t.open.is_some_and(|(first, _)| seq - first >= t.per) {
+                finish(&producer, &task, t, seq)?;
+            }
+        }
+    }
+    if let Some(t) = txn.as_mut() {
+        if t.open.is_some() {
+            finish(&producer, &task, t, seq)?;
+        }
     }
     // Wait for the outstanding delivery reports, bounded by the time limit and the stop flag.
     while producer.in_flight_count() > 0 {
@@ -206,4 +296,175 @@ fn run(task: ProducerTask) -> Result<(), String> {
         producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
     }
     Ok(())
+}
+
+/// Bound on each transaction call (init, commit, abort).
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The transaction state of a transactional task.
+struct Txn {
+    /// `transactional.id`, for messages.
+    id: String,
+    /// Messages per transaction.
+    per: u64,
+    /// Which transactions are aborted on purpose.
+    plan: AbortPlan,
+    /// Index of the next (or open) transaction.
+    index: u64,
+    /// The open transaction: first sequence and when it began (µs since the epoch).
+    open: Option<(u64, u64)>,
+}
+
+fn begin(
+    producer: &ThreadedProducer<Context>,
+    task: &ProducerTask,
+    t: &mut Txn,
+    seq: u64,
+) -> Result<(), String> {
+    producer.begin_transaction().map_err(|e| {
+        format!(
+            "producer {} (transactional.id {}): begin_transaction failed: {e}",
+            task.index, t.id
+        )
+    })?;
+    task.meter.begin_txn();
+    t.open = Some((seq, now_us()));
+    Ok(())
+}
+
+/// Commits (or, as planned, aborts) the open transaction, which holds sequences `first..end`.
+fn finish(
+    producer: &ThreadedProducer<Context>,
+    task: &ProducerTask,
+    t: &mut Txn,
+    end: u64,
+) -> Result<(), String> {
+    let Some((first, began_us)) = t.open.take() else {
+        return Ok(());
+    };
+    let seqs = (end > first).then(|| (first as u32, (end - 1) as u32));
+    let abort = t.plan.aborts(t.index);
+    t.index += 1;
+    let fatal = |what: &str, e: &KafkaError| {
+        let fenced = matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        );
+        format!(
+            "producer {} (transactional.id {}): {what} failed with a fatal error{}: {e}",
+            task.index,
+            t.id,
+            if fenced {
+                " (fenced: another producer initialised the same transactional.id)"
+            } else {
+                ""
+            }
+        )
+    };
+    let is_fatal = |e: &KafkaError| match e {
+        KafkaError::Transaction(r) => r.is_fatal(),
+        _ => false,
+    };
+    if abort {
+        // Let every message of the transaction be written first, so the abort covers records
+        // that are in the log (what read_committed consumers must skip).
+        wait_reports(producer, TXN_TIMEOUT);
+        match producer.abort_transaction(TXN_TIMEOUT) {
+            Ok(()) => {
+                wait_reports(producer, Duration::from_secs(5));
+                task.meter
+                    .end_txn(task.index, seqs, TxnEnd::Aborted, 0, now_us());
+                return Ok(());
+            }
+            Err(e) if is_fatal(&e) => return Err(fatal("abort_transaction", &e)),
+            Err(e) => {
+                task.meter
+                    .error(&format!("AbortTransaction{}", error_kind(&e)));
+                return Err(format!(
+                    "producer {} (transactional.id {}): abort_transaction failed: {e}",
+                    task.index, t.id
+                ));
+            }
+        }
+    }
+    // rdkafka's `commit_transaction` flushes first, and its flush sleeps in 100 ms polls that
+    // the ThreadedProducer's own poll thread races for: waiting for the reports here instead
+    // took the commit latency from 101 ms to a few ms.
+    wait_reports(producer, TXN_TIMEOUT);
+    let mut attempts = 0;
+    loop {
+        match producer.commit_transaction(TXN_TIMEOUT) {
+            Ok(()) => {
+                wait_reports(producer, Duration::from_secs(5));
+                let now = now_us();
+                task.meter.end_txn(
+                    task.index,
+                    seqs,
+                    TxnEnd::Committed,
+                    now.saturating_sub(began_us),
+                    now,
+                );
+                return Ok(());
+            }
+            Err(e) if is_fatal(&e) => return Err(fatal("commit_transaction", &e)),
+            Err(KafkaError::Transaction(r)) if r.is_retriable() && attempts < 3 => {
+                attempts += 1;
+                task.meter
+                    .error(&format!("CommitTransactionRetried{:?}", r.code()));
+            }
+            Err(e) => {
+                // Abortable (or out of retries): abort, count, go on.
+                task.meter
+                    .error(&format!("CommitTransaction{}", error_kind(&e)));
+                match producer.abort_transaction(TXN_TIMEOUT) {
+                    Ok(()) => {
+                        wait_reports(producer, Duration::from_secs(5));
+                        task.meter
+                            .end_txn(task.index, seqs, TxnEnd::AbortedOnError, 0, now_us());
+                        return Ok(());
+                    }
+                    Err(e2) if is_fatal(&e2) => return Err(fatal("abort_transaction", &e2)),
+                    Err(e2) => {
+                        return Err(format!(
+                            "producer {} (transactional.id {}): commit failed ({e}) and so did the abort: {e2}",
+                            task.index, t.id
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits (at most `bound`) until every message handed to librdkafka has had its delivery report
+/// handed to the meter by the poll thread.
+fn wait_reports(producer: &ThreadedProducer<Context>, bound: Duration) {
+    let deadline = std::time::Instant::now() + bound;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abort_plan_aborts_exactly_the_share_and_is_reproducible() {
+        for (ratio, index) in [(0.1, 0), (0.25, 3), (0.5, 7), (1.0, 1)] {
+            let plan = AbortPlan::new(ratio, index);
+            let aborted = (0..1000).filter(|i| plan.aborts(*i)).count();
+            assert!(
+                (aborted as f64 - 1000.0 * ratio).abs() <= 1.0,
+                "{ratio}: {aborted}"
+            );
+            let again = AbortPlan::new(ratio, index);
+            assert!((0..100).all(|i| plan.aborts(i) == again.aborts(i)));
+        }
+        assert!(!(0..1000).any(|i| AbortPlan::new(0.0, 2).aborts(i)));
+        // Different producers abort different transactions.
+        let a: Vec<bool> = (0..40).map(|i| AbortPlan::new(0.1, 0).aborts(i)).collect();
+        let b: Vec<bool> = (0..40).map(|i| AbortPlan::new(0.1, 1).aborts(i)).collect();
+        assert_ne!(a, b);
+    }
 }
