@@ -368,7 +368,12 @@ where
         });
     }
     let red = RGBColor(200, 0, 0);
-    for (t, label) in &chart.events {
+    // Events close together (run phases) would print their labels over each other: each label
+    // goes one row lower than the previous one, cycling through a few rows, and long labels are
+    // cut short.
+    const LABEL_ROWS: usize = 5;
+    const LABEL_CHARS: usize = 40;
+    for (i, (t, label)) in chart.events.iter().enumerate() {
         c.draw_series(DashedLineSeries::new(
             [(*t, y_lo), (*t, y_hi)],
             6,
@@ -376,9 +381,16 @@ where
             red.stroke_width(2),
         ))
         .map_err(plot_err)?;
+        let row = (i % LABEL_ROWS) as f64;
+        let y = y_hi - (y_hi - y_lo) * 0.06 * row;
+        let text: String = if label.chars().count() > LABEL_CHARS {
+            label.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
+        } else {
+            label.clone()
+        };
         c.draw_series(std::iter::once(Text::new(
-            format!(" {label}"),
-            (*t, y_hi),
+            format!(" {text}"),
+            (*t, y),
             ("sans-serif", 13).into_font().color(&red),
         )))
         .map_err(plot_err)?;
