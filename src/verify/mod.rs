@@ -4,8 +4,10 @@
 //!
 //! - [`delivery`]: the ledger's verdict per consumer group against the scenario's guarantee;
 //! - [`offsets`]: per partition, end − start offset against acknowledged messages;
-//! - [`on_disk`]: log-directory growth against payload bytes × replication factor.
+//! - [`on_disk`]: log-directory growth against payload bytes × replication factor;
+//! - [`log_dirs`]: partition sizes from any cluster through the DescribeLogDirs API.
 
 pub mod delivery;
+pub mod log_dirs;
 pub mod offsets;
 pub mod on_disk;
