@@ -32,6 +32,7 @@ use crate::summary::{
 use crate::target::{topic, EmbeddedCluster, Target};
 use crate::verify;
 use crate::workload::payload::Filler;
+use crate::workload::pipeline::{self, PipelineMeter};
 use crate::workload::{consumer, producer, Stop};
 
 /// How the binary asked for the run.
@@ -224,6 +225,30 @@ pub async fn run_one(
     let log_dirs = target.log_dirs();
     let disk_before = log_dirs.as_deref().map(verify::on_disk::dir_bytes);
     let marks_before = topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))?;
+    // With a pipeline the groups read its output topic; without, the producers' topic.
+    let output = match &s.pipeline {
+        Some(pl) => {
+            let name = pl
+                .output_topic
+                .clone()
+                .unwrap_or_else(|| format!("{topic}-output"));
+            let n = topic::ensure(s, &bootstrap, &name, SETUP_TIMEOUT).await?;
+            phase(
+                &mut events,
+                t_s(),
+                "topic_ready",
+                &format!("{name}: {n} partitions (pipeline output)"),
+            );
+            Some((name, n))
+        }
+        None => None,
+    };
+    let consume_topic = output.as_ref().map_or(topic.clone(), |o| o.0.clone());
+    let consume_partitions = output.as_ref().map_or(partitions, |o| o.1);
+    let consume_marks_before = match &output {
+        Some((name, n)) => topic::watermarks(&bootstrap, name, *n, Duration::from_secs(10))?,
+        None => marks_before.clone(),
+    };
 
     // Tasks.
     let scenario = Arc::new(s.clone());
@@ -251,7 +276,7 @@ pub async fn run_one(
                 member: m as u32,
                 group_id: group_ids[g].clone(),
                 run_tag,
-                topic: topic.clone(),
+                topic: consume_topic.clone(),
                 bootstrap: bootstrap.clone(),
                 scenario: scenario.clone(),
                 meter: meter.clone(),
@@ -266,7 +291,7 @@ pub async fn run_one(
     }
     if s.consumers.groups > 0 {
         eprintln!(
-            "kbench: waiting for {} group(s) of {} member(s) to be assigned {partitions} partitions of {topic}",
+            "kbench: waiting for {} group(s) of {} member(s) to be assigned {consume_partitions} partitions of {consume_topic}",
             s.consumers.groups, s.consumers.members
         );
         let deadline = Instant::now() + s.consumers.assign_timeout.0;
@@ -275,7 +300,7 @@ pub async fn run_one(
                 .iter()
                 .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
                 .collect();
-            if assigned.iter().all(|a| *a >= partitions as usize) {
+            if assigned.iter().all(|a| *a >= consume_partitions as usize) {
                 break;
             }
             if let Some(dead) = target.dead_broker() {
@@ -288,10 +313,10 @@ pub async fn run_one(
                 let (g, a) = assigned
                     .iter()
                     .enumerate()
-                    .find(|(_, a)| **a < partitions as usize)
+                    .find(|(_, a)| **a < consume_partitions as usize)
                     .map_or((0, 0), |(g, a)| (g, *a));
                 bail!(
-                    "consumer group {} has {a} of {partitions} partitions of {topic} assigned after {:?} (consumers.assign_timeout); is the group coordinator working?",
+                    "consumer group {} has {a} of {consume_partitions} partitions of {consume_topic} assigned after {:?} (consumers.assign_timeout); is the group coordinator working?",
                     group_ids[g],
                     s.consumers.assign_timeout.0
                 );
@@ -318,6 +343,34 @@ pub async fn run_one(
         s.producers.message_size.0 as usize,
         u64::from(run_tag),
     );
+    let pipeline_meter = s
+        .pipeline
+        .as_ref()
+        .map(|pl| Arc::new(PipelineMeter::new(pl.workers)));
+    let pipeline_events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop_pipeline = Stop::default();
+    let mut supervisor = None;
+    if let (Some((out_name, out_partitions)), Some(meter)) = (&output, &pipeline_meter) {
+        let task = pipeline::PipelineTask {
+            scenario: scenario.clone(),
+            bootstrap: bootstrap.clone(),
+            input: topic.clone(),
+            output: out_name.clone(),
+            output_partitions: *out_partitions,
+            group_id: format!("kbench-{}-{run_id}-transform", s.name),
+            run_tag,
+            meter: meter.clone(),
+            t0,
+            produce_start: Instant::now(),
+            events: pipeline_events.clone(),
+            stop: stop_pipeline.clone(),
+        };
+        supervisor = Some(pipeline::spawn(task).context("cannot start the pipeline")?);
+        eprintln!(
+            "kbench: pipeline of {} worker(s) {topic} → {out_name}",
+            meter.workers.len()
+        );
+    }
     let produce_start_us = now_us();
     let produce_t0 = t_s();
     phase(
@@ -440,8 +493,50 @@ pub async fn run_one(
             .map_err(|e| e.to_string()),
     };
     let interrupted_before_drain = interrupt.is_raised();
+    // Pipeline: first the transform group must have read and committed the whole input; only
+    // then are the output's end offsets final.
+    let mut consume_marks_after = marks_after.clone();
+    if let (Some((out_name, out_partitions)), Some(meter)) = (&output, &pipeline_meter) {
+        let mut input_acks = AckLedger::default();
+        for m in &producer_meters {
+            m.with_state(|st| input_acks.merge(&st.ledger));
+        }
+        let bound = if stopped_early {
+            s.consumers.drain_timeout.0.min(Duration::from_secs(5))
+        } else {
+            s.consumers.drain_timeout.0
+        };
+        let deadline = Instant::now() + bound;
+        while let Err(behind) = meter.drained(&input_acks) {
+            if Instant::now() >= deadline
+                || (interrupt.is_raised() && !interrupted_before_drain)
+                || target.dead_broker().is_some()
+            {
+                failures.push(format!(
+                    "pipeline: the transform group did not finish the input within {bound:?} (consumers.drain_timeout): {behind}"
+                ));
+                break;
+            }
+            if Instant::now() >= next_row {
+                collector.collect(t_s(), interval.as_secs_f64(), false);
+                next_row += interval;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        phase(&mut events, t_s(), "pipeline_drained", "");
+        consume_marks_after = match target.dead_broker() {
+            Some(_) => Err("not read: a broker of the cluster exited".to_string()),
+            None => topic::watermarks(
+                &bootstrap,
+                out_name,
+                *out_partitions,
+                Duration::from_secs(10),
+            )
+            .map_err(|e| e.to_string()),
+        };
+    }
     if s.consumers.groups > 0 {
-        match &marks_after {
+        match &consume_marks_after {
             Ok(after) => {
                 let bound = if stopped_early {
                     s.consumers.drain_timeout.0.min(Duration::from_secs(5))
@@ -450,7 +545,7 @@ pub async fn run_one(
                 };
                 let deadline = Instant::now() + bound;
                 loop {
-                    let behind = lagging(&group_meters, &group_ids, &marks_before, after);
+                    let behind = lagging(&group_meters, &group_ids, &consume_marks_before, after);
                     if behind.is_none() {
                         break;
                     }
@@ -481,6 +576,24 @@ pub async fn run_one(
         tasks.abandon.raise();
     }
     tasks.stop_consumers.raise();
+    stop_pipeline.raise();
+    let pipeline_outcome = supervisor.map(|h| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if h.is_finished() {
+            h.join().unwrap_or_else(|_| pipeline::PipelineOutcome {
+                failures: vec!["pipeline: the supervisor panicked".into()],
+                ..Default::default()
+            })
+        } else {
+            pipeline::PipelineOutcome {
+                failures: vec!["pipeline: workers did not stop within 60 s (left behind)".into()],
+                ..Default::default()
+            }
+        }
+    });
     join_bounded(
         &mut tasks.consumers,
         Duration::from_secs(15),
@@ -609,6 +722,34 @@ pub async fn run_one(
     failures.extend(delivery_failures);
     if s.producers.transactional {
         delivery.transactions = Some(transactions_summary(&txns, 0));
+    }
+    if let (Some(outcome), Some(meter), Some((out_name, _))) =
+        (pipeline_outcome, &pipeline_meter, &output)
+    {
+        let (t, input_committed, worker_errors) = pipeline::totals(meter);
+        for (k, v) in worker_errors {
+            *errors.entry(k).or_insert(0) += v;
+        }
+        let left_open = outcome
+            .kills
+            .iter()
+            .filter(|k| k.open_transaction_records > 0)
+            .count() as u64;
+        delivery.pipeline = Some(crate::summary::PipelineSummary {
+            input_topic: topic.clone(),
+            output_topic: out_name.clone(),
+            workers: meter.workers.len() as u32,
+            input_committed,
+            transactions: transactions_summary(&t, left_open),
+            kills: outcome.kills,
+        });
+        failures.extend(outcome.failures);
+        events.extend(std::mem::take(
+            &mut *pipeline_events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ));
+        events.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
     }
 
     let mut offsets = Default::default();

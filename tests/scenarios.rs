@@ -14,7 +14,15 @@ fn every_shipped_scenario_parses() {
             seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
         }
     }
-    for required in ["smoke.toml", "1gb.toml", "latency.toml", "acks.toml"] {
+    for required in [
+        "smoke.toml",
+        "1gb.toml",
+        "latency.toml",
+        "acks.toml",
+        "exactly-once.toml",
+        "pipeline.toml",
+        "producer-modes.toml",
+    ] {
         assert!(
             seen.iter().any(|s| s == required),
             "{required} missing from scenarios/"
@@ -50,4 +58,29 @@ fn the_acks_matrix_expands_to_three_runs() {
         .map(|v| v.scenario.producers.acks.as_config())
         .collect();
     assert_eq!(acks, vec!["0", "1", "all"]);
+}
+
+#[test]
+fn the_producer_modes_matrix_is_plain_idempotent_transactional() {
+    let l = kbench::scenario::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/producer-modes.toml"),
+        &[],
+    )
+    .unwrap();
+    let modes: Vec<_> = l
+        .variants
+        .iter()
+        .map(|v| {
+            let p = &v.scenario.producers;
+            (v.label.clone().unwrap(), p.idempotent(), p.transactional)
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("idempotence-false".to_string(), false, false),
+            ("idempotence-true".to_string(), true, false),
+            ("transactional-true".to_string(), true, true),
+        ]
+    );
 }

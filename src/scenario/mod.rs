@@ -476,6 +476,62 @@ members = 2
     }
 
     #[test]
+    fn transaction_keys_are_checked_together() {
+        let e = load_text(GOOD, &["producers.abort_ratio=0.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("producers.abort_ratio") && e.contains("producers.transactional = true"),
+            "{e}"
+        );
+        let e = load_text(GOOD, &["producers.transactional=true"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("producers.acks") && e.contains("implies idempotence"),
+            "{e}"
+        );
+        let l = load_text(
+            GOOD,
+            &[
+                "producers.acks=all",
+                "producers.transactional=true",
+                "producers.abort_ratio=0.2",
+            ],
+        )
+        .unwrap();
+        let p = &l.variants[0].scenario.producers;
+        assert!(p.idempotent() && p.messages_per_transaction == 100);
+        let e = load_text(
+            GOOD,
+            &[
+                "producers.acks=all",
+                "producers.transactional=true",
+                "producers.abort_ratio=1.5",
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("between 0.0 and 1.0"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_kill_is_located_in_its_array_entry() {
+        let src = format!(
+            "{GOOD}\n[pipeline]\nworkers = 2\n\n[[pipeline.kills]]\nworker = 0\nat = \"1s\"\n\n[[pipeline.kills]]\nworker = 5\nat = \"2s\"\n"
+        );
+        let e = load_text(&src, &[]).unwrap_err().to_string();
+        assert!(e.starts_with("x.toml:22:1:"), "{e}");
+        assert!(
+            e.contains("pipeline.kills[1].worker") && e.contains("there are 2 workers"),
+            "{e}"
+        );
+        let src = format!("{GOOD}\n[pipeline]\n[[pipeline.kills]]\nworker = 0\n");
+        let e = load_text(&src, &[]).unwrap_err().to_string();
+        assert!(e.contains("exactly one of at"), "{e}");
+    }
+
+    #[test]
     fn resolved_config_round_trips() {
         let l = load_text(GOOD, &[]).unwrap();
         let json = l.variants[0].scenario.resolved();

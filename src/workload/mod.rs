@@ -8,11 +8,15 @@
 //! 0.3 ms acknowledgement was recorded as 1.7 ms. The sending thread touches only atomics, the
 //! poll thread takes the meter's lock, so the two never contend.
 //!
+//! With `[pipeline]`, transform workers ([`pipeline`]) sit between the producers' topic and the
+//! topic the consumer groups read.
+//!
 //! Each consumer member is a `BaseConsumer` polled by its own thread. The threads stop on their own (message count, duration) or
 //! when the shared [`Stop`] flag is raised (drain reached, Ctrl-C, a broker died, time limit).
 
 pub mod consumer;
 pub mod payload;
+pub mod pipeline;
 pub mod producer;
 pub mod rate;
 
