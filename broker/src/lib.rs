@@ -17,6 +17,7 @@ mod partition;
 mod partition_txns;
 mod producer_ids;
 mod producer_state;
+mod record_fields;
 pub mod server;
 mod topics;
 mod txn;

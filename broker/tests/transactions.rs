@@ -191,7 +191,7 @@ async fn a_zombie_is_fenced_when_a_new_instance_initialises() {
         values("fresh", 2)
     );
     assert!(
-        broker.log().contains("fenced-id"),
+        broker.wait_for_log("fenced-id", std::time::Duration::from_secs(5)),
         "the broker log names the transactional id"
     );
 }
@@ -553,7 +553,7 @@ mod wire {
         let r = init(&mut w, 4, "busy", 60_000);
         assert_eq!((r.error_code, r.producer_epoch), (0, epoch + 2));
         assert!(
-            broker.log().contains("busy"),
+            broker.wait_for_log("busy", std::time::Duration::from_secs(5)),
             "errors name the transactional id"
         );
     }

@@ -216,6 +216,41 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Checks each partition's metadata size and builds the records to store, for plain and
+/// transactional commits alike: one error code per partition in request order (0 when
+/// accepted), and the records of the accepted ones.
+fn offset_records(
+    max_metadata_bytes: usize,
+    group: &str,
+    partitions: &[CommitPartition],
+    now: i64,
+    expire: Option<i64>,
+) -> (Vec<i16>, Vec<StoreRecord>) {
+    let mut codes = Vec::with_capacity(partitions.len());
+    let mut records = Vec::new();
+    for p in partitions {
+        let metadata = p.metadata.clone().unwrap_or_default();
+        if metadata.len() > max_metadata_bytes {
+            codes.push(E::OffsetMetadataTooLarge.code());
+            continue;
+        }
+        codes.push(0);
+        records.push(StoreRecord::Offset {
+            group: group.to_owned(),
+            topic: p.topic.clone(),
+            partition: p.partition,
+            value: Some(CommittedOffset {
+                offset: p.offset,
+                leader_epoch: p.leader_epoch,
+                metadata,
+                commit_timestamp_ms: now,
+                expire_timestamp_ms: expire,
+            }),
+        });
+    }
+    (codes, records)
+}
+
 impl GroupCoordinator {
     /// A coordinator that keeps everything in memory.
     #[cfg(test)]
@@ -1199,28 +1234,13 @@ impl Inner {
         let now = now_ms();
         let expire =
             (req.retention_time_ms >= 0).then(|| now.saturating_add(req.retention_time_ms));
-        let mut codes = Vec::with_capacity(req.partitions.len());
-        let mut records = Vec::new();
-        for p in &req.partitions {
-            let metadata = p.metadata.clone().unwrap_or_default();
-            if metadata.len() > self.cfg.offset_metadata_max_bytes {
-                codes.push(E::OffsetMetadataTooLarge.code());
-                continue;
-            }
-            codes.push(0);
-            records.push(StoreRecord::Offset {
-                group: group.id.clone(),
-                topic: p.topic.clone(),
-                partition: p.partition,
-                value: Some(CommittedOffset {
-                    offset: p.offset,
-                    leader_epoch: p.leader_epoch,
-                    metadata,
-                    commit_timestamp_ms: now,
-                    expire_timestamp_ms: expire,
-                }),
-            });
-        }
+        let (codes, records) = offset_records(
+            self.cfg.offset_metadata_max_bytes,
+            &group.id,
+            &req.partitions,
+            now,
+            expire,
+        );
         if records.is_empty() {
             return codes;
         }
@@ -1278,28 +1298,13 @@ impl Inner {
             return all(E::IllegalGeneration.code());
         }
         let now = now_ms();
-        let mut codes = Vec::with_capacity(req.partitions.len());
-        let mut records = Vec::new();
-        for p in &req.partitions {
-            let metadata = p.metadata.clone().unwrap_or_default();
-            if metadata.len() > self.cfg.offset_metadata_max_bytes {
-                codes.push(E::OffsetMetadataTooLarge.code());
-                continue;
-            }
-            codes.push(0);
-            records.push(StoreRecord::Offset {
-                group: group.id.clone(),
-                topic: p.topic.clone(),
-                partition: p.partition,
-                value: Some(CommittedOffset {
-                    offset: p.offset,
-                    leader_epoch: p.leader_epoch,
-                    metadata,
-                    commit_timestamp_ms: now,
-                    expire_timestamp_ms: None,
-                }),
-            });
-        }
+        let (codes, records) = offset_records(
+            self.cfg.offset_metadata_max_bytes,
+            &group.id,
+            &req.partitions,
+            now,
+            None,
+        );
         if records.is_empty() {
             return codes;
         }

@@ -5,7 +5,12 @@
 //! A key's leading version says what the record is: 0 or 1 = a committed offset, 2 = group
 //! metadata. A null value is a tombstone (the offset or group was deleted).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::record_fields::{
+    get_bytes, get_i16, get_i32, get_i64, get_nullable_str, get_str, put_bytes, put_nullable_str,
+    put_str,
+};
 
 use super::state::CommittedOffset;
 
@@ -246,70 +251,6 @@ fn decode_group_value(v: &mut &[u8]) -> Option<GroupSnapshot> {
         state_timestamp_ms,
         members,
     })
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    // Group ids, topics and metadata are bounded well below 32 KiB by request limits and the
-    // metadata size check; clamp anyway so a length never wraps.
-    let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
-    b.put_i16(bytes.len() as i16);
-    b.put_slice(bytes);
-}
-
-fn put_nullable_str(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(b, s),
-        None => b.put_i16(-1),
-    }
-}
-
-fn put_bytes(b: &mut BytesMut, v: &[u8]) {
-    b.put_i32(v.len() as i32);
-    b.put_slice(v);
-}
-
-fn get_i16(b: &mut &[u8]) -> Option<i16> {
-    (b.remaining() >= 2).then(|| b.get_i16())
-}
-
-fn get_i32(b: &mut &[u8]) -> Option<i32> {
-    (b.remaining() >= 4).then(|| b.get_i32())
-}
-
-fn get_i64(b: &mut &[u8]) -> Option<i64> {
-    (b.remaining() >= 8).then(|| b.get_i64())
-}
-
-fn get_nullable_str(b: &mut &[u8]) -> Option<Option<String>> {
-    let len = get_i16(b)?;
-    if len < 0 {
-        return Some(None);
-    }
-    let len = len as usize;
-    if b.remaining() < len {
-        return None;
-    }
-    let s = String::from_utf8(b[..len].to_vec()).ok()?;
-    b.advance(len);
-    Some(Some(s))
-}
-
-fn get_str(b: &mut &[u8]) -> Option<String> {
-    get_nullable_str(b)?
-}
-
-fn get_bytes(b: &mut &[u8]) -> Option<Bytes> {
-    let len = get_i32(b)?;
-    if len < 0 {
-        return Some(Bytes::new());
-    }
-    let len = len as usize;
-    if b.remaining() < len {
-        return None;
-    }
-    let out = Bytes::copy_from_slice(&b[..len]);
-    b.advance(len);
-    Some(out)
 }
 
 #[cfg(test)]

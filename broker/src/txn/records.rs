@@ -11,7 +11,9 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::record_fields::{get_i16, get_i32, get_i64, get_i8, get_str, put_str};
 
 use super::state::TxnState;
 
@@ -131,39 +133,6 @@ fn decode_value(v: &mut &[u8]) -> Option<TxnValue> {
         last_update_ms,
         start_ms,
     })
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    // Transactional ids and topic names are far below 32 KiB; clamp so a length never wraps.
-    let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
-    b.put_i16(bytes.len() as i16);
-    b.put_slice(bytes);
-}
-
-fn get_i8(b: &mut &[u8]) -> Option<i8> {
-    (b.remaining() >= 1).then(|| b.get_i8())
-}
-
-fn get_i16(b: &mut &[u8]) -> Option<i16> {
-    (b.remaining() >= 2).then(|| b.get_i16())
-}
-
-fn get_i32(b: &mut &[u8]) -> Option<i32> {
-    (b.remaining() >= 4).then(|| b.get_i32())
-}
-
-fn get_i64(b: &mut &[u8]) -> Option<i64> {
-    (b.remaining() >= 8).then(|| b.get_i64())
-}
-
-fn get_str(b: &mut &[u8]) -> Option<String> {
-    let len = usize::try_from(get_i16(b)?).ok()?;
-    if b.remaining() < len {
-        return None;
-    }
-    let s = String::from_utf8(b[..len].to_vec()).ok()?;
-    b.advance(len);
-    Some(s)
 }
 
 #[cfg(test)]

@@ -135,6 +135,21 @@ impl TestBroker {
     pub fn log(&self) -> String {
         self.log_lines.lock().unwrap().join("\n")
     }
+
+    /// Whether the broker logs a line containing `needle` within `timeout`. The log is read by
+    /// a background thread, so a line written just before a response may arrive just after it.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for TestBroker {
