@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod compare;
+pub mod fault;
 pub mod ledger;
 pub mod measure;
 pub mod report;

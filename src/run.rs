@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::fault;
 use crate::ledger::{AckLedger, GroupLedger};
 use crate::measure::{now_us, Collector, ConsumerMeter, ProducerMeter, WarmupEnd};
 use crate::sampler::Sampler;
@@ -71,7 +72,7 @@ pub fn default_out(name: &str) -> PathBuf {
 
 /// Runs a scenario file (every matrix combination, then a comparison).
 pub async fn run_file(path: &Path, opts: &RunOptions, interrupt: &Stop) -> anyhow::Result<Outcome> {
-    let loaded = scenario::load(path, &opts.sets)?;
+    let loaded = scenario::load_for(path, &opts.sets, opts.bootstrap.is_some())?;
     let out = opts
         .out
         .clone()
@@ -89,6 +90,7 @@ async fn run_loaded(
         let v = &loaded.variants[0];
         let summary = run_one(&v.scenario, &loaded.file, &[], out, bootstrap, interrupt).await?;
         print!("{}", crate::report::terminal_table(&summary));
+        print!("{}", fault::terminal_lines(&summary.delivery.faults));
         eprintln!("kbench: report in {}", out.display());
         return Ok(if summary.verdict.passed {
             Outcome::Passed
@@ -123,6 +125,7 @@ async fn run_loaded(
         .await
         .with_context(|| format!("matrix run {label}"))?;
         print!("{}", crate::report::terminal_table(&summary));
+        print!("{}", fault::terminal_lines(&summary.delivery.faults));
         if !summary.verdict.passed {
             outcome = Outcome::Failed;
         }
@@ -262,6 +265,7 @@ pub async fn run_one(
         .map(|g| format!("kbench-{}-{run_id}-g{g}", s.name))
         .collect();
     let mut collector = Collector::new(producer_meters.clone(), group_meters.clone());
+    let mut member_tasks: Vec<consumer::MemberTask> = Vec::new();
     let mut tasks = Tasks {
         producers: Vec::new(),
         consumers: Vec::new(),
@@ -283,7 +287,9 @@ pub async fn run_one(
                 warmup_end: warmup_end.clone(),
                 stop: tasks.stop_consumers.clone(),
                 abandon: tasks.abandon.clone(),
+                kill: Stop::default(),
             };
+            member_tasks.push(task.clone());
             tasks
                 .consumers
                 .push(consumer::spawn(task).context("cannot start a consumer thread")?);
@@ -371,7 +377,13 @@ pub async fn run_one(
             meter.workers.len()
         );
     }
+    let mut faults = (!s.faults.is_empty()).then(|| {
+        let log = out.join("faults.log");
+        let _ = fault::create_log(&log);
+        fault::Supervisor::new(fault::Plan::new(&s.faults), &bootstrap, &topic, &log)
+    });
     let produce_start_us = now_us();
+    let produce_start = Instant::now();
     let produce_t0 = t_s();
     phase(
         &mut events,
@@ -424,6 +436,22 @@ pub async fn run_one(
             let in_warmup = now_us() < warmup_end.get();
             collector.collect(t_s(), interval.as_secs_f64(), in_warmup);
             next_row += interval;
+            if let Some(sup) = faults.as_mut() {
+                sup.snapshot(t_s(), producer_errors(&producer_meters));
+            }
+        }
+        if let Some(sup) = faults.as_mut() {
+            let acked = collector.progress().1;
+            let mut members = RunMembers {
+                templates: &mut member_tasks,
+                handles: &mut tasks.consumers,
+                per_group: s.consumers.members,
+            };
+            let mut hands = fault::Hands {
+                target: &mut target,
+                members: &mut members,
+            };
+            events.extend(sup.poll(produce_start.elapsed(), acked, t_s(), &mut hands));
         }
         update_progress(&progress, &collector, t_s() - produce_t0, by_time);
         if tasks.producers.iter().all(JoinHandle::is_finished) {
@@ -485,6 +513,24 @@ pub async fn run_one(
     );
     let producers_done = t_s();
     phase(&mut events, producers_done, "producers_done", "");
+    // Restarts (and resumes, commands) of faults that fired are still carried out, so the
+    // drain reads from a whole cluster; faults not yet due never fire.
+    if let Some(sup) = faults.as_mut() {
+        let deadline = Instant::now() + FAULT_SETTLE_TIMEOUT;
+        while sup.follow_ups_pending() && Instant::now() < deadline {
+            let mut members = RunMembers {
+                templates: &mut member_tasks,
+                handles: &mut tasks.consumers,
+                per_group: s.consumers.members,
+            };
+            let mut hands = fault::Hands {
+                target: &mut target,
+                members: &mut members,
+            };
+            events.extend(sup.poll_follow_ups(t_s(), &mut hands));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     // Drain phase.
     let marks_after = match target.dead_broker() {
@@ -577,6 +623,21 @@ pub async fn run_one(
     }
     tasks.stop_consumers.raise();
     stop_pipeline.raise();
+    let mut fault_summaries = Vec::new();
+    if let Some(sup) = faults.take() {
+        let window_start = produce_t0 + s.producers.warmup.0.as_secs_f64();
+        let (summaries, f, e) = sup.finish(
+            &mut target,
+            &collector.rows,
+            window_start,
+            producers_done,
+            t_s(),
+        );
+        fault_summaries = summaries;
+        failures.extend(f);
+        events.extend(e);
+        events.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    }
     let pipeline_outcome = supervisor.map(|h| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !h.is_finished() && Instant::now() < deadline {
@@ -720,6 +781,7 @@ pub async fn run_one(
         &groups,
     );
     failures.extend(delivery_failures);
+    delivery.faults = fault_summaries;
     if s.producers.transactional {
         delivery.transactions = Some(transactions_summary(&txns, 0));
     }
@@ -851,6 +913,63 @@ pub async fn run_one(
     crate::report::write_run(out, &data)
         .with_context(|| format!("writing the report into {}", out.display()))?;
     Ok(summary)
+}
+
+/// Bound on carrying out the restarts of faults that fired once the producers are done.
+const FAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The producers' errors so far, by kind.
+fn producer_errors(meters: &[Arc<ProducerMeter>]) -> std::collections::BTreeMap<String, u64> {
+    let mut all = std::collections::BTreeMap::new();
+    for m in meters {
+        m.with_state(|st| {
+            for (k, v) in &st.errors {
+                *all.entry(k.clone()).or_insert(0) += v;
+            }
+        });
+    }
+    all
+}
+
+/// The run's consumer members, as `kill_member` faults see them.
+struct RunMembers<'a> {
+    /// Every member's task (group-major), kept to start a member again.
+    templates: &'a mut Vec<consumer::MemberTask>,
+    /// Member threads; restarted members are added.
+    handles: &'a mut Vec<JoinHandle<Result<(), String>>>,
+    /// Members per group.
+    per_group: u32,
+}
+
+impl RunMembers<'_> {
+    fn index(&self, group: u32, member: u32) -> Result<usize, String> {
+        let i = (group * self.per_group + member) as usize;
+        if member >= self.per_group || i >= self.templates.len() {
+            return Err(format!(
+                "there is no consumer group {group} member {member}"
+            ));
+        }
+        Ok(i)
+    }
+}
+
+impl fault::Members for RunMembers<'_> {
+    fn kill(&mut self, group: u32, member: u32) -> Result<(), String> {
+        let i = self.index(group, member)?;
+        self.templates[i].kill.raise();
+        Ok(())
+    }
+
+    fn restart(&mut self, group: u32, member: u32) -> Result<(), String> {
+        let i = self.index(group, member)?;
+        let mut task = self.templates[i].clone();
+        task.kill = Stop::default();
+        self.templates[i] = task.clone();
+        let handle = consumer::spawn(task)
+            .map_err(|e| format!("cannot start group {group} member {member} again: {e}"))?;
+        self.handles.push(handle);
+        Ok(())
+    }
 }
 
 /// The first group still short of the end offsets, described; `None` when every group is there.

@@ -287,6 +287,10 @@ pub struct DeliverySummary {
     /// figures above then compare the output topic with the producers' acknowledgements).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineSummary>,
+    /// The scenario's `[[faults]]` as they happened, with the time to recover from each
+    /// (absent in runs without faults and in summaries written before faults existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSummary>,
 }
 
 /// Transactions of a set of transactional clients (producer tasks or pipeline workers).
@@ -462,6 +466,29 @@ pub struct ProcessSummary {
     pub rss_max_bytes: u64,
     /// Bytes the process wrote to storage during the run.
     pub bytes_written: u64,
+}
+
+/// One fault of the run (`delivery.faults[]`) and how the producers came through it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultSummary {
+    /// When it fired, seconds since the start of the run (same clock as the events).
+    pub t_s: f64,
+    /// `kill`, `stop`, `pause`, `kill_member` or `command`.
+    pub action: String,
+    /// What it hit: `broker 1`, `group 0 member 1`, or the command line.
+    pub target: String,
+    /// When the broker or member was started again (or a paused broker resumed), seconds
+    /// since the start of the run; `null` = never.
+    #[serde(default)]
+    pub restarted_at_s: Option<f64>,
+    /// Seconds from the fault to the end of the first interval whose acknowledged-message rate
+    /// (consumed-message rate for `kill_member`) is back to 90 % of the pre-fault average; `null` = not recovered before the producers
+    /// finished.
+    #[serde(default)]
+    pub recovery_s: Option<f64>,
+    /// Producer errors by kind between the fault and the recovery (or the producers' end).
+    #[serde(default)]
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// Something that happened during the run, drawn as a vertical line on time charts.

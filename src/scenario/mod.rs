@@ -61,11 +61,41 @@ pub struct Loaded {
 
 /// Reads, overrides (`--set`), expands and checks a scenario file.
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, ScenarioError> {
+    load_for(path, sets, false)
+}
+
+/// [`load`] for a run against an external cluster given by `--bootstrap` (`external`), where
+/// faults that act on embedded broker processes are errors too.
+pub fn load_for(path: &Path, sets: &[String], external: bool) -> Result<Loaded, ScenarioError> {
     let src = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         file: path.display().to_string(),
         source,
     })?;
-    load_str(&src, path, sets)
+    let loaded = load_str(&src, path, sets)?;
+    if external {
+        let doc = toml::de::DeTable::parse(&src).map_err(|e| ScenarioError::Invalid {
+            location: path.display().to_string(),
+            message: e.message().to_string(),
+        })?;
+        for v in &loaded.variants {
+            let mut s = v.scenario.clone();
+            s.cluster.bootstrap = Some("--bootstrap".into());
+            s.validate().map_err(|inv| {
+                let location = match locate(doc.get_ref(), &inv.key) {
+                    Some(o) => {
+                        let (line, col) = line_col(&src, o);
+                        format!("{}:{line}:{col}", path.display())
+                    }
+                    None => path.display().to_string(),
+                };
+                ScenarioError::Invalid {
+                    location,
+                    message: format!("{}: {} (with --bootstrap)", inv.key, inv.message),
+                }
+            })?;
+        }
+    }
+    Ok(loaded)
 }
 
 /// [`load`] on text already read; `path` is only used in messages and in the result.

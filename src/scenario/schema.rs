@@ -51,6 +51,9 @@ pub struct Scenario {
     /// the groups read the producers' topic directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<Pipeline>,
+    /// Faults injected during the produce phase (`[[faults]]`), see [`Fault`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
     /// Dotted key → list of values: one run per combination.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, Vec<toml::Value>>,
@@ -646,6 +649,296 @@ impl Pipeline {
     }
 }
 
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// SIGKILL the broker process (embedded), like `kill -9`.
+    Kill,
+    /// SIGTERM the broker process (embedded): a clean shutdown.
+    Stop,
+    /// SIGSTOP the broker process, SIGCONT after `duration` (embedded).
+    Pause,
+    /// Drop a consumer member's client abruptly, without leaving the group or committing.
+    KillMember,
+}
+
+impl FaultAction {
+    /// The name as written in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultAction::Kill => "kill",
+            FaultAction::Stop => "stop",
+            FaultAction::Pause => "pause",
+            FaultAction::KillMember => "kill_member",
+        }
+    }
+}
+
+/// Which broker a fault hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerRef {
+    /// By `node.id` (embedded brokers are numbered 1..=brokers).
+    Id(u32),
+    /// The leader of a partition at fire time: `"leader:<topic>-<partition>"`, or
+    /// `"leader:<partition>"` for the run's own topic (whose name may be generated).
+    Leader {
+        /// Topic; `None` = the run's topic.
+        topic: Option<String>,
+        /// Partition.
+        partition: i32,
+    },
+    /// The controller named by Metadata at fire time: `"controller"`.
+    Controller,
+}
+
+impl std::fmt::Display for BrokerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerRef::Id(id) => write!(f, "{id}"),
+            BrokerRef::Leader {
+                topic: Some(t),
+                partition,
+            } => write!(f, "leader:{t}-{partition}"),
+            BrokerRef::Leader {
+                topic: None,
+                partition,
+            } => write!(f, "leader:{partition}"),
+            BrokerRef::Controller => write!(f, "controller"),
+        }
+    }
+}
+
+impl Serialize for BrokerRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BrokerRef::Id(id) => s.serialize_u32(*id),
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BrokerRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bad = |v: &str| {
+            de::Error::custom(format!(
+                "broker = {v} is not valid; use a broker id (1), \"leader:<topic>-<partition>\", \"leader:<partition>\" or \"controller\""
+            ))
+        };
+        match toml::Value::deserialize(d)? {
+            toml::Value::Integer(i) => u32::try_from(i)
+                .map(BrokerRef::Id)
+                .map_err(|_| bad(&i.to_string())),
+            toml::Value::String(s) if s == "controller" => Ok(BrokerRef::Controller),
+            toml::Value::String(s) => {
+                let Some(rest) = s.strip_prefix("leader:") else {
+                    return s
+                        .parse::<u32>()
+                        .map(BrokerRef::Id)
+                        .map_err(|_| bad(&format!("\"{s}\"")));
+                };
+                let (topic, p) = match rest.rsplit_once('-') {
+                    Some((t, p)) if !t.is_empty() => (Some(t.to_string()), p),
+                    _ => (None, rest),
+                };
+                let partition = p
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|p| *p >= 0)
+                    .ok_or_else(|| bad(&format!("\"{s}\"")))?;
+                Ok(BrokerRef::Leader { topic, partition })
+            }
+            other => Err(bad(&other.to_string())),
+        }
+    }
+}
+
+/// `[[faults]]`: one fault, fired once during the produce phase by the fault supervisor
+/// (`crate::fault`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// When, counted from the producers' start (exclusive with `after_messages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Dur>,
+    /// When this many messages have been acknowledged, all producers (exclusive with `at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_messages: Option<u64>,
+    /// What to do (optional with `command`, where it only labels the fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<FaultAction>,
+    /// Target broker of `kill`, `stop`, `pause`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<BrokerRef>,
+    /// Group index (0-based) of `kill_member`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
+    /// Member index (0-based) of `kill_member`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<u32>,
+    /// How long a `pause` lasts before SIGCONT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+    /// Restart the killed/stopped broker (same config, port, log dir) or member this long after
+    /// the fault; unset = it stays down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_after: Option<Dur>,
+    /// A shell command (`sh -c`) that does the fault instead, for external clusters (e.g.
+    /// `ssh host sudo systemctl kill -s KILL kafka`); its output goes to `faults.log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Bound on `command`: killed after this long.
+    #[serde(default = "default_command_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_command_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+/// When a fault fires.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaultTrigger {
+    /// This long after the producers' start.
+    At(Duration),
+    /// When this many messages have been acknowledged.
+    AfterMessages(u64),
+}
+
+impl Fault {
+    /// When this fault fires (validated: exactly one of `at`, `after_messages`).
+    pub fn trigger(&self) -> FaultTrigger {
+        match (self.at, self.after_messages) {
+            (Some(d), _) => FaultTrigger::At(d.0),
+            (None, Some(n)) => FaultTrigger::AfterMessages(n),
+            (None, None) => FaultTrigger::At(Duration::ZERO),
+        }
+    }
+
+    /// What the fault is called in events and the summary (`kill`, `command`, ...).
+    pub fn label(&self) -> &'static str {
+        match (self.action, &self.command) {
+            (Some(a), _) => a.as_str(),
+            (None, _) => "command",
+        }
+    }
+
+    fn validate(&self, key: &str, s: &Scenario, external: bool) -> Result<(), Invalid> {
+        if self.at.is_some() == self.after_messages.is_some() {
+            return Err(invalid(
+                key,
+                "a fault needs exactly one of at (a duration after the producers start) or after_messages",
+            ));
+        }
+        if let Some(c) = &self.command {
+            if c.trim().is_empty() {
+                return Err(invalid(&format!("{key}.command"), "command is empty"));
+            }
+            if self.timeout.0.is_zero() || self.timeout.0 > Duration::from_secs(600) {
+                return Err(invalid(
+                    &format!("{key}.timeout"),
+                    "timeout must be 1ms..=10m",
+                ));
+            }
+            return Ok(());
+        }
+        let Some(action) = self.action else {
+            return Err(invalid(
+                key,
+                "a fault needs action = \"kill\" | \"stop\" | \"pause\" | \"kill_member\", or a command",
+            ));
+        };
+        if self
+            .restart_after
+            .is_some_and(|d| d.0 > Duration::from_secs(600))
+        {
+            return Err(invalid(
+                &format!("{key}.restart_after"),
+                "restart_after must be at most 10m",
+            ));
+        }
+        if action == FaultAction::KillMember {
+            let k = &s.consumers;
+            let (Some(g), Some(m)) = (self.group, self.member) else {
+                return Err(invalid(key, "kill_member needs group and member (0-based)"));
+            };
+            if g >= k.groups {
+                return Err(invalid(
+                    &format!("{key}.group"),
+                    format!("group = {g} but there are {} consumer group(s)", k.groups),
+                ));
+            }
+            if m >= k.members {
+                return Err(invalid(
+                    &format!("{key}.member"),
+                    format!("member = {m} but groups have {} member(s)", k.members),
+                ));
+            }
+            if self.broker.is_some() || self.duration.is_some() {
+                return Err(invalid(
+                    key,
+                    "kill_member takes group, member and restart_after, not broker or duration",
+                ));
+            }
+            return Ok(());
+        }
+        if external {
+            return Err(invalid(
+                &format!("{key}.action"),
+                format!(
+                    "action = \"{}\" acts on an embedded broker process, but the run is against an external cluster; give the fault a command (e.g. command = \"ssh host sudo systemctl kill -s KILL kafka\")",
+                    action.as_str()
+                ),
+            ));
+        }
+        let Some(broker) = &self.broker else {
+            return Err(invalid(
+                key,
+                format!("action = \"{}\" needs broker = <id> | \"leader:<topic>-<partition>\" | \"controller\"", action.as_str()),
+            ));
+        };
+        if let BrokerRef::Id(id) = broker {
+            if *id == 0 || *id > s.cluster.brokers {
+                return Err(invalid(
+                    &format!("{key}.broker"),
+                    format!(
+                        "broker = {id} does not exist: the embedded cluster has broker ids 1..={}",
+                        s.cluster.brokers
+                    ),
+                ));
+            }
+        }
+        match action {
+            FaultAction::Pause => {
+                if self.restart_after.is_some() {
+                    return Err(invalid(
+                        &format!("{key}.restart_after"),
+                        "a pause ends by itself after duration; restart_after is for kill and stop",
+                    ));
+                }
+                match self.duration {
+                    Some(d) if !d.0.is_zero() && d.0 <= Duration::from_secs(600) => {}
+                    _ => {
+                        return Err(invalid(
+                            &format!("{key}.duration"),
+                            "pause needs duration, 1ms..=10m",
+                        ))
+                    }
+                }
+            }
+            _ => {
+                if self.duration.is_some() {
+                    return Err(invalid(
+                        &format!("{key}.duration"),
+                        "duration is for pause; kill and stop use restart_after",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A client or broker config value: TOML strings, integers, floats and booleans are all accepted
 /// and handed over as the string Kafka configs take.
 #[derive(Debug, Clone, PartialEq)]
@@ -891,6 +1184,13 @@ impl Scenario {
         }
         if let Some(pl) = &self.pipeline {
             pl.validate(self)?;
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            f.validate(
+                &format!("faults[{i}]"),
+                self,
+                self.cluster.bootstrap.is_some(),
+            )?;
         }
         if self.sampling.interval.0 < Duration::from_millis(100) {
             return Err(invalid(

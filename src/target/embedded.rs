@@ -62,12 +62,31 @@ struct BrokerProcess {
     log: PathBuf,
     /// How it ended, once it has.
     exited: Option<String>,
+    /// Its command line (`kbench broker --override ...`), to restart it the same way.
+    overrides: Vec<(String, String)>,
+    /// Set while a fault has taken it down on purpose: its exit is not a failure.
+    faulted: bool,
+}
+
+/// What to start: the scenario's `[cluster]`, or `kbench cluster up`'s flags.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// Number of brokers (ids 1..=brokers).
+    pub brokers: u32,
+    /// `broker.rack` values handed out in turn.
+    pub racks: Vec<String>,
+    /// `server.properties` overrides for every broker.
+    pub configs: Vec<(String, String)>,
+    /// Port of broker 1 (broker i gets base + i - 1); `None` = free ports.
+    pub base_port: Option<u16>,
 }
 
 /// Broker processes started by kbench; dropping this stops them.
 #[derive(Debug)]
 pub struct EmbeddedCluster {
     brokers: Vec<BrokerProcess>,
+    /// kbench's own binary, which brokers run as.
+    exe: PathBuf,
 }
 
 /// A free loopback port (bound, read, released).
@@ -83,6 +102,27 @@ impl EmbeddedCluster {
         out: &Path,
         timeout: Duration,
     ) -> Result<EmbeddedCluster, TargetError> {
+        let spec = Spec {
+            brokers: s.cluster.brokers,
+            racks: s.cluster.racks.clone(),
+            configs: s
+                .cluster
+                .configs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            base_port: None,
+        };
+        Self::start_spec(&spec, out, timeout)
+    }
+
+    /// Starts `spec.brokers` brokers under `<out>/brokers/<id>/` and waits (at most `timeout`)
+    /// until every one answers Metadata.
+    pub fn start_spec(
+        spec: &Spec,
+        out: &Path,
+        timeout: Duration,
+    ) -> Result<EmbeddedCluster, TargetError> {
         let exe = std::env::current_exe().map_err(|e| {
             TargetError::Io(format!(
                 "cannot find kbench's own binary to start brokers: {e}"
@@ -90,11 +130,20 @@ impl EmbeddedCluster {
         })?;
         let mut cluster = EmbeddedCluster {
             brokers: Vec::new(),
+            exe: exe.clone(),
         };
-        let ports: Vec<u16> = (0..s.cluster.brokers)
-            .map(|_| free_port())
-            .collect::<Result<_, _>>()
-            .map_err(|e| TargetError::Io(format!("cannot find a free loopback port: {e}")))?;
+        let ports: Vec<u16> = match spec.base_port {
+            Some(p) => (0..spec.brokers)
+                .map(|i| {
+                    u16::try_from(u32::from(p) + i)
+                        .map_err(|_| TargetError::Io(format!("--port {p} + {i} is beyond 65535")))
+                })
+                .collect::<Result<_, _>>()?,
+            None => (0..spec.brokers)
+                .map(|_| free_port())
+                .collect::<Result<_, _>>()
+                .map_err(|e| TargetError::Io(format!("cannot find a free loopback port: {e}")))?,
+        };
         for (i, port) in ports.iter().enumerate() {
             let id = i as u32 + 1;
             let dir = out.join("brokers").join(id.to_string());
@@ -103,11 +152,8 @@ impl EmbeddedCluster {
                 TargetError::Io(format!("cannot create {}: {e}", data_dir.display()))
             })?;
             let log = dir.join("broker.log");
-            let log_file = File::create(&log)
+            File::create(&log)
                 .map_err(|e| TargetError::Io(format!("cannot create {}: {e}", log.display())))?;
-            let err_file = log_file
-                .try_clone()
-                .map_err(|e| TargetError::Io(format!("cannot open {}: {e}", log.display())))?;
             let mut overrides: Vec<(String, String)> = vec![
                 ("node.id".into(), id.to_string()),
                 ("listeners".into(), format!("PLAINTEXT://127.0.0.1:{port}")),
@@ -120,37 +166,14 @@ impl EmbeddedCluster {
                 // the first rebalance of a new group (a scenario's cluster.configs may set it).
                 ("group.initial.rebalance.delay.ms".into(), "0".into()),
             ];
-            if !s.cluster.racks.is_empty() {
+            if !spec.racks.is_empty() {
                 overrides.push((
                     "broker.rack".into(),
-                    s.cluster.racks[i % s.cluster.racks.len()].clone(),
+                    spec.racks[i % spec.racks.len()].clone(),
                 ));
             }
-            for (k, v) in &s.cluster.configs {
-                overrides.push((k.clone(), v.0.clone()));
-            }
-            let mut cmd = Command::new(&exe);
-            cmd.arg("broker");
-            for (k, v) in &overrides {
-                cmd.arg("--override").arg(format!("{k}={v}"));
-            }
-            cmd.stdin(Stdio::null()).stdout(log_file).stderr(err_file);
-            die_with_parent(&mut cmd);
-            let command = format!(
-                "{} broker {}",
-                exe.display(),
-                overrides
-                    .iter()
-                    .map(|(k, v)| format!("--override {k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            let child = cmd.spawn().map_err(|source| TargetError::Spawn {
-                id,
-                command,
-                source,
-            })?;
-            register(child.id());
+            overrides.extend(spec.configs.iter().cloned());
+            let child = spawn(&exe, id, &overrides, &log)?;
             // For people (and tests) who want to find or signal one broker.
             let _ = std::fs::write(dir.join("pid"), format!("{}\n", child.id()));
             cluster.brokers.push(BrokerProcess {
@@ -160,6 +183,8 @@ impl EmbeddedCluster {
                 data_dir,
                 log,
                 exited: None,
+                overrides,
+                faulted: false,
             });
         }
         for i in 0..cluster.brokers.len() {
@@ -218,9 +243,76 @@ impl EmbeddedCluster {
         })
     }
 
+    /// Sends `signal` to broker `id` (a fault); for SIGKILL and SIGTERM the broker is marked
+    /// as down on purpose, so its exit is not reported as a failure. Returns its pid.
+    pub fn signal(&mut self, id: u32, signal: nix::sys::signal::Signal) -> Result<u32, String> {
+        use nix::sys::signal::Signal;
+        let b = self
+            .brokers
+            .iter_mut()
+            .find(|b| b.id == id)
+            .ok_or_else(|| format!("there is no embedded broker {id}"))?;
+        let Some(child) = b.child.as_mut() else {
+            return Err(format!("embedded broker {id} is not running"));
+        };
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "embedded broker {id} has already exited ({status})"
+            ));
+        }
+        let pid = child.id();
+        if matches!(signal, Signal::SIGKILL | Signal::SIGTERM) {
+            b.faulted = true;
+        }
+        let raw = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal).map_err(|e| {
+            format!("cannot send {signal} to embedded broker {id} (pid {pid}): {e}")
+        })?;
+        Ok(pid)
+    }
+
+    /// Restarts broker `id` after a fault with the same config, port and log directory: waits
+    /// (at most `timeout`) for the old process to end, starts the new one and returns its pid
+    /// without waiting for it to answer (clients reconnect on their own).
+    pub fn restart(&mut self, id: u32, timeout: Duration) -> Result<u32, String> {
+        let exe = self.exe.clone();
+        let b = self
+            .brokers
+            .iter_mut()
+            .find(|b| b.id == id)
+            .ok_or_else(|| format!("there is no embedded broker {id}"))?;
+        if let Some(mut old) = b.child.take() {
+            let deadline = Instant::now() + timeout;
+            loop {
+                match old.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = old.kill();
+                        let _ = old.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            unregister(old.id());
+        }
+        let child = spawn(&exe, id, &b.overrides, &b.log).map_err(|e| e.to_string())?;
+        let pid = child.id();
+        if let Some(dir) = b.log.parent() {
+            let _ = std::fs::write(dir.join("pid"), format!("{pid}\n"));
+        }
+        b.child = Some(child);
+        b.exited = None;
+        b.faulted = false;
+        Ok(pid)
+    }
+
     /// Describes the first broker that has exited on its own, with its log tail.
     pub fn dead_broker(&mut self) -> Option<String> {
         for b in &mut self.brokers {
+            if b.faulted {
+                continue;
+            }
             if b.exited.is_none() {
                 if let Some(Ok(Some(status))) = b.child.as_mut().map(Child::try_wait) {
                     b.exited = Some(status.to_string());
@@ -278,6 +370,47 @@ impl Drop for EmbeddedCluster {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));
     }
+}
+
+/// Starts one broker process (`exe broker --override k=v ...`), output appended to `log`,
+/// registered for the second Ctrl-C and tied to kbench's life.
+fn spawn(
+    exe: &Path,
+    id: u32,
+    overrides: &[(String, String)],
+    log: &Path,
+) -> Result<Child, TargetError> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| TargetError::Io(format!("cannot open {}: {e}", log.display())))?;
+    let err_file = log_file
+        .try_clone()
+        .map_err(|e| TargetError::Io(format!("cannot open {}: {e}", log.display())))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("broker");
+    for (k, v) in overrides {
+        cmd.arg("--override").arg(format!("{k}={v}"));
+    }
+    cmd.stdin(Stdio::null()).stdout(log_file).stderr(err_file);
+    die_with_parent(&mut cmd);
+    let command = format!(
+        "{} broker {}",
+        exe.display(),
+        overrides
+            .iter()
+            .map(|(k, v)| format!("--override {k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let child = cmd.spawn().map_err(|source| TargetError::Spawn {
+        id,
+        command,
+        source,
+    })?;
+    register(child.id());
+    Ok(child)
 }
 
 /// The last `lines` lines of a file (at most 64 KiB read).

@@ -41,6 +41,9 @@ pub struct MemberTask {
     pub stop: Stop,
     /// Raised (before `stop`) when the cluster is gone: stop without closing the client.
     pub abandon: Stop,
+    /// Raised by a `kill_member` fault: drop the client at once, without committing or
+    /// leaving the group (the coordinator notices only when the session times out).
+    pub kill: Stop,
 }
 
 struct Context {
@@ -85,6 +88,10 @@ pub fn client_config(task: &MemberTask) -> ClientConfig {
         // librdkafka pre-fetches up to 64 MiB per member by default; half keeps a group of 4 within
         // the memory budget (less starves the consumer: 8 MiB gave a third of the throughput).
         .set("queued.max.messages.kbytes", "32768");
+    if !task.scenario.faults.is_empty() {
+        // As for producers: reconnect within 1 s of a restarted broker (librdkafka: up to 10 s).
+        c.set("reconnect.backoff.max.ms", "1000");
+    }
     apply_client_configs(&mut c, &k.client_configs);
     c
 }
@@ -119,6 +126,11 @@ fn run(task: MemberTask) -> Result<(), String> {
     let mut last_position = Instant::now();
     let warmup_end = task.warmup_end.clone();
     while !task.stop.is_raised() {
+        if task.kill.is_raised() {
+            task.meter.assigned(0);
+            destroy_without_leaving(consumer);
+            return Ok(());
+        }
         if last_position.elapsed() >= Duration::from_millis(100) {
             // The position moves past records the application never sees (transaction markers,
             // aborted records under read_committed); the drain needs it to know a partition is
@@ -163,6 +175,23 @@ fn run(task: MemberTask) -> Result<(), String> {
         commit_now(&consumer, Commit::ManualSync, &task.meter);
     }
     Ok(())
+}
+
+/// Destroys the client the way a crashed process would leave it: no LeaveGroup, no commit.
+fn destroy_without_leaving(consumer: BaseConsumer<Context>) {
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is the live handle owned by `consumer`. `rd_kafka_destroy_flags` with
+    // NO_CONSUMER_CLOSE frees it without the consumer close (which would leave the group), and
+    // the Rust wrapper is then forgotten so its Drop never touches the freed handle (its small
+    // queue handle is leaked, once per killed member). rdkafka offers no safe way to do this.
+    #[allow(unsafe_code)]
+    unsafe {
+        rdkafka::bindings::rd_kafka_destroy_flags(
+            rk,
+            rdkafka::bindings::RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
+        );
+    }
+    std::mem::forget(consumer);
 }
 
 /// Records the consumer's position in every assigned partition (a local call, no request).

@@ -59,7 +59,14 @@ struct Context {
     warmup_end: Arc<WarmupEnd>,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    /// Client-level errors (a broker down: `BrokerTransportFailure`, `AllBrokersDown`) are
+    /// counted by kind, so an outage shows in the errors even while librdkafka retries.
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!("librdkafka: {error}: {reason}");
+        self.meter.error(&error_kind(&error));
+    }
+}
 
 impl ProducerContext for Context {
     type DeliveryOpaque = ();
@@ -101,8 +108,11 @@ pub fn client_config(s: &Scenario, bootstrap: &str, run_tag: u32, index: u32) ->
             // librdkafka requires message.timeout.ms ≤ transaction.timeout.ms.
             if p.transactional {
                 p.transaction_timeout.0.as_millis().min(30_000).to_string()
-            } else {
+            } else if s.faults.is_empty() {
                 "30000".to_string()
+            } else {
+                // Long enough to ride out a broker restart (see scenarios/README.md, [[faults]]).
+                "60000".to_string()
             },
         )
         // Bound what librdkafka may buffer so 16 producers stay within a few hundred MiB.
@@ -111,6 +121,11 @@ pub fn client_config(s: &Scenario, bootstrap: &str, run_tag: u32, index: u32) ->
             (((64u64 << 10) / u64::from(p.count.max(1))).clamp(2 << 10, 32 << 10)).to_string(),
         )
         .set("queue.buffering.max.messages", "1000000");
+    if !s.faults.is_empty() {
+        // librdkafka backs off reconnects up to 10 s; Kafka's Java clients stop at 1 s. With
+        // faults, 1 s, so the time to recover measures the cluster, not the client's back-off.
+        c.set("reconnect.backoff.max.ms", "1000");
+    }
     if let Some(l) = p.linger {
         c.set("linger.ms", format!("{}", l.0.as_secs_f64() * 1000.0));
     }
