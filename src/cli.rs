@@ -1,4 +1,4 @@
-//! The command line: `kbench run | validate | compare | report` (and the hidden `broker`, which
+//! The command line: `kbench run | validate | compare | report | cluster up | cluster describe` (and the hidden `broker`, which
 //! is how kbench starts embedded brokers: it re-executes itself as one).
 //!
 //! Parsing (clap derive) and dispatch live here so `main.rs` stays a few lines. Exit codes:
@@ -68,12 +68,46 @@ pub enum Command {
         /// The run folder.
         run_dir: PathBuf,
     },
+    /// A local embedded cluster for manual use, or a description of any cluster.
+    Cluster {
+        /// up | describe.
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Run a kbroker (used by kbench to start embedded brokers): `[CONFIG.properties] [--override key=value]...`.
     #[command(hide = true, disable_help_flag = true)]
     Broker {
         /// Arguments for kbroker.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+/// `kbench cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Run a local cluster of embedded brokers in the foreground; prints `bootstrap: ...`;
+    /// Ctrl-C stops it (the brokers never outlive it).
+    Up {
+        /// Number of brokers (ids 1..=N).
+        #[arg(long, default_value_t = 1)]
+        brokers: u32,
+        /// Port of broker 1 (broker i listens on PORT + i − 1) [default: free ports].
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+        /// Directory for the brokers' data and logs (`DIR/brokers/<id>/`) [default: a new
+        /// directory under the system's temp dir].
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+    },
+    /// Print topics with Leader / Replicas / Isr like `kafka-topics --describe`.
+    Describe {
+        /// The cluster (`host:port,...`, any Kafka).
+        #[arg(long, value_name = "HOST:PORT,...", default_value = "localhost:9092")]
+        bootstrap: String,
+        /// Only this topic.
+        #[arg(long, value_name = "TOPIC")]
+        topic: Option<String>,
     },
 }
 
@@ -166,6 +200,26 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Report { run_dir } => match crate::report::rebuild(&run_dir) {
             Ok(()) => {
                 println!("{}: report rebuilt", run_dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Cluster {
+            command:
+                ClusterCommand::Up {
+                    brokers,
+                    port,
+                    data,
+                },
+        } => match crate::cluster::up(brokers, port, data.as_deref()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Cluster {
+            command: ClusterCommand::Describe { bootstrap, topic },
+        } => match crate::cluster::describe(&bootstrap, topic.as_deref()).await {
+            Ok(text) => {
+                print!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),

@@ -5,6 +5,7 @@
 //! step is one module named for what it is.
 
 pub mod cli;
+pub mod cluster;
 pub mod compare;
 pub mod fault;
 pub mod ledger;

@@ -1,0 +1,222 @@
+//! Faults and the local cluster, end to end: the real `kbench` binary against real embedded
+//! kbroker processes that it kills, pauses and restarts.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kbench::summary::Summary;
+
+fn kbench() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kbench"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+}
+
+fn summary(dir: &Path) -> Summary {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json written");
+    serde_json::from_str(&text).expect("summary.json parses")
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+#[test]
+fn acked_writes_survive_a_broker_kill_9_and_restart() {
+    let out = tempfile::tempdir().unwrap();
+    let o = kbench()
+        .args(["run", scenario("broker-restart.toml").to_str().unwrap()])
+        .args(["--set", "producers.duration=6s", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let s = summary(out.path());
+    assert!(s.verdict.passed, "{:?}", s.verdict);
+    assert!(s.delivery.acked > 0);
+    assert_eq!(s.delivery.lost, 0, "acknowledged messages lost");
+    assert!(s.offsets.ok, "the log holds a duplicate or lost a message");
+    assert_eq!(s.delivery.faults.len(), 1, "{:?}", s.delivery.faults);
+    let f = &s.delivery.faults[0];
+    assert_eq!((f.action.as_str(), f.target.as_str()), ("kill", "broker 1"));
+    let restarted = f.restarted_at_s.expect("the broker was restarted");
+    assert!(
+        restarted - f.t_s >= 1.9,
+        "restarted {restarted} s, fault {} s",
+        f.t_s
+    );
+    assert!(f.recovery_s.is_some(), "no recovery time: {f:?}");
+    let faults: Vec<_> = s.events.iter().filter(|e| e.kind == "fault").collect();
+    assert!(
+        faults.iter().any(|e| e.detail.contains("SIGKILL")),
+        "{faults:?}"
+    );
+    assert!(
+        faults.iter().any(|e| e.detail.contains("restart broker 1")),
+        "{faults:?}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("fault: kill broker 1 at"), "{stdout}");
+}
+
+#[test]
+fn a_killed_group_member_fails_over_at_least_once() {
+    let out = tempfile::tempdir().unwrap();
+    let o = kbench()
+        .args(["run", scenario("consumer-failover.toml").to_str().unwrap()])
+        .args(["--set", "producers.duration=8s", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let s = summary(out.path());
+    assert!(s.verdict.passed, "{:?}", s.verdict);
+    assert_eq!(s.delivery.lost, 0);
+    assert!(s.delivery.consumed >= s.delivery.acked);
+    assert_eq!(s.delivery.faults.len(), 1);
+    assert_eq!(s.delivery.faults[0].action, "kill_member");
+    assert_eq!(s.delivery.faults[0].target, "group 0 member 1");
+    assert!(s
+        .events
+        .iter()
+        .any(|e| e.kind == "fault" && e.detail.contains("restart group 0 member 1")));
+}
+
+#[test]
+fn a_fault_on_a_broker_that_does_not_exist_is_a_validation_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "name = \"bad\"\n[cluster]\nbrokers = 1\n\n[[faults]]\nat = \"1s\"\naction = \"kill\"\nbroker = 3\n",
+    )
+    .unwrap();
+    let o = kbench().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml:8:"), "{err}");
+    assert!(
+        err.contains("faults[0].broker") && err.contains("broker = 3 does not exist"),
+        "{err}"
+    );
+
+    // On an external cluster, a signal needs a process kbench owns: the fault must be a command.
+    let file = dir.path().join("external.toml");
+    std::fs::write(
+        &file,
+        "name = \"ext\"\n\n[[faults]]\nat = \"1s\"\naction = \"kill\"\nbroker = 1\n",
+    )
+    .unwrap();
+    let o = kbench()
+        .arg("run")
+        .arg(&file)
+        .args(["--bootstrap", "127.0.0.1:1", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("external.toml:5:") && err.contains("faults[0].action"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cluster_up_serves_describe_and_leaves_no_broker_behind() {
+    let data = tempfile::tempdir().unwrap();
+    let mut up = kbench()
+        .args(["cluster", "up", "--brokers", "1", "--data"])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = up.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("cluster up prints the bootstrap line");
+    let bootstrap = line
+        .strip_prefix("bootstrap: ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let broker: i32 = std::fs::read_to_string(data.path().join("brokers/1/pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // A topic of 3 partitions, made by a short run against the cluster.
+    let file = data.path().join("t.toml");
+    std::fs::write(
+        &file,
+        "name = \"t\"\n[topic]\nname = \"described\"\npartitions = 3\n[producers]\nmessages_each = 10\n[consumers]\ngroups = 0\n[verify]\ndelivery = \"none\"\n",
+    )
+    .unwrap();
+    let o = kbench()
+        .arg("run")
+        .arg(&file)
+        .args(["--bootstrap", &bootstrap, "--out"])
+        .arg(data.path().join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    let o = kbench()
+        .args(["cluster", "describe", "--bootstrap", &bootstrap])
+        .args(["--topic", "described"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("Topic: described\tPartitionCount: 3\tReplicationFactor: 1\tConfigs:"),
+        "{text}"
+    );
+    for (p, line) in lines[1..].iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("\tTopic: described\tPartition: {p}\tLeader: 1\tReplicas: 1\tIsr: 1"),
+            "{text}"
+        );
+    }
+
+    // Ctrl-C stops the cluster; no broker outlives it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while up.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "cluster up ignored Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(up.wait().unwrap().code(), Some(0));
+    assert!(!alive(broker), "broker {broker} outlived cluster up");
+}
