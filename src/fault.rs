@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -335,11 +336,12 @@ impl Supervisor {
                 }
             }
             Op::Command(cmd, timeout) => {
-                let out = std::fs::OpenOptions::new()
+                let mut out = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(&self.log)
                     .map_err(|e| format!("cannot open {}: {e}", self.log.display()))?;
+                let _ = writeln!(out, "--- faults[{}]: sh -c {cmd:?}", step.fault);
                 let err = out
                     .try_clone()
                     .map_err(|e| format!("cannot open {}: {e}", self.log.display()))?;
@@ -411,6 +413,7 @@ impl Supervisor {
 
     fn poll_commands(&mut self, t_s: f64, events: &mut Vec<Event>) {
         let now = Instant::now();
+        let mut failed = Vec::new();
         self.commands.retain_mut(|(fault, child, deadline)| {
             let ended = match child.try_wait() {
                 Ok(Some(status)) if status.success() => None,
@@ -418,15 +421,18 @@ impl Supervisor {
                 Ok(None) if now >= *deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    Some("timed out and was killed".to_string())
+                    Some("timed out (faults.timeout) and was killed".to_string())
                 }
                 Ok(None) => return true,
                 Err(e) => Some(e.to_string()),
             };
-            let detail = match ended {
+            let detail = match &ended {
                 None => format!("faults[{fault}]: command finished (status 0)"),
                 Some(why) => format!("faults[{fault}]: command {why}"),
             };
+            if ended.is_some() {
+                failed.push((*fault, format!("{detail} (output in faults.log)")));
+            }
             events.push(Event {
                 t_s,
                 kind: Event::FAULT.into(),
@@ -434,7 +440,9 @@ impl Supervisor {
             });
             false
         });
-        let _ = &self.records;
+        for (fault, why) in failed {
+            self.records[fault].failure = Some(why);
+        }
     }
 
     /// Ends the supervision: commands still running are killed, paused brokers resumed, and
@@ -675,5 +683,40 @@ mod tests {
             }
         );
         assert_eq!(plan.steps[3].op, Op::Resume);
+    }
+
+    fn error_of(faults: &str) -> String {
+        let src =
+            format!("name = \"t\"\n[consumers]\ngroups = 1\nmembers = 2\n\n[[faults]]\n{faults}");
+        match crate::scenario::load_str(&src, Path::new("t.toml"), &[]) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn faults_are_validated_with_the_key_at_fault() {
+        assert!(error_of("action = \"kill\"\nbroker = 1\n").contains("exactly one of at"));
+        assert!(error_of("at = \"1s\"\nbroker = 1\n").contains("needs action"));
+        assert!(error_of("at = \"1s\"\naction = \"pause\"\nbroker = 1\n")
+            .contains("faults[0].duration"));
+        assert!(
+            error_of("at = \"1s\"\naction = \"kill_member\"\ngroup = 0\nmember = 2\n")
+                .contains("faults[0].member: member = 2 but groups have 2 member(s)")
+        );
+        assert!(
+            error_of("at = \"1s\"\naction = \"kill\"\nbroker = \"leader:x\"\n")
+                .contains("broker = \"leader:x\" is not valid")
+        );
+        assert!(error_of("at = \"1s\"\naction = \"kill\"\nbroker = 2\n").contains("t.toml:9:"));
+        // A command needs no broker, and is what external clusters accept.
+        assert_eq!(
+            error_of("at = \"1s\"\ncommand = \"true\"\n[cluster]\nbootstrap = \"h:9092\"\n"),
+            ""
+        );
+        assert!(error_of(
+            "at = \"1s\"\naction = \"kill\"\nbroker = 1\n[cluster]\nbootstrap = \"h:9092\"\n"
+        )
+        .contains("external cluster"));
     }
 }

@@ -22,6 +22,8 @@ fn every_shipped_scenario_parses() {
         "exactly-once.toml",
         "pipeline.toml",
         "producer-modes.toml",
+        "broker-restart.toml",
+        "consumer-failover.toml",
     ] {
         assert!(
             seen.iter().any(|s| s == required),
