@@ -533,8 +533,12 @@ pub async fn run_one(
     }
 
     // Drain phase.
+    let down = target.down_on_purpose();
     let marks_after = match target.dead_broker() {
         Some(_) => Err("not read: a broker of the cluster exited".to_string()),
+        None if !down.is_empty() => Err(format!(
+            "not read: broker(s) {down:?} taken down by a fault and not restarted (give the fault restart_after)"
+        )),
         None => topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))
             .map_err(|e| e.to_string()),
     };
@@ -618,7 +622,8 @@ pub async fn run_one(
             Err(e) => failures.push(format!("cannot read end offsets to drain: {e}")),
         }
     }
-    if target.dead_broker().is_some() {
+    if target.dead_broker().is_some() || !target.down_on_purpose().is_empty() {
+        // Closing clients would wait for brokers that are gone.
         tasks.abandon.raise();
     }
     tasks.stop_consumers.raise();

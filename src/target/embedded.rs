@@ -307,6 +307,15 @@ impl EmbeddedCluster {
         Ok(pid)
     }
 
+    /// Ids of brokers a fault took down that have not been restarted.
+    pub fn down_on_purpose(&self) -> Vec<u32> {
+        self.brokers
+            .iter()
+            .filter(|b| b.faulted)
+            .map(|b| b.id)
+            .collect()
+    }
+
     /// Describes the first broker that has exited on its own, with its log tail.
     pub fn dead_broker(&mut self) -> Option<String> {
         for b in &mut self.brokers {

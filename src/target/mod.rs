@@ -122,6 +122,14 @@ impl Target {
         }
     }
 
+    /// Ids of embedded brokers a fault took down and that are still down.
+    pub fn down_on_purpose(&self) -> Vec<u32> {
+        match self {
+            Target::Embedded(c) => c.down_on_purpose(),
+            Target::External { .. } => Vec::new(),
+        }
+    }
+
     /// A broker that exited since start, described; `None` while all run (or for external).
     pub fn dead_broker(&mut self) -> Option<String> {
         match self {
