@@ -52,8 +52,9 @@ enum Op {
     Resume,
     /// Start the broker the fault took down again.
     Restart,
-    /// `sh -c command`, bounded by `timeout`.
-    Command(String, Duration),
+    /// `sh -c command`, bounded by `timeout`; `{broker}` and `{host}` in it are replaced by the
+    /// id and host of the fault's `broker`, resolved at fire time.
+    Command(String, Duration, Option<BrokerRef>),
     /// Drop a consumer member's client abruptly.
     KillMember(u32, u32),
     /// Start the member again (same group, same meter).
@@ -89,7 +90,7 @@ impl Plan {
             };
             let first = steps.len();
             let op = match (&f.command, f.action, &f.broker) {
-                (Some(c), _, _) => Op::Command(c.clone(), f.timeout.0),
+                (Some(c), _, b) => Op::Command(c.clone(), f.timeout.0, b.clone()),
                 (None, Some(FaultAction::KillMember), _) => {
                     Op::KillMember(f.group.unwrap_or(0), f.member.unwrap_or(0))
                 }
@@ -335,7 +336,18 @@ impl Supervisor {
                     Ok((String::new(), format!("restart broker {id} (pid {pid})")))
                 }
             }
-            Op::Command(cmd, timeout) => {
+            Op::Command(template, timeout, broker) => {
+                let cmd = match broker {
+                    Some(b) => {
+                        let id = self.resolve(b)?;
+                        let host = self.host_of(id).unwrap_or_default();
+                        template
+                            .replace("{broker}", &id.to_string())
+                            .replace("{host}", &host)
+                    }
+                    None => template.clone(),
+                };
+                let cmd = &cmd;
                 let mut out = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -355,7 +367,7 @@ impl Supervisor {
                     .map_err(|e| format!("cannot run sh -c {cmd:?}: {e}"))?;
                 self.commands
                     .push((step.fault, child, Instant::now() + *timeout));
-                Ok((cmd.clone(), format!("command `{cmd}` started")))
+                Ok((cmd.to_string(), format!("command `{cmd}` started")))
             }
             Op::KillMember(g, m) => {
                 hands.members.kill(*g, *m)?;
@@ -373,9 +385,6 @@ impl Supervisor {
 
     /// Broker id of a target, via Metadata for `leader:` and `controller`.
     fn resolve(&mut self, b: &BrokerRef) -> Result<u32, String> {
-        if let BrokerRef::Id(id) = b {
-            return Ok(*id);
-        }
         if self.probe.is_none() {
             let c: BaseConsumer = ClientConfig::new()
                 .set("bootstrap.servers", &self.bootstrap)
@@ -409,6 +418,19 @@ impl Supervisor {
                     .map_err(|_| format!("Metadata named no controller within {RESOLVE_TIMEOUT:?}"))
             }
         }
+    }
+
+    /// Host of broker `id` as Metadata lists it.
+    fn host_of(&self, id: u32) -> Option<String> {
+        let md = self
+            .probe
+            .as_ref()?
+            .fetch_metadata(None, RESOLVE_TIMEOUT)
+            .ok()?;
+        md.brokers()
+            .iter()
+            .find(|b| i64::from(b.id()) == i64::from(id))
+            .map(|b| b.host().to_string())
     }
 
     fn poll_commands(&mut self, t_s: f64, events: &mut Vec<Event>) {
@@ -527,10 +549,12 @@ pub fn recovery(
     const EPS: f64 = 1e-6;
     let (mut msgs, mut secs) = (0u64, 0.0);
     for r in rows {
-        let start = r.t_s - r.interval_s;
-        if start >= window_start_s - EPS && r.t_s <= fault_s + EPS {
+        // An interval that began before the window (the producers' start or the warm-up's
+        // end) counts for the part inside it: nothing measured was acknowledged before.
+        let start = (r.t_s - r.interval_s).max(window_start_s);
+        if r.t_s > window_start_s + EPS && r.t_s <= fault_s + EPS {
             msgs += count(r);
-            secs += r.interval_s;
+            secs += r.t_s - start;
         }
     }
     if secs <= 0.0 || msgs == 0 {
@@ -647,6 +671,9 @@ mod tests {
         assert_eq!(recovery(&rows, 3.0, 1.0, 6.5, acked), None);
         // Nothing before the fault to compare with.
         assert_eq!(recovery(&rows, 1.0, 1.0, 10.0, acked), None);
+        // The producers started 0.5 s into the first whole interval: its rate counts over 0.5 s.
+        let rows = [row(1.0, 500), row(2.0, 0), row(3.0, 1000)];
+        assert_eq!(recovery(&rows, 1.0, 0.5, 10.0, acked), Some(2.0));
     }
 
     #[test]

@@ -767,7 +767,8 @@ pub struct Fault {
     /// What to do (optional with `command`, where it only labels the fault).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<FaultAction>,
-    /// Target broker of `kill`, `stop`, `pause`.
+    /// Target broker of `kill`, `stop`, `pause`; with `command`, what `{broker}` and `{host}`
+    /// in the command stand for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<BrokerRef>,
     /// Group index (0-based) of `kill_member`.
@@ -784,7 +785,7 @@ pub struct Fault {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_after: Option<Dur>,
     /// A shell command (`sh -c`) that does the fault instead, for external clusters (e.g.
-    /// `ssh host sudo systemctl kill -s KILL kafka`); its output goes to `faults.log`.
+    /// `ssh {host} sudo systemctl kill -s KILL kafka`); its output goes to `faults.log`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// Bound on `command`: killed after this long.
