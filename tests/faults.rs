@@ -43,7 +43,7 @@ fn acked_writes_survive_a_broker_kill_9_and_restart() {
     let out = tempfile::tempdir().unwrap();
     let o = kbench()
         .args(["run", scenario("broker-restart.toml").to_str().unwrap()])
-        .args(["--set", "producers.duration=6s", "--out"])
+        .args(["--set", "producers.duration=9s", "--out"])
         .arg(out.path())
         .output()
         .unwrap();
