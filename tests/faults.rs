@@ -100,6 +100,80 @@ fn a_killed_group_member_fails_over_at_least_once() {
 }
 
 #[test]
+fn a_paused_leader_and_a_stopped_controller_come_back_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pause-stop.toml");
+    std::fs::write(
+        &file,
+        r#"name = "pause-stop"
+[topic]
+partitions = 2
+[producers]
+duration = "7s"
+rate = 2000
+[consumers]
+commit = "manual-sync"
+[verify]
+delivery = "at-least-once"
+[sampling]
+interval = "500ms"
+[[faults]]
+at = "1s"
+action = "pause"
+broker = "leader:0"
+duration = "1s"
+[[faults]]
+after_messages = 7000
+action = "stop"
+broker = "controller"
+restart_after = "1s"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = kbench()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let s = summary(&out);
+    assert_eq!(s.delivery.lost, 0);
+    let f = &s.delivery.faults;
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert_eq!(
+        (f[0].action.as_str(), f[0].target.as_str()),
+        ("pause", "broker 1")
+    );
+    assert_eq!(
+        (f[1].action.as_str(), f[1].target.as_str()),
+        ("stop", "broker 1")
+    );
+    assert!(f.iter().all(|f| f.restarted_at_s.is_some()), "{f:?}");
+    let details: Vec<&str> = s
+        .events
+        .iter()
+        .filter(|e| e.kind == "fault")
+        .map(|e| e.detail.as_str())
+        .collect();
+    for want in [
+        "SIGSTOP",
+        "leader:0",
+        "SIGCONT",
+        "SIGTERM",
+        "controller",
+        "restart broker 1",
+    ] {
+        assert!(
+            details.iter().any(|d| d.contains(want)),
+            "{want}: {details:?}"
+        );
+    }
+}
+
+#[test]
 fn a_fault_on_a_broker_that_does_not_exist_is_a_validation_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
