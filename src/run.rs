@@ -227,6 +227,11 @@ pub async fn run_one(
     );
     let log_dirs = target.log_dirs();
     let disk_before = log_dirs.as_deref().map(verify::on_disk::dir_bytes);
+    // Without log dirs to walk (an external cluster), the brokers report replica sizes.
+    let reported_before = match (&log_dirs, s.verify.on_disk) {
+        (None, true) => Some(verify::log_dirs::snapshot(&bootstrap, &topic, partitions).await),
+        _ => None,
+    };
     let marks_before = topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))?;
     // With a pipeline the groups read its output topic; without, the producers' topic.
     let output = match &s.pipeline {
@@ -838,24 +843,41 @@ pub async fn run_one(
     }
 
     let rf = u32::try_from(s.topic.replication_factor).unwrap_or(1);
+    let expectation = verify::on_disk::Expectation {
+        topic: &topic,
+        replication_factor: rf,
+        payload_bytes: acked_bytes,
+        acked_per_partition: &per_partition,
+        message_bytes: s.producers.message_size.0,
+        compressed: s.producers.compression != Compression::None,
+    };
     let on_disk = match (&log_dirs, disk_before) {
         (Some(dirs), Some(before)) if s.verify.on_disk => {
-            let (o, f) = verify::on_disk::check(
-                dirs,
-                before,
-                &verify::on_disk::Expectation {
-                    topic: &topic,
-                    replication_factor: rf,
-                    payload_bytes: acked_bytes,
-                    acked_per_partition: &per_partition,
-                    message_bytes: s.producers.message_size.0,
-                    compressed: s.producers.compression != Compression::None,
-                },
-            );
+            let (o, f) = verify::on_disk::check(dirs, before, &expectation);
             failures.extend(f);
             o
         }
-        (None, _) if s.verify.on_disk => verify::on_disk::unavailable(acked_bytes, rf),
+        (None, _) if s.verify.on_disk => {
+            let after = match reported_before {
+                Some(Ok(before)) => verify::log_dirs::snapshot(&bootstrap, &topic, partitions)
+                    .await
+                    .map(|after| (before, after)),
+                Some(Err(e)) => Err(e),
+                None => Err(anyhow::anyhow!("no sizes were taken before the run")),
+            };
+            match after {
+                Ok((before, after)) => {
+                    let (o, f) = verify::on_disk::check_reported(&before, &after, &expectation);
+                    failures.extend(f);
+                    o
+                }
+                Err(e) => verify::on_disk::unavailable(
+                    acked_bytes,
+                    rf,
+                    &format!("DescribeLogDirs failed: {e:#}"),
+                ),
+            }
+        }
         _ => crate::summary::OnDiskSummary {
             method: "skipped".into(),
             payload_bytes: acked_bytes,

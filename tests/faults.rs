@@ -247,7 +247,7 @@ fn cluster_up_serves_describe_and_leaves_no_broker_behind() {
     let file = data.path().join("t.toml");
     std::fs::write(
         &file,
-        "name = \"t\"\n[topic]\nname = \"described\"\npartitions = 3\n[producers]\nmessages_each = 10\n[consumers]\ngroups = 0\n[verify]\ndelivery = \"none\"\n",
+        "name = \"t\"\n[topic]\nname = \"described\"\npartitions = 3\n[producers]\nmessages_each = 10\n[consumers]\ngroups = 0\n[verify]\ndelivery = \"none\"\non_disk = true\n",
     )
     .unwrap();
     let o = kbench()
@@ -258,6 +258,19 @@ fn cluster_up_serves_describe_and_leaves_no_broker_behind() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // On an external cluster the on-disk check asks the brokers (DescribeLogDirs).
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("run/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary["on_disk"]["method"], "describe_log_dirs",
+        "{summary:#}"
+    );
+    assert_eq!(summary["on_disk"]["ok"], true, "{summary:#}");
+    assert!(
+        summary["on_disk"]["growth"].as_i64().unwrap() > 0,
+        "{summary:#}"
+    );
 
     let o = kbench()
         .args(["cluster", "describe", "--bootstrap", &bootstrap])

@@ -131,3 +131,31 @@ async fn describe(
     }
     Ok(resp)
 }
+
+/// Replica sizes per partition of `topic` on the cluster behind `bootstrap`: the brokers come
+/// from the cluster's metadata (librdkafka), the sizes from DescribeLogDirs to each of them.
+pub async fn snapshot(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, u64>> {
+    let bootstrap = bootstrap.to_owned();
+    let brokers = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, String)>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .context("cannot create a metadata client")?;
+        let md = client
+            .fetch_metadata(None, TIMEOUT)
+            .with_context(|| format!("cannot read the metadata of {bootstrap}"))?;
+        Ok(md
+            .brokers()
+            .iter()
+            .map(|b| (b.id(), format!("{}:{}", b.host(), b.port())))
+            .collect())
+    })
+    .await
+    .context("metadata task failed")??;
+    topic_sizes(&brokers, topic, partitions).await
+}

@@ -5,9 +5,12 @@
 //! The check proper is on the topic's segment files (`<log.dir>/<topic>-<p>/*.log`): without
 //! compression every partition that was acknowledged messages must hold at least their payload
 //! bytes × RF in segments; with compression it must have grown at all (the ratio is reported).
-//! External clusters: DescribeLogDirs is not exposed by rdkafka's admin API, so the method is
-//! reported as `"unavailable"` rather than guessed.
+//! External clusters: the same rule applied to the replica sizes the brokers report through
+//! DescribeLogDirs ([`super::log_dirs`]), before and after the run. When that request cannot be
+//! made (a TLS or SASL listener, a cluster that refuses it) the method is reported as
+//! `"unavailable"` with the reason, rather than guessed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::summary::OnDiskSummary;
@@ -65,12 +68,56 @@ pub struct Expectation<'a> {
 /// Runs the check over embedded log dirs.
 pub fn check(dirs: &[PathBuf], before: u64, e: &Expectation<'_>) -> (OnDiskSummary, Vec<String>) {
     let after = dir_bytes(dirs);
+    judge(
+        "walk",
+        "log dirs",
+        "segment bytes",
+        before,
+        after,
+        |p| segment_bytes(dirs, e.topic, p),
+        e,
+    )
+}
+
+/// Runs the check over replica sizes per partition reported by the brokers (DescribeLogDirs,
+/// summed over replicas), taken before and after the run.
+pub fn check_reported(
+    before: &BTreeMap<i32, u64>,
+    after: &BTreeMap<i32, u64>,
+    e: &Expectation<'_>,
+) -> (OnDiskSummary, Vec<String>) {
+    let total = |m: &BTreeMap<i32, u64>| m.values().sum::<u64>();
+    judge(
+        "describe_log_dirs",
+        "replicas (DescribeLogDirs)",
+        "replica bytes",
+        total(before),
+        total(after),
+        |p| {
+            let b = before.get(&p).copied().unwrap_or(0);
+            after.get(&p).copied().unwrap_or(0).saturating_sub(b)
+        },
+        e,
+    )
+}
+
+/// The judgement shared by both methods: overall growth against payload × RF, and per
+/// partition the bytes its acknowledged messages need at least.
+fn judge(
+    method: &str,
+    what: &str,
+    held: &str,
+    before: u64,
+    after: u64,
+    partition_bytes: impl Fn(i32) -> u64,
+    e: &Expectation<'_>,
+) -> (OnDiskSummary, Vec<String>) {
     let growth = after as i64 - before as i64;
     let copies = e.payload_bytes * u64::from(e.replication_factor);
     let mut failures = Vec::new();
     let mut segments = 0;
     for (p, acked) in e.acked_per_partition.iter().enumerate() {
-        let bytes = segment_bytes(dirs, e.topic, p as i32);
+        let bytes = partition_bytes(p as i32);
         segments += bytes;
         if *acked == 0 {
             continue;
@@ -82,7 +129,7 @@ pub fn check(dirs: &[PathBuf], before: u64, e: &Expectation<'_>) -> (OnDiskSumma
         };
         if bytes < need {
             failures.push(format!(
-                "on disk: {}-{p} holds {bytes} segment bytes but {acked} acknowledged messages of {} B × RF {} need at least {need}",
+                "on disk: {}-{p} holds {bytes} {held} but {acked} acknowledged messages of {} B × RF {} need at least {need}",
                 e.topic, e.message_bytes, e.replication_factor
             ));
         }
@@ -94,14 +141,14 @@ pub fn check(dirs: &[PathBuf], before: u64, e: &Expectation<'_>) -> (OnDiskSumma
     };
     let detail = if failures.is_empty() {
         format!(
-            "log dirs grew by {growth} B for {} B of payload × RF {} (overhead ratio {ratio:.3}); segments of {} hold {segments} B",
+            "{what} grew by {growth} B for {} B of payload × RF {} (overhead ratio {ratio:.3}); partitions of {} hold {segments} B",
             e.payload_bytes, e.replication_factor, e.topic
         )
     } else {
         failures.join("; ")
     };
     let summary = OnDiskSummary {
-        method: "walk".into(),
+        method: method.into(),
         bytes_before: before,
         bytes_after: after,
         growth,
@@ -115,13 +162,13 @@ pub fn check(dirs: &[PathBuf], before: u64, e: &Expectation<'_>) -> (OnDiskSumma
 }
 
 /// The summary part when kbench cannot see the log dirs (external cluster).
-pub fn unavailable(payload_bytes: u64, replication_factor: u32) -> OnDiskSummary {
+pub fn unavailable(payload_bytes: u64, replication_factor: u32, reason: &str) -> OnDiskSummary {
     OnDiskSummary {
         method: "unavailable".into(),
         payload_bytes,
         replication_factor,
         ok: None,
-        detail: "external cluster: DescribeLogDirs is not available through rdkafka's admin API, so log-dir growth was not measured".into(),
+        detail: format!("log-dir growth was not measured: {reason}"),
         ..Default::default()
     }
 }
