@@ -3,36 +3,12 @@
 //! produce pipeline with a worker killed mid-transaction and restarted, and the producer-modes
 //! matrix with its comparison. Short versions of the shipped scenarios, via `--set`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use kbench::summary::Summary;
+use std::path::Path;
+use std::process::Output;
 
-fn kbench() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kbench"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(name)
-}
-
-fn summary(dir: &Path) -> Summary {
-    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json written");
-    serde_json::from_str(&text).expect("summary.json parses")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{kbench, scenario, show, summary};
 
 fn run(file: &str, sets: &[&str], out: &Path) -> Output {
     let mut c = kbench();
