@@ -167,10 +167,6 @@ impl Partition {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner()
-    }
-
     /// Appends validated batches (`headers` as parsed by validation; offsets are assigned here)
     /// and wakes waiting fetches. A batch an idempotent producer already wrote is not stored
     /// again: the answer carries its original base offset.
@@ -278,7 +274,7 @@ impl Partition {
         max_bytes: usize,
         read_committed: bool,
     ) -> Result<FetchedData, LogError> {
-        let inner = self.lock();
+        let inner = self.inner();
         let w = *self.watermarks.borrow();
         let upper = if read_committed {
             w.last_stable_offset
@@ -302,7 +298,7 @@ impl Partition {
 
     /// Current offsets.
     pub(crate) fn offsets(&self) -> Offsets {
-        let inner = self.lock();
+        let inner = self.inner();
         let w = *self.watermarks.borrow();
         Offsets {
             log_start: inner.log.log_start_offset(),
@@ -313,12 +309,12 @@ impl Partition {
 
     /// The first offset whose timestamp is at or after `ts`, with that timestamp.
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Option<(i64, i64)> {
-        self.lock().log.offset_for_timestamp(ts)
+        self.inner().log.offset_for_timestamp(ts)
     }
 
     /// Bytes of the partition's segment files.
     pub(crate) fn size_bytes(&self) -> u64 {
-        self.lock().log.size_bytes()
+        self.inner().log.size_bytes()
     }
 
     /// A receiver that changes whenever the high watermark or the last stable offset moves.
@@ -330,7 +326,7 @@ impl Partition {
     /// below the new log start, and checkpoints the transaction state (bounding the replay of a
     /// later recovery).
     pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let mut inner = self.lock();
+        let mut inner = self.inner();
         let deleted = inner.log.apply_retention(now_ms)?;
         let (start, end) = (inner.log.log_start_offset(), inner.log.log_end_offset());
         if deleted > 0 {
@@ -343,7 +339,7 @@ impl Partition {
 
     /// Writes everything to stable storage, with a transaction checkpoint at the log end.
     pub(crate) fn flush(&self) -> Result<(), LogError> {
-        let mut inner = self.lock();
+        let mut inner = self.inner();
         inner.log.flush()?;
         inner.txns.flush()?;
         let end = inner.log.log_end_offset();
@@ -488,7 +484,7 @@ mod tests {
                 .map(|a| (a.producer_id, a.first_offset, a.last_offset))
                 .collect();
             assert_eq!(ranges, vec![(1, 0, 2), (2, 3, 4)]);
-            assert_eq!(p.lock().txns.ongoing(3), Some(5));
+            assert_eq!(p.inner().txns.ongoing(3), Some(5));
         };
         let p = open(dir.path());
         check(&p);
