@@ -18,6 +18,7 @@
 //! answers in the same situations. Committed offsets and group metadata are written to the
 //! [`OffsetStore`] (the `__consumer_offsets` log) before a request is answered.
 
+use crate::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -206,14 +207,6 @@ struct Inner {
     /// Where commits and group metadata are written; `None` keeps everything in memory
     /// (unit tests).
     store: Option<OffsetStore>,
-}
-
-/// Milliseconds since the Unix epoch (wall clock, for commit timestamps and retention).
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Checks each partition's metadata size and builds the records to store, for plain and

@@ -278,7 +278,7 @@ impl OffsetStore {
         let mut partitions = self.lock();
         let partition = self.open_partition(&mut partitions, index)?;
         let (k, v) = marker_record(commit, coordinator_epoch);
-        let now = super::coordinator::now_ms();
+        let now = crate::clock::now_ms();
         let batch = build_batch(
             &[(Some(&k[..]), Some(&v[..]))],
             now,
@@ -464,7 +464,7 @@ fn append_batch(
         .iter()
         .map(|(k, v)| (Some(&k[..]), v.as_deref()))
         .collect();
-    let now = super::coordinator::now_ms();
+    let now = crate::clock::now_ms();
     let (producer_id, producer_epoch) = producer;
     let transactional = producer_id >= 0;
     let batch = build_batch(
