@@ -72,6 +72,9 @@ pub(crate) struct Topic {
     pub(crate) partitions: Vec<Arc<Partition>>,
     /// Replication factor requested at creation.
     pub(crate) replication_factor: i16,
+    /// `max.message.bytes` resolved against the broker default. Derived once at creation:
+    /// configs never change afterwards, and every Produce request needs it.
+    pub(crate) max_message_bytes: usize,
 }
 
 /// What is persisted per topic.
@@ -337,6 +340,9 @@ impl Topics {
         Ok(Topic {
             name: name.to_owned(),
             id,
+            max_message_bytes: TopicConfigs::new(&self.broker, &configs)
+                .log_config()
+                .max_message_bytes,
             configs,
             partitions: parts,
             replication_factor,
@@ -458,6 +464,9 @@ impl Topics {
             return Ok(Arc::new(Topic {
                 name: name.to_owned(),
                 id: Uuid::nil(),
+                max_message_bytes: TopicConfigs::new(&self.broker, &configs)
+                    .log_config()
+                    .max_message_bytes,
                 configs,
                 partitions: Vec::new(),
                 replication_factor: rf,
@@ -538,6 +547,7 @@ impl Topics {
             configs: topic.configs.clone(),
             partitions,
             replication_factor: topic.replication_factor,
+            max_message_bytes: topic.max_message_bytes,
         });
         let mut map = self
             .by_name

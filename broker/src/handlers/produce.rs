@@ -18,7 +18,6 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::{str_bytes, unknown_partition, RequestContext};
 use crate::log::batch;
 use crate::partition::AppendError;
-use crate::topics::TopicConfigs;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceResponse {
     let broker = ctx.broker;
@@ -28,17 +27,15 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Pro
     for topic_data in req.topic_data {
         let name = topic_data.name.0.as_str();
         let topic = broker.topics.get(name);
-        let max_bytes = topic.as_ref().map(|t| {
-            TopicConfigs::new(&broker.config, &t.configs)
-                .log_config()
-                .max_message_bytes
-        });
+        let max_bytes = topic.as_ref().map(|t| t.max_message_bytes);
         let mut topic_resp = TopicProduceResponse::default();
         topic_resp.name = topic_data.name.clone();
         for p in topic_data.partition_data {
             let mut pr = PartitionProduceResponse::default();
             pr.index = p.index;
-            let partition = broker.topics.partition(name, p.index);
+            let partition = topic
+                .as_ref()
+                .and_then(|t| t.partitions.get(usize::try_from(p.index).ok()?).cloned());
             let result = match (acks_ok, partition, p.records, max_bytes) {
                 (false, ..) => Err((
                     ResponseError::InvalidRequiredAcks.code(),
