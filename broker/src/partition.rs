@@ -268,18 +268,22 @@ impl Partition {
     /// Reads for a fetch: whole stored batches from `offset`, at most `max_bytes` (but at least
     /// one batch), never past the high watermark, or, for `read_committed`, never past the last
     /// stable offset and with the aborted transactions overlapping what is returned.
+    ///
+    /// The bounds are those of `seen`, the [`Partition::offsets`] snapshot the response reports,
+    /// so the records never reach past the watermarks the client is told (appends between the
+    /// snapshot and the read only move the watermarks forward).
     pub(crate) fn fetch(
         &self,
         offset: i64,
         max_bytes: usize,
         read_committed: bool,
+        seen: &Offsets,
     ) -> Result<FetchedData, LogError> {
         let inner = self.inner();
-        let w = *self.watermarks.borrow();
         let upper = if read_committed {
-            w.last_stable_offset
+            seen.last_stable_offset
         } else {
-            w.high_watermark
+            seen.high_watermark
         };
         let records = inner.log.read(offset, max_bytes, upper)?;
         let mut aborted = Vec::new();
@@ -365,11 +369,32 @@ mod tests {
     }
 
     fn fetched_offsets(p: &Partition, from: i64, committed: bool) -> (Vec<i64>, Vec<AbortedTxn>) {
-        let data = p.fetch(from, 1 << 20, committed).unwrap();
+        let data = p.fetch(from, 1 << 20, committed, &p.offsets()).unwrap();
         let bases = batch::batches(&data.records)
             .map(|b| b.unwrap().0.base_offset)
             .collect();
         (bases, data.aborted)
+    }
+
+    #[test]
+    fn a_fetch_never_returns_records_past_the_watermark_it_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path());
+        produce(&p, -1, -1, -1, 2, false);
+        let seen = p.offsets();
+        // An append lands between the offsets snapshot and the read.
+        produce(&p, -1, -1, -1, 3, false);
+        let data = p.fetch(0, 1 << 20, false, &seen).unwrap();
+        let last = batch::batches(&data.records)
+            .map(|b| b.unwrap().0.last_offset())
+            .max()
+            .unwrap();
+        assert_eq!(seen.high_watermark, 2);
+        assert!(
+            last < seen.high_watermark,
+            "returned offset {last} past the reported HW"
+        );
+        assert_eq!(p.offsets().high_watermark, 5);
     }
 
     #[test]

@@ -150,7 +150,7 @@ fn read_all(
                         errors = true;
                     } else if *offset < o.high_watermark && total < max_bytes {
                         let budget = (*part_max).min(max_bytes - total).max(1);
-                        match p.fetch(*offset, budget, read_committed) {
+                        match p.fetch(*offset, budget, read_committed, &o) {
                             Ok(data) => {
                                 total += data.records.len();
                                 pd.records = Some(data.records);
@@ -169,8 +169,10 @@ fn read_all(
                                 }
                             }
                             Err(e) => {
+                                // Retention may move the log start between the snapshot and
+                                // the read: that is OFFSET_OUT_OF_RANGE, not a storage error.
                                 tracing::warn!(topic = %p.topic, partition = p.index, offset, error = %e, "fetch read failed");
-                                pd.error_code = ResponseError::KafkaStorageError.code();
+                                pd.error_code = e.kafka_error_code();
                                 errors = true;
                             }
                         }
