@@ -110,8 +110,49 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: u64,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// Cluster mode: set when `controller.quorum.voters` is. `None` = a single, self-contained
+    /// broker that leads every partition (the default).
+    pub cluster: Option<ClusterSettings>,
+    /// Replication between brokers (used in cluster mode).
+    pub replication: ReplicationSettings,
+    /// `offsets.topic.replication.factor`: replicas of `__consumer_offsets` (capped at the
+    /// brokers alive when it is created).
+    pub offsets_topic_replication_factor: i16,
+    /// `transaction.state.log.replication.factor`.
+    pub transaction_state_log_replication_factor: i16,
     /// Every property as given (file then overrides), for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
+}
+
+/// How this broker takes part in a cluster (KRaft combined mode: every broker is a voter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// `controller.quorum.voters`: node id → controller address, every voter of the quorum.
+    pub voters: BTreeMap<i32, SocketAddr>,
+    /// The controller listener to bind (the `listeners` entry named by
+    /// `controller.listener.names`).
+    pub controller_listener: Listener,
+    /// `broker.session.timeout.ms`: a broker that has not been heard from for this long is fenced.
+    pub session_timeout_ms: u64,
+    /// `unclean.leader.election.enable`: elect a replica outside the ISR when no ISR member is left.
+    pub unclean_leader_election: bool,
+    /// `metadata.log.dir`: where the Raft log lives (default: `<first log dir>/__cluster_metadata-0`).
+    pub metadata_dir: PathBuf,
+}
+
+/// Replica fetching and ISR settings, Kafka's keys and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader for data.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.max.bytes`: per partition and fetch.
+    pub replica_fetch_max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`: per fetch response.
+    pub replica_fetch_response_max_bytes: usize,
+    /// `replica.fetch.backoff.ms`: pause after a failed fetch.
+    pub replica_fetch_backoff_ms: u64,
 }
 
 /// Keys kbroker reads. Kept in one list so "unknown key" warnings and DescribeConfigs agree.
@@ -146,6 +187,20 @@ const KNOWN_KEYS: &[&str] = &[
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
     "broker.rack",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.listener.names",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
+    "unclean.leader.election.enable",
+    "metadata.log.dir",
+    "replica.lag.time.max.ms",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.max.bytes",
+    "replica.fetch.response.max.bytes",
+    "replica.fetch.backoff.ms",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
     // Read by the group and transaction coordinators from `raw`.
     "offset.metadata.max.bytes",
     "offsets.retention.check.interval.ms",
@@ -155,10 +210,7 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// Keys Kafka knows that describe deployment details kbroker has no use for. Accepted quietly.
 const ACCEPTED_KEYS: &[&str] = &[
-    "process.roles",
-    "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
-    "controller.listener.names",
     "listener.security.protocol.map",
     "inter.broker.listener.name",
     "num.network.threads",
@@ -167,15 +219,11 @@ const ACCEPTED_KEYS: &[&str] = &[
     "num.replica.fetchers",
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
-    "offsets.topic.replication.factor",
-    "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
-    "replica.lag.time.max.ms",
-    "unclean.leader.election.enable",
     "delete.topic.enable",
     "log.cleaner.enable",
     "log.cleanup.policy",
@@ -183,7 +231,6 @@ const ACCEPTED_KEYS: &[&str] = &[
     "log.flush.offset.checkpoint.interval.ms",
     "compression.type",
     "group.coordinator.rebalance.protocols",
-    "metadata.log.dir",
     "auto.leader.rebalance.enable",
 ];
 
@@ -232,12 +279,37 @@ impl BrokerConfig {
             // Kafka's broker.id=-1 asks for a generated id; a single local broker is node 0.
             p.int("broker.id", 0, -1, i32::MAX as i64)?.max(0) as i32
         };
-        let listener = parse_listener(
+        let listeners = parse_listeners(
             "listeners",
             p.get("listeners").unwrap_or("PLAINTEXT://:9092"),
         )?;
+        let controller_names: Vec<String> = p
+            .get("controller.listener.names")
+            .unwrap_or("CONTROLLER")
+            .split(',')
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let listener = listeners
+            .iter()
+            .find(|l| !controller_names.contains(&l.name))
+            .cloned()
+            .ok_or_else(|| {
+                invalid(
+                    "listeners",
+                    p.get("listeners").unwrap_or_default(),
+                    "at least one client listener besides the controller listener(s), e.g. \
+                     PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                )
+            })?;
         let advertised = match p.get("advertised.listeners") {
-            Some(v) => parse_listener("advertised.listeners", v)?,
+            Some(v) => {
+                let all = parse_listeners("advertised.listeners", v)?;
+                all.iter()
+                    .find(|l| l.name == listener.name)
+                    .unwrap_or(&all[0])
+                    .clone()
+            }
             None => listener.clone(),
         };
         let advertised = Listener {
@@ -282,7 +354,85 @@ impl BrokerConfig {
             Some(_) => Some(p.int("log.flush.interval.ms", 0, 0, i64::MAX)? as u64),
             None => None,
         };
+        let cluster = match p
+            .get("controller.quorum.voters")
+            .filter(|v| !v.trim().is_empty())
+        {
+            None => None,
+            Some(v) => {
+                let voters = parse_voters(v)?;
+                if !voters.contains_key(&node_id) {
+                    return Err(invalid(
+                        "controller.quorum.voters",
+                        v,
+                        &format!(
+                            "a list that includes this broker's node.id {node_id}: every kbroker \
+                             is a voter (combined mode)"
+                        ),
+                    ));
+                }
+                let controller_listener = listeners
+                    .iter()
+                    .find(|l| controller_names.contains(&l.name))
+                    .cloned()
+                    .ok_or_else(|| {
+                        invalid(
+                            "listeners",
+                            p.get("listeners").unwrap_or_default(),
+                            &format!(
+                                "a listener named by controller.listener.names ({}) when \
+                                 controller.quorum.voters is set, e.g. \
+                                 PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                                controller_names.join(",")
+                            ),
+                        )
+                    })?;
+                let metadata_dir = p
+                    .get("metadata.log.dir")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| log_dirs[0].join("__cluster_metadata-0"));
+                Some(ClusterSettings {
+                    voters,
+                    controller_listener,
+                    session_timeout_ms: p.int("broker.session.timeout.ms", 9000, 100, i64::MAX)?
+                        as u64,
+                    unclean_leader_election: p.bool("unclean.leader.election.enable", false)?,
+                    metadata_dir,
+                })
+            }
+        };
+        let replication = ReplicationSettings {
+            replica_lag_time_max_ms: p.int("replica.lag.time.max.ms", 30_000, 1, i64::MAX)? as u64,
+            replica_fetch_wait_max_ms: p.int("replica.fetch.wait.max.ms", 500, 0, i64::MAX)? as u64,
+            replica_fetch_max_bytes: p.int(
+                "replica.fetch.max.bytes",
+                1_048_576,
+                0,
+                i32::MAX as i64,
+            )? as usize,
+            replica_fetch_response_max_bytes: p.int(
+                "replica.fetch.response.max.bytes",
+                10_485_760,
+                0,
+                i32::MAX as i64,
+            )? as usize,
+            replica_fetch_backoff_ms: p.int("replica.fetch.backoff.ms", 1000, 0, i64::MAX)? as u64,
+        };
         let cfg = BrokerConfig {
+            cluster,
+            replication,
+            offsets_topic_replication_factor: p.int(
+                "offsets.topic.replication.factor",
+                3,
+                1,
+                i16::MAX as i64,
+            )? as i16,
+            transaction_state_log_replication_factor: p.int(
+                "transaction.state.log.replication.factor",
+                3,
+                1,
+                i16::MAX as i64,
+            )? as i16,
             node_id,
             listener,
             advertised,
@@ -447,7 +597,76 @@ impl BrokerConfig {
                 Some(self.group_max_session_timeout_ms.to_string()),
             ),
             ("broker.rack", self.rack.clone()),
+            (
+                "controller.quorum.voters",
+                self.cluster.as_ref().map(|c| {
+                    c.voters
+                        .iter()
+                        .map(|(id, a)| format!("{id}@{a}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+            ),
+            (
+                "broker.session.timeout.ms",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.session_timeout_ms.to_string()),
+            ),
+            (
+                "unclean.leader.election.enable",
+                Some(
+                    self.cluster
+                        .as_ref()
+                        .is_some_and(|c| c.unclean_leader_election)
+                        .to_string(),
+                ),
+            ),
+            (
+                "replica.lag.time.max.ms",
+                Some(self.replication.replica_lag_time_max_ms.to_string()),
+            ),
+            (
+                "replica.fetch.wait.max.ms",
+                Some(self.replication.replica_fetch_wait_max_ms.to_string()),
+            ),
+            (
+                "replica.fetch.max.bytes",
+                Some(self.replication.replica_fetch_max_bytes.to_string()),
+            ),
+            (
+                "offsets.topic.replication.factor",
+                Some(self.offsets_topic_replication_factor.to_string()),
+            ),
+            (
+                "transaction.state.log.replication.factor",
+                Some(self.transaction_state_log_replication_factor.to_string()),
+            ),
         ]
+    }
+
+    /// The controller listener's address to bind, in cluster mode.
+    pub fn controller_bind_addr(&self) -> Option<Result<SocketAddr, ConfigError>> {
+        let c = self.cluster.as_ref()?;
+        let l = &c.controller_listener;
+        let host = if l.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &l.host
+        };
+        Some(
+            (host, l.port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.find(SocketAddr::is_ipv4))
+                .ok_or_else(|| {
+                    invalid(
+                        "listeners",
+                        &format!("{host}:{}", l.port),
+                        "a controller listener host that resolves to a local IPv4 address",
+                    )
+                }),
+        )
     }
 
     /// The address to bind.
@@ -515,10 +734,65 @@ fn invalid(key: &str, value: &str, allowed: &str) -> ConfigError {
     }
 }
 
-/// Parses the first entry of a Kafka listener list: `NAME://host:port[,...]`.
+/// Parses a Kafka listener list: `NAME://host:port[,NAME://host:port...]`.
+fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
+    let list = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|one| parse_listener(key, one))
+        .collect::<Result<Vec<_>, _>>()?;
+    if list.is_empty() {
+        return Err(invalid(key, value, "at least one NAME://host:port"));
+    }
+    Ok(list)
+}
+
+/// Parses `controller.quorum.voters`: `id@host:port[,id@host:port...]`.
+fn parse_voters(value: &str) -> Result<BTreeMap<i32, SocketAddr>, ConfigError> {
+    let key = "controller.quorum.voters";
+    let allowed = "id@host:port,... e.g. 1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097";
+    let mut voters = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| invalid(key, value, allowed))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| invalid(key, value, allowed))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(key, value, allowed))?;
+        let port: u16 = port.parse().map_err(|_| invalid(key, value, allowed))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let resolved = (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.find(SocketAddr::is_ipv4))
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    value,
+                    &format!("voter {id}'s host {host:?} must resolve to an IPv4 address"),
+                )
+            })?;
+        if voters.insert(id, resolved).is_some() {
+            return Err(invalid(key, value, &format!("node id {id} listed twice")));
+        }
+    }
+    if voters.is_empty() {
+        return Err(invalid(key, value, allowed));
+    }
+    Ok(voters)
+}
+
+/// Parses one listener: `NAME://host:port`.
 fn parse_listener(key: &str, value: &str) -> Result<Listener, ConfigError> {
     let allowed = "NAME://host:port, e.g. PLAINTEXT://127.0.0.1:9092 (host may be empty)";
-    let first = value.split(',').next().unwrap_or_default().trim();
+    let first = value.trim();
     let (name, rest) = first
         .split_once("://")
         .ok_or_else(|| invalid(key, value, allowed))?;
@@ -634,5 +908,45 @@ mod tests {
         let c = load(&["listeners=PLAINTEXT://localhost:9093"]).unwrap();
         assert_eq!(c.advertised.host, "127.0.0.1");
         assert_eq!(c.advertised.port, 9093);
+    }
+
+    #[test]
+    fn cluster_mode_needs_voters_and_a_controller_listener() {
+        let single = load(&[]).unwrap();
+        assert!(single.cluster.is_none());
+        let c = load(&[
+            "node.id=2",
+            "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+            "controller.quorum.voters=1@127.0.0.1:9091,2@127.0.0.1:9093,3@localhost:9095",
+            "broker.rack=r2",
+        ])
+        .unwrap();
+        assert_eq!(c.listener.port, 9092);
+        let cluster = c.cluster.expect("cluster mode");
+        assert_eq!(cluster.voters.len(), 3);
+        assert_eq!(cluster.voters[&3].to_string(), "127.0.0.1:9095");
+        assert_eq!(cluster.controller_listener.port, 9093);
+        assert_eq!(cluster.session_timeout_ms, 9000);
+        assert!(!cluster.unclean_leader_election);
+
+        let e = load(&[
+            "node.id=4",
+            "listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
+            "controller.quorum.voters=1@127.0.0.1:9093",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("node.id 4"), "{e}");
+        let e = load(&["node.id=1", "controller.quorum.voters=1@127.0.0.1:9093"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("controller.listener.names"), "{e}");
+        let e = load(&["controller.quorum.voters=x@127.0.0.1:9093".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("controller.quorum.voters") && e.contains("id@host:port"),
+            "{e}"
+        );
     }
 }
