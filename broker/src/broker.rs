@@ -7,9 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::producer_ids::ProducerIds;
+use crate::replication::ReplicaManager;
 use crate::topics::{TopicError, Topics};
 use crate::txn::markers::BrokerMarkers;
 use crate::txn::{TransactionCoordinator, TxnConfig};
@@ -37,6 +39,9 @@ pub enum StartError {
     /// The configured listener address is not usable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The broker could not join its cluster.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(String),
     /// Binding the listener failed.
     #[error("cannot listen on {addr} (is another broker using the port? change `listeners`)")]
     Bind {
@@ -66,11 +71,19 @@ pub(crate) struct Broker {
     pub(crate) producer_ids: ProducerIds,
     /// The transaction coordinator (`__transaction_state` in the first log dir).
     pub(crate) txn: TransactionCoordinator,
+    /// Cluster mode: the Raft metadata layer (who leads what). `None` for a single broker.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    /// Cluster mode: leaders and followers of the partitions hosted here.
+    pub(crate) replicas: Option<Arc<ReplicaManager>>,
 }
 
 impl Broker {
     /// Opens the log dirs, recovers topics and builds the shared state.
-    pub(crate) fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Self, StartError> {
+    pub(crate) fn open(
+        config: BrokerConfig,
+        bound: SocketAddr,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Result<Self, StartError> {
         for dir in &config.log_dirs {
             std::fs::create_dir_all(dir).map_err(|source| StartError::LogDir {
                 dir: dir.clone(),
@@ -78,12 +91,7 @@ impl Broker {
             })?;
         }
         let cluster_id = read_or_create_meta(&config)?;
-        let advertised_port = if config.advertised.port == 0 {
-            bound.port()
-        } else {
-            config.advertised.port
-        };
-        let advertised_host = config.advertised.host.clone();
+        let (advertised_host, advertised_port) = advertised(&config, bound);
         let config = Arc::new(config);
         let topics = Arc::new(
             Topics::open(config.clone())
@@ -113,7 +121,18 @@ impl Broker {
             }),
         )
         .map_err(|e| StartError::Transactions(e.to_string()))?;
+        let replicas = cluster.as_ref().map(|c| {
+            ReplicaManager::new(
+                Arc::new(crate::metadata_sync::Link {
+                    cluster: c.clone(),
+                    node_id: config.node_id,
+                }),
+                crate::replication::ReplicationSettings::from_broker(&config),
+            )
+        });
         Ok(Broker {
+            cluster,
+            replicas,
             txn,
             producer_ids,
             config,
@@ -142,6 +161,16 @@ impl Broker {
     }
 }
 
+/// The host and port clients are told to connect to (a configured port of 0 means the one bound).
+pub(crate) fn advertised(config: &BrokerConfig, bound: SocketAddr) -> (String, u16) {
+    let port = if config.advertised.port == 0 {
+        bound.port()
+    } else {
+        config.advertised.port
+    };
+    (config.advertised.host.clone(), port)
+}
+
 /// Reads `cluster.id` from `meta.properties` in the log dirs, or writes a new one, as Kafka does.
 fn read_or_create_meta(config: &BrokerConfig) -> Result<String, StartError> {
     let io = |dir: &Path, source| StartError::LogDir {
@@ -158,7 +187,23 @@ fn read_or_create_meta(config: &BrokerConfig) -> Result<String, StartError> {
             }
         }
     }
-    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_owned();
+    let id = match &config.cluster {
+        // Every broker of a cluster must report the same id without a formatting step: derive
+        // it from what they all share, the voter list.
+        Some(c) => {
+            let voters: String = c
+                .voters
+                .iter()
+                .map(|(id, a)| format!("{id}@{a},"))
+                .collect();
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in voters.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            format!("kbroker-{h:016x}")
+        }
+        None => uuid::Uuid::new_v4().simple().to_string()[..22].to_owned(),
+    };
     for dir in &config.log_dirs {
         let text = format!(
             "#Written by kbroker\nversion=1\ncluster.id={id}\nnode.id={}\n",

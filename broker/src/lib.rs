@@ -8,17 +8,20 @@
 mod broker;
 pub mod cli;
 mod clock;
+mod cluster_view;
 pub mod config;
 mod connection;
 pub(crate) mod group;
 mod handlers;
 pub mod log;
+mod metadata_sync;
 mod partition;
 mod partition_txns;
 mod producer_ids;
 mod producer_state;
 mod record_fields;
 pub mod server;
+mod topic_admin;
 mod topics;
 mod txn;
 

@@ -30,7 +30,11 @@ pub async fn run(
         addr: "0.0.0.0:0".parse().expect("literal address"),
         source,
     })?;
-    let broker = tokio::task::block_in_place(|| Broker::open(config, local))?;
+    let cluster = match config.controller_bind_addr() {
+        None => None,
+        Some(addr) => Some(join_cluster(&config, addr?, local).await?),
+    };
+    let broker = tokio::task::block_in_place(|| Broker::open(config, local, cluster))?;
     let broker = Arc::new(broker);
     tracing::info!(
         node_id = broker.node_id(),
@@ -42,6 +46,16 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(retention_loop(broker.clone(), stop_rx.clone()));
+    let sync = match (&broker.cluster, &broker.replicas) {
+        (Some(cluster), Some(replicas)) => Some(tokio::spawn(crate::metadata_sync::run(
+            broker.node_id(),
+            broker.topics.clone(),
+            replicas.clone(),
+            cluster.watch(),
+            stop_rx.clone(),
+        ))),
+        _ => None,
+    };
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -66,7 +80,22 @@ pub async fn run(
     }
     tracing::info!("shutting down: {} open connection(s)", connections.len());
     drop(listener);
+    if let Some(cluster) = &broker.cluster {
+        // Hand leadership over before going away, so producers move on at once rather than
+        // after the session timeout.
+        match tokio::time::timeout(SHUTDOWN_GRACE, cluster.controlled_shutdown()).await {
+            Ok(Ok(())) => tracing::info!("controlled shutdown: leadership handed over"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed"),
+            Err(_) => tracing::warn!("controlled shutdown timed out"),
+        }
+    }
+    if let Some(replicas) = &broker.replicas {
+        replicas.shutdown();
+    }
     let _ = stop_tx.send(true);
+    if let Some(sync) = sync {
+        let _ = sync.await;
+    }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while connections.join_next().await.is_some() {}
     })
@@ -76,8 +105,48 @@ pub async fn run(
     }
     retention.abort();
     tokio::task::block_in_place(|| broker.shutdown());
+    if let Some(cluster) = &broker.cluster {
+        cluster.stop().await;
+    }
     tracing::info!("kbroker stopped");
     Ok(())
+}
+
+/// How long a starting broker waits for the cluster's controller to answer its registration.
+const JOIN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Binds the controller listener, starts the Raft layer and registers this broker.
+async fn join_cluster(
+    config: &BrokerConfig,
+    controller_addr: std::net::SocketAddr,
+    kafka_addr: std::net::SocketAddr,
+) -> Result<Arc<crate::cluster::Cluster>, StartError> {
+    let settings = config.cluster.as_ref().expect("cluster mode");
+    let listener = TcpListener::bind(controller_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: controller_addr,
+            source,
+        })?;
+    let (host, port) = crate::broker::advertised(config, kafka_addr);
+    let cfg = crate::cluster::ClusterConfig {
+        node_id: config.node_id,
+        voters: settings.voters.clone(),
+        host,
+        port,
+        rack: config.rack.clone(),
+        metadata_dir: settings.metadata_dir.clone(),
+        session_timeout: Duration::from_millis(settings.session_timeout_ms),
+        unclean_leader_election: settings.unclean_leader_election,
+    };
+    tracing::info!(
+        node_id = config.node_id,
+        "joining the cluster: controller listener on {controller_addr}, voters {:?}",
+        settings.voters
+    );
+    crate::cluster::Cluster::start(cfg, listener, JOIN_DEADLINE)
+        .await
+        .map_err(|e| StartError::Cluster(e.to_string()))
 }
 
 /// Deletes old segments every `log.retention.check.interval.ms`.

@@ -42,6 +42,9 @@ pub(crate) enum TopicError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Refused or failed by the cluster's controller; carries the controller's Kafka code.
+    #[error("{message}")]
+    Cluster { code: i16, message: String },
 }
 
 impl TopicError {
@@ -56,6 +59,7 @@ impl TopicError {
             TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
             TopicError::InvalidConfig(_) => E::InvalidConfig.code(),
             TopicError::Storage(_) | TopicError::Registry { .. } => E::KafkaStorageError.code(),
+            TopicError::Cluster { code, .. } => *code,
         }
     }
 }
@@ -68,13 +72,47 @@ pub(crate) struct Topic {
     pub(crate) id: Uuid,
     /// Configuration overrides (Kafka topic keys).
     pub(crate) configs: BTreeMap<String, String>,
-    /// Partitions, by index.
-    pub(crate) partitions: Vec<Arc<Partition>>,
+    /// Partitions, by index; `None` for a partition whose replicas are all on other brokers
+    /// (cluster mode only).
+    pub(crate) partitions: Vec<Option<Arc<Partition>>>,
     /// Replication factor requested at creation.
     pub(crate) replication_factor: i16,
     /// `max.message.bytes` resolved against the broker default. Derived once at creation:
     /// configs never change afterwards, and every Produce request needs it.
     pub(crate) max_message_bytes: usize,
+}
+
+impl Topic {
+    /// Partition `index`, if it exists and has a replica on this broker.
+    pub(crate) fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i).cloned().flatten())
+    }
+
+    /// Whether partition `index` exists (hosted here or not).
+    pub(crate) fn has_partition(&self, index: i32) -> bool {
+        usize::try_from(index).is_ok_and(|i| i < self.partitions.len())
+    }
+
+    /// Number of partitions of the topic (hosted here or not).
+    pub(crate) fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+
+    /// The partitions with a replica on this broker.
+    pub(crate) fn hosted(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.iter().flatten()
+    }
+}
+
+/// A topic as the cluster's metadata describes it, for [`Topics::ensure`].
+pub(crate) struct TopicSpec<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) id: Uuid,
+    pub(crate) configs: &'a BTreeMap<String, String>,
+    pub(crate) partition_count: usize,
+    pub(crate) replication_factor: i16,
 }
 
 /// What is persisted per topic.
@@ -88,8 +126,14 @@ struct TopicRecord {
 }
 
 /// All topics of this broker.
+///
+/// Single-node mode: this registry is the source of truth and persists itself. Cluster mode:
+/// the cluster metadata (Raft) is; [`Topics::ensure`] and [`Topics::drop_local`] mirror it here,
+/// opening only the partitions with a replica on this broker, and nothing is persisted here.
 pub(crate) struct Topics {
     broker: Arc<BrokerConfig>,
+    /// Cluster mode: topics mirror the cluster metadata.
+    clustered: bool,
     by_name: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises create/delete/grow so the registry file and the map change together.
     admin: std::sync::Mutex<()>,
@@ -272,10 +316,14 @@ impl Topics {
     /// Opens every registered topic's partitions, recovering their logs.
     pub(crate) fn open(broker: Arc<BrokerConfig>) -> Result<Self, TopicError> {
         let topics = Topics {
+            clustered: broker.cluster.is_some(),
             broker,
             by_name: RwLock::new(BTreeMap::new()),
             admin: std::sync::Mutex::new(()),
         };
+        if topics.clustered {
+            return Ok(topics);
+        }
         let path = topics.registry_path();
         let records: Vec<TopicRecord> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TopicError::Registry {
@@ -335,7 +383,7 @@ impl Topics {
         configs: BTreeMap<String, String>,
     ) -> Result<Topic, TopicError> {
         let parts = (0..partitions)
-            .map(|i| self.open_partition(name, i, &configs))
+            .map(|i| self.open_partition(name, i, &configs).map(Some))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Topic {
             name: name.to_owned(),
@@ -402,29 +450,25 @@ impl Topics {
 
     /// A partition, if the topic and partition exist.
     pub(crate) fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        let t = self.get(topic)?;
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| t.partitions.get(i).cloned())
+        self.get(topic)?.partition(index)
     }
 
-    /// Creates a topic. `partitions`/`replication_factor` of -1 take the broker defaults.
-    /// With `validate_only`, checks everything and creates nothing.
-    pub(crate) fn create(
+    /// Checks a topic creation request (name, configs, counts) and resolves -1 to the broker
+    /// defaults: `(partitions, replication_factor)`.
+    pub(crate) fn check_create(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(i32, i16), TopicError> {
         validate_name(name)?;
         if RESERVED_NAMES.contains(&name) {
             return Err(TopicError::InvalidName(format!(
                 "{name} (reserved for the broker's internal use)"
             )));
         }
-        validate_configs(&configs)?;
+        validate_configs(configs)?;
         let partitions = if partitions == -1 {
             self.broker.num_partitions
         } else {
@@ -442,10 +486,32 @@ impl Topics {
         } else {
             replication_factor
         };
-        let live_brokers = 1;
-        if rf < 1 || rf > live_brokers {
+        if rf < 1 {
             return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {rf} is invalid: this cluster has {live_brokers} broker(s)"
+                "replication factor {rf} is invalid: use 1 or more, or -1 for the broker default \
+                 ({})",
+                self.broker.default_replication_factor
+            )));
+        }
+        Ok((partitions, rf))
+    }
+
+    /// Creates a topic. `partitions`/`replication_factor` of -1 take the broker defaults.
+    /// With `validate_only`, checks everything and creates nothing.
+    pub(crate) fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let (partitions, rf) = self.check_create(name, partitions, replication_factor, &configs)?;
+        let live_brokers = 1;
+        if rf > live_brokers {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf} is invalid: this broker is not part of a cluster \
+                 (set controller.quorum.voters to run several brokers)"
             )));
         }
         let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
@@ -503,7 +569,7 @@ impl Topics {
             .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
         self.save(&map)?;
         *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
-        for p in &topic.partitions {
+        for p in topic.hosted() {
             if let Err(e) = std::fs::remove_dir_all(&p.dir) {
                 tracing::warn!(dir = %p.dir.display(), error = %e, "cannot remove deleted partition's directory");
             }
@@ -539,7 +605,7 @@ impl Topics {
         }
         let mut partitions = topic.partitions.clone();
         for i in have..count {
-            partitions.push(self.open_partition(name, i, &topic.configs)?);
+            partitions.push(Some(self.open_partition(name, i, &topic.configs)?));
         }
         let grown = Arc::new(Topic {
             name: topic.name.clone(),
@@ -561,10 +627,81 @@ impl Topics {
         Ok(())
     }
 
+    /// Cluster mode: makes the local topic match the cluster's view. Opens (and recovers) the
+    /// partitions in `hosted` that are not open yet; partitions already open stay as they are.
+    /// Returns the topic and whether anything changed.
+    pub(crate) fn ensure(
+        &self,
+        spec: &TopicSpec<'_>,
+        hosted: &[i32],
+    ) -> Result<(Arc<Topic>, bool), TopicError> {
+        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let existing = self.get(spec.name).filter(|t| t.id == spec.id);
+        let mut partitions: Vec<Option<Arc<Partition>>> = existing
+            .as_ref()
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        partitions.resize(spec.partition_count.max(partitions.len()), None);
+        let mut changed = existing.is_none();
+        for &i in hosted {
+            let Some(slot) = usize::try_from(i).ok().and_then(|i| partitions.get_mut(i)) else {
+                continue;
+            };
+            if slot.is_none() {
+                *slot = Some(self.open_partition(spec.name, i, spec.configs)?);
+                changed = true;
+            }
+        }
+        if let Some(t) = existing
+            .as_ref()
+            .filter(|t| t.partitions.len() != partitions.len())
+        {
+            tracing::info!(topic = %t.name, to = partitions.len(), "partitions added");
+            changed = true;
+        }
+        if !changed {
+            let t = existing.expect("unchanged means it existed");
+            return Ok((t, false));
+        }
+        let topic = Arc::new(Topic {
+            name: spec.name.to_owned(),
+            id: spec.id,
+            max_message_bytes: TopicConfigs::new(&self.broker, spec.configs)
+                .log_config()
+                .max_message_bytes,
+            configs: spec.configs.clone(),
+            partitions,
+            replication_factor: spec.replication_factor,
+        });
+        self.by_name
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.name.to_owned(), topic.clone());
+        Ok((topic, true))
+    }
+
+    /// Cluster mode: the topic is gone from the cluster (deleted, or re-created with another
+    /// id): forget it and remove its local data.
+    pub(crate) fn drop_local(&self, name: &str) -> Option<Arc<Topic>> {
+        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self
+            .by_name
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)?;
+        for p in topic.hosted() {
+            if let Err(e) = std::fs::remove_dir_all(&p.dir) {
+                tracing::warn!(dir = %p.dir.display(), error = %e, "cannot remove deleted partition's directory");
+            }
+        }
+        tracing::info!(topic = name, "topic deleted (cluster metadata)");
+        Some(topic)
+    }
+
     /// Deletes old segments of every partition per retention settings.
     pub(crate) fn apply_retention(&self, now_ms: i64) {
         for t in self.all() {
-            for p in &t.partitions {
+            for p in t.hosted() {
                 match p.apply_retention(now_ms) {
                     Ok(0) => {}
                     Ok(n) => {
@@ -581,7 +718,7 @@ impl Topics {
     /// Flushes every partition (on shutdown).
     pub(crate) fn flush_all(&self) {
         for t in self.all() {
-            for p in &t.partitions {
+            for p in t.hosted() {
                 if let Err(e) = p.flush() {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
                 }

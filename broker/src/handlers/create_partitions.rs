@@ -13,10 +13,10 @@ pub(crate) async fn handle(
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
-        if let Err(e) =
-            ctx.broker
-                .topics
-                .add_partitions(t.name.0.as_str(), t.count, req.validate_only)
+        if let Err(e) = ctx
+            .broker
+            .create_partitions(t.name.0.as_str(), t.count, req.validate_only)
+            .await
         {
             r.error_code = e.code();
             r.error_message = Some(str_bytes(&e.to_string()));

@@ -38,8 +38,8 @@ pub(crate) async fn handle(
             (t.assignments.len() as i32, rf)
         };
         let result = broker
-            .topics
-            .create(&name, partitions, rf, configs, req.validate_only);
+            .create_topic(&name, partitions, rf, configs, req.validate_only)
+            .await;
         match result {
             Ok(topic) => {
                 r.topic_id = topic.id;

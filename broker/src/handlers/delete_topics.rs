@@ -10,7 +10,7 @@ pub(crate) async fn handle(
     ctx: &RequestContext<'_>,
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
-    let topics = &ctx.broker.topics;
+    let broker = ctx.broker;
     // v0-5 list names; v6+ lists states carrying a name or an id.
     let targets: Vec<(Option<String>, uuid::Uuid)> = if ctx.version >= 6 {
         req.topics
@@ -27,7 +27,7 @@ pub(crate) async fn handle(
     for (name, id) in targets {
         let mut r = DeletableTopicResult::default();
         r.topic_id = id;
-        let name = name.or_else(|| topics.get_by_id(id).map(|t| t.name.clone()));
+        let name = name.or_else(|| broker.topic_view_by_id(id).map(|t| t.name));
         match name {
             None => {
                 r.error_code = ResponseError::UnknownTopicId.code();
@@ -35,8 +35,9 @@ pub(crate) async fn handle(
             }
             Some(name) => {
                 r.name = Some(TopicName(str_bytes(&name)));
-                match topics.delete(&name) {
-                    Ok(t) => r.topic_id = t.id,
+                let topic_id = broker.topic_view(&name).map(|t| t.id);
+                match broker.delete_topic(&name).await {
+                    Ok(()) => r.topic_id = topic_id.unwrap_or(id),
                     Err(e) => {
                         r.error_code = e.code();
                         if ctx.version >= 5 {

@@ -12,12 +12,14 @@ pub(crate) async fn handle(
     let broker = ctx.broker;
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = str_bytes(&broker.cluster_id);
-    resp.controller_id = BrokerId(broker.node_id());
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(broker.node_id());
-    b.host = str_bytes(&broker.advertised_host);
-    b.port = broker.advertised_port as i32;
-    b.rack = broker.config.rack.as_deref().map(str_bytes);
-    resp.brokers.push(b);
+    resp.controller_id = BrokerId(broker.controller_id());
+    for live in broker.live_brokers() {
+        let mut b = DescribeClusterBroker::default();
+        b.broker_id = BrokerId(live.id);
+        b.host = str_bytes(&live.host);
+        b.port = i32::from(live.port);
+        b.rack = live.rack.as_deref().map(str_bytes);
+        resp.brokers.push(b);
+    }
     resp
 }

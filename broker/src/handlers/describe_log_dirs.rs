@@ -40,7 +40,7 @@ pub(crate) async fn handle(
             }
             let mut tr = DescribeLogDirsTopic::default();
             tr.name = TopicName(str_bytes(&topic.name));
-            for p in &topic.partitions {
+            for p in topic.hosted() {
                 if !p.dir.starts_with(dir) {
                     continue;
                 }

@@ -1,5 +1,9 @@
-//! FindCoordinator: on this single broker the coordinator of every group (key type 0) and
-//! every transactional id (key type 1) is this broker. v0-3 carry one key; v4+ a batch.
+//! FindCoordinator: on a single broker the coordinator of every group (key type 0) and every
+//! transactional id (key type 1) is this broker. In a cluster, as in Kafka, it is the leader of
+//! the key's partition of `__consumer_offsets` / `__transaction_state` (Kafka's hash of the key
+//! modulo the partition count); the first lookup creates that internal topic through the
+//! controller, with `offsets.topic.replication.factor` (or the transaction one) capped at the
+//! brokers alive. v0-3 carry one key; v4+ a batch.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -13,8 +17,11 @@ const GROUP: i8 = 0;
 /// Key type of a transactional id.
 const TRANSACTION: i8 = 1;
 
+/// Partitions of `__transaction_state` (Kafka's `transaction.state.log.num.partitions` default).
+const TRANSACTION_PARTITIONS: i32 = 50;
+
 /// Where the coordinator is, or why there is none: (error, node id, host, port).
-fn locate(ctx: &RequestContext<'_>, key_type: i8) -> (i16, i32, StrBytes, i32) {
+async fn locate(ctx: &RequestContext<'_>, key_type: i8, key: &str) -> (i16, i32, StrBytes, i32) {
     if key_type != GROUP && key_type != TRANSACTION {
         return (
             ResponseError::InvalidRequest.code(),
@@ -24,6 +31,48 @@ fn locate(ctx: &RequestContext<'_>, key_type: i8) -> (i16, i32, StrBytes, i32) {
         );
     }
     let broker = ctx.broker;
+    if let Some(cluster) = &broker.cluster {
+        let not_available = (
+            ResponseError::CoordinatorNotAvailable.code(),
+            -1,
+            StrBytes::default(),
+            -1,
+        );
+        let (topic, partitions, rf) = if key_type == GROUP {
+            (
+                "__consumer_offsets",
+                broker.config.offsets_topic_num_partitions,
+                broker.config.offsets_topic_replication_factor,
+            )
+        } else {
+            (
+                "__transaction_state",
+                TRANSACTION_PARTITIONS,
+                broker.config.transaction_state_log_replication_factor,
+            )
+        };
+        let Some(view) = broker.topic_view(topic) else {
+            let live = broker.live_brokers().len() as i16;
+            let spec = crate::cluster::CreateTopicSpec {
+                name: topic.to_owned(),
+                partitions,
+                replication_factor: rf.min(live).max(1),
+                configs: Default::default(),
+                validate_only: false,
+            };
+            if let Err(e) = cluster.create_topic(spec).await {
+                tracing::debug!(topic, error = %e, "cannot create the internal topic yet");
+            }
+            // The client retries; by then the topic has leaders.
+            return not_available;
+        };
+        let p = crate::group::store::partition_for(key, view.partitions.len() as i32);
+        let leader = view.partition(p).map_or(-1, |p| p.leader);
+        return match broker.broker_endpoint(leader) {
+            Some(b) => (0, b.id, str_bytes(&b.host), i32::from(b.port)),
+            None => not_available,
+        };
+    }
     (
         0,
         broker.node_id(),
@@ -39,7 +88,7 @@ pub(crate) async fn handle(
     let mut resp = FindCoordinatorResponse::default();
     if ctx.version >= 4 {
         for key in req.coordinator_keys {
-            let (error_code, node_id, host, port) = locate(ctx, req.key_type);
+            let (error_code, node_id, host, port) = locate(ctx, req.key_type, &key).await;
             let mut c = Coordinator::default();
             c.key = key;
             c.error_code = error_code;
@@ -50,7 +99,7 @@ pub(crate) async fn handle(
             resp.coordinators.push(c);
         }
     } else {
-        let (error_code, node_id, host, port) = locate(ctx, req.key_type);
+        let (error_code, node_id, host, port) = locate(ctx, req.key_type, &req.key).await;
         resp.error_code = error_code;
         resp.error_message = None;
         resp.node_id = BrokerId(node_id);

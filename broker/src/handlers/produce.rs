@@ -35,7 +35,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Pro
             pr.index = p.index;
             let partition = topic
                 .as_ref()
-                .and_then(|t| t.partitions.get(usize::try_from(p.index).ok()?).cloned());
+                .and_then(|t| t.partition(p.index));
             let result = match (acks_ok, partition, p.records, max_bytes) {
                 (false, ..) => Err((
                     ResponseError::InvalidRequiredAcks.code(),

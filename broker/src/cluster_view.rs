@@ -1,0 +1,200 @@
+//! The cluster as clients see it: live brokers, the controller, and each topic's partitions
+//! with leader, leader epoch, replicas and ISR.
+//!
+//! Two sources, one shape. A single-node broker answers from its own topic registry (it leads
+//! every partition, ISR = itself); a broker in a cluster answers from the Raft-replicated
+//! [`ClusterImage`], which every broker holds a copy of, so any broker gives any client the same
+//! answer Kafka would: all live brokers, the leaders wherever they are, and offline replicas.
+//! Metadata, DescribeCluster, FindCoordinator and the admin handlers all read through here, so
+//! they never disagree about who leads what.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::cluster::{ClusterImage, TopicInfo};
+use crate::topics::Topic;
+
+/// A broker as Metadata lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerView {
+    pub(crate) id: i32,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) rack: Option<String>,
+}
+
+/// One partition's placement and leadership.
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionView {
+    pub(crate) index: i32,
+    /// -1 when the partition has no leader (every ISR member is down).
+    pub(crate) leader: i32,
+    pub(crate) leader_epoch: i32,
+    pub(crate) replicas: Vec<i32>,
+    pub(crate) isr: Vec<i32>,
+    /// Replicas on brokers that are down (fenced).
+    pub(crate) offline: Vec<i32>,
+}
+
+/// A topic's metadata.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicView {
+    pub(crate) name: String,
+    pub(crate) id: Uuid,
+    pub(crate) configs: BTreeMap<String, String>,
+    pub(crate) replication_factor: i16,
+    pub(crate) partitions: Vec<PartitionView>,
+}
+
+impl TopicView {
+    /// Kafka's internal topics start with a double underscore.
+    pub(crate) fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+
+    /// The partition `index`, if the topic has it.
+    pub(crate) fn partition(&self, index: i32) -> Option<&PartitionView> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+
+    fn from_local(t: &Topic, me: i32) -> Self {
+        TopicView {
+            name: t.name.clone(),
+            id: t.id,
+            configs: t.configs.clone(),
+            replication_factor: t.replication_factor,
+            partitions: (0..t.partition_count())
+                .map(|index| PartitionView {
+                    index,
+                    leader: me,
+                    leader_epoch: 0,
+                    replicas: vec![me],
+                    isr: vec![me],
+                    offline: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn from_cluster(t: &TopicInfo, image: &ClusterImage) -> Self {
+        let down = |id: &i32| image.brokers.get(id).is_none_or(|b| b.fenced);
+        TopicView {
+            name: t.name.clone(),
+            id: t.id,
+            configs: t.configs.clone(),
+            replication_factor: t.partitions.first().map_or(0, |p| p.replicas.len() as i16),
+            partitions: t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PartitionView {
+                    index: i as i32,
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    offline: p.replicas.iter().copied().filter(down).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Broker {
+    /// The cluster image, in cluster mode.
+    pub(crate) fn image(&self) -> Option<Arc<ClusterImage>> {
+        self.cluster.as_ref().map(|c| c.image())
+    }
+
+    /// Brokers that are up, this one first.
+    pub(crate) fn live_brokers(&self) -> Vec<BrokerView> {
+        let me = BrokerView {
+            id: self.node_id(),
+            host: self.advertised_host.clone(),
+            port: self.advertised_port,
+            rack: self.config.rack.clone(),
+        };
+        let Some(image) = self.image() else {
+            return vec![me];
+        };
+        let mut out = vec![me];
+        out.extend(
+            image
+                .brokers
+                .values()
+                .filter(|b| !b.fenced && b.id != self.node_id())
+                .map(|b| BrokerView {
+                    id: b.id,
+                    host: b.host.clone(),
+                    port: b.port,
+                    rack: b.rack.clone(),
+                }),
+        );
+        out
+    }
+
+    /// Where a broker listens for clients, if it is known.
+    pub(crate) fn broker_endpoint(&self, id: i32) -> Option<BrokerView> {
+        self.live_brokers().into_iter().find(|b| b.id == id)
+    }
+
+    /// The active controller: this broker when single, the Raft leader in a cluster (-1 while
+    /// an election is going on).
+    pub(crate) fn controller_id(&self) -> i32 {
+        match &self.cluster {
+            None => self.node_id(),
+            Some(c) => c.controller_id().unwrap_or(-1),
+        }
+    }
+
+    /// One topic's metadata.
+    pub(crate) fn topic_view(&self, name: &str) -> Option<TopicView> {
+        match self.image() {
+            None => self
+                .topics
+                .get(name)
+                .map(|t| TopicView::from_local(&t, self.node_id())),
+            Some(image) => image
+                .topics
+                .get(name)
+                .map(|t| TopicView::from_cluster(t, &image)),
+        }
+    }
+
+    /// One topic's metadata, by topic id.
+    pub(crate) fn topic_view_by_id(&self, id: Uuid) -> Option<TopicView> {
+        match self.image() {
+            None => self
+                .topics
+                .get_by_id(id)
+                .map(|t| TopicView::from_local(&t, self.node_id())),
+            Some(image) => image
+                .topics
+                .values()
+                .find(|t| t.id == id)
+                .map(|t| TopicView::from_cluster(t, &image)),
+        }
+    }
+
+    /// Every topic's metadata, by name.
+    pub(crate) fn topic_views(&self) -> Vec<TopicView> {
+        match self.image() {
+            None => self
+                .topics
+                .all()
+                .iter()
+                .map(|t| TopicView::from_local(t, self.node_id()))
+                .collect(),
+            Some(image) => image
+                .topics
+                .values()
+                .map(|t| TopicView::from_cluster(t, &image))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Makes this broker do what the cluster metadata says.
+//!
+//! The Raft layer ([`crate::cluster`]) only agrees on *what should be*: which topics exist, which
+//! brokers hold which replicas, who leads each partition at which epoch, who is in the ISR. This
+//! task turns each new metadata image into local action: it opens the partitions assigned to this
+//! broker (recovering their logs), hands every hosted partition's leadership state to the
+//! [`ReplicaManager`] (which starts or stops leading and fetching), and removes the data of
+//! topics that were deleted. It is the only place that reacts to metadata, so the order of those
+//! steps is in one place: open the log first, then take up the role.
+//!
+//! It also implements the replication layer's view of the cluster ([`ClusterLink`]): where other
+//! brokers listen, and how a leader proposes an ISR change to the controller.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::cluster::{AlterPartition, Cluster, ClusterImage};
+use crate::replication::{ClusterLink, LeaderAndIsr, ReplicaManager};
+use crate::topics::{TopicSpec, Topics};
+
+/// Internal topics whose data the coordinators keep in their own logs: the metadata names their
+/// partitions' leaders (the coordinators' placement), but no partition log is opened for them.
+const COORDINATOR_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+/// The replication layer's handle on the cluster.
+pub(crate) struct Link {
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) node_id: i32,
+}
+
+impl ClusterLink for Link {
+    fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    fn endpoint(&self, broker: i32) -> Option<(String, u16)> {
+        let image = self.cluster.image();
+        image.brokers.get(&broker).map(|b| (b.host.clone(), b.port))
+    }
+
+    fn alter_isr(
+        &self,
+        topic: &str,
+        partition: i32,
+        proposed: LeaderAndIsr,
+    ) -> BoxFuture<'static, Result<LeaderAndIsr, i16>> {
+        let cluster = self.cluster.clone();
+        let req = AlterPartition {
+            topic: topic.to_owned(),
+            partition,
+            leader_id: self.node_id,
+            leader_epoch: proposed.leader_epoch,
+            partition_epoch: proposed.partition_epoch,
+            new_isr: proposed.isr,
+        };
+        Box::pin(async move {
+            match cluster.alter_partition(req).await {
+                Ok(s) => Ok(LeaderAndIsr {
+                    leader: s.leader,
+                    leader_epoch: s.leader_epoch,
+                    partition_epoch: s.partition_epoch,
+                    replicas: s.replicas,
+                    isr: s.isr,
+                }),
+                Err(e) => {
+                    tracing::debug!(error = %e, "ISR change refused");
+                    Err(e.code())
+                }
+            }
+        })
+    }
+}
+
+/// Applies every metadata image as it arrives until `stop` is set.
+pub(crate) async fn run(
+    node_id: i32,
+    topics: Arc<Topics>,
+    replicas: Arc<ReplicaManager>,
+    mut images: watch::Receiver<Arc<ClusterImage>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let image = images.borrow_and_update().clone();
+        let t = topics.clone();
+        let r = replicas.clone();
+        // Opening a partition recovers its log: blocking work.
+        let _ = tokio::task::spawn_blocking(move || apply(node_id, &t, &r, &image)).await;
+        tokio::select! {
+            changed = images.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Brings local topics and replica roles in line with `image`.
+fn apply(node_id: i32, topics: &Topics, replicas: &ReplicaManager, image: &ClusterImage) {
+    for (name, info) in &image.topics {
+        if COORDINATOR_TOPICS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(local) = topics.get(name).filter(|t| t.id != info.id) {
+            // Deleted and re-created under the same name while we were not looking.
+            drop_topic(topics, replicas, &local.name);
+        }
+        let hosted: Vec<i32> = info
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.replicas.contains(&node_id))
+            .map(|(i, _)| i as i32)
+            .collect();
+        let spec = TopicSpec {
+            name,
+            id: info.id,
+            configs: &info.configs,
+            partition_count: info.partitions.len(),
+            replication_factor: info
+                .partitions
+                .first()
+                .map_or(1, |p| p.replicas.len() as i16),
+        };
+        let topic = match topics.ensure(&spec, &hosted) {
+            Ok((topic, _)) => topic,
+            Err(e) => {
+                tracing::error!(topic = %name, error = %e, "cannot open this broker's replicas");
+                continue;
+            }
+        };
+        for i in hosted {
+            let (Some(partition), Some(state)) =
+                (topic.partition(i), info.partitions.get(i as usize))
+            else {
+                continue;
+            };
+            replicas.apply(
+                &partition,
+                &LeaderAndIsr {
+                    leader: state.leader,
+                    leader_epoch: state.leader_epoch,
+                    partition_epoch: state.partition_epoch,
+                    replicas: state.replicas.clone(),
+                    isr: state.isr.clone(),
+                },
+            );
+        }
+    }
+    for local in topics.all() {
+        if !image.topics.contains_key(&local.name) {
+            drop_topic(topics, replicas, &local.name);
+        }
+    }
+}
+
+fn drop_topic(topics: &Topics, replicas: &ReplicaManager, name: &str) {
+    if let Some(t) = topics.get(name) {
+        for p in t.hosted() {
+            replicas.remove(&p.topic, p.index);
+        }
+    }
+    topics.drop_local(name);
+}
