@@ -6,6 +6,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
 pub mod wire;
 
 use std::io::{BufRead, BufReader};
@@ -38,9 +39,22 @@ impl TestBroker {
     }
 
     fn spawn(log_dir: &Path, port: &str, overrides: &[String]) -> TestBroker {
+        let listeners = format!("listeners=PLAINTEXT://127.0.0.1:{port}");
+        let (mut b, rx) = Self::launch(log_dir, &listeners, overrides);
+        b.await_ready(rx, Duration::from_secs(30));
+        b
+    }
+
+    /// Starts the process without waiting for it to be ready (cluster members wait for each
+    /// other, so they are all launched before any is awaited).
+    pub fn launch(
+        log_dir: &Path,
+        listeners: &str,
+        overrides: &[String],
+    ) -> (TestBroker, mpsc::Receiver<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kbroker"));
         cmd.arg("--override")
-            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
+            .arg(listeners)
             .arg("--override")
             .arg(format!("log.dirs={}", log_dir.display()))
             .arg("--override")
@@ -65,23 +79,41 @@ impl TestBroker {
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "kbroker did not become ready in 30 s; log:\n{}",
-                    lines.lock().unwrap().join("\n")
-                );
-            }
-        };
-        TestBroker {
+        let b = TestBroker {
             child: Some(child),
-            bootstrap: addr,
+            bootstrap: String::new(),
             log_dir: log_dir.to_owned(),
             overrides: overrides.to_vec(),
             _tmp: None,
             log_lines: lines,
+        };
+        (b, rx)
+    }
+
+    /// Waits for the "ready" line of a [`TestBroker::launch`]ed process and records its address.
+    pub fn await_ready(&mut self, rx: mpsc::Receiver<String>, timeout: Duration) {
+        match rx.recv_timeout(timeout) {
+            Ok(a) => self.bootstrap = a,
+            Err(_) => {
+                let log = self.log();
+                self.kill9();
+                panic!("kbroker did not become ready in {timeout:?}; log:\n{log}");
+            }
+        }
+    }
+
+    /// The OS process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
         }
     }
 
