@@ -197,4 +197,30 @@ impl Broker {
                 .collect(),
         }
     }
+
+    /// Whether `topic` has a partition `index` (hosted here or elsewhere in the cluster).
+    pub(crate) fn partition_exists(&self, topic: &str, index: i32) -> bool {
+        match self.image() {
+            None => self.topics.get(topic).is_some_and(|t| t.has_partition(index)),
+            Some(image) => image
+                .topics
+                .get(topic)
+                .is_some_and(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len())),
+        }
+    }
+
+    /// NOT_COORDINATOR when, in a cluster, another broker coordinates `group` (the leader of its
+    /// `__consumer_offsets` partition); `None` when this broker does.
+    pub(crate) fn group_coordinator_error(&self, group: &str) -> Option<i16> {
+        let image = self.image()?;
+        let not = Some(kafka_protocol::error::ResponseError::NotCoordinator.code());
+        let Some(offsets) = image.topics.get("__consumer_offsets") else {
+            return not;
+        };
+        let p = crate::group::store::partition_for(group, offsets.partitions.len() as i32);
+        match offsets.partitions.get(p as usize) {
+            Some(state) if state.leader == self.node_id() => None,
+            _ => not,
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub(crate) async fn handle(
         .collect();
     let unknown: Vec<&(String, i32)> = requested
         .iter()
-        .filter(|(t, p)| broker.topics.partition(t, *p).is_none())
+        .filter(|(t, p)| !broker.partition_exists(t, *p))
         .collect();
     let code_for = |tp: &(String, i32)| -> i16 {
         if unknown.contains(&tp) {

@@ -6,6 +6,10 @@ use super::RequestContext;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut resp = HeartbeatResponse::default();
+    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+        resp.error_code = code;
+        return resp;
+    }
     resp.error_code = ctx.broker.groups.heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),

@@ -11,6 +11,16 @@ use crate::group::coordinator::JoinRequest;
 use crate::group::state::Protocol;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
+    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+        let mut resp = JoinGroupResponse::default();
+        resp.error_code = code;
+        resp.generation_id = -1;
+        resp.member_id = req.member_id.clone();
+        if ctx.version < 7 {
+            resp.protocol_name = Some(str_bytes(""));
+        }
+        return resp;
+    }
     let version = ctx.version;
     let group_instance_id = if version >= 5 {
         req.group_instance_id.map(|s| s.to_string())

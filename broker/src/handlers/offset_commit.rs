@@ -16,15 +16,14 @@ pub(crate) async fn handle(
     ctx: &RequestContext<'_>,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    let topics = &ctx.broker.topics;
     // Request order is kept: (topic index, partition index, error or "to commit").
     let mut slots: Vec<Option<i16>> = Vec::new();
     let mut partitions = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
-            if topics
-                .partition(t.name.0.as_str(), p.partition_index)
-                .is_none()
+            if !ctx
+                .broker
+                .partition_exists(t.name.0.as_str(), p.partition_index)
             {
                 slots.push(Some(ResponseError::UnknownTopicOrPartition.code()));
                 continue;

@@ -8,6 +8,11 @@ use super::{str_bytes, RequestContext};
 use crate::group::coordinator::SyncRequest;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+        let mut resp = SyncGroupResponse::default();
+        resp.error_code = code;
+        return resp;
+    }
     let sync = SyncRequest {
         group_id: req.group_id.0.to_string(),
         generation_id: req.generation_id,
