@@ -8,6 +8,7 @@
 mod broker;
 pub mod cli;
 mod clock;
+pub(crate) mod cluster;
 pub mod config;
 mod connection;
 pub(crate) mod group;
