@@ -125,8 +125,21 @@ impl Controller {
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Metrics change when this node's role changes: check at once instead of at the next tick.
+        let mut metrics = self.raft.metrics();
         loop {
             tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let m = metrics.borrow_and_update().clone();
+                    if m.state == ServerState::Leader && self.leader_term != Some(m.current_term) {
+                        if let Err(e) = self.tick().await {
+                            tracing::warn!(node = self.node_id, "controller liveness check: {e}");
+                        }
+                    }
+                }
                 job = rx.recv() => {
                     let Some((req, reply)) = job else { return };
                     let res = self.handle(req).await;

@@ -202,6 +202,11 @@ impl ClusterError {
     }
 }
 
+/// Raft snapshot every this many applied entries (small in tests so snapshots are exercised).
+const SNAPSHOT_EVERY: u64 = if cfg!(test) { 20 } else { 1000 };
+/// Entries kept in the log behind a snapshot (for followers slightly behind).
+const LOGS_KEPT_AFTER_SNAPSHOT: u64 = if cfg!(test) { 5 } else { 100 };
+
 /// How long `create_topic` and the other controller calls retry before giving up.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -223,6 +228,8 @@ pub(crate) struct Cluster {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Set by `stop`.
     stopped: AtomicBool,
+    /// Test hook emulating SIGSTOP: the listener stops answering.
+    frozen: Arc<AtomicBool>,
 }
 
 impl Cluster {
@@ -268,11 +275,15 @@ impl Cluster {
         let factory = network::NetworkFactory::new(health.clone());
         let raft_config = openraft::Config {
             cluster_name: "kbroker".into(),
+            // A follower calls an election after the leader lease (= election_timeout_max) plus
+            // its own election timeout, checked every 1.5 heartbeats: 0.75-1.05 s after the
+            // leader's death. That leaves room in the ~1.5 s fail-over budget for fencing.
             heartbeat_interval: 100,
             election_timeout_min: 300,
-            election_timeout_max: 600,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
-            max_in_snapshot_log_to_keep: 100,
+            election_timeout_max: 450,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+            max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            purge_batch_size: 1,
             ..Default::default()
         }
         .validate()
@@ -288,6 +299,7 @@ impl Cluster {
         .map_err(|e| ClusterError::Raft(format!("starting raft node {}: {e}", cfg.node_id)))?;
 
         let (controller_tx, controller_rx) = mpsc::channel(64);
+        let frozen = Arc::new(AtomicBool::new(false));
         let server = network::serve(
             listener,
             network::ServerCtx {
@@ -295,6 +307,7 @@ impl Cluster {
                 incarnation,
                 raft: raft.clone(),
                 controller_tx: controller_tx.clone(),
+                frozen: frozen.clone(),
             },
         );
         let ctl = controller::Controller::new(
@@ -317,6 +330,7 @@ impl Cluster {
             clients: tokio::sync::Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(vec![server, ctl_task]),
             stopped: AtomicBool::new(false),
+            frozen,
         });
 
         if fresh {
@@ -372,6 +386,11 @@ impl Cluster {
             .borrow()
             .current_leader
             .map(|l| l as i32)
+    }
+
+    /// Raft metrics of this node (for tests and diagnostics).
+    pub(crate) fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
+        self.raft.metrics().borrow().clone()
     }
 
     /// This process's incarnation id.
@@ -464,6 +483,14 @@ impl Cluster {
             tracing::warn!(node = self.cfg.node_id, "raft shutdown: {e}");
         }
         self.clients.lock().await.clear();
+    }
+
+    /// Emulates SIGSTOP/SIGCONT in tests: while frozen, the listener accepts but never answers
+    /// and Raft's timers stop, as in a paused process.
+    #[cfg(test)]
+    pub(crate) fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
+        self.raft.runtime_config().tick(!frozen);
     }
 
     /// Sends a request to the controller (locally if this node is the leader), retrying the

@@ -7,6 +7,7 @@
 //! to fence brokers (see `controller`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -225,6 +226,8 @@ pub(crate) struct ServerCtx {
     pub(crate) raft: Raft<TypeConfig>,
     /// The local controller task.
     pub(crate) controller_tx: mpsc::Sender<Job>,
+    /// Test hook (`Cluster::freeze`): while set, requests are read but never answered.
+    pub(crate) frozen: Arc<AtomicBool>,
 }
 
 /// Accepts connections on `listener` until the returned task is aborted; aborting it also closes
@@ -257,6 +260,9 @@ pub(crate) fn serve(listener: TcpListener, ctx: ServerCtx) -> JoinHandle<()> {
 async fn serve_conn(mut stream: TcpStream, ctx: &ServerCtx) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     while let Some(req) = read_frame::<_, RpcRequest>(&mut stream).await? {
+        while ctx.frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let body = match req {
             RpcRequest::AppendEntries(r) => {
                 RpcReply::AppendEntries(ctx.raft.append_entries(r).await)

@@ -13,6 +13,15 @@ use super::*;
 const START_DEADLINE: Duration = Duration::from_secs(15);
 
 fn config(id: i32, voters: &BTreeMap<i32, SocketAddr>, dir: &Path) -> ClusterConfig {
+    config_with(id, voters, dir, Duration::from_secs(9))
+}
+
+fn config_with(
+    id: i32,
+    voters: &BTreeMap<i32, SocketAddr>,
+    dir: &Path,
+    session_timeout: Duration,
+) -> ClusterConfig {
     ClusterConfig {
         node_id: id,
         voters: voters.clone(),
@@ -20,7 +29,7 @@ fn config(id: i32, voters: &BTreeMap<i32, SocketAddr>, dir: &Path) -> ClusterCon
         port: 9000 + id as u16,
         rack: Some(format!("rack-{}", id % 2)),
         metadata_dir: dir.to_path_buf(),
-        session_timeout: Duration::from_secs(9),
+        session_timeout,
         unclean_leader_election: false,
     }
 }
@@ -33,6 +42,10 @@ struct TestCluster {
 
 impl TestCluster {
     async fn start(n: i32) -> TestCluster {
+        Self::start_with(n, Duration::from_secs(9)).await
+    }
+
+    async fn start_with(n: i32, session_timeout: Duration) -> TestCluster {
         let mut listeners = BTreeMap::new();
         let mut voters = BTreeMap::new();
         for id in 1..=n {
@@ -45,7 +58,7 @@ impl TestCluster {
             .collect();
         let mut starts = Vec::new();
         for (id, l) in listeners {
-            let cfg = config(id, &voters, dirs[&id].path());
+            let cfg = config_with(id, &voters, dirs[&id].path(), session_timeout);
             starts.push(tokio::spawn(async move {
                 (id, Cluster::start(cfg, l, START_DEADLINE).await)
             }));
@@ -230,6 +243,21 @@ async fn three_nodes_form_create_a_replicated_topic_and_converge() {
             .unwrap_err();
         assert_eq!(err.code(), 74, "{err}");
 
+        // A garbage frame closes that connection only.
+        let mut raw = tokio::net::TcpStream::connect(tc.voters[&ctl])
+            .await
+            .unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(2), raw.read(&mut buf))
+            .await
+            .expect("connection closed");
+        assert!(
+            matches!(n, Ok(0) | Err(_)),
+            "oversized frame must close the connection, got {n:?}"
+        );
+
         let grown = tc.any().create_partitions("orders", 8).await.unwrap();
         assert_eq!(grown.partitions.len(), 8);
         tc.any().delete_topic("orders").await.unwrap();
@@ -268,6 +296,11 @@ async fn stopped_leaders_fail_over_within_three_seconds_and_a_restart_rejoins() 
         let before = topic.partitions[p].clone();
         let stopped_at = Instant::now();
         tc.stop(ctl).await;
+        let new_ctl = tc.controller().await;
+        eprintln!(
+            "controller {ctl} stopped: {new_ctl} elected after {:?}",
+            stopped_at.elapsed()
+        );
         let img = tc
             .converge(
                 "fail-over after stopping the controller",
@@ -344,17 +377,49 @@ async fn stopped_leaders_fail_over_within_three_seconds_and_a_restart_rejoins() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_full_restart_recovers_the_image_from_disk() {
+async fn a_lagging_node_catches_up_by_snapshot_and_a_full_restart_recovers_from_disk() {
     bounded(async {
         let mut tc = TestCluster::start(3).await;
         tc.converge("registration", Duration::from_secs(5), all_unfenced(3))
             .await;
-        tc.any().create_topic(spec("kept", 2, 2)).await.unwrap();
+        let lag = *tc
+            .nodes
+            .keys()
+            .find(|id| Some(**id) != tc.any().controller_id())
+            .unwrap();
+        let lag_last = tc.nodes[&lag].raft_metrics().last_log_index.unwrap_or(0);
+        tc.stop(lag).await;
+        for i in 0..30 {
+            tc.any()
+                .create_topic(spec(&format!("t{i}"), 2, 2))
+                .await
+                .unwrap();
+        }
+        let ctl = tc.controller().await;
+        let until = Instant::now() + Duration::from_secs(5);
+        while tc.nodes[&ctl]
+            .raft_metrics()
+            .purged
+            .is_none_or(|p| p.index <= lag_last)
+        {
+            assert!(
+                Instant::now() < until,
+                "the leader never purged its log: {:?}",
+                tc.nodes[&ctl].raft_metrics()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The entries the lagging node misses are gone from the leader's log: only a snapshot helps.
+        tc.restart(lag).await;
         let before = tc
-            .converge("creation", Duration::from_secs(5), |i| {
-                i.topics.contains_key("kept")
-            })
+            .converge(
+                "catch-up of the lagging node",
+                Duration::from_secs(10),
+                |i| all_unfenced(3)(i) && i.topics.len() == 30,
+            )
             .await;
+        assert!(tc.dirs[&lag].path().join("snapshot.json").exists());
+
         for id in 1..=3 {
             tc.stop(id).await;
         }
@@ -377,9 +442,11 @@ async fn a_full_restart_recovers_the_image_from_disk() {
                 .insert(id, c.unwrap_or_else(|e| panic!("restart of {id}: {e}")));
         }
         let after = tc
-            .converge("recovery", Duration::from_secs(5), all_unfenced(3))
+            .converge("recovery", Duration::from_secs(5), |i| {
+                all_unfenced(3)(i) && i.topics.len() == 30
+            })
             .await;
-        // Leaders and epochs moved as brokers re-registered; the topic and its assignment did not.
+        // Leaders and epochs moved as brokers re-registered; topics and assignments did not.
         let shape = |i: &ClusterImage| {
             i.topics
                 .values()
@@ -399,6 +466,59 @@ async fn a_full_restart_recovers_the_image_from_disk() {
             shape(&before),
             "topics survive a restart of every node"
         );
+        tc.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_broker_is_fenced_after_the_session_timeout_and_unfenced_when_it_resumes() {
+    bounded(async {
+        let session = Duration::from_millis(1500);
+        let mut tc = TestCluster::start_with(3, session).await;
+        tc.converge("registration", Duration::from_secs(5), all_unfenced(3))
+            .await;
+        let topic = tc.any().create_topic(spec("p", 3, 3)).await.unwrap();
+        tc.converge("creation", Duration::from_secs(5), |i| {
+            i.topics.contains_key("p")
+        })
+        .await;
+        let ctl = tc.controller().await;
+        let victim = *tc.nodes.keys().find(|id| **id != ctl).unwrap();
+        let paused = tc.nodes.remove(&victim).unwrap();
+        paused.freeze(true);
+        let t0 = Instant::now();
+        let img = tc
+            .converge(
+                "fencing of the paused broker",
+                session + Duration::from_secs(2),
+                |i| i.brokers[&victim].fenced,
+            )
+            .await;
+        let took = t0.elapsed();
+        assert!(
+            took >= session - Duration::from_millis(200),
+            "fenced after {took:?}, before the session timeout"
+        );
+        let led = topic
+            .partitions
+            .iter()
+            .position(|p| p.leader == victim)
+            .unwrap();
+        assert_ne!(img.topics["p"].partitions[led].leader, victim);
+        assert!(img.topics["p"]
+            .partitions
+            .iter()
+            .all(|p| !p.isr.contains(&victim)));
+
+        paused.freeze(false);
+        tc.nodes.insert(victim, paused);
+        tc.converge(
+            "unfencing of the resumed broker",
+            Duration::from_secs(3),
+            all_unfenced(3),
+        )
+        .await;
         tc.shutdown().await;
     })
     .await;
