@@ -18,6 +18,7 @@ mod partition_txns;
 mod producer_ids;
 mod producer_state;
 mod record_fields;
+mod replication;
 pub mod server;
 mod topics;
 mod txn;
