@@ -21,6 +21,7 @@ mod partition_txns;
 mod producer_ids;
 mod producer_state;
 mod record_fields;
+mod replication;
 pub mod server;
 mod topic_admin;
 mod topics;

@@ -13,6 +13,15 @@
 //! transactions overlapping the returned batches listed so that clients drop their records.
 //! Control batches go out as stored; clients skip them. Both answer with the last stable offset,
 //! as Kafka does. A committed fetch also wakes when a marker moves the last stable offset.
+//!
+//! Replication: only the leader serves a partition; others answer NOT_LEADER_OR_FOLLOWER, and
+//! a `current_leader_epoch` (v9+) older than the leader's gets FENCED_LEADER_EPOCH, a newer one
+//! UNKNOWN_LEADER_EPOCH. A fetch with `replica_id >= 0` comes from a follower: it reads up to
+//! the log end (not the high watermark), wakes on every append (the log-end channel), and its
+//! fetch offset is recorded as the follower's log end, which may move the high watermark and
+//! the ISR ([`crate::partition::Partition::record_replica_fetch`]). With `last_fetched_epoch`
+//! (v12+), a fetcher whose last epoch ends, in the leader's epoch cache, before its fetch offset
+//! (or is unknown) gets `diverging_epoch` and no records (KIP-320/595) and truncates.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +34,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicNam
 use tokio::sync::watch;
 
 use super::{unknown_partition, RequestContext};
-use crate::partition::{Partition, Watermarks};
+use crate::partition::{Partition, ReplicaFetch, Watermarks};
 
 /// One requested partition, resolved.
 struct Wanted {
@@ -33,6 +42,72 @@ struct Wanted {
     offset: i64,
     max_bytes: usize,
     partition: Option<Arc<Partition>>,
+    /// An error found before reading (leadership, epochs).
+    error: Option<i16>,
+    /// Where the fetcher's last epoch ends here, when it diverges.
+    diverging: Option<(i32, i64)>,
+}
+
+/// What a waiting fetch sleeps on: consumers on the watermarks, followers on the log end.
+enum Watcher {
+    Marks(watch::Receiver<Watermarks>),
+    End(watch::Receiver<i64>),
+}
+
+impl Watcher {
+    fn mark_seen(&mut self) {
+        match self {
+            Watcher::Marks(w) => {
+                w.borrow_and_update();
+            }
+            Watcher::End(w) => {
+                w.borrow_and_update();
+            }
+        }
+    }
+
+    async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        match self {
+            Watcher::Marks(w) => w.changed().await,
+            Watcher::End(w) => w.changed().await,
+        }
+    }
+}
+
+/// Checks leadership, the client's leader epoch and divergence for one partition; for a
+/// follower also records its fetch offset. Returns the error or the diverging epoch.
+fn precheck(
+    p: &Partition,
+    replica_id: i32,
+    fetch: &kafka_protocol::messages::fetch_request::FetchPartition,
+    version: i16,
+) -> (Option<i16>, Option<(i32, i64)>) {
+    let Some(epoch) = p.leader_epoch() else {
+        return (Some(ResponseError::NotLeaderOrFollower.code()), None);
+    };
+    if version >= 9 && fetch.current_leader_epoch >= 0 {
+        if fetch.current_leader_epoch < epoch {
+            return (Some(ResponseError::FencedLeaderEpoch.code()), None);
+        }
+        if fetch.current_leader_epoch > epoch {
+            return (Some(ResponseError::UnknownLeaderEpoch.code()), None);
+        }
+    }
+    if version >= 12 && fetch.last_fetched_epoch >= 0 {
+        let (e, end) = p.epoch_end_offset(fetch.last_fetched_epoch);
+        if end < fetch.fetch_offset || e < fetch.last_fetched_epoch {
+            return (None, Some((e, end)));
+        }
+    }
+    if replica_id >= 0 {
+        match p.record_replica_fetch(replica_id, fetch.fetch_offset, crate::clock::now_ms()) {
+            ReplicaFetch::Recorded => {}
+            ReplicaFetch::NotLeader | ReplicaFetch::NotAReplica => {
+                return (Some(ResponseError::NotLeaderOrFollower.code()), None);
+            }
+        }
+    }
+    (None, None)
 }
 
 /// Longest wait honoured, whatever the client asks (Kafka caps at the request timeout too).
@@ -40,6 +115,8 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchResponse {
     let topics = &ctx.broker.topics;
+    let replica_id = req.replica_id.0;
+    let version = ctx.version;
     // Resolve partitions once; a missing one stays None and is answered with an error.
     let wanted: Vec<(TopicName, Vec<Wanted>)> = req
         .topics
@@ -56,21 +133,36 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             let parts = t
                 .partitions
                 .iter()
-                .map(|p| Wanted {
-                    index: p.partition,
-                    offset: p.fetch_offset,
-                    max_bytes: p.partition_max_bytes.max(0) as usize,
-                    partition: topics.partition(name.0.as_str(), p.partition),
+                .map(|p| {
+                    let partition = topics.partition(name.0.as_str(), p.partition);
+                    let (error, diverging) = partition
+                        .as_ref()
+                        .map_or((None, None), |part| precheck(part, replica_id, p, version));
+                    Wanted {
+                        index: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                        partition,
+                        error,
+                        diverging,
+                    }
                 })
                 .collect();
             (name, parts)
         })
         .collect();
-    let mut watchers: Vec<watch::Receiver<Watermarks>> = wanted
+    let mut watchers: Vec<Watcher> = wanted
         .iter()
         .flat_map(|(_, ps)| ps.iter().filter_map(|w| w.partition.as_ref()))
-        .map(|p| p.watch_watermarks())
+        .map(|p| {
+            if replica_id >= 0 {
+                Watcher::End(p.watch_log_end())
+            } else {
+                Watcher::Marks(p.watch_watermarks())
+            }
+        })
         .collect();
+    let for_replica = replica_id >= 0;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -82,9 +174,9 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
     let read_committed = req.isolation_level == 1;
     loop {
         for w in &mut watchers {
-            w.borrow_and_update();
+            w.mark_seen();
         }
-        let (resp, bytes, errors) = read_all(&wanted, max_bytes, read_committed);
+        let (resp, bytes, errors) = read_all(&wanted, max_bytes, read_committed, for_replica);
         if bytes >= min_bytes.max(1)
             || errors
             || tokio::time::Instant::now() >= deadline
@@ -101,18 +193,19 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             // Deadline passed: answer with whatever there is now.
-            let (resp, _, _) = read_all(&wanted, max_bytes, read_committed);
+            let (resp, _, _) = read_all(&wanted, max_bytes, read_committed, for_replica);
             return resp;
         }
     }
 }
 
-/// Reads every requested partition once. Returns the response, total record bytes, and
-/// whether any partition has an error.
+/// Reads every requested partition once (a follower up to the log end). Returns the response,
+/// total record bytes, and whether any partition has an error or diverges.
 fn read_all(
     wanted: &[(TopicName, Vec<Wanted>)],
     max_bytes: usize,
     read_committed: bool,
+    for_replica: bool,
 ) -> (FetchResponse, usize, bool) {
     let mut resp = FetchResponse::default();
     let mut total = 0usize;
@@ -125,6 +218,8 @@ fn read_all(
             offset,
             max_bytes: part_max,
             partition,
+            error,
+            diverging,
         } in parts
         {
             let mut pd = PartitionData::default();
@@ -145,12 +240,35 @@ fn read_all(
                     pd.high_watermark = o.high_watermark;
                     pd.last_stable_offset = o.last_stable_offset;
                     pd.log_start_offset = o.log_start;
-                    if *offset < o.log_start || *offset > o.high_watermark {
+                    // A follower reads up to the log end; consumers up to the watermarks.
+                    let readable = if for_replica {
+                        p.log_end_offset()
+                    } else {
+                        o.high_watermark
+                    };
+                    if let Some(code) = error {
+                        pd.error_code = *code;
+                        pd.high_watermark = -1;
+                        errors = true;
+                    } else if let Some((epoch, end_offset)) = diverging {
+                        pd.diverging_epoch.epoch = *epoch;
+                        pd.diverging_epoch.end_offset = *end_offset;
+                        errors = true;
+                    } else if *offset < o.log_start || *offset > readable {
                         pd.error_code = ResponseError::OffsetOutOfRange.code();
                         errors = true;
-                    } else if *offset < o.high_watermark && total < max_bytes {
+                    } else if *offset < readable && total < max_bytes {
                         let budget = (*part_max).min(max_bytes - total).max(1);
-                        match p.fetch(*offset, budget, read_committed, &o) {
+                        let read = if for_replica {
+                            p.fetch_for_replica(*offset, budget)
+                                .map(|records| crate::partition::FetchedData {
+                                    records,
+                                    aborted: Vec::new(),
+                                })
+                        } else {
+                            p.fetch(*offset, budget, read_committed, &o)
+                        };
+                        match read {
                             Ok(data) => {
                                 total += data.records.len();
                                 pd.records = Some(data.records);

@@ -3,6 +3,10 @@
 //! With `isolation_level` 1 (`read_committed`, v2+) "latest" is the last stable offset and a
 //! timestamp lookup only finds offsets below it, as in Kafka; otherwise the high watermark
 //! bounds both.
+//!
+//! Only the leader answers (others: NOT_LEADER_OR_FOLLOWER); a `current_leader_epoch` (v4+)
+//! older than the leader's gets FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH, and
+//! answers carry the leader epoch (v4+).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -37,7 +41,24 @@ pub(crate) async fn handle(
                 .partition(t.name.0.as_str(), p.partition_index)
             {
                 None => pr.error_code = unknown_partition(),
-                Some(part) => {
+                Some(part) => 'found: {
+                    let Some(epoch) = part.leader_epoch() else {
+                        pr.error_code = ResponseError::NotLeaderOrFollower.code();
+                        break 'found;
+                    };
+                    if ctx.version >= 4 && p.current_leader_epoch >= 0 {
+                        if p.current_leader_epoch < epoch {
+                            pr.error_code = ResponseError::FencedLeaderEpoch.code();
+                            break 'found;
+                        }
+                        if p.current_leader_epoch > epoch {
+                            pr.error_code = ResponseError::UnknownLeaderEpoch.code();
+                            break 'found;
+                        }
+                    }
+                    if ctx.version >= 4 {
+                        pr.leader_epoch = epoch;
+                    }
                     let o = part.offsets();
                     let fetchable = if req.isolation_level == 1 {
                         o.last_stable_offset

@@ -72,6 +72,7 @@ apis! {
     OffsetFetch => offset_fetch, 1..=8;
     ListGroups => list_groups, 0..=4;
     DescribeGroups => describe_groups, 0..=5;
+    OffsetForLeaderEpoch => offset_for_leader_epoch, 2..=4;
 }
 
 /// APIs whose advertised minimum is lower than what kbroker decodes.

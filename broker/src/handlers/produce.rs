@@ -2,14 +2,25 @@
 //!
 //! Batches are checked (framing, magic 2, CRC32C, size against the topic's
 //! `max.message.bytes`) before anything is stored; a bad partition payload gets its Kafka error
-//! and is not stored, while the other partitions of the request proceed. With a single broker,
-//! acks=1 and acks=all both answer once the batch is in the log (page cache); acks=0 gets no
-//! response at all (the connection drops it).
+//! and is not stored, while the other partitions of the request proceed. acks=1 answers once
+//! the batch is in the leader's log (page cache); acks=0 gets no response at all (the
+//! connection drops it).
+//!
+//! Replication: a partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER. acks=all
+//! (-1) is refused with NOT_ENOUGH_REPLICAS, nothing written, while the ISR is smaller than the
+//! topic's `min.insync.replicas`; otherwise the answer waits until the high watermark passes the
+//! appended batch (every ISR member has it), for all partitions of the request concurrently,
+//! bounded by the request's `timeout_ms` (then REQUEST_TIMED_OUT; the data stays in the log).
+//! Leadership lost while waiting gives NOT_LEADER_OR_FOLLOWER; an ISR that shrank below
+//! `min.insync.replicas` by then gives NOT_ENOUGH_REPLICAS_AFTER_APPEND. On a single broker the
+//! high watermark is the log end, so acks=all answers at once, as acks=1 does.
 //!
 //! Transactional batches go through the same path: the partition opens the producer's
 //! transaction at its first batch (see [`crate::partition_txns`]). Kafka (KIP-890) refuses a
 //! transactional batch for a partition the coordinator has not added to the transaction with
 //! INVALID_TXN_STATE; kbroker accepts it for now (no verification against the coordinator).
+
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -17,17 +28,86 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, unknown_partition, RequestContext};
 use crate::log::batch;
-use crate::partition::AppendError;
+use crate::partition::{AppendError, Appended, LeaderAppendError, Partition};
+
+/// An acks=all append waiting for the high watermark.
+struct Waiting {
+    /// Index of the topic in the response.
+    topic: usize,
+    /// Index of the partition in the topic's response.
+    slot: usize,
+    /// The partition.
+    partition: Arc<Partition>,
+    /// What was appended.
+    appended: Appended,
+    /// `min.insync.replicas`.
+    required: usize,
+}
+
+/// Waits until `w`'s append is committed; `Err((code, message))` otherwise.
+async fn wait_committed(w: &Waiting, deadline: tokio::time::Instant) -> Result<(), (i16, String)> {
+    let p = &w.partition;
+    let target = w.appended.last_offset + 1;
+    let mut marks = p.watch_watermarks();
+    loop {
+        let m = *marks.borrow_and_update();
+        if m.leader_epoch != Some(w.appended.leader_epoch) {
+            return Err((
+                ResponseError::NotLeaderOrFollower.code(),
+                format!("{}-{}: leadership lost before the write was replicated", p.topic, p.index),
+            ));
+        }
+        if m.high_watermark >= target {
+            let isr = p.isr_len();
+            if isr < w.required {
+                return Err((
+                    ResponseError::NotEnoughReplicasAfterAppend.code(),
+                    format!(
+                        "{}-{}: written, but the ISR shrank to {isr} below min.insync.replicas {}",
+                        p.topic, p.index, w.required
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, marks.changed()).await.is_err() {
+            return Err((
+                ResponseError::RequestTimedOut.code(),
+                format!(
+                    "{}-{}: not replicated to the ISR in time (high watermark {}, needed {target})",
+                    p.topic, p.index, m.high_watermark
+                ),
+            ));
+        }
+    }
+}
+
+/// `min.insync.replicas` of a topic: its override, else the broker default.
+fn min_insync(topic: &crate::topics::Topic, default: i32) -> usize {
+    topic
+        .configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(default)
+        .max(1) as usize
+}
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceResponse {
     let broker = ctx.broker;
     let acks_ok = matches!(req.acks, -1..=1);
     let now = crate::clock::now_ms();
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let mut waiting: Vec<Waiting> = Vec::new();
     let mut resp = ProduceResponse::default();
     for topic_data in req.topic_data {
         let name = topic_data.name.0.as_str();
         let topic = broker.topics.get(name);
         let max_bytes = topic.as_ref().map(|t| t.max_message_bytes);
+        let required = match (&topic, req.acks) {
+            (Some(t), -1) => min_insync(t, broker.config.min_insync_replicas),
+            _ => 0,
+        };
         let mut topic_resp = TopicProduceResponse::default();
         topic_resp.name = topic_data.name.clone();
         for p in topic_data.partition_data {
@@ -36,6 +116,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Pro
             let partition = topic
                 .as_ref()
                 .and_then(|t| t.partition(p.index));
+            let mut appended_to = None;
             let result = match (acks_ok, partition, p.records, max_bytes) {
                 (false, ..) => Err((
                     ResponseError::InvalidRequiredAcks.code(),
@@ -52,12 +133,17 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Pro
                 (_, Some(partition), Some(records), Some(max)) => {
                     match batch::validate_produce(&records, max) {
                         Err(e) => Err((e.kafka_error_code(), format!("{name}-{}: {e}", p.index))),
-                        Ok(headers) => partition.append(records, &headers, now).map_err(|e| {
-                            if let AppendError::Log(_) = e {
-                                tracing::error!(topic = name, partition = p.index, error = %e, "append failed");
-                            }
-                            (e.code(), format!("{name}-{}: {e}", p.index))
-                        }),
+                        Ok(headers) => {
+                            appended_to = Some(partition.clone());
+                            partition
+                                .append_as_leader(records, &headers, now, required)
+                                .map_err(|e| {
+                                    if let LeaderAppendError::Append(AppendError::Log(_)) = e {
+                                        tracing::error!(topic = name, partition = p.index, error = %e, "append failed");
+                                    }
+                                    (e.code(), format!("{name}-{}: {e}", p.index))
+                                })
+                        }
                     }
                 }
             };
@@ -66,19 +152,41 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Pro
                     pr.base_offset = info.base_offset;
                     pr.log_append_time_ms = -1;
                     pr.log_start_offset = info.log_start_offset;
-                }
-                Err((code, message)) => {
-                    tracing::debug!(peer = %ctx.peer, "produce refused: {message}");
-                    pr.error_code = code;
-                    pr.base_offset = -1;
-                    if ctx.version >= 8 {
-                        pr.error_message = Some(str_bytes(&message));
+                    if let (-1, Some(partition)) = (req.acks, appended_to) {
+                        waiting.push(Waiting {
+                            topic: resp.responses.len(),
+                            slot: topic_resp.partition_responses.len(),
+                            partition,
+                            appended: info,
+                            required,
+                        });
                     }
                 }
+                Err((code, message)) => refuse(ctx, &mut pr, code, &message),
             }
             topic_resp.partition_responses.push(pr);
         }
         resp.responses.push(topic_resp);
     }
+    if !waiting.is_empty() {
+        let outcomes =
+            futures::future::join_all(waiting.iter().map(|w| wait_committed(w, deadline))).await;
+        for (w, outcome) in waiting.iter().zip(outcomes) {
+            if let Err((code, message)) = outcome {
+                let pr = &mut resp.responses[w.topic].partition_responses[w.slot];
+                refuse(ctx, pr, code, &message);
+            }
+        }
+    }
     resp
+}
+
+/// Fills a partition's response with an error.
+fn refuse(ctx: &RequestContext<'_>, pr: &mut PartitionProduceResponse, code: i16, message: &str) {
+    tracing::debug!(peer = %ctx.peer, "produce refused: {message}");
+    pr.error_code = code;
+    pr.base_offset = -1;
+    if ctx.version >= 8 {
+        pr.error_message = Some(str_bytes(message));
+    }
 }
