@@ -17,7 +17,8 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::cluster::{AlterPartition, Cluster, ClusterImage};
-use crate::replication::{ClusterLink, LeaderAndIsr, ReplicaManager};
+use crate::config::BrokerConfig;
+use crate::replication::{ClusterLink, LeaderAndIsr, ReplicaManager, ReplicationSettings};
 use crate::topics::{TopicSpec, Topics};
 
 /// Internal topics whose data the coordinators keep in their own logs: the metadata names their
@@ -73,6 +74,22 @@ impl ClusterLink for Link {
     }
 }
 
+impl ReplicationSettings {
+    /// The broker's `replica.*` keys.
+    pub(crate) fn from_broker(config: &BrokerConfig) -> Self {
+        let r = &config.replication;
+        let clamp = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
+        ReplicationSettings {
+            replica_lag_time_max_ms: r.replica_lag_time_max_ms,
+            replica_fetch_wait_max_ms: r.replica_fetch_wait_max_ms,
+            replica_fetch_max_bytes: clamp(r.replica_fetch_max_bytes),
+            replica_fetch_response_max_bytes: clamp(r.replica_fetch_response_max_bytes),
+            replica_fetch_backoff_ms: r.replica_fetch_backoff_ms,
+            ..ReplicationSettings::default()
+        }
+    }
+}
+
 /// Applies every metadata image as it arrives until `stop` is set.
 pub(crate) async fn run(
     node_id: i32,
@@ -95,7 +112,7 @@ pub(crate) async fn run(
 }
 
 /// Brings local topics and replica roles in line with `image`.
-fn apply(node_id: i32, topics: &Topics, replicas: &ReplicaManager, image: &ClusterImage) {
+fn apply(node_id: i32, topics: &Topics, replicas: &Arc<ReplicaManager>, image: &ClusterImage) {
     for (name, info) in &image.topics {
         if COORDINATOR_TOPICS.contains(&name.as_str()) {
             continue;

@@ -59,7 +59,7 @@ impl Broker {
             .create_topic(CreateTopicSpec {
                 name: name.to_owned(),
                 partitions,
-                replication_factor: rf,
+                replication_factor: i32::from(rf),
                 configs,
                 validate_only,
             })

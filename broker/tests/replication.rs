@@ -118,19 +118,22 @@ fn acks_all_writes_survive_repeated_leader_kills() {
                     let mut window = Vec::new();
                     for _ in 0..50 {
                         let key = seq.to_string();
-                        let f = p.send(
-                            FutureRecord::to("durable").key(&key).payload(&key),
-                            Duration::from_secs(5),
-                        );
+                        let f = p
+                            .send_result(FutureRecord::to("durable").key(&key).payload(&key))
+                            .map_err(|(e, _)| e);
                         window.push((seq, f));
                         seq += 1;
                     }
                     for (id, f) in window {
+                        let Ok(f) = f else {
+                            failed += 1;
+                            continue;
+                        };
                         match f.await {
-                            Ok(_) => {
+                            Ok(Ok(_)) => {
                                 acked.lock().unwrap().insert(id);
                             }
-                            Err(_) => failed += 1,
+                            _ => failed += 1,
                         }
                     }
                 }

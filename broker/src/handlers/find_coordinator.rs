@@ -56,7 +56,7 @@ async fn locate(ctx: &RequestContext<'_>, key_type: i8, key: &str) -> (i16, i32,
             let spec = crate::cluster::CreateTopicSpec {
                 name: topic.to_owned(),
                 partitions,
-                replication_factor: rf.min(live).max(1),
+                replication_factor: i32::from(rf.min(live).max(1)),
                 configs: Default::default(),
                 validate_only: false,
             };

@@ -101,7 +101,7 @@ async fn cluster(configs: &[(&str, &str)]) -> Cluster {
     let config = crate::BrokerConfig::from_map(raw).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let broker = Arc::new(Broker::open(config, addr).unwrap());
+    let broker = Arc::new(Broker::open(config, addr, None).unwrap());
     let configs = configs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
