@@ -197,6 +197,13 @@ async fn three_nodes_form_create_a_replicated_topic_and_converge() {
             "leaders balanced: {leaders:?}"
         );
 
+        // Racks: 1 and 3 are in rack-1, 2 in rack-0; RF 2 must span both racks.
+        let racked = tc.any().create_topic(spec("racked", 6, 2)).await.unwrap();
+        for p in &racked.partitions {
+            let racks: std::collections::BTreeSet<_> = p.replicas.iter().map(|r| r % 2).collect();
+            assert_eq!(racks.len(), 2, "replicas {:?} span both racks", p.replicas);
+        }
+
         let err = tc.nodes[&other]
             .create_topic(spec("orders", 1, 1))
             .await
@@ -262,7 +269,7 @@ async fn three_nodes_form_create_a_replicated_topic_and_converge() {
         assert_eq!(grown.partitions.len(), 8);
         tc.any().delete_topic("orders").await.unwrap();
         tc.converge("topic deletion", Duration::from_secs(5), |i| {
-            i.topics.is_empty()
+            !i.topics.contains_key("orders")
         })
         .await;
         tc.shutdown().await;
@@ -622,6 +629,23 @@ async fn repeated_stops_of_controller_and_leaders_keep_every_partition_led_from_
             .await;
             img = expand_isrs(&tc, "r").await;
         }
+        tc.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_voter_cluster_elects_itself_and_serves_requests() {
+    bounded(async {
+        let tc = TestCluster::start(1).await;
+        assert_eq!(tc.controller().await, 1);
+        let t = tc.any().create_topic(spec("solo", 2, 1)).await.unwrap();
+        assert!(t
+            .partitions
+            .iter()
+            .all(|p| p.leader == 1 && p.isr == vec![1]));
+        let err = tc.any().create_topic(spec("rf2", 1, 2)).await.unwrap_err();
+        assert_eq!(err.code(), 38, "{err}");
         tc.shutdown().await;
     })
     .await;
