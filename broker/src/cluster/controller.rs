@@ -490,13 +490,7 @@ pub(crate) fn alter_partition(
 ) -> Result<PartitionState, ClusterError> {
     let tp = format!("{}-{}", req.topic, req.partition);
     let cur = image
-        .topics
-        .get(&req.topic)
-        .and_then(|t| {
-            usize::try_from(req.partition)
-                .ok()
-                .and_then(|p| t.partitions.get(p))
-        })
+        .partition(&req.topic, req.partition)
         .ok_or_else(|| ClusterError::UnknownTopicOrPartition(tp.clone()))?;
     if req.leader_epoch != cur.leader_epoch {
         return Err(ClusterError::FencedLeaderEpoch(format!(

@@ -151,6 +151,12 @@ impl ClusterImage {
         }
     }
 
+    /// The state of `topic`-`partition`, if both exist.
+    pub(crate) fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        let p = usize::try_from(partition).ok()?;
+        self.topics.get(topic)?.partitions.get(p)
+    }
+
     /// True if `id` is registered and not fenced.
     pub(crate) fn is_unfenced(&self, id: i32) -> bool {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)

@@ -236,7 +236,8 @@ impl Cluster {
     /// Opens storage, starts Raft, the controller listener and the controller task, initializes
     /// the cluster on first start (every node calls openraft `initialize` with all voters when its
     /// log is empty; "already initialized" counts as success), then registers this broker,
-    /// retrying until a controller answers or `deadline` passes. Returns once registered.
+    /// retrying until a controller answers or `deadline` passes. Returns once registered and the
+    /// local image shows the registration.
     pub(crate) async fn start(
         cfg: ClusterConfig,
         listener: TcpListener,
@@ -365,6 +366,24 @@ impl Cluster {
         if let Err(e) = cluster.call_controller(req, remaining).await {
             cluster.stop().await;
             return Err(e);
+        }
+        // Registered at the controller; wait until this node's own image shows it, so callers
+        // can rely on `image()` containing this broker.
+        let id = cluster.cfg.node_id;
+        let remaining = deadline
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(1));
+        let mut rx = cluster.watch();
+        let shown = rx.wait_for(|i| {
+            i.brokers
+                .get(&id)
+                .is_some_and(|b| b.incarnation == incarnation)
+        });
+        if tokio::time::timeout(remaining, shown).await.is_err() {
+            cluster.stop().await;
+            return Err(ClusterError::Raft(format!(
+                "broker {id} registered but its local metadata did not show it within {remaining:?}"
+            )));
         }
         Ok(cluster)
     }

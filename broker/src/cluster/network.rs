@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -124,10 +125,12 @@ pub(crate) struct PeerNetwork {
 type RpcErr<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftError<u64, E>>;
 
 impl PeerNetwork {
+    /// One call; `split_hint` is the entry count to retry with if the request is too large.
     async fn call<E: std::error::Error>(
         &mut self,
         req: RpcRequest,
         ttl: Duration,
+        split_hint: u64,
     ) -> Result<RpcReply, RpcErr<E>> {
         match self.conn.call(&req, ttl).await {
             Ok(RpcResponse {
@@ -149,6 +152,15 @@ impl PeerNetwork {
                 self.health.refused(self.target);
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
+            Err(CallError::TooLarge { addr, bytes }) => {
+                tracing::warn!(
+                    "request of {bytes} bytes to broker {} at {addr} is too large; splitting",
+                    self.target
+                );
+                Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(split_hint),
+                ))
+            }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
     }
@@ -169,8 +181,10 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
+        // If the batch does not fit in a frame, openraft retries with half as many entries.
+        let half = (rpc.entries.len() as u64 / 2).max(1);
         match self
-            .call(RpcRequest::AppendEntries(rpc), option.hard_ttl())
+            .call(RpcRequest::AppendEntries(rpc), option.hard_ttl(), half)
             .await?
         {
             RpcReply::AppendEntries(r) => {
@@ -186,7 +200,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RpcErr<InstallSnapshotError>> {
         match self
-            .call(RpcRequest::InstallSnapshot(rpc), option.hard_ttl())
+            .call(RpcRequest::InstallSnapshot(rpc), option.hard_ttl(), 1)
             .await?
         {
             RpcReply::InstallSnapshot(r) => {
@@ -201,7 +215,10 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RpcErr> {
-        match self.call(RpcRequest::Vote(rpc), option.hard_ttl()).await? {
+        match self
+            .call(RpcRequest::Vote(rpc), option.hard_ttl(), 1)
+            .await?
+        {
             RpcReply::Vote(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target as u64, e)))
             }

@@ -25,7 +25,7 @@ use super::controller::{ControllerReply, ControllerRequest};
 use super::{ClusterError, TypeConfig};
 
 /// Largest accepted frame (snapshots are sent in chunks well below this).
-pub(crate) const MAX_FRAME: usize = 16 << 20;
+pub(crate) const MAX_FRAME: usize = 64 << 20;
 /// How long a connection attempt may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -137,6 +137,9 @@ pub(crate) enum CallError {
     /// No answer in time.
     #[error("no answer from {addr} within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
+    /// The request does not fit in a frame (nothing was sent).
+    #[error("request of {bytes} bytes to {addr} exceeds the {MAX_FRAME} byte frame limit")]
+    TooLarge { addr: String, bytes: usize },
     /// Any other I/O failure.
     #[error("{addr}: {source}")]
     Io { addr: String, source: io::Error },

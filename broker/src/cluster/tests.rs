@@ -197,6 +197,13 @@ async fn three_nodes_form_create_a_replicated_topic_and_converge() {
             "leaders balanced: {leaders:?}"
         );
 
+        // Racks: 1 and 3 are in rack-1, 2 in rack-0; RF 2 must span both racks.
+        let racked = tc.any().create_topic(spec("racked", 6, 2)).await.unwrap();
+        for p in &racked.partitions {
+            let racks: std::collections::BTreeSet<_> = p.replicas.iter().map(|r| r % 2).collect();
+            assert_eq!(racks.len(), 2, "replicas {:?} span both racks", p.replicas);
+        }
+
         let err = tc.nodes[&other]
             .create_topic(spec("orders", 1, 1))
             .await
@@ -262,7 +269,7 @@ async fn three_nodes_form_create_a_replicated_topic_and_converge() {
         assert_eq!(grown.partitions.len(), 8);
         tc.any().delete_topic("orders").await.unwrap();
         tc.converge("topic deletion", Duration::from_secs(5), |i| {
-            i.topics.is_empty()
+            !i.topics.contains_key("orders")
         })
         .await;
         tc.shutdown().await;
@@ -519,6 +526,126 @@ async fn a_paused_broker_is_fenced_after_the_session_timeout_and_unfenced_when_i
             all_unfenced(3),
         )
         .await;
+        tc.shutdown().await;
+    })
+    .await;
+}
+
+/// What the replication layer does once a follower caught up: the leader asks the controller
+/// to put every replica back into the ISR.
+async fn expand_isrs(tc: &TestCluster, topic: &str) -> Arc<ClusterImage> {
+    let img = tc.any().image();
+    for (p, st) in img.topics[topic].partitions.iter().enumerate() {
+        if st.isr.len() != st.replicas.len() {
+            let req = AlterPartition {
+                topic: topic.into(),
+                partition: p as i32,
+                leader_id: st.leader,
+                leader_epoch: st.leader_epoch,
+                partition_epoch: st.partition_epoch,
+                new_isr: st.replicas.clone(),
+            };
+            tc.nodes[&st.leader].alter_partition(req).await.unwrap();
+        }
+    }
+    tc.converge("ISR expansion", Duration::from_secs(5), |i| {
+        i.topics[topic]
+            .partitions
+            .iter()
+            .all(|p| p.isr.len() == p.replicas.len())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_stops_of_controller_and_leaders_keep_every_partition_led_from_its_isr() {
+    bounded(async {
+        let mut tc = TestCluster::start(3).await;
+        tc.converge("registration", Duration::from_secs(5), all_unfenced(3))
+            .await;
+        tc.any().create_topic(spec("r", 6, 3)).await.unwrap();
+        let mut img = tc
+            .converge("creation", Duration::from_secs(5), |i| {
+                i.topics.contains_key("r")
+            })
+            .await;
+        for round in 0..6 {
+            // Even rounds stop the controller, odd rounds the broker leading most partitions.
+            let victim = if round % 2 == 0 {
+                tc.controller().await
+            } else {
+                let mut count = BTreeMap::new();
+                for p in &img.topics["r"].partitions {
+                    *count.entry(p.leader).or_insert(0) += 1;
+                }
+                count
+                    .into_iter()
+                    .max_by_key(|(_, n)| *n)
+                    .map(|(id, _)| id)
+                    .unwrap()
+            };
+            let before = img.topics["r"].clone();
+            let t0 = Instant::now();
+            tc.stop(victim).await;
+            let after = tc
+                .converge(
+                    &format!("round {round}: fail-over from {victim}"),
+                    Duration::from_secs(3),
+                    |i| {
+                        i.brokers[&victim].fenced
+                            && i.topics["r"]
+                                .partitions
+                                .iter()
+                                .all(|p| p.leader != victim && p.leader != -1)
+                    },
+                )
+                .await;
+            for (b, a) in before.partitions.iter().zip(&after.topics["r"].partitions) {
+                assert!(
+                    b.isr.contains(&a.leader),
+                    "round {round}: leader {} not from ISR {:?}",
+                    a.leader,
+                    b.isr
+                );
+                if b.leader == victim {
+                    assert_eq!(a.leader_epoch, b.leader_epoch + 1, "round {round}");
+                }
+            }
+            let moved = before
+                .partitions
+                .iter()
+                .filter(|p| p.leader == victim)
+                .count();
+            eprintln!(
+                "round {round}: broker {victim} stopped, {moved} partitions led again after {:?}",
+                t0.elapsed()
+            );
+            tc.restart(victim).await;
+            tc.converge(
+                &format!("round {round}: rejoin of {victim}"),
+                Duration::from_secs(5),
+                all_unfenced(3),
+            )
+            .await;
+            img = expand_isrs(&tc, "r").await;
+        }
+        tc.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_voter_cluster_elects_itself_and_serves_requests() {
+    bounded(async {
+        let tc = TestCluster::start(1).await;
+        assert_eq!(tc.controller().await, 1);
+        let t = tc.any().create_topic(spec("solo", 2, 1)).await.unwrap();
+        assert!(t
+            .partitions
+            .iter()
+            .all(|p| p.leader == 1 && p.isr == vec![1]));
+        let err = tc.any().create_topic(spec("rf2", 1, 2)).await.unwrap_err();
+        assert_eq!(err.code(), 38, "{err}");
         tc.shutdown().await;
     })
     .await;
