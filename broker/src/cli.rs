@@ -89,11 +89,15 @@ async fn shutdown_signal() {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` (or `KBROKER_LOG`) selects the level, `info` by default.
+/// Logs to stderr; `RUST_LOG` (or `KBROKER_LOG`) selects the level, `info` by default. The Raft
+/// library logs every vote and append at info; it is held to warnings unless named explicitly.
 fn init_tracing() {
-    let filter = std::env::var("KBROKER_LOG")
+    let mut filter = std::env::var("KBROKER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
+    if !filter.contains("openraft") {
+        filter.push_str(",openraft=warn");
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
