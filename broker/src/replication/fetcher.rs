@@ -179,12 +179,17 @@ fn handle_partition(
     let div = &pd.diverging_epoch;
     if div.epoch >= 0 || div.end_offset >= 0 {
         let (own_epoch, own_end) = p.epoch_end_offset(div.epoch);
-        let target = if div.epoch < 0 || own_epoch < 0 {
-            // The leader does not know our epoch: keep only what was committed.
-            p.offsets().high_watermark
-        } else {
-            div.end_offset.min(own_end)
-        };
+        if div.epoch < 0 || div.end_offset < 0 || own_epoch < 0 {
+            // Nothing in common that the leader knows of (our epochs predate its whole log):
+            // start over from its log start.
+            let start = pd.log_start_offset.max(0);
+            tracing::warn!(topic = %p.topic, partition = p.index, start,
+                "no common leader epoch with the leader: emptying the log");
+            p.truncate_fully_and_start_at(start)
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let target = div.end_offset.min(own_end);
         tracing::info!(topic = %p.topic, partition = p.index, epoch = div.epoch,
             leader_end = div.end_offset, own_epoch, own_end, target,
             "diverging epoch: truncating the log");
