@@ -10,6 +10,8 @@
 //! FENCED_LEADER_EPOCH (the metadata has not reached one of the two brokers yet) pause that
 //! partition for the backoff; a connection error pauses the fetcher. The role may change
 //! meanwhile: appends are refused by the partition unless it still follows the same epoch.
+//! A change of the partition set abandons the long poll in flight (and its connection), so a
+//! partition added after a leader change is fetched at once, not after `replica.fetch.wait.max.ms`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +93,12 @@ pub(super) async fn run(
                     continue;
                 }
             },
+            // A partition added (e.g. after a leader change) is fetched now rather than after
+            // the long poll; the half-read response makes the connection unusable.
+            _ = partitions.changed.notified() => {
+                conn = None;
+                continue;
+            }
             _ = stop.changed() => return,
         };
         if response.error_code != 0 {
