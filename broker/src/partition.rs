@@ -806,7 +806,8 @@ impl Partition {
     pub(crate) fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
         let mut inner = self.inner();
         inner.log.truncate_fully_and_start_at(offset)?;
-        inner.epochs.truncate_from_end(offset)?;
+        // The log is empty: no epoch has data in it any more.
+        inner.epochs.truncate_from_end(i64::MIN)?;
         self.rebuild_derived(&mut inner)?;
         inner.high_watermark = offset;
         self.publish(&mut inner);

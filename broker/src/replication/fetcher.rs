@@ -10,6 +10,8 @@
 //! FENCED_LEADER_EPOCH (the metadata has not reached one of the two brokers yet) pause that
 //! partition for the backoff; a connection error pauses the fetcher. The role may change
 //! meanwhile: appends are refused by the partition unless it still follows the same epoch.
+//! A change of the partition set abandons the long poll in flight (and its connection), so a
+//! partition added after a leader change is fetched at once, not after `replica.fetch.wait.max.ms`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +93,12 @@ pub(super) async fn run(
                     continue;
                 }
             },
+            // A partition added (e.g. after a leader change) is fetched now rather than after
+            // the long poll; the half-read response makes the connection unusable.
+            _ = partitions.changed.notified() => {
+                conn = None;
+                continue;
+            }
             _ = stop.changed() => return,
         };
         if response.error_code != 0 {
@@ -179,12 +187,17 @@ fn handle_partition(
     let div = &pd.diverging_epoch;
     if div.epoch >= 0 || div.end_offset >= 0 {
         let (own_epoch, own_end) = p.epoch_end_offset(div.epoch);
-        let target = if div.epoch < 0 || own_epoch < 0 {
-            // The leader does not know our epoch: keep only what was committed.
-            p.offsets().high_watermark
-        } else {
-            div.end_offset.min(own_end)
-        };
+        if div.epoch < 0 || div.end_offset < 0 || own_epoch < 0 {
+            // Nothing in common that the leader knows of (our epochs predate its whole log):
+            // start over from its log start.
+            let start = pd.log_start_offset.max(0);
+            tracing::warn!(topic = %p.topic, partition = p.index, start,
+                "no common leader epoch with the leader: emptying the log");
+            p.truncate_fully_and_start_at(start)
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let target = div.end_offset.min(own_end);
         tracing::info!(topic = %p.topic, partition = p.index, epoch = div.epoch,
             leader_end = div.end_offset, own_epoch, own_end, target,
             "diverging epoch: truncating the log");

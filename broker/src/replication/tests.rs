@@ -368,3 +368,251 @@ async fn a_promoted_follower_dedupes_an_idempotent_retry_and_keeps_open_transact
     assert_eq!(c.follower.offsets().last_stable_offset, 5);
     let _ = &c.broker;
 }
+
+impl Cluster {
+    /// A fresh follower replica manager (the previous one may have been shut down).
+    fn new_follower_manager(&self) -> Arc<ReplicaManager> {
+        ReplicaManager::new(
+            Arc::new(FakeLink {
+                node: FOLLOWER,
+                leader_addr: ("127.0.0.1".into(), self.addr.port()),
+                isr_changes: self.isr_changes.clone(),
+            }),
+            settings(),
+        )
+    }
+
+    async fn conn(&self) -> Connection {
+        Connection::connect(
+            "127.0.0.1",
+            self.addr.port(),
+            "test",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// A Fetch v12 request for `r-0`.
+fn fetch_request(
+    replica_id: i32,
+    offset: i64,
+    current_epoch: i32,
+    last_fetched_epoch: i32,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let mut fp = FetchPartition::default();
+    fp.partition = 0;
+    fp.fetch_offset = offset;
+    fp.current_leader_epoch = current_epoch;
+    fp.last_fetched_epoch = last_fetched_epoch;
+    fp.partition_max_bytes = 1 << 20;
+    let mut ft = FetchTopic::default();
+    ft.topic = TopicName(crate::handlers::str_bytes(TOPIC));
+    ft.partitions.push(fp);
+    let mut req = kafka_protocol::messages::FetchRequest::default();
+    req.replica_id = kafka_protocol::messages::BrokerId(replica_id);
+    req.max_wait_ms = 0;
+    req.min_bytes = 1;
+    req.max_bytes = 1 << 20;
+    req.topics.push(ft);
+    req
+}
+
+async fn fetch(
+    c: &Cluster,
+    req: &kafka_protocol::messages::FetchRequest,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    let resp: kafka_protocol::messages::FetchResponse = c
+        .conn()
+        .await
+        .call(ApiKey::Fetch, 12, req, Duration::from_secs(10))
+        .await
+        .unwrap();
+    resp.responses[0].partitions[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_is_refused_below_min_insync_while_acks_1_succeeds() {
+    let c = cluster(&[("min.insync.replicas", "2")]).await;
+    c.leader_mgr.apply(&c.leader, &state(LEADER, 1, &[LEADER]));
+    let (code, _) = produce(c.addr, -1, 1000, records(1)).await;
+    assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS");
+    assert_eq!(c.leader.log_end_offset(), 0, "nothing written");
+    assert_eq!(produce(c.addr, 1, 1000, records(1)).await, (0, 0));
+    assert_eq!(c.leader.offsets().high_watermark, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_waiting_when_leadership_moves_gets_not_leader() {
+    let c = cluster(&[]).await;
+    c.leader_mgr
+        .apply(&c.leader, &state(LEADER, 1, &[LEADER, FOLLOWER]));
+    let addr = c.addr;
+    let waiting = tokio::spawn(async move { produce(addr, -1, 10_000, records(1)).await });
+    eventually(5, "the append", || c.leader.log_end_offset() == 1).await;
+    // The controller moves leadership to the follower (epoch 2).
+    c.leader_mgr
+        .apply(&c.leader, &state(FOLLOWER, 2, &[FOLLOWER]));
+    let (code, _) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting produce answers at once")
+        .unwrap();
+    assert_eq!(code, 6, "NOT_LEADER_OR_FOLLOWER");
+    // A non-leader refuses produce and consumer fetches.
+    assert_eq!(produce(c.addr, 1, 1000, records(1)).await.0, 6);
+    assert_eq!(fetch(&c, &fetch_request(-1, 0, -1, -1)).await.error_code, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_fences_epochs_and_answers_divergence() {
+    let c = cluster(&[]).await;
+    c.leader_mgr.apply(&c.leader, &state(LEADER, 0, &[LEADER]));
+    assert_eq!(produce(c.addr, 1, 1000, records(2)).await, (0, 0));
+    c.leader_mgr.apply(&c.leader, &state(LEADER, 3, &[LEADER]));
+    assert_eq!(produce(c.addr, 1, 1000, records(3)).await, (0, 2));
+    // Consumer fetches: the leader's epoch is 3.
+    assert_eq!(fetch(&c, &fetch_request(-1, 0, 2, -1)).await.error_code, 74);
+    assert_eq!(fetch(&c, &fetch_request(-1, 0, 4, -1)).await.error_code, 75);
+    let ok = fetch(&c, &fetch_request(-1, 0, 3, -1)).await;
+    assert_eq!((ok.error_code, ok.high_watermark), (0, 5));
+    assert!(!ok.records.unwrap().is_empty());
+    // A fetcher at offset 4 whose last epoch is 0: epoch 0 ended at 2 here.
+    let d = fetch(&c, &fetch_request(-1, 4, 3, 0)).await;
+    assert_eq!(d.error_code, 0);
+    assert_eq!(
+        (d.diverging_epoch.epoch, d.diverging_epoch.end_offset),
+        (0, 2)
+    );
+    assert!(
+        d.records.unwrap_or_default().is_empty(),
+        "no records with a divergence"
+    );
+    // At offset 2 with epoch 0 there is no divergence.
+    let d = fetch(&c, &fetch_request(-1, 2, 3, 0)).await;
+    assert_eq!(d.diverging_epoch.end_offset, -1);
+    assert!(!d.records.unwrap().is_empty());
+    // An epoch this leader never had (newer than its own) is unknown: diverging at -1.
+    let d = fetch(&c, &fetch_request(-1, 2, 3, 7)).await;
+    assert_eq!(
+        (d.diverging_epoch.epoch, d.diverging_epoch.end_offset),
+        (-1, -1)
+    );
+    // A broker that is not a replica of the partition is refused.
+    assert_eq!(fetch(&c, &fetch_request(9, 0, 3, -1)).await.error_code, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+    let c = cluster(&[]).await;
+    c.leader_mgr.apply(&c.leader, &state(LEADER, 1, &[LEADER]));
+    assert_eq!(produce(c.addr, 1, 1000, records(2)).await, (0, 0));
+    c.leader_mgr.apply(&c.leader, &state(LEADER, 4, &[LEADER]));
+    assert_eq!(produce(c.addr, 1, 1000, records(1)).await, (0, 2));
+    let ask = |current: i32, epoch: i32| {
+        let mut p = OffsetForLeaderPartition::default();
+        p.partition = 0;
+        p.current_leader_epoch = current;
+        p.leader_epoch = epoch;
+        let mut t = OffsetForLeaderTopic::default();
+        t.topic = TopicName(crate::handlers::str_bytes(TOPIC));
+        t.partitions.push(p);
+        let mut req = OffsetForLeaderEpochRequest::default();
+        req.replica_id = kafka_protocol::messages::BrokerId(-1);
+        req.topics.push(t);
+        req
+    };
+    let mut conn = c.conn().await;
+    let mut call = async |current, epoch| {
+        let resp: OffsetForLeaderEpochResponse = conn
+            .call(
+                ApiKey::OffsetForLeaderEpoch,
+                4,
+                &ask(current, epoch),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        let r = &resp.topics[0].partitions[0];
+        (r.error_code, r.leader_epoch, r.end_offset)
+    };
+    assert_eq!(call(4, 1).await, (0, 1, 2));
+    assert_eq!(call(4, 3).await, (0, 1, 2), "an epoch that never wrote");
+    assert_eq!(
+        call(4, 4).await,
+        (0, 4, 3),
+        "the current epoch ends at the log end"
+    );
+    assert_eq!(call(-1, 0).await, (0, -1, -1), "older than the log");
+    assert_eq!(call(3, 1).await.0, 74, "FENCED_LEADER_EPOCH");
+    assert_eq!(call(5, 1).await.0, 75, "UNKNOWN_LEADER_EPOCH");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_follower_catches_up_and_rejoins_the_isr() {
+    let c = cluster(&[]).await;
+    c.leader_mgr.apply(&c.leader, &state(LEADER, 1, &[LEADER]));
+    for _ in 0..3 {
+        assert_eq!(produce(c.addr, 1, 1000, records(2)).await.0, 0);
+    }
+    c.follower_mgr
+        .apply(&c.follower, &state(LEADER, 1, &[LEADER]));
+    eventually(5, "the expansion", || c.leader.isr_len() == 2).await;
+    assert_eq!(
+        c.isr_changes.lock().unwrap().last(),
+        Some(&vec![LEADER, FOLLOWER])
+    );
+    assert_eq!(c.follower.log_end_offset(), 6);
+    // Gone, shrunk out, back: it rejoins.
+    c.follower_mgr.shutdown();
+    eventually(5, "the shrink", || c.leader.isr_len() == 1).await;
+    assert_eq!(produce(c.addr, 1, 1000, records(2)).await.0, 0);
+    let again = c.new_follower_manager();
+    again.apply(&c.follower, &state(LEADER, 1, &[LEADER]));
+    eventually(5, "the second expansion", || c.leader.isr_len() == 2).await;
+    assert_eq!(c.follower.log_end_offset(), 8);
+    again.shutdown();
+}
+
+#[test]
+fn truncation_rebuilds_transactions_and_the_epoch_cache_and_reopen_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Partition::open(TOPIC, 0, dir.path(), LogConfig::default()).unwrap();
+    p.become_leader(LEADER, &state(LEADER, 2, &[LEADER]), 0)
+        .unwrap();
+    let values = vec![(None, Some(&b"v"[..])); 2];
+    let plain = records(2);
+    let h = batch::validate_produce(&plain, 1 << 20).unwrap();
+    p.append(plain, &h, 1).unwrap(); // 0..=1
+    p.become_leader(LEADER, &state(LEADER, 3, &[LEADER]), 0)
+        .unwrap();
+    let txn = build_batch(&values, 1, 5, 0, 0, true, false);
+    let h = batch::validate_produce(&txn, 1 << 20).unwrap();
+    p.append(txn, &h, 1).unwrap(); // 2..=3, open transaction
+    assert_eq!(p.offsets().last_stable_offset, 2);
+    assert_eq!(p.epoch_end_offset(2), (2, 2));
+    p.become_follower(FOLLOWER, 4);
+    p.truncate_to(2).unwrap();
+    assert_eq!(p.log_end_offset(), 2);
+    assert_eq!(p.latest_epoch(), 2, "epoch 3 started at the cut");
+    assert_eq!(p.offsets().last_stable_offset, 2);
+    assert_eq!(p.offsets().high_watermark, 2);
+    drop(p);
+    // Reopened: cache from the checkpoint; without it, rebuilt from the batches.
+    let p = Partition::open(TOPIC, 0, dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(p.latest_epoch(), 2);
+    drop(p);
+    std::fs::remove_file(dir.path().join(super::epoch_cache::EPOCH_CHECKPOINT_FILE)).unwrap();
+    let p = Partition::open(TOPIC, 0, dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(p.epoch_end_offset(2), (2, 2));
+    assert_eq!(
+        p.offsets().last_stable_offset,
+        2,
+        "no open transaction after the cut"
+    );
+}
