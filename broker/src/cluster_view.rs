@@ -201,7 +201,10 @@ impl Broker {
     /// Whether `topic` has a partition `index` (hosted here or elsewhere in the cluster).
     pub(crate) fn partition_exists(&self, topic: &str, index: i32) -> bool {
         match self.image() {
-            None => self.topics.get(topic).is_some_and(|t| t.has_partition(index)),
+            None => self
+                .topics
+                .get(topic)
+                .is_some_and(|t| t.has_partition(index)),
             Some(image) => image
                 .topics
                 .get(topic)

@@ -79,8 +79,14 @@ fn replicas_spread_across_racks_and_leaders_across_brokers() {
         assert_eq!(distinct.len(), 2, "partition {i}: {p:?}");
         // Brokers 1 and 2 are in rack a, broker 3 alone in rack b: RF 2 spanning both racks
         // means broker 3 holds a replica of every partition.
-        assert!(p.replicas.contains(&3), "partition {i} not on rack b: {p:?}");
-        assert_eq!(p.leader, p.replicas[0], "partition {i}: leader is not the preferred replica");
+        assert!(
+            p.replicas.contains(&3),
+            "partition {i} not on rack b: {p:?}"
+        );
+        assert_eq!(
+            p.leader, p.replicas[0],
+            "partition {i}: leader is not the preferred replica"
+        );
     }
     cluster.create_topic("balanced", 6, 3, &[]);
     let parts = cluster.wait_for("balanced", Duration::from_secs(10), "leaders", |ps| {
@@ -148,8 +154,9 @@ fn acks_all_writes_survive_repeated_leader_kills() {
         if started.elapsed() > Duration::from_secs(150) {
             panic!("only {k} of {kills} kills in 150 s");
         }
-        let leader = cluster
-            .wait_for("durable", Duration::from_secs(15), "a leader", |ps| ps[0].leader > 0)[0]
+        let leader = cluster.wait_for("durable", Duration::from_secs(15), "a leader", |ps| {
+            ps[0].leader > 0
+        })[0]
             .leader;
         let before = acked.lock().unwrap().len();
         cluster.kill9(leader);
@@ -202,7 +209,11 @@ fn acks_all_is_refused_below_min_insync_replicas_while_acks_1_goes_on() {
     let send = |acks: &str, value: &str| {
         let p = producer(
             &bootstrap,
-            &[("acks", acks), ("retries", "0"), ("enable.idempotence", "false")],
+            &[
+                ("acks", acks),
+                ("retries", "0"),
+                ("enable.idempotence", "false"),
+            ],
         );
         rt.block_on(p.send(
             FutureRecord::to("guarded").key("k").payload(value),
@@ -212,7 +223,11 @@ fn acks_all_is_refused_below_min_insync_replicas_while_acks_1_goes_on() {
         .map_err(|(e, _)| e)
     };
     send("all", "all-in-sync").expect("acks=all with the full ISR");
-    let follower = *p0.replicas.iter().find(|r| **r != p0.leader).expect("a follower");
+    let follower = *p0
+        .replicas
+        .iter()
+        .find(|r| **r != p0.leader)
+        .expect("a follower");
     cluster.kill9(follower);
     cluster.wait_for("guarded", Duration::from_secs(10), "ISR shrunk", |ps| {
         ps[0].isr.len() == 2
@@ -226,7 +241,11 @@ fn acks_all_is_refused_below_min_insync_replicas_while_acks_1_goes_on() {
         .into_iter()
         .map(|(_, v)| v)
         .collect();
-    assert_eq!(stored, ["all-in-sync", "acks-1"], "a refused write was stored");
+    assert_eq!(
+        stored,
+        ["all-in-sync", "acks-1"],
+        "a refused write was stored"
+    );
 }
 
 #[test]
@@ -246,16 +265,25 @@ fn paused_follower_leaves_the_isr_and_comes_back() {
         ps[0].isr.len() == 3
     })[0]
         .clone();
-    let follower = *p0.replicas.iter().rev().find(|r| **r != p0.leader).expect("follower");
+    let follower = *p0
+        .replicas
+        .iter()
+        .rev()
+        .find(|r| **r != p0.leader)
+        .expect("follower");
     cluster.brokers[(follower - 1) as usize].signal("STOP");
     let bootstrap = cluster.bootstrap();
     let p = producer(&bootstrap, &[("acks", "1")]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for i in 0..20 {
-        rt.block_on(p.send(
-            FutureRecord::to("lagging").key("k").payload(&format!("{i}")),
-            Duration::from_secs(5),
-        ))
+        rt.block_on(
+            p.send(
+                FutureRecord::to("lagging")
+                    .key("k")
+                    .payload(&format!("{i}")),
+                Duration::from_secs(5),
+            ),
+        )
         .expect("acks=1 while a follower is paused");
     }
     let shrunk = cluster.wait_for("lagging", Duration::from_secs(15), "ISR shrink", |ps| {
@@ -300,21 +328,40 @@ fn returning_old_leader_truncates_its_divergent_tail() {
     let bootstrap = cluster.bootstrap();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let all = producer(&bootstrap, &[("acks", "all")]);
-    rt.block_on(all.send(
-        FutureRecord::to("diverge").key("k").payload("committed-before"),
-        Duration::from_secs(5),
-    ))
+    rt.block_on(
+        all.send(
+            FutureRecord::to("diverge")
+                .key("k")
+                .payload("committed-before"),
+            Duration::from_secs(5),
+        ),
+    )
     .expect("acks=all before the divergence");
     // The followers stall: the leader alone takes acks=1 writes they never see.
     for f in &followers {
         cluster.brokers[(*f - 1) as usize].signal("STOP");
     }
-    let one = producer(&format!("127.0.0.1:{}", cluster.brokers[(old - 1) as usize].port()), &[("acks", "1")]);
+    let one = producer(
+        &format!("127.0.0.1:{}", cluster.brokers[(old - 1) as usize].port()),
+        &[("acks", "1")],
+    );
+    // The followers' long-polling fetches are parked at the leader: the first write answers
+    // them into their (stopped) sockets, so they will have it. Only what follows diverges.
+    rt.block_on(one.send(
+        FutureRecord::to("diverge").key("k").payload("parked"),
+        Duration::from_secs(5),
+    ))
+    .expect("acks=1 on the lone leader");
+    std::thread::sleep(Duration::from_millis(300));
     for i in 0..5 {
-        rt.block_on(one.send(
-            FutureRecord::to("diverge").key("k").payload(&format!("divergent-{i}")),
-            Duration::from_secs(5),
-        ))
+        rt.block_on(
+            one.send(
+                FutureRecord::to("diverge")
+                    .key("k")
+                    .payload(&format!("divergent-{i}")),
+                Duration::from_secs(5),
+            ),
+        )
         .expect("acks=1 on the lone leader");
     }
     drop(one);
@@ -326,20 +373,30 @@ fn returning_old_leader_truncates_its_divergent_tail() {
         ps[0].leader > 0 && ps[0].leader != old
     });
     let new = after[0].leader;
-    rt.block_on(all.send(
-        FutureRecord::to("diverge").key("k").payload("committed-after"),
-        Duration::from_secs(10),
-    ))
+    rt.block_on(
+        all.send(
+            FutureRecord::to("diverge")
+                .key("k")
+                .payload("committed-after"),
+            Duration::from_secs(10),
+        ),
+    )
     .expect("acks=all on the new leader");
     cluster.restart(old);
-    cluster.wait_for("diverge", Duration::from_secs(30), "old leader back in ISR", |ps| {
-        ps[0].isr.contains(&old)
-    });
+    cluster.wait_for(
+        "diverge",
+        Duration::from_secs(30),
+        "old leader back in ISR",
+        |ps| ps[0].isr.contains(&old),
+    );
     let old_dir = cluster.broker(old).log_dir.clone();
     let new_dir = cluster.broker(new).log_dir.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (o, n) = (log_bytes(&old_dir, "diverge", 0), log_bytes(&new_dir, "diverge", 0));
+        let (o, n) = (
+            log_bytes(&old_dir, "diverge", 0),
+            log_bytes(&new_dir, "diverge", 0),
+        );
         if o == n {
             assert!(!contains(&o, b"divergent-"), "the divergent tail survived");
             assert!(contains(&o, b"committed-after"));
@@ -356,6 +413,7 @@ fn returning_old_leader_truncates_its_divergent_tail() {
     let values: Vec<String> = read_all(&bootstrap, "diverge", 0)
         .into_iter()
         .map(|(_, v)| v)
+        .filter(|v| v != "parked")
         .collect();
     assert_eq!(values, ["committed-before", "committed-after"]);
 }

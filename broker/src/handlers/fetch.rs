@@ -95,7 +95,14 @@ fn precheck(
     }
     if version >= 12 && fetch.last_fetched_epoch >= 0 {
         let (e, end) = p.epoch_end_offset(fetch.last_fetched_epoch);
-        if end < fetch.fetch_offset || e < fetch.last_fetched_epoch {
+        if e < 0 || end < 0 {
+            // The follower's epoch is newer than any this leader knows: (-1, -1) would read as
+            // "no divergence", so point it at this log's end under the latest epoch instead.
+            let latest = p.latest_epoch();
+            if latest >= 0 {
+                return (None, Some((latest, p.log_end_offset())));
+            }
+        } else if end < fetch.fetch_offset || e < fetch.last_fetched_epoch {
             return (None, Some((e, end)));
         }
     }
@@ -138,6 +145,20 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
                     let (error, diverging) = partition
                         .as_ref()
                         .map_or((None, None), |part| precheck(part, replica_id, p, version));
+                    if replica_id >= 0 {
+                        tracing::trace!(
+                            replica_id,
+                            topic = %name.0,
+                            partition = p.partition,
+                            offset = p.fetch_offset,
+                            last_fetched_epoch = p.last_fetched_epoch,
+                            current_leader_epoch = p.current_leader_epoch,
+                            hosted = partition.is_some(),
+                            ?error,
+                            ?diverging,
+                            "replica fetch"
+                        );
+                    }
                     Wanted {
                         index: p.partition,
                         offset: p.fetch_offset,

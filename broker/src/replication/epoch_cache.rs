@@ -97,8 +97,10 @@ impl EpochCache {
 
     /// Where `requested` ends, as Kafka answers OffsetForLeaderEpoch: the largest epoch
     /// `<= requested` with the start offset of the next newer epoch (or `log_end` for the
-    /// latest). `(-1, -1)` (undefined) when `requested` is older than every entry or newer than
-    /// the latest one, or the cache is empty.
+    /// latest). An epoch older than every entry ends where the oldest entry starts (Kafka's
+    /// `(requested, first start offset)`: a replica whose log began under an epoch this leader
+    /// never saw, e.g. an empty log, keeps what precedes the leader's first epoch). `(-1, -1)`
+    /// (undefined) when `requested` is newer than the latest entry, or the cache is empty.
     pub(crate) fn end_offset_for(&self, requested: i32, log_end: i64) -> (i32, i64) {
         const UNDEFINED: (i32, i64) = (-1, -1);
         let Some(latest) = self.entries.last() else {
@@ -113,7 +115,7 @@ impl EpochCache {
         // First entry newer than requested: it exists since requested < latest.
         let next = self.entries.partition_point(|e| e.epoch <= requested);
         if next == 0 {
-            return UNDEFINED;
+            return (requested, self.entries[0].start_offset);
         }
         (
             self.entries[next - 1].epoch,
@@ -216,7 +218,11 @@ mod tests {
         assert_eq!(c.end_offset_for(3, 12), (3, 9));
         assert_eq!(c.end_offset_for(2, 12), (1, 5), "an epoch that never wrote");
         assert_eq!(c.end_offset_for(1, 12), (1, 5));
-        assert_eq!(c.end_offset_for(0, 12), (-1, -1), "older than every entry");
+        assert_eq!(
+            c.end_offset_for(0, 12),
+            (0, 0),
+            "older than every entry: ends where the oldest starts"
+        );
         assert_eq!(c.end_offset_for(5, 12), (-1, -1), "newer than the latest");
         assert!(!c.assign(2, 20).unwrap(), "older epochs are ignored");
         assert!(!c.assign(4, 20).unwrap(), "the same epoch is ignored");

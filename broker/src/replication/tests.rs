@@ -493,11 +493,12 @@ async fn fetch_fences_epochs_and_answers_divergence() {
     let d = fetch(&c, &fetch_request(-1, 2, 3, 0)).await;
     assert_eq!(d.diverging_epoch.end_offset, -1);
     assert!(!d.records.unwrap().is_empty());
-    // An epoch this leader never had (newer than its own) is unknown: diverging at -1.
+    // An epoch newer than any this leader had: the follower is pointed at this log's end under
+    // the latest epoch ((-1, -1) would read as "no divergence" and the follower would loop).
     let d = fetch(&c, &fetch_request(-1, 2, 3, 7)).await;
     assert_eq!(
         (d.diverging_epoch.epoch, d.diverging_epoch.end_offset),
-        (-1, -1)
+        (3, 5)
     );
     // A broker that is not a replica of the partition is refused.
     assert_eq!(fetch(&c, &fetch_request(9, 0, 3, -1)).await.error_code, 6);
@@ -548,7 +549,11 @@ async fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
         (0, 4, 3),
         "the current epoch ends at the log end"
     );
-    assert_eq!(call(-1, 0).await, (0, -1, -1), "older than the log");
+    assert_eq!(
+        call(-1, 0).await,
+        (0, 0, 0),
+        "older than the log: ends where the oldest epoch starts"
+    );
     assert_eq!(call(3, 1).await.0, 74, "FENCED_LEADER_EPOCH");
     assert_eq!(call(5, 1).await.0, 75, "UNKNOWN_LEADER_EPOCH");
 }

@@ -74,7 +74,11 @@ impl TestCluster {
         };
         let mut pending = Vec::new();
         for i in 0..n {
-            let (b, rx) = TestBroker::launch(&cluster.dir(i), &cluster.listeners(i), &cluster.overrides[i]);
+            let (b, rx) = TestBroker::launch(
+                &cluster.dir(i),
+                &cluster.listeners(i),
+                &cluster.overrides[i],
+            );
             cluster.brokers.push(b);
             pending.push(rx);
         }
@@ -172,6 +176,20 @@ impl TestCluster {
             .collect()
     }
 
+    /// The last `n` log lines of every broker, for failure messages.
+    pub fn log_tails(&self, n: usize) -> String {
+        let mut out = String::new();
+        for (i, b) in self.brokers.iter().enumerate() {
+            let log = b.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let from = lines.len().saturating_sub(n);
+            out.push_str(&format!("--- broker {} log (last {n} lines):\n", i + 1));
+            out.push_str(&lines[from..].join("\n"));
+            out.push('\n');
+        }
+        out
+    }
+
     /// Polls Metadata until `ok` holds for the topic, or panics with the last state after
     /// `timeout`.
     pub fn wait_for(
@@ -188,7 +206,10 @@ impl TestCluster {
                 return state;
             }
             if Instant::now() >= deadline {
-                panic!("{what}: not reached within {timeout:?}; metadata: {state:?}");
+                panic!(
+                    "{what}: not reached within {timeout:?}; metadata: {state:?}\n{}",
+                    self.log_tails(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

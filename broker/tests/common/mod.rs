@@ -62,9 +62,12 @@ impl TestBroker {
         for o in overrides {
             cmd.arg("--override").arg(o);
         }
-        cmd.env("KBROKER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.env(
+            "KBROKER_LOG",
+            std::env::var("KBROKER_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn kbroker");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
