@@ -92,13 +92,20 @@ pub enum ClusterCommand {
         /// Number of brokers (ids 1..=N).
         #[arg(long, default_value_t = 1)]
         brokers: u32,
-        /// Port of broker 1 (broker i listens on PORT + i − 1) [default: free ports].
+        /// Port of broker 1 (broker i listens on PORT + i − 1; in a cluster its controller
+        /// listener on PORT + N + i − 1) [default: free ports].
         #[arg(long, value_name = "PORT")]
         port: Option<u16>,
         /// Directory for the brokers' data and logs (`DIR/brokers/<id>/`) [default: a new
         /// directory under the system's temp dir].
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        /// `broker.rack` values handed to the brokers in turn, e.g. `--racks a,b,c`.
+        #[arg(long, value_name = "RACK,...")]
+        racks: Option<String>,
+        /// Start N unrelated single-node brokers instead of one replicated cluster.
+        #[arg(long)]
+        independent: bool,
     },
     /// Print topics with Leader / Replicas / Isr like `kafka-topics --describe`.
     Describe {
@@ -210,11 +217,27 @@ async fn dispatch(command: Command) -> ExitCode {
                     brokers,
                     port,
                     data,
+                    racks,
+                    independent,
                 },
-        } => match crate::cluster::up(brokers, port, data.as_deref()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        },
+        } => {
+            let racks = match racks.as_deref().map(crate::cluster::parse_racks) {
+                None => Vec::new(),
+                Some(Ok(r)) => r,
+                Some(Err(e)) => return fail(&e),
+            };
+            let opts = crate::cluster::UpOptions {
+                brokers,
+                port,
+                data,
+                racks,
+                independent,
+            };
+            match crate::cluster::up(&opts).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Cluster {
             command: ClusterCommand::Describe { bootstrap, topic },
         } => match crate::cluster::describe(&bootstrap, topic.as_deref()).await {

@@ -76,12 +76,7 @@ pub async fn ensure(
         .set("client.id", "kbench-admin")
         .create()
         .map_err(|e| create_err(e.to_string()))?;
-    let configs: Vec<(String, String)> = s
-        .topic
-        .configs
-        .iter()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
+    let configs: Vec<(String, String)> = s.topic.create_configs();
     let mut new = NewTopic::new(
         topic,
         s.topic.partitions,
