@@ -263,7 +263,7 @@ fn describe(s: &crate::scenario::Scenario, label: Option<&str>) -> String {
         format!("at {}", units::format_rate(r))
     });
     format!(
-        "{}{}: {} producer(s) × {amount} of {} ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}, delivery {}",
+        "{}{}: {} producer(s) × {amount} of {} ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}{}, {} broker(s), delivery {}",
         s.name,
         label.map(|l| format!(" [{l}]")).unwrap_or_default(),
         p.count,
@@ -273,6 +273,11 @@ fn describe(s: &crate::scenario::Scenario, label: Option<&str>) -> String {
         s.consumers.members,
         s.topic.partitions,
         s.topic.replication_factor,
+        s.topic
+            .min_insync()
+            .map(|m| format!(" min.insync {m}"))
+            .unwrap_or_default(),
+        s.cluster.brokers,
         s.verify.delivery.as_str()
     )
 }

@@ -341,3 +341,22 @@ fn replication_matrix_compares_every_cell() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("acked lost"), "{stdout}");
 }
+
+#[test]
+#[ignore = "needs replicated kbroker (lead enables after merge)"]
+fn a_killed_group_member_fails_over_on_three_brokers() {
+    let out = tempfile::tempdir().unwrap();
+    let o = kbench()
+        .args(["run", scenario("consumer-failover.toml").to_str().unwrap()])
+        .args(["--set", "producers.duration=8s", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let s = summary(out.path());
+    assert!(s.verdict.passed, "{:?}", s.verdict);
+    assert_eq!(s.target.brokers, 3);
+    assert_eq!(s.durability.replication_factor, 3);
+    assert_eq!(s.durability.acknowledged_lost, 0);
+    assert_eq!(s.delivery.faults[0].action, "kill_member");
+}
