@@ -92,17 +92,19 @@ pub async fn up(opts: &UpOptions) -> anyhow::Result<()> {
     );
     let mut cluster = EmbeddedCluster::start_spec(&spec, &data, START_TIMEOUT)
         .context("cannot start the cluster")?;
+    // Watch the signals before the bootstrap line goes out: whoever reads it may stop us at
+    // once, and an unwatched Ctrl-C would kill kbench without a clean stop of the brokers.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot watch Ctrl-C (SIGINT)")?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "bootstrap: {}", cluster.bootstrap())?;
     stdout.flush()?;
     eprintln!("kbench: cluster up; Ctrl-C stops it");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let outcome = loop {
         tokio::select! {
-            _ = &mut ctrl_c => break Ok(()),
+            _ = int.recv() => break Ok(()),
             _ = term.recv() => break Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
                 if let Some(dead) = cluster.dead_broker() {
