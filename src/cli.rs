@@ -92,13 +92,20 @@ pub enum ClusterCommand {
         /// Number of brokers (ids 1..=N).
         #[arg(long, default_value_t = 1)]
         brokers: u32,
-        /// Port of broker 1 (broker i listens on PORT + i − 1) [default: free ports].
+        /// Port of broker 1 (broker i listens on PORT + i − 1; in a cluster its controller
+        /// listener on PORT + N + i − 1) [default: free ports].
         #[arg(long, value_name = "PORT")]
         port: Option<u16>,
         /// Directory for the brokers' data and logs (`DIR/brokers/<id>/`) [default: a new
         /// directory under the system's temp dir].
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        /// `broker.rack` values handed to the brokers in turn, e.g. `--racks a,b,c`.
+        #[arg(long, value_name = "RACK,...")]
+        racks: Option<String>,
+        /// Start N unrelated single-node brokers instead of one replicated cluster.
+        #[arg(long)]
+        independent: bool,
     },
     /// Print topics with Leader / Replicas / Isr like `kafka-topics --describe`.
     Describe {
@@ -210,11 +217,27 @@ async fn dispatch(command: Command) -> ExitCode {
                     brokers,
                     port,
                     data,
+                    racks,
+                    independent,
                 },
-        } => match crate::cluster::up(brokers, port, data.as_deref()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        },
+        } => {
+            let racks = match racks.as_deref().map(crate::cluster::parse_racks) {
+                None => Vec::new(),
+                Some(Ok(r)) => r,
+                Some(Err(e)) => return fail(&e),
+            };
+            let opts = crate::cluster::UpOptions {
+                brokers,
+                port,
+                data,
+                racks,
+                independent,
+            };
+            match crate::cluster::up(&opts).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Cluster {
             command: ClusterCommand::Describe { bootstrap, topic },
         } => match crate::cluster::describe(&bootstrap, topic.as_deref()).await {
@@ -240,7 +263,7 @@ fn describe(s: &crate::scenario::Scenario, label: Option<&str>) -> String {
         format!("at {}", units::format_rate(r))
     });
     format!(
-        "{}{}: {} producer(s) × {amount} of {} ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}, delivery {}",
+        "{}{}: {} producer(s) × {amount} of {} ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}{}, {} broker(s), delivery {}",
         s.name,
         label.map(|l| format!(" [{l}]")).unwrap_or_default(),
         p.count,
@@ -250,6 +273,11 @@ fn describe(s: &crate::scenario::Scenario, label: Option<&str>) -> String {
         s.consumers.members,
         s.topic.partitions,
         s.topic.replication_factor,
+        s.topic
+            .min_insync()
+            .map(|m| format!(" min.insync {m}"))
+            .unwrap_or_default(),
+        s.cluster.brokers,
         s.verify.delivery.as_str()
     )
 }

@@ -16,12 +16,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::report::charts::comparison::{write_bar_chart, BarChart};
+use crate::report::charts::comparison::{write_bar_chart, write_panel_chart, BarChart};
 use crate::report::{read_summary, SUMMARY_JSON};
 use crate::summary::Summary;
 
 /// File names written into the output directory.
 pub const COMPARISON_MD: &str = "comparison.md";
+/// The comparison as a page: the table and the chart.
+pub const COMPARISON_HTML: &str = "report.html";
+/// Stem of the one chart of every figure of the comparison (`.png`, `.svg`).
+pub const COMPARISON_CHART: &str = "comparison";
 /// CSV of the comparison rows.
 pub const COMPARISON_CSV: &str = "comparison.csv";
 
@@ -61,6 +65,24 @@ pub struct CompareRow {
     pub on_disk: String,
     /// Whether the run's own verdict passed.
     pub passed: bool,
+    /// Producer `acks` (`0`, `1`, `all`; empty in summaries written before durability).
+    pub acks: String,
+    /// Replication factor of the run's topic.
+    pub replication_factor: u32,
+    /// The topic's `min.insync.replicas` as the scenario set it (empty = cluster default).
+    pub min_insync_replicas: String,
+    /// Acknowledged messages lost (sent ones with acks = 0), the worst consumer group.
+    pub acked_lost: u64,
+    /// Faults injected during the run.
+    pub faults: u32,
+    /// Longest time to recover from a fault, seconds (empty = no fault, or one never recovered:
+    /// see `recovered`).
+    pub recovery_s: Option<f64>,
+    /// `"yes"`, `"NO"` (a fault was not recovered from before the producers finished) or
+    /// `"-"` (no fault).
+    pub recovered: String,
+    /// Producer errors of every kind over the run.
+    pub produce_errors: u64,
 }
 
 /// What a comparison found.
@@ -132,6 +154,10 @@ pub fn run(
         for chart in charts(&rows) {
             write_bar_chart(dir, &chart)?;
         }
+        write_panel_chart(dir, COMPARISON_CHART, &panels(&rows))?;
+        let html = dir.join(COMPARISON_HTML);
+        std::fs::write(&html, html_page(&rows, &markdown_verdict(&table, judging)))
+            .with_context(|| format!("writing {}", html.display()))?;
     }
     Ok(CompareOutcome {
         rows,
@@ -181,6 +207,24 @@ pub fn rows(inputs: &[(PathBuf, Summary)]) -> Vec<CompareRow> {
                     None => "-".into(),
                 },
                 passed: s.verdict.passed,
+                acks: s.durability.acks.clone(),
+                replication_factor: s.durability.replication_factor,
+                min_insync_replicas: s
+                    .durability
+                    .min_insync_replicas
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                acked_lost: s.durability.acknowledged_lost,
+                faults: s.durability.faults,
+                recovery_s: s.durability.max_recovery_s,
+                recovered: if s.durability.faults == 0 {
+                    "-".into()
+                } else if s.durability.recovery_s.iter().all(Option::is_some) {
+                    "yes".into()
+                } else {
+                    "NO".into()
+                },
+                produce_errors: s.durability.produce_errors.values().sum(),
             }
         })
         .collect()
@@ -281,7 +325,9 @@ fn verdict_text(rows: &[CompareRow], regressions: &[String]) -> String {
     }
 }
 
-const HEADERS: [&str; 11] = [
+const COLUMNS: usize = 14;
+
+const HEADERS: [&str; COLUMNS] = [
     "run",
     "produce msgs/s",
     "MiB/s",
@@ -290,12 +336,15 @@ const HEADERS: [&str; 11] = [
     "p99 ms",
     "p99.9 ms",
     "e2e p99 ms",
+    "acks/RF/min.insync",
+    "acked lost",
+    "recovery s",
     "lost/dup",
     "on disk",
     "verdict",
 ];
 
-fn cells(r: &CompareRow) -> [String; 11] {
+fn cells(r: &CompareRow) -> [String; COLUMNS] {
     [
         r.label.clone(),
         format!("{:.0}", r.produce_msgs_per_s),
@@ -305,6 +354,26 @@ fn cells(r: &CompareRow) -> [String; 11] {
         format!("{:.3}", r.produce_p99_ms),
         format!("{:.3}", r.produce_p999_ms),
         format!("{:.3}", r.e2e_p99_ms),
+        if r.acks.is_empty() {
+            "-".into()
+        } else {
+            format!(
+                "{}/{}/{}",
+                r.acks,
+                r.replication_factor,
+                if r.min_insync_replicas.is_empty() {
+                    "-"
+                } else {
+                    &r.min_insync_replicas
+                }
+            )
+        },
+        r.acked_lost.to_string(),
+        match (r.recovered.as_str(), r.recovery_s) {
+            ("NO", _) => "not recovered".into(),
+            (_, Some(v)) => format!("{v:.2}"),
+            _ => "-".into(),
+        },
         format!("{}/{}", r.lost, r.duplicated),
         if r.on_disk == "-" {
             "-".into()
@@ -317,7 +386,7 @@ fn cells(r: &CompareRow) -> [String; 11] {
 
 /// The rows as an aligned text table.
 pub fn terminal_table(rows: &[CompareRow]) -> String {
-    let all: Vec<[String; 11]> = rows.iter().map(cells).collect();
+    let all: Vec<[String; COLUMNS]> = rows.iter().map(cells).collect();
     let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
     for r in &all {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -346,7 +415,7 @@ pub fn terminal_table(rows: &[CompareRow]) -> String {
 /// The rows as a markdown table.
 pub fn markdown_table(rows: &[CompareRow]) -> String {
     let mut out = format!("| {} |\n", HEADERS.join(" | "));
-    out.push_str(&format!("|{}\n", ["---|"; 11].concat()));
+    out.push_str(&format!("|{}\n", ["---|"; COLUMNS].concat()));
     for r in rows {
         let c: Vec<String> = cells(r).iter().map(|c| c.replace('|', "\\|")).collect();
         let _ = writeln!(out, "| {} |", c.join(" | "));
@@ -361,6 +430,110 @@ pub fn csv_bytes(rows: &[CompareRow]) -> anyhow::Result<Vec<u8>> {
         w.serialize(r)?;
     }
     Ok(w.into_inner()?)
+}
+
+/// The short name of a row on a chart axis: the matrix cell (`producers.acks=all` →
+/// `acks=all`, `replication_factor` → `RF`, `min_insync_replicas` → `minISR`) when the label
+/// has one, else the label.
+fn axis_label(r: &CompareRow) -> String {
+    let cell = match (r.label.find(" ["), r.label.rfind(']')) {
+        (Some(a), Some(b)) if b > a => r.label[a + 2..b]
+            .split(", ")
+            .map(|kv| match kv.split_once('=') {
+                // A table of settings (`topic=replication_factor=3 ...`) speaks for itself.
+                Some((_, v)) if v.contains('=') => v.to_string(),
+                Some((k, v)) => format!("{}={v}", k.rsplit('.').next().unwrap_or(k)),
+                None => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => return r.label.clone(),
+    };
+    cell.replace("min_insync_replicas=", "minISR=")
+        .replace("replication_factor=", "RF=")
+}
+
+/// The four panels of the comparison chart: throughput, p99 produce latency, acknowledged
+/// loss and recovery time (a run that never recovered is drawn at its fault-to-end time, 0
+/// when it had no fault; the table says which).
+pub(crate) fn panels(rows: &[CompareRow]) -> Vec<BarChart> {
+    let bars =
+        |f: &dyn Fn(&CompareRow) -> f64| rows.iter().map(|r| (axis_label(r), f(r))).collect();
+    vec![
+        BarChart {
+            stem: COMPARISON_CHART,
+            title: "produce throughput (acked msgs/s)".into(),
+            y_desc: "messages/s".into(),
+            bars: bars(&|r| r.produce_msgs_per_s),
+        },
+        BarChart {
+            stem: COMPARISON_CHART,
+            title: "produce latency p99 (ms)".into(),
+            y_desc: "ms".into(),
+            bars: bars(&|r| r.produce_p99_ms),
+        },
+        BarChart {
+            stem: COMPARISON_CHART,
+            title: "acknowledged messages lost".into(),
+            y_desc: "messages".into(),
+            bars: bars(&|r| r.acked_lost as f64),
+        },
+        BarChart {
+            stem: COMPARISON_CHART,
+            title: "time to recover from the fault (s, longest)".into(),
+            y_desc: "s".into(),
+            bars: bars(&|r| r.recovery_s.unwrap_or(0.0)),
+        },
+    ]
+}
+
+fn markdown_verdict(table: &str, judging: bool) -> String {
+    if judging {
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with("no regression") && !l.starts_with("REGRESSION"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        String::new()
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The comparison page (`report.html`): the table with every figure, the one chart, and the
+/// regression verdict when there is one. Self-contained but for the chart's SVG beside it.
+pub fn html_page(rows: &[CompareRow], verdict: &str) -> String {
+    let mut o = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kbench comparison</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style></head><body>\n<h1>kbench comparison</h1>\n",
+    );
+    o.push_str("<p>acked lost = acknowledged messages no consumer read (with acks=0 a message counts as acknowledged once sent); recovery s = longest time from a fault until produce throughput was back to 90 % of its pre-fault rate.</p>\n<table><tr>");
+    for h in HEADERS {
+        let _ = write!(o, "<th>{}</th>", esc(h));
+    }
+    o.push_str("</tr>\n");
+    for r in rows {
+        o.push_str("<tr>");
+        for c in cells(r) {
+            let _ = write!(o, "<td>{}</td>", esc(&c));
+        }
+        o.push_str("</tr>\n");
+    }
+    o.push_str("</table>\n");
+    if !verdict.is_empty() {
+        let _ = writeln!(o, "<pre>{}</pre>", esc(verdict));
+    }
+    let _ = writeln!(
+        o,
+        "<h2>Throughput, latency, loss, recovery</h2><img src=\"{COMPARISON_CHART}.svg\" alt=\"comparison chart\" width=\"1200\">"
+    );
+    o.push_str("</body></html>\n");
+    o
 }
 
 fn charts(rows: &[CompareRow]) -> Vec<BarChart> {
@@ -448,6 +621,140 @@ mod tests {
         let slow = write_run(dir.path(), "slow", 100_000.0, 7.0);
         let o = run(&[base, slow], None, None, Some(20.0)).unwrap();
         assert!(o.regressed);
+    }
+
+    fn write_cell(
+        dir: &Path,
+        cell: &str,
+        acks: &str,
+        rf: u32,
+        lost: u64,
+        rec: Option<f64>,
+    ) -> PathBuf {
+        let mut s = testdata::run_data().summary;
+        s.scenario.name = "replication".into();
+        s.scenario.matrix_cell = [("producers.acks".to_string(), acks.to_string())].into();
+        s.scenario
+            .matrix_cell
+            .insert("topic".into(), format!("rf{rf}"));
+        s.delivery.faults = vec![crate::summary::FaultSummary {
+            t_s: 5.0,
+            action: "kill".into(),
+            target: "broker 2".into(),
+            restarted_at_s: Some(8.0),
+            recovery_s: rec,
+            errors: Default::default(),
+        }];
+        s.delivery.lost = lost;
+        s.delivery.per_group = vec![crate::summary::GroupDelivery {
+            group: "g0".into(),
+            lost,
+            ..Default::default()
+        }];
+        s.durability = crate::summary::DurabilitySummary::from_run(
+            acks,
+            rf,
+            (rf == 3).then_some(2),
+            3,
+            &s.delivery,
+            &[("produce:NotLeaderForPartition".to_string(), 7)].into(),
+        );
+        let run = dir.join(cell);
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join(SUMMARY_JSON), serde_json::to_string(&s).unwrap()).unwrap();
+        run
+    }
+
+    #[test]
+    fn matrix_comparison_shows_loss_and_recovery_per_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_cell(dir.path(), "acks-1_rf1", "1", 1, 120, Some(2.5));
+        let b = write_cell(dir.path(), "acks-all_rf3", "all", 3, 0, Some(1.0));
+        let c = write_cell(dir.path(), "acks-0_rf3", "0", 3, 40, None);
+        let out = dir.path().join("cmp");
+        let o = run(&[a, b, c], Some(&out), None, None).unwrap();
+        assert_eq!(o.rows[0].acked_lost, 120);
+        assert_eq!(o.rows[0].recovery_s, Some(2.5));
+        assert_eq!(o.rows[0].recovered, "yes");
+        assert_eq!(o.rows[0].produce_errors, 7);
+        assert_eq!(o.rows[1].min_insync_replicas, "2");
+        assert_eq!(o.rows[2].recovered, "NO");
+        let lines: Vec<&str> = o.table.lines().collect();
+        assert!(
+            lines[0].contains("acks/RF/min.insync")
+                && lines[0].contains("acked lost")
+                && lines[0].contains("recovery s"),
+            "{}",
+            o.table
+        );
+        assert!(
+            lines[1].contains("1/1/-") && lines[1].contains("2.50"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].contains("all/3/2"), "{}", lines[2]);
+        assert!(lines[3].contains("not recovered"), "{}", lines[3]);
+        for f in [
+            COMPARISON_CSV,
+            COMPARISON_HTML,
+            "comparison.png",
+            "comparison.svg",
+        ] {
+            assert!(out.join(f).exists(), "{f} missing");
+        }
+        let csv = std::fs::read_to_string(out.join(COMPARISON_CSV)).unwrap();
+        let header = csv.lines().next().unwrap();
+        assert!(
+            header.ends_with("acks,replication_factor,min_insync_replicas,acked_lost,faults,recovery_s,recovered,produce_errors"),
+            "{header}"
+        );
+        let html = std::fs::read_to_string(out.join(COMPARISON_HTML)).unwrap();
+        assert!(
+            html.contains("<td>120</td>") && html.contains("comparison.svg"),
+            "{html}"
+        );
+        let svg = std::fs::read_to_string(out.join("comparison.svg")).unwrap();
+        assert!(
+            svg.contains("acknowledged messages lost") && svg.contains("acks=all"),
+            "chart lacks a panel or labels"
+        );
+    }
+
+    #[test]
+    fn chart_labels_are_the_matrix_cell() {
+        let mut r = CompareRow {
+            label: "replication [producers.acks=all, topic.replication_factor=3]".into(),
+            source: String::new(),
+            produce_msgs_per_s: 0.0,
+            produce_mib_per_s: 0.0,
+            consume_msgs_per_s: 0.0,
+            produce_p50_ms: 0.0,
+            produce_p99_ms: 0.0,
+            produce_p999_ms: 0.0,
+            e2e_p50_ms: 0.0,
+            e2e_p99_ms: 0.0,
+            e2e_p999_ms: 0.0,
+            lost: 0,
+            duplicated: 0,
+            on_disk_ratio: 0.0,
+            on_disk: "-".into(),
+            passed: true,
+            acks: String::new(),
+            replication_factor: 0,
+            min_insync_replicas: String::new(),
+            acked_lost: 0,
+            faults: 0,
+            recovery_s: None,
+            recovered: "-".into(),
+            produce_errors: 0,
+        };
+        assert_eq!(axis_label(&r), "acks=all RF=3");
+        r.label =
+            "replication [producers.acks=0, topic=min_insync_replicas=2 replication_factor=3]"
+                .into();
+        assert_eq!(axis_label(&r), "acks=0 minISR=2 RF=3");
+        r.label = "smoke (base)".into();
+        assert_eq!(axis_label(&r), "smoke (base)");
     }
 
     #[test]

@@ -91,6 +91,7 @@ async fn run_loaded(
         let summary = run_one(&v.scenario, &loaded.file, &[], out, bootstrap, interrupt).await?;
         print!("{}", crate::report::terminal_table(&summary));
         print!("{}", fault::terminal_lines(&summary.delivery.faults));
+        println!("{}", summary.durability.line());
         eprintln!("kbench: report in {}", out.display());
         return Ok(if summary.verdict.passed {
             Outcome::Passed
@@ -126,6 +127,7 @@ async fn run_loaded(
         .with_context(|| format!("matrix run {label}"))?;
         print!("{}", crate::report::terminal_table(&summary));
         print!("{}", fault::terminal_lines(&summary.delivery.faults));
+        println!("{}", summary.durability.line());
         if !summary.verdict.passed {
             outcome = Outcome::Failed;
         }
@@ -889,6 +891,14 @@ pub async fn run_one(
     drop(tasks);
     let target_info = target.info();
     drop(target);
+    let durability = crate::summary::DurabilitySummary::from_run(
+        s.producers.acks.as_config(),
+        u32::try_from(s.topic.replication_factor).unwrap_or(0),
+        s.topic.min_insync(),
+        target_info.brokers,
+        &delivery,
+        &errors,
+    );
 
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
@@ -904,21 +914,14 @@ pub async fn run_one(
             file: file.display().to_string(),
             matrix_cell: matrix_values
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        match v {
-                            toml::Value::String(s) => s.clone(),
-                            o => o.to_string(),
-                        },
-                    )
-                })
+                .map(|(k, v)| (k.clone(), cell_value(v)))
                 .collect(),
         },
         config: s.resolved(),
         target: target_info,
         produce,
         consume,
+        durability,
         delivery,
         offsets,
         on_disk,
@@ -940,6 +943,20 @@ pub async fn run_one(
     crate::report::write_run(out, &data)
         .with_context(|| format!("writing the report into {}", out.display()))?;
     Ok(summary)
+}
+
+/// A matrix value as `summary.json`'s `matrix_cell` shows it: a string as is, a table of
+/// settings as `key=value key=value` (one line, so labels and table cells stay readable).
+fn cell_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| format!("{k}={}", cell_value(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        o => o.to_string(),
+    }
 }
 
 /// Bound on carrying out the restarts of faults that fired once the producers are done.

@@ -89,6 +89,11 @@ pub struct Summary {
     pub consume: ConsumeSummary,
     /// The delivery ledger's verdict.
     pub delivery: DeliverySummary,
+    /// What the run's durability settings cost when brokers failed: acks, replication,
+    /// acknowledged messages lost, recovery time per fault, produce errors by kind (absent in
+    /// summaries written before it existed).
+    #[serde(default)]
+    pub durability: DurabilitySummary,
     /// Per-partition offset check.
     pub offsets: OffsetsSummary,
     /// Log-directory growth against payload bytes.
@@ -468,6 +473,138 @@ pub struct ProcessSummary {
     pub bytes_written: u64,
 }
 
+/// The durability verdict of a run (`durability` in `summary.json`): the settings that decide
+/// what an acknowledgement is worth, and what was lost or repeated, side by side, so runs with
+/// different acks / replication can be compared on what they lose and not only on speed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DurabilitySummary {
+    /// Producer `acks`: `"0"`, `"1"` or `"all"`.
+    pub acks: String,
+    /// What "acknowledged" means with these acks: with `acks = 0` the broker never answers, so
+    /// a message counts as acknowledged once it was **sent**.
+    pub acknowledged_means: String,
+    /// Replication factor of the run's topic (as the scenario asked for it).
+    pub replication_factor: u32,
+    /// The topic's `min.insync.replicas` as the scenario set it; `null` = the cluster default.
+    pub min_insync_replicas: Option<u32>,
+    /// Brokers in the cluster.
+    pub brokers: u32,
+    /// Distinct messages acknowledged (sent, with acks = 0).
+    pub acknowledged: u64,
+    /// Acknowledged messages no consumer group ever read: the largest count of any group (a
+    /// message missing from the log is missing for every group). 0 when nothing was consumed
+    /// (`consumers.groups = 0`): see `verified`.
+    pub acknowledged_lost: u64,
+    /// Extra copies read, the largest count of any group (re-reads after a group rebalance
+    /// included; `offsets` tells duplicates in the log apart).
+    pub duplicated: u64,
+    /// Whether a consumer group read the topic, so `acknowledged_lost` was measured.
+    pub verified: bool,
+    /// Faults injected.
+    pub faults: u32,
+    /// Seconds to recover from each fault, in fault order (`null` = not recovered before the
+    /// producers finished); see `delivery.faults[].recovery_s`.
+    pub recovery_s: Vec<Option<f64>>,
+    /// The longest of `recovery_s`, seconds; `null` when there was no fault or one never
+    /// recovered.
+    pub max_recovery_s: Option<f64>,
+    /// Producer errors over the whole run by kind (`MsgTimedOut`, `NotEnoughReplicas`, ...),
+    /// without the `produce:` prefix.
+    pub produce_errors: BTreeMap<String, u64>,
+}
+
+impl DurabilitySummary {
+    /// The verdict from the run's settings and results: `acks` as written in the producer
+    /// config (`"0"`, `"1"`, `"all"`), `errors` the run's errors by kind (`produce:` ones kept).
+    pub fn from_run(
+        acks: &str,
+        replication_factor: u32,
+        min_insync_replicas: Option<u32>,
+        brokers: u32,
+        delivery: &DeliverySummary,
+        errors: &BTreeMap<String, u64>,
+    ) -> Self {
+        let acks = match acks {
+            "-1" => "all",
+            a => a,
+        }
+        .to_string();
+        let acknowledged_means = match acks.as_str() {
+            "0" => {
+                "sent (acks=0: the broker never acknowledges; a message counts once it was sent)"
+            }
+            "1" => "written by the partition leader (acks=1)",
+            _ => "written by every in-sync replica (acks=all)",
+        }
+        .to_string();
+        let worst = |f: fn(&GroupDelivery) -> u64, whole: u64| {
+            delivery.per_group.iter().map(f).max().unwrap_or(whole)
+        };
+        let recovery_s: Vec<Option<f64>> = delivery.faults.iter().map(|f| f.recovery_s).collect();
+        let max_recovery_s = if recovery_s.is_empty() || recovery_s.iter().any(Option::is_none) {
+            None
+        } else {
+            recovery_s.iter().flatten().copied().reduce(f64::max)
+        };
+        DurabilitySummary {
+            acks,
+            acknowledged_means,
+            replication_factor,
+            min_insync_replicas,
+            brokers,
+            acknowledged: delivery.acked,
+            acknowledged_lost: worst(|g| g.lost, delivery.lost),
+            duplicated: worst(|g| g.duplicated, delivery.duplicated),
+            verified: !delivery.per_group.is_empty(),
+            faults: delivery.faults.len() as u32,
+            recovery_s,
+            max_recovery_s,
+            produce_errors: errors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("produce:").map(|k| (k.to_string(), *v)))
+                .collect(),
+        }
+    }
+
+    /// One terminal line: `durability: acks=all RF 3 min.insync 2 — acknowledged 1000 lost 0
+    /// duplicated 0; recovery 1.5 s; produce errors: NotLeader 12`.
+    pub fn line(&self) -> String {
+        let mut o = format!(
+            "durability: acks={} RF {} min.insync {} on {} broker(s) — acknowledged{} {} lost {} duplicated {}",
+            self.acks,
+            self.replication_factor,
+            self.min_insync_replicas
+                .map_or("default".to_string(), |m| m.to_string()),
+            self.brokers,
+            if self.acks == "0" { " (= sent)" } else { "" },
+            self.acknowledged,
+            if self.verified {
+                self.acknowledged_lost.to_string()
+            } else {
+                "unverified".to_string()
+            },
+            self.duplicated
+        );
+        if self.faults > 0 {
+            let each: Vec<String> = self
+                .recovery_s
+                .iter()
+                .map(|r| r.map_or("not recovered".to_string(), |s| format!("{s:.1} s")))
+                .collect();
+            o.push_str(&format!("; recovery {}", each.join(", ")));
+        }
+        if !self.produce_errors.is_empty() {
+            let errs: Vec<String> = self
+                .produce_errors
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            o.push_str(&format!("; produce errors: {}", errs.join(", ")));
+        }
+        o
+    }
+}
+
 /// One fault of the run (`delivery.faults[]`) and how the producers came through it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FaultSummary {
@@ -686,6 +823,79 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn durability_takes_the_worst_group_and_says_what_acks_0_means() {
+        let delivery = DeliverySummary {
+            acked: 1000,
+            lost: 30,
+            duplicated: 5,
+            per_group: vec![
+                GroupDelivery {
+                    group: "g0".into(),
+                    lost: 10,
+                    duplicated: 5,
+                    ..Default::default()
+                },
+                GroupDelivery {
+                    group: "g1".into(),
+                    lost: 20,
+                    ..Default::default()
+                },
+            ],
+            faults: vec![
+                FaultSummary {
+                    recovery_s: Some(1.5),
+                    ..Default::default()
+                },
+                FaultSummary {
+                    recovery_s: Some(2.5),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let errors: BTreeMap<String, u64> = [
+            ("produce:NotEnoughReplicas".to_string(), 4),
+            ("consume:BrokerTransportFailure".to_string(), 9),
+        ]
+        .into();
+        let d = DurabilitySummary::from_run("-1", 3, Some(2), 3, &delivery, &errors);
+        assert_eq!(d.acks, "all");
+        assert_eq!(d.acknowledged_lost, 20, "the worst group, not the sum");
+        assert_eq!(d.duplicated, 5);
+        assert!(d.verified);
+        assert_eq!(d.recovery_s, vec![Some(1.5), Some(2.5)]);
+        assert_eq!(d.max_recovery_s, Some(2.5));
+        assert_eq!(
+            d.produce_errors,
+            [("NotEnoughReplicas".to_string(), 4)].into()
+        );
+        let line = d.line();
+        assert!(
+            line.contains("acks=all RF 3 min.insync 2 on 3 broker(s)")
+                && line.contains("lost 20")
+                && line.contains("recovery 1.5 s, 2.5 s")
+                && line.contains("NotEnoughReplicas 4"),
+            "{line}"
+        );
+
+        // acks=0: acknowledged = sent; a fault never recovered from has no longest time.
+        let mut d0 = delivery.clone();
+        d0.faults[1].recovery_s = None;
+        d0.per_group.clear();
+        let d = DurabilitySummary::from_run("0", 1, None, 3, &d0, &BTreeMap::new());
+        assert!(d.acknowledged_means.starts_with("sent"));
+        assert_eq!(d.max_recovery_s, None);
+        assert!(!d.verified);
+        let line = d.line();
+        assert!(
+            line.contains("acknowledged (= sent) 1000")
+                && line.contains("lost unverified")
+                && line.contains("not recovered"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn producer_modes_matrix_runs_every_mode_and_writes_the_comparison() {
         );
     }
     let cmp = std::fs::read_to_string(out.path().join("comparison.md")).expect("comparison.md");
-    assert!(cmp.contains("transactional = true"), "{cmp}");
+    assert!(cmp.contains("[producers=transactional=true]"), "{cmp}");
     assert!(out.path().join("comparison.csv").exists());
 }
 

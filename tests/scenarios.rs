@@ -24,6 +24,8 @@ fn every_shipped_scenario_parses() {
         "producer-modes.toml",
         "broker-restart.toml",
         "consumer-failover.toml",
+        "replication.toml",
+        "failover.toml",
     ] {
         assert!(
             seen.iter().any(|s| s == required),
@@ -45,6 +47,95 @@ fn the_1gb_scenario_is_the_seed_test() {
     assert_eq!(s.producers.message_size.0, 1024);
     assert_eq!((s.consumers.groups, s.consumers.members), (1, 4));
     assert!(s.verify.on_disk);
+    // The seeds' setup: 3 brokers, RF 3, acks=all.
+    assert_eq!(s.cluster.brokers, 3);
+    assert_eq!(s.topic.replication_factor, 3);
+    assert_eq!(s.topic.min_insync(), Some(2));
+    assert_eq!(s.producers.acks.as_config(), "all");
+}
+
+fn load(name: &str, sets: &[&str]) -> kbench::scenario::Loaded {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    kbench::scenario::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(name),
+        &sets,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_replication_matrix_is_rf_by_acks_with_loss_judged_only_where_promised() {
+    use kbench::scenario::Delivery;
+    let l = load("replication.toml", &[]);
+    let cells: Vec<(i16, Option<u32>, &str, Delivery)> = l
+        .variants
+        .iter()
+        .map(|v| {
+            let s = &v.scenario;
+            assert_eq!(s.cluster.brokers, 3);
+            assert_eq!(s.faults.len(), 1, "one leader kill per cell");
+            (
+                s.topic.replication_factor,
+                s.topic.min_insync(),
+                s.producers.acks.as_config(),
+                s.verify.delivery,
+            )
+        })
+        .collect();
+    let mut sorted = cells.clone();
+    sorted.sort_by_key(|c| (c.0, c.2));
+    assert_eq!(
+        sorted,
+        vec![
+            (1, None, "0", Delivery::None),
+            (1, None, "1", Delivery::None),
+            (1, None, "all", Delivery::None),
+            (3, Some(2), "0", Delivery::None),
+            (3, Some(2), "1", Delivery::None),
+            (3, Some(2), "all", Delivery::AtLeastOnce),
+        ]
+    );
+    // Bounded: tens of seconds per cell.
+    for v in &l.variants {
+        assert!(v
+            .scenario
+            .producers
+            .duration
+            .is_some_and(|d| d.0.as_secs() <= 30));
+    }
+    // The CI version (.ci/run) loads too.
+    let short = load(
+        "replication.toml",
+        &[
+            "producers.duration=6s",
+            r#"faults=[{ at = "2s", action = "kill", broker = "leader:0", restart_after = "2s" }]"#,
+        ],
+    );
+    assert_eq!(short.variants.len(), 6);
+}
+
+#[test]
+fn failover_kills_the_leader_repeatedly_and_expects_no_loss() {
+    use kbench::scenario::Delivery;
+    let l = load("failover.toml", &[]);
+    assert_eq!(l.variants.len(), 1);
+    let s = &l.variants[0].scenario;
+    assert_eq!(s.cluster.brokers, 3);
+    assert_eq!(s.topic.replication_factor, 3);
+    assert_eq!(s.topic.min_insync(), Some(2));
+    assert_eq!(s.producers.acks.as_config(), "all");
+    assert!(s.faults.len() >= 3, "repeated kills");
+    assert_eq!(s.verify.delivery, Delivery::AtLeastOnce);
+    let short = load(
+        "failover.toml",
+        &[
+            "producers.duration=10s",
+            r#"faults=[{ at = "2s", action = "kill", broker = "leader:0", restart_after = "2s" }, { at = "6s", action = "kill", broker = "leader:0", restart_after = "2s" }]"#,
+        ],
+    );
+    assert_eq!(short.variants[0].scenario.faults.len(), 2);
 }
 
 #[test]

@@ -103,6 +103,55 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
     }
     o.push_str("</table>\n");
 
+    let du = &s.durability;
+    if !du.acks.is_empty() {
+        kv_table(
+            &mut o,
+            "Durability",
+            &[
+                ("acks", du.acks.clone()),
+                ("acknowledged means", du.acknowledged_means.clone()),
+                ("replication factor", du.replication_factor.to_string()),
+                (
+                    "min.insync.replicas",
+                    du.min_insync_replicas
+                        .map_or("cluster default".into(), |m| m.to_string()),
+                ),
+                ("brokers", du.brokers.to_string()),
+                ("acknowledged", du.acknowledged.to_string()),
+                (
+                    "acknowledged lost",
+                    if du.verified {
+                        du.acknowledged_lost.to_string()
+                    } else {
+                        "not verified (no consumer group)".into()
+                    },
+                ),
+                ("duplicated", du.duplicated.to_string()),
+                (
+                    "recovery per fault",
+                    if du.faults == 0 {
+                        "no fault".into()
+                    } else {
+                        du.recovery_s
+                            .iter()
+                            .map(|r| r.map_or("not recovered".into(), |v| format!("{v:.2} s")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                ),
+                (
+                    "produce errors",
+                    du.produce_errors
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            ],
+        );
+    }
+
     if !s.offsets.partitions.is_empty() {
         let _ = writeln!(
             o,

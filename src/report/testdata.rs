@@ -162,6 +162,7 @@ pub(crate) fn run_data() -> RunData {
             }],
             ..Default::default()
         },
+        durability: Default::default(),
         offsets: OffsetsSummary {
             ok: true,
             partitions: vec![PartitionOffsets {

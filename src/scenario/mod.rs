@@ -204,7 +204,14 @@ pub fn load_str(src: &str, path: &Path, sets: &[String]) -> Result<Loaded, Scena
 
 fn typed(table: &toml::Table) -> Result<Scenario, String> {
     use serde::Deserialize;
-    Scenario::deserialize(toml::Value::Table(table.clone())).map_err(|e| describe(e.message(), &[]))
+    let mut s = Scenario::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| describe(e.message(), &[]))?;
+    s.verify.delivery = s.verify.delivery.resolve(
+        s.producers.acks,
+        s.topic.replication_factor,
+        s.topic.min_insync(),
+    );
+    Ok(s)
 }
 
 /// Rewrites serde's messages into kbench's wording: `unknown field `x`, expected one of ...` →
@@ -383,6 +390,91 @@ acks = 1
 groups = 1
 members = 2
 "#;
+
+    #[test]
+    fn min_insync_replicas_becomes_a_topic_config_and_is_checked() {
+        let l = load_text(
+            "name = \"t\"\n[cluster]\nbrokers = 3\n[topic]\nreplication_factor = 3\nmin_insync_replicas = 2\nconfigs = { \"min.insync.replicas\" = 1, \"retention.ms\" = 1000 }\n",
+            &[],
+        )
+        .unwrap();
+        let t = &l.variants[0].scenario.topic;
+        assert_eq!(t.min_insync(), Some(2));
+        let mut c = t.create_configs();
+        c.sort();
+        assert_eq!(
+            c,
+            vec![
+                ("min.insync.replicas".to_string(), "2".to_string()),
+                ("retention.ms".to_string(), "1000".to_string()),
+            ]
+        );
+        let err = load_text(
+            "name = \"t\"\n[cluster]\nbrokers = 3\n[topic]\nreplication_factor = 2\nmin_insync_replicas = 3\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("min_insync_replicas = 3") && err.contains("replication_factor (2)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durable_delivery_is_judged_only_where_the_settings_promise_it() {
+        let expect = |sets: &[&str]| {
+            let mut all = vec!["verify.delivery=durable", "cluster.brokers=3"];
+            all.extend_from_slice(sets);
+            load_text("name = \"t\"", &all).unwrap().variants[0]
+                .scenario
+                .verify
+                .delivery
+        };
+        let durable = [
+            "producers.acks=all",
+            "topic.replication_factor=3",
+            "topic.min_insync_replicas=2",
+        ];
+        assert_eq!(expect(&durable), Delivery::AtLeastOnce);
+        assert_eq!(
+            expect(&[
+                "producers.acks=1",
+                "topic.replication_factor=3",
+                "topic.min_insync_replicas=2"
+            ]),
+            Delivery::None
+        );
+        assert_eq!(
+            expect(&["producers.acks=all", "topic.replication_factor=3"]),
+            Delivery::None,
+            "min.insync 1 lets one replica acknowledge alone"
+        );
+        assert_eq!(expect(&["producers.acks=all"]), Delivery::None);
+        // Other expectations are left alone.
+        let l = load_text("name = \"t\"\n[verify]\ndelivery = \"exactly-once\"\n", &[]).unwrap();
+        assert_eq!(
+            l.variants[0].scenario.verify.delivery,
+            Delivery::ExactlyOnce
+        );
+    }
+
+    #[test]
+    fn cluster_mode_defaults_to_replicated() {
+        use crate::scenario::schema::ClusterMode;
+        let l = load_text("name = \"t\"\n[cluster]\nbrokers = 3\n", &[]).unwrap();
+        assert_eq!(l.variants[0].scenario.cluster.mode, ClusterMode::Replicated);
+        let l = load_text(
+            "name = \"t\"\n[cluster]\nbrokers = 3\nmode = \"independent\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            l.variants[0].scenario.cluster.mode,
+            ClusterMode::Independent
+        );
+        assert!(load_text("name = \"t\"\n[cluster]\nmode = \"raft\"\n", &[]).is_err());
+    }
 
     #[test]
     fn defaults_fill_in_what_the_file_leaves_out() {

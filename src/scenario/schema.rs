@@ -71,6 +71,8 @@ pub struct Cluster {
     pub racks: Vec<String>,
     /// `server.properties` overrides for every embedded broker.
     pub configs: BTreeMap<String, ConfigValue>,
+    /// With `brokers` > 1: one replicated cluster (default) or independent single-node brokers.
+    pub mode: ClusterMode,
 }
 
 impl Default for Cluster {
@@ -80,6 +82,27 @@ impl Default for Cluster {
             bootstrap: None,
             racks: Vec::new(),
             configs: BTreeMap::new(),
+            mode: ClusterMode::Replicated,
+        }
+    }
+}
+
+/// `cluster.mode`: how several embedded brokers relate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterMode {
+    /// One cluster, every broker a Raft voter (kbroker's cluster contract).
+    #[default]
+    Replicated,
+    /// Unrelated single-node brokers, each its own cluster.
+    Independent,
+}
+
+impl From<ClusterMode> for crate::target::embedded::Mode {
+    fn from(m: ClusterMode) -> Self {
+        match m {
+            ClusterMode::Replicated => crate::target::embedded::Mode::Replicated,
+            ClusterMode::Independent => crate::target::embedded::Mode::Independent,
         }
     }
 }
@@ -96,6 +119,9 @@ pub struct Topic {
     pub replication_factor: i16,
     /// Topic configs (`cleanup.policy`, `min.insync.replicas`, ...).
     pub configs: BTreeMap<String, ConfigValue>,
+    /// `min.insync.replicas` of the topic (a topic config); unset = the cluster's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_insync_replicas: Option<u32>,
 }
 
 impl Default for Topic {
@@ -105,7 +131,37 @@ impl Default for Topic {
             partitions: 8,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            min_insync_replicas: None,
         }
+    }
+}
+
+impl Topic {
+    /// The topic configs CreateTopics is given: `configs` plus `min.insync.replicas` from
+    /// `min_insync_replicas` (which wins over the same key in `configs`).
+    pub fn create_configs(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .configs
+            .iter()
+            .filter(|(k, _)| {
+                !(self.min_insync_replicas.is_some() && k.as_str() == "min.insync.replicas")
+            })
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        if let Some(n) = self.min_insync_replicas {
+            out.push(("min.insync.replicas".into(), n.to_string()));
+        }
+        out
+    }
+
+    /// `min.insync.replicas` as the scenario sets it (`min_insync_replicas`, else the key in
+    /// `configs`); `None` = the cluster's default.
+    pub fn min_insync(&self) -> Option<u32> {
+        self.min_insync_replicas.or_else(|| {
+            self.configs
+                .get("min.insync.replicas")
+                .and_then(|v| v.0.trim().parse().ok())
+        })
     }
 }
 
@@ -407,6 +463,9 @@ pub enum Delivery {
     AtMostOnce,
     /// Count, but expect nothing.
     None,
+    /// At-least-once where the settings promise it, count only elsewhere: resolved when the
+    /// scenario is loaded by [`Delivery::resolve`], so it never reaches a run.
+    Durable,
 }
 
 impl Delivery {
@@ -417,6 +476,25 @@ impl Delivery {
             Delivery::AtLeastOnce => "at-least-once",
             Delivery::AtMostOnce => "at-most-once",
             Delivery::None => "none",
+            Delivery::Durable => "durable",
+        }
+    }
+
+    /// `durable` becomes `at-least-once` when every acknowledged write is on at least two
+    /// in-sync replicas (`acks = "all"`, replication factor ≥ 2, `min_insync_replicas` ≥ 2), so
+    /// losing one broker cannot lose it; otherwise `none` (the loss is reported, not judged).
+    /// Other expectations are returned unchanged.
+    pub fn resolve(self, acks: Acks, replication_factor: i16, min_insync: Option<u32>) -> Delivery {
+        match self {
+            Delivery::Durable
+                if acks == Acks::All
+                    && replication_factor >= 2
+                    && min_insync.is_some_and(|m| m >= 2) =>
+            {
+                Delivery::AtLeastOnce
+            }
+            Delivery::Durable => Delivery::None,
+            d => d,
         }
     }
 }
@@ -1036,6 +1114,17 @@ impl Scenario {
                 t.replication_factor, c.brokers
             ),
             ));
+        }
+        if let Some(m) = t.min_insync_replicas {
+            if m < 1 || i64::from(m) > i64::from(t.replication_factor) {
+                return Err(invalid(
+                    "topic.min_insync_replicas",
+                    format!(
+                        "min_insync_replicas = {m} must be 1..=replication_factor ({}); with more, no acks=all write could ever succeed",
+                        t.replication_factor
+                    ),
+                ));
+            }
         }
         let p = &self.producers;
         if p.count == 0 || p.count > 10_000 {

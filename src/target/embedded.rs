@@ -1,6 +1,16 @@
 //! An embedded cluster: `brokers` kbroker processes on free loopback ports, each with its log
 //! directory and log file inside the run's output folder.
 //!
+//! With more than one broker (and [`Mode::Replicated`], the default) the brokers form ONE
+//! replicated cluster by kbroker's cluster contract: every broker is a Raft voter
+//! (`process.roles=broker,controller`, `controller.quorum.voters=1@127.0.0.1:<cport1>,...`),
+//! with two listeners (PLAINTEXT for clients, CONTROLLER for the quorum). The voters list names
+//! every controller port, so all ports are allocated before the first broker starts, and a
+//! restarted broker keeps its ports (its overrides are kept verbatim). The overrides are built
+//! by a pure function, [`broker_overrides`], so their shape is tested without starting anything.
+//! [`Mode::Independent`] starts N unrelated single-node brokers (what kbench did before kbroker
+//! replicated), which still has uses: comparing one node against a cluster on the same host.
+//!
 //! kbench re-executes its own binary (`kbench broker --override ...`, a hidden subcommand that
 //! runs `kbroker::cli::main`), so the one binary `cargo run --release` builds carries both.
 //! Broker processes never outlive kbench: [`EmbeddedCluster`] kills them on drop (normal end,
@@ -52,7 +62,7 @@ fn unregister(pid: u32) {
 struct BrokerProcess {
     /// `node.id`.
     id: u32,
-    /// Loopback port it listens on.
+    /// Loopback port of its client (PLAINTEXT) listener.
     port: u16,
     /// The process (`None` once reaped).
     child: Option<Child>,
@@ -75,10 +85,172 @@ pub struct Spec {
     pub brokers: u32,
     /// `broker.rack` values handed out in turn.
     pub racks: Vec<String>,
-    /// `server.properties` overrides for every broker.
+    /// `server.properties` overrides for every broker (applied last: they win).
     pub configs: Vec<(String, String)>,
-    /// Port of broker 1 (broker i gets base + i - 1); `None` = free ports.
+    /// Port of broker 1 (broker i gets base + i - 1; in a replicated cluster its controller
+    /// listener gets base + brokers + i - 1); `None` = free ports.
     pub base_port: Option<u16>,
+    /// One replicated cluster or independent brokers (only matters with more than one broker).
+    pub mode: Mode,
+}
+
+/// How several embedded brokers relate to each other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// One cluster: every broker a Raft voter of the same quorum (the default).
+    #[default]
+    Replicated,
+    /// Unrelated single-node brokers, each its own cluster (no cluster keys are passed).
+    Independent,
+}
+
+impl Spec {
+    /// Whether the brokers are started as one replicated cluster: more than one broker and
+    /// [`Mode::Replicated`]. A single broker is always started exactly as before.
+    pub fn replicated(&self) -> bool {
+        self.brokers > 1 && self.mode == Mode::Replicated
+    }
+}
+
+/// The loopback ports of one broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerPorts {
+    /// Client listener (`PLAINTEXT://127.0.0.1:<kafka>`).
+    pub kafka: u16,
+    /// Raft listener (`CONTROLLER://127.0.0.1:<controller>`); unused outside a replicated
+    /// cluster.
+    pub controller: u16,
+}
+
+/// The ports of every broker, broker 1 first: from `spec.base_port`, or free loopback ports
+/// (bound, read and released, so they are known before any broker starts).
+pub fn allocate_ports(spec: &Spec) -> Result<Vec<BrokerPorts>, TargetError> {
+    let n = spec.brokers;
+    match spec.base_port {
+        Some(p) => {
+            let port = |offset: u32| {
+                u16::try_from(u32::from(p) + offset).map_err(|_| {
+                    TargetError::Io(format!(
+                        "--port {p} + {offset} is beyond 65535; choose a lower --port"
+                    ))
+                })
+            };
+            (0..n)
+                .map(|i| {
+                    Ok(BrokerPorts {
+                        kafka: port(i)?,
+                        controller: if spec.replicated() { port(n + i)? } else { 0 },
+                    })
+                })
+                .collect()
+        }
+        None => {
+            // Keep every probe socket open until all ports are chosen, so no two brokers (or
+            // listeners) are handed the same port.
+            let mut held = Vec::new();
+            let mut grab = || -> Result<u16, TargetError> {
+                let l = TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr().map(|a| (l, a.port())))
+                    .map_err(|e| {
+                        TargetError::Io(format!("cannot find a free loopback port: {e}"))
+                    })?;
+                held.push(l.0);
+                Ok(l.1)
+            };
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let kafka = grab()?;
+                let controller = if spec.replicated() { grab()? } else { 0 };
+                out.push(BrokerPorts { kafka, controller });
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Replication factor kbench gives the internal topics and the broker default for a cluster
+/// of `brokers`: `min(3, brokers)`, as a production cluster of that size would use.
+pub fn cluster_replication_factor(brokers: u32) -> u32 {
+    brokers.clamp(1, 3)
+}
+
+/// The `--override` list of broker `id` (1-based): node id, listeners, log dir and, in a
+/// replicated cluster, kbroker's cluster contract (roles, controller listener, the voters of
+/// every broker, replication defaults); then its rack (handed out in turn) and `spec.configs`,
+/// which come last so a scenario can change any of them.
+pub fn broker_overrides(
+    spec: &Spec,
+    id: u32,
+    ports: &[BrokerPorts],
+    data_dir: &Path,
+) -> Vec<(String, String)> {
+    let i = (id as usize).saturating_sub(1);
+    let own = ports.get(i).copied().unwrap_or(BrokerPorts {
+        kafka: 0,
+        controller: 0,
+    });
+    let mut o: Vec<(String, String)> = vec![("node.id".into(), id.to_string())];
+    if spec.replicated() {
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(j, p)| format!("{}@127.0.0.1:{}", j + 1, p.controller))
+            .collect::<Vec<_>>()
+            .join(",");
+        let rf = cluster_replication_factor(spec.brokers).to_string();
+        o.extend([
+            ("process.roles".into(), "broker,controller".into()),
+            (
+                "listeners".into(),
+                format!(
+                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    own.kafka, own.controller
+                ),
+            ),
+            (
+                "advertised.listeners".into(),
+                format!("PLAINTEXT://127.0.0.1:{}", own.kafka),
+            ),
+            ("controller.listener.names".into(), "CONTROLLER".into()),
+            ("controller.quorum.voters".into(), voters),
+            ("default.replication.factor".into(), rf.clone()),
+            ("offsets.topic.replication.factor".into(), rf.clone()),
+            ("transaction.state.log.replication.factor".into(), rf),
+            // Kafka's own default, said out loud: a leader is only ever elected from the ISR.
+            ("unclean.leader.election.enable".into(), "false".into()),
+        ]);
+    } else {
+        o.extend([
+            (
+                "listeners".into(),
+                format!("PLAINTEXT://127.0.0.1:{}", own.kafka),
+            ),
+            (
+                "advertised.listeners".into(),
+                format!("PLAINTEXT://127.0.0.1:{}", own.kafka),
+            ),
+        ]);
+    }
+    o.extend([
+        ("log.dirs".into(), data_dir.display().to_string()),
+        // As in the server.properties Kafka ships: no 3 s wait for more members before
+        // the first rebalance of a new group (a scenario's cluster.configs may set it).
+        ("group.initial.rebalance.delay.ms".into(), "0".into()),
+    ]);
+    if !spec.racks.is_empty() {
+        o.push((
+            "broker.rack".into(),
+            spec.racks[i % spec.racks.len()].clone(),
+        ));
+    }
+    // Scenario configs win: replace a key kbench set rather than passing it twice.
+    for (k, v) in &spec.configs {
+        match o.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => o.push((k.clone(), v.clone())),
+        }
+    }
+    o
 }
 
 /// Broker processes started by kbench; dropping this stops them.
@@ -87,11 +259,6 @@ pub struct EmbeddedCluster {
     brokers: Vec<BrokerProcess>,
     /// kbench's own binary, which brokers run as.
     exe: PathBuf,
-}
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl EmbeddedCluster {
@@ -112,6 +279,7 @@ impl EmbeddedCluster {
                 .map(|(k, v)| (k.clone(), v.0.clone()))
                 .collect(),
             base_port: None,
+            mode: s.cluster.mode.into(),
         };
         Self::start_spec(&spec, out, timeout)
     }
@@ -132,18 +300,7 @@ impl EmbeddedCluster {
             brokers: Vec::new(),
             exe: exe.clone(),
         };
-        let ports: Vec<u16> = match spec.base_port {
-            Some(p) => (0..spec.brokers)
-                .map(|i| {
-                    u16::try_from(u32::from(p) + i)
-                        .map_err(|_| TargetError::Io(format!("--port {p} + {i} is beyond 65535")))
-                })
-                .collect::<Result<_, _>>()?,
-            None => (0..spec.brokers)
-                .map(|_| free_port())
-                .collect::<Result<_, _>>()
-                .map_err(|e| TargetError::Io(format!("cannot find a free loopback port: {e}")))?,
-        };
+        let ports = allocate_ports(spec)?;
         for (i, port) in ports.iter().enumerate() {
             let id = i as u32 + 1;
             let dir = out.join("brokers").join(id.to_string());
@@ -154,31 +311,13 @@ impl EmbeddedCluster {
             let log = dir.join("broker.log");
             File::create(&log)
                 .map_err(|e| TargetError::Io(format!("cannot create {}: {e}", log.display())))?;
-            let mut overrides: Vec<(String, String)> = vec![
-                ("node.id".into(), id.to_string()),
-                ("listeners".into(), format!("PLAINTEXT://127.0.0.1:{port}")),
-                (
-                    "advertised.listeners".into(),
-                    format!("PLAINTEXT://127.0.0.1:{port}"),
-                ),
-                ("log.dirs".into(), data_dir.display().to_string()),
-                // As in the server.properties Kafka ships: no 3 s wait for more members before
-                // the first rebalance of a new group (a scenario's cluster.configs may set it).
-                ("group.initial.rebalance.delay.ms".into(), "0".into()),
-            ];
-            if !spec.racks.is_empty() {
-                overrides.push((
-                    "broker.rack".into(),
-                    spec.racks[i % spec.racks.len()].clone(),
-                ));
-            }
-            overrides.extend(spec.configs.iter().cloned());
+            let overrides = broker_overrides(spec, id, &ports, &data_dir);
             let child = spawn(&exe, id, &overrides, &log)?;
             // For people (and tests) who want to find or signal one broker.
             let _ = std::fs::write(dir.join("pid"), format!("{}\n", child.id()));
             cluster.brokers.push(BrokerProcess {
                 id,
-                port: *port,
+                port: port.kafka,
                 child: Some(child),
                 data_dir,
                 log,
@@ -191,7 +330,16 @@ impl EmbeddedCluster {
             let (id, port) = (cluster.brokers[i].id, cluster.brokers[i].port);
             let bootstrap = format!("127.0.0.1:{port}");
             let what = format!("embedded broker {id}");
-            wait_for_metadata(&bootstrap, timeout, &what, || cluster.start_failure(i))?;
+            wait_for_metadata(&bootstrap, timeout, &what, 1, || cluster.start_failure(i))?;
+        }
+        if spec.replicated() {
+            // Each broker answers once it has joined; the cluster is ready for topics when
+            // Metadata lists every broker.
+            let bootstrap = cluster.bootstrap();
+            let what = format!("the embedded cluster of {} brokers", spec.brokers);
+            wait_for_metadata(&bootstrap, timeout, &what, spec.brokers, || {
+                (0..cluster.brokers.len()).find_map(|i| cluster.start_failure(i))
+            })?;
         }
         Ok(cluster)
     }
@@ -466,3 +614,174 @@ fn die_with_parent(cmd: &mut Command) {
 
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_cmd: &mut Command) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ports(n: u16) -> Vec<BrokerPorts> {
+        (0..n)
+            .map(|i| BrokerPorts {
+                kafka: 40_000 + i,
+                controller: 41_000 + i,
+            })
+            .collect()
+    }
+
+    fn get<'a>(o: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        o.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn replicated_brokers_get_the_cluster_contract() {
+        let spec = Spec {
+            brokers: 3,
+            racks: vec!["a".into(), "b".into()],
+            ..Default::default()
+        };
+        assert!(spec.replicated());
+        let p = ports(3);
+        let o = broker_overrides(&spec, 2, &p, Path::new("/data/2"));
+        assert_eq!(get(&o, "node.id"), Some("2"));
+        assert_eq!(get(&o, "process.roles"), Some("broker,controller"));
+        assert_eq!(
+            get(&o, "listeners"),
+            Some("PLAINTEXT://127.0.0.1:40001,CONTROLLER://127.0.0.1:41001")
+        );
+        assert_eq!(
+            get(&o, "advertised.listeners"),
+            Some("PLAINTEXT://127.0.0.1:40001")
+        );
+        assert_eq!(get(&o, "controller.listener.names"), Some("CONTROLLER"));
+        assert_eq!(
+            get(&o, "controller.quorum.voters"),
+            Some("1@127.0.0.1:41000,2@127.0.0.1:41001,3@127.0.0.1:41002")
+        );
+        for key in [
+            "default.replication.factor",
+            "offsets.topic.replication.factor",
+            "transaction.state.log.replication.factor",
+        ] {
+            assert_eq!(get(&o, key), Some("3"), "{key}");
+        }
+        assert_eq!(get(&o, "unclean.leader.election.enable"), Some("false"));
+        assert_eq!(get(&o, "log.dirs"), Some("/data/2"));
+        // Racks are handed out in turn: broker 3 gets the first again.
+        assert_eq!(get(&o, "broker.rack"), Some("b"));
+        let o3 = broker_overrides(&spec, 3, &p, Path::new("/data/3"));
+        assert_eq!(get(&o3, "broker.rack"), Some("a"));
+        // Every key once.
+        let mut keys: Vec<&str> = o.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "a key is passed twice: {o:?}");
+    }
+
+    #[test]
+    fn internal_topic_replication_is_capped_at_three() {
+        assert_eq!(cluster_replication_factor(1), 1);
+        assert_eq!(cluster_replication_factor(2), 2);
+        assert_eq!(cluster_replication_factor(3), 3);
+        assert_eq!(cluster_replication_factor(5), 3);
+        let spec = Spec {
+            brokers: 2,
+            ..Default::default()
+        };
+        let o = broker_overrides(&spec, 1, &ports(2), Path::new("/d"));
+        assert_eq!(get(&o, "offsets.topic.replication.factor"), Some("2"));
+    }
+
+    #[test]
+    fn a_single_broker_and_independent_brokers_get_no_cluster_keys() {
+        for (brokers, mode) in [(1, Mode::Replicated), (3, Mode::Independent)] {
+            let spec = Spec {
+                brokers,
+                mode,
+                ..Default::default()
+            };
+            assert!(!spec.replicated());
+            let o = broker_overrides(&spec, 1, &ports(brokers as u16), Path::new("/d"));
+            assert_eq!(get(&o, "listeners"), Some("PLAINTEXT://127.0.0.1:40000"));
+            for key in [
+                "process.roles",
+                "controller.quorum.voters",
+                "controller.listener.names",
+                "default.replication.factor",
+            ] {
+                assert_eq!(
+                    get(&o, key),
+                    None,
+                    "{key} set for {brokers} broker(s) {mode:?}"
+                );
+            }
+            assert_eq!(get(&o, "broker.rack"), None);
+        }
+    }
+
+    #[test]
+    fn scenario_configs_replace_what_kbench_sets() {
+        let spec = Spec {
+            brokers: 3,
+            configs: vec![
+                ("unclean.leader.election.enable".into(), "true".into()),
+                ("replica.lag.time.max.ms".into(), "2000".into()),
+            ],
+            ..Default::default()
+        };
+        let o = broker_overrides(&spec, 1, &ports(3), Path::new("/d"));
+        assert_eq!(get(&o, "unclean.leader.election.enable"), Some("true"));
+        assert_eq!(get(&o, "replica.lag.time.max.ms"), Some("2000"));
+        assert_eq!(
+            o.iter()
+                .filter(|(k, _)| k == "unclean.leader.election.enable")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn ports_are_distinct_and_fixed_ports_follow_the_base() {
+        let spec = Spec {
+            brokers: 3,
+            ..Default::default()
+        };
+        let p = allocate_ports(&spec).unwrap();
+        let mut all: Vec<u16> = p.iter().flat_map(|b| [b.kafka, b.controller]).collect();
+        assert!(all.iter().all(|&x| x != 0));
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 6, "{p:?}");
+
+        let fixed = Spec {
+            brokers: 3,
+            base_port: Some(43_100),
+            ..Default::default()
+        };
+        let p = allocate_ports(&fixed).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                BrokerPorts {
+                    kafka: 43_100,
+                    controller: 43_103
+                },
+                BrokerPorts {
+                    kafka: 43_101,
+                    controller: 43_104
+                },
+                BrokerPorts {
+                    kafka: 43_102,
+                    controller: 43_105
+                },
+            ]
+        );
+        let too_high = Spec {
+            brokers: 3,
+            base_port: Some(65_534),
+            ..Default::default()
+        };
+        let err = allocate_ports(&too_high).unwrap_err().to_string();
+        assert!(err.contains("beyond 65535"), "{err}");
+    }
+}

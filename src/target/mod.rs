@@ -75,7 +75,7 @@ pub enum Target {
 impl Target {
     /// Connects to an external cluster and checks that it answers Metadata.
     pub fn external(bootstrap: &str, timeout: Duration) -> Result<Target, TargetError> {
-        let brokers = wait_for_metadata(bootstrap, timeout, "the cluster", || None)?;
+        let brokers = wait_for_metadata(bootstrap, timeout, "the cluster", 1, || None)?;
         Ok(Target::External {
             bootstrap: bootstrap.to_string(),
             brokers,
@@ -139,12 +139,14 @@ impl Target {
     }
 }
 
-/// Asks for Metadata until it answers (returns the broker count) or `timeout` passes;
-/// `gave_up` is asked between attempts and may end the wait early with a better error.
+/// Asks for Metadata until it lists at least `min_brokers` brokers (returns the broker count)
+/// or `timeout` passes; `gave_up` is asked between attempts and may end the wait early with a
+/// better error.
 pub fn wait_for_metadata(
     bootstrap: &str,
     timeout: Duration,
     what: &str,
+    min_brokers: u32,
     mut gave_up: impl FnMut() -> Option<TargetError>,
 ) -> Result<u32, TargetError> {
     let unreachable = |detail: String| TargetError::Unreachable {
@@ -174,8 +176,18 @@ pub fn wait_for_metadata(
             return Err(unreachable(last));
         }
         match consumer.fetch_metadata(None, left.min(Duration::from_secs(1))) {
-            Ok(md) if !md.brokers().is_empty() => return Ok(md.brokers().len() as u32),
-            Ok(_) => last = "Metadata listed no brokers".to_string(),
+            Ok(md) if !md.brokers().is_empty() && md.brokers().len() as u32 >= min_brokers => {
+                return Ok(md.brokers().len() as u32)
+            }
+            Ok(md) if md.brokers().is_empty() => last = "Metadata listed no brokers".to_string(),
+            Ok(md) => {
+                let ids: Vec<String> = md.brokers().iter().map(|b| b.id().to_string()).collect();
+                last = format!(
+                    "Metadata lists {} of the {min_brokers} brokers (ids {}); the others have not joined the cluster",
+                    ids.len(),
+                    ids.join(",")
+                )
+            }
             Err(e) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -35,7 +35,7 @@ pub enum TopicError {
         detail: String,
     },
     /// The topic did not become usable in time.
-    #[error("topic {topic} has no leader for every partition after {timeout:?}: {detail}")]
+    #[error("topic {topic} has no leader (or, new, not every replica in sync) for every partition after {timeout:?}: {detail}")]
     NotReady {
         /// Topic.
         topic: String,
@@ -76,12 +76,7 @@ pub async fn ensure(
         .set("client.id", "kbench-admin")
         .create()
         .map_err(|e| create_err(e.to_string()))?;
-    let configs: Vec<(String, String)> = s
-        .topic
-        .configs
-        .iter()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
+    let configs: Vec<(String, String)> = s.topic.create_configs();
     let mut new = NewTopic::new(
         topic,
         s.topic.partitions,
@@ -100,17 +95,29 @@ pub async fn ensure(
     .await
     .map_err(|_| create_err(format!("no answer within {timeout:?}")))?
     .map_err(|e| create_err(e.to_string()))?;
+    let mut created = true;
     for r in results {
         match r {
             Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if s.topic.name.is_some() => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if s.topic.name.is_some() => {
+                created = false
+            }
             Err((_, code)) => return Err(create_err(format!("{code:?}: {code}"))),
         }
     }
-    wait_ready(bootstrap, topic, timeout).await
+    wait_ready(bootstrap, topic, timeout, created).await
 }
 
-async fn wait_ready(bootstrap: &str, topic: &str, timeout: Duration) -> Result<i32, TopicError> {
+/// Waits until every partition of `topic` has a leader and, for a topic this run created
+/// (`full_isr`), every replica in its ISR: a replicated topic is only used once all its
+/// replicas are in sync, so the first acks = all writes do not meet a half-formed ISR. A topic
+/// that already existed is used as it is (a replica may be down on purpose).
+async fn wait_ready(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    full_isr: bool,
+) -> Result<i32, TopicError> {
     let not_ready = |detail: String| TopicError::NotReady {
         topic: topic.to_string(),
         timeout,
@@ -130,19 +137,25 @@ async fn wait_ready(bootstrap: &str, topic: &str, timeout: Duration) -> Result<i
                     Some(t)
                         if t.error().is_none()
                             && !t.partitions().is_empty()
-                            && t.partitions()
-                                .iter()
-                                .all(|p| p.leader() >= 0 && p.error().is_none()) =>
+                            && t.partitions().iter().all(|p| {
+                                p.leader() >= 0
+                                    && p.error().is_none()
+                                    && (!full_isr || p.isr().len() >= p.replicas().len())
+                            }) =>
                     {
                         return Ok(t.partitions().len() as i32)
                     }
                     Some(t) => format!(
-                        "{} partition(s), error {:?}, leaders {:?}",
+                        "{} partition(s), error {:?}, leaders {:?}, replicas in sync {:?}",
                         t.partitions().len(),
                         t.error(),
                         t.partitions()
                             .iter()
                             .map(|p| p.leader())
+                            .collect::<Vec<_>>(),
+                        t.partitions()
+                            .iter()
+                            .map(|p| format!("{}/{}", p.isr().len(), p.replicas().len()))
                             .collect::<Vec<_>>()
                     ),
                     None => "not in Metadata yet".to_string(),

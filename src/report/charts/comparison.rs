@@ -23,6 +23,43 @@ pub(crate) struct BarChart {
     pub(crate) bars: Vec<(String, f64)>,
 }
 
+/// Size of a panel chart (2 × 2 bar charts).
+const PANEL_SIZE: (u32, u32) = (2000, 1100);
+
+/// Draws `panels` (at most four bar charts over the same runs) side by side in one figure,
+/// `<dir>/<stem>.png` and `.svg`, so every figure of a comparison is seen at once.
+pub(crate) fn write_panel_chart(dir: &Path, stem: &str, panels: &[BarChart]) -> anyhow::Result<()> {
+    register_font();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, PANEL_SIZE).into_drawing_area();
+        draw_panels(&root, panels).with_context(|| format!("drawing chart {stem}"))?;
+        root.present().map_err(plot_err)?;
+    }
+    let svg_path = dir.join(format!("{stem}.svg"));
+    std::fs::write(&svg_path, &svg).with_context(|| format!("writing {}", svg_path.display()))?;
+    let png_path = dir.join(format!("{stem}.png"));
+    let root = BitMapBackend::new(&png_path, PANEL_SIZE).into_drawing_area();
+    draw_panels(&root, panels).with_context(|| format!("drawing {}", png_path.display()))?;
+    root.present()
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", png_path.display()))?;
+    Ok(())
+}
+
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[BarChart],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(plot_err)?;
+    for (area, chart) in root.split_evenly((2, 2)).iter().zip(panels) {
+        draw(area, chart)?;
+    }
+    Ok(())
+}
+
 /// Draws `chart` as `<dir>/<stem>.png` and `.svg`; returns the SVG text.
 pub(crate) fn write_bar_chart(dir: &Path, chart: &BarChart) -> anyhow::Result<String> {
     register_font();
