@@ -208,7 +208,6 @@ fn bad_racks_flag_is_named() {
 }
 
 #[test]
-#[ignore = "needs replicated kbroker (lead enables after merge)"]
 fn replicated_cluster_forms_and_describe_shows_replicas_and_isr() {
     let data = tempfile::tempdir().unwrap();
     let (mut up, lines) = cluster_up(data.path(), &["--brokers", "3", "--racks", "a,b,c"]);
@@ -276,7 +275,6 @@ fn replicated_cluster_forms_and_describe_shows_replicas_and_isr() {
 }
 
 #[test]
-#[ignore = "needs replicated kbroker (lead enables after merge)"]
 fn acked_writes_survive_repeated_leader_kills() {
     let out = tempfile::tempdir().unwrap();
     let o = kbench()
@@ -317,7 +315,6 @@ fn acked_writes_survive_repeated_leader_kills() {
 }
 
 #[test]
-#[ignore = "needs replicated kbroker (lead enables after merge)"]
 fn replication_matrix_compares_every_cell() {
     let out = tempfile::tempdir().unwrap();
     let o = kbench()
@@ -343,7 +340,6 @@ fn replication_matrix_compares_every_cell() {
 }
 
 #[test]
-#[ignore = "needs replicated kbroker (lead enables after merge)"]
 fn a_killed_group_member_fails_over_on_three_brokers() {
     let out = tempfile::tempdir().unwrap();
     let o = kbench()
