@@ -458,3 +458,87 @@ fn threaded_producer_fails_over_within_seconds() {
     eprintln!("fail-over: kill -9 → writes acknowledged again in {took:?}");
     assert!(took < Duration::from_secs(10), "fail-over took {took:?}");
 }
+
+/// The node id of the broker coordinating `group`, asked of the broker at `addr`.
+fn coordinator_of(addr: &str, group: &str) -> i32 {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut wire = common::wire::Wire::connect(addr);
+        let mut req = FindCoordinatorRequest::default();
+        req.key = StrBytes::from_string(group.to_owned());
+        let resp: FindCoordinatorResponse = wire.call(ApiKey::FindCoordinator, 2, &req);
+        if resp.error_code == 0 {
+            return resp.node_id.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no coordinator for {group}: error {}",
+            resp.error_code
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_consumer_group_goes_on_when_its_coordinators_broker_dies() {
+    let mut cluster = TestCluster::start(3, &[], &["group.initial.rebalance.delay.ms=0"]);
+    cluster.create_topic("orders", 3, 3, &[]);
+    cluster.wait_for("orders", Duration::from_secs(10), "ISRs of 3", |ps| {
+        ps.iter().all(|p| p.isr.len() == 3)
+    });
+    let bootstrap = cluster.bootstrap();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let p = producer(&bootstrap, &[("acks", "all")]);
+    let total = 3000;
+    for i in 0..total {
+        let key = format!("{i}");
+        rt.block_on(p.send(
+            FutureRecord::to("orders").key(&key).payload(&key),
+            Duration::from_secs(10),
+        ))
+        .expect("produce");
+    }
+    let group = "survivors";
+    let coordinator = coordinator_of(&cluster.brokers[0].bootstrap, group);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["orders"]).expect("subscribe");
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut killed = false;
+    while seen.len() < total {
+        assert!(
+            Instant::now() < deadline,
+            "consumed {} of {total} distinct messages in 90 s (coordinator {coordinator} killed: {killed})\n{}",
+            seen.len(),
+            cluster.log_tails(20)
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            seen.insert(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+        if !killed && seen.len() >= total / 3 {
+            cluster.kill9(coordinator);
+            killed = true;
+        }
+    }
+    assert!(killed, "the coordinator was never killed");
+    let new = coordinator_of(
+        &cluster
+            .brokers
+            .iter()
+            .find(|b| b.pid().is_some())
+            .expect("a live broker")
+            .bootstrap,
+        group,
+    );
+    assert_ne!(new, coordinator, "the coordinator did not move");
+}

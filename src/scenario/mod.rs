@@ -71,7 +71,7 @@ pub fn load_for(path: &Path, sets: &[String], external: bool) -> Result<Loaded, 
         file: path.display().to_string(),
         source,
     })?;
-    let loaded = load_str(&src, path, sets)?;
+    let loaded = load_text(&src, path, sets, external)?;
     if external {
         let doc = toml::de::DeTable::parse(&src).map_err(|e| ScenarioError::Invalid {
             location: path.display().to_string(),
@@ -100,6 +100,26 @@ pub fn load_for(path: &Path, sets: &[String], external: bool) -> Result<Loaded, 
 
 /// [`load`] on text already read; `path` is only used in messages and in the result.
 pub fn load_str(src: &str, path: &Path, sets: &[String]) -> Result<Loaded, ScenarioError> {
+    load_text(src, path, sets, false)
+}
+
+/// Checks a scenario as it will run: against `--bootstrap` (`external`), what only embedded
+/// brokers need (enough of them for the replication factor) does not apply.
+fn validate_for(s: &Scenario, external: bool) -> Result<(), Invalid> {
+    if external && s.cluster.bootstrap.is_none() {
+        let mut s = s.clone();
+        s.cluster.bootstrap = Some("--bootstrap".into());
+        return s.validate();
+    }
+    s.validate()
+}
+
+fn load_text(
+    src: &str,
+    path: &Path,
+    sets: &[String],
+    external: bool,
+) -> Result<Loaded, ScenarioError> {
     let file = path.display().to_string();
     let located = |offset: Option<usize>, message: String| ScenarioError::Invalid {
         location: match offset {
@@ -121,7 +141,7 @@ pub fn load_str(src: &str, path: &Path, sets: &[String]) -> Result<Loaded, Scena
         let section = offset.map(|o| section_at(src, doc, o)).unwrap_or_default();
         located(offset, describe(e.message(), &section))
     })?;
-    from_file.validate().map_err(|inv| {
+    validate_for(&from_file, external).map_err(|inv| {
         located(
             locate(doc, &inv.key),
             format!("{}: {}", inv.key, inv.message),
@@ -143,7 +163,7 @@ pub fn load_str(src: &str, path: &Path, sets: &[String]) -> Result<Loaded, Scena
         })?;
         overrides::apply(&mut table, &key, value).map_err(at)?;
         base = typed(&table).map_err(at)?;
-        base.validate()
+        validate_for(&base, external)
             .map_err(|inv| at(format!("{}: {}", inv.key, inv.message)))?;
     }
 
@@ -185,8 +205,7 @@ pub fn load_str(src: &str, path: &Path, sets: &[String]) -> Result<Loaded, Scena
                 overrides::apply_merged(&mut t, key, value.clone()).map_err(at)?;
             }
             let scenario = typed(&t).map_err(at)?;
-            scenario
-                .validate()
+            validate_for(&scenario, external)
                 .map_err(|inv| at(format!("{}: {}", inv.key, inv.message)))?;
             variants.push(Variant {
                 label: Some(label),
