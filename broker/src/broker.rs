@@ -106,11 +106,17 @@ impl Broker {
             GroupConfig::from_broker(&config),
         )
         .map_err(|e| StartError::Groups(e.to_string()))?;
-        let producer_ids =
-            ProducerIds::open(&config.log_dirs[0]).map_err(|source| StartError::LogDir {
+        let id_base = if config.cluster.is_some() {
+            i64::from(config.node_id) << 32
+        } else {
+            0
+        };
+        let producer_ids = ProducerIds::open(&config.log_dirs[0], id_base).map_err(|source| {
+            StartError::LogDir {
                 dir: config.log_dirs[0].clone(),
                 source,
-            })?;
+            }
+        })?;
         // Opened last: recovery writes the markers of transactions that were completing.
         let txn = TransactionCoordinator::open(
             &config.log_dirs[0],

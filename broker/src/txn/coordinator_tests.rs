@@ -76,7 +76,7 @@ fn setup() -> Setup {
     Setup {
         c: TransactionCoordinator::in_memory(cfg(), markers.clone()),
         markers,
-        ids: ProducerIds::open(dir.path()).unwrap(),
+        ids: ProducerIds::open(dir.path(), 0).unwrap(),
         _dir: dir,
     }
 }
@@ -315,7 +315,7 @@ async fn offset_commits_need_the_offsets_partition_in_the_transaction() {
 #[tokio::test]
 async fn replay_completes_prepared_transactions_and_keeps_open_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let ids = ProducerIds::open(dir.path()).unwrap();
+    let ids = ProducerIds::open(dir.path(), 0).unwrap();
     let (pid, epoch, pid2);
     {
         // Markers fail for good: the broker "crashes" in PrepareCommit.
