@@ -546,8 +546,23 @@ pub async fn run_one(
         None if !down.is_empty() => Err(format!(
             "not read: broker(s) {down:?} taken down by a fault and not restarted (give the fault restart_after)"
         )),
-        None => topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))
-            .map_err(|e| e.to_string()),
+        None => {
+            let (b, t) = (bootstrap.clone(), topic.clone());
+            let bound = s.consumers.drain_timeout.0;
+            tokio::task::spawn_blocking(move || {
+                topic::settled_watermarks(
+                    &b,
+                    &t,
+                    partitions,
+                    Duration::from_secs(10),
+                    Duration::from_millis(250),
+                    bound,
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        }
     };
     let interrupted_before_drain = interrupt.is_raised();
     // Pipeline: first the transform group must have read and committed the whole input; only

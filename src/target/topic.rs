@@ -171,6 +171,34 @@ async fn wait_ready(
 }
 
 /// Low and high watermarks of every partition, by partition index.
+/// [`watermarks`] once they have stopped moving: read again every `pause` until two reads agree
+/// (or `bound` has passed; the last read is returned then). Right after the producers finish,
+/// the high watermarks can still be rising: with `acks=1` or `0` a write is acknowledged
+/// before the followers have it, and the high watermark follows the slowest in-sync replica.
+/// Draining to the first read would stop consumers short of acknowledged data.
+pub fn settled_watermarks(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+    pause: Duration,
+    bound: Duration,
+) -> Result<BTreeMap<i32, (i64, i64)>, TopicError> {
+    let deadline = std::time::Instant::now() + bound;
+    let mut last = watermarks(bootstrap, topic, partitions, timeout)?;
+    loop {
+        if std::time::Instant::now() >= deadline {
+            return Ok(last);
+        }
+        std::thread::sleep(pause);
+        let now = watermarks(bootstrap, topic, partitions, timeout)?;
+        if now == last {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
 pub fn watermarks(
     bootstrap: &str,
     topic: &str,
