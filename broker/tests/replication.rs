@@ -549,7 +549,11 @@ fn a_consumer_group_goes_on_when_its_coordinators_broker_dies() {
         std::thread::sleep(Duration::from_millis(100));
     };
     produce(1000, 2000);
-    consume_until(2000, &format!("after broker {coordinator} died (now {moved})"), &cluster);
+    consume_until(
+        2000,
+        &format!("after broker {coordinator} died (now {moved})"),
+        &cluster,
+    );
     assert!(
         consumer.assignment().map(|a| a.count()).unwrap_or(0) > 0,
         "the consumer has no partitions after the coordinator moved"

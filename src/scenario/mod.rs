@@ -163,8 +163,7 @@ fn load_text(
         })?;
         overrides::apply(&mut table, &key, value).map_err(at)?;
         base = typed(&table).map_err(at)?;
-        validate_for(&base, external)
-            .map_err(|inv| at(format!("{}: {}", inv.key, inv.message)))?;
+        validate_for(&base, external).map_err(|inv| at(format!("{}: {}", inv.key, inv.message)))?;
     }
 
     // Stage 3: matrix expansion.
