@@ -97,15 +97,18 @@ impl Broker {
             Topics::open(config.clone())
                 .map_err(|e: TopicError| StartError::Topics(e.to_string()))?,
         );
-        let groups = GroupCoordinator::open(
-            config
-                .log_dirs
-                .first()
-                .map(PathBuf::as_path)
-                .unwrap_or(Path::new(".")),
-            GroupConfig::from_broker(&config),
-        )
-        .map_err(|e| StartError::Groups(e.to_string()))?;
+        let first_dir = config
+            .log_dirs
+            .first()
+            .map(PathBuf::as_path)
+            .unwrap_or(Path::new("."));
+        let groups = if config.cluster.is_some() {
+            // The offsets log is a replicated topic; groups load as leadership arrives.
+            GroupCoordinator::open_replicated(first_dir, GroupConfig::from_broker(&config))
+        } else {
+            GroupCoordinator::open(first_dir, GroupConfig::from_broker(&config))
+                .map_err(|e| StartError::Groups(e.to_string()))?
+        };
         let id_base = if config.cluster.is_some() {
             i64::from(config.node_id) << 32
         } else {

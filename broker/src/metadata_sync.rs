@@ -16,14 +16,74 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::cluster::{AlterPartition, Cluster, ClusterImage};
-use crate::config::BrokerConfig;
-use crate::replication::{ClusterLink, LeaderAndIsr, ReplicaManager, ReplicationSettings};
-use crate::topics::{TopicSpec, Topics};
+use std::collections::HashMap;
 
-/// Internal topics whose data the coordinators keep in their own logs: the metadata names their
+use crate::cluster::{AlterPartition, Cluster, ClusterImage, TopicInfo};
+use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
+use crate::replication::{ClusterLink, LeaderAndIsr, ReplicaManager, ReplicationSettings};
+use crate::topics::{Topic, TopicSpec, Topics};
+
+/// Internal topics whose data the coordinator keeps in its own log: the metadata names their
 /// partitions' leaders (the coordinators' placement), but no partition log is opened for them.
-const COORDINATOR_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+/// (`__consumer_offsets` is replicated like any topic; the group coordinator of each of its
+/// partitions is the partition's leader, see [`Coordination`].)
+const COORDINATOR_TOPICS: &[&str] = &["__transaction_state"];
+
+/// The group coordinator follows the leadership of `__consumer_offsets` partitions: it loads a
+/// partition's groups when this broker starts leading it and forgets them when it stops.
+pub(crate) struct Coordination {
+    groups: GroupCoordinator,
+    /// Partitions loaded, with the leader epoch they were loaded at.
+    loaded: std::sync::Mutex<HashMap<i32, i32>>,
+}
+
+impl Coordination {
+    pub(crate) fn new(groups: GroupCoordinator) -> Self {
+        Coordination {
+            groups,
+            loaded: Default::default(),
+        }
+    }
+
+    fn follow(&self, node_id: i32, topic: &Topic, info: &TopicInfo) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, state) in info.partitions.iter().enumerate() {
+            let index = i as i32;
+            let leading = state.leader == node_id;
+            match (leading, loaded.get(&index).copied()) {
+                (true, Some(epoch)) if epoch == state.leader_epoch => {}
+                (true, _) => {
+                    let Some(partition) = topic.partition(index) else {
+                        continue;
+                    };
+                    match self.groups.load_partition(index, partition) {
+                        Ok(n) => {
+                            tracing::info!(
+                                partition = index,
+                                groups = n,
+                                "now coordinating the groups of __consumer_offsets-{index}"
+                            );
+                            loaded.insert(index, state.leader_epoch);
+                        }
+                        Err(e) => {
+                            tracing::error!(partition = index, error = %e, "cannot load the groups of __consumer_offsets-{index}")
+                        }
+                    }
+                }
+                (false, Some(_)) => {
+                    self.groups.unload_partition(index);
+                    loaded.remove(&index);
+                    tracing::info!(
+                        partition = index,
+                        "no longer coordinating the groups of __consumer_offsets-{index}"
+                    );
+                }
+                (false, None) => {}
+            }
+        }
+    }
+}
 
 /// The replication layer's handle on the cluster.
 pub(crate) struct Link {
@@ -95,6 +155,7 @@ pub(crate) async fn run(
     node_id: i32,
     topics: Arc<Topics>,
     replicas: Arc<ReplicaManager>,
+    coordination: Arc<Coordination>,
     mut images: watch::Receiver<Arc<ClusterImage>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -102,8 +163,9 @@ pub(crate) async fn run(
         let image = images.borrow_and_update().clone();
         let t = topics.clone();
         let r = replicas.clone();
+        let c = coordination.clone();
         // Opening a partition recovers its log: blocking work.
-        let _ = tokio::task::spawn_blocking(move || apply(node_id, &t, &r, &image)).await;
+        let _ = tokio::task::spawn_blocking(move || apply(node_id, &t, &r, &c, &image)).await;
         tokio::select! {
             changed = images.changed() => if changed.is_err() { return },
             _ = stop.changed() => return,
@@ -112,7 +174,13 @@ pub(crate) async fn run(
 }
 
 /// Brings local topics and replica roles in line with `image`.
-fn apply(node_id: i32, topics: &Topics, replicas: &Arc<ReplicaManager>, image: &ClusterImage) {
+fn apply(
+    node_id: i32,
+    topics: &Topics,
+    replicas: &Arc<ReplicaManager>,
+    coordination: &Coordination,
+    image: &ClusterImage,
+) {
     for (name, info) in &image.topics {
         if COORDINATOR_TOPICS.contains(&name.as_str()) {
             continue;
@@ -161,6 +229,9 @@ fn apply(node_id: i32, topics: &Topics, replicas: &Arc<ReplicaManager>, image: &
                     isr: state.isr.clone(),
                 },
             );
+        }
+        if name == crate::group::store::OFFSETS_TOPIC {
+            coordination.follow(node_id, &topic, info);
         }
     }
     for local in topics.all() {

@@ -362,6 +362,54 @@ impl Partition {
         })
     }
 
+    /// Appends a batch the group coordinator built (its own `__consumer_offsets` records) as
+    /// the leader, at the current leader epoch. Like Kafka's coordinator-origin appends it skips
+    /// the producer sequence check: a transactional offset commit carries the client producer's
+    /// id and epoch but no sequence. The transaction bookkeeping (open transaction, last stable
+    /// offset) is kept as for any append, so the COMMIT/ABORT marker closes it.
+    pub(crate) fn append_from_coordinator(
+        &self,
+        batch: Bytes,
+        now_ms: i64,
+    ) -> Result<Appended, LeaderAppendError> {
+        let headers: Vec<BatchHeader> = batch::batches(&batch)
+            .filter_map(|b| b.ok().map(|(h, _)| h))
+            .collect();
+        let mut inner = self.inner();
+        let Role::Leader(leader) = &inner.role else {
+            return Err(LeaderAppendError::NotLeader);
+        };
+        let epoch = leader.leader_epoch;
+        let log_end = inner.log.log_end_offset();
+        inner.epochs.assign(epoch, log_end)?;
+        let info: AppendInfo = inner.log.append_with_epoch(batch, Some(epoch), now_ms)?;
+        let mut next = info.base_offset;
+        let assigned: Vec<BatchHeader> = headers
+            .iter()
+            .map(|h| {
+                let mut h = *h;
+                h.base_offset = next;
+                next = h.next_offset();
+                h
+            })
+            .collect();
+        inner.txns.on_appended(&assigned);
+        self.publish(&mut inner);
+        self.note_appended(&mut inner, info.bytes);
+        Ok(Appended {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_start_offset: info.log_start_offset,
+            leader_epoch: epoch,
+        })
+    }
+
+    /// Runs `f` on the partition's log under its lock (the group coordinator replays
+    /// `__consumer_offsets` partitions it starts to lead).
+    pub(crate) fn with_log<R>(&self, f: impl FnOnce(&PartitionLog) -> R) -> R {
+        f(&self.inner().log)
+    }
+
     /// Writes a transaction marker (COMMIT when `commit`, else ABORT) for `producer_id` and
     /// returns its offset. This is how the transaction coordinator completes a transaction on
     /// this partition: the producer's open transaction here ends (an abort is added to the

@@ -51,6 +51,9 @@ pub async fn run(
             broker.node_id(),
             broker.topics.clone(),
             replicas.clone(),
+            Arc::new(crate::metadata_sync::Coordination::new(
+                broker.groups.clone(),
+            )),
             cluster.watch(),
             stop_rx.clone(),
         ))),

@@ -527,6 +527,19 @@ fn a_consumer_group_goes_on_when_its_coordinators_broker_dies() {
     };
     produce(0, 1000);
     consume_until(1000, "before the kill", &cluster);
+    consumer
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    let committed_before = consumer
+        .committed(Duration::from_secs(10))
+        .expect("committed offsets");
+    assert!(
+        committed_before
+            .elements()
+            .iter()
+            .all(|e| matches!(e.offset(), rdkafka::Offset::Offset(n) if n > 0)),
+        "nothing committed before the kill: {committed_before:?}"
+    );
     let coordinator = coordinator_of(&cluster.brokers[0].bootstrap, group);
     cluster.kill9(coordinator);
     let live = cluster
@@ -548,6 +561,37 @@ fn a_consumer_group_goes_on_when_its_coordinators_broker_dies() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    // The committed offsets moved with the coordinator: __consumer_offsets is replicated.
+    let committed_after = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match consumer.committed_offsets(committed_before.clone(), Duration::from_secs(5)) {
+                Ok(c)
+                    if c.elements()
+                        .iter()
+                        .all(|e| e.offset() != rdkafka::Offset::Invalid) =>
+                {
+                    break c
+                }
+                other => assert!(
+                    Instant::now() < deadline,
+                    "committed offsets after the move: {other:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let offsets = |l: &TopicPartitionList| {
+        l.elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        offsets(&committed_after),
+        offsets(&committed_before),
+        "committed offsets changed when the coordinator moved from {coordinator} to {moved}"
+    );
     produce(1000, 2000);
     consume_until(
         2000,

@@ -244,6 +244,37 @@ fn offset_records(
     (codes, records)
 }
 
+/// Groups rebuilt from replayed records, with the transactional offsets still waiting for
+/// their marker.
+fn build_groups(
+    replayed: Vec<StoreRecord>,
+    pending: Vec<super::store::PendingTxnRecords>,
+) -> HashMap<String, Group> {
+    let mut groups = HashMap::new();
+    for record in replayed {
+        apply_replayed(&mut groups, record);
+    }
+    for p in pending {
+        let group = groups
+            .entry(p.group.clone())
+            .or_insert_with(|| Group::new(p.group.clone(), now_ms()));
+        let pending = group.pending_txn_offsets.entry(p.producer_id).or_default();
+        pending.producer_epoch = p.producer_epoch;
+        for r in p.records {
+            if let StoreRecord::Offset {
+                topic,
+                partition,
+                value: Some(v),
+                ..
+            } = r
+            {
+                pending.offsets.insert((topic, partition), v);
+            }
+        }
+    }
+    groups
+}
+
 impl GroupCoordinator {
     /// A coordinator that keeps everything in memory.
     #[cfg(test)]
@@ -263,54 +294,76 @@ impl GroupCoordinator {
         store: OffsetStore,
         replayed: Vec<StoreRecord>,
     ) -> Self {
-        let mut groups = HashMap::new();
-        for record in replayed {
-            apply_replayed(&mut groups, record);
-        }
-        for p in store.take_replayed_pending() {
-            let group = groups
-                .entry(p.group.clone())
-                .or_insert_with(|| Group::new(p.group.clone(), now_ms()));
-            let pending = group.pending_txn_offsets.entry(p.producer_id).or_default();
-            pending.producer_epoch = p.producer_epoch;
-            for r in p.records {
-                if let StoreRecord::Offset {
-                    topic,
-                    partition,
-                    value: Some(v),
-                    ..
-                } = r
-                {
-                    pending.offsets.insert((topic, partition), v);
-                }
-            }
-        }
+        let pending = store.take_replayed_pending();
         let coordinator = GroupCoordinator {
             inner: Arc::new(Inner {
                 cfg,
-                groups: Mutex::new(groups),
+                groups: Mutex::new(HashMap::new()),
                 store: Some(store),
             }),
         };
-        // Members restored from the log keep their session: they expire unless they
-        // heartbeat, exactly like after a coordinator move in Kafka.
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let mut groups = coordinator.inner.lock();
-            for group in groups.values_mut() {
-                let ids: Vec<String> = group.members.keys().cloned().collect();
-                for id in ids {
-                    let Some(timeout) = group.members.get(&id).map(|m| m.session_timeout_ms) else {
-                        continue;
-                    };
-                    coordinator.inner.schedule_member_expiry(
-                        group,
-                        &id,
-                        Duration::from_millis(timeout),
-                    );
-                }
+        coordinator.install(build_groups(replayed, pending));
+        coordinator
+    }
+
+    /// Adds replayed groups to the live ones. Members restored from the log keep their
+    /// session: they expire unless they heartbeat, exactly like after a coordinator move in
+    /// Kafka.
+    fn install(&self, loaded: HashMap<String, Group>) {
+        let mut groups = self.inner.lock();
+        let ids: Vec<String> = loaded.keys().cloned().collect();
+        for (id, group) in loaded {
+            groups.insert(id, group);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        for gid in &ids {
+            let Some(group) = groups.get_mut(gid) else {
+                continue;
+            };
+            let ids: Vec<String> = group.members.keys().cloned().collect();
+            for id in ids {
+                let Some(timeout) = group.members.get(&id).map(|m| m.session_timeout_ms) else {
+                    continue;
+                };
+                self.inner
+                    .schedule_member_expiry(group, &id, Duration::from_millis(timeout));
             }
         }
-        coordinator
+    }
+
+    /// Cluster mode: this broker has become the leader of `__consumer_offsets` partition
+    /// `index`, so it coordinates that partition's groups from now on: their state is replayed
+    /// from the (replicated) partition, replacing whatever this broker remembered of them.
+    pub(crate) fn load_partition(
+        &self,
+        index: i32,
+        partition: Arc<crate::partition::Partition>,
+    ) -> Result<usize, GroupError> {
+        let Some(store) = &self.inner.store else {
+            return Ok(0);
+        };
+        let (records, pending) = store.lead(index, partition)?;
+        let loaded = build_groups(records, pending);
+        let count = loaded.len();
+        self.inner
+            .lock()
+            .retain(|id, _| store.partition_for(id) != index);
+        self.install(loaded);
+        Ok(count)
+    }
+
+    /// Cluster mode: another broker leads `__consumer_offsets` partition `index` now; its
+    /// groups are forgotten here (their members are told NOT_COORDINATOR and look it up again).
+    pub(crate) fn unload_partition(&self, index: i32) {
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        store.resign(index);
+        self.inner
+            .lock()
+            .retain(|id, _| store.partition_for(id) != index);
     }
 
     /// JoinGroup. Waits while the group rebalances.

@@ -112,9 +112,36 @@ pub(crate) enum GroupError {
         /// The log error.
         source: LogError,
     },
+    /// Cluster mode: this broker does not lead the group's `__consumer_offsets` partition.
+    #[error("{}-{partition} is not led by this broker", store::OFFSETS_TOPIC)]
+    NotLeader {
+        /// The partition of `__consumer_offsets`.
+        partition: i32,
+    },
+    /// Cluster mode: the replicated partition refused the write.
+    #[error("{}-{partition}: {message}", store::OFFSETS_TOPIC)]
+    Replicated {
+        /// The partition of `__consumer_offsets`.
+        partition: i32,
+        /// What the partition said.
+        message: String,
+    },
 }
 
 impl GroupCoordinator {
+    /// Cluster mode: a coordinator whose `__consumer_offsets` partitions are replicated topic
+    /// partitions; it coordinates the groups of the partitions this broker leads, loaded as
+    /// leadership arrives ([`GroupCoordinator::load_partition`]).
+    pub(crate) fn open_replicated(dir: &Path, cfg: GroupConfig) -> Self {
+        let store = store::OffsetStore::replicated(dir, cfg.offsets_topic_num_partitions);
+        let check = Duration::from_millis(cfg.offsets_retention_check_interval_ms.max(1));
+        let coordinator = GroupCoordinator::with_store(cfg, store, Vec::new());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            coordinator.spawn_retention_task(check);
+        }
+        coordinator
+    }
+
     /// Opens the coordinator: replays `<dir>/__consumer_offsets-*` (committed offsets and group
     /// metadata) and, when called inside a tokio runtime, starts the offset-retention task (and
     /// the periodic flush when `flush_interval_ms` is set). `dir` is the first log dir.

@@ -22,12 +22,22 @@
 //! open at the crash) come back as pending ([`OffsetStore::take_replayed_pending`]) for the
 //! transaction coordinator to complete or abort. Snapshots rewrite pending records as
 //! transactional batches so they keep waiting for their marker.
+//!
+//! In a cluster the log is a replicated topic like any other: `__consumer_offsets` partitions
+//! are [`Partition`]s that the replication layer keeps on several brokers, and this store only
+//! writes to the ones this broker currently leads ([`OffsetStore::replicated`],
+//! [`OffsetStore::lead`]). A commit is answered once the leader has written it, as with acks=1:
+//! followers have it milliseconds later; a coordinator that dies in between loses those last
+//! commits (its consumers re-read a little, at-least-once), where Kafka would wait for the ISR.
+//! Snapshots are not taken there: the replicated log keeps growing for the life of the topic.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::partition::Partition;
 
 use crate::log::{build_batch, decode_records, LogConfig, PartitionLog};
 
@@ -124,6 +134,9 @@ pub(crate) struct OffsetStore {
     snapshot_min_growth: u64,
     /// Transactional records replay found without a marker, until the coordinator takes them.
     replayed_pending: Mutex<Vec<PendingTxnRecords>>,
+    /// Cluster mode: the replicated partitions this broker leads, by index (`None`: the store
+    /// owns its logs, a single broker).
+    replicated: Option<Mutex<HashMap<i32, Arc<Partition>>>>,
 }
 
 impl OffsetStore {
@@ -205,9 +218,82 @@ impl OffsetStore {
                 partitions: Mutex::new(partitions),
                 snapshot_min_growth: SNAPSHOT_MIN_GROWTH,
                 replayed_pending: Mutex::new(pending),
+                replicated: None,
             },
             records,
         ))
+    }
+
+    /// A store whose partitions are replicated `__consumer_offsets` partitions handed over by
+    /// [`OffsetStore::lead`] (cluster mode). Nothing is opened or replayed here.
+    pub(crate) fn replicated(dir: &Path, num_partitions: i32) -> Self {
+        OffsetStore {
+            dir: dir.to_owned(),
+            num_partitions,
+            log_config: LogConfig::default(),
+            partitions: Mutex::new(HashMap::new()),
+            snapshot_min_growth: SNAPSHOT_MIN_GROWTH,
+            replayed_pending: Mutex::new(Vec::new()),
+            replicated: Some(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether the partitions are replicated ones (cluster mode).
+    pub(crate) fn is_replicated(&self) -> bool {
+        self.replicated.is_some()
+    }
+
+    /// Cluster mode: this broker now leads `partition` (index `index`): writes go to it. Returns
+    /// its records in log order and the transactional ones still waiting for a marker, for the
+    /// coordinator to load.
+    pub(crate) fn lead(
+        &self,
+        index: i32,
+        partition: Arc<Partition>,
+    ) -> Result<(Vec<StoreRecord>, Vec<PendingTxnRecords>), GroupError> {
+        let mut records = Vec::new();
+        let mut pending = Vec::new();
+        partition.with_log(|log| replay(log, index, &mut records, &mut pending))?;
+        if let Some(map) = &self.replicated {
+            map.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(index, partition);
+        }
+        Ok((records, pending))
+    }
+
+    /// Cluster mode: this broker no longer leads partition `index`.
+    pub(crate) fn resign(&self, index: i32) {
+        if let Some(map) = &self.replicated {
+            map.lock().unwrap_or_else(|e| e.into_inner()).remove(&index);
+        }
+    }
+
+    /// Cluster mode: appends `batch` to the led partition `index`. `Ok(None)` when the store
+    /// owns its logs (the caller appends locally).
+    fn append_replicated(&self, index: i32, batch: Bytes) -> Result<Option<u64>, GroupError> {
+        let Some(map) = &self.replicated else {
+            return Ok(None);
+        };
+        let partition = map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+            .cloned()
+            .ok_or(GroupError::NotLeader { partition: index })?;
+        let len = batch.len() as u64;
+        partition
+            .append_from_coordinator(batch, crate::clock::now_ms())
+            .map_err(|e| match e {
+                crate::partition::LeaderAppendError::NotLeader => {
+                    GroupError::NotLeader { partition: index }
+                }
+                other => GroupError::Replicated {
+                    partition: index,
+                    message: other.to_string(),
+                },
+            })?;
+        Ok(Some(len))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<i32, OffsetsPartition>> {
@@ -227,6 +313,12 @@ impl OffsetStore {
             return Ok(());
         }
         let index = self.partition_for(group_id);
+        if self
+            .append_replicated(index, encode_batch(records, (-1, -1)))?
+            .is_some()
+        {
+            return Ok(());
+        }
         let mut partitions = self.lock();
         let partition = self.open_partition(&mut partitions, index)?;
         let bytes = append_records(&mut partition.log, index, records)?;
@@ -254,6 +346,12 @@ impl OffsetStore {
             return Ok(());
         }
         let index = self.partition_for(group_id);
+        if self
+            .append_replicated(index, encode_batch(records, (producer_id, producer_epoch)))?
+            .is_some()
+        {
+            return Ok(());
+        }
         let mut partitions = self.lock();
         let partition = self.open_partition(&mut partitions, index)?;
         let bytes = append_batch(
@@ -275,6 +373,27 @@ impl OffsetStore {
         commit: bool,
         coordinator_epoch: i32,
     ) -> Result<(), GroupError> {
+        if let Some(map) = &self.replicated {
+            let partition = map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&index)
+                .cloned()
+                .ok_or(GroupError::NotLeader { partition: index })?;
+            partition
+                .write_txn_marker(
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    coordinator_epoch,
+                    crate::clock::now_ms(),
+                )
+                .map_err(|e| GroupError::Replicated {
+                    partition: index,
+                    message: e.to_string(),
+                })?;
+            return Ok(());
+        }
         let mut partitions = self.lock();
         let partition = self.open_partition(&mut partitions, index)?;
         let (k, v) = marker_record(commit, coordinator_epoch);
@@ -339,6 +458,9 @@ impl OffsetStore {
         live: &[StoreRecord],
         pending: &[PendingTxnRecords],
     ) -> Result<(), GroupError> {
+        if self.is_replicated() {
+            return Ok(());
+        }
         let mut partitions = self.lock();
         let partition = self.open_partition(&mut partitions, index)?;
         let start = partition.log.log_end_offset();
@@ -446,6 +568,25 @@ fn append_records(
     records: &[StoreRecord],
 ) -> Result<u64, GroupError> {
     append_batch(log, index, records, (-1, -1))
+}
+
+/// `records` as one uncompressed batch, transactional when `producer` (id, epoch) has an id.
+fn encode_batch(records: &[StoreRecord], producer: (i64, i16)) -> Bytes {
+    let encoded: Vec<_> = records.iter().map(StoreRecord::encode).collect();
+    let pairs: Vec<_> = encoded
+        .iter()
+        .map(|(k, v)| (Some(&k[..]), v.as_deref()))
+        .collect();
+    let (producer_id, producer_epoch) = producer;
+    build_batch(
+        &pairs,
+        crate::clock::now_ms(),
+        producer_id,
+        producer_epoch,
+        -1,
+        producer_id >= 0,
+        false,
+    )
 }
 
 /// Appends `records` as one uncompressed batch, transactional when `producer` (id, epoch) has
