@@ -440,6 +440,18 @@ members = 2
     }
 
     #[test]
+    fn transactions_on_an_embedded_cluster_are_refused_with_the_way_out() {
+        let src = "name = \"t\"\n[cluster]\nbrokers = 3\n[producers]\nacks = \"all\"\ntransactional = true\n";
+        let err = load_text(src, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("producers.transactional") && err.contains("cluster.brokers = 1"),
+            "{err}"
+        );
+        let one = src.replace("brokers = 3", "brokers = 1");
+        assert!(load_text(&one, &[]).is_ok());
+    }
+
+    #[test]
     fn durable_delivery_is_judged_only_where_the_settings_promise_it() {
         let expect = |sets: &[&str]| {
             let mut all = vec!["verify.delivery=durable", "cluster.brokers=3"];
