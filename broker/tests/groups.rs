@@ -116,7 +116,9 @@ impl ChildMember {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("ASSIGNED ") {
+                // libtest prints "test <name> ... " before a single-threaded test runs, so
+                // the child's first line may carry that prefix.
+                if let Some(rest) = line.split_once("ASSIGNED ").map(|(_, r)| r) {
                     let set = rest
                         .split(',')
                         .filter_map(|p| p.trim().parse().ok())
