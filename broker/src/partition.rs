@@ -337,6 +337,23 @@ impl Partition {
                 leader_epoch: epoch,
             });
         }
+        let (appended, assigned) =
+            self.append_at_epoch(&mut inner, batches, headers, epoch, now_ms)?;
+        inner.producers.record(&assigned);
+        Ok(appended)
+    }
+
+    /// The leader's write: stamps `epoch`, appends, and updates what follows from the new
+    /// batches (epoch cache, transactions, watermarks, flush policy). Returns the answer and the
+    /// headers with their assigned offsets, for the caller's producer bookkeeping.
+    fn append_at_epoch(
+        &self,
+        inner: &mut Inner,
+        batches: Bytes,
+        headers: &[BatchHeader],
+        epoch: i32,
+        now_ms: i64,
+    ) -> Result<(Appended, Vec<BatchHeader>), LeaderAppendError> {
         let log_end = inner.log.log_end_offset();
         inner.epochs.assign(epoch, log_end)?;
         let info: AppendInfo = inner.log.append_with_epoch(batches, Some(epoch), now_ms)?;
@@ -350,16 +367,16 @@ impl Partition {
                 h
             })
             .collect();
-        inner.producers.record(&assigned);
         inner.txns.on_appended(&assigned);
-        self.publish(&mut inner);
-        self.note_appended(&mut inner, info.bytes);
-        Ok(Appended {
+        self.publish(inner);
+        self.note_appended(inner, info.bytes);
+        let appended = Appended {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
             log_start_offset: info.log_start_offset,
             leader_epoch: epoch,
-        })
+        };
+        Ok((appended, assigned))
     }
 
     /// Appends a batch the group coordinator built (its own `__consumer_offsets` records) as
@@ -380,28 +397,8 @@ impl Partition {
             return Err(LeaderAppendError::NotLeader);
         };
         let epoch = leader.leader_epoch;
-        let log_end = inner.log.log_end_offset();
-        inner.epochs.assign(epoch, log_end)?;
-        let info: AppendInfo = inner.log.append_with_epoch(batch, Some(epoch), now_ms)?;
-        let mut next = info.base_offset;
-        let assigned: Vec<BatchHeader> = headers
-            .iter()
-            .map(|h| {
-                let mut h = *h;
-                h.base_offset = next;
-                next = h.next_offset();
-                h
-            })
-            .collect();
-        inner.txns.on_appended(&assigned);
-        self.publish(&mut inner);
-        self.note_appended(&mut inner, info.bytes);
-        Ok(Appended {
-            base_offset: info.base_offset,
-            last_offset: info.last_offset,
-            log_start_offset: info.log_start_offset,
-            leader_epoch: epoch,
-        })
+        let (appended, _) = self.append_at_epoch(&mut inner, batch, &headers, epoch, now_ms)?;
+        Ok(appended)
     }
 
     /// Runs `f` on the partition's log under its lock (the group coordinator replays

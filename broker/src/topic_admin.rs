@@ -108,16 +108,7 @@ impl Broker {
             .ok_or_else(|| TopicError::Unknown(name.to_owned()))?
             .partitions
             .len() as i32;
-        if count <= have {
-            return Err(TopicError::InvalidPartitions(format!(
-                "topic {name} has {have} partitions; the new count {count} must be larger"
-            )));
-        }
-        if count > 100_000 {
-            return Err(TopicError::InvalidPartitions(format!(
-                "number of partitions {count} is too large (at most 100000)"
-            )));
-        }
+        crate::topics::check_growth(name, have, count)?;
         if validate_only {
             return Ok(());
         }

@@ -296,6 +296,21 @@ pub(crate) fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(),
     Ok(())
 }
 
+/// CreatePartitions' rule: a topic only grows, to at most 100000 partitions.
+pub(crate) fn check_growth(name: &str, have: i32, count: i32) -> Result<(), TopicError> {
+    if count <= have {
+        return Err(TopicError::InvalidPartitions(format!(
+            "topic {name} has {have} partitions; the new count {count} must be larger"
+        )));
+    }
+    if count > 100_000 {
+        return Err(TopicError::InvalidPartitions(format!(
+            "number of partitions {count} is too large (at most 100000)"
+        )));
+    }
+    Ok(())
+}
+
 /// Kafka's topic name rule.
 pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
     let ok = !name.is_empty()
@@ -590,16 +605,7 @@ impl Topics {
             .get(name)
             .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
         let have = topic.partitions.len() as i32;
-        if count <= have {
-            return Err(TopicError::InvalidPartitions(format!(
-                "topic {name} has {have} partitions; the new count {count} must be larger"
-            )));
-        }
-        if count > 100_000 {
-            return Err(TopicError::InvalidPartitions(format!(
-                "number of partitions {count} is too large (at most 100000)"
-            )));
-        }
+        check_growth(name, have, count)?;
         if validate_only {
             return Ok(());
         }

@@ -269,18 +269,26 @@ impl OffsetStore {
         }
     }
 
-    /// Cluster mode: appends `batch` to the led partition `index`. `Ok(None)` when the store
-    /// owns its logs (the caller appends locally).
-    fn append_replicated(&self, index: i32, batch: Bytes) -> Result<Option<u64>, GroupError> {
+    /// Cluster mode: the led partition `index` (NotLeader if this broker does not lead it);
+    /// `Ok(None)` when the store owns its logs.
+    fn led(&self, index: i32) -> Result<Option<Arc<Partition>>, GroupError> {
         let Some(map) = &self.replicated else {
             return Ok(None);
         };
-        let partition = map
-            .lock()
+        map.lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&index)
             .cloned()
-            .ok_or(GroupError::NotLeader { partition: index })?;
+            .map(Some)
+            .ok_or(GroupError::NotLeader { partition: index })
+    }
+
+    /// Cluster mode: appends `batch` to the led partition `index`. `Ok(None)` when the store
+    /// owns its logs (the caller appends locally).
+    fn append_replicated(&self, index: i32, batch: Bytes) -> Result<Option<u64>, GroupError> {
+        let Some(partition) = self.led(index)? else {
+            return Ok(None);
+        };
         let len = batch.len() as u64;
         partition
             .append_from_coordinator(batch, crate::clock::now_ms())
@@ -373,13 +381,7 @@ impl OffsetStore {
         commit: bool,
         coordinator_epoch: i32,
     ) -> Result<(), GroupError> {
-        if let Some(map) = &self.replicated {
-            let partition = map
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&index)
-                .cloned()
-                .ok_or(GroupError::NotLeader { partition: index })?;
+        if let Some(partition) = self.led(index)? {
             partition
                 .write_txn_marker(
                     producer_id,
