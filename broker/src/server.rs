@@ -30,9 +30,17 @@ pub async fn run(
         addr: "0.0.0.0:0".parse().expect("literal address"),
         source,
     })?;
+    tokio::pin!(shutdown);
     let cluster = match config.controller_bind_addr() {
         None => None,
-        Some(addr) => Some(join_cluster(&config, addr?, local).await?),
+        // Joining waits for a quorum of voters; a stop request meanwhile ends it.
+        Some(addr) => tokio::select! {
+            joined = join_cluster(&config, addr?, local) => Some(joined?),
+            _ = &mut shutdown => {
+                tracing::info!("stopped before the cluster had a quorum");
+                return Ok(());
+            }
+        },
     };
     let broker = tokio::task::block_in_place(|| Broker::open(config, local, cluster))?;
     let broker = Arc::new(broker);
@@ -60,7 +68,6 @@ pub async fn run(
         _ => None,
     };
     let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,

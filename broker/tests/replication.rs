@@ -603,3 +603,40 @@ fn a_consumer_group_goes_on_when_its_coordinators_broker_dies() {
         "the consumer has no partitions after the coordinator moved"
     );
 }
+
+#[test]
+fn a_broker_waiting_for_a_quorum_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port")
+    };
+    let (kafka, controller, absent) = (free(), free(), free());
+    let overrides = vec![
+        "node.id=1".to_owned(),
+        format!("controller.quorum.voters=1@127.0.0.1:{controller},2@127.0.0.1:{absent}"),
+    ];
+    let (mut b, _ready) = common::TestBroker::launch(
+        &tmp.path().join("data"),
+        &format!("listeners=PLAINTEXT://127.0.0.1:{kafka},CONTROLLER://127.0.0.1:{controller}"),
+        &overrides,
+    );
+    assert!(
+        b.wait_for_log("joining the cluster", Duration::from_secs(20)),
+        "{}",
+        b.log()
+    );
+    let asked = Instant::now();
+    assert!(
+        b.stop(),
+        "exit after SIGTERM without a quorum:\n{}",
+        b.log()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        asked.elapsed()
+    );
+}
