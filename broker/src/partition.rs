@@ -572,16 +572,6 @@ impl Partition {
         }
     }
 
-    /// The committed leader state (replicas, ISR, epochs), `None` while following (for
-    /// Metadata and DescribeTopics once the cluster layer is wired).
-    #[allow(dead_code)]
-    pub(crate) fn leader_state(&self) -> Option<LeaderAndIsr> {
-        match &self.inner().role {
-            Role::Leader(l) => Some(l.committed()),
-            Role::Follower { .. } => None,
-        }
-    }
-
     /// Size of the committed ISR (1 while following: only the own log is known).
     pub(crate) fn isr_len(&self) -> usize {
         match &self.inner().role {

@@ -220,10 +220,36 @@ pub fn watermarks(
         .map_err(|e| err(-1, e.to_string()))?;
     let mut out = BTreeMap::new();
     for p in 0..partitions {
-        let w = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| err(p, e.to_string()))?;
+        let deadline = std::time::Instant::now() + timeout;
+        let w = loop {
+            match consumer.fetch_watermarks(topic, p, timeout) {
+                Ok(w) => break w,
+                // Right after a topic is created (or a leader moved) the metadata can name a
+                // leader that has not opened the partition yet, on Kafka as on kbroker: ask
+                // again until the timeout rather than failing the run.
+                Err(e) if is_transient(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(err(p, e.to_string())),
+            }
+        };
         out.insert(p, w);
     }
     Ok(out)
+}
+
+/// Errors a metadata change in progress explains, worth asking again.
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::UnknownTopicOrPartition
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::BrokerTransportFailure
+        )
+    )
 }

@@ -20,9 +20,6 @@
 //! unfenced as soon as it registers, without waiting to catch up on the metadata log (it is a voter,
 //! so it replicates the log anyway). Metadata is not readable by Kafka clients as a topic.
 
-// Nothing outside this module uses it until the broker is wired to it (config, listener, handlers).
-#![allow(dead_code)]
-
 pub(crate) mod controller;
 pub(crate) mod image;
 pub(crate) mod network;
@@ -229,6 +226,7 @@ pub(crate) struct Cluster {
     /// Set by `stop`.
     stopped: AtomicBool,
     /// Test hook emulating SIGSTOP: the listener stops answering.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the test-only `freeze`
     frozen: Arc<AtomicBool>,
 }
 
@@ -407,12 +405,14 @@ impl Cluster {
             .map(|l| l as i32)
     }
 
-    /// Raft metrics of this node (for tests and diagnostics).
+    /// Raft metrics of this node (tests).
+    #[cfg(test)]
     pub(crate) fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
         self.raft.metrics().borrow().clone()
     }
 
-    /// This process's incarnation id.
+    /// This process's incarnation id (tests).
+    #[cfg(test)]
     pub(crate) fn incarnation(&self) -> Uuid {
         self.incarnation
     }

@@ -78,25 +78,42 @@ impl RpcReply {
     }
 }
 
+/// Why a message could not become a frame.
+pub(crate) enum EncodeError {
+    /// Serialization failed.
+    Io(io::Error),
+    /// The message is larger than [`MAX_FRAME`] (its size).
+    TooLarge(usize),
+}
+
+/// One message as a frame: length prefix and JSON body.
+pub(crate) fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, EncodeError> {
+    let body = serde_json::to_vec(msg)
+        .map_err(|e| EncodeError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    if body.len() > MAX_FRAME {
+        return Err(EncodeError::TooLarge(body.len()));
+    }
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    Ok(buf)
+}
+
 /// Writes one frame.
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     msg: &T,
 ) -> io::Result<()> {
-    let body =
-        serde_json::to_vec(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    if body.len() > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "frame of {} bytes exceeds the {MAX_FRAME} byte limit",
-                body.len()
-            ),
-        ));
-    }
-    let mut buf = Vec::with_capacity(body.len() + 4);
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&body);
+    let buf = match encode_frame(msg) {
+        Ok(buf) => buf,
+        Err(EncodeError::Io(e)) => return Err(e),
+        Err(EncodeError::TooLarge(bytes)) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {bytes} bytes exceeds the {MAX_FRAME} byte limit"),
+            ))
+        }
+    };
     w.write_all(&buf).await?;
     w.flush().await
 }
@@ -215,7 +232,17 @@ impl PeerConn {
                 addr: self.addr.clone(),
                 source,
             };
-            write_frame(stream, req).await.map_err(io)?;
+            let frame = match encode_frame(req) {
+                Ok(frame) => frame,
+                Err(EncodeError::TooLarge(bytes)) => {
+                    return Err(CallError::TooLarge {
+                        addr: self.addr.clone(),
+                        bytes,
+                    })
+                }
+                Err(EncodeError::Io(e)) => return Err(io(e)),
+            };
+            stream.write_all(&frame).await.map_err(io)?;
             match read_frame::<_, RpcResponse>(stream).await.map_err(io)? {
                 Some(r) => Ok(r),
                 None => Err(io(io::Error::new(

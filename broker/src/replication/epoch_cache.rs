@@ -60,7 +60,8 @@ impl EpochCache {
         }
     }
 
-    /// The entries, oldest first.
+    /// The entries, oldest first (tests).
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> &[EpochEntry] {
         &self.entries
     }
@@ -68,14 +69,6 @@ impl EpochCache {
     /// The newest epoch, if any wrote.
     pub(crate) fn latest_epoch(&self) -> Option<i32> {
         self.entries.last().map(|e| e.epoch)
-    }
-
-    /// The first offset of `epoch`, if it is in the cache.
-    pub(crate) fn start_offset_of(&self, epoch: i32) -> Option<i64> {
-        self.entries
-            .iter()
-            .find(|e| e.epoch == epoch)
-            .map(|e| e.start_offset)
     }
 
     /// Records that `epoch` starts at `start_offset` (a new leader at its log end, or a follower

@@ -17,10 +17,6 @@
 //! role changes see one consistent state. The Kafka-facing parts (Produce acks=all, replica
 //! Fetch, OffsetForLeaderEpoch) are in the request handlers.
 
-// Until the lead wires `ReplicaManager` into the broker (cluster mode), only the tests use
-// parts of this module.
-#![allow(dead_code)]
-
 pub(crate) mod client;
 pub(crate) mod epoch_cache;
 mod fetcher;

@@ -103,12 +103,8 @@ impl LeaderState {
         }
     }
 
-    /// Whether `replica` is a replica of the partition other than this broker.
-    pub(crate) fn is_follower(&self, replica: i32) -> bool {
-        self.followers.contains_key(&replica)
-    }
-
-    /// The progress of `replica`, if it is a follower.
+    /// The progress of `replica`, if it is a follower (tests).
+    #[cfg(test)]
     pub(crate) fn progress(&self, replica: i32) -> Option<&FollowerProgress> {
         self.followers.get(&replica)
     }
@@ -207,11 +203,6 @@ impl LeaderState {
             replicas: self.replicas.clone(),
             isr,
         }
-    }
-
-    /// The committed state as the seam describes it.
-    pub(crate) fn committed(&self) -> LeaderAndIsr {
-        self.proposal_state(self.isr.clone())
     }
 }
 
