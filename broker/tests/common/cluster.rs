@@ -150,6 +150,27 @@ impl TestCluster {
         for r in res {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
+        self.wait_until_served(name, partitions);
+    }
+
+    /// Waits until every partition's leader answers ListOffsets: metadata names the leaders as
+    /// soon as the controller has decided, a moment before they have opened the partitions.
+    pub fn wait_until_served(&self, topic: &str, partitions: i32) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .expect("consumer");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for p in 0..partitions {
+            while let Err(e) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{topic}-{p} not served within 15 s: {e}\n{}",
+                    self.log_tails(20)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// The topic's partitions as Metadata shows them now (from any live broker).
