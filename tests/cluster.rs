@@ -15,7 +15,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{kbench, scenario, show, summary};
+use common::{kbench, run, scenario, show, summary, write_scenario};
 
 fn alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
@@ -217,19 +217,12 @@ fn replicated_cluster_forms_and_describe_shows_replicas_and_isr() {
     let bootstrap = line.strip_prefix("bootstrap: ").unwrap().to_string();
 
     // An RF 3 topic with min.insync 2, written by a short acks=all run.
-    let file = data.path().join("t.toml");
-    std::fs::write(
+    let file = write_scenario(data.path(), "t.toml", "name = \"t\"\n[topic]\nname = \"replicated\"\npartitions = 3\nreplication_factor = 3\nmin_insync_replicas = 2\n[producers]\nmessages_each = 200\nacks = \"all\"\n[consumers]\ngroups = 1\n[verify]\ndelivery = \"exactly-once\"\n");
+    let o = run(
         &file,
-        "name = \"t\"\n[topic]\nname = \"replicated\"\npartitions = 3\nreplication_factor = 3\nmin_insync_replicas = 2\n[producers]\nmessages_each = 200\nacks = \"all\"\n[consumers]\ngroups = 1\n[verify]\ndelivery = \"exactly-once\"\n",
-    )
-    .unwrap();
-    let o = kbench()
-        .arg("run")
-        .arg(&file)
-        .args(["--bootstrap", &bootstrap, "--out"])
-        .arg(data.path().join("run"))
-        .output()
-        .unwrap();
+        &["--bootstrap", &bootstrap],
+        &data.path().join("run"),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let s = summary(&data.path().join("run"));
     assert_eq!(s.target.brokers, 3);
@@ -277,18 +270,16 @@ fn replicated_cluster_forms_and_describe_shows_replicas_and_isr() {
 #[test]
 fn acked_writes_survive_repeated_leader_kills() {
     let out = tempfile::tempdir().unwrap();
-    let o = kbench()
-        .args(["run", scenario("failover.toml").to_str().unwrap()])
-        .args([
+    let o = run(
+        &scenario("failover.toml"),
+        &[
             "--set",
             "producers.duration=10s",
             "--set",
             r#"faults=[{ at = "2s", action = "kill", broker = "leader:0", restart_after = "2s" }, { at = "6s", action = "kill", broker = "leader:0", restart_after = "2s" }]"#,
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+        ],
+        out.path(),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let s = summary(out.path());
     assert!(s.verdict.passed, "{:?}", s.verdict);
@@ -317,18 +308,16 @@ fn acked_writes_survive_repeated_leader_kills() {
 #[test]
 fn replication_matrix_compares_every_cell() {
     let out = tempfile::tempdir().unwrap();
-    let o = kbench()
-        .args(["run", scenario("replication.toml").to_str().unwrap()])
-        .args([
+    let o = run(
+        &scenario("replication.toml"),
+        &[
             "--set",
             "producers.duration=6s",
             "--set",
             r#"faults=[{ at = "2s", action = "kill", broker = "leader:0", restart_after = "2s" }]"#,
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+        ],
+        out.path(),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let csv = std::fs::read_to_string(out.path().join("comparison.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7, "header + 6 cells:\n{csv}");

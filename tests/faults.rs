@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{kbench, scenario, show, summary};
+use common::{kbench, run, scenario, show, summary, write_scenario};
 
 fn alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
@@ -157,12 +157,7 @@ restart_after = "1s"
 #[test]
 fn a_fault_on_a_broker_that_does_not_exist_is_a_validation_error() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.toml");
-    std::fs::write(
-        &file,
-        "name = \"bad\"\n[cluster]\nbrokers = 1\n\n[[faults]]\nat = \"1s\"\naction = \"kill\"\nbroker = 3\n",
-    )
-    .unwrap();
+    let file = write_scenario(dir.path(), "bad.toml", "name = \"bad\"\n[cluster]\nbrokers = 1\n\n[[faults]]\nat = \"1s\"\naction = \"kill\"\nbroker = 3\n");
     let o = kbench().arg("validate").arg(&file).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -173,12 +168,11 @@ fn a_fault_on_a_broker_that_does_not_exist_is_a_validation_error() {
     );
 
     // On an external cluster, a signal needs a process kbench owns: the fault must be a command.
-    let file = dir.path().join("external.toml");
-    std::fs::write(
-        &file,
+    let file = write_scenario(
+        dir.path(),
+        "external.toml",
         "name = \"ext\"\n\n[[faults]]\nat = \"1s\"\naction = \"kill\"\nbroker = 1\n",
-    )
-    .unwrap();
+    );
     let o = kbench()
         .arg("run")
         .arg(&file)
@@ -225,19 +219,12 @@ fn cluster_up_serves_describe_and_leaves_no_broker_behind() {
         .unwrap();
 
     // A topic of 3 partitions, made by a short run against the cluster.
-    let file = data.path().join("t.toml");
-    std::fs::write(
+    let file = write_scenario(data.path(), "t.toml", "name = \"t\"\n[topic]\nname = \"described\"\npartitions = 3\n[producers]\nmessages_each = 10\n[consumers]\ngroups = 0\n[verify]\ndelivery = \"none\"\non_disk = true\n");
+    let o = run(
         &file,
-        "name = \"t\"\n[topic]\nname = \"described\"\npartitions = 3\n[producers]\nmessages_each = 10\n[consumers]\ngroups = 0\n[verify]\ndelivery = \"none\"\non_disk = true\n",
-    )
-    .unwrap();
-    let o = kbench()
-        .arg("run")
-        .arg(&file)
-        .args(["--bootstrap", &bootstrap, "--out"])
-        .arg(data.path().join("run"))
-        .output()
-        .unwrap();
+        &["--bootstrap", &bootstrap],
+        &data.path().join("run"),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     // On an external cluster the on-disk check asks the brokers (DescribeLogDirs).
     let summary: serde_json::Value =

@@ -3,19 +3,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{kbench, scenario, show, summary};
+use common::{kbench, run, scenario, show, spawn_run, summary, write_scenario};
 
 #[test]
 fn smoke_scenario_passes_with_correct_counts_and_a_full_report() {
     let out = tempfile::tempdir().unwrap();
-    let o = kbench()
-        .args(["run", scenario("smoke.toml").to_str().unwrap(), "--out"])
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let o = run(&scenario("smoke.toml"), &[], out.path());
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let s = summary(out.path());
     assert!(s.verdict.passed, "{:?}", s.verdict);
@@ -111,12 +106,11 @@ fn set_overrides_reach_the_run() {
 #[test]
 fn scenario_with_a_typo_exits_2_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("typo.toml");
-    std::fs::write(
-        &file,
+    let file = write_scenario(
+        dir.path(),
+        "typo.toml",
         "name = \"typo\"\n\n[producers]\ncount = 1\nmessages_eahc = 10\n",
-    )
-    .unwrap();
+    );
     for cmd in ["run", "validate"] {
         let o = kbench()
             .arg(cmd)
@@ -190,21 +184,8 @@ fn unreachable_bootstrap_exits_2() {
 #[test]
 fn a_broker_killed_mid_run_fails_the_run_clearly_without_hanging() {
     let out = tempfile::tempdir().unwrap();
-    let file = out.path().join("long.toml");
-    std::fs::write(
-        &file,
-        "name = \"long\"\n[topic]\npartitions = 2\n[producers]\ncount = 2\nduration = \"60s\"\ntotal_rate = \"2000/s\"\n[verify]\ndelivery = \"exactly-once\"\n",
-    )
-    .unwrap();
-    let mut child = kbench()
-        .arg("run")
-        .arg(&file)
-        .arg("--out")
-        .arg(out.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let file = write_scenario(out.path(), "long.toml", "name = \"long\"\n[topic]\npartitions = 2\n[producers]\ncount = 2\nduration = \"60s\"\ntotal_rate = \"2000/s\"\n[verify]\ndelivery = \"exactly-once\"\n");
+    let mut child = spawn_run(&file, out.path());
     let pid_file = out.path().join("brokers/1/pid");
     let started = Instant::now();
     // Wait until messages flow (time series rows with acknowledgements), then kill the broker.
@@ -284,21 +265,8 @@ fn every_shipped_scenario_validates_through_the_binary() {
 #[test]
 fn ctrl_c_stops_the_run_writes_the_report_and_stops_the_broker() {
     let out = tempfile::tempdir().unwrap();
-    let file = out.path().join("long.toml");
-    std::fs::write(
-        &file,
-        "name = \"long\"\n[topic]\npartitions = 2\n[producers]\ncount = 1\nduration = \"60s\"\nrate = \"1000/s\"\n",
-    )
-    .unwrap();
-    let mut child = kbench()
-        .arg("run")
-        .arg(&file)
-        .arg("--out")
-        .arg(out.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let file = write_scenario(out.path(), "long.toml", "name = \"long\"\n[topic]\npartitions = 2\n[producers]\ncount = 1\nduration = \"60s\"\nrate = \"1000/s\"\n");
+    let mut child = spawn_run(&file, out.path());
     let pid_file = out.path().join("brokers/1/pid");
     let started = Instant::now();
     while !pid_file.exists() && started.elapsed() < Duration::from_secs(30) {

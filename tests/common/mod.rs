@@ -37,3 +37,35 @@ pub fn show(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Writes scenario `text` to `dir/<file>` and returns the path.
+pub fn write_scenario(dir: &Path, file: &str, text: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+/// `kbench run SCENARIO ARGS... --out OUT`, to completion.
+pub fn run(scenario: &Path, args: &[&str], out: &Path) -> Output {
+    kbench()
+        .arg("run")
+        .arg(scenario)
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run kbench")
+}
+
+/// `kbench run SCENARIO --out OUT` in the background, output piped.
+pub fn spawn_run(scenario: &Path, out: &Path) -> std::process::Child {
+    kbench()
+        .arg("run")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kbench")
+}

@@ -556,6 +556,16 @@ mod tests {
         img
     }
 
+    /// Adds topic "t" with one partition in `state`.
+    fn add_topic_t(img: &mut ClusterImage, state: PartitionState) {
+        img.apply(&MetadataRecord::CreateTopic(TopicInfo {
+            name: "t".into(),
+            id: Uuid::nil(),
+            configs: BTreeMap::new(),
+            partitions: vec![state],
+        }));
+    }
+
     fn spec(name: &str, partitions: i32, rf: i32) -> CreateTopicSpec {
         CreateTopicSpec {
             name: name.into(),
@@ -628,18 +638,16 @@ mod tests {
     #[test]
     fn alter_partition_rejects_stale_epochs_and_ineligible_replicas() {
         let mut img = image(4);
-        img.apply(&MetadataRecord::CreateTopic(TopicInfo {
-            name: "t".into(),
-            id: Uuid::nil(),
-            configs: BTreeMap::new(),
-            partitions: vec![PartitionState {
+        add_topic_t(
+            &mut img,
+            PartitionState {
                 replicas: vec![1, 2, 3],
                 isr: vec![1, 2, 3],
                 leader: 1,
                 leader_epoch: 2,
                 partition_epoch: 5,
-            }],
-        }));
+            },
+        );
         assert_eq!(alter(&img, 1, 1, 5, vec![1, 2]).unwrap_err().code(), 74);
         assert_eq!(alter(&img, 1, 2, 4, vec![1, 2]).unwrap_err().code(), 108);
         assert_eq!(alter(&img, 2, 2, 5, vec![1, 2]).unwrap_err().code(), 6);
@@ -664,18 +672,16 @@ mod tests {
     #[test]
     fn reregistration_with_new_incarnation_fences_then_unfences() {
         let mut img = image(3);
-        img.apply(&MetadataRecord::CreateTopic(TopicInfo {
-            name: "t".into(),
-            id: Uuid::nil(),
-            configs: BTreeMap::new(),
-            partitions: vec![PartitionState {
+        add_topic_t(
+            &mut img,
+            PartitionState {
                 replicas: vec![2, 1, 3],
                 isr: vec![2, 1, 3],
                 leader: 2,
                 leader_epoch: 0,
                 partition_epoch: 0,
-            }],
-        }));
+            },
+        );
         let same = img.brokers[&2].clone();
         assert!(
             register_records(&img, same, false).is_empty(),

@@ -260,17 +260,9 @@ fn build_groups(
             .or_insert_with(|| Group::new(p.group.clone(), now_ms()));
         let pending = group.pending_txn_offsets.entry(p.producer_id).or_default();
         pending.producer_epoch = p.producer_epoch;
-        for r in p.records {
-            if let StoreRecord::Offset {
-                topic,
-                partition,
-                value: Some(v),
-                ..
-            } = r
-            {
-                pending.offsets.insert((topic, partition), v);
-            }
-        }
+        pending
+            .offsets
+            .extend(p.records.into_iter().filter_map(StoreRecord::into_commit));
     }
     groups
 }
@@ -1299,17 +1291,9 @@ impl Inner {
                     .collect();
             }
         }
-        for r in records {
-            if let StoreRecord::Offset {
-                topic,
-                partition,
-                value: Some(v),
-                ..
-            } = r
-            {
-                group.offsets.insert((topic, partition), v);
-            }
-        }
+        group
+            .offsets
+            .extend(records.into_iter().filter_map(StoreRecord::into_commit));
         codes
     }
 
@@ -1370,17 +1354,9 @@ impl Inner {
             .entry(req.producer_id)
             .or_default();
         pending.producer_epoch = req.producer_epoch;
-        for r in records {
-            if let StoreRecord::Offset {
-                topic,
-                partition,
-                value: Some(v),
-                ..
-            } = r
-            {
-                pending.offsets.insert((topic, partition), v);
-            }
-        }
+        pending
+            .offsets
+            .extend(records.into_iter().filter_map(StoreRecord::into_commit));
         codes
     }
 

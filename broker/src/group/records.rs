@@ -76,6 +76,22 @@ pub(crate) enum StoreRecord {
 }
 
 impl StoreRecord {
+    /// A committed offset as `((topic, partition), commit)`; `None` for anything else (group
+    /// metadata, a tombstone).
+    pub(crate) fn into_commit(self) -> Option<((String, i32), CommittedOffset)> {
+        match self {
+            StoreRecord::Offset {
+                topic,
+                partition,
+                value: Some(v),
+                ..
+            } => Some(((topic, partition), v)),
+            _ => None,
+        }
+    }
+}
+
+impl StoreRecord {
     /// The group the record belongs to.
     #[cfg(test)]
     pub(crate) fn group(&self) -> &str {
