@@ -308,12 +308,19 @@ pub async fn run_one(
             s.consumers.groups, s.consumers.members
         );
         let deadline = Instant::now() + s.consumers.assign_timeout.0;
+        // Settled means every partition assigned *and* every member that can have one holding
+        // one: the first member to join is briefly given everything, and producing then would
+        // put the second rebalance inside the measured run.
+        let busy_members = (s.consumers.members as usize).min(consume_partitions as usize);
         loop {
             let assigned: Vec<usize> = group_meters
                 .iter()
                 .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
                 .collect();
-            if assigned.iter().all(|a| *a >= consume_partitions as usize) {
+            let settled = group_meters.iter().zip(&assigned).all(|(ms, a)| {
+                *a >= consume_partitions as usize && members_assigned(ms) >= busy_members
+            });
+            if settled {
                 break;
             }
             if let Some(dead) = target.dead_broker() {
@@ -323,14 +330,18 @@ pub async fn run_one(
                 bail!("interrupted while waiting for consumer group assignment");
             }
             if Instant::now() >= deadline {
-                let (g, a) = assigned
-                    .iter()
-                    .enumerate()
-                    .find(|(_, a)| **a < consume_partitions as usize)
-                    .map_or((0, 0), |(g, a)| (g, *a));
+                let g = (0..assigned.len())
+                    .find(|&g| {
+                        assigned[g] < consume_partitions as usize
+                            || members_assigned(&group_meters[g]) < busy_members
+                    })
+                    .unwrap_or(0);
                 bail!(
-                    "consumer group {} has {a} of {consume_partitions} partitions of {consume_topic} assigned after {:?} (consumers.assign_timeout); is the group coordinator working?",
+                    "consumer group {} has {} of {consume_partitions} partitions of {consume_topic} assigned, to {} of {} members, after {:?} (consumers.assign_timeout); is the group coordinator working?",
                     group_ids[g],
+                    assigned[g],
+                    members_assigned(&group_meters[g]),
+                    s.consumers.members,
                     s.consumers.assign_timeout.0
                 );
             }
@@ -1166,4 +1177,12 @@ fn transactions_summary(
 
 fn hostname() -> String {
     sysinfo::System::host_name().unwrap_or_default()
+}
+
+/// How many of a group's members hold at least one partition.
+fn members_assigned(members: &[Arc<ConsumerMeter>]) -> usize {
+    members
+        .iter()
+        .filter(|m| m.with_state(|st| st.assigned) > 0)
+        .count()
 }

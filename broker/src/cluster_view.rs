@@ -212,18 +212,23 @@ impl Broker {
         }
     }
 
-    /// NOT_COORDINATOR when, in a cluster, another broker coordinates `group` (the leader of its
-    /// `__consumer_offsets` partition); `None` when this broker does.
+    /// The error for a request about `group` when this broker cannot answer for it: in a
+    /// cluster, NOT_COORDINATOR when another broker coordinates it (the leader of its
+    /// `__consumer_offsets` partition), COORDINATOR_LOAD_IN_PROGRESS when this broker has just
+    /// become that leader and is still loading the partition's groups (the client retries
+    /// here). `None` when this broker answers.
     pub(crate) fn group_coordinator_error(&self, group: &str) -> Option<i16> {
+        use kafka_protocol::error::ResponseError as E;
         let image = self.image()?;
-        let not = Some(kafka_protocol::error::ResponseError::NotCoordinator.code());
         let Some(offsets) = image.topics.get("__consumer_offsets") else {
-            return not;
+            return Some(E::NotCoordinator.code());
         };
         let p = crate::group::store::partition_for(group, offsets.partitions.len() as i32);
         match offsets.partitions.get(p as usize) {
-            Some(state) if state.leader == self.node_id() => None,
-            _ => not,
+            Some(state) if state.leader == self.node_id() => {
+                (!self.groups.is_coordinating(group)).then_some(E::CoordinatorLoadInProgress.code())
+            }
+            _ => Some(E::NotCoordinator.code()),
         }
     }
 }

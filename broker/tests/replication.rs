@@ -296,6 +296,96 @@ fn paused_follower_leaves_the_isr_and_comes_back() {
     });
 }
 
+/// A consumer fetching between the leader's high watermark and its log end: the state right
+/// after a fail-over, when the consumer has read up to the old leader's high watermark and the
+/// new leader has not yet learned it. Kafka answers with no records (the consumer waits); an
+/// OFFSET_OUT_OF_RANGE would send the consumer to `auto.offset.reset` and re-read (or skip) the
+/// partition.
+#[test]
+fn a_fetch_past_the_high_watermark_but_within_the_log_waits_instead_of_out_of_range() {
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let cluster = TestCluster::start(
+        3,
+        &[],
+        // The paused followers stay in the ISR (and fenced by nobody) for the whole test, so
+        // the leader's high watermark cannot move.
+        &[
+            "replica.lag.time.max.ms=60000",
+            "broker.session.timeout.ms=60000",
+        ],
+    );
+    cluster.create_topic("ahead", 1, 3, &[]);
+    let p0 = cluster.wait_for("ahead", Duration::from_secs(10), "ISR of 3", |ps| {
+        ps[0].isr.len() == 3
+    })[0]
+        .clone();
+    let followers: Vec<i32> = p0
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != p0.leader)
+        .collect();
+    for f in &followers {
+        cluster.brokers[(*f - 1) as usize].signal("STOP");
+    }
+    let p = producer(&cluster.bootstrap(), &[("acks", "1")]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for i in 0..5 {
+        rt.block_on(p.send(
+            FutureRecord::to("ahead").key("k").payload(&format!("{i}")),
+            Duration::from_secs(5),
+        ))
+        .expect("acks=1 with the followers paused");
+    }
+    let leader = cluster.brokers[(p0.leader - 1) as usize].bootstrap.clone();
+    let fetch_at = |offset: i64| -> (i16, i64, usize) {
+        let mut part = FetchPartition::default();
+        part.partition = 0;
+        part.fetch_offset = offset;
+        part.partition_max_bytes = 1 << 20;
+        let mut topic = FetchTopic::default();
+        topic.topic = TopicName(StrBytes::from_static_str("ahead"));
+        topic.partitions = vec![part];
+        let mut req = FetchRequest::default();
+        req.replica_id = (-1).into();
+        req.max_wait_ms = 100;
+        req.min_bytes = 1;
+        req.max_bytes = 1 << 20;
+        req.topics = vec![topic];
+        let resp: FetchResponse =
+            common::wire::Wire::connect(&leader).call(ApiKey::Fetch, 12, &req);
+        let pd = &resp.responses[0].partitions[0];
+        let bytes = pd.records.as_ref().map_or(0, |r| r.len());
+        (pd.error_code, pd.high_watermark, bytes)
+    };
+    let (code, hw, bytes) = fetch_at(3);
+    let cont = || {
+        for f in &followers {
+            cluster.brokers[(*f - 1) as usize].signal("CONT");
+        }
+    };
+    if hw >= 3 {
+        cont();
+        panic!("the high watermark moved to {hw} with both followers paused");
+    }
+    let (past_end, _, _) = fetch_at(6);
+    cont();
+    assert_eq!(
+        (code, bytes),
+        (0, 0),
+        "offset 3 is in the log (end 5) but past the high watermark {hw}: no error, no records"
+    );
+    assert_eq!(
+        past_end,
+        ResponseError::OffsetOutOfRange.code(),
+        "offset 6 is past the log end (5)"
+    );
+}
+
 /// Bytes of every `.log` segment of a partition, in offset order.
 fn log_bytes(dir: &std::path::Path, topic: &str, p: i32) -> Vec<u8> {
     let pdir = dir.join(format!("{topic}-{p}"));

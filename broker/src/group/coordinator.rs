@@ -19,7 +19,7 @@
 //! [`OffsetStore`] (the `__consumer_offsets` log) before a request is answered.
 
 use crate::clock::now_ms;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -207,6 +207,12 @@ struct Inner {
     /// Where commits and group metadata are written; `None` keeps everything in memory
     /// (unit tests).
     store: Option<OffsetStore>,
+    /// Cluster mode: the `__consumer_offsets` partitions whose groups are loaded here, i.e. the
+    /// groups this broker answers for. Leadership (the metadata) comes first and the load a
+    /// moment later; in between a request must not see an empty group (a member would be told
+    /// UNKNOWN_MEMBER_ID and drop its id), so it is told COORDINATOR_LOAD_IN_PROGRESS.
+    /// A partition is added with the `groups` lock held, after its groups are installed.
+    coordinating: Mutex<HashSet<i32>>,
 }
 
 /// Checks each partition's metadata size and builds the records to store, for plain and
@@ -276,6 +282,7 @@ impl GroupCoordinator {
                 cfg,
                 groups: Mutex::new(HashMap::new()),
                 store: None,
+                coordinating: Mutex::default(),
             }),
         }
     }
@@ -292,6 +299,7 @@ impl GroupCoordinator {
                 cfg,
                 groups: Mutex::new(HashMap::new()),
                 store: Some(store),
+                coordinating: Mutex::default(),
             }),
         };
         coordinator.install(build_groups(replayed, pending));
@@ -303,6 +311,10 @@ impl GroupCoordinator {
     /// Kafka.
     fn install(&self, loaded: HashMap<String, Group>) {
         let mut groups = self.inner.lock();
+        self.install_locked(&mut groups, loaded);
+    }
+
+    fn install_locked(&self, groups: &mut HashMap<String, Group>, loaded: HashMap<String, Group>) {
         let ids: Vec<String> = loaded.keys().cloned().collect();
         for (id, group) in loaded {
             groups.insert(id, group);
@@ -325,6 +337,18 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether this broker answers for `group_id` now: always on a single broker; in cluster
+    /// mode once the group's `__consumer_offsets` partition is loaded here.
+    pub(crate) fn is_coordinating(&self, group_id: &str) -> bool {
+        match &self.inner.store {
+            Some(store) if store.is_replicated() => self
+                .inner
+                .coordinating()
+                .contains(&store.partition_for(group_id)),
+            _ => true,
+        }
+    }
+
     /// Cluster mode: this broker has become the leader of `__consumer_offsets` partition
     /// `index`, so it coordinates that partition's groups from now on: their state is replayed
     /// from the (replicated) partition, replacing whatever this broker remembered of them.
@@ -336,13 +360,17 @@ impl GroupCoordinator {
         let Some(store) = &self.inner.store else {
             return Ok(0);
         };
+        // A reload (new leader epoch) stops answering first, so nothing is written between the
+        // replay and the install.
+        self.inner.coordinating().remove(&index);
         let (records, pending) = store.lead(index, partition)?;
         let loaded = build_groups(records, pending);
         let count = loaded.len();
-        self.inner
-            .lock()
-            .retain(|id, _| store.partition_for(id) != index);
-        self.install(loaded);
+        // One critical section: no request sees the partition's groups half replaced.
+        let mut groups = self.inner.lock();
+        groups.retain(|id, _| store.partition_for(id) != index);
+        self.install_locked(&mut groups, loaded);
+        self.inner.coordinating().insert(index);
         Ok(count)
     }
 
@@ -352,10 +380,10 @@ impl GroupCoordinator {
         let Some(store) = &self.inner.store else {
             return;
         };
+        let mut groups = self.inner.lock();
+        self.inner.coordinating().remove(&index);
         store.resign(index);
-        self.inner
-            .lock()
-            .retain(|id, _| store.partition_for(id) != index);
+        groups.retain(|id, _| store.partition_for(id) != index);
     }
 
     /// JoinGroup. Waits while the group rebalances.
@@ -687,6 +715,10 @@ impl Inner {
         // Every mutation keeps the map consistent between statements that can panic, so a
         // poisoned lock is still usable.
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn coordinating(&self) -> MutexGuard<'_, HashSet<i32>> {
+        self.coordinating.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     // ----- JoinGroup -------------------------------------------------------------------

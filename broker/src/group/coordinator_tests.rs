@@ -822,3 +822,70 @@ async fn snapshots_keep_pending_transactional_offsets() {
     c.complete_transaction(0, 5, 0, true, 0).unwrap();
     assert_eq!(committed(&c, "g"), vec![(0, 55)]);
 }
+
+/// Cluster mode: the coordinator answers for a group only once the group's `__consumer_offsets`
+/// partition is loaded here (leadership arrives a moment before the load), forgets it when it
+/// resigns, and a later load brings the group and its offsets back from the replicated log.
+#[tokio::test(start_paused = true)]
+async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded() {
+    use crate::log::LogConfig;
+    use crate::partition::Partition;
+    use crate::replication::LeaderAndIsr;
+
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(GroupCoordinator::open_replicated(dir.path(), cfg()));
+    let index = c.offsets_partition_for("g");
+    assert!(!c.is_coordinating("g"), "nothing is loaded yet");
+    let partition = Arc::new(
+        Partition::open(
+            super::super::store::OFFSETS_TOPIC,
+            index,
+            &dir.path().join(format!("__consumer_offsets-{index}")),
+            LogConfig::default(),
+        )
+        .unwrap(),
+    );
+    let alone = LeaderAndIsr {
+        leader: 1,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        replicas: vec![1],
+        isr: vec![1],
+    };
+    partition.become_leader(1, &alone, 0).unwrap();
+    c.load_partition(index, partition.clone()).unwrap();
+    assert!(c.is_coordinating("g"));
+    let other = (0..100)
+        .map(|i| format!("other-{i}"))
+        .find(|g| c.offsets_partition_for(g) != index)
+        .expect("a group of another partition");
+    assert!(!c.is_coordinating(&other), "{other}'s partition is not loaded");
+
+    let (ids, generation) = stable_group(&c, "g", &["a"]).await;
+    let codes = c.commit_offsets(&CommitRequest {
+        group_id: "g".into(),
+        generation_id: generation,
+        member_id: ids[0].clone(),
+        group_instance_id: None,
+        retention_time_ms: -1,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset: 42,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+    });
+    assert_eq!(codes, vec![0]);
+
+    c.unload_partition(index);
+    assert!(!c.is_coordinating("g"));
+    assert_eq!(state(&c, "g"), None, "a resigned partition's groups are forgotten");
+
+    c.load_partition(index, partition).unwrap();
+    assert!(c.is_coordinating("g"));
+    assert_eq!(state(&c, "g"), Some(GroupState::Stable));
+    let rows = c.fetch_offsets("g", None).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].2.as_ref().map(|o| o.offset), Some(42));
+}

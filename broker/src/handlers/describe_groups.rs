@@ -16,8 +16,14 @@ pub(crate) async fn handle(
 ) -> DescribeGroupsResponse {
     let mut resp = DescribeGroupsResponse::default();
     for id in req.groups {
-        let d = ctx.broker.groups.describe_group(id.0.as_str());
         let mut g = DescribedGroup::default();
+        if let Some(code) = ctx.broker.group_coordinator_error(id.0.as_str()) {
+            g.error_code = code;
+            g.group_id = id;
+            resp.groups.push(g);
+            continue;
+        }
+        let d = ctx.broker.groups.describe_group(id.0.as_str());
         g.error_code = d.error_code;
         g.group_id = id;
         g.group_state = str_bytes(d.state);

@@ -261,9 +261,13 @@ fn read_all(
                     pd.high_watermark = o.high_watermark;
                     pd.last_stable_offset = o.last_stable_offset;
                     pd.log_start_offset = o.log_start;
-                    // A follower reads up to the log end; consumers up to the watermarks.
+                    // A follower reads up to the log end; consumers up to the watermarks. An
+                    // offset is out of range only past the log end, as in Kafka: a consumer
+                    // can be ahead of a newly elected leader's high watermark (it read up to
+                    // the old leader's) and must then wait, not be reset.
+                    let log_end = p.log_end_offset();
                     let readable = if for_replica {
-                        p.log_end_offset()
+                        log_end
                     } else {
                         o.high_watermark
                     };
@@ -275,7 +279,7 @@ fn read_all(
                         pd.diverging_epoch.epoch = *epoch;
                         pd.diverging_epoch.end_offset = *end_offset;
                         errors = true;
-                    } else if *offset < o.log_start || *offset > readable {
+                    } else if *offset < o.log_start || *offset > log_end {
                         pd.error_code = ResponseError::OffsetOutOfRange.code();
                         errors = true;
                     } else if *offset < readable && total < max_bytes {

@@ -22,10 +22,13 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> 
             group_instance_id: None,
         }]
     };
-    let (top, codes) = ctx
-        .broker
-        .groups
-        .leave_group(req.group_id.0.as_str(), &leaving);
+    let (top, codes) = match ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+        Some(code) => (code, vec![code; leaving.len()]),
+        None => ctx
+            .broker
+            .groups
+            .leave_group(req.group_id.0.as_str(), &leaving),
+    };
     let mut resp = LeaveGroupResponse::default();
     if ctx.version >= 3 {
         resp.error_code = top;

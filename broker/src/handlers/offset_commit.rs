@@ -44,6 +44,8 @@ pub(crate) async fn handle(
     }
     let codes = if partitions.is_empty() {
         Vec::new()
+    } else if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+        vec![code; partitions.len()]
     } else {
         ctx.broker.groups.commit_offsets(&CommitRequest {
             group_id: req.group_id.0.to_string(),

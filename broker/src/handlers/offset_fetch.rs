@@ -14,19 +14,24 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 
 use super::{str_bytes, RequestContext};
 use crate::group::state::CommittedOffset;
-use crate::group::GroupCoordinator;
+use crate::broker::Broker;
 
 /// One fetched partition: (partition, committed offset or none, or an error code).
 type Fetched = Vec<(String, Vec<(i32, Result<Option<CommittedOffset>, i16>)>)>;
 
 /// Committed offsets of one group, grouped by topic (request order, or sorted for "all").
 /// With `require_stable`, partitions with pending transactional offsets come back as `Err`.
+/// A broker that is not (or not yet) the group's coordinator answers with the error.
 fn fetch(
-    groups: &GroupCoordinator,
+    broker: &Broker,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Result<Fetched, i16> {
+    if let Some(code) = broker.group_coordinator_error(group_id) {
+        return Err(code);
+    }
+    let groups = &broker.groups;
     let rows = groups.fetch_offsets(group_id, wanted.as_deref())?;
     let unstable = if require_stable {
         groups.unstable_partitions(group_id)
@@ -52,7 +57,7 @@ pub(crate) async fn handle(
     ctx: &RequestContext<'_>,
     req: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
-    let groups = &ctx.broker.groups;
+    let broker: &Broker = ctx.broker;
     let mut resp = OffsetFetchResponse::default();
     if ctx.version >= 8 {
         for g in req.groups {
@@ -63,7 +68,7 @@ pub(crate) async fn handle(
             });
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
-            match fetch(groups, g.group_id.0.as_str(), wanted, req.require_stable) {
+            match fetch(broker, g.group_id.0.as_str(), wanted, req.require_stable) {
                 Err(code) => gr.error_code = code,
                 Ok(topics) => {
                     for (topic, parts) in topics {
@@ -94,10 +99,28 @@ pub(crate) async fn handle(
             .collect()
     });
     let require_stable = ctx.version >= 7 && req.require_stable;
-    match fetch(groups, req.group_id.0.as_str(), wanted, require_stable) {
-        // v1 has no top-level error; the coordinator never fails a fetch on this broker.
+    let asked = wanted.clone();
+    match fetch(broker, req.group_id.0.as_str(), wanted, require_stable) {
         Err(code) if ctx.version >= 2 => resp.error_code = code,
-        Err(_) => {}
+        // v1 has no top-level error: each asked partition carries it.
+        Err(code) => {
+            for (topic, parts) in asked.unwrap_or_default() {
+                let mut tr = OffsetFetchResponseTopic::default();
+                tr.name = TopicName(str_bytes(&topic));
+                for partition in parts {
+                    let mut pr = OffsetFetchResponsePartition::default();
+                    pr.partition_index = partition;
+                    pr.error_code = fill(
+                        Err(code),
+                        &mut pr.committed_offset,
+                        &mut pr.committed_leader_epoch,
+                        &mut pr.metadata,
+                    );
+                    tr.partitions.push(pr);
+                }
+                resp.topics.push(tr);
+            }
+        }
         Ok(topics) => {
             for (topic, parts) in topics {
                 let mut tr = OffsetFetchResponseTopic::default();

@@ -25,13 +25,12 @@ pub(crate) async fn handle(
         req.producer_epoch,
         broker.groups.offsets_partition_for(&group_id),
     );
-    let codes: Vec<i16> = match checked {
+    let n = req.topics.iter().map(|t| t.partitions.len()).sum();
+    let codes: Vec<i16> = match (broker.group_coordinator_error(&group_id), checked) {
+        (Some(code), _) => vec![code; n],
         // PRODUCER_FENCED exists from v3 on (KIP-588).
-        Err(e) => {
-            let n = req.topics.iter().map(|t| t.partitions.len()).sum();
-            vec![e.code(ctx.version >= 3); n]
-        }
-        Ok(()) => {
+        (None, Err(e)) => vec![e.code(ctx.version >= 3); n],
+        (None, Ok(())) => {
             let commit = TxnCommitRequest {
                 group_id: group_id.clone(),
                 producer_id: req.producer_id.0,
