@@ -3,26 +3,42 @@
 //! A frame is a big-endian `i32` size followed by that many bytes. The size is checked before
 //! anything is allocated (negative or over `socket.request.max.bytes` closes the connection, as
 //! Kafka does), and every read is bounded by `connections.max.idle.ms`, so a client that stops
-//! mid-frame costs one idle task until the timeout, never a stuck broker. Requests on one
-//! connection are handled one at a time, in order, which is Kafka's guarantee to clients (and
-//! what idempotent producers rely on). Anything the broker cannot parse closes this connection
-//! only, with a warning naming the peer and what was wrong.
+//! mid-frame costs one idle task until the timeout, never a stuck broker. Anything the broker
+//! cannot parse closes this connection only, with a warning naming the peer and what was wrong.
+//!
+//! Requests on one connection are processed in order and answered in order, which is Kafka's
+//! guarantee to clients (and what idempotent producers rely on). Within that guarantee,
+//! consecutive Produce requests are pipelined: each is appended as soon as it arrives, in
+//! order, and only its wait for replication (acks=all) overlaps with the next ones, up to
+//! [`MAX_PIPELINED`] outstanding responses. Without this a producer connection would carry one
+//! acks=all request per replication round trip, however many requests the client keeps in
+//! flight. Any other request first waits until every earlier response is sent, so it sees the
+//! connection exactly as if requests were handled one at a time.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
 use crate::handlers::{self, RequestContext};
+
+/// Produce responses that may be outstanding on one connection: the Java client's default
+/// `max.in.flight.requests.per.connection`. Past it the connection reads nothing more until
+/// the oldest is answered (the client then waits on TCP, as with a busy Kafka broker).
+pub(crate) const MAX_PIPELINED: usize = 5;
 
 /// What to do after a frame was handled.
 enum Outcome {
@@ -32,6 +48,18 @@ enum Outcome {
     NoReply,
     /// Close the connection; the reason is logged.
     Close(String),
+}
+
+/// A response still being worked out (a produce request waiting for replication).
+type PendingReply = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// Aborts the frame reader when the connection ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Serves one connection until the client closes it, it misbehaves, it idles out, or the broker
@@ -44,28 +72,71 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let max = broker.config.socket_request_max_bytes;
+    // The reader runs ahead by one frame at most, so a frame is never lost half-read when the
+    // loop below turns to a response that completed.
+    let (tx, mut frames) = mpsc::channel(1);
+    let _reader = AbortOnDrop(tokio::spawn(read_frames(rd, peer, idle, max, tx)));
+    let mut pending: FuturesOrdered<PendingReply> = FuturesOrdered::new();
     loop {
-        let size = tokio::select! {
-            r = tokio::time::timeout(idle, rd.read_i32()) => match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(_)) => return, // closed by the client
-                Err(_) => {
-                    tracing::debug!(%peer, "closing idle connection");
+        tokio::select! {
+            Some(outcome) = pending.next(), if !pending.is_empty() => {
+                if !send(&mut wr, peer, outcome).await {
                     return;
                 }
-            },
-            _ = stop.changed() => return,
+            }
+            frame = frames.recv(), if pending.len() < MAX_PIPELINED => {
+                let Some(frame) = frame else {
+                    // The client closed, idled out or sent a bad frame: answer what was asked.
+                    drain(&mut pending, &mut wr, peer).await;
+                    return;
+                };
+                if is_produce(&frame) {
+                    pending.push_back(stage_produce(&broker, peer, frame));
+                    continue;
+                }
+                if !drain(&mut pending, &mut wr, peer).await {
+                    return;
+                }
+                let outcome = handle_frame(&broker, peer, frame).await;
+                if !send(&mut wr, peer, outcome).await {
+                    return;
+                }
+            }
+            _ = stop.changed() => {
+                drain(&mut pending, &mut wr, peer).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads frames until the client closes, idles out or breaks the framing; each complete frame
+/// goes to `tx`.
+async fn read_frames(
+    rd: OwnedReadHalf,
+    peer: SocketAddr,
+    idle: Duration,
+    max: usize,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    loop {
+        let size = match tokio::time::timeout(idle, rd.read_i32()).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => return, // closed by the client
+            Err(_) => {
+                tracing::debug!(%peer, "closing idle connection");
+                return;
+            }
         };
         if size < 0 || size as usize > max {
             tracing::warn!(%peer, size, limit = max, "closing connection: request size is negative or exceeds socket.request.max.bytes");
             return;
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        match tokio::time::timeout(idle, rd.read_exact(&mut frame)).await {
-            Ok(Ok(_)) => {}
+        let frame = match tokio::time::timeout(idle, read_exactly(&mut rd, size as usize)).await {
+            Ok(Ok(frame)) => frame,
             Ok(Err(_)) => {
                 tracing::debug!(%peer, size, "connection closed mid-request");
                 return;
@@ -74,75 +145,129 @@ pub(crate) async fn serve(
                 tracing::warn!(%peer, size, "closing connection: request not completed within connections.max.idle.ms");
                 return;
             }
-        }
-        match handle_frame(&broker, peer, frame.freeze()).await {
-            Outcome::Reply(bytes) => {
-                if wr.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            Outcome::NoReply => {}
-            Outcome::Close(reason) => {
-                tracing::warn!(%peer, "closing connection: {reason}");
-                return;
-            }
+        };
+        if tx.send(frame.freeze()).await.is_err() {
+            return;
         }
     }
 }
 
-/// Decodes one request frame, dispatches it, and encodes the response frame.
-async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, mut frame: Bytes) -> Outcome {
-    if frame.len() < 8 {
-        return Outcome::Close(format!(
-            "request of {} bytes is too short for a header",
-            frame.len()
-        ));
-    }
-    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let Ok(api_key) = ApiKey::try_from(raw_key) else {
-        return Outcome::Close(format!("unknown API key {raw_key}"));
-    };
-    let Some((min, max)) = handlers::supported_versions(api_key) else {
-        return Outcome::Close(format!("API {api_key:?} (key {raw_key}) is not supported"));
-    };
-    if !(min..=max).contains(&version) {
-        if api_key == ApiKey::ApiVersions {
-            // Kafka answers an ApiVersions request it cannot parse with a v0 response carrying
-            // UNSUPPORTED_VERSION and its ranges, so the client can retry with a version we know.
-            return unsupported_api_versions(correlation_id);
+/// Reads exactly `n` bytes into a fresh buffer, without zeroing it first (frames are up to
+/// `socket.request.max.bytes`; a memset of each was a visible cost under load).
+pub(crate) async fn read_exactly<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    n: usize,
+) -> std::io::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(n);
+    while buf.len() < n {
+        let want = n - buf.len();
+        if rd.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        if api_key == ApiKey::Produce && (0..min).contains(&version) {
-            return Outcome::Close(format!(
-                "Produce v{version} carries message format v0/v1, which kbroker does not store; \
-                 use a client that writes record batches (Kafka 0.11+ clients, Produce v3+)"
-            ));
-        }
-        return Outcome::Close(format!(
-            "{api_key:?} v{version} is not supported (supported: v{min}-v{max})"
-        ));
     }
-    let header = match RequestHeader::decode(&mut frame, api_key.request_header_version(version)) {
-        Ok(h) => h,
-        Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} header: {e}")),
+    Ok(buf)
+}
+
+/// Writes one outcome; `false` when the connection must end.
+async fn send(wr: &mut OwnedWriteHalf, peer: SocketAddr, outcome: Outcome) -> bool {
+    match outcome {
+        Outcome::Reply(bytes) => wr.write_all(&bytes).await.is_ok(),
+        Outcome::NoReply => true,
+        Outcome::Close(reason) => {
+            tracing::warn!(%peer, "closing connection: {reason}");
+            false
+        }
+    }
+}
+
+/// Sends every pending response, oldest first; `false` when the connection must end.
+async fn drain(
+    pending: &mut FuturesOrdered<PendingReply>,
+    wr: &mut OwnedWriteHalf,
+    peer: SocketAddr,
+) -> bool {
+    while let Some(outcome) = pending.next().await {
+        if !send(wr, peer, outcome).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether a frame is a Produce request (API key 0), by its first two bytes.
+fn is_produce(frame: &[u8]) -> bool {
+    frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16
+}
+
+/// A request frame decoded: what it is and its header.
+struct Decoded {
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    header: RequestHeader,
+    request: RequestKind,
+}
+
+/// Appends a produce request now and returns its response to come (after replication, for
+/// acks=all).
+fn stage_produce(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> PendingReply {
+    let d = match decode_frame(frame) {
+        Ok(d) => d,
+        Err(outcome) => return Box::pin(std::future::ready(outcome)),
     };
-    let request = match RequestKind::decode(api_key, &mut frame, version) {
-        Ok(r) => r,
-        Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")),
+    let RequestKind::Produce(req) = d.request else {
+        // `is_produce` looked at the same API key.
+        return Box::pin(std::future::ready(Outcome::Close(
+            "a produce frame decoded as another API".to_owned(),
+        )));
     };
-    let silent = matches!(&request, RequestKind::Produce(p) if p.acks == 0);
+    let silent = req.acks == 0;
     let ctx = RequestContext {
         broker,
-        header: &header,
-        version,
+        header: &d.header,
+        version: d.version,
         peer,
     };
-    let response = handlers::dispatch(&ctx, request).await;
+    let staged = handlers::produce::append(&ctx, req);
+    let (api_key, version, correlation_id) = (d.api_key, d.version, d.correlation_id);
+    Box::pin(async move {
+        let response = ResponseKind::Produce(staged.complete().await);
+        if silent {
+            return Outcome::NoReply;
+        }
+        reply(api_key, version, correlation_id, &response, peer)
+    })
+}
+
+/// Decodes one request frame, dispatches it, and encodes the response frame.
+async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Outcome {
+    let d = match decode_frame(frame) {
+        Ok(d) => d,
+        Err(outcome) => return outcome,
+    };
+    let silent = matches!(&d.request, RequestKind::Produce(p) if p.acks == 0);
+    let ctx = RequestContext {
+        broker,
+        header: &d.header,
+        version: d.version,
+        peer,
+    };
+    let response = handlers::dispatch(&ctx, d.request).await;
     if silent {
         return Outcome::NoReply;
     }
-    match encode_response(api_key, version, correlation_id, &response) {
+    reply(d.api_key, d.version, d.correlation_id, &response, peer)
+}
+
+/// Encodes a response frame, or closes the connection if that fails (a kbroker bug).
+fn reply(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+    peer: SocketAddr,
+) -> Outcome {
+    match encode_response(api_key, version, correlation_id, response) {
         Ok(bytes) => Outcome::Reply(bytes),
         Err(e) => {
             tracing::error!(%peer, api = ?api_key, version, error = %e, "cannot encode response (a kbroker bug)");
@@ -151,6 +276,66 @@ async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, mut frame: Bytes) 
             ))
         }
     }
+}
+
+/// Decodes a request frame; `Err` is what to answer instead (usually: close, with the reason).
+fn decode_frame(mut frame: Bytes) -> Result<Decoded, Outcome> {
+    if frame.len() < 8 {
+        return Err(Outcome::Close(format!(
+            "request of {} bytes is too short for a header",
+            frame.len()
+        )));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return Err(Outcome::Close(format!("unknown API key {raw_key}")));
+    };
+    let Some((min, max)) = handlers::supported_versions(api_key) else {
+        return Err(Outcome::Close(format!(
+            "API {api_key:?} (key {raw_key}) is not supported"
+        )));
+    };
+    if !(min..=max).contains(&version) {
+        if api_key == ApiKey::ApiVersions {
+            // Kafka answers an ApiVersions request it cannot parse with a v0 response carrying
+            // UNSUPPORTED_VERSION and its ranges, so the client can retry with a version we know.
+            return Err(unsupported_api_versions(correlation_id));
+        }
+        if api_key == ApiKey::Produce && (0..min).contains(&version) {
+            return Err(Outcome::Close(format!(
+                "Produce v{version} carries message format v0/v1, which kbroker does not store; \
+                 use a client that writes record batches (Kafka 0.11+ clients, Produce v3+)"
+            )));
+        }
+        return Err(Outcome::Close(format!(
+            "{api_key:?} v{version} is not supported (supported: v{min}-v{max})"
+        )));
+    }
+    let header = match RequestHeader::decode(&mut frame, api_key.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => {
+            return Err(Outcome::Close(format!(
+                "malformed {api_key:?} v{version} header: {e}"
+            )))
+        }
+    };
+    let request = match RequestKind::decode(api_key, &mut frame, version) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(Outcome::Close(format!(
+                "malformed {api_key:?} v{version} request: {e}"
+            )))
+        }
+    };
+    Ok(Decoded {
+        api_key,
+        version,
+        correlation_id,
+        header,
+        request,
+    })
 }
 
 /// Frames a response: size, response header for this API and version, body.

@@ -386,6 +386,118 @@ fn a_fetch_past_the_high_watermark_but_within_the_log_waits_instead_of_out_of_ra
     );
 }
 
+/// Produce requests on one connection are pipelined: while an acks=all request waits for its
+/// replication, the next ones are appended already, yet every response comes back in request
+/// order (Kafka's guarantee), a later request's response never overtaking an earlier one.
+#[test]
+fn pipelined_produce_requests_are_appended_at_once_and_answered_in_order() {
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+        ProduceResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let cluster = TestCluster::start(
+        3,
+        &[],
+        &[
+            "replica.lag.time.max.ms=60000",
+            "broker.session.timeout.ms=60000",
+        ],
+    );
+    cluster.create_topic("pipelined", 1, 3, &[]);
+    let p0 = cluster.wait_for("pipelined", Duration::from_secs(10), "ISR of 3", |ps| {
+        ps[0].isr.len() == 3
+    })[0]
+        .clone();
+    cluster.wait_until_served("pipelined", 1);
+    let followers: Vec<i32> = p0
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != p0.leader)
+        .collect();
+    let leader = cluster.brokers[(p0.leader - 1) as usize].bootstrap.clone();
+    let produce = |acks: i16, value: &[u8]| {
+        let mut pd = PartitionProduceData::default();
+        pd.index = 0;
+        pd.records = Some(kbroker::log::build_batch(
+            &[(None, Some(value))],
+            1_700_000_000_000,
+            -1,
+            -1,
+            -1,
+            false,
+            false,
+        ));
+        let mut td = TopicProduceData::default();
+        td.name = TopicName(StrBytes::from_static_str("pipelined"));
+        td.partition_data.push(pd);
+        let mut req = ProduceRequest::default();
+        req.acks = acks;
+        req.timeout_ms = 20_000;
+        req.topic_data.push(td);
+        req
+    };
+    // Whether `offset` is within the leader's log (a consumer fetch there is not out of range).
+    let in_log = |offset: i64| -> bool {
+        let mut part = FetchPartition::default();
+        part.fetch_offset = offset;
+        part.partition_max_bytes = 1 << 20;
+        let mut topic = FetchTopic::default();
+        topic.topic = TopicName(StrBytes::from_static_str("pipelined"));
+        topic.partitions = vec![part];
+        let mut req = FetchRequest::default();
+        req.replica_id = (-1).into();
+        req.max_bytes = 1 << 20;
+        req.topics = vec![topic];
+        let resp: FetchResponse =
+            common::wire::Wire::connect(&leader).call(ApiKey::Fetch, 12, &req);
+        resp.responses[0].partitions[0].error_code != ResponseError::OffsetOutOfRange.code()
+    };
+
+    for f in &followers {
+        cluster.brokers[(*f - 1) as usize].signal("STOP");
+    }
+    let mut w = common::wire::Wire::connect(&leader);
+    let first = w.send(ApiKey::Produce, 7, &produce(-1, b"first"));
+    let second = w.send(ApiKey::Produce, 7, &produce(-1, b"second"));
+    let third = w.send(ApiKey::Produce, 7, &produce(1, b"third"));
+    let metadata = w.send(ApiKey::Metadata, 9, &MetadataRequest::default());
+    // The first request cannot complete (its followers are paused), yet all three batches are
+    // in the leader's log: the later requests did not wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_log(3) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let appended = in_log(3);
+    for f in &followers {
+        cluster.brokers[(*f - 1) as usize].signal("CONT");
+    }
+    assert!(
+        appended,
+        "the pipelined batches were not appended while the first waited"
+    );
+
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (correlation, r): (i32, ProduceResponse) = w.receive(ApiKey::Produce, 7);
+        let pr = &r.responses[0].partition_responses[0];
+        answers.push((correlation, pr.error_code, pr.base_offset));
+    }
+    assert_eq!(
+        answers,
+        vec![(first, 0, 0), (second, 0, 1), (third, 0, 2)],
+        "(correlation id, error, base offset) in request order"
+    );
+    let (correlation, m): (i32, MetadataResponse) = w.receive(ApiKey::Metadata, 9);
+    assert_eq!(correlation, metadata);
+    assert_eq!(m.brokers.len(), 3);
+}
+
 /// Bytes of every `.log` segment of a partition, in offset order.
 fn log_bytes(dir: &std::path::Path, topic: &str, p: i32) -> Vec<u8> {
     let pdir = dir.join(format!("{topic}-{p}"));

@@ -93,6 +93,53 @@ fn min_insync(topic: &crate::topics::Topic, default: i32) -> usize {
 }
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceResponse {
+    append(ctx, req).complete().await
+}
+
+/// A produce request whose batches are appended; acks=all partitions may still wait for
+/// replication. Owns everything it needs, so the connection can pipeline it (see
+/// [`crate::connection`]).
+pub(crate) struct Staged {
+    /// The response, final for every partition not in `waiting`.
+    resp: ProduceResponse,
+    /// acks=all appends waiting for the high watermark.
+    waiting: Vec<Waiting>,
+    /// When waiting gives up (the request's `timeout_ms`).
+    deadline: tokio::time::Instant,
+    /// Who asked, for the log.
+    peer: std::net::SocketAddr,
+    /// The request version (error messages exist from v8).
+    version: i16,
+}
+
+impl Staged {
+    /// Waits for the replication of every acks=all append (concurrently) and returns the
+    /// response.
+    pub(crate) async fn complete(self) -> ProduceResponse {
+        let Staged {
+            mut resp,
+            waiting,
+            deadline,
+            peer,
+            version,
+        } = self;
+        if !waiting.is_empty() {
+            let outcomes =
+                futures::future::join_all(waiting.iter().map(|w| wait_committed(w, deadline)))
+                    .await;
+            for (w, outcome) in waiting.iter().zip(outcomes) {
+                if let Err((code, message)) = outcome {
+                    let pr = &mut resp.responses[w.topic].partition_responses[w.slot];
+                    refuse(peer, version, pr, code, &message);
+                }
+            }
+        }
+        resp
+    }
+}
+
+/// Validates and appends every partition's batches, in request order, now.
+pub(crate) fn append(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
     let broker = ctx.broker;
     let acks_ok = matches!(req.acks, -1..=1);
     let now = crate::clock::now_ms();
@@ -162,31 +209,33 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Pro
                         });
                     }
                 }
-                Err((code, message)) => refuse(ctx, &mut pr, code, &message),
+                Err((code, message)) => refuse(ctx.peer, ctx.version, &mut pr, code, &message),
             }
             topic_resp.partition_responses.push(pr);
         }
         resp.responses.push(topic_resp);
     }
-    if !waiting.is_empty() {
-        let outcomes =
-            futures::future::join_all(waiting.iter().map(|w| wait_committed(w, deadline))).await;
-        for (w, outcome) in waiting.iter().zip(outcomes) {
-            if let Err((code, message)) = outcome {
-                let pr = &mut resp.responses[w.topic].partition_responses[w.slot];
-                refuse(ctx, pr, code, &message);
-            }
-        }
+    Staged {
+        resp,
+        waiting,
+        deadline,
+        peer: ctx.peer,
+        version: ctx.version,
     }
-    resp
 }
 
 /// Fills a partition's response with an error.
-fn refuse(ctx: &RequestContext<'_>, pr: &mut PartitionProduceResponse, code: i16, message: &str) {
-    tracing::debug!(peer = %ctx.peer, "produce refused: {message}");
+fn refuse(
+    peer: std::net::SocketAddr,
+    version: i16,
+    pr: &mut PartitionProduceResponse,
+    code: i16,
+    message: &str,
+) {
+    tracing::debug!(%peer, "produce refused: {message}");
     pr.error_code = code;
     pr.base_offset = -1;
-    if ctx.version >= 8 {
+    if version >= 8 {
         pr.error_message = Some(str_bytes(message));
     }
 }

@@ -134,9 +134,10 @@ impl Connection {
             .ok()
             .filter(|&n| n <= MAX_FRAME)
             .ok_or_else(|| protocol(format!("response frame of {n} bytes")))?;
-        let mut frame = vec![0u8; n];
-        self.stream.read_exact(&mut frame).await.map_err(io)?;
-        let mut frame = bytes::Bytes::from(frame);
+        let mut frame = crate::connection::read_exactly(&mut self.stream, n)
+            .await
+            .map_err(io)?
+            .freeze();
         let h = ResponseHeader::decode(&mut frame, api.response_header_version(version))
             .map_err(|e| protocol(format!("cannot decode {api:?} response header: {e}")))?;
         if h.correlation_id != self.correlation {

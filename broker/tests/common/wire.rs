@@ -36,6 +36,15 @@ impl Wire {
         version: i16,
         body: &Req,
     ) -> Resp {
+        let sent = self.send(api, version, body);
+        let (correlation, resp) = self.receive(api, version);
+        assert_eq!(correlation, sent);
+        resp
+    }
+
+    /// Sends `body` as `api` version `version` without waiting for the answer; returns the
+    /// request's correlation id.
+    pub fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, body: &Req) -> i32 {
         self.correlation += 1;
         let mut header = RequestHeader::default();
         header.request_api_key = api as i16;
@@ -48,10 +57,14 @@ impl Wire {
             .unwrap();
         body.encode(&mut buf, version).unwrap();
         self.send_frame(&buf);
+        self.correlation
+    }
+
+    /// Reads the next response, decoded as `api` version `version`, with its correlation id.
+    pub fn receive<Resp: Decodable>(&mut self, api: ApiKey, version: i16) -> (i32, Resp) {
         let mut resp = self.read_frame().expect("response frame");
         let h = ResponseHeader::decode(&mut resp, api.response_header_version(version)).unwrap();
-        assert_eq!(h.correlation_id, self.correlation);
-        Resp::decode(&mut resp, version).unwrap()
+        (h.correlation_id, Resp::decode(&mut resp, version).unwrap())
     }
 
     /// Writes a size-prefixed frame.
