@@ -89,6 +89,7 @@ async fn run_loaded(
     if loaded.variants.len() == 1 {
         let v = &loaded.variants[0];
         let summary = run_one(&v.scenario, &loaded.file, &[], out, bootstrap, interrupt).await?;
+        discard_broker_data(&v.scenario, &summary, out);
         print!("{}", crate::report::terminal_table(&summary));
         print!("{}", fault::terminal_lines(&summary.delivery.faults));
         println!("{}", summary.durability.line());
@@ -125,6 +126,7 @@ async fn run_loaded(
         )
         .await
         .with_context(|| format!("matrix run {label}"))?;
+        discard_broker_data(&v.scenario, &summary, &dir);
         print!("{}", crate::report::terminal_table(&summary));
         print!("{}", fault::terminal_lines(&summary.delivery.faults));
         println!("{}", summary.durability.line());
@@ -140,6 +142,25 @@ async fn run_loaded(
     print!("{}", cmp.table);
     eprintln!("kbench: runs and comparison in {}", out.display());
     Ok(outcome)
+}
+
+/// Removes the embedded brokers' log data (`<out>/brokers/<id>/data`) of a run that passed,
+/// unless `cluster.keep_data`; their `broker.log` files stay. The brokers have stopped by now.
+fn discard_broker_data(s: &Scenario, summary: &Summary, out: &Path) {
+    if s.cluster.keep_data || !summary.verdict.passed {
+        return;
+    }
+    let Ok(brokers) = std::fs::read_dir(out.join("brokers")) else {
+        return; // an external cluster
+    };
+    for broker in brokers.flatten() {
+        let data = broker.path().join("data");
+        if data.is_dir() {
+            if let Err(e) = std::fs::remove_dir_all(&data) {
+                eprintln!("kbench: cannot remove broker data {}: {e}", data.display());
+            }
+        }
+    }
 }
 
 /// Everything the tasks of one run share.

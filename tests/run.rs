@@ -67,9 +67,34 @@ fn smoke_scenario_passes_with_correct_counts_and_a_full_report() {
         show(&o)
     );
     assert!(out.path().join("brokers/1/broker.log").exists());
+    // A run that passed leaves no log data behind (cluster.keep_data is off).
+    assert!(
+        !out.path().join("brokers/1/data").exists(),
+        "broker data left after a passing run"
+    );
     // `kbench report` redraws from the files.
     let r = kbench().arg("report").arg(out.path()).output().unwrap();
     assert_eq!(r.status.code(), Some(0), "{}", show(&r));
+}
+
+#[test]
+fn keep_data_keeps_the_brokers_log_data_after_a_passing_run() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run(
+        &scenario("smoke.toml"),
+        &["--set", "cluster.keep_data=true"],
+        out.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let data = out.path().join("brokers/1/data");
+    let partitions = std::fs::read_dir(&data)
+        .unwrap_or_else(|e| panic!("{}: {e}", data.display()))
+        .count();
+    assert!(
+        partitions > 0,
+        "no partition directories in {}",
+        data.display()
+    );
 }
 
 #[test]
