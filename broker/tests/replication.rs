@@ -296,6 +296,65 @@ fn paused_follower_leaves_the_isr_and_comes_back() {
     });
 }
 
+/// A 3-broker cluster with one topic of one partition at RF 3 whose followers may be paused for
+/// the whole test without leaving the ISR or being fenced, so the leader's high watermark stays
+/// where it is while they are. Returns the cluster, the leader's address and the followers.
+fn cluster_with_pausable_followers(topic: &str) -> (TestCluster, String, Vec<i32>) {
+    let cluster = TestCluster::start(
+        3,
+        &[],
+        &[
+            "replica.lag.time.max.ms=60000",
+            "broker.session.timeout.ms=60000",
+        ],
+    );
+    cluster.create_topic(topic, 1, 3, &[]);
+    let p0 = cluster.wait_for(topic, Duration::from_secs(10), "ISR of 3", |ps| {
+        ps[0].isr.len() == 3
+    })[0]
+        .clone();
+    cluster.wait_until_served(topic, 1);
+    let followers = p0
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != p0.leader)
+        .collect();
+    let leader = cluster.brokers[(p0.leader - 1) as usize].bootstrap.clone();
+    (cluster, leader, followers)
+}
+
+/// Sends `signal` ("STOP" or "CONT") to each of `brokers`.
+fn signal_all(cluster: &TestCluster, brokers: &[i32], signal: &str) {
+    for b in brokers {
+        cluster.brokers[(*b - 1) as usize].signal(signal);
+    }
+}
+
+/// A consumer's Fetch v12 of partition 0 of `topic` at `offset` from the broker at `addr`,
+/// without waiting: (error code, high watermark, record bytes).
+fn consumer_fetch(addr: &str, topic: &str, offset: i64) -> (i16, i64, usize) {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut part = FetchPartition::default();
+    part.partition = 0;
+    part.fetch_offset = offset;
+    part.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string(topic.to_owned()));
+    t.partitions = vec![part];
+    let mut req = FetchRequest::default();
+    req.replica_id = (-1).into();
+    req.max_wait_ms = 0;
+    req.max_bytes = 1 << 20;
+    req.topics = vec![t];
+    let resp: FetchResponse = common::wire::Wire::connect(addr).call(ApiKey::Fetch, 12, &req);
+    let pd = &resp.responses[0].partitions[0];
+    let bytes = pd.records.as_ref().map_or(0, |r| r.len());
+    (pd.error_code, pd.high_watermark, bytes)
+}
+
 /// A consumer fetching between the leader's high watermark and its log end: the state right
 /// after a fail-over, when the consumer has read up to the old leader's high watermark and the
 /// new leader has not yet learned it. Kafka answers with no records (the consumer waits); an
@@ -304,34 +363,9 @@ fn paused_follower_leaves_the_isr_and_comes_back() {
 #[test]
 fn a_fetch_past_the_high_watermark_but_within_the_log_waits_instead_of_out_of_range() {
     use kafka_protocol::error::ResponseError;
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
 
-    let cluster = TestCluster::start(
-        3,
-        &[],
-        // The paused followers stay in the ISR (and fenced by nobody) for the whole test, so
-        // the leader's high watermark cannot move.
-        &[
-            "replica.lag.time.max.ms=60000",
-            "broker.session.timeout.ms=60000",
-        ],
-    );
-    cluster.create_topic("ahead", 1, 3, &[]);
-    let p0 = cluster.wait_for("ahead", Duration::from_secs(10), "ISR of 3", |ps| {
-        ps[0].isr.len() == 3
-    })[0]
-        .clone();
-    let followers: Vec<i32> = p0
-        .replicas
-        .iter()
-        .copied()
-        .filter(|r| *r != p0.leader)
-        .collect();
-    for f in &followers {
-        cluster.brokers[(*f - 1) as usize].signal("STOP");
-    }
+    let (cluster, leader, followers) = cluster_with_pausable_followers("ahead");
+    signal_all(&cluster, &followers, "STOP");
     let p = producer(&cluster.bootstrap(), &[("acks", "1")]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for i in 0..5 {
@@ -341,39 +375,13 @@ fn a_fetch_past_the_high_watermark_but_within_the_log_waits_instead_of_out_of_ra
         ))
         .expect("acks=1 with the followers paused");
     }
-    let leader = cluster.brokers[(p0.leader - 1) as usize].bootstrap.clone();
-    let fetch_at = |offset: i64| -> (i16, i64, usize) {
-        let mut part = FetchPartition::default();
-        part.partition = 0;
-        part.fetch_offset = offset;
-        part.partition_max_bytes = 1 << 20;
-        let mut topic = FetchTopic::default();
-        topic.topic = TopicName(StrBytes::from_static_str("ahead"));
-        topic.partitions = vec![part];
-        let mut req = FetchRequest::default();
-        req.replica_id = (-1).into();
-        req.max_wait_ms = 100;
-        req.min_bytes = 1;
-        req.max_bytes = 1 << 20;
-        req.topics = vec![topic];
-        let resp: FetchResponse =
-            common::wire::Wire::connect(&leader).call(ApiKey::Fetch, 12, &req);
-        let pd = &resp.responses[0].partitions[0];
-        let bytes = pd.records.as_ref().map_or(0, |r| r.len());
-        (pd.error_code, pd.high_watermark, bytes)
-    };
-    let (code, hw, bytes) = fetch_at(3);
-    let cont = || {
-        for f in &followers {
-            cluster.brokers[(*f - 1) as usize].signal("CONT");
-        }
-    };
-    if hw >= 3 {
-        cont();
-        panic!("the high watermark moved to {hw} with both followers paused");
-    }
-    let (past_end, _, _) = fetch_at(6);
-    cont();
+    let (code, hw, bytes) = consumer_fetch(&leader, "ahead", 3);
+    let (past_end, _, _) = consumer_fetch(&leader, "ahead", 6);
+    signal_all(&cluster, &followers, "CONT");
+    assert!(
+        hw < 3,
+        "the high watermark moved to {hw} with both followers paused"
+    );
     assert_eq!(
         (code, bytes),
         (0, 0),
@@ -392,35 +400,13 @@ fn a_fetch_past_the_high_watermark_but_within_the_log_waits_instead_of_out_of_ra
 #[test]
 fn pipelined_produce_requests_are_appended_at_once_and_answered_in_order() {
     use kafka_protocol::error::ResponseError;
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{
-        ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-        ProduceResponse, TopicName,
+        ApiKey, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
     };
     use kafka_protocol::protocol::StrBytes;
 
-    let cluster = TestCluster::start(
-        3,
-        &[],
-        &[
-            "replica.lag.time.max.ms=60000",
-            "broker.session.timeout.ms=60000",
-        ],
-    );
-    cluster.create_topic("pipelined", 1, 3, &[]);
-    let p0 = cluster.wait_for("pipelined", Duration::from_secs(10), "ISR of 3", |ps| {
-        ps[0].isr.len() == 3
-    })[0]
-        .clone();
-    cluster.wait_until_served("pipelined", 1);
-    let followers: Vec<i32> = p0
-        .replicas
-        .iter()
-        .copied()
-        .filter(|r| *r != p0.leader)
-        .collect();
-    let leader = cluster.brokers[(p0.leader - 1) as usize].bootstrap.clone();
+    let (cluster, leader, followers) = cluster_with_pausable_followers("pipelined");
     let produce = |acks: i16, value: &[u8]| {
         let mut pd = PartitionProduceData::default();
         pd.index = 0;
@@ -443,25 +429,11 @@ fn pipelined_produce_requests_are_appended_at_once_and_answered_in_order() {
         req
     };
     // Whether `offset` is within the leader's log (a consumer fetch there is not out of range).
-    let in_log = |offset: i64| -> bool {
-        let mut part = FetchPartition::default();
-        part.fetch_offset = offset;
-        part.partition_max_bytes = 1 << 20;
-        let mut topic = FetchTopic::default();
-        topic.topic = TopicName(StrBytes::from_static_str("pipelined"));
-        topic.partitions = vec![part];
-        let mut req = FetchRequest::default();
-        req.replica_id = (-1).into();
-        req.max_bytes = 1 << 20;
-        req.topics = vec![topic];
-        let resp: FetchResponse =
-            common::wire::Wire::connect(&leader).call(ApiKey::Fetch, 12, &req);
-        resp.responses[0].partitions[0].error_code != ResponseError::OffsetOutOfRange.code()
+    let in_log = |offset: i64| {
+        consumer_fetch(&leader, "pipelined", offset).0 != ResponseError::OffsetOutOfRange.code()
     };
 
-    for f in &followers {
-        cluster.brokers[(*f - 1) as usize].signal("STOP");
-    }
+    signal_all(&cluster, &followers, "STOP");
     let mut w = common::wire::Wire::connect(&leader);
     let first = w.send(ApiKey::Produce, 7, &produce(-1, b"first"));
     let second = w.send(ApiKey::Produce, 7, &produce(-1, b"second"));
@@ -474,9 +446,7 @@ fn pipelined_produce_requests_are_appended_at_once_and_answered_in_order() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let appended = in_log(3);
-    for f in &followers {
-        cluster.brokers[(*f - 1) as usize].signal("CONT");
-    }
+    signal_all(&cluster, &followers, "CONT");
     assert!(
         appended,
         "the pipelined batches were not appended while the first waited"

@@ -136,6 +136,30 @@ async fn stable_group(
     (ids, generation)
 }
 
+/// Commits `offset` for partition 0 of topic "t" as `member` of `group` at `generation`.
+fn commit_t0(
+    c: &GroupCoordinator,
+    group: &str,
+    member: &str,
+    generation: i32,
+    offset: i64,
+) -> Vec<i16> {
+    c.commit_offsets(&CommitRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        retention_time_ms: -1,
+        partitions: vec![CommitPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }],
+    })
+}
+
 fn state(c: &GroupCoordinator, group: &str) -> Option<GroupState> {
     c.with_group(group, |g| g.state)
 }
@@ -396,20 +420,7 @@ async fn leaving_triggers_a_rebalance_and_the_leader_role_moves_on() {
 async fn last_member_leaving_empties_the_group_but_keeps_offsets() {
     let c = Arc::new(GroupCoordinator::in_memory(cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
-    let codes = c.commit_offsets(&CommitRequest {
-        group_id: "g".into(),
-        generation_id: generation,
-        member_id: ids[0].clone(),
-        group_instance_id: None,
-        retention_time_ms: -1,
-        partitions: vec![CommitPartition {
-            topic: "t".into(),
-            partition: 0,
-            offset: 42,
-            leader_epoch: -1,
-            metadata: None,
-        }],
-    });
+    let codes = commit_t0(&c, "g", &ids[0], generation, 42);
     assert_eq!(codes, vec![0]);
     c.leave_group(
         "g",
@@ -865,20 +876,7 @@ async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded()
     );
 
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
-    let codes = c.commit_offsets(&CommitRequest {
-        group_id: "g".into(),
-        generation_id: generation,
-        member_id: ids[0].clone(),
-        group_instance_id: None,
-        retention_time_ms: -1,
-        partitions: vec![CommitPartition {
-            topic: "t".into(),
-            partition: 0,
-            offset: 42,
-            leader_epoch: -1,
-            metadata: None,
-        }],
-    });
+    let codes = commit_t0(&c, "g", &ids[0], generation, 42);
     assert_eq!(codes, vec![0]);
 
     c.unload_partition(index);
