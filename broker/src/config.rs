@@ -136,6 +136,13 @@ pub struct ClusterSettings {
     pub session_timeout_ms: u64,
     /// `unclean.leader.election.enable`: elect a replica outside the ISR when no ISR member is left.
     pub unclean_leader_election: bool,
+    /// `auto.leader.rebalance.enable`: the controller gives partitions back to their preferred
+    /// replica when a broker's leader imbalance exceeds the percentage below.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often the imbalance is checked.
+    pub leader_imbalance_check_interval_s: u64,
+    /// `leader.imbalance.per.broker.percentage`: the imbalance a broker may have.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `metadata.log.dir`: where the Raft log lives (default: `<first log dir>/__cluster_metadata-0`).
     pub metadata_dir: PathBuf,
 }
@@ -193,6 +200,9 @@ const KNOWN_KEYS: &[&str] = &[
     "broker.session.timeout.ms",
     "broker.heartbeat.interval.ms",
     "unclean.leader.election.enable",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "leader.imbalance.per.broker.percentage",
     "metadata.log.dir",
     "replica.lag.time.max.ms",
     "replica.fetch.wait.max.ms",
@@ -397,6 +407,19 @@ impl BrokerConfig {
                     session_timeout_ms: p.int("broker.session.timeout.ms", 9000, 100, i64::MAX)?
                         as u64,
                     unclean_leader_election: p.bool("unclean.leader.election.enable", false)?,
+                    auto_leader_rebalance: p.bool("auto.leader.rebalance.enable", true)?,
+                    leader_imbalance_check_interval_s: p.int(
+                        "leader.imbalance.check.interval.seconds",
+                        300,
+                        1,
+                        i64::MAX,
+                    )? as u64,
+                    leader_imbalance_per_broker_percentage: p.int(
+                        "leader.imbalance.per.broker.percentage",
+                        10,
+                        0,
+                        100,
+                    )? as u32,
                     metadata_dir,
                 })
             }
@@ -622,6 +645,24 @@ impl BrokerConfig {
                         .is_some_and(|c| c.unclean_leader_election)
                         .to_string(),
                 ),
+            ),
+            (
+                "auto.leader.rebalance.enable",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.auto_leader_rebalance.to_string()),
+            ),
+            (
+                "leader.imbalance.check.interval.seconds",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.leader_imbalance_check_interval_s.to_string()),
+            ),
+            (
+                "leader.imbalance.per.broker.percentage",
+                self.cluster
+                    .as_ref()
+                    .map(|c| c.leader_imbalance_per_broker_percentage.to_string()),
             ),
             (
                 "replica.lag.time.max.ms",

@@ -148,6 +148,12 @@ async fn join_cluster(
         metadata_dir: settings.metadata_dir.clone(),
         session_timeout: Duration::from_millis(settings.session_timeout_ms),
         unclean_leader_election: settings.unclean_leader_election,
+        leader_rebalance: settings
+            .auto_leader_rebalance
+            .then(|| crate::cluster::LeaderRebalance {
+                interval: Duration::from_secs(settings.leader_imbalance_check_interval_s),
+                max_imbalance_percent: settings.leader_imbalance_per_broker_percentage,
+            }),
     };
     tracing::info!(
         node_id = config.node_id,

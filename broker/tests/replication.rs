@@ -296,6 +296,45 @@ fn paused_follower_leaves_the_isr_and_comes_back() {
     });
 }
 
+/// After a broker comes back from a kill, the controller gives its partitions back to it (Kafka's
+/// automatic leader rebalancing, here checked every second instead of every 5 minutes), so
+/// leadership does not stay piled up on the brokers that stayed up.
+#[test]
+fn leadership_returns_to_preferred_replicas_after_a_broker_comes_back() {
+    let mut cluster = TestCluster::start(3, &[], &["leader.imbalance.check.interval.seconds=1"]);
+    cluster.create_topic("rebalanced", 3, 3, &[]);
+    let preferred = |ps: &[common::cluster::PartitionMeta]| {
+        ps.len() == 3
+            && ps
+                .iter()
+                .all(|p| p.leader == p.replicas[0] && p.isr.len() == 3)
+    };
+    let parts = cluster.wait_for(
+        "rebalanced",
+        Duration::from_secs(10),
+        "preferred",
+        preferred,
+    );
+    let victim = parts[0].leader;
+    cluster.kill9(victim);
+    cluster.wait_for("rebalanced", Duration::from_secs(20), "fail-over", |ps| {
+        ps.iter().all(|p| p.leader > 0 && p.leader != victim)
+    });
+    cluster.restart(victim);
+    let back = cluster.wait_for(
+        "rebalanced",
+        Duration::from_secs(30),
+        "leadership back on the preferred replicas",
+        preferred,
+    );
+    let leaders: BTreeSet<i32> = back.iter().map(|p| p.leader).collect();
+    assert_eq!(
+        leaders.len(),
+        3,
+        "one partition led by each broker: {back:?}"
+    );
+}
+
 /// A 3-broker cluster with one topic of one partition at RF 3 whose followers may be paused for
 /// the whole test without leaving the ISR or being fenced, so the leader's high watermark stays
 /// where it is while they are. Returns the cluster, the leader's address and the followers.

@@ -31,7 +31,10 @@ use uuid::Uuid;
 use super::image::{BrokerInfo, ClusterImage, MetadataRecord, PartitionState, TopicInfo};
 use super::network::Health;
 use super::placement::{self, PlacementError};
-use super::{AlterPartition, ClusterError, CreateTopicSpec, MetadataBatch, TypeConfig};
+use super::{
+    AlterPartition, ClusterConfig, ClusterError, CreateTopicSpec, LeaderRebalance, MetadataBatch,
+    TypeConfig,
+};
 
 /// A request and where to send its answer.
 pub(crate) type Job = (
@@ -91,6 +94,10 @@ pub(crate) struct Controller {
     health: Health,
     session_timeout: Duration,
     unclean: bool,
+    /// Automatic preferred-leader rebalancing, if on.
+    leader_rebalance: Option<LeaderRebalance>,
+    /// When the leader imbalance is checked next.
+    next_rebalance_check: Instant,
     /// Term in which this node last became leader (liveness reset once per term).
     leader_term: Option<u64>,
     /// Brokers that did a controlled shutdown, by incarnation: not unfenced by liveness.
@@ -100,22 +107,23 @@ pub(crate) struct Controller {
 impl Controller {
     /// A controller for node `node_id`.
     pub(crate) fn new(
-        node_id: i32,
+        cfg: &ClusterConfig,
         incarnation: Uuid,
         raft: Raft<TypeConfig>,
         image_rx: watch::Receiver<Arc<ClusterImage>>,
         health: Health,
-        session_timeout: Duration,
-        unclean: bool,
     ) -> Controller {
+        let first_check = cfg.leader_rebalance.map_or(Duration::ZERO, |r| r.interval);
         Controller {
-            node_id,
+            node_id: cfg.node_id,
             incarnation,
             raft,
             image_rx,
             health,
-            session_timeout,
-            unclean,
+            session_timeout: cfg.session_timeout,
+            unclean: cfg.unclean_leader_election,
+            leader_rebalance: cfg.leader_rebalance,
+            next_rebalance_check: Instant::now() + first_check,
             leader_term: None,
             shut_down: BTreeMap::new(),
         }
@@ -350,7 +358,35 @@ impl Controller {
             // One write per tick keeps each decision based on the image it changes.
             return self.write(records).await;
         }
-        Ok(())
+        self.rebalance_leaders(&image, now).await
+    }
+
+    /// Every `leader.imbalance.check.interval.seconds`, gives partitions back to their
+    /// preferred replicas where a broker's leader imbalance is over the limit (Kafka's
+    /// `auto.leader.rebalance.enable`).
+    async fn rebalance_leaders(
+        &mut self,
+        image: &ClusterImage,
+        now: Instant,
+    ) -> Result<(), ClusterError> {
+        let Some(r) = self.leader_rebalance else {
+            return Ok(());
+        };
+        if now < self.next_rebalance_check {
+            return Ok(());
+        }
+        self.next_rebalance_check = now + r.interval;
+        let records = image.preferred_leader_records(r.max_imbalance_percent);
+        if records.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            node = self.node_id,
+            partitions = records.len(),
+            "leader imbalance over {} %: moving leadership back to preferred replicas",
+            r.max_imbalance_percent
+        );
+        self.write(records).await
     }
 }
 

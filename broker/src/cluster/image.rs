@@ -245,6 +245,55 @@ impl ClusterImage {
         }
         out
     }
+
+    /// Records that give each partition back to its preferred replica (the first assigned one),
+    /// as Kafka's automatic leader rebalancing does: only for brokers whose leader imbalance —
+    /// the share of the partitions they are preferred for that another broker leads — exceeds
+    /// `max_imbalance_percent` (`leader.imbalance.per.broker.percentage`), and only where the
+    /// preferred replica is unfenced and in the ISR (so it holds every committed record).
+    pub(crate) fn preferred_leader_records(
+        &self,
+        max_imbalance_percent: u32,
+    ) -> Vec<MetadataRecord> {
+        // Broker → (partitions it is preferred for, of which led by another broker).
+        let mut preferred: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+        for topic in self.topics.values() {
+            for st in &topic.partitions {
+                if let Some(&first) = st.replicas.first() {
+                    let e = preferred.entry(first).or_default();
+                    e.0 += 1;
+                    e.1 += u64::from(st.leader != first);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (name, topic) in &self.topics {
+            for (p, st) in topic.partitions.iter().enumerate() {
+                let Some(&first) = st.replicas.first() else {
+                    continue;
+                };
+                let (count, off) = preferred.get(&first).copied().unwrap_or_default();
+                let imbalanced = off * 100 > count * u64::from(max_imbalance_percent);
+                if st.leader == first
+                    || !imbalanced
+                    || !self.is_unfenced(first)
+                    || !st.isr.contains(&first)
+                {
+                    continue;
+                }
+                let mut next = st.clone();
+                next.leader = first;
+                next.leader_epoch += 1;
+                next.partition_epoch += 1;
+                out.push(MetadataRecord::PartitionChange {
+                    topic: name.clone(),
+                    partition: p as i32,
+                    state: next,
+                });
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -383,5 +432,51 @@ mod tests {
             name: "gone".into(),
         });
         assert_eq!(img, before);
+    }
+
+    #[test]
+    fn preferred_leaders_come_back_once_the_imbalance_is_over_the_threshold() {
+        // Broker 1 is preferred for both partitions and leads neither (it was down).
+        let mut img = image_with(vec![1, 2, 3], vec![1, 2, 3], 2);
+        let mut second = img.topics["t"].partitions[0].clone();
+        second.leader = 3;
+        img.topics.get_mut("t").unwrap().partitions.push(second);
+        let recs = img.preferred_leader_records(10);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        apply_all(&mut img, &recs);
+        for p in &img.topics["t"].partitions {
+            assert_eq!(p.leader, 1);
+            assert_eq!((p.leader_epoch, p.partition_epoch), (1, 1));
+            assert_eq!(p.isr, vec![1, 2, 3], "the ISR is unchanged");
+        }
+        assert!(img.preferred_leader_records(10).is_empty(), "balanced now");
+    }
+
+    #[test]
+    fn a_preferred_replica_out_of_the_isr_or_fenced_is_not_made_leader() {
+        let img = image_with(vec![1, 2, 3], vec![2, 3], 2);
+        assert!(
+            img.preferred_leader_records(10).is_empty(),
+            "1 is not in the ISR"
+        );
+        let mut img = image_with(vec![1, 2, 3], vec![1, 2, 3], 2);
+        img.apply(&MetadataRecord::FenceBroker { id: 1 });
+        assert!(img.preferred_leader_records(10).is_empty(), "1 is fenced");
+    }
+
+    #[test]
+    fn an_imbalance_within_the_threshold_is_left_alone() {
+        // Broker 1 is preferred for 10 partitions and leads 9 of them: 10 % off, not over 10 %.
+        let mut img = image_with(vec![1, 2, 3], vec![1, 2, 3], 1);
+        let led = img.topics["t"].partitions[0].clone();
+        let parts = &mut img.topics.get_mut("t").unwrap().partitions;
+        for _ in 0..8 {
+            parts.push(led.clone());
+        }
+        let mut moved = led;
+        moved.leader = 2;
+        parts.push(moved);
+        assert!(img.preferred_leader_records(10).is_empty());
+        assert_eq!(img.preferred_leader_records(5).len(), 1);
     }
 }

@@ -89,6 +89,18 @@ pub(crate) struct ClusterConfig {
     pub(crate) session_timeout: Duration,
     /// `unclean.leader.election.enable`: elect a non-ISR replica rather than leave a partition leaderless.
     pub(crate) unclean_leader_election: bool,
+    /// Automatic preferred-leader rebalancing (`auto.leader.rebalance.enable`); `None` when off.
+    pub(crate) leader_rebalance: Option<LeaderRebalance>,
+}
+
+/// When the controller moves leadership back to preferred replicas (Kafka's automatic leader
+/// rebalancing): after fail-overs leadership gathers on the brokers that stayed up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LeaderRebalance {
+    /// `leader.imbalance.check.interval.seconds`.
+    pub(crate) interval: Duration,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub(crate) max_imbalance_percent: u32,
 }
 
 /// A CreateTopics request as the controller sees it (name already validated by the caller).
@@ -309,15 +321,8 @@ impl Cluster {
                 frozen: frozen.clone(),
             },
         );
-        let ctl = controller::Controller::new(
-            cfg.node_id,
-            incarnation,
-            raft.clone(),
-            image_rx.clone(),
-            health,
-            cfg.session_timeout,
-            cfg.unclean_leader_election,
-        );
+        let ctl =
+            controller::Controller::new(&cfg, incarnation, raft.clone(), image_rx.clone(), health);
         let ctl_task = tokio::spawn(ctl.run(controller_rx));
 
         let cluster = Arc::new(Cluster {

@@ -31,6 +31,7 @@ fn config_with(
         metadata_dir: dir.to_path_buf(),
         session_timeout,
         unclean_leader_election: false,
+        leader_rebalance: None,
     }
 }
 
