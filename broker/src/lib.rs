@@ -8,6 +8,7 @@
 mod broker;
 pub mod cli;
 mod clock;
+pub(crate) mod committed;
 pub(crate) mod cluster;
 mod cluster_view;
 pub mod config;
