@@ -186,6 +186,7 @@ fn killing_the_transaction_coordinators_broker_loses_no_commit_and_shows_no_abor
     let victim = coordinator_of(&cluster, TRANSACTION, id);
     let (mut committed, mut aborted) = (Vec::new(), Vec::new());
     let mut killed_at: Option<Instant> = None;
+    let mut given_up = 0;
     for t in 0..24 {
         producer.begin_transaction().unwrap();
         let values = send_to_each_partition(&rt, &producer, "survive", &format!("t{t:02}"));
@@ -193,6 +194,10 @@ fn killing_the_transaction_coordinators_broker_loses_no_commit_and_shows_no_abor
             // In the middle of a transaction: its records are written, its end is not.
             cluster.kill9(victim);
             killed_at = Some(Instant::now());
+        }
+        if t == 12 {
+            let successor = coordinator_of(&cluster, TRANSACTION, id);
+            assert_ne!(successor, victim, "the coordinator moved off the killed broker");
         }
         if t == 16 {
             cluster.restart(victim);
@@ -210,6 +215,7 @@ fn killing_the_transaction_coordinators_broker_loses_no_commit_and_shows_no_abor
                 // The client gave up on this one: it aborts, and the test counts it aborted.
                 producer.abort_transaction(T).expect("abort after a failed commit");
                 aborted.extend(values);
+                given_up += 1;
             }
             Err(e) => panic!(
                 "transaction {t} failed for good: {e}\n{}",
@@ -217,7 +223,14 @@ fn killing_the_transaction_coordinators_broker_loses_no_commit_and_shows_no_abor
             ),
         }
     }
-    assert!(killed_at.is_some(), "the coordinator was killed");
+    let killed_at = killed_at.expect("the coordinator was killed");
+    eprintln!(
+        "coordinator {victim} killed; {} records committed, {} aborted ({} given up by the client), {:?} since the kill",
+        committed.len(),
+        aborted.len(),
+        given_up,
+        killed_at.elapsed()
+    );
     let now_coordinator = coordinator_of(&cluster, TRANSACTION, id);
     assert!(now_coordinator > 0, "a coordinator after the kill");
     committed.sort();
