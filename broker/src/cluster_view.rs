@@ -245,10 +245,10 @@ impl Broker {
         };
         let p = crate::group::store::partition_for(transactional_id, log.partitions.len() as i32);
         match log.partitions.get(p as usize) {
-            Some(state) if state.leader == self.node_id() => (!self
-                .txn
-                .is_coordinating(transactional_id))
-            .then_some(E::CoordinatorLoadInProgress.code()),
+            Some(state) if state.leader == self.node_id() => {
+                (!self.txn.is_coordinating(transactional_id))
+                    .then_some(E::CoordinatorLoadInProgress.code())
+            }
             _ => Some(E::NotCoordinator.code()),
         }
     }

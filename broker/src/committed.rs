@@ -93,14 +93,31 @@ mod tests {
     async fn a_single_replica_write_is_committed_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let p = Partition::open("t", 0, dir.path(), crate::log::LogConfig::default()).unwrap();
-        let batch = crate::log::build_batch(&[(Some(b"k".as_slice()), Some(b"v".as_slice()))], 0, -1, -1, -1, false, false);
+        let batch = crate::log::build_batch(
+            &[(Some(b"k".as_slice()), Some(b"v".as_slice()))],
+            0,
+            -1,
+            -1,
+            -1,
+            false,
+            false,
+        );
         let appended = p.append_from_coordinator(batch, 0).unwrap();
         let deadline = Instant::now() + Duration::from_secs(1);
         wait_committed(&p, appended.last_offset, appended.leader_epoch, deadline)
             .await
             .unwrap();
-        let lost = wait_committed(&p, appended.last_offset, appended.leader_epoch + 1, deadline).await;
-        assert!(matches!(lost, Err(CommitError::LeadershipLost { .. })), "{lost:?}");
+        let lost = wait_committed(
+            &p,
+            appended.last_offset,
+            appended.leader_epoch + 1,
+            deadline,
+        )
+        .await;
+        assert!(
+            matches!(lost, Err(CommitError::LeadershipLost { .. })),
+            "{lost:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -109,6 +126,9 @@ mod tests {
         let p = Partition::open("t", 0, dir.path(), crate::log::LogConfig::default()).unwrap();
         let deadline = Instant::now() + Duration::from_millis(50);
         let err = wait_committed(&p, 10, 0, deadline).await.unwrap_err();
-        assert_eq!(err.code(), kafka_protocol::error::ResponseError::RequestTimedOut.code());
+        assert_eq!(
+            err.code(),
+            kafka_protocol::error::ResponseError::RequestTimedOut.code()
+        );
     }
 }

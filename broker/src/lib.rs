@@ -8,9 +8,9 @@
 mod broker;
 pub mod cli;
 mod clock;
-pub(crate) mod committed;
 pub(crate) mod cluster;
 mod cluster_view;
+pub(crate) mod committed;
 pub mod config;
 mod connection;
 pub(crate) mod group;

@@ -25,10 +25,10 @@ use std::collections::HashMap;
 use crate::cluster::{AlterPartition, Cluster, ClusterImage, TopicInfo};
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
-use crate::txn::store::TXN_TOPIC;
-use crate::txn::TransactionCoordinator;
 use crate::replication::{ClusterLink, LeaderAndIsr, ReplicaManager, ReplicationSettings};
 use crate::topics::{Topic, TopicSpec, Topics};
+use crate::txn::store::TXN_TOPIC;
+use crate::txn::TransactionCoordinator;
 
 /// The coordinators follow the leadership of their internal topics' partitions: the group
 /// coordinator loads a `__consumer_offsets` partition's groups when this broker starts leading
@@ -87,7 +87,12 @@ impl Coordination {
             .max(1);
         for (i, state) in info.partitions.iter().enumerate() {
             let index = i as i32;
-            match step(node_id, state.leader, state.leader_epoch, loaded.get(&index).copied()) {
+            match step(
+                node_id,
+                state.leader,
+                state.leader_epoch,
+                loaded.get(&index).copied(),
+            ) {
                 Step::Keep => {}
                 Step::Load => {
                     let Some(partition) = topic.partition(index) else {

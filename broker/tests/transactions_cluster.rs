@@ -84,7 +84,8 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> V
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut got = Vec::new();
@@ -135,7 +136,10 @@ fn send_to_each_partition(
         .enumerate()
         .map(|(i, v)| {
             p.send(
-                FutureRecord::to(topic).partition(i as i32).key(v).payload(v),
+                FutureRecord::to(topic)
+                    .partition(i as i32)
+                    .key(v)
+                    .payload(v),
                 T,
             )
         })
@@ -197,7 +201,10 @@ fn killing_the_transaction_coordinators_broker_loses_no_commit_and_shows_no_abor
         }
         if t == 12 {
             let successor = coordinator_of(&cluster, TRANSACTION, id);
-            assert_ne!(successor, victim, "the coordinator moved off the killed broker");
+            assert_ne!(
+                successor, victim,
+                "the coordinator moved off the killed broker"
+            );
         }
         if t == 16 {
             cluster.restart(victim);
@@ -213,7 +220,9 @@ fn killing_the_transaction_coordinators_broker_loses_no_commit_and_shows_no_abor
             Ok(()) => aborted.extend(values),
             Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
                 // The client gave up on this one: it aborts, and the test counts it aborted.
-                producer.abort_transaction(T).expect("abort after a failed commit");
+                producer
+                    .abort_transaction(T)
+                    .expect("abort after a failed commit");
                 aborted.extend(values);
                 given_up += 1;
             }
@@ -234,13 +243,27 @@ fn killing_the_transaction_coordinators_broker_loses_no_commit_and_shows_no_abor
     let now_coordinator = coordinator_of(&cluster, TRANSACTION, id);
     assert!(now_coordinator > 0, "a coordinator after the kill");
     committed.sort();
-    assert!(committed.len() >= 15 * 3, "too few commits: {}", committed.len());
+    assert!(
+        committed.len() >= 15 * 3,
+        "too few commits: {}",
+        committed.len()
+    );
     let seen = read_all(&b, "survive", 3, "read_committed");
-    let duplicates: Vec<&String> = seen.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect();
+    let duplicates: Vec<&String> = seen
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| &w[0])
+        .collect();
     assert!(duplicates.is_empty(), "seen twice: {duplicates:?}");
     let visible_aborts: Vec<&String> = seen.iter().filter(|v| aborted.contains(v)).collect();
-    assert!(visible_aborts.is_empty(), "aborted but visible: {visible_aborts:?}");
-    assert_eq!(seen, committed, "read_committed sees exactly the committed transactions");
+    assert!(
+        visible_aborts.is_empty(),
+        "aborted but visible: {visible_aborts:?}"
+    );
+    assert_eq!(
+        seen, committed,
+        "read_committed sees exactly the committed transactions"
+    );
 }
 
 #[test]

@@ -859,7 +859,10 @@ async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded()
         .map(|i| format!("other-{i}"))
         .find(|g| c.offsets_partition_for(g) != index)
         .expect("a group of another partition");
-    assert!(!c.is_coordinating(&other), "{other}'s partition is not loaded");
+    assert!(
+        !c.is_coordinating(&other),
+        "{other}'s partition is not loaded"
+    );
 
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     let codes = c.commit_offsets(&CommitRequest {
@@ -880,7 +883,11 @@ async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded()
 
     c.unload_partition(index);
     assert!(!c.is_coordinating("g"));
-    assert_eq!(state(&c, "g"), None, "a resigned partition's groups are forgotten");
+    assert_eq!(
+        state(&c, "g"),
+        None,
+        "a resigned partition's groups are forgotten"
+    );
 
     c.load_partition(index, partition).unwrap();
     assert!(c.is_coordinating("g"));

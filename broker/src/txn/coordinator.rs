@@ -157,7 +157,9 @@ fn run_now_or_spawn(fut: impl Future<Output = ()> + Send + 'static) {
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::spawn(fut);
     } else {
-        tracing::error!("transaction recovery must wait and there is no runtime: it resumes at the next start");
+        tracing::error!(
+            "transaction recovery must wait and there is no runtime: it resumes at the next start"
+        );
     }
 }
 

@@ -92,27 +92,43 @@ fn setup() -> Setup {
 #[tokio::test]
 async fn init_gives_a_producer_id_and_a_second_init_fences_the_first() {
     let s = setup();
-    let (pid, e0) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
+    let (pid, e0) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
     assert_eq!(e0, 0);
-    let (pid2, e1) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
+    let (pid2, e1) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
     assert_eq!((pid2, e1), (pid, 1), "same id, epoch bumped");
     // The first instance is a zombie now.
-    let err = s.c.add_partitions("tx", pid, 0, &[tp("a", 0)]).await.unwrap_err();
+    let err =
+        s.c.add_partitions("tx", pid, 0, &[tp("a", 0)])
+            .await
+            .unwrap_err();
     assert_eq!(err.code(true), 90);
     assert_eq!(err.code(false), 47);
     assert!(s.c.end_txn("tx", pid, 0, true).await.is_err());
     // Other transactional ids get other producer ids.
-    let (other, _) = s.c.init_producer_id("tx-2", 60_000, None, &s.ids).await.unwrap();
+    let (other, _) =
+        s.c.init_producer_id("tx-2", 60_000, None, &s.ids)
+            .await
+            .unwrap();
     assert_ne!(other, pid);
     // Unknown ids and wrong producer ids are INVALID_PRODUCER_ID_MAPPING.
     assert_eq!(
-        s.c.add_partitions("nope", pid, 1, &[tp("a", 0)]).await
+        s.c.add_partitions("nope", pid, 1, &[tp("a", 0)])
+            .await
             .unwrap_err()
             .code(true),
         49
     );
     assert_eq!(
-        s.c.end_txn("tx", other, 1, true).await.unwrap_err().code(true),
+        s.c.end_txn("tx", other, 1, true)
+            .await
+            .unwrap_err()
+            .code(true),
         49
     );
 }
@@ -121,7 +137,8 @@ async fn init_gives_a_producer_id_and_a_second_init_fences_the_first() {
 async fn timeouts_above_the_maximum_are_refused() {
     let s = setup();
     let e =
-        s.c.init_producer_id("tx", 900_001, None, &s.ids).await
+        s.c.init_producer_id("tx", 900_001, None, &s.ids)
+            .await
             .unwrap_err();
     assert_eq!(e.code(true), 50);
     assert!(s.c.init_producer_id("tx", 0, None, &s.ids).await.is_err());
@@ -131,10 +148,15 @@ async fn timeouts_above_the_maximum_are_refused() {
 #[tokio::test]
 async fn commit_writes_markers_to_every_partition_then_completes() {
     let s = setup();
-    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
-    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("a", 1)]).await
+    let (pid, epoch) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("a", 1)])
+        .await
         .unwrap();
-    s.c.add_partitions("tx", pid, epoch, &[tp("b", 0), tp("a", 0)]).await
+    s.c.add_partitions("tx", pid, epoch, &[tp("b", 0), tp("a", 0)])
+        .await
         .unwrap();
     assert_eq!(s.c.describe("tx").unwrap().state, TxnState::Ongoing);
     s.c.end_txn("tx", pid, epoch, true).await.unwrap();
@@ -152,11 +174,16 @@ async fn commit_writes_markers_to_every_partition_then_completes() {
     s.c.end_txn("tx", pid, epoch, true).await.unwrap();
     assert_eq!(s.markers.written().len(), 3);
     assert_eq!(
-        s.c.end_txn("tx", pid, epoch, false).await.unwrap_err().code(true),
+        s.c.end_txn("tx", pid, epoch, false)
+            .await
+            .unwrap_err()
+            .code(true),
         48
     );
     // The next transaction starts from CompleteCommit.
-    s.c.add_partitions("tx", pid, epoch, &[tp("c", 0)]).await.unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("c", 0)])
+        .await
+        .unwrap();
     s.c.end_txn("tx", pid, epoch, false).await.unwrap();
     let last = s.markers.written().pop().unwrap();
     assert_eq!((last.0.as_str(), last.2.commit), ("c", false));
@@ -166,7 +193,10 @@ async fn commit_writes_markers_to_every_partition_then_completes() {
 #[tokio::test]
 async fn end_without_a_transaction_is_an_invalid_state() {
     let s = setup();
-    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
+    let (pid, epoch) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
     assert_eq!(
         s.c.end_txn("tx", pid, epoch, true).await.unwrap_err(),
         TxnError::InvalidTxnState {
@@ -179,11 +209,17 @@ async fn end_without_a_transaction_is_an_invalid_state() {
 #[tokio::test]
 async fn a_new_instance_aborts_the_open_transaction_of_the_old_one() {
     let s = setup();
-    let (pid, e0) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
-    s.c.add_partitions("tx", pid, e0, &[tp("a", 0)]).await.unwrap();
+    let (pid, e0) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
+    s.c.add_partitions("tx", pid, e0, &[tp("a", 0)])
+        .await
+        .unwrap();
     // The new instance is told to retry while the abort completes.
     let err =
-        s.c.init_producer_id("tx", 60_000, None, &s.ids).await
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
             .unwrap_err();
     assert_eq!(err.code(true), 51);
     let markers = s.markers.written();
@@ -196,32 +232,48 @@ async fn a_new_instance_aborts_the_open_transaction_of_the_old_one() {
     );
     assert_eq!(s.c.describe("tx").unwrap().state, TxnState::CompleteAbort);
     // The retry gets the epoch bumped a second time, as Kafka.
-    let (pid2, e2) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
+    let (pid2, e2) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
     assert_eq!((pid2, e2), (pid, e0 + 2));
     // The old instance is fenced.
-    assert_eq!(s.c.end_txn("tx", pid, e0, true).await.unwrap_err().code(true), 90);
+    assert_eq!(
+        s.c.end_txn("tx", pid, e0, true)
+            .await
+            .unwrap_err()
+            .code(true),
+        90
+    );
 }
 
 #[tokio::test]
 async fn kip_360_epoch_bump_by_the_client_and_its_retry() {
     let s = setup();
-    let (pid, e0) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
+    let (pid, e0) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
     let (_, e1) =
-        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids).await
+        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids)
+            .await
             .unwrap();
     assert_eq!(e1, e0 + 1);
     // The same request retried (response lost): same answer, no second bump.
     let (_, again) =
-        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids).await
+        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids)
+            .await
             .unwrap();
     assert_eq!(again, e1);
     // A stale epoch is fenced.
     let (_, e2) =
-        s.c.init_producer_id("tx", 60_000, Some((pid, e1)), &s.ids).await
+        s.c.init_producer_id("tx", 60_000, Some((pid, e1)), &s.ids)
+            .await
             .unwrap();
     assert_eq!(e2, e1 + 1);
     assert_eq!(
-        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids).await
+        s.c.init_producer_id("tx", 60_000, Some((pid, e0)), &s.ids)
+            .await
             .unwrap_err()
             .code(true),
         90
@@ -231,8 +283,13 @@ async fn kip_360_epoch_bump_by_the_client_and_its_retry() {
 #[tokio::test(start_paused = true)]
 async fn an_ongoing_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let s = setup();
-    let (pid, epoch) = s.c.init_producer_id("tx", 5_000, None, &s.ids).await.unwrap();
-    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).await.unwrap();
+    let (pid, epoch) =
+        s.c.init_producer_id("tx", 5_000, None, &s.ids)
+            .await
+            .unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0)])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     assert_eq!(s.c.describe("tx").unwrap().state, TxnState::Ongoing);
     // The background task (every second) notices within a second of the deadline.
@@ -246,7 +303,10 @@ async fn an_ongoing_transaction_past_its_timeout_is_aborted_and_its_producer_fen
     assert_eq!(markers[0].2.producer_epoch, epoch + 1);
     // The late producer's commit is fenced.
     assert_eq!(
-        s.c.end_txn("tx", pid, epoch, true).await.unwrap_err().code(false),
+        s.c.end_txn("tx", pid, epoch, true)
+            .await
+            .unwrap_err()
+            .code(false),
         47
     );
     // Nothing else times out.
@@ -256,15 +316,20 @@ async fn an_ongoing_transaction_past_its_timeout_is_aborted_and_its_producer_fen
 #[tokio::test(start_paused = true)]
 async fn failed_markers_are_retried_and_the_id_waits_in_prepare() {
     let s = setup();
-    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
-    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("b", 0)]).await
+    let (pid, epoch) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("b", 0)])
+        .await
         .unwrap();
     s.markers.fail_next(3);
     // The decision is durable: EndTxn succeeds, the markers follow.
     s.c.end_txn("tx", pid, epoch, true).await.unwrap();
     assert_eq!(s.c.describe("tx").unwrap().state, TxnState::PrepareCommit);
     assert_eq!(
-        s.c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).await
+        s.c.add_partitions("tx", pid, epoch, &[tp("a", 0)])
+            .await
             .unwrap_err()
             .code(true),
         51
@@ -285,8 +350,12 @@ async fn failed_markers_are_retried_and_the_id_waits_in_prepare() {
 #[tokio::test]
 async fn deleted_partitions_are_skipped() {
     let s = setup();
-    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
-    s.c.add_partitions("tx", pid, epoch, &[tp("gone", 0), tp("a", 0)]).await
+    let (pid, epoch) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
+    s.c.add_partitions("tx", pid, epoch, &[tp("gone", 0), tp("a", 0)])
+        .await
         .unwrap();
     s.c.end_txn("tx", pid, epoch, true).await.unwrap();
     assert_eq!(s.c.describe("tx").unwrap().state, TxnState::CompleteCommit);
@@ -296,14 +365,18 @@ async fn deleted_partitions_are_skipped() {
 #[tokio::test]
 async fn offset_commits_need_the_offsets_partition_in_the_transaction() {
     let s = setup();
-    let (pid, epoch) = s.c.init_producer_id("tx", 60_000, None, &s.ids).await.unwrap();
+    let (pid, epoch) =
+        s.c.init_producer_id("tx", 60_000, None, &s.ids)
+            .await
+            .unwrap();
     assert_eq!(
         s.c.check_offset_commit("tx", pid, epoch, 7)
             .unwrap_err()
             .code(true),
         48
     );
-    s.c.add_partitions("tx", pid, epoch, &[tp(OFFSETS_TOPIC, 7)]).await
+    s.c.add_partitions("tx", pid, epoch, &[tp(OFFSETS_TOPIC, 7)])
+        .await
         .unwrap();
     s.c.check_offset_commit("tx", pid, epoch, 7).unwrap();
     assert_eq!(
@@ -331,15 +404,24 @@ async fn replay_completes_prepared_transactions_and_keeps_open_ones() {
         broken.fail_next(usize::MAX);
         let c = TransactionCoordinator::open(dir.path(), cfg(), broken.clone()).unwrap();
         (pid, epoch) = c
-            .init_producer_id("committing", 60_000, None, &ids).await
+            .init_producer_id("committing", 60_000, None, &ids)
+            .await
             .unwrap();
-        c.add_partitions("committing", pid, epoch, &[tp("a", 0), tp("a", 1)]).await
+        c.add_partitions("committing", pid, epoch, &[tp("a", 0), tp("a", 1)])
+            .await
             .unwrap();
         c.end_txn("committing", pid, epoch, true).await.unwrap();
         let e2;
-        (pid2, e2) = c.init_producer_id("open", 60_000, None, &ids).await.unwrap();
-        c.add_partitions("open", pid2, e2, &[tp("b", 0)]).await.unwrap();
-        c.init_producer_id("idle", 60_000, None, &ids).await.unwrap();
+        (pid2, e2) = c
+            .init_producer_id("open", 60_000, None, &ids)
+            .await
+            .unwrap();
+        c.add_partitions("open", pid2, e2, &[tp("b", 0)])
+            .await
+            .unwrap();
+        c.init_producer_id("idle", 60_000, None, &ids)
+            .await
+            .unwrap();
         assert_eq!(
             c.describe("committing").unwrap().state,
             TxnState::PrepareCommit
@@ -361,7 +443,8 @@ async fn replay_completes_prepared_transactions_and_keeps_open_ones() {
     assert_eq!(c.describe("idle").unwrap().state, TxnState::Empty);
     // The replayed ids keep fencing: a new instance of "committing" gets the next epoch.
     let (p, e) = c
-        .init_producer_id("committing", 60_000, None, &ids).await
+        .init_producer_id("committing", 60_000, None, &ids)
+        .await
         .unwrap();
     assert_eq!((p, e), (pid, epoch + 1));
     drop(c);
@@ -417,14 +500,21 @@ async fn cluster_ids_are_answered_only_once_their_partition_is_loaded() {
     let markers = Arc::new(FakeMarkers::default());
     let c = TransactionCoordinator::replicated(cfg(), markers.clone());
     let (mine, other) = (id_in(1, 3), id_in(2, 3));
-    let err = c.init_producer_id(&mine, 60_000, None, &ids).await.unwrap_err();
+    let err = c
+        .init_producer_id(&mine, 60_000, None, &ids)
+        .await
+        .unwrap_err();
     assert!(matches!(err, TxnError::NotCoordinator { .. }), "{err}");
     assert!(!c.is_coordinating(&mine));
-    c.load_partition(1, txn_partition(dir.path(), 1), 3, 1).unwrap();
+    c.load_partition(1, txn_partition(dir.path(), 1), 3, 1)
+        .unwrap();
     assert!(c.is_coordinating(&mine));
     assert!(!c.is_coordinating(&other));
     c.init_producer_id(&mine, 60_000, None, &ids).await.unwrap();
-    let err = c.init_producer_id(&other, 60_000, None, &ids).await.unwrap_err();
+    let err = c
+        .init_producer_id(&other, 60_000, None, &ids)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(true), 16, "NOT_COORDINATOR: {err}");
     c.unload_partition(1);
     assert!(!c.is_coordinating(&mine));
@@ -444,14 +534,19 @@ async fn a_new_coordinator_loads_the_log_and_completes_prepared_transactions() {
         broken.fail_next(usize::MAX);
         let c = TransactionCoordinator::replicated(cfg(), broken.clone());
         c.load_partition(0, partition.clone(), 1, 1).unwrap();
-        (pid, epoch) = c.init_producer_id(&committing, 60_000, None, &ids).await.unwrap();
+        (pid, epoch) = c
+            .init_producer_id(&committing, 60_000, None, &ids)
+            .await
+            .unwrap();
         c.add_partitions(&committing, pid, epoch, &[tp("a", 0), tp(OFFSETS_TOPIC, 3)])
             .await
             .unwrap();
         c.end_txn(&committing, pid, epoch, true).await.unwrap();
         let e2;
         (pid2, e2) = c.init_producer_id(&open, 60_000, None, &ids).await.unwrap();
-        c.add_partitions(&open, pid2, e2, &[tp("b", 0)]).await.unwrap();
+        c.add_partitions(&open, pid2, e2, &[tp("b", 0)])
+            .await
+            .unwrap();
         assert!(broken.written().is_empty());
         c.unload_partition(0);
     }
@@ -474,7 +569,10 @@ async fn a_new_coordinator_loads_the_log_and_completes_prepared_transactions() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(c.describe(&committing).unwrap().state, TxnState::CompleteCommit);
+    assert_eq!(
+        c.describe(&committing).unwrap().state,
+        TxnState::CompleteCommit
+    );
     let written = markers.written();
     assert_eq!(written.len(), 2);
     assert!(written
@@ -483,7 +581,10 @@ async fn a_new_coordinator_loads_the_log_and_completes_prepared_transactions() {
     let o = c.describe(&open).unwrap();
     assert_eq!((o.state, o.producer_id), (TxnState::Ongoing, pid2));
     // The new coordinator fences the old producer instance when a new one starts.
-    let (p, e) = c.init_producer_id(&committing, 60_000, None, &ids).await.unwrap();
+    let (p, e) = c
+        .init_producer_id(&committing, 60_000, None, &ids)
+        .await
+        .unwrap();
     assert_eq!((p, e), (pid, epoch + 1));
 }
 
@@ -492,8 +593,12 @@ async fn writes_need_min_insync_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let ids = ProducerIds::open(dir.path(), 0).unwrap();
     let c = TransactionCoordinator::replicated(cfg(), Arc::new(FakeMarkers::default()));
-    c.load_partition(0, txn_partition(dir.path(), 0), 1, 2).unwrap();
-    let err = c.init_producer_id("x", 60_000, None, &ids).await.unwrap_err();
+    c.load_partition(0, txn_partition(dir.path(), 0), 1, 2)
+        .unwrap();
+    let err = c
+        .init_producer_id("x", 60_000, None, &ids)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(true), 15, "COORDINATOR_NOT_AVAILABLE: {err}");
     assert!(c.describe("x").is_none(), "nothing changed");
 }

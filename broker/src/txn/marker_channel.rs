@@ -69,7 +69,11 @@ enum Route {
     /// This broker leads it.
     Local,
     /// Another broker leads it and listens there.
-    Remote { broker: i32, host: String, port: u16 },
+    Remote {
+        broker: i32,
+        host: String,
+        port: u16,
+    },
 }
 
 /// What a WriteTxnMarkers error code means for the sender.
@@ -124,17 +128,20 @@ impl ClusterMarkers {
     }
 
     /// One attempt.
-    async fn attempt(&self, topic: &str, partition: i32, marker: &Marker) -> Result<(), MarkerError> {
+    async fn attempt(
+        &self,
+        topic: &str,
+        partition: i32,
+        marker: &Marker,
+    ) -> Result<(), MarkerError> {
         match self.route(topic, partition) {
             Route::Gone => Err(MarkerError::UnknownPartition),
             Route::NoLeader => Err(MarkerError::Failed(format!(
                 "{topic}-{partition} has no leader"
             ))),
-            Route::Local => {
-                write_as_leader(&self.topics, &self.groups, topic, partition, marker)
-                    .await
-                    .map_err(|(code, message)| classify(code, message))
-            }
+            Route::Local => write_as_leader(&self.topics, &self.groups, topic, partition, marker)
+                .await
+                .map_err(|(code, message)| classify(code, message)),
             Route::Remote { broker, host, port } => {
                 let code = self
                     .send(broker, &host, port, topic, partition, marker)
@@ -231,7 +238,12 @@ impl MarkerWriter for ClusterMarkers {
             loop {
                 match self.attempt(topic, partition, marker).await {
                     Err(MarkerError::Failed(e)) if attempt < ATTEMPTS => {
-                        tracing::debug!(topic, partition, attempt, "transaction marker not written yet: {e}");
+                        tracing::debug!(
+                            topic,
+                            partition,
+                            attempt,
+                            "transaction marker not written yet: {e}"
+                        );
                         tokio::time::sleep(BACKOFF * attempt).await;
                         attempt += 1;
                     }
@@ -258,7 +270,10 @@ mod tests {
             E::UnknownTopicOrPartition.code(),
             E::KafkaStorageError.code(),
         ] {
-            assert!(matches!(classify(code, "x".into()), MarkerError::Failed(_)), "{code}");
+            assert!(
+                matches!(classify(code, "x".into()), MarkerError::Failed(_)),
+                "{code}"
+            );
         }
     }
 

@@ -12,6 +12,10 @@
 //! once the log has grown enough since the last snapshot the coordinator writes the live state
 //! of every transactional id again and the log start moves to that snapshot. Replay starts at
 //! the log start, so a crash between the two steps only leaves redundant records behind.
+//!
+//! That is the single broker. In a cluster `__transaction_state` is a replicated topic of many
+//! partitions, written by the coordinator through the partition it leads; [`replay`] and
+//! [`encode_batch`] are shared with that path, and no snapshot is taken there.
 
 use std::collections::HashMap;
 use std::path::Path;
