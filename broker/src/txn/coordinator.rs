@@ -586,7 +586,7 @@ impl Inner {
     }
 
     /// Waits until a replicated write is committed (the high watermark passed it).
-    async fn committed(pending: Option<Pending>) -> Result<(), TxnError> {
+    async fn committed(pending: &Option<Pending>) -> Result<(), TxnError> {
         let Some(p) = pending else {
             return Ok(());
         };
@@ -671,9 +671,10 @@ impl Inner {
                 }
             }
         };
-        Self::committed(pending).await?;
         if let Some(c) = completion {
-            self.clone().finish(c).await;
+            self.decide(c, pending).await?;
+        } else {
+            Self::committed(&pending).await?;
         }
         answer
     }
@@ -704,7 +705,7 @@ impl Inner {
                 Some(next) => self.persist(&mut txns, id, next)?,
             }
         };
-        Self::committed(pending).await
+        Self::committed(&pending).await
     }
 
     async fn end_txn(
@@ -728,11 +729,41 @@ impl Inner {
             let pending = self.persist(&mut txns, id, next)?;
             (c, pending)
         };
-        // The decision must be committed before any partition sees a marker: a coordinator
-        // that took over without it would not know the transaction was ending.
-        Self::committed(pending).await?;
-        self.clone().finish(completion).await;
-        Ok(())
+        self.decide(completion, pending).await
+    }
+
+    /// Writes the markers of a Prepare state once its record is committed: a coordinator
+    /// that took over without it would not know the transaction was ending. If the record is
+    /// slow to reach the ISR, the caller gets the error (the client retries and is told
+    /// CONCURRENT_TRANSACTIONS meanwhile) and a task finishes the transaction once it is
+    /// committed; if leadership moved, the next coordinator finishes it from the log.
+    async fn decide(
+        self: &Arc<Self>,
+        c: Completion,
+        pending: Option<Pending>,
+    ) -> Result<(), TxnError> {
+        match Self::committed(&pending).await {
+            Ok(()) => {
+                self.clone().finish(c).await;
+                Ok(())
+            }
+            Err(e) => {
+                if !matches!(e, TxnError::NotCoordinator { .. }) {
+                    let inner = self.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            match Self::committed(&pending).await {
+                                Ok(()) => return inner.finish(c).await,
+                                Err(TxnError::NotCoordinator { .. }) => return,
+                                Err(_) if !inner.owns(&c) => return,
+                                Err(_) => {}
+                            }
+                        }
+                    });
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn abort_timed_out(self: &Arc<Self>) -> usize {
@@ -767,13 +798,11 @@ impl Inner {
         }
         let mut n = 0;
         for (c, pending) in completions {
-            match Self::committed(pending).await {
-                Ok(()) => {
-                    n += 1;
-                    self.clone().finish(c).await;
-                }
+            let id = c.transactional_id.clone();
+            match self.decide(c, pending).await {
+                Ok(()) => n += 1,
                 Err(e) => {
-                    tracing::warn!(transactional_id = %c.transactional_id, "cannot abort a timed-out transaction: {e}")
+                    tracing::warn!(transactional_id = %id, "the abort of a timed-out transaction is not replicated yet: {e}")
                 }
             }
         }
@@ -870,7 +899,7 @@ impl Inner {
                 }
             }
         };
-        if let Err(e) = Self::committed(pending).await {
+        if let Err(e) = Self::committed(&pending).await {
             tracing::warn!(transactional_id = %id, "the completed transaction is not replicated yet: {e}");
         }
         true
