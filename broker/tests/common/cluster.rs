@@ -146,7 +146,7 @@ impl TestCluster {
                 [&topic],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             ))
-            .expect("create_topics");
+            .unwrap_or_else(|e| panic!("create_topics: {e}\n{}", self.log_tails(30)));
         for r in res {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
