@@ -879,28 +879,20 @@ impl Inner {
         if !c.remaining.is_empty() {
             return false;
         }
-        let pending = {
-            let mut txns = self.lock();
-            if !self.owns_locked(&txns, c) {
-                return true;
-            }
-            let Some(meta) = txns.get(&id) else {
-                return true;
-            };
-            let next = meta.completed(crate::clock::now_ms());
-            match self.persist(&mut txns, &id, next.clone()) {
-                Ok(pending) => pending,
-                Err(e) => {
-                    // The markers are written; a replay would write them again and complete
-                    // then.
-                    tracing::warn!(transactional_id = %id, "cannot record the completed transaction: {e}");
-                    txns.insert(id.clone(), next);
-                    None
-                }
-            }
+        let mut txns = self.lock();
+        if !self.owns_locked(&txns, c) {
+            return true;
+        }
+        let Some(meta) = txns.get(&id) else {
+            return true;
         };
-        if let Err(e) = Self::committed(&pending).await {
-            tracing::warn!(transactional_id = %id, "the completed transaction is not replicated yet: {e}");
+        let next = meta.completed(crate::clock::now_ms());
+        // Not awaited: every marker is written, so the answer no longer depends on this
+        // record; a coordinator that takes over without it writes the markers again.
+        if let Err(e) = self.persist(&mut txns, &id, next.clone()) {
+            // The markers are written; a replay would write them again and complete then.
+            tracing::warn!(transactional_id = %id, "cannot record the completed transaction: {e}");
+            txns.insert(id.clone(), next);
         }
         true
     }

@@ -602,3 +602,86 @@ async fn writes_need_min_insync_replicas() {
     assert_eq!(err.code(true), 15, "COORDINATOR_NOT_AVAILABLE: {err}");
     assert!(c.describe("x").is_none(), "nothing changed");
 }
+
+/// Waits (bounded) until `f` holds.
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 2 s");
+}
+
+#[tokio::test]
+async fn clients_and_markers_wait_until_the_isr_has_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Arc::new(ProducerIds::open(dir.path(), 0).unwrap());
+    let partition = txn_partition(dir.path(), 0);
+    // Led by broker 1 with broker 2 in the ISR: nothing is committed until 2 has fetched it.
+    let state = crate::replication::LeaderAndIsr {
+        leader: 1,
+        leader_epoch: 1,
+        partition_epoch: 1,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    partition.become_leader(1, &state, 0).unwrap();
+    let follower_fetches = {
+        let p = partition.clone();
+        move || {
+            p.record_replica_fetch(2, p.log_end_offset(), 0);
+        }
+    };
+    let markers = Arc::new(FakeMarkers::default());
+    let c = TransactionCoordinator::replicated(cfg(), markers.clone());
+    c.load_partition(0, partition.clone(), 1, 1).unwrap();
+
+    let init = tokio::spawn({
+        let (c, ids) = (c.clone(), ids.clone());
+        async move { c.init_producer_id("tx", 60_000, None, &ids).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !init.is_finished(),
+        "answered before the ISR had the record"
+    );
+    follower_fetches();
+    let (pid, epoch) = init.await.unwrap().unwrap();
+    let add = tokio::spawn({
+        let c = c.clone();
+        async move { c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).await }
+    });
+    eventually("the AddPartitions record is written", || {
+        partition.log_end_offset() == 2
+    })
+    .await;
+    follower_fetches();
+    add.await.unwrap().unwrap();
+
+    let end = tokio::spawn({
+        let c = c.clone();
+        async move { c.end_txn("tx", pid, epoch, true).await }
+    });
+    eventually("the PrepareCommit record is written", || {
+        partition.log_end_offset() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        markers.written().is_empty(),
+        "a marker was written before the decision was replicated"
+    );
+    follower_fetches();
+    end.await.unwrap().unwrap();
+    assert_eq!(markers.written().len(), 1);
+    assert_eq!(markers.written()[0].2.coordinator_epoch, 1);
+    // The CompleteCommit record follows.
+    eventually("the CompleteCommit record is written", || {
+        partition.log_end_offset() == 4
+    })
+    .await;
+    follower_fetches();
+    assert_eq!(c.describe("tx").unwrap().state, TxnState::CompleteCommit);
+}
