@@ -395,6 +395,7 @@ pub async fn run_one(
     let pipeline_events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let stop_pipeline = Stop::default();
     let mut supervisor = None;
+    let pipeline_produce_start = Arc::new(std::sync::OnceLock::new());
     if let (Some((out_name, out_partitions)), Some(meter)) = (&output, &pipeline_meter) {
         let task = pipeline::PipelineTask {
             scenario: scenario.clone(),
@@ -406,7 +407,7 @@ pub async fn run_one(
             run_tag,
             meter: meter.clone(),
             t0,
-            produce_start: Instant::now(),
+            produce_start: pipeline_produce_start.clone(),
             events: pipeline_events.clone(),
             stop: stop_pipeline.clone(),
         };
@@ -415,6 +416,17 @@ pub async fn run_one(
             "kbench: pipeline of {} worker(s) {topic} → {out_name}",
             meter.workers.len()
         );
+        // The workers' first init_transactions may create the transaction log (on a fresh
+        // cluster, a topic of 50 replicated partitions): produce once they can transform, so
+        // that `at` kills find them working. A worker that cannot start is reported by the
+        // pipeline itself.
+        let deadline = Instant::now() + s.consumers.assign_timeout.0;
+        while meter.initialised() < meter.workers.len() && Instant::now() < deadline {
+            if interrupt.is_raised() {
+                bail!("interrupted while waiting for the pipeline workers to initialise");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let mut faults = (!s.faults.is_empty()).then(|| {
         let log = out.join("faults.log");
@@ -423,6 +435,7 @@ pub async fn run_one(
     });
     let produce_start_us = now_us();
     let produce_start = Instant::now();
+    let _ = pipeline_produce_start.set(produce_start);
     let produce_t0 = t_s();
     phase(
         &mut events,

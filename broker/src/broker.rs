@@ -13,6 +13,7 @@ use crate::group::{GroupConfig, GroupCoordinator};
 use crate::producer_ids::ProducerIds;
 use crate::replication::ReplicaManager;
 use crate::topics::{TopicError, Topics};
+use crate::txn::marker_channel::ClusterMarkers;
 use crate::txn::markers::BrokerMarkers;
 use crate::txn::{TransactionCoordinator, TxnConfig};
 
@@ -69,7 +70,8 @@ pub(crate) struct Broker {
     pub(crate) groups: GroupCoordinator,
     /// Producer id allocation for idempotent producers.
     pub(crate) producer_ids: ProducerIds,
-    /// The transaction coordinator (`__transaction_state` in the first log dir).
+    /// The transaction coordinator (`__transaction_state` in the first log dir; in a cluster,
+    /// the replicated partitions this broker leads).
     pub(crate) txn: TransactionCoordinator,
     /// Cluster mode: the Raft metadata layer (who leads what). `None` for a single broker.
     pub(crate) cluster: Option<Arc<Cluster>>,
@@ -121,15 +123,27 @@ impl Broker {
             }
         })?;
         // Opened last: recovery writes the markers of transactions that were completing.
-        let txn = TransactionCoordinator::open(
-            &config.log_dirs[0],
-            TxnConfig::from_broker(&config),
-            Arc::new(BrokerMarkers {
-                topics: topics.clone(),
-                groups: groups.clone(),
-            }),
-        )
-        .map_err(|e| StartError::Transactions(e.to_string()))?;
+        let txn = match &cluster {
+            // The transaction log is a replicated topic; ids load as leadership arrives.
+            Some(c) => TransactionCoordinator::replicated(
+                TxnConfig::from_broker(&config),
+                Arc::new(ClusterMarkers::new(
+                    config.node_id,
+                    c.clone(),
+                    topics.clone(),
+                    groups.clone(),
+                )),
+            ),
+            None => TransactionCoordinator::open(
+                &config.log_dirs[0],
+                TxnConfig::from_broker(&config),
+                Arc::new(BrokerMarkers {
+                    topics: topics.clone(),
+                    groups: groups.clone(),
+                }),
+            )
+            .map_err(|e| StartError::Transactions(e.to_string()))?,
+        };
         let replicas = cluster.as_ref().map(|c| {
             ReplicaManager::new(
                 Arc::new(crate::metadata_sync::Link {

@@ -231,4 +231,25 @@ impl Broker {
             _ => Some(E::NotCoordinator.code()),
         }
     }
+
+    /// The error for a request about `transactional_id` when this broker cannot answer for it,
+    /// as [`Broker::group_coordinator_error`] for groups: in a cluster, NOT_COORDINATOR when
+    /// another broker leads the id's `__transaction_state` partition (or the topic does not
+    /// exist yet), COORDINATOR_LOAD_IN_PROGRESS while this broker, its new leader, loads it.
+    /// `None` when this broker answers.
+    pub(crate) fn txn_coordinator_error(&self, transactional_id: &str) -> Option<i16> {
+        use kafka_protocol::error::ResponseError as E;
+        let image = self.image()?;
+        let Some(log) = image.topics.get(crate::txn::store::TXN_TOPIC) else {
+            return Some(E::NotCoordinator.code());
+        };
+        let p = crate::group::store::partition_for(transactional_id, log.partitions.len() as i32);
+        match log.partitions.get(p as usize) {
+            Some(state) if state.leader == self.node_id() => {
+                (!self.txn.is_coordinating(transactional_id))
+                    .then_some(E::CoordinatorLoadInProgress.code())
+            }
+            _ => Some(E::NotCoordinator.code()),
+        }
+    }
 }

@@ -120,6 +120,13 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     /// `transaction.state.log.replication.factor`.
     pub transaction_state_log_replication_factor: i16,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state` in a
+    /// cluster (transactional ids are spread over them; each partition's leader coordinates
+    /// its ids).
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state` (capped
+    /// at its replication factor).
+    pub transaction_state_log_min_isr: i32,
     /// Every property as given (file then overrides), for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
 }
@@ -211,6 +218,8 @@ const KNOWN_KEYS: &[&str] = &[
     "replica.fetch.backoff.ms",
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
+    "transaction.state.log.num.partitions",
+    "transaction.state.log.min.isr",
     // Read by the group and transaction coordinators from `raw`.
     "offset.metadata.max.bytes",
     "offsets.retention.check.interval.ms",
@@ -229,7 +238,6 @@ const ACCEPTED_KEYS: &[&str] = &[
     "num.replica.fetchers",
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
-    "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
     "zookeeper.connect",
@@ -457,6 +465,18 @@ impl BrokerConfig {
                 1,
                 i16::MAX as i64,
             )? as i16,
+            transaction_state_log_num_partitions: p.int(
+                "transaction.state.log.num.partitions",
+                50,
+                1,
+                100_000,
+            )? as i32,
+            transaction_state_log_min_isr: p.int(
+                "transaction.state.log.min.isr",
+                2,
+                1,
+                i32::MAX as i64,
+            )? as i32,
             node_id,
             listener,
             advertised,
@@ -683,6 +703,14 @@ impl BrokerConfig {
             (
                 "transaction.state.log.replication.factor",
                 Some(self.transaction_state_log_replication_factor.to_string()),
+            ),
+            (
+                "transaction.state.log.num.partitions",
+                Some(self.transaction_state_log_num_partitions.to_string()),
+            ),
+            (
+                "transaction.state.log.min.isr",
+                Some(self.transaction_state_log_min_isr.to_string()),
             ),
         ]
     }

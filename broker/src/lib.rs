@@ -10,6 +10,7 @@ pub mod cli;
 mod clock;
 pub(crate) mod cluster;
 mod cluster_view;
+pub(crate) mod committed;
 pub mod config;
 mod connection;
 pub(crate) mod group;

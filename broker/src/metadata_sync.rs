@@ -8,6 +8,10 @@
 //! topics that were deleted. It is the only place that reacts to metadata, so the order of those
 //! steps is in one place: open the log first, then take up the role.
 //!
+//! The coordinators follow leadership here too ([`Coordination`]): the leader of a
+//! `__consumer_offsets` partition coordinates its groups, the leader of a `__transaction_state`
+//! partition its transactional ids, as in Kafka.
+//!
 //! It also implements the replication layer's view of the cluster ([`ClusterLink`]): where other
 //! brokers listen, and how a leader proposes an ISR change to the controller.
 
@@ -23,26 +27,105 @@ use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::replication::{ClusterLink, LeaderAndIsr, ReplicaManager, ReplicationSettings};
 use crate::topics::{Topic, TopicSpec, Topics};
+use crate::txn::store::TXN_TOPIC;
+use crate::txn::TransactionCoordinator;
 
-/// Internal topics whose data the coordinator keeps in its own log: the metadata names their
-/// partitions' leaders (the coordinators' placement), but no partition log is opened for them.
-/// (`__consumer_offsets` is replicated like any topic; the group coordinator of each of its
-/// partitions is the partition's leader, see [`Coordination`].)
-const COORDINATOR_TOPICS: &[&str] = &["__transaction_state"];
-
-/// The group coordinator follows the leadership of `__consumer_offsets` partitions: it loads a
-/// partition's groups when this broker starts leading it and forgets them when it stops.
+/// The coordinators follow the leadership of their internal topics' partitions: the group
+/// coordinator loads a `__consumer_offsets` partition's groups when this broker starts leading
+/// it and forgets them when it stops; the transaction coordinator does the same with
+/// `__transaction_state` partitions and their transactional ids.
 pub(crate) struct Coordination {
     groups: GroupCoordinator,
-    /// Partitions loaded, with the leader epoch they were loaded at.
+    txn: TransactionCoordinator,
+    /// `__consumer_offsets` partitions loaded, with the leader epoch they were loaded at.
     loaded: std::sync::Mutex<HashMap<i32, i32>>,
+    /// `__transaction_state` partitions loaded, with the leader epoch they were loaded at.
+    txn_loaded: std::sync::Mutex<HashMap<i32, i32>>,
+}
+
+/// What to do about one internal partition, given who leads it and what is loaded here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Nothing changes.
+    Keep,
+    /// Load (or reload, at a new leader epoch) the partition.
+    Load,
+    /// Forget the partition.
+    Unload,
+}
+
+/// The step for a partition led by `leader` at `leader_epoch`, of which this broker (`me`)
+/// has loaded the epoch `loaded`.
+fn step(me: i32, leader: i32, leader_epoch: i32, loaded: Option<i32>) -> Step {
+    match (leader == me, loaded) {
+        (true, Some(epoch)) if epoch == leader_epoch => Step::Keep,
+        (true, _) => Step::Load,
+        (false, Some(_)) => Step::Unload,
+        (false, None) => Step::Keep,
+    }
 }
 
 impl Coordination {
-    pub(crate) fn new(groups: GroupCoordinator) -> Self {
+    pub(crate) fn new(groups: GroupCoordinator, txn: TransactionCoordinator) -> Self {
         Coordination {
             groups,
+            txn,
             loaded: Default::default(),
+            txn_loaded: Default::default(),
+        }
+    }
+
+    /// Follows the leadership of `__transaction_state` partitions.
+    fn follow_txn(&self, node_id: i32, topic: &Topic, info: &TopicInfo) {
+        let mut loaded = self.txn_loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let count = info.partitions.len() as i32;
+        let min_isr = topic
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        for (i, state) in info.partitions.iter().enumerate() {
+            let index = i as i32;
+            match step(
+                node_id,
+                state.leader,
+                state.leader_epoch,
+                loaded.get(&index).copied(),
+            ) {
+                Step::Keep => {}
+                Step::Load => {
+                    let Some(partition) = topic.partition(index) else {
+                        continue;
+                    };
+                    if partition.leader_epoch() != Some(state.leader_epoch) {
+                        // The replica manager has not taken up this leadership: next image.
+                        continue;
+                    }
+                    match self.txn.load_partition(index, partition, count, min_isr) {
+                        Ok(n) => {
+                            tracing::info!(
+                                partition = index,
+                                transactional_ids = n,
+                                coordinator_epoch = state.leader_epoch,
+                                "now coordinating the transactions of {TXN_TOPIC}-{index}"
+                            );
+                            loaded.insert(index, state.leader_epoch);
+                        }
+                        Err(e) => {
+                            tracing::error!(partition = index, error = %e, "cannot load the transactions of {TXN_TOPIC}-{index}")
+                        }
+                    }
+                }
+                Step::Unload => {
+                    self.txn.unload_partition(index);
+                    loaded.remove(&index);
+                    tracing::info!(
+                        partition = index,
+                        "no longer coordinating the transactions of {TXN_TOPIC}-{index}"
+                    );
+                }
+            }
         }
     }
 
@@ -182,9 +265,6 @@ fn apply(
     image: &ClusterImage,
 ) {
     for (name, info) in &image.topics {
-        if COORDINATOR_TOPICS.contains(&name.as_str()) {
-            continue;
-        }
         if let Some(local) = topics.get(name).filter(|t| t.id != info.id) {
             // Deleted and re-created under the same name while we were not looking.
             drop_topic(topics, replicas, &local.name);
@@ -233,6 +313,9 @@ fn apply(
         if name == crate::group::store::OFFSETS_TOPIC {
             coordination.follow(node_id, &topic, info);
         }
+        if name == TXN_TOPIC {
+            coordination.follow_txn(node_id, &topic, info);
+        }
     }
     for local in topics.all() {
         if !image.topics.contains_key(&local.name) {
@@ -248,4 +331,19 @@ fn drop_topic(topics: &Topics, replicas: &ReplicaManager, name: &str) {
         }
     }
     topics.drop_local(name);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{step, Step};
+
+    #[test]
+    fn a_coordinator_loads_what_it_starts_leading_and_forgets_what_it_stops_leading() {
+        assert_eq!(step(1, 1, 3, None), Step::Load, "new leader");
+        assert_eq!(step(1, 1, 3, Some(3)), Step::Keep, "same leadership");
+        assert_eq!(step(1, 1, 4, Some(3)), Step::Load, "re-elected: reload");
+        assert_eq!(step(1, 2, 4, Some(3)), Step::Unload, "moved away");
+        assert_eq!(step(1, 2, 4, None), Step::Keep, "never led");
+        assert_eq!(step(1, -1, 4, Some(3)), Step::Unload, "leaderless");
+    }
 }

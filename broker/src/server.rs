@@ -61,6 +61,7 @@ pub async fn run(
             replicas.clone(),
             Arc::new(crate::metadata_sync::Coordination::new(
                 broker.groups.clone(),
+                broker.txn.clone(),
             )),
             cluster.watch(),
             stop_rx.clone(),

@@ -1224,24 +1224,6 @@ impl Scenario {
                 ),
             ));
         }
-        let embedded_cluster = self.cluster.bootstrap.is_none()
-            && self.cluster.brokers > 1
-            && self.cluster.mode == ClusterMode::Replicated;
-        if embedded_cluster && (p.transactional || self.pipeline.is_some()) {
-            return Err(invalid(
-                if p.transactional {
-                    "producers.transactional"
-                } else {
-                    "pipeline"
-                },
-                format!(
-                    "transactions are not supported by kbroker clusters yet (cluster.brokers = {}); \
-                     run them on one embedded broker (cluster.brokers = 1) or against a Kafka \
-                     cluster with --bootstrap",
-                    self.cluster.brokers
-                ),
-            ));
-        }
         if p.abort_ratio > 0.0 && !p.transactional {
             return Err(invalid(
                 "producers.abort_ratio",

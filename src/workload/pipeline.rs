@@ -85,6 +85,15 @@ impl PipelineMeter {
         f(&mut lock(&self.workers[w as usize]))
     }
 
+    /// How many workers have their transactional producer initialised (their first
+    /// `init_transactions` returned; on a fresh cluster that call creates the transaction log).
+    pub fn initialised(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| lock(w).initialised_us.is_some())
+            .count()
+    }
+
     /// Input records committed over all workers.
     pub fn input_committed(&self) -> u64 {
         self.workers.iter().map(|w| lock(w).input_committed).sum()
@@ -141,8 +150,9 @@ pub struct PipelineTask {
     pub meter: Arc<PipelineMeter>,
     /// Run start, for event times.
     pub t0: Instant,
-    /// Producers' start, for `at` triggers.
-    pub produce_start: Instant,
+    /// Producers' start, for `at` triggers (set once the producers start, after the workers
+    /// are initialised; no `at` kill fires before).
+    pub produce_start: Arc<std::sync::OnceLock<Instant>>,
     /// Events (kills, restarts) go here.
     pub events: Arc<Mutex<Vec<Event>>>,
     /// Raised to stop the pipeline.
@@ -211,7 +221,7 @@ fn supervise(task: PipelineTask) -> PipelineOutcome {
                 continue;
             }
             let due = match k.trigger() {
-                KillTrigger::At(d) => task.produce_start.elapsed() >= d,
+                KillTrigger::At(d) => task.produce_start.get().is_some_and(|s| s.elapsed() >= d),
                 KillTrigger::AfterMessages(n) => task.meter.input_committed() >= n,
             };
             if !due {

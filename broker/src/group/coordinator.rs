@@ -349,6 +349,15 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether `__consumer_offsets` partition `index` is loaded here (always on a single
+    /// broker): a transaction marker written to it reaches its groups' pending offsets.
+    pub(crate) fn is_partition_loaded(&self, index: i32) -> bool {
+        match &self.inner.store {
+            Some(store) if store.is_replicated() => self.inner.coordinating().contains(&index),
+            _ => true,
+        }
+    }
+
     /// Cluster mode: this broker has become the leader of `__consumer_offsets` partition
     /// `index`, so it coordinates that partition's groups from now on: their state is replayed
     /// from the (replicated) partition, replacing whatever this broker remembered of them.

@@ -14,12 +14,21 @@ pub(crate) async fn handle(
     let broker = ctx.broker;
     let partition = broker.groups.offsets_partition_for(req.group_id.0.as_str());
     let mut resp = AddOffsetsToTxnResponse::default();
-    if let Err(e) = broker.txn.add_partitions(
-        req.transactional_id.0.as_str(),
-        req.producer_id.0,
-        req.producer_epoch,
-        &[(OFFSETS_TOPIC.to_owned(), partition)],
-    ) {
+    let txn_id = req.transactional_id.0.as_str();
+    if let Some(code) = broker.txn_coordinator_error(txn_id) {
+        resp.error_code = code;
+        return resp;
+    }
+    if let Err(e) = broker
+        .txn
+        .add_partitions(
+            txn_id,
+            req.producer_id.0,
+            req.producer_epoch,
+            &[(OFFSETS_TOPIC.to_owned(), partition)],
+        )
+        .await
+    {
         // PRODUCER_FENCED exists from v2 on (KIP-588).
         resp.error_code = e.code(ctx.version >= 2);
     }

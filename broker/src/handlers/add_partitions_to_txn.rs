@@ -2,7 +2,9 @@
 //!
 //! Every partition must exist first: if one does not, it gets UNKNOWN_TOPIC_OR_PARTITION, the
 //! others OPERATION_NOT_ATTEMPTED, and nothing is added (as Kafka). Otherwise the transaction
-//! coordinator's answer (producer checks, state checks) applies to every partition. v4+ is
+//! coordinator's answer (producer checks, state checks) applies to every partition; in a
+//! cluster, a broker that does not coordinate the id answers NOT_COORDINATOR (or
+//! COORDINATOR_LOAD_IN_PROGRESS) for every partition. v4+ is
 //! KIP-890's broker-to-coordinator batched form and is not advertised.
 
 use kafka_protocol::error::ResponseError;
@@ -38,7 +40,9 @@ pub(crate) async fn handle(
             ResponseError::OperationNotAttempted.code()
         }
     };
-    let result: Result<(), i16> = if unknown.is_empty() {
+    let result: Result<(), i16> = if let Some(code) = broker.txn_coordinator_error(txn_id) {
+        Err(code)
+    } else if unknown.is_empty() {
         broker
             .txn
             .add_partitions(
@@ -47,6 +51,7 @@ pub(crate) async fn handle(
                 req.v3_and_below_producer_epoch,
                 &requested,
             )
+            .await
             // PRODUCER_FENCED exists from v2 on (KIP-588).
             .map_err(|e| e.code(ctx.version >= 2))
     } else {

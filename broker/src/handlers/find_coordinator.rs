@@ -3,7 +3,10 @@
 //! the key's partition of `__consumer_offsets` / `__transaction_state` (Kafka's hash of the key
 //! modulo the partition count); the first lookup creates that internal topic through the
 //! controller, with `offsets.topic.replication.factor` (or the transaction one) capped at the
-//! brokers alive. v0-3 carry one key; v4+ a batch.
+//! brokers alive; `__transaction_state` gets `transaction.state.log.num.partitions` partitions
+//! and `min.insync.replicas` = `transaction.state.log.min.isr` (capped at its replication
+//! factor). The partition choice is [`crate::group::store::partition_for`] for both kinds, as
+//! the group and transaction coordinators use. v0-3 carry one key; v4+ a batch.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -16,9 +19,6 @@ use super::{str_bytes, RequestContext};
 const GROUP: i8 = 0;
 /// Key type of a transactional id.
 const TRANSACTION: i8 = 1;
-
-/// Partitions of `__transaction_state` (Kafka's `transaction.state.log.num.partitions` default).
-const TRANSACTION_PARTITIONS: i32 = 50;
 
 /// Where the coordinator is, or why there is none: (error, node id, host, port).
 async fn locate(ctx: &RequestContext<'_>, key_type: i8, key: &str) -> (i16, i32, StrBytes, i32) {
@@ -38,26 +38,35 @@ async fn locate(ctx: &RequestContext<'_>, key_type: i8, key: &str) -> (i16, i32,
             StrBytes::default(),
             -1,
         );
-        let (topic, partitions, rf) = if key_type == GROUP {
+        let (topic, partitions, rf, min_isr) = if key_type == GROUP {
             (
                 "__consumer_offsets",
                 broker.config.offsets_topic_num_partitions,
                 broker.config.offsets_topic_replication_factor,
+                None,
             )
         } else {
             (
                 "__transaction_state",
-                TRANSACTION_PARTITIONS,
+                broker.config.transaction_state_log_num_partitions,
                 broker.config.transaction_state_log_replication_factor,
+                Some(broker.config.transaction_state_log_min_isr),
             )
         };
         let Some(view) = broker.topic_view(topic) else {
             let live = broker.live_brokers().len() as i16;
+            let replication_factor = i32::from(rf.min(live).max(1));
+            let configs = min_isr
+                .map(|m| {
+                    let m = m.clamp(1, replication_factor);
+                    [("min.insync.replicas".to_owned(), m.to_string())].into()
+                })
+                .unwrap_or_default();
             let spec = crate::cluster::CreateTopicSpec {
                 name: topic.to_owned(),
                 partitions,
-                replication_factor: i32::from(rf.min(live).max(1)),
-                configs: Default::default(),
+                replication_factor,
+                configs,
                 validate_only: false,
             };
             if let Err(e) = cluster.create_topic(spec).await {

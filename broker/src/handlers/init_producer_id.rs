@@ -5,8 +5,8 @@
 //! the epoch bumped. With a transactional id the transaction coordinator answers: the id's
 //! producer id with its epoch bumped (fencing older instances), after aborting a transaction
 //! the previous instance left open (CONCURRENT_TRANSACTIONS meanwhile; the client retries).
-//! A broker in a cluster refuses transactional ids (UNSUPPORTED_VERSION, with a warning in its
-//! log): its transaction coordinator is single-node only.
+//! In a cluster only the coordinator of the transactional id answers (the leader of its
+//! `__transaction_state` partition, once loaded); other brokers say NOT_COORDINATOR.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -21,15 +21,8 @@ pub(crate) async fn handle(
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
     if let Some(txn) = &req.transactional_id {
-        if ctx.broker.cluster.is_some() {
-            // The transaction state log is not replicated and markers are not sent to other
-            // brokers' partitions: refuse clearly rather than lose a transaction's atomicity.
-            tracing::warn!(
-                peer = %ctx.peer,
-                transactional_id = %txn.0,
-                "transactions are not supported by kbroker clusters yet: InitProducerId refused"
-            );
-            resp.error_code = ResponseError::UnsupportedVersion.code();
+        if let Some(code) = ctx.broker.txn_coordinator_error(txn.0.as_str()) {
+            resp.error_code = code;
             return resp;
         }
         let expected = (req.producer_id.0 >= 0 && req.producer_epoch >= 0)
@@ -39,7 +32,9 @@ pub(crate) async fn handle(
             req.transaction_timeout_ms,
             expected,
             &ctx.broker.producer_ids,
-        ) {
+        )
+        .await
+        {
             Ok((id, epoch)) => {
                 resp.producer_id = ProducerId(id);
                 resp.producer_epoch = epoch;

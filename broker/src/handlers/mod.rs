@@ -73,6 +73,7 @@ apis! {
     ListGroups => list_groups, 0..=4;
     DescribeGroups => describe_groups, 0..=5;
     OffsetForLeaderEpoch => offset_for_leader_epoch, 2..=4;
+    WriteTxnMarkers => write_txn_markers, 1..=1;
 }
 
 /// APIs whose advertised minimum is lower than what kbroker decodes.

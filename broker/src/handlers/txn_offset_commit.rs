@@ -3,6 +3,10 @@
 //! and that AddOffsetsToTxn put the group's offsets partition in the transaction; the group
 //! coordinator checks the member and generation (v3+) and keeps the offsets pending until the
 //! transaction's marker commits or drops them.
+//!
+//! In a cluster the answer waits until the offsets are replicated to the ISR of their
+//! `__consumer_offsets` partition (as Kafka appends them with acks=-1): the transaction's COMMIT
+//! marker may reach a new group coordinator, which must have the offsets it commits.
 
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -11,6 +15,7 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::RequestContext;
 use crate::group::coordinator::{CommitPartition, TxnCommitRequest};
+use crate::group::store::OFFSETS_TOPIC;
 
 pub(crate) async fn handle(
     ctx: &RequestContext<'_>,
@@ -60,7 +65,12 @@ pub(crate) async fn handle(
                     })
                     .collect(),
             };
-            let codes = broker.groups.commit_txn_offsets(&commit);
+            let mut codes = broker.groups.commit_txn_offsets(&commit);
+            if codes.iter().all(|c| *c == 0) {
+                if let Err(code) = replicated(ctx, &group_id).await {
+                    codes = vec![code; n];
+                }
+            }
             if let Some(code) = codes.iter().find(|c| **c != 0) {
                 tracing::info!(
                     transactional_id = txn_id,
@@ -85,4 +95,34 @@ pub(crate) async fn handle(
         resp.topics.push(tr);
     }
     resp
+}
+
+/// Cluster mode: waits until what `group_id`'s `__consumer_offsets` partition holds now is
+/// replicated to its ISR. `Err(error code)` when leadership moved (NOT_COORDINATOR) or the ISR
+/// was too slow (COORDINATOR_NOT_AVAILABLE); the client retries either.
+async fn replicated(ctx: &RequestContext<'_>, group_id: &str) -> Result<(), i16> {
+    use kafka_protocol::error::ResponseError as E;
+    let broker = ctx.broker;
+    if broker.cluster.is_none() {
+        return Ok(());
+    }
+    let index = broker.groups.offsets_partition_for(group_id);
+    let Some(p) = broker.topics.partition(OFFSETS_TOPIC, index) else {
+        return Err(E::NotCoordinator.code());
+    };
+    let Some(epoch) = p.leader_epoch() else {
+        return Err(E::NotCoordinator.code());
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    crate::committed::wait_committed(&p, p.log_end_offset() - 1, epoch, deadline)
+        .await
+        .map_err(|e| {
+            tracing::info!(group = group_id, "TxnOffsetCommit not replicated: {e}");
+            match e {
+                crate::committed::CommitError::LeadershipLost { .. } => E::NotCoordinator.code(),
+                crate::committed::CommitError::TimedOut { .. } => {
+                    E::CoordinatorNotAvailable.code()
+                }
+            }
+        })
 }

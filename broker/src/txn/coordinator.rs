@@ -17,8 +17,20 @@
 //! Prepare state goes through 2 and 3 again (markers are harmless to repeat), so a transaction
 //! is never left half visible. A background task aborts Ongoing transactions that outlive their
 //! timeout, bumping the epoch first so the late producer is fenced.
+//!
+//! Cluster mode, as in Kafka: `__transaction_state` is a replicated topic and the coordinator of
+//! a transactional id is the leader of its partition (`abs(java_hash(id)) % partitions`, the
+//! same choice as for groups, [`crate::group::store::partition_for`]). When this broker starts
+//! leading such a partition, [`TransactionCoordinator::load_partition`] replays it and
+//! completes the transactions it finds in a Prepare state; when it stops,
+//! [`TransactionCoordinator::unload_partition`] forgets them. Ids of partitions not loaded here
+//! are NOT_COORDINATOR. Every state change is appended to the partition as its leader and the
+//! client is answered, and markers written, only once the high watermark has passed it (Kafka's
+//! acks=-1 append), so a new coordinator always knows every decision a client or a partition
+//! saw. The coordinator epoch written into markers is the partition's leader epoch.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -28,18 +40,26 @@ use tokio::time::Instant;
 use super::markers::{Marker, MarkerError, MarkerWriter};
 use super::records::TxnRecord;
 use super::state::{InitDecision, TxnError, TxnMetadata, TxnState};
-use super::store::{TxnStore, TxnStoreError};
+use super::store::{TxnStore, TxnStoreError, TXN_TOPIC};
 use super::TxnConfig;
-use crate::group::store::OFFSETS_TOPIC;
+use crate::committed::{wait_committed, CommitError};
+use crate::group::store::{partition_for, OFFSETS_TOPIC};
+use crate::log::LogError;
+use crate::partition::{Appended, LeaderAppendError, Partition};
 use crate::producer_ids::ProducerIds;
 
-/// The coordinator epoch written into markers: one coordinator, never moved.
-const COORDINATOR_EPOCH: i32 = 0;
+/// The coordinator epoch written into markers by a single broker: one coordinator, never moved.
+const LOCAL_COORDINATOR_EPOCH: i32 = 0;
 
 /// How long to wait before retrying markers that could not be written.
 const MARKER_RETRY: Duration = Duration::from_millis(500);
 
+/// How long a transaction log write may take to reach the ISR before the client is told
+/// COORDINATOR_NOT_AVAILABLE (it retries; the record stays in the leader's log).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The coordinator for every transactional id on this broker.
+#[derive(Clone)]
 pub(crate) struct TransactionCoordinator {
     /// State shared with the timeout and retry tasks.
     inner: Arc<Inner>,
@@ -49,12 +69,52 @@ pub(crate) struct TransactionCoordinator {
 struct Inner {
     /// Limits and intervals.
     cfg: TxnConfig,
-    /// Every known transactional id.
+    /// Every known transactional id (in cluster mode: those of the loaded partitions).
     txns: Mutex<HashMap<String, TxnMetadata>>,
-    /// The transaction log; `None` keeps everything in memory (unit tests).
-    store: Option<TxnStore>,
+    /// Where state changes are written.
+    log: TxnLog,
     /// Where markers go.
     markers: Arc<dyn MarkerWriter>,
+}
+
+/// Where the coordinator writes its state changes.
+enum TxnLog {
+    /// Nowhere: state in memory only (unit tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Memory,
+    /// A single broker's own `__transaction_state-0`.
+    Local(TxnStore),
+    /// Cluster mode: the replicated `__transaction_state` partitions this broker leads and has
+    /// loaded. Locked after `txns`, never before.
+    Replicated(Mutex<Replicated>),
+}
+
+/// The loaded partitions of a replicated transaction log.
+#[derive(Default)]
+struct Replicated {
+    /// Partitions of `__transaction_state` (known once one is loaded; 0 before).
+    num_partitions: i32,
+    /// Loaded partitions by index.
+    led: HashMap<i32, Led>,
+}
+
+/// A `__transaction_state` partition this broker leads and coordinates.
+#[derive(Clone)]
+struct Led {
+    /// The partition.
+    partition: Arc<Partition>,
+    /// Its leader epoch when loaded: the coordinator epoch of its transactions.
+    epoch: i32,
+    /// The topic's `min.insync.replicas`: fewer in-sync replicas refuse writes.
+    min_isr: usize,
+}
+
+/// A transaction log record written to a replicated partition, not yet known to be committed.
+struct Pending {
+    /// The partition.
+    partition: Arc<Partition>,
+    /// Where the record went.
+    appended: Appended,
 }
 
 /// A transaction whose markers still have to be written.
@@ -69,19 +129,48 @@ struct Completion {
 }
 
 impl Completion {
-    /// The markers owed by `meta`, which is in a Prepare state.
-    fn of(transactional_id: &str, meta: &TxnMetadata) -> Self {
+    /// The markers owed by `meta`, which is in a Prepare state, from a coordinator at
+    /// `coordinator_epoch`.
+    fn of(transactional_id: &str, meta: &TxnMetadata, coordinator_epoch: i32) -> Self {
         Completion {
             transactional_id: transactional_id.to_owned(),
             marker: Marker {
                 producer_id: meta.producer_id,
                 producer_epoch: meta.producer_epoch,
                 commit: meta.state == TxnState::PrepareCommit,
-                coordinator_epoch: COORDINATOR_EPOCH,
+                coordinator_epoch,
             },
             remaining: meta.partitions.clone(),
         }
     }
+}
+
+/// Runs `fut` to its end now if it never has to wait (a single broker's markers and log are
+/// synchronous, so its recovery completes before the broker serves), else as a task.
+fn run_now_or_spawn(fut: impl Future<Output = ()> + Send + 'static) {
+    let mut fut = Box::pin(fut);
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    if fut.as_mut().poll(&mut cx).is_ready() {
+        return;
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(fut);
+    } else {
+        tracing::error!(
+            "transaction recovery must wait and there is no runtime: it resumes at the next start"
+        );
+    }
+}
+
+/// The transactions of `txns` in a Prepare state, as completions at `epoch`.
+fn prepared<'a>(
+    txns: impl Iterator<Item = (&'a String, &'a TxnMetadata)>,
+    epoch: i32,
+) -> Vec<Completion> {
+    txns.filter(|(_, m)| matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+        .map(|(id, m)| Completion::of(id, m, epoch))
+        .collect()
 }
 
 impl TransactionCoordinator {
@@ -101,23 +190,38 @@ impl TransactionCoordinator {
             .into_iter()
             .filter_map(|(id, r)| Some((id, TxnMetadata::from_value(r.value?, now_ms, now))))
             .collect();
-        let coordinator = Self::build(cfg, Some(store), markers, txns);
-        coordinator.recover();
+        let coordinator = Self::build(cfg, TxnLog::Local(store), markers, txns);
+        let pending = prepared(coordinator.inner.lock().iter(), LOCAL_COORDINATOR_EPOCH);
+        coordinator.recover(pending);
         coordinator.start_timeout_task();
         Ok(coordinator)
+    }
+
+    /// Cluster mode: a coordinator of no transactional id yet; it takes up the ids of each
+    /// `__transaction_state` partition this broker comes to lead
+    /// ([`TransactionCoordinator::load_partition`]).
+    pub(crate) fn replicated(cfg: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Self {
+        let c = Self::build(
+            cfg,
+            TxnLog::Replicated(Mutex::default()),
+            markers,
+            HashMap::new(),
+        );
+        c.start_timeout_task();
+        c
     }
 
     /// A coordinator that keeps its state in memory only.
     #[cfg(test)]
     pub(crate) fn in_memory(cfg: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Self {
-        let c = Self::build(cfg, None, markers, HashMap::new());
+        let c = Self::build(cfg, TxnLog::Memory, markers, HashMap::new());
         c.start_timeout_task();
         c
     }
 
     fn build(
         cfg: TxnConfig,
-        store: Option<TxnStore>,
+        log: TxnLog,
         markers: Arc<dyn MarkerWriter>,
         txns: HashMap<String, TxnMetadata>,
     ) -> Self {
@@ -125,21 +229,14 @@ impl TransactionCoordinator {
             inner: Arc::new(Inner {
                 cfg,
                 txns: Mutex::new(txns),
-                store,
+                log,
                 markers,
             }),
         }
     }
 
-    /// Completes every transaction replayed in a Prepare state.
-    fn recover(&self) {
-        let pending: Vec<Completion> = self
-            .inner
-            .lock()
-            .iter()
-            .filter(|(_, m)| matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
-            .map(|(id, m)| Completion::of(id, m))
-            .collect();
+    /// Completes transactions replayed in a Prepare state (their markers are written again).
+    fn recover(&self, pending: Vec<Completion>) {
         for c in pending {
             tracing::info!(
                 transactional_id = %c.transactional_id,
@@ -148,19 +245,93 @@ impl TransactionCoordinator {
                 partitions = c.remaining.len(),
                 "recovering a transaction that was completing: writing its markers again"
             );
-            self.inner.finish(c);
+            run_now_or_spawn(self.inner.clone().finish(c));
         }
-        let ongoing = self
-            .inner
-            .lock()
-            .values()
-            .filter(|m| m.state == TxnState::Ongoing)
-            .count();
-        if ongoing > 0 {
-            tracing::info!(
-                "{ongoing} transaction(s) were open at restart; they abort at their timeout unless their producers end them"
+    }
+
+    /// Cluster mode: this broker now leads `__transaction_state` partition `index` (of
+    /// `num_partitions`, with `min.insync.replicas` = `min_isr`): the partition's transactional
+    /// ids are replayed from its log, replacing whatever this broker remembered of them, and
+    /// the transactions found in a Prepare state are completed. Returns how many ids were
+    /// loaded. The coordinator epoch is the partition's current leader epoch.
+    pub(crate) fn load_partition(
+        &self,
+        index: i32,
+        partition: Arc<Partition>,
+        num_partitions: i32,
+        min_isr: usize,
+    ) -> Result<usize, LogError> {
+        let TxnLog::Replicated(replicated) = &self.inner.log else {
+            return Ok(0);
+        };
+        let Some(epoch) = partition.leader_epoch() else {
+            return Err(LogError::Io {
+                op: "cannot load transactions: this broker does not lead",
+                path: partition.dir.clone(),
+                source: std::io::Error::other("not the leader"),
+            });
+        };
+        // Stop answering for the partition while it is replayed: nothing is written meanwhile.
+        lock(replicated).led.remove(&index);
+        let replayed = partition.with_log(|log| super::store::replay(log, index))?;
+        let now_ms = crate::clock::now_ms();
+        let now = Instant::now();
+        let loaded: HashMap<String, TxnMetadata> = replayed
+            .into_iter()
+            .filter(|(id, _)| partition_for(id, num_partitions) == index)
+            .filter_map(|(id, r)| Some((id, TxnMetadata::from_value(r.value?, now_ms, now))))
+            .collect();
+        let count = loaded.len();
+        let pending = {
+            let mut txns = self.inner.lock();
+            txns.retain(|id, _| partition_for(id, num_partitions) != index);
+            let pending = prepared(loaded.iter(), epoch);
+            txns.extend(loaded);
+            let mut r = lock(replicated);
+            r.num_partitions = num_partitions;
+            r.led.insert(
+                index,
+                Led {
+                    partition,
+                    epoch,
+                    min_isr,
+                },
             );
+            pending
+        };
+        for c in pending {
+            tracing::info!(
+                transactional_id = %c.transactional_id,
+                producer_id = c.marker.producer_id,
+                commit = c.marker.commit,
+                coordinator_epoch = epoch,
+                "completing a transaction the previous coordinator left in its Prepare state"
+            );
+            if tokio::runtime::Handle::try_current().is_ok() {
+                tokio::spawn(self.inner.clone().finish(c));
+            }
         }
+        Ok(count)
+    }
+
+    /// Cluster mode: another broker leads `__transaction_state` partition `index` now: its
+    /// transactional ids are forgotten here (their producers get NOT_COORDINATOR and look the
+    /// coordinator up again; marker retries for them stop).
+    pub(crate) fn unload_partition(&self, index: i32) {
+        let TxnLog::Replicated(replicated) = &self.inner.log else {
+            return;
+        };
+        let mut txns = self.inner.lock();
+        let mut r = lock(replicated);
+        let n = r.num_partitions;
+        r.led.remove(&index);
+        txns.retain(|id, _| partition_for(id, n) != index);
+    }
+
+    /// Whether this broker answers for `transactional_id` now: always on a single broker; in
+    /// cluster mode once its `__transaction_state` partition is loaded here.
+    pub(crate) fn is_coordinating(&self, transactional_id: &str) -> bool {
+        self.inner.led_for(transactional_id).is_ok()
     }
 
     /// Starts the task that aborts timed-out transactions, when called inside a runtime. The
@@ -178,7 +349,7 @@ impl TransactionCoordinator {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                inner.abort_timed_out();
+                inner.abort_timed_out().await;
             }
         });
     }
@@ -189,7 +360,7 @@ impl TransactionCoordinator {
     /// epoch bumped (fencing the previous instance). An open transaction is aborted first and
     /// the answer is CONCURRENT_TRANSACTIONS, so the client retries once the abort is done.
     /// `expected` is the id and epoch a v3+ client passes to bump its own epoch (KIP-360).
-    pub(crate) fn init_producer_id(
+    pub(crate) async fn init_producer_id(
         &self,
         transactional_id: &str,
         timeout_ms: i32,
@@ -198,13 +369,14 @@ impl TransactionCoordinator {
     ) -> Result<(i64, i16), TxnError> {
         self.inner
             .init_producer_id(transactional_id, timeout_ms, expected, ids)
+            .await
             .inspect_err(|e| log_refusal("InitProducerId", transactional_id, e))
     }
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn with the group's offsets partition): the
     /// partitions join the open transaction, which starts if none is open. The caller has
     /// checked that the partitions exist.
-    pub(crate) fn add_partitions(
+    pub(crate) async fn add_partitions(
         &self,
         transactional_id: &str,
         producer_id: i64,
@@ -213,13 +385,14 @@ impl TransactionCoordinator {
     ) -> Result<(), TxnError> {
         self.inner
             .add_partitions(transactional_id, producer_id, producer_epoch, partitions)
+            .await
             .inspect_err(|e| log_refusal("AddPartitionsToTxn", transactional_id, e))
     }
 
     /// EndTxn: commits or aborts the open transaction. Returns once the markers are written
     /// (or, if a partition could not be written, once the decision is durable and a retry
     /// task owns the rest).
-    pub(crate) fn end_txn(
+    pub(crate) async fn end_txn(
         &self,
         transactional_id: &str,
         producer_id: i64,
@@ -228,12 +401,15 @@ impl TransactionCoordinator {
     ) -> Result<(), TxnError> {
         self.inner
             .end_txn(transactional_id, producer_id, producer_epoch, commit)
+            .await
             .inspect_err(|e| log_refusal("EndTxn", transactional_id, e))
     }
 
     /// TxnOffsetCommit's check: the producer is the current one of `transactional_id` and the
     /// group's offsets partition (`offsets_partition` of `__consumer_offsets`) is in its open
     /// transaction (AddOffsetsToTxn came first), so the commit marker will reach the offsets.
+    /// In a cluster the group coordinator is often another broker than the transaction
+    /// coordinator; there, as in Kafka before KIP-890, it is not checked.
     pub(crate) fn check_offset_commit(
         &self,
         transactional_id: &str,
@@ -241,6 +417,9 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         offsets_partition: i32,
     ) -> Result<(), TxnError> {
+        if !self.is_coordinating(transactional_id) {
+            return Ok(());
+        }
         let txns = self.inner.lock();
         let result = match txns.get(transactional_id) {
             None => Err(TxnError::InvalidProducerIdMapping {
@@ -267,8 +446,8 @@ impl TransactionCoordinator {
     /// Aborts every Ongoing transaction past its timeout (what the background task runs);
     /// returns how many.
     #[cfg(test)]
-    pub(crate) fn abort_timed_out(&self) -> usize {
-        self.inner.abort_timed_out()
+    pub(crate) async fn abort_timed_out(&self) -> usize {
+        self.inner.abort_timed_out().await
     }
 
     /// The state of one transactional id.
@@ -279,9 +458,9 @@ impl TransactionCoordinator {
 
     /// fsyncs the transaction log.
     pub(crate) fn flush(&self) -> Result<(), TxnStoreError> {
-        match &self.inner.store {
-            Some(s) => s.flush(),
-            None => Ok(()),
+        match &self.inner.log {
+            TxnLog::Local(s) => s.flush(),
+            TxnLog::Memory | TxnLog::Replicated(_) => Ok(()),
         }
     }
 }
@@ -290,12 +469,18 @@ impl TransactionCoordinator {
 fn log_refusal(api: &str, transactional_id: &str, e: &TxnError) {
     match e {
         // The client retries these; they are part of normal operation.
-        TxnError::ConcurrentTransactions { .. } => {
+        TxnError::ConcurrentTransactions { .. } | TxnError::NotCoordinator { .. } => {
             tracing::debug!(transactional_id, "{api}: {e}")
         }
         TxnError::Storage(_) => tracing::warn!(transactional_id, "{api} failed: {e}"),
         _ => tracing::info!(transactional_id, "{api} refused: {e}"),
     }
+}
+
+/// Locks the loaded partitions (a poisoned map is consistent: every change is one insert or
+/// removal).
+fn lock(r: &Mutex<Replicated>) -> MutexGuard<'_, Replicated> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Inner {
@@ -304,41 +489,124 @@ impl Inner {
         self.txns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `next` to the log, then makes it the state of `id`.
+    /// Cluster mode: the loaded partition of `id` (NOT_COORDINATOR if it is not loaded here).
+    /// `Ok(None)` on a single broker, which coordinates every id.
+    fn led_for(&self, id: &str) -> Result<Option<(i32, Led)>, TxnError> {
+        let TxnLog::Replicated(replicated) = &self.log else {
+            return Ok(None);
+        };
+        let r = lock(replicated);
+        if r.num_partitions == 0 {
+            return Err(TxnError::NotCoordinator { partition: None });
+        }
+        let index = partition_for(id, r.num_partitions);
+        r.led
+            .get(&index)
+            .map(|led| Some((index, led.clone())))
+            .ok_or(TxnError::NotCoordinator {
+                partition: Some(index),
+            })
+    }
+
+    /// The coordinator epoch of `id`'s markers: its partition's leader epoch in a cluster
+    /// (-1 if not loaded), 0 on a single broker.
+    fn coordinator_epoch(&self, id: &str) -> i32 {
+        match self.led_for(id) {
+            Ok(None) => LOCAL_COORDINATOR_EPOCH,
+            Ok(Some((_, led))) => led.epoch,
+            Err(_) => -1,
+        }
+    }
+
+    /// Writes `next` to the log, then makes it the state of `id`. In cluster mode the record
+    /// is appended to the id's partition as its leader and the returned [`Pending`] must be
+    /// awaited ([`Inner::committed`]) before anyone is told or any marker is written.
     fn persist(
         &self,
         txns: &mut HashMap<String, TxnMetadata>,
         id: &str,
         next: TxnMetadata,
-    ) -> Result<(), TxnError> {
-        if let Some(store) = &self.store {
-            let record = TxnRecord {
-                transactional_id: id.to_owned(),
-                value: Some(next.to_value()),
-            };
-            let due = store
-                .append(&record)
-                .map_err(|e| TxnError::Storage(e.to_string()))?;
-            txns.insert(id.to_owned(), next);
-            if due {
-                let live: Vec<TxnRecord> = txns
-                    .iter()
-                    .map(|(id, m)| TxnRecord {
-                        transactional_id: id.clone(),
-                        value: Some(m.to_value()),
-                    })
-                    .collect();
-                if let Err(e) = store.snapshot(&live) {
-                    tracing::warn!("cannot snapshot the transaction log: {e}");
-                }
+    ) -> Result<Option<Pending>, TxnError> {
+        let record = TxnRecord {
+            transactional_id: id.to_owned(),
+            value: Some(next.to_value()),
+        };
+        match &self.log {
+            TxnLog::Memory => {
+                txns.insert(id.to_owned(), next);
+                Ok(None)
             }
-        } else {
-            txns.insert(id.to_owned(), next);
+            TxnLog::Local(store) => {
+                let due = store
+                    .append(&record)
+                    .map_err(|e| TxnError::Storage(e.to_string()))?;
+                txns.insert(id.to_owned(), next);
+                if due {
+                    let live: Vec<TxnRecord> = txns
+                        .iter()
+                        .map(|(id, m)| TxnRecord {
+                            transactional_id: id.clone(),
+                            value: Some(m.to_value()),
+                        })
+                        .collect();
+                    if let Err(e) = store.snapshot(&live) {
+                        tracing::warn!("cannot snapshot the transaction log: {e}");
+                    }
+                }
+                Ok(None)
+            }
+            TxnLog::Replicated(_) => {
+                let Some((index, led)) = self.led_for(id)? else {
+                    return Err(TxnError::NotCoordinator { partition: None });
+                };
+                let isr = led.partition.isr_len();
+                if isr < led.min_isr {
+                    return Err(TxnError::Storage(format!(
+                        "{TXN_TOPIC}-{index}: the in-sync replicas ({isr}) are fewer than min.insync.replicas ({})",
+                        led.min_isr
+                    )));
+                }
+                let batch = super::store::encode_batch(std::slice::from_ref(&record));
+                let appended = led
+                    .partition
+                    .append_from_coordinator(batch, crate::clock::now_ms())
+                    .map_err(|e| match e {
+                        LeaderAppendError::NotLeader => TxnError::NotCoordinator {
+                            partition: Some(index),
+                        },
+                        other => TxnError::Storage(format!("{TXN_TOPIC}-{index}: {other}")),
+                    })?;
+                txns.insert(id.to_owned(), next);
+                Ok(Some(Pending {
+                    partition: led.partition,
+                    appended,
+                }))
+            }
         }
-        Ok(())
     }
 
-    fn init_producer_id(
+    /// Waits until a replicated write is committed (the high watermark passed it).
+    async fn committed(pending: &Option<Pending>) -> Result<(), TxnError> {
+        let Some(p) = pending else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + COMMIT_TIMEOUT;
+        wait_committed(
+            &p.partition,
+            p.appended.last_offset,
+            p.appended.leader_epoch,
+            deadline,
+        )
+        .await
+        .map_err(|e| match e {
+            CommitError::LeadershipLost { partition, .. } => TxnError::NotCoordinator {
+                partition: Some(partition),
+            },
+            e @ CommitError::TimedOut { .. } => TxnError::Storage(e.to_string()),
+        })
+    }
+
+    async fn init_producer_id(
         self: &Arc<Self>,
         id: &str,
         timeout_ms: i32,
@@ -352,12 +620,13 @@ impl Inner {
                 max,
             });
         }
+        self.led_for(id)?;
         let now_ms = crate::clock::now_ms();
         let allocate = || {
             ids.allocate()
                 .map_err(|e| TxnError::Storage(format!("cannot reserve producer ids: {e}")))
         };
-        let completion = {
+        let (answer, pending, completion) = {
             let mut txns = self.lock();
             let decision = match txns.get(id) {
                 None => InitDecision::NewProducerId,
@@ -367,13 +636,13 @@ impl Inner {
                 InitDecision::NewProducerId => {
                     let next = TxnMetadata::new(allocate()?, timeout_ms, now_ms);
                     let answer = (next.producer_id, next.producer_epoch);
-                    self.persist(&mut txns, id, next)?;
+                    let pending = self.persist(&mut txns, id, next)?;
                     tracing::info!(
                         transactional_id = id,
                         producer_id = answer.0,
                         "new producer id for transactional id"
                     );
-                    return Ok(answer);
+                    (Ok(answer), pending, None)
                 }
                 InitDecision::Current => {
                     let m = txns.get(id).ok_or(TxnError::InvalidProducerIdMapping {
@@ -384,8 +653,7 @@ impl Inner {
                 }
                 InitDecision::Bump(next) => {
                     let answer = (next.producer_id, next.producer_epoch);
-                    self.persist(&mut txns, id, next)?;
-                    return Ok(answer);
+                    (Ok(answer), self.persist(&mut txns, id, next)?, None)
                 }
                 InitDecision::FenceAndAbort(next) => {
                     tracing::info!(
@@ -394,51 +662,61 @@ impl Inner {
                         epoch = next.producer_epoch,
                         "a new producer instance initialised: aborting the open transaction of the old one"
                     );
-                    let c = Completion::of(id, &next);
-                    self.persist(&mut txns, id, next)?;
-                    c
+                    let c = Completion::of(id, &next, self.coordinator_epoch(id));
+                    let pending = self.persist(&mut txns, id, next)?;
+                    let retry = Err(TxnError::ConcurrentTransactions {
+                        state: TxnState::PrepareAbort,
+                    });
+                    (retry, pending, Some(c))
                 }
             }
         };
-        self.finish(completion);
-        Err(TxnError::ConcurrentTransactions {
-            state: TxnState::PrepareAbort,
-        })
+        if let Some(c) = completion {
+            self.decide(c, pending).await?;
+        } else {
+            Self::committed(&pending).await?;
+        }
+        answer
     }
 
-    fn add_partitions(
+    async fn add_partitions(
         &self,
         id: &str,
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<(), TxnError> {
-        let mut txns = self.lock();
-        let meta = txns.get(id).ok_or(TxnError::InvalidProducerIdMapping {
-            given: producer_id,
-            current: None,
-        })?;
-        let next = meta.add_partitions(
-            producer_id,
-            epoch,
-            partitions,
-            crate::clock::now_ms(),
-            Instant::now(),
-        )?;
-        match next {
-            None => Ok(()),
-            Some(next) => self.persist(&mut txns, id, next),
-        }
+        self.led_for(id)?;
+        let pending = {
+            let mut txns = self.lock();
+            let meta = txns.get(id).ok_or(TxnError::InvalidProducerIdMapping {
+                given: producer_id,
+                current: None,
+            })?;
+            let next = meta.add_partitions(
+                producer_id,
+                epoch,
+                partitions,
+                crate::clock::now_ms(),
+                Instant::now(),
+            )?;
+            match next {
+                None => None,
+                Some(next) => self.persist(&mut txns, id, next)?,
+            }
+        };
+        Self::committed(&pending).await
     }
 
-    fn end_txn(
+    async fn end_txn(
         self: &Arc<Self>,
         id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
     ) -> Result<(), TxnError> {
-        let completion = {
+        self.led_for(id)?;
+        let (completion, pending) = {
             let mut txns = self.lock();
             let meta = txns.get(id).ok_or(TxnError::InvalidProducerIdMapping {
                 given: producer_id,
@@ -447,15 +725,48 @@ impl Inner {
             let Some(next) = meta.end(producer_id, epoch, commit, crate::clock::now_ms())? else {
                 return Ok(());
             };
-            let c = Completion::of(id, &next);
-            self.persist(&mut txns, id, next)?;
-            c
+            let c = Completion::of(id, &next, self.coordinator_epoch(id));
+            let pending = self.persist(&mut txns, id, next)?;
+            (c, pending)
         };
-        self.finish(completion);
-        Ok(())
+        self.decide(completion, pending).await
     }
 
-    fn abort_timed_out(self: &Arc<Self>) -> usize {
+    /// Writes the markers of a Prepare state once its record is committed: a coordinator
+    /// that took over without it would not know the transaction was ending. If the record is
+    /// slow to reach the ISR, the caller gets the error (the client retries and is told
+    /// CONCURRENT_TRANSACTIONS meanwhile) and a task finishes the transaction once it is
+    /// committed; if leadership moved, the next coordinator finishes it from the log.
+    async fn decide(
+        self: &Arc<Self>,
+        c: Completion,
+        pending: Option<Pending>,
+    ) -> Result<(), TxnError> {
+        match Self::committed(&pending).await {
+            Ok(()) => {
+                self.clone().finish(c).await;
+                Ok(())
+            }
+            Err(e) => {
+                if !matches!(e, TxnError::NotCoordinator { .. }) {
+                    let inner = self.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            match Self::committed(&pending).await {
+                                Ok(()) => return inner.finish(c).await,
+                                Err(TxnError::NotCoordinator { .. }) => return,
+                                Err(_) if !inner.owns(&c) => return,
+                                Err(_) => {}
+                            }
+                        }
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort_timed_out(self: &Arc<Self>) -> usize {
         let now = Instant::now();
         let now_ms = crate::clock::now_ms();
         let mut completions = Vec::new();
@@ -476,26 +787,33 @@ impl Inner {
                     "transaction timed out: aborting it and fencing its producer (epoch now {})",
                     next.producer_epoch
                 );
-                let c = Completion::of(&id, &next);
+                let c = Completion::of(&id, &next, self.coordinator_epoch(&id));
                 match self.persist(&mut txns, &id, next) {
-                    Ok(()) => completions.push(c),
+                    Ok(pending) => completions.push((c, pending)),
                     Err(e) => {
                         tracing::warn!(transactional_id = %id, "cannot abort a timed-out transaction: {e}")
                     }
                 }
             }
         }
-        let n = completions.len();
-        for c in completions {
-            self.finish(c);
+        let mut n = 0;
+        for (c, pending) in completions {
+            let id = c.transactional_id.clone();
+            match self.decide(c, pending).await {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    tracing::warn!(transactional_id = %id, "the abort of a timed-out transaction is not replicated yet: {e}")
+                }
+            }
         }
         n
     }
 
     /// Writes the markers of `c` and completes the transaction; if a marker cannot be written,
-    /// a task keeps retrying (the id stays in its Prepare state meanwhile).
-    fn finish(self: &Arc<Self>, mut c: Completion) {
-        if self.try_complete(&mut c) {
+    /// a task keeps retrying (the id stays in its Prepare state meanwhile) as long as this
+    /// broker coordinates the id.
+    async fn finish(self: Arc<Self>, mut c: Completion) {
+        if self.try_complete(&mut c).await {
             return;
         }
         if tokio::runtime::Handle::try_current().is_err() {
@@ -505,63 +823,92 @@ impl Inner {
             );
             return;
         }
-        let weak = Arc::downgrade(self);
+        let weak = Arc::downgrade(&self);
+        drop(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(MARKER_RETRY).await;
                 let Some(inner) = weak.upgrade() else { return };
-                if inner.try_complete(&mut c) {
+                if inner.try_complete(&mut c).await {
                     return;
                 }
             }
         });
     }
 
-    /// One attempt at writing the remaining markers of `c`; when all are written, the
-    /// transaction moves to its Complete state. Returns whether it is complete.
-    fn try_complete(&self, c: &mut Completion) -> bool {
+    /// Whether `c` is still this coordinator's to complete: the id is known here, in the
+    /// Prepare state of `c`'s marker, with the same producer and coordinator epoch.
+    fn owns(&self, c: &Completion) -> bool {
+        let txns = self.lock();
+        self.owns_locked(&txns, c)
+    }
+
+    /// One attempt at writing the remaining markers of `c` (to all its partitions at once);
+    /// when all are written, the transaction moves to its Complete state. Returns whether
+    /// nothing is left to do (complete, or no longer this coordinator's).
+    async fn try_complete(&self, c: &mut Completion) -> bool {
+        if !self.owns(c) {
+            return true;
+        }
         let marker = c.marker;
         let id = c.transactional_id.clone();
-        c.remaining
-            .retain(|(topic, partition)| match self.markers.write_marker(topic, *partition, &marker) {
-                Ok(()) => false,
+        let writes = c.remaining.iter().map(|(topic, partition)| async move {
+            let r = self.markers.write_marker(topic, *partition, &marker).await;
+            ((topic.clone(), *partition), r)
+        });
+        for ((topic, partition), r) in futures::future::join_all(writes).await {
+            let done = match r {
+                Ok(()) => true,
                 Err(MarkerError::UnknownPartition) => {
                     tracing::info!(transactional_id = %id, "{topic}-{partition} is gone; no marker written there");
-                    false
+                    true
                 }
                 Err(MarkerError::Refused(e)) => {
                     tracing::error!(transactional_id = %id, "transaction marker refused ({e}); not retried");
-                    false
+                    true
                 }
                 Err(MarkerError::Failed(e)) => {
                     tracing::warn!(transactional_id = %id, "cannot write a transaction marker ({e}); retrying");
-                    true
+                    false
                 }
-            });
+            };
+            if done {
+                c.remaining.remove(&(topic, partition));
+            }
+        }
         if !c.remaining.is_empty() {
             return false;
         }
         let mut txns = self.lock();
+        if !self.owns_locked(&txns, c) {
+            return true;
+        }
         let Some(meta) = txns.get(&id) else {
             return true;
         };
+        let next = meta.completed(crate::clock::now_ms());
+        // Not awaited: every marker is written, so the answer no longer depends on this
+        // record; a coordinator that takes over without it writes the markers again.
+        if let Err(e) = self.persist(&mut txns, &id, next.clone()) {
+            // The markers are written; a replay would write them again and complete then.
+            tracing::warn!(transactional_id = %id, "cannot record the completed transaction: {e}");
+            txns.insert(id.clone(), next);
+        }
+        true
+    }
+
+    /// [`Inner::owns`] with the ids already locked.
+    fn owns_locked(&self, txns: &HashMap<String, TxnMetadata>, c: &Completion) -> bool {
+        let marker = c.marker;
         let preparing = if marker.commit {
             TxnState::PrepareCommit
         } else {
             TxnState::PrepareAbort
         };
-        if meta.state != preparing
-            || meta.producer_id != marker.producer_id
-            || meta.producer_epoch != marker.producer_epoch
-        {
-            return true;
-        }
-        let next = meta.completed(crate::clock::now_ms());
-        if let Err(e) = self.persist(&mut txns, &id, next.clone()) {
-            // The markers are written; a replay would write them again and complete then.
-            tracing::warn!(transactional_id = %id, "cannot record the completed transaction: {e}");
-            txns.insert(id, next);
-        }
-        true
+        txns.get(&c.transactional_id).is_some_and(|meta| {
+            meta.state == preparing
+                && meta.producer_id == marker.producer_id
+                && meta.producer_epoch == marker.producer_epoch
+        }) && self.coordinator_epoch(&c.transactional_id) == marker.coordinator_epoch
     }
 }

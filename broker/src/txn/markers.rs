@@ -7,13 +7,25 @@
 //! `Partition::write_txn_marker`, and `__consumer_offsets` partitions through the group
 //! coordinator, which also turns the producer's pending transactional offsets into committed
 //! ones (or drops them).
+//!
+//! In a cluster the partitions of a transaction are led by any broker: there the writer is
+//! [`super::marker_channel::ClusterMarkers`], which sends WriteTxnMarkers to each partition's
+//! leader, and the leader writes the marker with [`write_as_leader`] (also used when the
+//! leader is this broker). Writing is asynchronous for that reason.
 
 use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use kafka_protocol::error::ResponseError as E;
 
 use crate::group::store::OFFSETS_TOPIC;
 use crate::group::GroupCoordinator;
 use crate::partition::AppendError;
 use crate::topics::Topics;
+
+/// How long a leader waits for a marker to reach the ISR before answering REQUEST_TIMED_OUT
+/// (the coordinator then retries; the marker is harmless to write twice).
+const MARKER_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The outcome of one transaction, as written to each of its partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +36,8 @@ pub(crate) struct Marker {
     pub(crate) producer_epoch: i16,
     /// COMMIT (true) or ABORT (false).
     pub(crate) commit: bool,
-    /// The coordinator epoch (constant on this single-node broker).
+    /// The coordinator epoch: the leader epoch of the transaction's `__transaction_state`
+    /// partition in a cluster, 0 on a single broker.
     pub(crate) coordinator_epoch: i32,
 }
 
@@ -47,8 +60,12 @@ pub(crate) enum MarkerError {
 /// rewrites the markers of transactions it finds in a Prepare state).
 pub(crate) trait MarkerWriter: Send + Sync {
     /// Writes `marker` to `topic`-`partition`.
-    fn write_marker(&self, topic: &str, partition: i32, marker: &Marker)
-        -> Result<(), MarkerError>;
+    fn write_marker<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        marker: &'a Marker,
+    ) -> BoxFuture<'a, Result<(), MarkerError>>;
 }
 
 /// The broker's partitions and its group coordinator.
@@ -60,12 +77,19 @@ pub(crate) struct BrokerMarkers {
 }
 
 impl MarkerWriter for BrokerMarkers {
-    fn write_marker(
-        &self,
-        topic: &str,
+    fn write_marker<'a>(
+        &'a self,
+        topic: &'a str,
         partition: i32,
-        marker: &Marker,
-    ) -> Result<(), MarkerError> {
+        marker: &'a Marker,
+    ) -> BoxFuture<'a, Result<(), MarkerError>> {
+        Box::pin(std::future::ready(self.write(topic, partition, marker)))
+    }
+}
+
+impl BrokerMarkers {
+    /// A single broker's write: synchronous, the high watermark is the log end.
+    fn write(&self, topic: &str, partition: i32, marker: &Marker) -> Result<(), MarkerError> {
         if topic == OFFSETS_TOPIC {
             return self
                 .groups
@@ -94,4 +118,71 @@ impl MarkerWriter for BrokerMarkers {
             AppendError::Log(e) => MarkerError::Failed(format!("{topic}-{partition}: {e}")),
         })
     }
+}
+
+/// Writes `marker` to `topic`-`partition`, which this broker must lead, and waits until it is
+/// committed (replicated to the ISR, as acks=all): what a leader does for WriteTxnMarkers.
+/// `__consumer_offsets` partitions go through the group coordinator, which also completes the
+/// producer's pending offsets; they must be loaded here. `Err((kafka error code, message))`.
+pub(crate) async fn write_as_leader(
+    topics: &Topics,
+    groups: &GroupCoordinator,
+    topic: &str,
+    partition: i32,
+    marker: &Marker,
+) -> Result<(), (i16, String)> {
+    let Some(p) = topics.partition(topic, partition) else {
+        return Err((
+            E::UnknownTopicOrPartition.code(),
+            format!("{topic}-{partition} is not hosted by this broker"),
+        ));
+    };
+    let not_leader = || {
+        (
+            E::NotLeaderOrFollower.code(),
+            format!("this broker does not lead {topic}-{partition}"),
+        )
+    };
+    let Some(epoch) = p.leader_epoch() else {
+        return Err(not_leader());
+    };
+    let offset = if topic == OFFSETS_TOPIC {
+        if !groups.is_partition_loaded(partition) {
+            // Still loading the groups: the marker must reach them, so the sender retries.
+            return Err(not_leader());
+        }
+        groups
+            .complete_transaction(
+                partition,
+                marker.producer_id,
+                marker.producer_epoch,
+                marker.commit,
+                marker.coordinator_epoch,
+            )
+            .map_err(|e| match e {
+                crate::group::GroupError::NotLeader { .. } => not_leader(),
+                other => (E::KafkaStorageError.code(), other.to_string()),
+            })?;
+        // The marker is the last write of the partition at most: wait for the log end.
+        p.log_end_offset() - 1
+    } else {
+        p.write_txn_marker(
+            marker.producer_id,
+            marker.producer_epoch,
+            marker.commit,
+            marker.coordinator_epoch,
+            crate::clock::now_ms(),
+        )
+        .map_err(|e| match e {
+            AppendError::Sequence(e) => (e.code(), format!("{topic}-{partition}: {e}")),
+            AppendError::Log(e) => (
+                E::KafkaStorageError.code(),
+                format!("{topic}-{partition}: {e}"),
+            ),
+        })?
+    };
+    let deadline = tokio::time::Instant::now() + MARKER_COMMIT_TIMEOUT;
+    crate::committed::wait_committed(&p, offset, epoch, deadline)
+        .await
+        .map_err(|e| (e.code(), e.to_string()))
 }

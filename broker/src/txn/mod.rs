@@ -6,14 +6,23 @@
 //!   markers, aborts timed-out transactions, recovers in-flight ones at start;
 //! - [`records`]: Kafka's `__transaction_state` key/value formats;
 //! - [`store`]: the `__transaction_state-0` log, replayed at start;
-//! - [`markers`]: writing COMMIT/ABORT markers to data partitions and to `__consumer_offsets`.
+//! - [`markers`]: writing COMMIT/ABORT markers to data partitions and to `__consumer_offsets`;
+//! - [`marker_channel`]: in a cluster, sending them to each partition's leader
+//!   (WriteTxnMarkers; the receiving side is `crate::handlers::write_txn_markers`).
 //!
 //! The partition side (ongoing transactions, last stable offset, aborted-transaction index,
 //! read_committed fetch) lives in `crate::partition`; the pending transactional offsets in
 //! `crate::group`. Handlers (`crate::handlers::{init_producer_id, add_partitions_to_txn,
-//! add_offsets_to_txn, end_txn, txn_offset_commit}`) only translate wire messages.
+//! add_offsets_to_txn, end_txn, txn_offset_commit, write_txn_markers}`) only translate wire
+//! messages.
+//!
+//! A single broker keeps `__transaction_state-0` as its own log ([`store`]); a cluster
+//! replicates `__transaction_state` like any topic and each partition's leader coordinates the
+//! ids of that partition (see [`coordinator`]; `crate::metadata_sync` hands the partitions
+//! over as leadership moves).
 
 pub(crate) mod coordinator;
+pub(crate) mod marker_channel;
 pub(crate) mod markers;
 pub(crate) mod records;
 pub(crate) mod state;

@@ -17,6 +17,7 @@ use kafka_protocol::error::ResponseError as E;
 use tokio::time::{Duration, Instant};
 
 use super::records::TxnValue;
+use super::store::TXN_TOPIC;
 
 /// Kafka's transaction states (the status byte in `__transaction_state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +115,14 @@ pub(crate) enum TxnError {
     /// The transaction log could not be written; the client retries.
     #[error("cannot write the transaction log: {0}")]
     Storage(String),
+    /// Cluster mode: this broker does not coordinate the id (another broker leads its
+    /// `__transaction_state` partition, or leadership just moved); the client looks the
+    /// coordinator up again.
+    #[error("this broker does not coordinate the transactional id ({TXN_TOPIC} partition {partition:?} is not loaded here)")]
+    NotCoordinator {
+        /// The id's `__transaction_state` partition, when known.
+        partition: Option<i32>,
+    },
 }
 
 impl TxnError {
@@ -128,6 +137,7 @@ impl TxnError {
             TxnError::InvalidTxnState { .. } => E::InvalidTxnState.code(),
             TxnError::InvalidTransactionTimeout { .. } => E::InvalidTransactionTimeout.code(),
             TxnError::Storage(_) => E::CoordinatorNotAvailable.code(),
+            TxnError::NotCoordinator { .. } => E::NotCoordinator.code(),
         }
     }
 }

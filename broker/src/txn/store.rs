@@ -12,6 +12,10 @@
 //! once the log has grown enough since the last snapshot the coordinator writes the live state
 //! of every transactional id again and the log start moves to that snapshot. Replay starts at
 //! the log start, so a crash between the two steps only leaves redundant records behind.
+//!
+//! That is the single broker. In a cluster `__transaction_state` is a replicated topic of many
+//! partitions, written by the coordinator through the partition it leads; [`replay`] and
+//! [`encode_batch`] are shared with that path, and no snapshot is taken there.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -67,48 +71,7 @@ impl TxnStore {
             ..LogConfig::default()
         };
         let log = PartitionLog::open(&dir.join(format!("{TXN_TOPIC}-0")), config)?;
-        let mut latest = HashMap::new();
-        let start = log.log_start_offset();
-        let mut count = 0usize;
-        for item in log.batches_from(start) {
-            let (header, bytes) = item?;
-            if header.is_control() {
-                continue;
-            }
-            let records = match decode_records(&bytes) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(
-                        offset = header.base_offset,
-                        "skipping undecodable batch in {TXN_TOPIC}-0: {e}"
-                    );
-                    continue;
-                }
-            };
-            for r in records {
-                let offset = header.base_offset + i64::from(r.offset_delta);
-                if offset < start {
-                    continue;
-                }
-                let decoded = r
-                    .key
-                    .as_deref()
-                    .and_then(|k| TxnRecord::decode(k, r.value.as_deref()));
-                match decoded {
-                    Some(rec) => {
-                        count += 1;
-                        latest.insert(rec.transactional_id.clone(), rec);
-                    }
-                    None => tracing::warn!(offset, "skipping unknown record in {TXN_TOPIC}-0"),
-                }
-            }
-        }
-        latest.retain(|_, r| r.value.is_some());
-        tracing::info!(
-            records = count,
-            transactional_ids = latest.len(),
-            "replayed {TXN_TOPIC}-0"
-        );
+        let latest = replay(&log, 0)?;
         let size = log.size_bytes();
         Ok((
             TxnStore {
@@ -173,20 +136,76 @@ impl TxnStore {
     }
 }
 
-/// Appends `records` as one uncompressed batch; returns the bytes written.
-fn append_records(log: &mut PartitionLog, records: &[TxnRecord]) -> Result<u64, TxnStoreError> {
-    if records.is_empty() {
-        return Ok(0);
+/// Replays a `__transaction_state` partition (`index`, for messages): the last record of every
+/// transactional id still alive (tombstones removed), from the log start. The single broker's
+/// own log and a replicated partition this broker starts to lead are read the same way.
+pub(crate) fn replay(
+    log: &PartitionLog,
+    index: i32,
+) -> Result<HashMap<String, TxnRecord>, LogError> {
+    let mut latest = HashMap::new();
+    let start = log.log_start_offset();
+    let mut count = 0usize;
+    for item in log.batches_from(start) {
+        let (header, bytes) = item?;
+        if header.is_control() {
+            continue;
+        }
+        let records = match decode_records(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    offset = header.base_offset,
+                    "skipping undecodable batch in {TXN_TOPIC}-{index}: {e}"
+                );
+                continue;
+            }
+        };
+        for r in records {
+            let offset = header.base_offset + i64::from(r.offset_delta);
+            if offset < start {
+                continue;
+            }
+            let decoded = r
+                .key
+                .as_deref()
+                .and_then(|k| TxnRecord::decode(k, r.value.as_deref()));
+            match decoded {
+                Some(rec) => {
+                    count += 1;
+                    latest.insert(rec.transactional_id.clone(), rec);
+                }
+                None => tracing::warn!(offset, "skipping unknown record in {TXN_TOPIC}-{index}"),
+            }
+        }
     }
+    latest.retain(|_, r| r.value.is_some());
+    tracing::info!(
+        records = count,
+        transactional_ids = latest.len(),
+        "replayed {TXN_TOPIC}-{index}"
+    );
+    Ok(latest)
+}
+
+/// `records` as one uncompressed, non-transactional batch.
+pub(crate) fn encode_batch(records: &[TxnRecord]) -> bytes::Bytes {
     let encoded: Vec<_> = records.iter().map(TxnRecord::encode).collect();
     let pairs: Vec<_> = encoded
         .iter()
         .map(|(k, v)| (Some(&k[..]), v.as_deref()))
         .collect();
-    let now = crate::clock::now_ms();
-    let batch = build_batch(&pairs, now, -1, -1, -1, false, false);
+    build_batch(&pairs, crate::clock::now_ms(), -1, -1, -1, false, false)
+}
+
+/// Appends `records` as one uncompressed batch; returns the bytes written.
+fn append_records(log: &mut PartitionLog, records: &[TxnRecord]) -> Result<u64, TxnStoreError> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let batch = encode_batch(records);
     let len = batch.len() as u64;
-    log.append(batch, now)?;
+    log.append(batch, crate::clock::now_ms())?;
     Ok(len)
 }
 

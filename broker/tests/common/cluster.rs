@@ -85,7 +85,39 @@ impl TestCluster {
         for (i, rx) in pending.into_iter().enumerate() {
             cluster.brokers[i].await_ready(rx, Duration::from_secs(60));
         }
+        cluster.wait_for_controller();
         cluster
+    }
+
+    /// Waits until every broker's Metadata names the same controller. A broker is ready once it
+    /// has joined, possibly before it knows the Raft leader; an admin client that is told
+    /// "no controller" (-1) then waits for a metadata refresh and its CreateTopics times out
+    /// (seen under load as OperationTimedOut after 60 s).
+    fn wait_for_controller(&self) {
+        use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let controllers: Vec<i32> = self
+                .kafka_ports
+                .iter()
+                .map(|p| {
+                    let mut wire = super::wire::Wire::connect(&format!("127.0.0.1:{p}"));
+                    let mut req = MetadataRequest::default();
+                    req.topics = Some(Vec::new());
+                    let resp: MetadataResponse = wire.call(ApiKey::Metadata, 1, &req);
+                    resp.controller_id.0
+                })
+                .collect();
+            if controllers[0] >= 0 && controllers.iter().all(|c| *c == controllers[0]) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no common controller within 30 s: {controllers:?}\n{}",
+                self.log_tails(20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn dir(&self, i: usize) -> PathBuf {
@@ -146,7 +178,7 @@ impl TestCluster {
                 [&topic],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             ))
-            .expect("create_topics");
+            .unwrap_or_else(|e| panic!("create_topics: {e}\n{}", self.log_tails(30)));
         for r in res {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
