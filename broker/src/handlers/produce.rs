@@ -44,42 +44,29 @@ struct Waiting {
     required: usize,
 }
 
-/// Waits until `w`'s append is committed; `Err((code, message))` otherwise.
+/// Waits until `w`'s append is committed (see [`crate::committed`]) and the ISR is still at
+/// least `min.insync.replicas`; `Err((code, message))` otherwise.
 async fn wait_committed(w: &Waiting, deadline: tokio::time::Instant) -> Result<(), (i16, String)> {
     let p = &w.partition;
-    let target = w.appended.last_offset + 1;
-    let mut marks = p.watch_watermarks();
-    loop {
-        let m = *marks.borrow_and_update();
-        if m.leader_epoch != Some(w.appended.leader_epoch) {
-            return Err((
-                ResponseError::NotLeaderOrFollower.code(),
-                format!("{}-{}: leadership lost before the write was replicated", p.topic, p.index),
-            ));
-        }
-        if m.high_watermark >= target {
-            let isr = p.isr_len();
-            if isr < w.required {
-                return Err((
-                    ResponseError::NotEnoughReplicasAfterAppend.code(),
-                    format!(
-                        "{}-{}: written, but the ISR shrank to {isr} below min.insync.replicas {}",
-                        p.topic, p.index, w.required
-                    ),
-                ));
-            }
-            return Ok(());
-        }
-        if tokio::time::timeout_at(deadline, marks.changed()).await.is_err() {
-            return Err((
-                ResponseError::RequestTimedOut.code(),
-                format!(
-                    "{}-{}: not replicated to the ISR in time (high watermark {}, needed {target})",
-                    p.topic, p.index, m.high_watermark
-                ),
-            ));
-        }
+    crate::committed::wait_committed(
+        p,
+        w.appended.last_offset,
+        w.appended.leader_epoch,
+        deadline,
+    )
+    .await
+    .map_err(|e| (e.code(), e.to_string()))?;
+    let isr = p.isr_len();
+    if isr < w.required {
+        return Err((
+            ResponseError::NotEnoughReplicasAfterAppend.code(),
+            format!(
+                "{}-{}: written, but the ISR shrank to {isr} below min.insync.replicas {}",
+                p.topic, p.index, w.required
+            ),
+        ));
     }
+    Ok(())
 }
 
 /// `min.insync.replicas` of a topic: its override, else the broker default.
