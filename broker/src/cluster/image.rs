@@ -231,15 +231,7 @@ impl ClusterImage {
         for (name, topic) in &self.topics {
             for (p, st) in topic.partitions.iter().enumerate() {
                 if st.leader == -1 && st.isr.contains(&id) {
-                    let mut next = st.clone();
-                    next.leader = id;
-                    next.leader_epoch += 1;
-                    next.partition_epoch += 1;
-                    out.push(MetadataRecord::PartitionChange {
-                        topic: name.clone(),
-                        partition: p as i32,
-                        state: next,
-                    });
+                    out.push(leader_change(name, p, st, id));
                 }
             }
         }
@@ -281,18 +273,29 @@ impl ClusterImage {
                 {
                     continue;
                 }
-                let mut next = st.clone();
-                next.leader = first;
-                next.leader_epoch += 1;
-                next.partition_epoch += 1;
-                out.push(MetadataRecord::PartitionChange {
-                    topic: name.clone(),
-                    partition: p as i32,
-                    state: next,
-                });
+                out.push(leader_change(name, p, st, first));
             }
         }
         out
+    }
+}
+
+/// The record that makes `leader` lead `topic`-`partition` (state `st`) in a new leader epoch,
+/// the ISR unchanged.
+fn leader_change(
+    topic: &str,
+    partition: usize,
+    st: &PartitionState,
+    leader: i32,
+) -> MetadataRecord {
+    let mut next = st.clone();
+    next.leader = leader;
+    next.leader_epoch += 1;
+    next.partition_epoch += 1;
+    MetadataRecord::PartitionChange {
+        topic: topic.to_owned(),
+        partition: partition as i32,
+        state: next,
     }
 }
 

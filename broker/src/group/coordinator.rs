@@ -340,13 +340,7 @@ impl GroupCoordinator {
     /// Whether this broker answers for `group_id` now: always on a single broker; in cluster
     /// mode once the group's `__consumer_offsets` partition is loaded here.
     pub(crate) fn is_coordinating(&self, group_id: &str) -> bool {
-        match &self.inner.store {
-            Some(store) if store.is_replicated() => self
-                .inner
-                .coordinating()
-                .contains(&store.partition_for(group_id)),
-            _ => true,
-        }
+        self.is_partition_loaded(self.offsets_partition_for(group_id))
     }
 
     /// Whether `__consumer_offsets` partition `index` is loaded here (always on a single
