@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::TestBroker;
@@ -228,18 +227,7 @@ async fn consume_transform_produce_commits_the_input_offsets_in_the_transaction(
     while done < input.len() {
         assert!(Instant::now() < deadline, "only {done} inputs transformed");
         // One transaction per poll batch of up to 7 messages.
-        let mut batch = Vec::new();
-        while batch.len() < 7 {
-            match consumer.poll(Duration::from_millis(300)) {
-                Some(Ok(m)) => batch.push((
-                    m.partition(),
-                    m.offset(),
-                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-                )),
-                Some(Err(e)) => panic!("consumer error: {e}"),
-                None => break,
-            }
-        }
+        let batch = common::poll_batch(&consumer, 7);
         if batch.is_empty() {
             continue;
         }
@@ -249,17 +237,7 @@ async fn consume_transform_produce_commits_the_input_offsets_in_the_transaction(
             .map(|(_, _, v)| v.replace("in-", "out-"))
             .collect();
         send_all(&producer, "ctp-output", &out).await;
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for (p, o, _) in &batch {
-            let e = next.entry(*p).or_insert(0);
-            *e = (*e).max(o + 1);
-        }
-        let mut offsets = TopicPartitionList::new();
-        for (p, o) in &next {
-            offsets
-                .add_partition_offset("ctp-input", *p, Offset::Offset(*o))
-                .unwrap();
-        }
+        let offsets = common::next_offsets("ctp-input", &batch);
         let meta = consumer.group_metadata().expect("group metadata");
         producer
             .send_offsets_to_transaction(&offsets, &meta, T)

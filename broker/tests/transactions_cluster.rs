@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
@@ -307,18 +307,7 @@ fn offsets_sent_to_a_transaction_commit_with_the_group_on_another_broker() {
     let deadline = Instant::now() + T;
     while done < input.len() {
         assert!(Instant::now() < deadline, "only {done} inputs transformed");
-        let mut batch = Vec::new();
-        while batch.len() < 8 {
-            match consumer.poll(Duration::from_millis(300)) {
-                Some(Ok(m)) => batch.push((
-                    m.partition(),
-                    m.offset(),
-                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-                )),
-                Some(Err(e)) => panic!("consumer error: {e}"),
-                None => break,
-            }
-        }
+        let batch = common::poll_batch(&consumer, 8);
         if batch.is_empty() {
             continue;
         }
@@ -328,17 +317,7 @@ fn offsets_sent_to_a_transaction_commit_with_the_group_on_another_broker() {
             rt.block_on(producer.send(FutureRecord::to("ctp-out").key(&out).payload(&out), T))
                 .unwrap_or_else(|(e, _)| panic!("{out}: {e}"));
         }
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for (p, o, _) in &batch {
-            let e = next.entry(*p).or_insert(0);
-            *e = (*e).max(o + 1);
-        }
-        let mut offsets = TopicPartitionList::new();
-        for (p, o) in &next {
-            offsets
-                .add_partition_offset("ctp-in", *p, Offset::Offset(*o))
-                .unwrap();
-        }
+        let offsets = common::next_offsets("ctp-in", &batch);
         let meta = consumer.group_metadata().expect("group metadata");
         producer
             .send_offsets_to_transaction(&offsets, &meta, T)

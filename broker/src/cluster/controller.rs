@@ -580,14 +580,7 @@ mod tests {
     fn image(n: i32) -> ClusterImage {
         let mut img = ClusterImage::default();
         for id in 1..=n {
-            img.apply(&MetadataRecord::RegisterBroker(BrokerInfo {
-                id,
-                host: "h".into(),
-                port: 9092,
-                rack: None,
-                incarnation: Uuid::nil(),
-                fenced: false,
-            }));
+            img.apply(&MetadataRecord::RegisterBroker(BrokerInfo::test(id)));
         }
         img
     }
@@ -602,43 +595,48 @@ mod tests {
         }));
     }
 
-    fn spec(name: &str, partitions: i32, rf: i32) -> CreateTopicSpec {
-        CreateTopicSpec {
-            name: name.into(),
-            partitions,
-            replication_factor: rf,
-            configs: BTreeMap::new(),
-            validate_only: false,
-        }
-    }
-
     #[test]
     fn create_topic_errors_carry_kafka_codes() {
         let mut img = image(2);
-        let e = create_topic(&img, &spec("t", 1, 3)).unwrap_err();
+        let e = create_topic(&img, &CreateTopicSpec::plain("t", 1, 3)).unwrap_err();
         assert_eq!(e.code(), 38);
         assert_eq!(
             e.to_string(),
             "replication factor 3 larger than the 2 available brokers"
         );
-        assert_eq!(create_topic(&img, &spec("t", 0, 1)).unwrap_err().code(), 37);
-        let t = create_topic(&img, &spec("t", 4, 2)).unwrap();
+        assert_eq!(
+            create_topic(&img, &CreateTopicSpec::plain("t", 0, 1))
+                .unwrap_err()
+                .code(),
+            37
+        );
+        let t = create_topic(&img, &CreateTopicSpec::plain("t", 4, 2)).unwrap();
         assert!(t
             .partitions
             .iter()
             .all(|p| p.leader == p.replicas[0] && p.isr == p.replicas));
         img.apply(&MetadataRecord::CreateTopic(t));
-        assert_eq!(create_topic(&img, &spec("t", 1, 1)).unwrap_err().code(), 36);
+        assert_eq!(
+            create_topic(&img, &CreateTopicSpec::plain("t", 1, 1))
+                .unwrap_err()
+                .code(),
+            36
+        );
         // Fenced brokers are not candidates.
         img.apply(&MetadataRecord::FenceBroker { id: 2 });
-        assert_eq!(create_topic(&img, &spec("u", 1, 2)).unwrap_err().code(), 38);
+        assert_eq!(
+            create_topic(&img, &CreateTopicSpec::plain("u", 1, 2))
+                .unwrap_err()
+                .code(),
+            38
+        );
     }
 
     #[test]
     fn create_partitions_grows_only() {
         let mut img = image(3);
         img.apply(&MetadataRecord::CreateTopic(
-            create_topic(&img, &spec("t", 2, 3)).unwrap(),
+            create_topic(&img, &CreateTopicSpec::plain("t", 2, 3)).unwrap(),
         ));
         assert_eq!(add_partitions(&img, "t", 2).unwrap_err().code(), 37);
         assert_eq!(add_partitions(&img, "nope", 5).unwrap_err().code(), 3);

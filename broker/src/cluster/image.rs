@@ -41,6 +41,21 @@ pub(crate) struct BrokerInfo {
     pub(crate) fenced: bool,
 }
 
+#[cfg(test)]
+impl BrokerInfo {
+    /// An unfenced broker `id` on `h:9092`, no rack (tests).
+    pub(crate) fn test(id: i32) -> Self {
+        BrokerInfo {
+            id,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+            incarnation: Uuid::nil(),
+            fenced: false,
+        }
+    }
+}
+
 /// A topic and its partitions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct TopicInfo {
@@ -303,21 +318,10 @@ fn leader_change(
 mod tests {
     use super::*;
 
-    fn broker(id: i32) -> BrokerInfo {
-        BrokerInfo {
-            id,
-            host: "h".into(),
-            port: 9092,
-            rack: None,
-            incarnation: Uuid::nil(),
-            fenced: false,
-        }
-    }
-
     fn image_with(replicas: Vec<i32>, isr: Vec<i32>, leader: i32) -> ClusterImage {
         let mut img = ClusterImage::default();
         for id in 1..=3 {
-            img.apply(&MetadataRecord::RegisterBroker(broker(id)));
+            img.apply(&MetadataRecord::RegisterBroker(BrokerInfo::test(id)));
         }
         img.apply(&MetadataRecord::CreateTopic(TopicInfo {
             name: "t".into(),

@@ -118,6 +118,20 @@ pub(crate) struct CreateTopicSpec {
     pub(crate) validate_only: bool,
 }
 
+#[cfg(test)]
+impl CreateTopicSpec {
+    /// A topic to create, with no configs (tests).
+    pub(crate) fn plain(name: &str, partitions: i32, replication_factor: i32) -> Self {
+        CreateTopicSpec {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: BTreeMap::new(),
+            validate_only: false,
+        }
+    }
+}
+
 /// An AlterPartition request from a partition leader (ISR shrink or expand).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct AlterPartition {

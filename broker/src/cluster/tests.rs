@@ -141,16 +141,6 @@ impl TestCluster {
     }
 }
 
-fn spec(name: &str, partitions: i32, rf: i32) -> CreateTopicSpec {
-    CreateTopicSpec {
-        name: name.into(),
-        partitions,
-        replication_factor: rf,
-        configs: BTreeMap::new(),
-        validate_only: false,
-    }
-}
-
 fn all_unfenced(n: usize) -> impl Fn(&ClusterImage) -> bool {
     move |img: &ClusterImage| img.brokers.len() == n && img.brokers.values().all(|b| !b.fenced)
 }
@@ -176,7 +166,7 @@ async fn three_nodes_form_create_a_replicated_topic_and_converge() {
 
         // Created through a node that is not the controller: the request is forwarded.
         let topic = tc.nodes[&other]
-            .create_topic(spec("orders", 6, 3))
+            .create_topic(CreateTopicSpec::plain("orders", 6, 3))
             .await
             .unwrap();
         assert_eq!(topic.partitions.len(), 6);
@@ -199,19 +189,23 @@ async fn three_nodes_form_create_a_replicated_topic_and_converge() {
         );
 
         // Racks: 1 and 3 are in rack-1, 2 in rack-0; RF 2 must span both racks.
-        let racked = tc.any().create_topic(spec("racked", 6, 2)).await.unwrap();
+        let racked = tc
+            .any()
+            .create_topic(CreateTopicSpec::plain("racked", 6, 2))
+            .await
+            .unwrap();
         for p in &racked.partitions {
             let racks: std::collections::BTreeSet<_> = p.replicas.iter().map(|r| r % 2).collect();
             assert_eq!(racks.len(), 2, "replicas {:?} span both racks", p.replicas);
         }
 
         let err = tc.nodes[&other]
-            .create_topic(spec("orders", 1, 1))
+            .create_topic(CreateTopicSpec::plain("orders", 1, 1))
             .await
             .unwrap_err();
         assert_eq!(err.code(), 36, "{err}");
         let err = tc.nodes[&other]
-            .create_topic(spec("big", 1, 4))
+            .create_topic(CreateTopicSpec::plain("big", 1, 4))
             .await
             .unwrap_err();
         assert_eq!(err.code(), 38, "{err}");
@@ -288,7 +282,11 @@ async fn stopped_leaders_fail_over_within_three_seconds_and_a_restart_rejoins() 
             all_unfenced(3),
         )
         .await;
-        let topic = tc.any().create_topic(spec("t", 3, 3)).await.unwrap();
+        let topic = tc
+            .any()
+            .create_topic(CreateTopicSpec::plain("t", 3, 3))
+            .await
+            .unwrap();
         tc.converge("topic creation", Duration::from_secs(5), |i| {
             i.topics.contains_key("t")
         })
@@ -399,7 +397,7 @@ async fn a_lagging_node_catches_up_by_snapshot_and_a_full_restart_recovers_from_
         tc.stop(lag).await;
         for i in 0..30 {
             tc.any()
-                .create_topic(spec(&format!("t{i}"), 2, 2))
+                .create_topic(CreateTopicSpec::plain(&format!("t{i}"), 2, 2))
                 .await
                 .unwrap();
         }
@@ -486,7 +484,11 @@ async fn a_paused_broker_is_fenced_after_the_session_timeout_and_unfenced_when_i
         let mut tc = TestCluster::start_with(3, session).await;
         tc.converge("registration", Duration::from_secs(5), all_unfenced(3))
             .await;
-        let topic = tc.any().create_topic(spec("p", 3, 3)).await.unwrap();
+        let topic = tc
+            .any()
+            .create_topic(CreateTopicSpec::plain("p", 3, 3))
+            .await
+            .unwrap();
         tc.converge("creation", Duration::from_secs(5), |i| {
             i.topics.contains_key("p")
         })
@@ -564,7 +566,10 @@ async fn repeated_stops_of_controller_and_leaders_keep_every_partition_led_from_
         let mut tc = TestCluster::start(3).await;
         tc.converge("registration", Duration::from_secs(5), all_unfenced(3))
             .await;
-        tc.any().create_topic(spec("r", 6, 3)).await.unwrap();
+        tc.any()
+            .create_topic(CreateTopicSpec::plain("r", 6, 3))
+            .await
+            .unwrap();
         let mut img = tc
             .converge("creation", Duration::from_secs(5), |i| {
                 i.topics.contains_key("r")
@@ -640,12 +645,20 @@ async fn a_single_voter_cluster_elects_itself_and_serves_requests() {
     bounded(async {
         let tc = TestCluster::start(1).await;
         assert_eq!(tc.controller().await, 1);
-        let t = tc.any().create_topic(spec("solo", 2, 1)).await.unwrap();
+        let t = tc
+            .any()
+            .create_topic(CreateTopicSpec::plain("solo", 2, 1))
+            .await
+            .unwrap();
         assert!(t
             .partitions
             .iter()
             .all(|p| p.leader == 1 && p.isr == vec![1]));
-        let err = tc.any().create_topic(spec("rf2", 1, 2)).await.unwrap_err();
+        let err = tc
+            .any()
+            .create_topic(CreateTopicSpec::plain("rf2", 1, 2))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), 38, "{err}");
         tc.shutdown().await;
     })

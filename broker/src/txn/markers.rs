@@ -41,6 +41,35 @@ pub(crate) struct Marker {
     pub(crate) coordinator_epoch: i32,
 }
 
+impl Marker {
+    /// Writes this marker to the local data partition `p`; returns the marker's offset.
+    fn write_to(&self, p: &crate::partition::Partition) -> Result<i64, AppendError> {
+        p.write_txn_marker(
+            self.producer_id,
+            self.producer_epoch,
+            self.commit,
+            self.coordinator_epoch,
+            crate::clock::now_ms(),
+        )
+    }
+
+    /// Writes this marker to `__consumer_offsets` partition `index` through the group
+    /// coordinator, which commits or drops the producer's pending offsets there.
+    fn complete_offsets(
+        &self,
+        groups: &GroupCoordinator,
+        index: i32,
+    ) -> Result<(), crate::group::GroupError> {
+        groups.complete_transaction(
+            index,
+            self.producer_id,
+            self.producer_epoch,
+            self.commit,
+            self.coordinator_epoch,
+        )
+    }
+}
+
 /// Why a marker was not written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum MarkerError {
@@ -91,29 +120,14 @@ impl BrokerMarkers {
     /// A single broker's write: synchronous, the high watermark is the log end.
     fn write(&self, topic: &str, partition: i32, marker: &Marker) -> Result<(), MarkerError> {
         if topic == OFFSETS_TOPIC {
-            return self
-                .groups
-                .complete_transaction(
-                    partition,
-                    marker.producer_id,
-                    marker.producer_epoch,
-                    marker.commit,
-                    marker.coordinator_epoch,
-                )
+            return marker
+                .complete_offsets(&self.groups, partition)
                 .map_err(|e| MarkerError::Failed(e.to_string()));
         }
         let Some(p) = self.topics.partition(topic, partition) else {
             return Err(MarkerError::UnknownPartition);
         };
-        p.write_txn_marker(
-            marker.producer_id,
-            marker.producer_epoch,
-            marker.commit,
-            marker.coordinator_epoch,
-            crate::clock::now_ms(),
-        )
-        .map(|_| ())
-        .map_err(|e| match e {
+        marker.write_to(&p).map(|_| ()).map_err(|e| match e {
             AppendError::Sequence(e) => MarkerError::Refused(format!("{topic}-{partition}: {e}")),
             AppendError::Log(e) => MarkerError::Failed(format!("{topic}-{partition}: {e}")),
         })
@@ -151,14 +165,8 @@ pub(crate) async fn write_as_leader(
             // Still loading the groups: the marker must reach them, so the sender retries.
             return Err(not_leader());
         }
-        groups
-            .complete_transaction(
-                partition,
-                marker.producer_id,
-                marker.producer_epoch,
-                marker.commit,
-                marker.coordinator_epoch,
-            )
+        marker
+            .complete_offsets(groups, partition)
             .map_err(|e| match e {
                 crate::group::GroupError::NotLeader { .. } => not_leader(),
                 other => (E::KafkaStorageError.code(), other.to_string()),
@@ -166,14 +174,7 @@ pub(crate) async fn write_as_leader(
         // The marker is the last write of the partition at most: wait for the log end.
         p.log_end_offset() - 1
     } else {
-        p.write_txn_marker(
-            marker.producer_id,
-            marker.producer_epoch,
-            marker.commit,
-            marker.coordinator_epoch,
-            crate::clock::now_ms(),
-        )
-        .map_err(|e| match e {
+        marker.write_to(&p).map_err(|e| match e {
             AppendError::Sequence(e) => (e.code(), format!("{topic}-{partition}: {e}")),
             AppendError::Log(e) => (
                 E::KafkaStorageError.code(),

@@ -192,3 +192,42 @@ impl Drop for TestBroker {
         self.kill9();
     }
 }
+
+/// Polls `consumer` until it has `max` messages or a poll comes back empty: (partition, offset,
+/// payload as text) each. A consumer error fails the test.
+pub fn poll_batch(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    max: usize,
+) -> Vec<(i32, i64, String)> {
+    use rdkafka::message::Message;
+    let mut batch = Vec::new();
+    while batch.len() < max {
+        match consumer.poll(Duration::from_millis(300)) {
+            Some(Ok(m)) => batch.push((
+                m.partition(),
+                m.offset(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            )),
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => break,
+        }
+    }
+    batch
+}
+
+/// The offsets to commit after consuming `batch` (from [`poll_batch`]) of `topic`: one past the
+/// last offset read, per partition.
+pub fn next_offsets(topic: &str, batch: &[(i32, i64, String)]) -> rdkafka::TopicPartitionList {
+    let mut next: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    for (p, o, _) in batch {
+        let e = next.entry(*p).or_insert(0);
+        *e = (*e).max(o + 1);
+    }
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    for (p, o) in &next {
+        offsets
+            .add_partition_offset(topic, *p, rdkafka::Offset::Offset(*o))
+            .expect("partition offset");
+    }
+    offsets
+}
