@@ -24,9 +24,9 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+    ApiKey, ApiVersionsResponse, RequestKind, ResponseHeader, ResponseKind,
 };
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
 use crate::handlers::{self, RequestContext};
+use crate::request::{self, Request, RequestError};
 
 /// Produce responses that may be outstanding on one connection: the Java client's default
 /// `max.in.flight.requests.per.connection`. Past it the connection reads nothing more until
@@ -199,15 +200,6 @@ fn is_produce(frame: &[u8]) -> bool {
     frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16
 }
 
-/// A request frame decoded: what it is and its header.
-struct Decoded {
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    header: RequestHeader,
-    request: RequestKind,
-}
-
 /// Appends a produce request now and returns its response to come (after replication, for
 /// acks=all).
 fn stage_produce(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> PendingReply {
@@ -215,7 +207,7 @@ fn stage_produce(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Pendin
         Ok(d) => d,
         Err(outcome) => return Box::pin(std::future::ready(outcome)),
     };
-    let RequestKind::Produce(req) = d.request else {
+    let RequestKind::Produce(req) = d.body else {
         // `is_produce` looked at the same API key.
         return Box::pin(std::future::ready(Outcome::Close(
             "a produce frame decoded as another API".to_owned(),
@@ -245,14 +237,14 @@ async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> O
         Ok(d) => d,
         Err(outcome) => return outcome,
     };
-    let silent = matches!(&d.request, RequestKind::Produce(p) if p.acks == 0);
+    let silent = matches!(&d.body, RequestKind::Produce(p) if p.acks == 0);
     let ctx = RequestContext {
         broker,
         header: &d.header,
         version: d.version,
         peer,
     };
-    let response = handlers::dispatch(&ctx, d.request).await;
+    let response = handlers::dispatch(&ctx, d.body).await;
     if silent {
         return Outcome::NoReply;
     }
@@ -278,63 +270,23 @@ fn reply(
     }
 }
 
+/// Decodes a request frame as kbroker serves it: the API and version must be ones the handlers
+/// table registers, and the body passes the bounds check before it is decoded. This is the
+/// whole path from a frame's bytes to a typed request, so it is also what the `request_frame`
+/// fuzz target drives.
+pub fn decode_request(frame: Bytes) -> Result<Request, RequestError> {
+    request::decode(frame, handlers::supported_versions)
+}
+
 /// Decodes a request frame; `Err` is what to answer instead (usually: close, with the reason).
-fn decode_frame(mut frame: Bytes) -> Result<Decoded, Outcome> {
-    if frame.len() < 8 {
-        return Err(Outcome::Close(format!(
-            "request of {} bytes is too short for a header",
-            frame.len()
-        )));
-    }
-    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let Ok(api_key) = ApiKey::try_from(raw_key) else {
-        return Err(Outcome::Close(format!("unknown API key {raw_key}")));
-    };
-    let Some((min, max)) = handlers::supported_versions(api_key) else {
-        return Err(Outcome::Close(format!(
-            "API {api_key:?} (key {raw_key}) is not supported"
-        )));
-    };
-    if !(min..=max).contains(&version) {
-        if api_key == ApiKey::ApiVersions {
+fn decode_frame(frame: Bytes) -> Result<Request, Outcome> {
+    decode_request(frame).map_err(|e| match e {
+        RequestError::ApiVersionsTooNew { correlation_id, .. } => {
             // Kafka answers an ApiVersions request it cannot parse with a v0 response carrying
             // UNSUPPORTED_VERSION and its ranges, so the client can retry with a version we know.
-            return Err(unsupported_api_versions(correlation_id));
+            unsupported_api_versions(correlation_id)
         }
-        if api_key == ApiKey::Produce && (0..min).contains(&version) {
-            return Err(Outcome::Close(format!(
-                "Produce v{version} carries message format v0/v1, which kbroker does not store; \
-                 use a client that writes record batches (Kafka 0.11+ clients, Produce v3+)"
-            )));
-        }
-        return Err(Outcome::Close(format!(
-            "{api_key:?} v{version} is not supported (supported: v{min}-v{max})"
-        )));
-    }
-    let header = match RequestHeader::decode(&mut frame, api_key.request_header_version(version)) {
-        Ok(h) => h,
-        Err(e) => {
-            return Err(Outcome::Close(format!(
-                "malformed {api_key:?} v{version} header: {e}"
-            )))
-        }
-    };
-    let request = match RequestKind::decode(api_key, &mut frame, version) {
-        Ok(r) => r,
-        Err(e) => {
-            return Err(Outcome::Close(format!(
-                "malformed {api_key:?} v{version} request: {e}"
-            )))
-        }
-    };
-    Ok(Decoded {
-        api_key,
-        version,
-        correlation_id,
-        header,
-        request,
+        e => Outcome::Close(e.to_string()),
     })
 }
 

@@ -1,7 +1,8 @@
 //! kbroker: a broker that speaks the Apache Kafka wire protocol.
 //!
 //! Layers, outermost first: [`cli`] (the command line) → [`server`] (accept loop, shutdown) →
-//! `connection` (frames) → `handlers` (one module per Kafka API, registered in one table) →
+//! `connection` (frames) → [`request`] (a frame's bytes into a typed request, bounds-checked) →
+//! `handlers` (one module per Kafka API, registered in one table) →
 //! `topics`/`partition` (the registry and serving state) → [`log`] (segments on disk).
 //! [`config`] reads Kafka's `server.properties`.
 
@@ -23,6 +24,7 @@ mod producer_ids;
 mod producer_state;
 mod record_fields;
 mod replication;
+pub mod request;
 pub mod server;
 mod topic_admin;
 mod topics;
@@ -30,3 +32,4 @@ mod txn;
 
 pub use broker::StartError;
 pub use config::BrokerConfig;
+pub use connection::decode_request;

@@ -11,10 +11,10 @@ use common::TestBroker;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    FetchRequest, FetchResponse, FindCoordinatorRequest, JoinGroupRequest, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use kbroker::log::build_batch;
 
 fn create(wire: &mut Wire, topic: &str) {
@@ -272,5 +272,127 @@ fn fetch_long_poll_answers_when_data_arrives() {
     assert!(
         waited < Duration::from_secs(10),
         "waited {waited:?} although data arrived after 300 ms"
+    );
+}
+
+/// A request frame (header and body) as a client would send it, without the size prefix.
+fn request_frame<Req: Encodable>(api: ApiKey, version: i16, body: &Req) -> Vec<u8> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = 1;
+    header.client_id = Some(StrBytes::from_static_str("hostile"));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.to_vec()
+}
+
+/// Valid requests of the APIs a hostile client reaches first, each with arrays to lie about.
+fn hostile_seeds() -> Vec<Vec<u8>> {
+    let name = |s: &str| StrBytes::from_string(s.to_owned());
+    let mut metadata = MetadataRequest::default();
+    let mut topic = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+    topic.name = Some(TopicName(name("t")));
+    metadata.topics = Some(vec![topic.clone(), topic]);
+    let mut pd = PartitionProduceData::default();
+    pd.records = Some(batch(&[b"v"]).freeze());
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(name("t"));
+    td.partition_data.push(pd);
+    let mut produce = ProduceRequest::default();
+    produce.acks = 1;
+    produce.timeout_ms = 1000;
+    produce.topic_data.push(td);
+    let mut fp = kafka_protocol::messages::fetch_request::FetchPartition::default();
+    fp.partition_max_bytes = 1 << 20;
+    let mut ft = kafka_protocol::messages::fetch_request::FetchTopic::default();
+    ft.topic = TopicName(name("t"));
+    ft.partitions.push(fp);
+    let mut fetch = FetchRequest::default();
+    fetch.max_wait_ms = 0;
+    fetch.topics.push(ft);
+    let mut find = FindCoordinatorRequest::default();
+    find.coordinator_keys = vec![name("g1"), name("g2")];
+    let mut join = JoinGroupRequest::default();
+    join.group_id = kafka_protocol::messages::GroupId(name("g"));
+    join.session_timeout_ms = 10_000;
+    join.rebalance_timeout_ms = 10_000;
+    join.protocol_type = name("consumer");
+    let mut proto =
+        kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol::default();
+    proto.name = name("range");
+    proto.metadata = bytes::Bytes::from_static(&[0, 1, 0, 0, 0, 0]);
+    join.protocols.push(proto);
+    let mut versions = ApiVersionsRequest::default();
+    versions.client_software_name = name("hostile");
+    versions.client_software_version = name("1");
+    vec![
+        request_frame(ApiKey::ApiVersions, 3, &versions),
+        request_frame(ApiKey::Metadata, 12, &metadata),
+        request_frame(ApiKey::Metadata, 4, &metadata),
+        request_frame(ApiKey::Produce, 9, &produce),
+        request_frame(ApiKey::Produce, 7, &produce),
+        request_frame(ApiKey::Fetch, 12, &fetch),
+        request_frame(ApiKey::FindCoordinator, 4, &find),
+        request_frame(ApiKey::JoinGroup, 5, &join),
+        request_frame(ApiKey::JoinGroup, 9, &join),
+    ]
+}
+
+/// Sends one frame on a fresh connection, half-closes it, and waits (bounded) until the broker
+/// has answered or closed; fails if the broker is gone.
+fn send_and_wait(broker: &TestBroker, frame: &[u8]) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&broker.bootstrap)
+        .expect("the broker stopped accepting connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(frame);
+    let _ = stream.write_all(&out);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = Vec::new();
+    let _ = stream.read_to_end(&mut sink);
+}
+
+/// The crash any client could cause: a well-framed request whose array count or length claims
+/// billions of elements. The protocol crate allocated the claimed size before decoding an
+/// element, and the failed allocation aborted the broker. Every 4-byte window of every body
+/// below is overwritten with huge counts, each on a fresh connection; the broker must stay up,
+/// name the lying field in its log, and answer the next client.
+#[test]
+fn requests_that_lie_about_counts_close_their_connection_and_the_broker_serves_on() {
+    let broker = TestBroker::start(&[]);
+    let mut sent = 0;
+    for seed in hostile_seeds() {
+        // Bytes 0..8 are API key, version and correlation id: lie only after them.
+        for at in 8..seed.len() {
+            for lie in [[0x7f, 0xff, 0xff, 0xff], [0xff, 0xff, 0xff, 0x0f]] {
+                let mut frame = seed.clone();
+                let end = (at + 4).min(frame.len());
+                frame[at..end].copy_from_slice(&lie[..end - at]);
+                send_and_wait(&broker, &frame);
+                sent += 1;
+            }
+        }
+        still_serves(&broker);
+    }
+    assert!(sent > 500, "only {sent} hostile requests were made");
+    let log = broker.log();
+    assert!(
+        !log.contains("panicked"),
+        "broker log shows a panic:\n{log}"
+    );
+    assert!(
+        log.contains("malformed Metadata v12 request: topics: array count of"),
+        "no warning names the lying field:\n{log}"
+    );
+    assert!(
+        log.contains("malformed JoinGroup v5 request: protocols"),
+        "no warning names the lying field:\n{log}"
     );
 }
