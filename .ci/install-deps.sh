@@ -9,6 +9,10 @@
 #        consulted by that configure when present. Not needed: cmake (rdkafka's "cmake-build"
 #        feature is off), perl (no vendored OpenSSL), python3 (only librdkafka's optional
 #        linker script). python3-venv only when the python3 on PATH cannot make a virtualenv.
+#        libssl-dev: librdkafka links the system OpenSSL (rdkafka's "ssl" feature) for TLS and
+#        SASL clusters. openssl: compat/kafka/kafka.sh makes a CA for its sasl_tls clusters.
+#        A Java 17+ runtime and Maven when missing (the machine image has both): tests/kafka.rs
+#        runs a real Apache Kafka from Maven Central's jars, fetched here once.
 #   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs).
 #
 # Rust (cargo, rustc) is expected on the machine already.
@@ -29,7 +33,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(kcat build-essential pkg-config)
+APT_PACKAGES=(kcat build-essential pkg-config libssl-dev openssl)
+if ! command -v java >/dev/null 2>&1; then
+    APT_PACKAGES+=(openjdk-17-jre-headless)
+fi
+if ! command -v mvn >/dev/null 2>&1; then
+    APT_PACKAGES+=(maven)
+fi
 # python3 -m venv needs ensurepip; Debian's own python3 has it in python3-venv.
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     APT_PACKAGES+=(python3-venv python3-pip)
@@ -68,3 +78,6 @@ v = confluent_kafka.__version__
 print(f"install-deps: confluent-kafka {v} "
       f"(librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")
 PY
+
+# Apache Kafka's jars (compat/kafka/pom.xml) into ~/.cache/kbench, once.
+echo "install-deps: Apache Kafka jars in $("$REPO/compat/kafka/kafka.sh" libs)"

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::run::{Outcome, RunOptions};
+use crate::target::{load_client_config, ClusterAccess};
 use crate::workload::Stop;
 
 /// Benchmark and load-test Kafka: scenario in, verified report out.
@@ -32,6 +33,10 @@ pub enum Command {
         /// Use this cluster (`host:port,...`, any Kafka) instead of starting embedded brokers.
         #[arg(long, value_name = "HOST:PORT,...")]
         bootstrap: Option<String>,
+        /// librdkafka properties every client kbench creates gets (security settings such as
+        /// `security.protocol`, `sasl.*`, `ssl.*`), like kcat's `-F`.
+        #[arg(long, value_name = "FILE")]
+        client_config: Option<PathBuf>,
         /// Output folder [default: reports/<scenario name>/<UTC timestamp>/].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -115,6 +120,9 @@ pub enum ClusterCommand {
         /// Only this topic.
         #[arg(long, value_name = "TOPIC")]
         topic: Option<String>,
+        /// librdkafka properties for the client (security settings), like kcat's `-F`.
+        #[arg(long, value_name = "FILE")]
+        client_config: Option<PathBuf>,
     },
 }
 
@@ -150,6 +158,7 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Run {
             scenario,
             bootstrap,
+            client_config,
             out,
             sets,
         } => {
@@ -157,6 +166,7 @@ async fn dispatch(command: Command) -> ExitCode {
             watch_signals(interrupt.clone());
             let opts = RunOptions {
                 bootstrap,
+                client_config,
                 out,
                 sets,
             };
@@ -239,14 +249,27 @@ async fn dispatch(command: Command) -> ExitCode {
             }
         }
         Command::Cluster {
-            command: ClusterCommand::Describe { bootstrap, topic },
-        } => match crate::cluster::describe(&bootstrap, topic.as_deref()).await {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
+            command:
+                ClusterCommand::Describe {
+                    bootstrap,
+                    topic,
+                    client_config,
+                },
+        } => {
+            let settings = match client_config.as_deref().map(load_client_config) {
+                None => Default::default(),
+                Some(Ok(s)) => s,
+                Some(Err(e)) => return fail(&anyhow::Error::new(e)),
+            };
+            let cluster = ClusterAccess::new(&bootstrap, settings);
+            match crate::cluster::describe(&cluster, topic.as_deref()).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
             }
-            Err(e) => fail(&e),
-        },
+        }
         Command::Broker { .. } => ExitCode::from(2),
     }
 }

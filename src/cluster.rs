@@ -16,9 +16,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
-use rdkafka::ClientConfig;
 
 use crate::target::embedded::{EmbeddedCluster, Mode, Spec};
+use crate::target::ClusterAccess;
 
 /// Bound on starting the brokers.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -118,11 +118,11 @@ pub async fn up(opts: &UpOptions) -> anyhow::Result<()> {
     outcome
 }
 
-/// `kbench cluster describe`: prints every topic (or `topic`) of the cluster at `bootstrap`.
-pub async fn describe(bootstrap: &str, topic: Option<&str>) -> anyhow::Result<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "kbench-describe")
+/// `kbench cluster describe`: prints every topic (or `topic`) of `cluster`.
+pub async fn describe(cluster: &ClusterAccess, topic: Option<&str>) -> anyhow::Result<String> {
+    let bootstrap = cluster.bootstrap();
+    let consumer: BaseConsumer = cluster
+        .client("kbench-describe")
         .set("log_level", "3")
         .create()
         .with_context(|| format!("--bootstrap {bootstrap}: cannot create a client"))?;
@@ -141,18 +141,18 @@ pub async fn describe(bootstrap: &str, topic: Option<&str>) -> anyhow::Result<St
         }
     }
     let names: Vec<String> = md.topics().iter().map(|t| t.name().to_string()).collect();
-    let configs = topic_configs(bootstrap, &names).await;
+    let configs = topic_configs(cluster, &names).await;
     Ok(format_describe(&md, &configs))
 }
 
 /// Non-default configs of each topic (`k=v,k=v`); empty when the cluster does not say.
 async fn topic_configs(
-    bootstrap: &str,
+    cluster: &ClusterAccess,
     topics: &[String],
 ) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
-    let Ok(admin) = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let Ok(admin) = cluster
+        .client("kbench-describe")
         .set("log_level", "3")
         .create::<AdminClient<DefaultClientContext>>()
     else {

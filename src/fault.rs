@@ -19,11 +19,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
 use crate::scenario::{BrokerRef, Fault, FaultAction, FaultTrigger};
 use crate::summary::{Event, FaultSummary, IntervalRow};
-use crate::target::Target;
+use crate::target::{ClusterAccess, Target};
 
 /// Bound on a metadata look-up that resolves `leader:` or `controller`.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,23 +173,23 @@ pub struct Supervisor {
     commands: Vec<(usize, Child, Instant)>,
     /// Cumulative producer errors by kind, snapshotted once per interval: (t_s, errors).
     snapshots: Vec<(f64, BTreeMap<String, u64>)>,
-    bootstrap: String,
+    cluster: ClusterAccess,
     topic: String,
     log: PathBuf,
     probe: Option<BaseConsumer>,
 }
 
 impl Supervisor {
-    /// A supervisor for `plan` against `bootstrap`, where `leader:<partition>` means `topic`;
+    /// A supervisor for `plan` against `cluster`, where `leader:<partition>` means `topic`;
     /// command output goes to `log`.
-    pub fn new(plan: Plan, bootstrap: &str, topic: &str, log: &Path) -> Supervisor {
+    pub fn new(plan: Plan, cluster: &ClusterAccess, topic: &str, log: &Path) -> Supervisor {
         Supervisor {
             done: vec![None; plan.steps.len()],
             records: vec![Record::default(); plan.faults.len()],
             plan,
             commands: Vec::new(),
             snapshots: Vec::new(),
-            bootstrap: bootstrap.to_string(),
+            cluster: cluster.clone(),
             topic: topic.to_string(),
             log: log.to_path_buf(),
             probe: None,
@@ -386,9 +385,9 @@ impl Supervisor {
     /// Broker id of a target, via Metadata for `leader:` and `controller`.
     fn resolve(&mut self, b: &BrokerRef) -> Result<u32, String> {
         if self.probe.is_none() {
-            let c: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &self.bootstrap)
-                .set("client.id", "kbench-faults")
+            let c: BaseConsumer = self
+                .cluster
+                .client("kbench-faults")
                 .set("log_level", "3")
                 .create()
                 .map_err(|e| format!("cannot create a metadata client: {e}"))?;

@@ -12,6 +12,7 @@
 //! forks broker processes: `PR_SET_PDEATHSIG` follows the forking thread, and the main thread
 //! lives as long as kbench does.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use crate::summary::{
     latency_histogram, ConsumeSummary, Event, Percentiles, ProduceSummary, RunData, RunInfo,
     ScenarioInfo, Summary, Verdict, MIB, SCHEMA_VERSION,
 };
-use crate::target::{topic, EmbeddedCluster, Target};
+use crate::target::{load_client_config, topic, ClusterAccess, EmbeddedCluster, Target};
 use crate::verify;
 use crate::workload::payload::Filler;
 use crate::workload::pipeline::{self, PipelineMeter};
@@ -41,6 +42,8 @@ use crate::workload::{consumer, producer, Stop};
 pub struct RunOptions {
     /// `--bootstrap`: use this cluster instead of starting brokers.
     pub bootstrap: Option<String>,
+    /// `--client-config`: librdkafka properties every client gets.
+    pub client_config: Option<PathBuf>,
     /// `--out`: output folder (default `reports/<name>/<UTC timestamp>/`).
     pub out: Option<PathBuf>,
     /// `--set` overrides.
@@ -73,22 +76,54 @@ pub fn default_out(name: &str) -> PathBuf {
 /// Runs a scenario file (every matrix combination, then a comparison).
 pub async fn run_file(path: &Path, opts: &RunOptions, interrupt: &Stop) -> anyhow::Result<Outcome> {
     let loaded = scenario::load_for(path, &opts.sets, opts.bootstrap.is_some())?;
+    let client_settings = match &opts.client_config {
+        Some(file) => load_client_config(file)?,
+        None => BTreeMap::new(),
+    };
     let out = opts
         .out
         .clone()
         .unwrap_or_else(|| default_out(&loaded.base.name));
-    run_loaded(&loaded, &out, opts.bootstrap.as_deref(), interrupt).await
+    let args = ClusterArgs {
+        bootstrap: opts.bootstrap.as_deref(),
+        client_settings: &client_settings,
+    };
+    run_loaded(&loaded, &out, &args, interrupt).await
+}
+
+/// The command line's say on the cluster of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterArgs<'a> {
+    /// `--bootstrap`: use this cluster instead of starting brokers.
+    pub bootstrap: Option<&'a str>,
+    /// `--client-config`: settings every client gets (they win over `[cluster] client_configs`).
+    pub client_settings: &'a BTreeMap<String, String>,
+}
+
+impl ClusterArgs<'_> {
+    /// The shared client settings of a run of `s`: its `[cluster] client_configs`, then the
+    /// command line's file over them.
+    fn settings(&self, s: &Scenario) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = s
+            .cluster
+            .client_configs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        out.extend(self.client_settings.clone());
+        out
+    }
 }
 
 async fn run_loaded(
     loaded: &Loaded,
     out: &Path,
-    bootstrap: Option<&str>,
+    args: &ClusterArgs<'_>,
     interrupt: &Stop,
 ) -> anyhow::Result<Outcome> {
     if loaded.variants.len() == 1 {
         let v = &loaded.variants[0];
-        let summary = run_one(&v.scenario, &loaded.file, &[], out, bootstrap, interrupt).await?;
+        let summary = run_one(&v.scenario, &loaded.file, &[], out, args, interrupt).await?;
         discard_broker_data(&v.scenario, &summary, out);
         print!("{}", crate::report::terminal_table(&summary));
         print!("{}", fault::terminal_lines(&summary.delivery.faults));
@@ -121,7 +156,7 @@ async fn run_loaded(
             &loaded.file,
             &v.matrix_values,
             &dir,
-            bootstrap,
+            args,
             interrupt,
         )
         .await
@@ -192,7 +227,7 @@ pub async fn run_one(
     file: &Path,
     matrix_values: &[(String, toml::Value)],
     out: &Path,
-    bootstrap: Option<&str>,
+    args: &ClusterArgs<'_>,
     interrupt: &Stop,
 ) -> anyhow::Result<Summary> {
     crate::report::prepare_dir(out)?;
@@ -203,13 +238,15 @@ pub async fn run_one(
     let mut failures: Vec<String> = Vec::new();
 
     // Target.
-    let bootstrap = bootstrap
+    let bootstrap = args
+        .bootstrap
         .map(str::to_string)
         .or_else(|| s.cluster.bootstrap.clone());
+    let settings = args.settings(s);
     let mut target = match &bootstrap {
         Some(b) => {
             eprintln!("kbench: connecting to {b}");
-            Target::external(b, EXTERNAL_TIMEOUT)
+            Target::external(&ClusterAccess::new(b, settings.clone()), EXTERNAL_TIMEOUT)
                 .with_context(|| format!("--bootstrap {b}: cannot reach the cluster"))?
         }
         None => {
@@ -225,6 +262,7 @@ pub async fn run_one(
         }
     };
     let bootstrap = target.bootstrap();
+    let cluster = ClusterAccess::new(&bootstrap, settings);
     phase(&mut events, t_s(), "cluster_ready", &bootstrap);
     let mut watched = vec![("kbench".to_string(), std::process::id())];
     watched.extend(target.processes());
@@ -238,7 +276,7 @@ pub async fn run_one(
         .name
         .clone()
         .unwrap_or_else(|| format!("kbench-{}-{run_id}", s.name));
-    let partitions = topic::ensure(s, &bootstrap, &topic, SETUP_TIMEOUT).await?;
+    let partitions = topic::ensure(s, &cluster, &topic, SETUP_TIMEOUT).await?;
     if partitions != s.topic.partitions {
         eprintln!("kbench: topic {topic} already exists with {partitions} partitions (scenario says {}); using it as is", s.topic.partitions);
     }
@@ -252,10 +290,10 @@ pub async fn run_one(
     let disk_before = log_dirs.as_deref().map(verify::on_disk::dir_bytes);
     // Without log dirs to walk (an external cluster), the brokers report replica sizes.
     let reported_before = match (&log_dirs, s.verify.on_disk) {
-        (None, true) => Some(verify::log_dirs::snapshot(&bootstrap, &topic, partitions).await),
+        (None, true) => Some(verify::log_dirs::snapshot(&cluster, &topic, partitions).await),
         _ => None,
     };
-    let marks_before = topic::watermarks(&bootstrap, &topic, partitions, Duration::from_secs(10))?;
+    let marks_before = topic::watermarks(&cluster, &topic, partitions, Duration::from_secs(10))?;
     // With a pipeline the groups read its output topic; without, the producers' topic.
     let output = match &s.pipeline {
         Some(pl) => {
@@ -263,7 +301,7 @@ pub async fn run_one(
                 .output_topic
                 .clone()
                 .unwrap_or_else(|| format!("{topic}-output"));
-            let n = topic::ensure(s, &bootstrap, &name, SETUP_TIMEOUT).await?;
+            let n = topic::ensure(s, &cluster, &name, SETUP_TIMEOUT).await?;
             phase(
                 &mut events,
                 t_s(),
@@ -277,7 +315,7 @@ pub async fn run_one(
     let consume_topic = output.as_ref().map_or(topic.clone(), |o| o.0.clone());
     let consume_partitions = output.as_ref().map_or(partitions, |o| o.1);
     let consume_marks_before = match &output {
-        Some((name, n)) => topic::watermarks(&bootstrap, name, *n, Duration::from_secs(10))?,
+        Some((name, n)) => topic::watermarks(&cluster, name, *n, Duration::from_secs(10))?,
         None => marks_before.clone(),
     };
 
@@ -309,7 +347,7 @@ pub async fn run_one(
                 group_id: group_ids[g].clone(),
                 run_tag,
                 topic: consume_topic.clone(),
-                bootstrap: bootstrap.clone(),
+                cluster: cluster.clone(),
                 scenario: scenario.clone(),
                 meter: meter.clone(),
                 warmup_end: warmup_end.clone(),
@@ -399,7 +437,7 @@ pub async fn run_one(
     if let (Some((out_name, out_partitions)), Some(meter)) = (&output, &pipeline_meter) {
         let task = pipeline::PipelineTask {
             scenario: scenario.clone(),
-            bootstrap: bootstrap.clone(),
+            cluster: cluster.clone(),
             input: topic.clone(),
             output: out_name.clone(),
             output_partitions: *out_partitions,
@@ -431,7 +469,7 @@ pub async fn run_one(
     let mut faults = (!s.faults.is_empty()).then(|| {
         let log = out.join("faults.log");
         let _ = fault::create_log(&log);
-        fault::Supervisor::new(fault::Plan::new(&s.faults), &bootstrap, &topic, &log)
+        fault::Supervisor::new(fault::Plan::new(&s.faults), &cluster, &topic, &log)
     });
     let produce_start_us = now_us();
     let produce_start = Instant::now();
@@ -461,7 +499,7 @@ pub async fn run_one(
             run_tag,
             topic: topic.clone(),
             partitions,
-            bootstrap: bootstrap.clone(),
+            cluster: cluster.clone(),
             scenario: scenario.clone(),
             filler: filler.clone(),
             meter: meter.clone(),
@@ -592,11 +630,11 @@ pub async fn run_one(
             "not read: broker(s) {down:?} taken down by a fault and not restarted (give the fault restart_after)"
         )),
         None => {
-            let (b, t) = (bootstrap.clone(), topic.clone());
+            let (c, t) = (cluster.clone(), topic.clone());
             let bound = s.consumers.drain_timeout.0;
             tokio::task::spawn_blocking(move || {
                 topic::settled_watermarks(
-                    &b,
+                    &c,
                     &t,
                     partitions,
                     Duration::from_secs(10),
@@ -643,13 +681,8 @@ pub async fn run_one(
         phase(&mut events, t_s(), "pipeline_drained", "");
         consume_marks_after = match target.dead_broker() {
             Some(_) => Err("not read: a broker of the cluster exited".to_string()),
-            None => topic::watermarks(
-                &bootstrap,
-                out_name,
-                *out_partitions,
-                Duration::from_secs(10),
-            )
-            .map_err(|e| e.to_string()),
+            None => topic::watermarks(&cluster, out_name, *out_partitions, Duration::from_secs(10))
+                .map_err(|e| e.to_string()),
         };
     }
     if s.consumers.groups > 0 {
@@ -921,7 +954,7 @@ pub async fn run_one(
         }
         (None, _) if s.verify.on_disk => {
             let after = match reported_before {
-                Some(Ok(before)) => verify::log_dirs::snapshot(&bootstrap, &topic, partitions)
+                Some(Ok(before)) => verify::log_dirs::snapshot(&cluster, &topic, partitions)
                     .await
                     .map(|after| (before, after)),
                 Some(Err(e)) => Err(e),

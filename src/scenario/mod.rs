@@ -694,4 +694,20 @@ members = 2
         let back: Scenario = serde_json::from_value(json).unwrap();
         assert_eq!(back.producers.message_size.0, 1024);
     }
+
+    #[test]
+    fn secret_client_settings_never_reach_the_report() {
+        let l = load_text(
+            GOOD,
+            &[
+                "cluster.client_configs.\"sasl.password\"=hunter2",
+                "producers.client_configs.\"ssl.key.password\"=k3y",
+                "cluster.client_configs.\"sasl.username\"=alice",
+            ],
+        )
+        .unwrap();
+        let json = l.variants[0].scenario.resolved().to_string();
+        assert!(!json.contains("hunter2") && !json.contains("k3y"), "{json}");
+        assert!(json.contains("alice"), "{json}");
+    }
 }

@@ -77,6 +77,11 @@ pub struct Cluster {
     /// keeps it, for inspection). Off by default: a 1 GiB run at RF 3 leaves 3 GiB behind, and
     /// the dirty pages of one matrix cell would be written back during the next one.
     pub keep_data: bool,
+    /// librdkafka settings every client of the cluster gets (probe, admin, producers,
+    /// consumers, pipeline workers): security (`security.protocol`, `sasl.*`, `ssl.*`) and the
+    /// like. `--client-config FILE` wins over these; the roles' own `client_configs` win over
+    /// both.
+    pub client_configs: BTreeMap<String, ConfigValue>,
 }
 
 impl Default for Cluster {
@@ -88,6 +93,7 @@ impl Default for Cluster {
             configs: BTreeMap::new(),
             mode: ClusterMode::Replicated,
             keep_data: false,
+            client_configs: BTreeMap::new(),
         }
     }
 }
@@ -1297,7 +1303,22 @@ impl Scenario {
     }
 
     /// The run's fully resolved configuration, for `summary.json`.
+    /// The scenario as JSON (for `summary.json`), with secret client settings
+    /// (`sasl.password`, ...) masked.
     pub fn resolved(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        let mut json = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        for section in ["cluster", "producers", "consumers"] {
+            if let Some(serde_json::Value::Object(configs)) = json
+                .get_mut(section)
+                .and_then(|s| s.get_mut("client_configs"))
+            {
+                for (k, v) in configs.iter_mut() {
+                    if crate::target::is_secret(k) {
+                        *v = serde_json::Value::String("****".to_owned());
+                    }
+                }
+            }
+        }
+        json
     }
 }

@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{wait_for_metadata, TargetError};
+use super::{wait_for_metadata, ClusterAccess, TargetError};
 use crate::scenario::Scenario;
 
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -330,14 +330,16 @@ impl EmbeddedCluster {
             let (id, port) = (cluster.brokers[i].id, cluster.brokers[i].port);
             let bootstrap = format!("127.0.0.1:{port}");
             let what = format!("embedded broker {id}");
-            wait_for_metadata(&bootstrap, timeout, &what, 1, || cluster.start_failure(i))?;
+            let access = ClusterAccess::plaintext(&bootstrap);
+            wait_for_metadata(&access, timeout, &what, 1, || cluster.start_failure(i))?;
         }
         if spec.replicated() {
             // Each broker answers once it has joined; the cluster is ready for topics when
             // Metadata lists every broker.
             let bootstrap = cluster.bootstrap();
             let what = format!("the embedded cluster of {} brokers", spec.brokers);
-            wait_for_metadata(&bootstrap, timeout, &what, spec.brokers, || {
+            let access = ClusterAccess::plaintext(&bootstrap);
+            wait_for_metadata(&access, timeout, &what, spec.brokers, || {
                 (0..cluster.brokers.len()).find_map(|i| cluster.start_failure(i))
             })?;
         }

@@ -4,16 +4,22 @@
 //! Both are only ever talked to through rdkafka and the Kafka protocol, so everything the run
 //! does against kbroker it does unchanged against Apache Kafka or Redpanda.
 
+mod access;
 pub mod embedded;
 pub mod topic;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::{Mutex, PoisonError};
+
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientContext;
 
 use crate::summary::{TargetInfo, TargetKind};
+pub use access::{is_secret, load_client_config, ClientConfigError, ClusterAccess};
 pub use embedded::EmbeddedCluster;
 
 /// Why the cluster cannot be used.
@@ -53,6 +59,27 @@ pub enum TargetError {
         /// Last error.
         detail: String,
     },
+    /// The cluster refused the client's security settings (TLS, SASL).
+    #[error(
+        "{bootstrap} refused the connection's security (security.protocol={protocol}): {detail}; \
+         check --client-config / [cluster] client_configs (security.protocol, sasl.*, ssl.ca.location)"
+    )]
+    Refused {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// The client's `security.protocol`.
+        protocol: String,
+        /// What librdkafka said.
+        detail: String,
+    },
+    /// librdkafka refused the client settings themselves.
+    #[error("cannot create a client for {bootstrap}: {detail} (check --bootstrap and the client settings)")]
+    Config {
+        /// Bootstrap servers.
+        bootstrap: String,
+        /// librdkafka's complaint.
+        detail: String,
+    },
     /// Something else about the output folder or the system.
     #[error("{0}")]
     Io(String),
@@ -74,10 +101,10 @@ pub enum Target {
 
 impl Target {
     /// Connects to an external cluster and checks that it answers Metadata.
-    pub fn external(bootstrap: &str, timeout: Duration) -> Result<Target, TargetError> {
-        let brokers = wait_for_metadata(bootstrap, timeout, "the cluster", 1, || None)?;
+    pub fn external(cluster: &ClusterAccess, timeout: Duration) -> Result<Target, TargetError> {
+        let brokers = wait_for_metadata(cluster, timeout, "the cluster", 1, || None)?;
         Ok(Target::External {
-            bootstrap: bootstrap.to_string(),
+            bootstrap: cluster.bootstrap().to_string(),
             brokers,
         })
     }
@@ -142,28 +169,31 @@ impl Target {
 /// Asks for Metadata until it lists at least `min_brokers` brokers (returns the broker count)
 /// or `timeout` passes; `gave_up` is asked between attempts and may end the wait early with a
 /// better error.
+///
+/// A cluster that refuses the client's security (a TLS listener spoken to in plaintext, a
+/// certificate that does not verify, credentials it rejects) fails at once with the cause: no
+/// retry would change it, and librdkafka itself would only say "transport failure" at the end.
 pub fn wait_for_metadata(
-    bootstrap: &str,
+    cluster: &ClusterAccess,
     timeout: Duration,
     what: &str,
     min_brokers: u32,
     mut gave_up: impl FnMut() -> Option<TargetError>,
 ) -> Result<u32, TargetError> {
+    let bootstrap = cluster.bootstrap();
     let unreachable = |detail: String| TargetError::Unreachable {
         what: what.to_string(),
         bootstrap: bootstrap.to_string(),
         timeout,
         detail,
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "kbench-probe")
-        .set("log_level", "3")
-        .create()
-        .map_err(|e| {
-            unreachable(format!(
-                "invalid bootstrap servers ({e}); write host:port,host:port"
-            ))
+    let consumer: BaseConsumer<ProbeContext> = cluster
+        .client("kbench-probe")
+        .set_log_level(RDKafkaLogLevel::Info)
+        .create_with_context(ProbeContext::default())
+        .map_err(|e| TargetError::Config {
+            bootstrap: bootstrap.to_string(),
+            detail: e.to_string(),
         })?;
     let deadline = std::time::Instant::now() + timeout;
     let mut last = String::from("no answer");
@@ -171,11 +201,18 @@ pub fn wait_for_metadata(
         if let Some(e) = gave_up() {
             return Err(e);
         }
+        if let Some(detail) = consumer.context().refused(&cluster.security_protocol()) {
+            return Err(TargetError::Refused {
+                bootstrap: bootstrap.to_string(),
+                protocol: cluster.security_protocol(),
+                detail,
+            });
+        }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             return Err(unreachable(last));
         }
-        match consumer.fetch_metadata(None, left.min(Duration::from_secs(1))) {
+        match consumer.fetch_metadata(None, left.min(Duration::from_millis(500))) {
             Ok(md) if !md.brokers().is_empty() && md.brokers().len() as u32 >= min_brokers => {
                 return Ok(md.brokers().len() as u32)
             }
@@ -188,8 +225,102 @@ pub fn wait_for_metadata(
                     ids.join(",")
                 )
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => {
+                last = consumer
+                    .context()
+                    .last_error()
+                    .unwrap_or_else(|| e.to_string())
+            }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Waits a little while serving the client's logs and error callbacks (a consumer
+        // delivers them from poll): that is where a security refusal shows.
+        let _ = consumer.poll(Duration::from_millis(100));
     }
+}
+
+/// Watches a probe client's logs and errors for the ones no retry cures (security refused).
+#[derive(Default)]
+struct ProbeContext {
+    /// The first security failure librdkafka reported.
+    refused: Mutex<Option<String>>,
+    /// Disconnects while the client asked for ApiVersions: its first request on a connection.
+    handshake_drops: Mutex<Vec<String>>,
+    /// The last error of any kind, for the time-out message.
+    last: Mutex<Option<String>>,
+}
+
+/// Connections dropped at the first request before a plaintext client is told it is
+/// probably talking to a TLS or SASL listener.
+const HANDSHAKE_DROPS: usize = 2;
+
+impl ProbeContext {
+    /// Why the cluster refused the client, once that is certain. A plaintext client whose
+    /// connections the broker closes at the very first request (ApiVersions) is talking to a
+    /// listener that expects TLS or SASL: librdkafka reports that only as a disconnect.
+    fn refused(&self, protocol: &str) -> Option<String> {
+        if let Some(r) = lock(&self.refused).clone() {
+            return Some(r);
+        }
+        let drops = lock(&self.handshake_drops);
+        (protocol == "plaintext" && drops.len() >= HANDSHAKE_DROPS).then(|| {
+            format!(
+                "the broker closed the connection at the client's first request ({}); \
+                 the listener probably expects TLS or SASL",
+                drops[0]
+            )
+        })
+    }
+
+    fn last_error(&self) -> Option<String> {
+        lock(&self.last).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl rdkafka::consumer::ConsumerContext for ProbeContext {}
+
+impl ClientContext for ProbeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let text = format!("{reason} ({error})");
+        if security_refusal(&error, reason) {
+            lock(&self.refused).get_or_insert(text.clone());
+        }
+        *lock(&self.last) = Some(text);
+    }
+
+    /// Some refusals show only in librdkafka's log lines (the error callback gets a bare
+    /// transport failure), so the probe reads them too.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, line: &str) {
+        if fac != "FAIL" && (level as i32) > (RDKafkaLogLevel::Error as i32) {
+            return;
+        }
+        if security_refusal_text(line) {
+            lock(&self.refused).get_or_insert(line.to_owned());
+        } else if line.contains("in state APIVERSION_QUERY") {
+            lock(&self.handshake_drops).push(line.to_owned());
+        }
+        *lock(&self.last) = Some(line.to_owned());
+    }
+}
+
+/// Whether a librdkafka error means the broker refused the client's security settings: an
+/// authentication failure, or a TLS handshake or certificate failure.
+fn security_refusal(error: &KafkaError, reason: &str) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication)
+            | Some(RDKafkaErrorCode::SaslAuthenticationFailed)
+            | Some(RDKafkaErrorCode::SSL)
+    ) || security_refusal_text(reason)
+}
+
+/// Whether a librdkafka message says the broker refused the client's security.
+fn security_refusal_text(text: &str) -> bool {
+    text.contains("incorrect security.protocol")
+        || text.contains("SSL handshake failed")
+        || text.contains("SASL authentication error")
+        || text.contains("Authentication failed")
 }

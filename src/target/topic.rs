@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::access::ClusterAccess;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 
 use crate::scenario::Scenario;
 
@@ -60,7 +60,7 @@ pub enum TopicError {
 /// Returns the partition count, which for an existing topic may differ from the scenario's.
 pub async fn ensure(
     s: &Scenario,
-    bootstrap: &str,
+    cluster: &ClusterAccess,
     topic: &str,
     timeout: Duration,
 ) -> Result<i32, TopicError> {
@@ -68,12 +68,11 @@ pub async fn ensure(
         topic: topic.to_string(),
         partitions: s.topic.partitions,
         rf: s.topic.replication_factor,
-        bootstrap: bootstrap.to_string(),
+        bootstrap: cluster.bootstrap().to_string(),
         detail,
     };
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "kbench-admin")
+    let admin: AdminClient<DefaultClientContext> = cluster
+        .client("kbench-admin")
         .create()
         .map_err(|e| create_err(e.to_string()))?;
     let configs: Vec<(String, String)> = s.topic.create_configs();
@@ -105,7 +104,7 @@ pub async fn ensure(
             Err((_, code)) => return Err(create_err(format!("{code:?}: {code}"))),
         }
     }
-    wait_ready(bootstrap, topic, timeout, created).await
+    wait_ready(cluster, topic, timeout, created).await
 }
 
 /// Waits until every partition of `topic` has a leader and, for a topic this run created
@@ -113,7 +112,7 @@ pub async fn ensure(
 /// replicas are in sync, so the first acks = all writes do not meet a half-formed ISR. A topic
 /// that already existed is used as it is (a replica may be down on purpose).
 async fn wait_ready(
-    bootstrap: &str,
+    cluster: &ClusterAccess,
     topic: &str,
     timeout: Duration,
     full_isr: bool,
@@ -123,9 +122,8 @@ async fn wait_ready(
         timeout,
         detail,
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "kbench-metadata")
+    let consumer: BaseConsumer = cluster
+        .client("kbench-metadata")
         .create()
         .map_err(|e| not_ready(e.to_string()))?;
     let deadline = Instant::now() + timeout;
@@ -177,7 +175,7 @@ async fn wait_ready(
 /// before the followers have it, and the high watermark follows the slowest in-sync replica.
 /// Draining to the first read would stop consumers short of acknowledged data.
 pub fn settled_watermarks(
-    bootstrap: &str,
+    cluster: &ClusterAccess,
     topic: &str,
     partitions: i32,
     timeout: Duration,
@@ -185,13 +183,13 @@ pub fn settled_watermarks(
     bound: Duration,
 ) -> Result<BTreeMap<i32, (i64, i64)>, TopicError> {
     let deadline = std::time::Instant::now() + bound;
-    let mut last = watermarks(bootstrap, topic, partitions, timeout)?;
+    let mut last = watermarks(cluster, topic, partitions, timeout)?;
     loop {
         if std::time::Instant::now() >= deadline {
             return Ok(last);
         }
         std::thread::sleep(pause);
-        let now = watermarks(bootstrap, topic, partitions, timeout)?;
+        let now = watermarks(cluster, topic, partitions, timeout)?;
         if now == last {
             return Ok(now);
         }
@@ -200,7 +198,7 @@ pub fn settled_watermarks(
 }
 
 pub fn watermarks(
-    bootstrap: &str,
+    cluster: &ClusterAccess,
     topic: &str,
     partitions: i32,
     timeout: Duration,
@@ -210,9 +208,8 @@ pub fn watermarks(
         partition,
         detail,
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "kbench-offsets")
+    let consumer: BaseConsumer = cluster
+        .client("kbench-offsets")
         // Offsets of committed data only make sense for read_committed; high watermark is what
         // the offsets check wants, so ask for it as read_uncommitted.
         .set("isolation.level", "read_uncommitted")

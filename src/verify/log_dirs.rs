@@ -22,6 +22,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::target::ClusterAccess;
+
 /// The DescribeLogDirs version used: the oldest every supported broker accepts.
 const VERSION: i16 = 1;
 /// Bound on connecting to and hearing back from one broker.
@@ -132,18 +134,29 @@ async fn describe(
     Ok(resp)
 }
 
-/// Replica sizes per partition of `topic` on the cluster behind `bootstrap`: the brokers come
+/// Replica sizes per partition of `topic` on the cluster behind `cluster`: the brokers come
 /// from the cluster's metadata (librdkafka), the sizes from DescribeLogDirs to each of them.
+///
+/// librdkafka has no DescribeLogDirs call, so kbench sends that request itself, over a plain
+/// TCP connection: against a cluster that needs TLS or SASL the check is unavailable, and the
+/// error says so.
 pub async fn snapshot(
-    bootstrap: &str,
+    cluster: &ClusterAccess,
     topic: &str,
     partitions: i32,
 ) -> anyhow::Result<BTreeMap<i32, u64>> {
-    let bootstrap = bootstrap.to_owned();
+    let protocol = cluster.security_protocol();
+    if protocol != "plaintext" {
+        bail!(
+            "kbench sends DescribeLogDirs itself over a plaintext connection and this cluster              is reached with security.protocol={protocol}; a PLAINTEXT listener would allow the check"
+        );
+    }
+    let cluster = cluster.clone();
     let brokers = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, String)>> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let client: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
+        let bootstrap = cluster.bootstrap();
+        let client: BaseConsumer = cluster
+            .client("kbench-log-dirs")
             .create()
             .context("cannot create a metadata client")?;
         let md = client

@@ -15,6 +15,7 @@ use super::payload::read_header;
 use super::{apply_client_configs, error_kind, Stop};
 use crate::measure::{now_us, ConsumerMeter, WarmupEnd};
 use crate::scenario::{Commit, Isolation, Scenario, Start};
+use crate::target::ClusterAccess;
 
 /// Everything one member needs.
 #[derive(Debug, Clone)]
@@ -29,8 +30,8 @@ pub struct MemberTask {
     pub run_tag: u32,
     /// Topic to read.
     pub topic: String,
-    /// Bootstrap servers.
-    pub bootstrap: String,
+    /// The cluster: bootstrap servers and the settings every client gets.
+    pub cluster: ClusterAccess,
     /// The scenario.
     pub scenario: Arc<Scenario>,
     /// Where this member records.
@@ -65,10 +66,10 @@ impl ConsumerContext for Context {
 /// The librdkafka settings of a member (the scenario's `client_configs` win).
 pub fn client_config(task: &MemberTask) -> ClientConfig {
     let k = &task.scenario.consumers;
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &task.bootstrap)
-        .set("group.id", &task.group_id)
-        .set("client.id", format!("{}-m{}", task.group_id, task.member))
+    let mut c = task
+        .cluster
+        .client(&format!("{}-m{}", task.group_id, task.member));
+    c.set("group.id", &task.group_id)
         .set("enable.auto.commit", (k.commit == Commit::Auto).to_string())
         .set(
             "auto.offset.reset",

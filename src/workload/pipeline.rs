@@ -27,7 +27,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use roaring::RoaringBitmap;
 
@@ -37,6 +37,7 @@ use crate::ledger::AckLedger;
 use crate::measure::{now_us, TxnCounts};
 use crate::scenario::{KillTrigger, Scenario, Transform};
 use crate::summary::{Event, WorkerKill};
+use crate::target::ClusterAccess;
 
 /// Bound on each transaction call and on committed-offset lookups.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,8 +135,8 @@ impl PipelineMeter {
 pub struct PipelineTask {
     /// The scenario (with `[pipeline]`).
     pub scenario: Arc<Scenario>,
-    /// Bootstrap servers.
-    pub bootstrap: String,
+    /// The cluster: bootstrap servers and the settings every client gets.
+    pub cluster: ClusterAccess,
     /// Topic the producers write and the workers read.
     pub input: String,
     /// Topic the workers write and the consumer groups verify.
@@ -408,9 +409,9 @@ fn worker(task: &PipelineTask, w: u32, kill: &Stop, stop: &Stop) -> Result<(), S
     let txn_id = worker_transactional_id(s, task.run_tag, w);
     let name = format!("pipeline worker {w} (transactional.id {txn_id})");
     let timeout_ms = plan.transaction_timeout.0.as_millis();
-    let producer: ThreadedProducer<WorkerProducerCtx> = ClientConfig::new()
-        .set("bootstrap.servers", &task.bootstrap)
-        .set("client.id", &txn_id)
+    let producer: ThreadedProducer<WorkerProducerCtx> = task
+        .cluster
+        .client(&txn_id)
         .set("transactional.id", &txn_id)
         .set("transaction.timeout.ms", timeout_ms.to_string())
         .set("message.timeout.ms", timeout_ms.min(30_000).to_string())
@@ -423,10 +424,10 @@ fn worker(task: &PipelineTask, w: u32, kill: &Stop, stop: &Stop) -> Result<(), S
         .init_transactions(CALL_TIMEOUT)
         .map_err(|e| format!("{name}: init_transactions failed: {e}"))?;
     task.meter.with(w, |st| st.initialised_us = Some(now_us()));
-    let consumer: BaseConsumer<WorkerConsumerCtx> = ClientConfig::new()
-        .set("bootstrap.servers", &task.bootstrap)
+    let consumer: BaseConsumer<WorkerConsumerCtx> = task
+        .cluster
+        .client(&format!("{}-w{w}", task.group_id))
         .set("group.id", &task.group_id)
-        .set("client.id", format!("{}-w{w}", task.group_id))
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")

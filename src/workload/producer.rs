@@ -24,6 +24,7 @@ use super::rate::{sleep_until, Pacer};
 use super::{apply_client_configs, error_kind, Stop};
 use crate::measure::{now_us, ProducerMeter, TxnEnd, WarmupEnd};
 use crate::scenario::{self, Scenario};
+use crate::target::ClusterAccess;
 
 /// Everything one producer task needs.
 #[derive(Debug, Clone)]
@@ -36,8 +37,8 @@ pub struct ProducerTask {
     pub topic: String,
     /// Partition count of the topic.
     pub partitions: i32,
-    /// Bootstrap servers.
-    pub bootstrap: String,
+    /// The cluster: bootstrap servers and the settings every client gets.
+    pub cluster: ClusterAccess,
     /// The scenario.
     pub scenario: Arc<Scenario>,
     /// Shared payload pool.
@@ -95,12 +96,15 @@ impl ProducerContext for Context {
 }
 
 /// The librdkafka settings of a producer (the scenario's `client_configs` win).
-pub fn client_config(s: &Scenario, bootstrap: &str, run_tag: u32, index: u32) -> ClientConfig {
+pub fn client_config(
+    s: &Scenario,
+    cluster: &ClusterAccess,
+    run_tag: u32,
+    index: u32,
+) -> ClientConfig {
     let p = &s.producers;
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("client.id", format!("kbench-{}-p{index}", s.name))
-        .set("acks", p.acks.as_config())
+    let mut c = cluster.client(&format!("kbench-{}-p{index}", s.name));
+    c.set("acks", p.acks.as_config())
         .set("compression.type", p.compression.as_config())
         .set("enable.idempotence", p.idempotent().to_string())
         .set(
@@ -197,7 +201,7 @@ fn run(task: ProducerTask) -> Result<(), String> {
         warmup_end: task.warmup_end.clone(),
     };
     let producer: ThreadedProducer<Context> =
-        client_config(s, &task.bootstrap, task.run_tag, task.index)
+        client_config(s, &task.cluster, task.run_tag, task.index)
             .create_with_context(ctx)
             .map_err(|e| format!("producer {}: cannot create the client: {e}", task.index))?;
     let mut txn = if p.transactional {
