@@ -87,7 +87,7 @@ pub(crate) struct SegmentMark {
 }
 
 impl SegmentMark {
-    /// Offset the next append received at the time of the mark.
+    /// The offset the next append was to receive when the mark was taken.
     pub(crate) fn next_offset(&self) -> i64 {
         self.next_offset
     }
