@@ -5,8 +5,9 @@
 //! bootstrap) → topic → consumers subscribed and assigned → producers (warm-up first) → sampling
 //! every interval → producers finish → consumers drain to the end offsets → verification →
 //! report → exit code. Anything that stops the run early (Ctrl-C, a broker process exiting, no
-//! acknowledgement for too long, the time limit) raises the tasks' stop flags, and the run still
-//! writes its report with the reason among the failures.
+//! acknowledgement for too long, the time limit, a message refused with a storage error: a full
+//! disk) raises the tasks' stop flags, and the run still writes its report with the reason among
+//! the failures.
 //!
 //! This function runs on the main thread (inside `block_on`), which is also the thread that
 //! forks broker processes: `PR_SET_PDEATHSIG` follows the forking thread, and the main thread
@@ -570,6 +571,20 @@ pub async fn run_one(
                 s.producers.time_limit.0
             ));
             stopped_early = true;
+        } else if let Some(refused) = storage_refusals(&producer_meters) {
+            // A full or failing log dir does not heal itself within a run: stop now with the
+            // cause named rather than send the rest of the messages into the same error.
+            failures.push(format!(
+                "storage: the cluster refused {refused} message(s) with KAFKA_STORAGE_ERROR \
+                 (a broker's log directory is full or failing; its log names it); \
+                 producing stopped"
+            ));
+            events.push(Event {
+                t_s: t_s(),
+                kind: "storage_error".into(),
+                detail: format!("{refused} message(s) refused with KAFKA_STORAGE_ERROR"),
+            });
+            stopped_early = true;
         } else {
             let (sent, acked, _) = collector.progress();
             let failed: u64 = producer_meters
@@ -837,8 +852,10 @@ pub async fn run_one(
     }
     if produce.failed > 0 && s.verify.delivery != scenario::Delivery::None {
         failures.push(format!(
-            "produce: {} of {} messages failed delivery (see errors)",
-            produce.failed, produce.messages
+            "produce: {} of {} messages failed delivery (produce errors: {})",
+            produce.failed,
+            produce.messages,
+            produce_error_list(&errors)
         ));
     }
 
@@ -1068,6 +1085,33 @@ fn producer_errors(meters: &[Arc<ProducerMeter>]) -> std::collections::BTreeMap<
     all
 }
 
+/// Messages the producers saw refused with a storage error so far, if any.
+fn storage_refusals(meters: &[Arc<ProducerMeter>]) -> Option<u64> {
+    let key = format!("produce:{}", crate::workload::STORAGE_ERROR_KIND);
+    let refused: u64 = meters
+        .iter()
+        .map(|m| m.with_state(|st| st.errors.get(&key).copied().unwrap_or(0)))
+        .sum();
+    (refused > 0).then_some(refused)
+}
+
+/// The producer errors by kind, most frequent first: `storage 120, MessageTimedOut 3`.
+fn produce_error_list(errors: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut kinds: Vec<(&str, u64)> = errors
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("produce:").map(|k| (k, *v)))
+        .collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if kinds.is_empty() {
+        return "none counted".into();
+    }
+    kinds
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The run's consumer members, as `kill_member` faults see them.
 struct RunMembers<'a> {
     /// Every member's task (group-major), kept to start a member again.
@@ -1252,4 +1296,26 @@ fn members_assigned(members: &[Arc<ConsumerMeter>]) -> usize {
         .iter()
         .filter(|m| m.with_state(|st| st.assigned) > 0)
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_error_list_names_kinds_most_frequent_first() {
+        let errors = std::collections::BTreeMap::from([
+            ("produce:MessageTimedOut".to_string(), 3),
+            ("produce:storage".to_string(), 120),
+            ("consume:BrokerTransportFailure".to_string(), 9),
+        ]);
+        assert_eq!(
+            produce_error_list(&errors),
+            "storage 120, MessageTimedOut 3"
+        );
+        assert_eq!(
+            produce_error_list(&std::collections::BTreeMap::new()),
+            "none counted"
+        );
+    }
 }

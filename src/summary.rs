@@ -508,8 +508,9 @@ pub struct DurabilitySummary {
     /// The longest of `recovery_s`, seconds; `null` when there was no fault or one never
     /// recovered.
     pub max_recovery_s: Option<f64>,
-    /// Producer errors over the whole run by kind (`MsgTimedOut`, `NotEnoughReplicas`, ...),
-    /// without the `produce:` prefix.
+    /// Producer errors over the whole run by kind (`MsgTimedOut`, `NotEnoughReplicas`, ...;
+    /// `storage` for KAFKA_STORAGE_ERROR, a broker's full or failing log dir), without the
+    /// `produce:` prefix.
     pub produce_errors: BTreeMap<String, u64>,
 }
 
@@ -633,7 +634,8 @@ pub struct FaultSummary {
 pub struct Event {
     /// Seconds since the start of the run (same clock as `IntervalRow::t_s`).
     pub t_s: f64,
-    /// What kind: [`Event::WARMUP_END`], `"fault"`, `"producers_done"`, ...
+    /// What kind: [`Event::WARMUP_END`], `"fault"`, `"producers_done"`, `"storage_error"` (the
+    /// run stopped producing on a storage error), ...
     pub kind: String,
     /// Human-readable detail (e.g. `"kill broker-2"`).
     pub detail: String,

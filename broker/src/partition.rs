@@ -785,12 +785,29 @@ impl Partition {
         }
         if !fresh.is_empty() {
             let data = &records[start..end];
+            let mut first_new_epoch = None;
             for h in &fresh {
-                inner
+                if inner
                     .epochs
-                    .assign(h.partition_leader_epoch, h.base_offset)?;
+                    .assign(h.partition_leader_epoch, h.base_offset)?
+                {
+                    first_new_epoch.get_or_insert(h.base_offset);
+                }
             }
-            let info = inner.log.append_replicated(data, now_ms)?;
+            let info = match inner.log.append_replicated(data, now_ms) {
+                Ok(info) => info,
+                Err(e) => {
+                    // Nothing was written (the log undid the append): the epochs just added
+                    // would claim data this log does not have.
+                    if let Some(start) = first_new_epoch {
+                        if let Err(cut) = inner.epochs.truncate_from_end(start) {
+                            tracing::debug!(topic = %self.topic, partition = self.index,
+                                error = %cut, "cannot rewrite the leader epoch checkpoint");
+                        }
+                    }
+                    return Err(e.into());
+                }
+            };
             let mut position = 0;
             for h in &fresh {
                 let bytes = &data[position..position + h.len_total()];

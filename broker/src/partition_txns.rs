@@ -260,12 +260,13 @@ impl PartitionTxns {
             // Already recorded (replay over an index that was ahead of the checkpoint).
             return Ok(Some(entry));
         }
-        if !self.index_broken {
-            if let Err(e) = self.index.append(entry) {
-                self.index_broken = true;
-                let _ = TxnCheckpoint::remove(&self.dir);
-                return Err(e);
-            }
+        if self.index_broken {
+            self.index.record(entry);
+        } else if let Err(e) = self.index.append(entry) {
+            // The entry is in memory (fetches list it); the file is behind from now on.
+            self.index_broken = true;
+            let _ = TxnCheckpoint::remove(&self.dir);
+            return Err(e);
         }
         Ok(Some(entry))
     }

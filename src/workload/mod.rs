@@ -23,7 +23,7 @@ pub mod rate;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
 use crate::scenario::ConfigValue;
@@ -43,10 +43,17 @@ impl Stop {
     }
 }
 
-/// The name an error is counted under: librdkafka's error code name (`MessageTimedOut`,
-/// `QueueFull`, `BrokerTransportFailure`, ...), or the error variant when there is no code.
+/// The kind a broker's storage failure is counted under: KAFKA_STORAGE_ERROR (56), a log
+/// directory that is full or failing. The run stops producing when it sees one (a full disk does
+/// not heal itself during a run) and names it in its verdict.
+pub const STORAGE_ERROR_KIND: &str = "storage";
+
+/// The name an error is counted under: [`STORAGE_ERROR_KIND`] for a broker's storage failure,
+/// otherwise librdkafka's error code name (`MessageTimedOut`, `QueueFull`,
+/// `BrokerTransportFailure`, ...), or the error variant when there is no code.
 pub fn error_kind(e: &KafkaError) -> String {
     match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::KafkaStorageError) => STORAGE_ERROR_KIND.to_string(),
         Some(code) => format!("{code:?}"),
         None => {
             let debug = format!("{e:?}");
@@ -66,5 +73,22 @@ pub(crate) fn apply_client_configs(
 ) {
     for (k, v) in overrides {
         config.set(k, &v.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_are_their_own_kind_and_others_keep_librdkafkas_name() {
+        let storage = KafkaError::MessageProduction(RDKafkaErrorCode::KafkaStorageError);
+        assert_eq!(error_kind(&storage), "storage");
+        let consumed = KafkaError::MessageConsumption(RDKafkaErrorCode::KafkaStorageError);
+        assert_eq!(error_kind(&consumed), "storage");
+        let timeout = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert_eq!(error_kind(&timeout), "MessageTimedOut");
+        let replicas = KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas);
+        assert_eq!(error_kind(&replicas), "NotEnoughReplicas");
     }
 }

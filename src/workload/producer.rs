@@ -95,6 +95,9 @@ impl ProducerContext for Context {
     }
 }
 
+/// librdkafka `retries` of kbench's producers (see [`client_config`]).
+pub const PRODUCER_RETRIES: u32 = 20;
+
 /// The librdkafka settings of a producer (the scenario's `client_configs` win).
 pub fn client_config(
     s: &Scenario,
@@ -119,6 +122,12 @@ pub fn client_config(
                 "60000".to_string()
             },
         )
+        // librdkafka retries forever by default, so a broker error that does not go away (a
+        // full disk: KAFKA_STORAGE_ERROR) would only surface as MsgTimedOut. Bounded retries
+        // (with its back-off, 100 ms doubling up to 1 s: about 17 s of one error) fail such a
+        // message with the broker's own error, well inside message.timeout.ms, while a
+        // broker restart or leader fail-over (a few retries) is still ridden out.
+        .set("retries", PRODUCER_RETRIES.to_string())
         // Bound what librdkafka may buffer so 16 producers stay within a few hundred MiB.
         .set(
             "queue.buffering.max.kbytes",
@@ -467,6 +476,28 @@ fn wait_reports(producer: &ThreadedProducer<Context>, bound: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scenario(extra: &str) -> Scenario {
+        let text = format!(
+            "name = \"t\"\n[producers]\ncount = 1\nmessages_each = 10\nacks = \"all\"\n{extra}"
+        );
+        let loaded = crate::scenario::load_str(&text, std::path::Path::new("t.toml"), &[])
+            .expect("scenario");
+        loaded.variants[0].scenario.clone()
+    }
+
+    #[test]
+    fn retries_are_bounded_so_a_lasting_broker_error_surfaces_as_itself() {
+        let c = client_config(&scenario(""), "127.0.0.1:9092", 1, 0);
+        assert_eq!(c.get("retries"), Some("20"));
+        let mine = scenario("client_configs = { retries = 3 }");
+        let c = client_config(&mine, "127.0.0.1:9092", 1, 0);
+        assert_eq!(
+            c.get("retries"),
+            Some("3"),
+            "the scenario's client_configs win"
+        );
+    }
 
     #[test]
     fn abort_plan_aborts_exactly_the_share_and_is_reproducible() {

@@ -6,6 +6,11 @@
 //! the batch is in the leader's log (page cache); acks=0 gets no response at all (the
 //! connection drops it).
 //!
+//! A storage failure (a full disk) answers KAFKA_STORAGE_ERROR (56) for that partition, as
+//! Kafka does; the log undid the append, so nothing of the refused batch is stored, offsets and
+//! producer state are unchanged, and the client's retry after space returns is appended as if
+//! it were the first try.
+//!
 //! Replication: a partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER. acks=all
 //! (-1) is refused with NOT_ENOUGH_REPLICAS, nothing written, while the ISR is smaller than the
 //! topic's `min.insync.replicas`; otherwise the answer waits until the high watermark passes the
@@ -27,7 +32,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{str_bytes, unknown_partition, RequestContext};
-use crate::log::batch;
+use crate::log::{batch, display_chain, LogError};
 use crate::partition::{AppendError, Appended, LeaderAppendError, Partition};
 
 /// An acks=all append waiting for the high watermark.
@@ -171,12 +176,7 @@ pub(crate) fn append(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
                             appended_to = Some(partition.clone());
                             partition
                                 .append_as_leader(records, &headers, now, required)
-                                .map_err(|e| {
-                                    if let LeaderAppendError::Append(AppendError::Log(_)) = e {
-                                        tracing::error!(topic = name, partition = p.index, error = %e, "append failed");
-                                    }
-                                    (e.code(), format!("{name}-{}: {e}", p.index))
-                                })
+                                .map_err(|e| refused_append(name, p.index, &e))
                         }
                     }
                 }
@@ -209,6 +209,18 @@ pub(crate) fn append(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
         peer: ctx.peer,
         version: ctx.version,
     }
+}
+
+/// The code and message answering an append the partition refused. Storage errors (a full
+/// disk: KAFKA_STORAGE_ERROR, nothing written) are logged once per log directory by the log
+/// layer rather than once per request here; other log errors (corruption) are logged here.
+fn refused_append(topic: &str, index: i32, e: &LeaderAppendError) -> (i16, String) {
+    if let LeaderAppendError::Append(AppendError::Log(log_error)) = e {
+        if !matches!(log_error, LogError::Io { .. }) {
+            tracing::error!(topic, partition = index, error = %display_chain(e), "append failed");
+        }
+    }
+    (e.code(), format!("{topic}-{index}: {}", display_chain(e)))
 }
 
 /// Fills a partition's response with an error.

@@ -7,7 +7,12 @@
 //! index is written at flush, roll and close rather than per append: after an unclean stop the
 //! active segment is re-scanned on open and its index rebuilt, so an index that lags the log is
 //! never trusted. Plain files and `pread`/`write` are used instead of Kafka's mmap because the
-//! workspace forbids `unsafe`.
+//! workspace forbids `unsafe`; a side effect worth keeping is that a full disk can only make a
+//! `write` fail with an error, never fault a store into a mapped page (SIGBUS).
+//!
+//! A failed write (a full disk) may leave part of the new entries in the file. The file is then
+//! rewritten whole at the next persist rather than appended to, so later entries never land
+//! after a torn one; until then the file may lag or be torn, which the checks on load catch.
 //!
 //! An offset entry `(r, p)` says: the batch whose *last* offset is `base + r` starts at byte `p`
 //! (Kafka's convention). A time entry `(t, r)` says: every record at an offset `<= base + r` in
@@ -154,9 +159,35 @@ impl<E: IndexEntry> IndexFile<E> {
         self.persisted = usize::MAX; // forces a full rewrite
     }
 
+    /// Number of entries (persisted or not).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Keeps the first `len` entries (an append being undone). When some of the dropped ones
+    /// were already written, the file is rewritten at the next persist.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if len >= self.entries.len() {
+            return;
+        }
+        self.entries.truncate(len);
+        if self.persisted != usize::MAX && self.persisted > len {
+            self.persisted = usize::MAX;
+        }
+    }
+
     /// Writes entries not yet in the file (or the whole file after a replace/truncate), and
-    /// fsyncs it when `sync` is set.
+    /// fsyncs it when `sync` is set. On failure the next persist rewrites the whole file (see the
+    /// module docs).
     pub(crate) fn persist(&mut self, sync: bool) -> Result<(), LogError> {
+        let result = self.write_pending(sync);
+        if result.is_err() {
+            self.persisted = usize::MAX;
+        }
+        result
+    }
+
+    fn write_pending(&mut self, sync: bool) -> Result<(), LogError> {
         let rewrite = self.persisted == usize::MAX;
         if !rewrite && self.persisted == self.entries.len() && !sync {
             return Ok(());

@@ -10,10 +10,15 @@
 //! - [`PartitionLog`]: the ordered segments of one partition: append, read, retention,
 //!   truncation, recovery on open, and the checkpoints (log start offset, recovery point).
 //!
+//! Beside them, `dir_health` reports log directories whose appends fail (a full disk) once,
+//! by name. A failed append leaves the log as it was and answers [`LogError::Io`], which
+//! clients get as KAFKA_STORAGE_ERROR.
+//!
 //! This module owns the configuration ([`LogConfig`], Kafka's topic-level log settings) and
 //! the error type shared by the layers ([`LogError`]).
 
 pub mod batch;
+mod dir_health;
 mod index;
 mod partition_log;
 mod segment;
@@ -140,6 +145,19 @@ impl LogError {
             LogError::Io { .. } | LogError::Corrupt { .. } => 56,
         }
     }
+}
+
+/// `error: cause: cause ...`, for a log line or a client's error message (a [`LogError::Io`]
+/// names the operation and file, its cause the OS error, e.g. "No space left on device").
+pub(crate) fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Maps an `io::Error` to [`LogError::Io`] naming the operation and the file.

@@ -9,6 +9,13 @@
 //! the recovery point are re-scanned with CRC checks and a torn tail is cut, as Kafka does after
 //! an unclean shutdown; a cleanly closed log reopens without scanning.
 //!
+//! An append either happens whole or not at all. When a step of it fails (the roll to a new
+//! segment, the write, or the fsync and checkpoint that the flush policy asks for), the active
+//! segment is cut back to where it was and the log's offsets, indexes and recovery point are
+//! as before, so the caller changes nothing either (producer state, high watermark) and answers
+//! with an error; the next append, once space returns, continues a clean log. Failures and the
+//! recovery are reported per log directory by [`super::dir_health`].
+//!
 //! Concurrency: writes take `&mut self`, reads `&self`, and the caller holds the log behind a
 //! lock. Reads are made cheap enough to do under that lock: an in-memory index lookup, a few
 //! header `pread`s, then a single `pread` of the fetched range, with no per-record work. Reads
@@ -22,7 +29,8 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader, BATCH_HEADER_LEN};
-use super::segment::Segment;
+use super::dir_health;
+use super::segment::{Segment, SegmentMark};
 use super::{io_err, LogConfig, LogError};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset.checkpoint";
@@ -223,7 +231,8 @@ impl PartitionLog {
             .iter()
             .map(|h| i64::from(h.last_offset_delta) + 1)
             .sum();
-        self.maybe_roll(data.len() as u64, offsets, now_ms)?;
+        self.maybe_roll(data.len() as u64, offsets, now_ms)
+            .map_err(|e| self.storage_failed(e))?;
 
         let base_offset = self.log_end_offset();
         let mut next = base_offset;
@@ -269,7 +278,8 @@ impl PartitionLog {
         self.check_append_headers(&headers)?;
         let first = headers.first().map_or(0, |h| h.base_offset);
         let span = expected - first;
-        self.maybe_roll_to(data.len() as u64, span, now_ms, first)?;
+        self.maybe_roll_to(data.len() as u64, span, now_ms, first)
+            .map_err(|e| self.storage_failed(e))?;
         self.write_batches(data, &headers, now_ms)
     }
 
@@ -293,7 +303,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Writes offset-assigned batches to the active segment and applies the flush policy.
+    /// Writes offset-assigned batches to the active segment and applies the flush policy; on
+    /// failure undoes the append (see the module docs).
     fn write_batches(
         &mut self,
         data: &[u8],
@@ -301,20 +312,33 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(data, headers, now_ms, interval)?;
+        let mark = self.active().mark();
+        let unflushed = self.unflushed_messages;
+        let record_count: u64 = headers
+            .iter()
+            .map(|h| u64::try_from(h.records_count).unwrap_or(0))
+            .sum();
+        let written = self
+            .active_mut()
+            .append(data, headers, now_ms, interval)
+            .and_then(|()| {
+                self.unflushed_messages += record_count;
+                self.flush_if_due(now_ms)
+            });
+        if let Err(e) = written {
+            self.undo_append(mark, unflushed);
+            return Err(self.storage_failed(e));
+        }
+        dir_health::append_succeeded(&self.dir);
 
         let mut max_timestamp = -1;
         let mut offset_of_max_timestamp = headers.first().map_or(0, |h| h.base_offset);
-        let mut record_count = 0u64;
         for h in headers {
             if h.max_timestamp > max_timestamp {
                 max_timestamp = h.max_timestamp;
                 offset_of_max_timestamp = h.last_offset();
             }
-            record_count += u64::try_from(h.records_count).unwrap_or(0);
         }
-        self.unflushed_messages += record_count;
-        self.flush_if_due(now_ms)?;
         Ok(AppendInfo {
             base_offset: headers.first().map_or(0, |h| h.base_offset),
             last_offset: headers.last().map_or(0, BatchHeader::last_offset),
@@ -325,6 +349,20 @@ impl PartitionLog {
             record_count,
             bytes: data.len(),
         })
+    }
+
+    /// Returns the active segment to `mark` (taken on it before a failed append) and the
+    /// flush bookkeeping to what it was.
+    fn undo_append(&mut self, mark: SegmentMark, unflushed_messages: u64) {
+        self.active_mut().rollback(mark);
+        self.unflushed_messages = unflushed_messages;
+        self.recovery_point = self.recovery_point.min(mark.next_offset());
+    }
+
+    /// Reports a storage step of an append that failed to [`dir_health`], and returns the error.
+    fn storage_failed(&self, e: LogError) -> LogError {
+        dir_health::append_failed(&self.dir, &e);
+        e
     }
 
     /// Rolls before appending `bytes` bytes spanning `offsets` offsets at the log end.
@@ -1531,5 +1569,147 @@ mod tests {
         assert_eq!(follower.read(0, 1 << 20, i64::MAX).expect("read"), data);
         // Offsets already present are refused.
         assert!(follower.append_replicated(&data[..], 0).is_err());
+    }
+
+    /// The `.log` files of `dir` and their sizes on disk, oldest first.
+    fn segment_file_sizes(dir: &Path) -> Vec<(String, u64)> {
+        files(dir)
+            .into_iter()
+            .filter(|n| n.ends_with(".log"))
+            .map(|n| {
+                let len = fs::metadata(dir.join(&n)).expect("stat").len();
+                (n, len)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_append_whose_flush_fails_is_undone_and_the_next_one_is_clean() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("t-0");
+        // An index entry every batch, and an fsync plus checkpoint after every append.
+        let cfg = LogConfig {
+            flush_interval_messages: Some(1),
+            index_interval_bytes: 1,
+            ..config()
+        };
+        let mut log = open(&dir, cfg.clone());
+        append_batches(&mut log, 3, 2, 10);
+        let before = (log.log_end_offset(), log.size_bytes());
+        let stored_before = log.read(0, 1 << 20, i64::MAX).expect("read");
+
+        // The recovery checkpoint cannot be written: a directory stands where its temporary
+        // file goes (as good as a full disk for `File::create`, and root cannot bypass it).
+        let blocker = dir.join("recovery-point-offset.checkpoint.tmp");
+        fs::create_dir(&blocker).expect("mkdir");
+        let err = log
+            .append(sample_batch(2, 10, 20), 20)
+            .expect_err("the flush fails");
+        assert!(matches!(err, LogError::Io { .. }), "{err}");
+        assert_eq!(err.kafka_error_code(), 56, "KAFKA_STORAGE_ERROR");
+        assert_eq!(
+            (log.log_end_offset(), log.size_bytes()),
+            before,
+            "offsets and size as before the failed append"
+        );
+        assert_eq!(
+            segment_file_sizes(&dir),
+            vec![("00000000000000000000.log".to_string(), before.1)],
+            "the written bytes were cut off the file"
+        );
+        assert_eq!(log.read(0, 1 << 20, i64::MAX).expect("read"), stored_before);
+
+        // Space returns: the next append takes the offsets the failed one would have had.
+        fs::remove_dir(&blocker).expect("rmdir");
+        let info = log.append(sample_batch(2, 10, 30), 30).expect("append");
+        assert_eq!((info.base_offset, info.last_offset), (6, 7));
+        let stored = log.read(0, 1 << 20, i64::MAX).expect("read");
+        assert_eq!(base_offsets(&stored), vec![0, 2, 4, 6]);
+        assert_eq!(validate_all(&stored), 4);
+        let lookup = log.read(6, 1, i64::MAX).expect("read through the index");
+        assert_eq!(base_offsets(&lookup), vec![6]);
+        drop(log);
+
+        // A reopen (with a recovery scan) finds exactly that log, nothing cut.
+        fs::remove_file(dir.join(RECOVERY_POINT_CHECKPOINT)).expect("rm checkpoint");
+        let log = open(&dir, cfg);
+        assert_eq!(log.log_end_offset(), 8);
+        assert_eq!(log.read(0, 1 << 20, i64::MAX).expect("read"), stored);
+    }
+
+    #[test]
+    fn an_append_that_cannot_be_written_changes_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("t-0");
+        fs::create_dir_all(&dir).expect("mkdir");
+        // A segment whose every write fails with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", dir.join("00000000000000000000.log"))
+            .expect("symlink");
+        let mut log = open(&dir, config());
+        let err = log
+            .append(sample_batch(2, 10, 1), 1)
+            .expect_err("the disk is full");
+        let LogError::Io { source, .. } = &err else {
+            panic!("not a storage error: {err}");
+        };
+        assert!(super::dir_health::is_full(source), "{source}");
+        assert_eq!(err.kafka_error_code(), 56);
+        assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
+        // `/dev/full` cannot be cut either, so the segment keeps refusing appends until it can
+        // be: nothing is ever written after bytes a failed append may have left.
+        for _ in 0..2 {
+            let err = log
+                .append(sample_batch(2, 10, 1), 1)
+                .expect_err("the cut is still owed");
+            assert!(
+                err.to_string().contains("cannot cut a failed append"),
+                "{err}"
+            );
+            assert_eq!(err.kafka_error_code(), 56);
+            assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
+        }
+        assert_eq!(log.read(0, 1 << 20, i64::MAX).expect("read").len(), 0);
+        // A replicated append is refused the same way.
+        let mut leader = open(&tmp.path().join("leader"), config());
+        append_batches(&mut leader, 1, 2, 1);
+        let data = leader.read(0, 1 << 20, i64::MAX).expect("read");
+        assert!(log.append_replicated(&data[..], 1).is_err());
+        assert_eq!(log.log_end_offset(), 0);
+    }
+
+    #[test]
+    fn a_roll_that_cannot_create_the_new_segment_leaves_no_file_behind() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("t-0");
+        let batch_len = sample_batch(2, 10, 1).len() as u64;
+        let cfg = LogConfig {
+            segment_bytes: 3 * batch_len,
+            ..config()
+        };
+        let mut log = open(&dir, cfg.clone());
+        append_batches(&mut log, 3, 2, 1);
+        // The next segment's index cannot be created.
+        let blocker = dir.join("00000000000000000006.index");
+        fs::create_dir(&blocker).expect("mkdir");
+        let err = log
+            .append(sample_batch(2, 10, 1), 1)
+            .expect_err("the roll fails");
+        assert_eq!(err.kafka_error_code(), 56, "{err}");
+        assert_eq!(log.segment_base_offsets(), vec![0]);
+        assert_eq!(log.log_end_offset(), 6);
+        assert!(
+            !files(&dir).contains(&"00000000000000000006.log".to_string()),
+            "a stray segment file would be taken for the active one on the next open: {:?}",
+            files(&dir)
+        );
+        // Once the files can be made, the next append rolls as it should have.
+        fs::remove_dir(&blocker).expect("rmdir");
+        append_batches(&mut log, 2, 2, 1);
+        assert_eq!(log.segment_base_offsets(), vec![0, 6]);
+        assert_eq!(log.log_end_offset(), 10);
+        drop(log);
+        let log = open(&dir, cfg);
+        assert_eq!(log.segment_base_offsets(), vec![0, 6]);
+        assert_eq!(log.log_end_offset(), 10);
     }
 }

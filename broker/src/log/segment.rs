@@ -9,6 +9,14 @@
 //!
 //! All reads are positioned (`pread` through [`FileExt::read_at`]) so `&self` readers never
 //! move a shared cursor; appends go through an `O_APPEND` handle.
+//!
+//! A failed append (a full disk, typically) leaves the segment as it was: the in-memory state
+//! only moves once the bytes are written, and the bytes a short write did put in the file are
+//! cut off again. If even that cut fails, the segment remembers it and cuts before its next
+//! append (refusing the append while it cannot), because an `O_APPEND` write lands at the end
+//! of the file and would otherwise follow the torn bytes. Reads never see such bytes: they stop
+//! at the in-memory size. [`Segment::mark`] and [`Segment::rollback`] undo a whole append when a
+//! later step of it (an fsync, a checkpoint) fails.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -61,27 +69,51 @@ pub(crate) struct Segment {
     index: OffsetIndex,
     /// Sparse time index.
     time_index: TimeIndex,
+    /// The file holds bytes past `size` (a failed append whose cut failed too); they are cut
+    /// before the next append.
+    stray_tail: bool,
+}
+
+/// The in-memory state of a segment before an append, to undo it ([`Segment::rollback`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentMark {
+    size: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    rolling_base_ms: Option<i64>,
+    bytes_since_index_entry: u64,
+    index_len: usize,
+    time_index_len: usize,
+}
+
+impl SegmentMark {
+    /// The offset the next append was to receive when the mark was taken.
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
 }
 
 impl Segment {
-    /// Creates a new, empty segment in `dir` (replacing stale files of the same name).
+    /// Creates a new, empty segment in `dir` (replacing stale files of the same name). When
+    /// that fails (a full disk), the files it made are removed again: a stray empty `.log` would
+    /// otherwise be taken for the active segment on the next open, behind batches that the
+    /// previous segment went on receiving.
     pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
         let log_path = dir.join(log_file_name(base_offset));
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)
-            .map_err(io_err("cannot create segment file", &log_path))?;
-        file.set_len(0)
-            .map_err(io_err("cannot truncate segment file", &log_path))?;
-        let mut index = OffsetIndex::empty(dir.join(index_file_name(base_offset)));
-        let mut time_index = TimeIndex::empty(dir.join(time_index_file_name(base_offset)));
-        index.replace(Vec::new());
-        time_index.replace(Vec::new());
-        index.persist(false)?;
-        time_index.persist(false)?;
+        let index_path = dir.join(index_file_name(base_offset));
+        let time_path = dir.join(time_index_file_name(base_offset));
+        let created = Self::create_files(log_path.clone(), index_path.clone(), time_path.clone());
+        if created.is_err() {
+            for path in [&log_path, &index_path, &time_path] {
+                if let Err(e) = fs::remove_file(path) {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        tracing::warn!(file = %path.display(), error = %e,
+                            "cannot remove a segment file left by a failed roll");
+                    }
+                }
+            }
+        }
+        let (file, index, time_index) = created?;
         Ok(Segment {
             base_offset,
             log_path,
@@ -93,7 +125,31 @@ impl Segment {
             bytes_since_index_entry: 0,
             index,
             time_index,
+            stray_tail: false,
         })
+    }
+
+    fn create_files(
+        log_path: PathBuf,
+        index_path: PathBuf,
+        time_path: PathBuf,
+    ) -> Result<(File, OffsetIndex, TimeIndex), LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .truncate(false)
+            .open(&log_path)
+            .map_err(io_err("cannot create segment file", &log_path))?;
+        file.set_len(0)
+            .map_err(io_err("cannot truncate segment file", &log_path))?;
+        let mut index = OffsetIndex::empty(index_path);
+        let mut time_index = TimeIndex::empty(time_path);
+        index.replace(Vec::new());
+        time_index.replace(Vec::new());
+        index.persist(false)?;
+        time_index.persist(false)?;
+        Ok((file, index, time_index))
     }
 
     /// Opens an existing segment. With `next_base` (the following segment's base offset) and
@@ -131,6 +187,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             index: OffsetIndex::empty(index_path.clone()),
             time_index: TimeIndex::empty(time_path.clone()),
+            stray_tail: false,
         };
         if let (Some(next_base), true) = (next_base, trusted) {
             if let Some((index, time_index)) =
@@ -251,7 +308,9 @@ impl Segment {
         self.next_offset = header.next_offset();
     }
 
-    /// Appends already-offset-assigned batches (`headers` describe `data` in order).
+    /// Appends already-offset-assigned batches (`headers` describe `data` in order). On failure
+    /// nothing changes: the state stays as it was and what a short write put in the file is cut
+    /// off (see the module docs).
     pub(crate) fn append(
         &mut self,
         data: &[u8],
@@ -259,9 +318,15 @@ impl Segment {
         now_ms: i64,
         interval: u32,
     ) -> Result<(), LogError> {
+        if self.stray_tail {
+            self.file.set_len(self.size).map_err(io_err(
+                "cannot cut a failed append off segment file",
+                &self.log_path,
+            ))?;
+            self.stray_tail = false;
+        }
         if let Err(e) = (&self.file).write_all(data) {
-            // Cut a partial write so the file ends on a batch boundary again.
-            let _ = self.file.set_len(self.size);
+            self.cut_to_size();
             return Err(io_err("cannot append to segment file", &self.log_path)(e));
         }
         let mut position = self.size;
@@ -272,6 +337,46 @@ impl Segment {
         self.size = position;
         self.rolling_base_ms.get_or_insert(now_ms);
         Ok(())
+    }
+
+    /// Cuts the file back to `size` after a failed write; when that fails too, the cut is left
+    /// to the next append.
+    fn cut_to_size(&mut self) {
+        match self.file.set_len(self.size) {
+            Ok(()) => self.stray_tail = false,
+            Err(e) => {
+                tracing::warn!(file = %self.log_path.display(), size = self.size, error = %e,
+                    "cannot cut a failed append off the segment; retrying before the next append");
+                self.stray_tail = true;
+            }
+        }
+    }
+
+    /// The state to return to if the append about to be made has to be undone.
+    pub(crate) fn mark(&self) -> SegmentMark {
+        SegmentMark {
+            size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            rolling_base_ms: self.rolling_base_ms,
+            bytes_since_index_entry: self.bytes_since_index_entry,
+            index_len: self.index.len(),
+            time_index_len: self.time_index.len(),
+        }
+    }
+
+    /// Undoes the appends made since `mark` (taken on this segment): the file is cut back to
+    /// the marked size and the in-memory state and index entries are restored. Index entries
+    /// already written are rewritten at the next persist.
+    pub(crate) fn rollback(&mut self, mark: SegmentMark) {
+        self.size = mark.size;
+        self.next_offset = mark.next_offset;
+        self.max_timestamp = mark.max_timestamp;
+        self.rolling_base_ms = mark.rolling_base_ms;
+        self.bytes_since_index_entry = mark.bytes_since_index_entry;
+        self.index.truncate(mark.index_len);
+        self.time_index.truncate(mark.time_index_len);
+        self.cut_to_size();
     }
 
     /// Walks the file from byte 0, rebuilding size, next offset, largest timestamp and both
@@ -489,6 +594,7 @@ impl Segment {
         self.file
             .set_len(position)
             .map_err(io_err("cannot truncate segment file", &self.log_path))?;
+        self.stray_tail = false;
         self.rescan(false, interval)?;
         self.persist_indexes(false)
     }

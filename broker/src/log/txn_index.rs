@@ -145,19 +145,32 @@ impl TxnIndex {
     }
 
     /// Appends an entry (its `last_offset` must be past every existing entry's) to memory and
-    /// to the file.
+    /// to the file. The entry is kept in memory even when the file cannot be written (a full
+    /// disk): its abort marker is in the log, so `read_committed` fetches must list it. The
+    /// error then means the file is behind memory (what a short write put in it is cut off
+    /// again); the caller stops trusting the file, see [`TxnIndex::record`].
     pub fn append(&mut self, entry: AbortedTxn) -> Result<(), LogError> {
+        let persisted = self.entries.len();
+        self.push(entry);
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
             .map_err(io_err("cannot open aborted-transaction index", &self.path))?;
-        file.write_all(&entry.encode()).map_err(io_err(
-            "cannot append to aborted-transaction index",
-            &self.path,
-        ))?;
-        self.push(entry);
+        if let Err(e) = file.write_all(&entry.encode()) {
+            let _ = file.set_len((persisted * ENTRY_LEN) as u64);
+            return Err(io_err(
+                "cannot append to aborted-transaction index",
+                &self.path,
+            )(e));
+        }
         Ok(())
+    }
+
+    /// Adds an entry in memory only, once the file is known to be behind (a write failed): the
+    /// next open, finding no checkpoint, rebuilds the file from the log.
+    pub fn record(&mut self, entry: AbortedTxn) {
+        self.push(entry);
     }
 
     /// Keeps only the entries for which `keep` holds; rewrites the file when any was dropped.

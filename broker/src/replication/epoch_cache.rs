@@ -75,16 +75,23 @@ impl EpochCache {
     /// appending the first batch of a newer epoch). An epoch not newer than the latest is
     /// ignored; entries starting at or after `start_offset` are replaced (they were never
     /// written, or were truncated). Returns whether the cache changed; the change is persisted.
+    /// When the checkpoint cannot be written (a full disk) the cache stays as it was, so that
+    /// the caller, which then writes nothing, tries again at its next append: an entry kept only
+    /// in memory would never reach the file, and a restart would lose it.
     pub(crate) fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<bool, LogError> {
         if epoch < 0 || self.latest_epoch().is_some_and(|latest| epoch <= latest) {
             return Ok(false);
         }
+        let before = self.entries.clone();
         self.entries.retain(|e| e.start_offset < start_offset);
         self.entries.push(EpochEntry {
             epoch,
             start_offset,
         });
-        self.persist()?;
+        if let Err(e) = self.persist() {
+            self.entries = before;
+            return Err(e);
+        }
         Ok(true)
     }
 
