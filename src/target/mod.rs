@@ -5,6 +5,7 @@
 //! does against kbroker it does unchanged against Apache Kafka or Redpanda.
 
 pub mod embedded;
+pub mod netns;
 pub mod topic;
 
 use std::path::PathBuf;
