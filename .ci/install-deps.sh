@@ -3,6 +3,8 @@
 # Idempotent: a second run installs nothing and only checks. Works without a terminal (CI=true).
 #
 #   apt: kcat (Debian's 1.7.1, linking librdkafka 2.0.2) for broker/tests/compat.rs;
+#        iproute2 (`ip`) for partition faults: kbench runs the embedded brokers of such a
+#        scenario in network namespaces it makes with `ip` (tests/faults.rs, scenarios/partition.toml);
 #        build-essential (gcc, g++, make) for rdkafka-sys: it runs librdkafka's own ./configure
 #        (a bash script that insists on a C and a C++ compiler) and make, and zlib / zstd are
 #        compiled from source by libz-sys ("static") and zstd-sys with cc. pkg-config is
@@ -29,7 +31,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(kcat build-essential pkg-config)
+APT_PACKAGES=(kcat build-essential pkg-config iproute2)
 # python3 -m venv needs ensurepip; Debian's own python3 has it in python3-venv.
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     APT_PACKAGES+=(python3-venv python3-pip)
