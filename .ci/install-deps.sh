@@ -3,6 +3,8 @@
 # Idempotent: a second run installs nothing and only checks. Works without a terminal (CI=true).
 #
 #   apt: kcat (Debian's 1.7.1, linking librdkafka 2.0.2) for broker/tests/compat.rs;
+#        iproute2 (`ip`) for partition faults: kbench runs the embedded brokers of such a
+#        scenario in network namespaces it makes with `ip` (tests/faults.rs, scenarios/partition.toml);
 #        build-essential (gcc, g++, make) for rdkafka-sys: it runs librdkafka's own ./configure
 #        (a bash script that insists on a C and a C++ compiler) and make, and zlib / zstd are
 #        compiled from source by libz-sys ("static") and zstd-sys with cc. pkg-config is
@@ -33,7 +35,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(kcat build-essential pkg-config libssl-dev openssl)
+APT_PACKAGES=(kcat build-essential pkg-config iproute2 libssl-dev openssl)
 if ! command -v java >/dev/null 2>&1; then
     APT_PACKAGES+=(openjdk-17-jre-headless)
 fi

@@ -329,6 +329,7 @@ fn watch_signals(interrupt: Stop) {
         interrupt.raise();
         let _ = tokio::signal::ctrl_c().await;
         crate::target::embedded::kill_registered();
+        crate::target::netns::remove_registered();
         std::process::exit(2);
     });
 }

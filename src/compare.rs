@@ -644,6 +644,7 @@ mod tests {
             restarted_at_s: Some(8.0),
             recovery_s: rec,
             errors: Default::default(),
+            unavailable: None,
         }];
         s.delivery.lost = lost;
         s.delivery.per_group = vec![crate::summary::GroupDelivery {

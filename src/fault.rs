@@ -1,14 +1,17 @@
 //! Fault injection: the scenario's `[[faults]]` become one [`Plan`], a flat list of scheduled
 //! steps (kill broker 1 at 3 s, restart it 2 s after that step, resume a paused broker, run a
-//! command, drop a consumer member, restart it), and one [`Supervisor`] executes the steps as
-//! their triggers come due. A fault with a restart is two steps, not a code path of its own.
+//! command, drop a consumer member, restart it, cut the network between brokers, heal it), and
+//! one [`Supervisor`] executes the steps as their triggers come due. A fault with a restart is
+//! two steps, not a code path of its own; so is a partition and its heal.
 //!
 //! The supervisor is polled by the run's produce loop on the main thread: that is the thread
 //! that forks embedded brokers, and `PR_SET_PDEATHSIG` follows the forking thread, so a
 //! restarted broker dies with kbench like the first one. Every step is bounded in time
 //! (metadata look-ups 5 s, commands their `timeout`) and recorded as an [`Event`] of kind
 //! `fault`. After the run, [`Supervisor::finish`] turns what happened into one
-//! [`FaultSummary`] per fault, with the time to recover measured on the produce time series.
+//! [`FaultSummary`] per fault, with the time to recover measured on the produce time series
+//! and the window in which writes were held up ([`unavailability`]) from the producers'
+//! held-up spans.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,8 +23,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::scenario::{BrokerRef, Fault, FaultAction, FaultTrigger};
-use crate::summary::{Event, FaultSummary, IntervalRow};
+use crate::measure::HeldUp;
+use crate::scenario::{BrokerRef, Fault, FaultAction, FaultClients, FaultTrigger};
+use crate::summary::{Event, FaultSummary, IntervalRow, Unavailability};
+use crate::target::netns::{ClientSide, Cut};
 use crate::target::{ClusterAccess, Target};
 
 /// Bound on a metadata look-up that resolves `leader:` or `controller`.
@@ -58,6 +63,19 @@ enum Op {
     KillMember(u32, u32),
     /// Start the member again (same group, same meter).
     RestartMember(u32, u32),
+    /// Cut the network between two sides of the cluster (and the clients from one side).
+    Partition(Sides, ClientSide),
+    /// Restore what the fault's partition cut.
+    Heal,
+}
+
+/// The two sides of a partition as the scenario gives them.
+#[derive(Debug, Clone, PartialEq)]
+enum Sides {
+    /// This broker (resolved at fire time) against all the others.
+    Isolate(BrokerRef),
+    /// These broker ids against those.
+    Split([Vec<u32>; 2]),
 }
 
 /// One scheduled step of the plan.
@@ -93,6 +111,21 @@ impl Plan {
                 (None, Some(FaultAction::KillMember), _) => {
                     Op::KillMember(f.group.unwrap_or(0), f.member.unwrap_or(0))
                 }
+                (None, Some(FaultAction::Partition), b) => {
+                    let sides = match (b, &f.groups) {
+                        (Some(b), _) => Sides::Isolate(b.clone()),
+                        (None, Some(g)) if g.len() == 2 => {
+                            Sides::Split([g[0].clone(), g[1].clone()])
+                        }
+                        // Validation rules these out.
+                        _ => continue,
+                    };
+                    let clients = match f.clients {
+                        None | Some(FaultClients::All) => ClientSide::All,
+                        Some(FaultClients::Side(i)) => ClientSide::Side(i as usize),
+                    };
+                    Op::Partition(sides, clients)
+                }
                 (None, Some(a), Some(b)) => Op::Signal(
                     b.clone(),
                     match a {
@@ -107,6 +140,7 @@ impl Plan {
             let follow = match (&op, f.action, f.restart_after, f.duration) {
                 (Op::Command(..), _, _, _) => None,
                 (Op::KillMember(g, m), _, Some(r), _) => Some((Op::RestartMember(*g, *m), r.0)),
+                (Op::Partition(..), _, _, Some(d)) => Some((Op::Heal, d.0)),
                 (_, Some(FaultAction::Pause), _, Some(d)) => Some((Op::Resume, d.0)),
                 (Op::Signal(..), _, Some(r), _) => Some((Op::Restart, r.0)),
                 _ => None,
@@ -157,10 +191,12 @@ struct Record {
     target: String,
     /// Broker id it hit, for the restart/resume step.
     broker: Option<u32>,
-    /// When the broker or member was started again (or resumed).
+    /// When the broker or member was started again (or resumed, or the partition healed).
     restarted_at_s: Option<f64>,
     /// Why it could not be carried out.
     failure: Option<String>,
+    /// What a partition cut and its heal restores.
+    cut: Option<Cut>,
 }
 
 /// Executes a [`Plan`].
@@ -335,6 +371,16 @@ impl Supervisor {
                     Ok((String::new(), format!("restart broker {id} (pid {pid})")))
                 }
             }
+            Op::Partition(sides, clients) => self.partition(step.fault, sides, *clients, hands),
+            Op::Heal => {
+                let r = &mut self.records[step.fault];
+                let cut = r.cut.take().ok_or("the partition cut nothing")?;
+                let Target::Embedded(c) = &mut *hands.target else {
+                    return Err("partitions act on embedded brokers only".into());
+                };
+                c.heal(&cut)?;
+                Ok((String::new(), format!("heal partition {}", r.target)))
+            }
             Op::Command(template, timeout, broker) => {
                 let cmd = match broker {
                     Some(b) => {
@@ -380,6 +426,54 @@ impl Supervisor {
                 Ok((String::new(), format!("restart group {g} member {m}")))
             }
         }
+    }
+
+    /// Cuts the network between the two sides (resolving an isolated broker first).
+    fn partition(
+        &mut self,
+        fault: usize,
+        sides_given: &Sides,
+        clients: ClientSide,
+        hands: &mut Hands<'_>,
+    ) -> Result<(String, String), String> {
+        let (sides, target) = match sides_given {
+            Sides::Isolate(b) => {
+                let id = self.resolve(b)?;
+                let Target::Embedded(c) = &*hands.target else {
+                    return Err("partitions act on embedded brokers only".into());
+                };
+                let others = c.ids().into_iter().filter(|x| *x != id).collect();
+                ([vec![id], others], format!("broker {id}"))
+            }
+            Sides::Split(g) => {
+                let target = format!("brokers {} | {}", ids(&g[0]), ids(&g[1]));
+                (g.clone(), target)
+            }
+        };
+        let via = match sides_given {
+            Sides::Isolate(BrokerRef::Id(_)) | Sides::Split(_) => String::new(),
+            Sides::Isolate(other) => format!(" ({other})"),
+        };
+        let Target::Embedded(c) = &mut *hands.target else {
+            return Err("partitions act on embedded brokers only".into());
+        };
+        let cut = c.partition(&sides, clients, fault)?;
+        self.records[fault].cut = Some(cut);
+        let isolated = match sides_given {
+            Sides::Isolate(_) => format!(" cut off from {}", brokers_label(&sides[1])),
+            Sides::Split(_) => ": no traffic between the two sides".to_string(),
+        };
+        let clients = match clients {
+            ClientSide::All => "clients reach every broker".to_string(),
+            ClientSide::Side(i) => format!(
+                "clients with {} only",
+                brokers_label(sides.get(i).map_or(&[][..], Vec::as_slice))
+            ),
+        };
+        Ok((
+            target.clone(),
+            format!("partition {target}{via}{isolated}; {clients}"),
+        ))
     }
 
     /// Broker id of a target, via Metadata for `leader:` and `controller`.
@@ -466,14 +560,16 @@ impl Supervisor {
         }
     }
 
-    /// Ends the supervision: commands still running are killed, paused brokers resumed, and
-    /// each fault is summarised against the time series `rows` (produce throughput from
-    /// `window_start_s`, the end of the warm-up, until `producers_done_s`). Returns the
-    /// summaries and the failures (faults that could not be carried out or never fired).
+    /// Ends the supervision: commands still running are killed, paused brokers resumed,
+    /// partitions healed, and each fault is summarised against the time series `rows` (produce
+    /// throughput from `window_start_s`, the end of the warm-up, until `producers_done_s`) and
+    /// the producers' merged held-up spans `held_up` (run clock). Returns the summaries and the
+    /// failures (faults that could not be carried out or never fired).
     pub fn finish(
         mut self,
         target: &mut Target,
         rows: &[IntervalRow],
+        held_up: &[Span],
         window_start_s: f64,
         producers_done_s: f64,
         t_s: f64,
@@ -498,6 +594,21 @@ impl Supervisor {
                 }
             }
         }
+        // A partition still cut would leave the drain without a whole cluster.
+        for (i, r) in self.records.iter_mut().enumerate() {
+            if let (Some(cut), Target::Embedded(c)) = (r.cut.take(), &mut *target) {
+                let detail = match c.heal(&cut) {
+                    Ok(()) => format!("faults[{i}]: partition healed at the end"),
+                    Err(e) => format!("faults[{i}]: partition could not be healed: {e}"),
+                };
+                events.push(Event {
+                    t_s,
+                    kind: Event::FAULT.into(),
+                    detail,
+                });
+            }
+        }
+        let fired: Vec<Option<f64>> = self.records.iter().map(|r| r.t_s).collect();
         let mut failures = Vec::new();
         let mut out = Vec::new();
         for (i, f) in self.plan.faults.iter().enumerate() {
@@ -521,6 +632,12 @@ impl Supervisor {
             };
             let recovery_s = recovery(rows, at, window_start_s, producers_done_s, rate_of);
             let end = recovery_s.map_or(producers_done_s, |r| at + r);
+            let next = fired
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|t| *t > at)
+                .reduce(f64::min);
             out.push(FaultSummary {
                 t_s: at,
                 action: f.label().to_string(),
@@ -528,6 +645,7 @@ impl Supervisor {
                 restarted_at_s: r.restarted_at_s,
                 recovery_s,
                 errors: errors_between(&self.snapshots, at, end),
+                unavailable: unavailability(held_up, at, next),
             });
         }
         (out, failures, events)
@@ -565,6 +683,75 @@ pub fn recovery(
         .filter(|r| r.interval_s > 0.0)
         .find(|r| count(r) as f64 / r.interval_s >= RECOVERED_SHARE * before)
         .map(|r| r.t_s - fault_s)
+}
+
+/// A span of held-up writes on the run clock: [`HeldUp`] with times in seconds since the
+/// start of the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    /// Start, seconds since the start of the run.
+    pub from_s: f64,
+    /// End, seconds since the start of the run.
+    pub to_s: f64,
+    /// Writes held up.
+    pub messages: u64,
+    /// Of which failed.
+    pub failed: u64,
+}
+
+impl Span {
+    /// The producers' spans merged and put on the run clock: `t0_us` (µs since the epoch) is
+    /// `t0_s` on the run clock.
+    pub fn from_held_up(
+        spans: impl IntoIterator<Item = HeldUp>,
+        t0_us: u64,
+        t0_s: f64,
+    ) -> Vec<Span> {
+        let at = |us: u64| t0_s + (us as f64 - t0_us as f64) / 1e6;
+        HeldUp::merge(spans)
+            .into_iter()
+            .map(|h| Span {
+                from_s: at(h.from_us),
+                to_s: at(h.to_us),
+                messages: h.messages,
+                failed: h.failed,
+            })
+            .collect()
+    }
+}
+
+/// The window of held-up writes of the fault that fired at `fault_s`: the spans that end after
+/// it and begin before the next fault fired (`next_s`), from the first one's start to the last
+/// one's end; `None` when no write was held up.
+pub fn unavailability(spans: &[Span], fault_s: f64, next_s: Option<f64>) -> Option<Unavailability> {
+    let mine: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.to_s > fault_s && next_s.is_none_or(|n| s.from_s < n))
+        .collect();
+    let from_s = mine.iter().map(|s| s.from_s).reduce(f64::min)?;
+    let to_s = mine.iter().map(|s| s.to_s).reduce(f64::max)?;
+    Some(Unavailability {
+        from_s,
+        to_s,
+        duration_s: to_s - from_s,
+        messages: mine.iter().map(|s| s.messages).sum(),
+        failed: mine.iter().map(|s| s.failed).sum(),
+    })
+}
+
+/// `broker 2` or `brokers 1,3`.
+fn brokers_label(side: &[u32]) -> String {
+    match side {
+        [one] => format!("broker {one}"),
+        many => format!("brokers {}", ids(many)),
+    }
+}
+
+fn ids(side: &[u32]) -> String {
+    side.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Errors by kind that happened between two times, from cumulative snapshots (the last
@@ -610,9 +797,31 @@ pub fn controller_id(client: &BaseConsumer, timeout: Duration) -> i32 {
 pub fn terminal_lines(faults: &[FaultSummary]) -> String {
     let mut out = String::new();
     for f in faults {
+        let again = if f.action == "partition" {
+            "healed"
+        } else {
+            "restarted"
+        };
         let restarted = f
             .restarted_at_s
-            .map_or(String::new(), |r| format!(", restarted at {r:.1} s"));
+            .map_or(String::new(), |r| format!(", {again} at {r:.1} s"));
+        let unavailable =
+            f.unavailable
+                .as_ref()
+                .map_or("no write held up over 1 s".to_string(), |u| {
+                    format!(
+                        "writes held up {:.1}–{:.1} s ({:.1} s, {} writes{})",
+                        u.from_s,
+                        u.to_s,
+                        u.duration_s,
+                        u.messages,
+                        if u.failed > 0 {
+                            format!(", {} failed", u.failed)
+                        } else {
+                            String::new()
+                        }
+                    )
+                });
         let recovery = f.recovery_s.map_or("not recovered".to_string(), |r| {
             format!("recovered in {r:.1} s")
         });
@@ -626,7 +835,7 @@ pub fn terminal_lines(faults: &[FaultSummary]) -> String {
                 .join(", ")
         };
         out.push_str(&format!(
-            "fault: {} {} at {:.1} s{restarted}: {recovery} ({errors})\n",
+            "fault: {} {} at {:.1} s{restarted}: {unavailable}; {recovery} ({errors})\n",
             f.action, f.target, f.t_s
         ));
     }
@@ -744,5 +953,191 @@ mod tests {
             "at = \"1s\"\naction = \"kill\"\nbroker = 1\n[cluster]\nbootstrap = \"h:9092\"\n"
         )
         .contains("external cluster"));
+    }
+
+    const ROOT: crate::scenario::Host = crate::scenario::Host { uid: 0 };
+
+    fn error_on(faults: &str, host: &crate::scenario::Host) -> String {
+        let src = format!("name = \"t\"\n[cluster]\nbrokers = 3\n\n[[faults]]\n{faults}");
+        match crate::scenario::load_str_on(&src, Path::new("p.toml"), &[], host) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_partition_and_its_heal_are_two_steps() {
+        let s = crate::scenario::load_str_on(
+            "name = \"t\"\n[cluster]\nbrokers = 3\n[[faults]]\nat = \"1s\"\naction = \"partition\"\nbroker = \"leader:0\"\nduration = \"4s\"\n[[faults]]\nafter_messages = 10\naction = \"partition\"\ngroups = [[1], [2, 3]]\nclients = 1\nduration = \"2s\"\n",
+            Path::new("t.toml"),
+            &[],
+            &ROOT,
+        )
+        .unwrap();
+        assert!(s.base.needs_namespaces());
+        let plan = Plan::new(&s.base.faults);
+        assert_eq!(plan.steps.len(), 4);
+        assert_eq!(
+            plan.steps[0].op,
+            Op::Partition(
+                Sides::Isolate(BrokerRef::Leader {
+                    topic: None,
+                    partition: 0
+                }),
+                ClientSide::All
+            )
+        );
+        assert_eq!(plan.steps[1].op, Op::Heal);
+        assert_eq!(
+            plan.steps[1].when,
+            When::After {
+                step: 0,
+                delay: Duration::from_secs(4)
+            }
+        );
+        assert_eq!(
+            plan.steps[2].op,
+            Op::Partition(Sides::Split([vec![1], vec![2, 3]]), ClientSide::Side(1))
+        );
+        assert_eq!(plan.steps[2].when, When::AfterMessages(10));
+        assert_eq!(plan.steps[3].op, Op::Heal);
+        // Without a partition nothing changes: the brokers stay on 127.0.0.1.
+        let plain = crate::scenario::load_str_on("name = \"t\"\n", Path::new("t.toml"), &[], &ROOT)
+            .unwrap();
+        assert!(!plain.base.needs_namespaces());
+    }
+
+    #[test]
+    fn a_partition_is_refused_without_root_with_the_reason() {
+        let fault = "at = \"1s\"\naction = \"partition\"\nbroker = 2\nduration = \"3s\"\n";
+        assert_eq!(error_on(fault, &ROOT), "");
+        let e = error_on(fault, &crate::scenario::Host { uid: 1000 });
+        assert!(e.starts_with("p.toml:7:"), "{e}");
+        assert!(e.contains("faults[0].action"), "{e}");
+        assert!(e.contains("needs root") && e.contains("uid 1000"), "{e}");
+    }
+
+    #[test]
+    fn partitions_are_validated_with_the_key_at_fault() {
+        let on = |f: &str| error_on(f, &ROOT);
+        let head = "at = \"1s\"\naction = \"partition\"\n";
+        assert!(on(&format!("{head}broker = 2\n")).contains("faults[0].duration"));
+        assert!(on(&format!("{head}duration = \"1s\"\n")).contains("either broker"));
+        assert!(on(&format!(
+            "{head}duration = \"1s\"\nbroker = 1\ngroups = [[1], [2, 3]]\n"
+        ))
+        .contains("not both"));
+        assert!(on(&format!("{head}duration = \"1s\"\nbroker = 4\n"))
+            .contains("broker = 4 does not exist"));
+        assert!(
+            on(&format!("{head}duration = \"1s\"\ngroups = [[1], [2]]\n"))
+                .contains("every broker id 1..=3 exactly once")
+        );
+        assert!(
+            on(&format!("{head}duration = \"1s\"\ngroups = [[1, 2, 3]]\n"))
+                .contains("two non-empty lists")
+        );
+        assert!(on(&format!(
+            "{head}duration = \"1s\"\nbroker = 1\nrestart_after = \"1s\"\n"
+        ))
+        .contains("not restart_after"));
+        assert!(on(&format!(
+            "{head}duration = \"1s\"\nbroker = 1\nclients = 2\n"
+        ))
+        .contains("clients = 2 is not valid"));
+        // groups and clients belong to partitions only.
+        assert!(
+            on("at = \"1s\"\naction = \"kill\"\nbroker = 1\nclients = 0\n")
+                .contains("faults[0].clients")
+        );
+        // One broker has nobody to be cut off from.
+        let load =
+            |src: &str| match crate::scenario::load_str_on(src, Path::new("p.toml"), &[], &ROOT) {
+                Ok(_) => String::new(),
+                Err(e) => e.to_string(),
+            };
+        let fault =
+            "[[faults]]\nat = \"1s\"\naction = \"partition\"\nbroker = 1\nduration = \"1s\"\n";
+        let e = load(&format!("name = \"t\"\n{fault}"));
+        assert!(e.contains("at least 2 embedded brokers"), "{e}");
+        // Against an external cluster a partition is refused, whoever runs kbench.
+        let e = load(&format!(
+            "name = \"t\"\n[cluster]\nbootstrap = \"h:9092\"\n{fault}"
+        ));
+        assert!(
+            e.starts_with("p.toml:6:")
+                && e.contains("faults[0].action")
+                && e.contains("external cluster"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unavailability_spans_belong_to_the_fault_they_follow() {
+        let span = |from_s, to_s, messages| Span {
+            from_s,
+            to_s,
+            messages,
+            failed: 0,
+        };
+        let spans = [span(4.9, 9.0, 100), span(9.5, 10.0, 5), span(20.0, 22.0, 7)];
+        // Fault at 5 s, the next at 15 s: the first two spans (the first began with a write in
+        // flight when the fault fired).
+        let u = unavailability(&spans, 5.0, Some(15.0)).unwrap();
+        assert_eq!((u.from_s, u.to_s, u.messages), (4.9, 10.0, 105));
+        assert!((u.duration_s - 5.1).abs() < 1e-9);
+        let u = unavailability(&spans, 15.0, None).unwrap();
+        assert_eq!((u.from_s, u.to_s, u.messages), (20.0, 22.0, 7));
+        // Nothing held up after a fault at 23 s.
+        assert_eq!(unavailability(&spans, 23.0, None), None);
+        // Producer spans in µs become run-clock spans, merged.
+        let t0_us = 1_000_000_000;
+        let held = [
+            HeldUp {
+                from_us: t0_us + 2_000_000,
+                to_us: t0_us + 4_000_000,
+                messages: 3,
+                failed: 1,
+            },
+            HeldUp {
+                from_us: t0_us + 3_000_000,
+                to_us: t0_us + 6_000_000,
+                messages: 2,
+                failed: 0,
+            },
+        ];
+        let s = Span::from_held_up(held, t0_us, 10.0);
+        assert_eq!(
+            s,
+            [Span {
+                from_s: 12.0,
+                to_s: 16.0,
+                messages: 5,
+                failed: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn the_terminal_line_shows_the_heal_and_the_window() {
+        let f = FaultSummary {
+            t_s: 5.0,
+            action: "partition".into(),
+            target: "broker 2".into(),
+            restarted_at_s: Some(17.0),
+            recovery_s: Some(11.0),
+            unavailable: Some(Unavailability {
+                from_s: 5.0,
+                to_s: 15.5,
+                duration_s: 10.5,
+                messages: 4200,
+                failed: 0,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            terminal_lines(&[f]),
+            "fault: partition broker 2 at 5.0 s, healed at 17.0 s: writes held up 5.0–15.5 s (10.5 s, 4200 writes); recovered in 11.0 s (no produce errors)\n"
+        );
     }
 }

@@ -89,6 +89,73 @@ pub struct ProducerState {
     pub open_txn: Option<Vec<PendingAck>>,
     /// Transactions so far.
     pub txns: TxnCounts,
+    /// Spans of held-up writes (see [`HeldUp`]), in time order, nearby ones merged.
+    pub held_up: Vec<HeldUp>,
+}
+
+/// A write is held up when it is acknowledged more than this long after its (intended) send
+/// time, µs, or when it fails.
+pub const HELD_UP_US: u64 = 1_000_000;
+/// Most spans a producer keeps; later ones merge into the last (a run that is held up that
+/// often is described well enough by fewer, longer spans).
+const MAX_HELD_UP_SPANS: usize = 10_000;
+
+/// Writes that were held up, from the (intended) send of the first to the acknowledgement or
+/// failure of the last; spans less than [`HELD_UP_US`] apart are one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldUp {
+    /// Earliest (intended) send time, µs since the epoch.
+    pub from_us: u64,
+    /// Latest acknowledgement or failure, µs since the epoch.
+    pub to_us: u64,
+    /// Writes held up in the span.
+    pub messages: u64,
+    /// Of which failed.
+    pub failed: u64,
+}
+
+impl HeldUp {
+    /// Adds a held-up write (`from_us` → `to_us`) to time-ordered `spans`: into the last span
+    /// when it overlaps it or is less than [`HELD_UP_US`] away, else as a new span.
+    pub fn note(spans: &mut Vec<HeldUp>, from_us: u64, to_us: u64, failed: bool) {
+        let w = HeldUp {
+            from_us,
+            to_us,
+            messages: 1,
+            failed: u64::from(failed),
+        };
+        let full = spans.len() >= MAX_HELD_UP_SPANS;
+        match spans.last_mut() {
+            Some(last) if full || last.near(&w) => last.absorb(&w),
+            _ => spans.push(w),
+        }
+    }
+
+    /// Merges spans of several producers into time-ordered spans, nearby ones joined.
+    pub fn merge(all: impl IntoIterator<Item = HeldUp>) -> Vec<HeldUp> {
+        let mut v: Vec<HeldUp> = all.into_iter().collect();
+        v.sort_by_key(|h| h.from_us);
+        let mut out: Vec<HeldUp> = Vec::new();
+        for h in v {
+            match out.last_mut() {
+                Some(last) if last.near(&h) => last.absorb(&h),
+                _ => out.push(h),
+            }
+        }
+        out
+    }
+
+    fn near(&self, o: &HeldUp) -> bool {
+        o.from_us <= self.to_us.saturating_add(HELD_UP_US)
+            && o.to_us.saturating_add(HELD_UP_US) >= self.from_us
+    }
+
+    fn absorb(&mut self, o: &HeldUp) {
+        self.from_us = self.from_us.min(o.from_us);
+        self.to_us = self.to_us.max(o.to_us);
+        self.messages += o.messages;
+        self.failed += o.failed;
+    }
 }
 
 /// A message of the open transaction the cluster acknowledged.
@@ -178,6 +245,7 @@ impl Default for ProducerMeter {
                 per_partition_other: Vec::new(),
                 open_txn: None,
                 txns: TxnCounts::default(),
+                held_up: Vec::new(),
             }),
         }
     }
@@ -204,6 +272,9 @@ impl ProducerMeter {
     ) {
         let latency = now.saturating_sub(sent_us).max(1);
         let mut s = lock(&self.state);
+        if latency > HELD_UP_US {
+            HeldUp::note(&mut s.held_up, sent_us, now, false);
+        }
         if let Some(pending) = s.open_txn.as_mut() {
             // Latency is send → acknowledgement as always; the message counts as acknowledged
             // once (and if) its transaction commits.
@@ -305,9 +376,11 @@ impl ProducerMeter {
         }
     }
 
-    /// A delivery report said the message was not written.
-    pub fn failed(&self, kind: &str) {
+    /// A delivery report said the message (sent, or meant to be sent, at `sent_us` if its
+    /// header could be read) was not written; `now` = µs since the epoch.
+    pub fn failed(&self, kind: &str, sent_us: Option<u64>, now: u64) {
         let mut s = lock(&self.state);
+        HeldUp::note(&mut s.held_up, sent_us.unwrap_or(now), now, true);
         s.failed += 1;
         s.interval_errors += 1;
         *s.errors.entry(format!("produce:{kind}")).or_default() += 1;
@@ -609,7 +682,7 @@ mod tests {
         // Measured message.
         p.sent(100);
         p.acked(0, 1, 3, 100, 2_000, 2_010, warmup_end);
-        p.failed("MsgTimedOut");
+        p.failed("MsgTimedOut", Some(2_100), 60_002_100);
         let row = col.collect(2.0, 1.0, false).clone();
         assert_eq!(
             (
@@ -627,6 +700,16 @@ mod tests {
             assert_eq!(s.per_partition, vec![1, 0, 0, 1]);
             assert_eq!(s.errors["produce:MsgTimedOut"], 1);
             assert_eq!(s.ledger.total(), 2);
+            // The failed message is held up; the prompt ones are not.
+            assert_eq!(
+                s.held_up,
+                [HeldUp {
+                    from_us: 2_100,
+                    to_us: 60_002_100,
+                    messages: 1,
+                    failed: 1
+                }]
+            );
         });
         let row = col.collect(3.0, 1.0, false);
         assert_eq!(
@@ -634,5 +717,39 @@ mod tests {
             (0, 0, 0)
         );
         c.with_state(|s| assert_eq!(s.next_offsets[&0], 1));
+    }
+
+    #[test]
+    fn held_up_writes_merge_into_spans() {
+        let mut spans = Vec::new();
+        // Two overlapping slow writes, one 0.5 s after them, then one 5 s later.
+        HeldUp::note(&mut spans, 1_000_000, 3_000_000, false);
+        HeldUp::note(&mut spans, 1_500_000, 3_200_000, false);
+        HeldUp::note(&mut spans, 3_700_000, 4_900_000, true);
+        HeldUp::note(&mut spans, 10_000_000, 11_500_000, false);
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        assert_eq!(
+            spans[0],
+            HeldUp {
+                from_us: 1_000_000,
+                to_us: 4_900_000,
+                messages: 3,
+                failed: 1
+            }
+        );
+        // Another producer's span bridges nothing: merged by time, they stay two.
+        let other = HeldUp {
+            from_us: 2_000_000,
+            to_us: 5_500_000,
+            messages: 7,
+            failed: 0,
+        };
+        let merged = HeldUp::merge(spans.iter().copied().chain([other]));
+        assert_eq!(merged.len(), 2, "{merged:?}");
+        assert_eq!(
+            (merged[0].from_us, merged[0].to_us, merged[0].messages),
+            (1_000_000, 5_500_000, 10)
+        );
+        assert_eq!(merged[1].from_us, 10_000_000);
     }
 }

@@ -746,9 +746,17 @@ pub async fn run_one(
     let mut fault_summaries = Vec::new();
     if let Some(sup) = faults.take() {
         let window_start = produce_t0 + s.producers.warmup.0.as_secs_f64();
+        let held_up = fault::Span::from_held_up(
+            producer_meters
+                .iter()
+                .flat_map(|m| m.with_state(|st| st.held_up.clone())),
+            produce_start_us,
+            produce_t0,
+        );
         let (summaries, f, e) = sup.finish(
             &mut target,
             &collector.rows,
+            &held_up,
             window_start,
             producers_done,
             t_s(),

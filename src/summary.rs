@@ -611,12 +611,13 @@ impl DurabilitySummary {
 pub struct FaultSummary {
     /// When it fired, seconds since the start of the run (same clock as the events).
     pub t_s: f64,
-    /// `kill`, `stop`, `pause`, `kill_member` or `command`.
+    /// `kill`, `stop`, `pause`, `kill_member`, `partition` or `command`.
     pub action: String,
-    /// What it hit: `broker 1`, `group 0 member 1`, or the command line.
+    /// What it hit: `broker 1`, `group 0 member 1`, `brokers 1 | 2,3` (the two sides of a
+    /// partition), or the command line.
     pub target: String,
-    /// When the broker or member was started again (or a paused broker resumed), seconds
-    /// since the start of the run; `null` = never.
+    /// When the broker or member was started again (or a paused broker resumed, or a partition
+    /// healed), seconds since the start of the run; `null` = never.
     #[serde(default)]
     pub restarted_at_s: Option<f64>,
     /// Seconds from the fault to the end of the first interval whose acknowledged-message rate
@@ -627,6 +628,30 @@ pub struct FaultSummary {
     /// Producer errors by kind between the fault and the recovery (or the producers' end).
     #[serde(default)]
     pub errors: BTreeMap<String, u64>,
+    /// The window in which writes were held up around this fault; `null` = every write was
+    /// acknowledged within 1 s.
+    #[serde(default)]
+    pub unavailable: Option<Unavailability>,
+}
+
+/// Writes held up around a fault: from the (intended) send time of the first write that took
+/// more than 1 s to be acknowledged, or failed, to the acknowledgement (or failure) of the last
+/// such write; after it every write is acknowledged within 1 s again. Held-up writes less than
+/// 1 s apart make one window; a window that ends after the fault fired (and begins before the
+/// next fault fired) belongs to it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Unavailability {
+    /// Start, seconds since the start of the run (a write in flight when the fault fired may
+    /// start it a little before the fault).
+    pub from_s: f64,
+    /// End, seconds since the start of the run.
+    pub to_s: f64,
+    /// `to_s - from_s`, seconds.
+    pub duration_s: f64,
+    /// Writes held up in the window (acknowledged after more than 1 s, or failed).
+    pub messages: u64,
+    /// Of those, writes that failed.
+    pub failed: u64,
 }
 
 /// Something that happened during the run, drawn as a vertical line on time charts.

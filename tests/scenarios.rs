@@ -2,6 +2,10 @@
 
 use std::path::Path;
 
+use kbench::scenario::Host;
+
+const ROOT: Host = Host { uid: 0 };
+
 #[test]
 fn every_shipped_scenario_parses() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -9,7 +13,10 @@ fn every_shipped_scenario_parses() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let loaded = kbench::scenario::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            // As on the CI machine, which runs as root: partition.toml needs it.
+            let text = std::fs::read_to_string(&path).unwrap();
+            let loaded = kbench::scenario::load_str_on(&text, &path, &[], &ROOT)
+                .unwrap_or_else(|e| panic!("{e}"));
             assert!(!loaded.variants.is_empty());
             seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
         }
@@ -26,6 +33,7 @@ fn every_shipped_scenario_parses() {
         "consumer-failover.toml",
         "replication.toml",
         "failover.toml",
+        "partition.toml",
     ] {
         assert!(
             seen.iter().any(|s| s == required),
@@ -175,5 +183,41 @@ fn the_producer_modes_matrix_is_plain_idempotent_transactional() {
             ("idempotence-true".to_string(), true, false),
             ("transactional-true".to_string(), true, true),
         ]
+    );
+}
+
+#[test]
+fn the_partition_scenario_cuts_off_the_leader_of_a_durable_topic() {
+    use kbench::scenario::{BrokerRef, FaultAction};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/partition.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let l = kbench::scenario::load_str_on(&text, &path, &[], &ROOT).unwrap();
+    let s = &l.variants[0].scenario;
+    assert!(s.needs_namespaces());
+    assert_eq!(s.cluster.brokers, 3);
+    assert_eq!(s.topic.replication_factor, 3);
+    assert_eq!(s.topic.min_insync(), Some(2));
+    assert_eq!(s.producers.acks.as_config(), "all");
+    assert!(s.producers.idempotence && s.verify.offsets);
+    assert_eq!(s.faults.len(), 1);
+    let f = &s.faults[0];
+    assert_eq!(f.action, Some(FaultAction::Partition));
+    assert_eq!(
+        f.broker,
+        Some(BrokerRef::Leader {
+            topic: None,
+            partition: 0
+        })
+    );
+    // Longer than Kafka's broker.session.timeout.ms (9 s): the majority fails over while the
+    // partition holds.
+    assert!(f.duration.unwrap().0 > std::time::Duration::from_secs(9));
+    // Without root the same file is refused, with the reason.
+    let e = kbench::scenario::load_str_on(&text, &path, &[], &Host { uid: 1000 })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("partition.toml:") && e.contains("needs root"),
+        "{e}"
     );
 }

@@ -141,6 +141,25 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
                     },
                 ),
                 (
+                    "writes held up per fault (over 1 s, or failed)",
+                    if d.faults.is_empty() {
+                        "no fault".into()
+                    } else {
+                        d.faults
+                            .iter()
+                            .map(|f| {
+                                f.unavailable.as_ref().map_or("none".into(), |u| {
+                                    format!(
+                                        "{:.2}–{:.2} s ({:.2} s, {} writes)",
+                                        u.from_s, u.to_s, u.duration_s, u.messages
+                                    )
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                ),
+                (
                     "produce errors",
                     du.produce_errors
                         .iter()

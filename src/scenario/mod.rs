@@ -71,7 +71,8 @@ pub fn load_for(path: &Path, sets: &[String], external: bool) -> Result<Loaded, 
         file: path.display().to_string(),
         source,
     })?;
-    let loaded = load_text(&src, path, sets, external)?;
+    let host = Host::current();
+    let loaded = load_text(&src, path, sets, external, &host)?;
     if external {
         let doc = toml::de::DeTable::parse(&src).map_err(|e| ScenarioError::Invalid {
             location: path.display().to_string(),
@@ -80,7 +81,7 @@ pub fn load_for(path: &Path, sets: &[String], external: bool) -> Result<Loaded, 
         for v in &loaded.variants {
             let mut s = v.scenario.clone();
             s.cluster.bootstrap = Some("--bootstrap".into());
-            s.validate().map_err(|inv| {
+            s.validate_on(&host).map_err(|inv| {
                 let location = match locate(doc.get_ref(), &inv.key) {
                     Some(o) => {
                         let (line, col) = line_col(&src, o);
@@ -100,18 +101,28 @@ pub fn load_for(path: &Path, sets: &[String], external: bool) -> Result<Loaded, 
 
 /// [`load`] on text already read; `path` is only used in messages and in the result.
 pub fn load_str(src: &str, path: &Path, sets: &[String]) -> Result<Loaded, ScenarioError> {
-    load_text(src, path, sets, false)
+    load_text(src, path, sets, false, &Host::current())
+}
+
+/// [`load_str`] as if on a machine described by `host` (what a test states).
+pub fn load_str_on(
+    src: &str,
+    path: &Path,
+    sets: &[String],
+    host: &Host,
+) -> Result<Loaded, ScenarioError> {
+    load_text(src, path, sets, false, host)
 }
 
 /// Checks a scenario as it will run: against `--bootstrap` (`external`), what only embedded
 /// brokers need (enough of them for the replication factor) does not apply.
-fn validate_for(s: &Scenario, external: bool) -> Result<(), Invalid> {
+fn validate_for(s: &Scenario, external: bool, host: &Host) -> Result<(), Invalid> {
     if external && s.cluster.bootstrap.is_none() {
         let mut s = s.clone();
         s.cluster.bootstrap = Some("--bootstrap".into());
-        return s.validate();
+        return s.validate_on(host);
     }
-    s.validate()
+    s.validate_on(host)
 }
 
 fn load_text(
@@ -119,6 +130,7 @@ fn load_text(
     path: &Path,
     sets: &[String],
     external: bool,
+    host: &Host,
 ) -> Result<Loaded, ScenarioError> {
     let file = path.display().to_string();
     let located = |offset: Option<usize>, message: String| ScenarioError::Invalid {
@@ -141,7 +153,7 @@ fn load_text(
         let section = offset.map(|o| section_at(src, doc, o)).unwrap_or_default();
         located(offset, describe(e.message(), &section))
     })?;
-    validate_for(&from_file, external).map_err(|inv| {
+    validate_for(&from_file, external, host).map_err(|inv| {
         located(
             locate(doc, &inv.key),
             format!("{}: {}", inv.key, inv.message),
@@ -163,7 +175,8 @@ fn load_text(
         })?;
         overrides::apply(&mut table, &key, value).map_err(at)?;
         base = typed(&table).map_err(at)?;
-        validate_for(&base, external).map_err(|inv| at(format!("{}: {}", inv.key, inv.message)))?;
+        validate_for(&base, external, host)
+            .map_err(|inv| at(format!("{}: {}", inv.key, inv.message)))?;
     }
 
     // Stage 3: matrix expansion.
@@ -204,7 +217,7 @@ fn load_text(
                 overrides::apply_merged(&mut t, key, value.clone()).map_err(at)?;
             }
             let scenario = typed(&t).map_err(at)?;
-            validate_for(&scenario, external)
+            validate_for(&scenario, external, host)
                 .map_err(|inv| at(format!("{}: {}", inv.key, inv.message)))?;
             variants.push(Variant {
                 label: Some(label),

@@ -750,6 +750,9 @@ pub enum FaultAction {
     Pause,
     /// Drop a consumer member's client abruptly, without leaving the group or committing.
     KillMember,
+    /// Cut the network between brokers (one isolated, or two groups) for `duration`, then
+    /// heal it (embedded brokers in network namespaces; needs root).
+    Partition,
 }
 
 impl FaultAction {
@@ -760,6 +763,7 @@ impl FaultAction {
             FaultAction::Stop => "stop",
             FaultAction::Pause => "pause",
             FaultAction::KillMember => "kill_member",
+            FaultAction::Partition => "partition",
         }
     }
 }
@@ -866,9 +870,16 @@ pub struct Fault {
     /// Member index (0-based) of `kill_member`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<u32>,
-    /// How long a `pause` lasts before SIGCONT.
+    /// How long a `pause` lasts before SIGCONT, or a `partition` before it heals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Dur>,
+    /// The two sides of a `partition` (broker ids, every broker in exactly one), instead of
+    /// `broker` (which isolates one broker from the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Vec<u32>>>,
+    /// Which side of a `partition` kbench's clients are on; unset = `"all"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<FaultClients>,
     /// Restart the killed/stopped broker (same config, port, log dir) or member this long after
     /// the fault; unset = it stays down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -880,6 +891,59 @@ pub struct Fault {
     /// Bound on `command`: killed after this long.
     #[serde(default = "default_command_timeout")]
     pub timeout: Dur,
+}
+
+/// `clients` of a partition: where kbench's producers, consumers and metadata look-ups are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultClients {
+    /// `"all"`: they reach every broker; only links between brokers are cut.
+    All,
+    /// `0` or `1`: with that side (with `broker`, side 0 is the isolated broker and side 1 the
+    /// others), cut off from the other.
+    Side(u32),
+}
+
+impl Serialize for FaultClients {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FaultClients::All => s.serialize_str("all"),
+            FaultClients::Side(i) => s.serialize_u32(*i),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FaultClients {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) if s == "all" => Ok(FaultClients::All),
+            toml::Value::Integer(i @ 0..=1) => Ok(FaultClients::Side(i as u32)),
+            other => Err(de::Error::custom(format!(
+                "clients = {other} is not valid; use \"all\" (clients reach every broker), 0 or 1 (the side they are on)"
+            ))),
+        }
+    }
+}
+
+/// What validation needs to know about the machine kbench runs on (passed in, so tests can
+/// state it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    /// Effective user id of kbench.
+    pub uid: u32,
+}
+
+impl Host {
+    /// This process.
+    pub fn current() -> Host {
+        Host {
+            uid: nix::unistd::geteuid().as_raw(),
+        }
+    }
+
+    /// Whether kbench may make network namespaces and veth pairs.
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
 }
 
 fn default_command_timeout() -> Dur {
@@ -913,7 +977,13 @@ impl Fault {
         }
     }
 
-    fn validate(&self, key: &str, s: &Scenario, external: bool) -> Result<(), Invalid> {
+    fn validate(
+        &self,
+        key: &str,
+        s: &Scenario,
+        external: bool,
+        host: &Host,
+    ) -> Result<(), Invalid> {
         if self.at.is_some() == self.after_messages.is_some() {
             return Err(invalid(
                 key,
@@ -935,9 +1005,25 @@ impl Fault {
         let Some(action) = self.action else {
             return Err(invalid(
                 key,
-                "a fault needs action = \"kill\" | \"stop\" | \"pause\" | \"kill_member\", or a command",
+                "a fault needs action = \"kill\" | \"stop\" | \"pause\" | \"kill_member\" | \"partition\", or a command",
             ));
         };
+        if action == FaultAction::Partition {
+            return self.validate_partition(key, s, external, host);
+        }
+        if self.groups.is_some() || self.clients.is_some() {
+            return Err(invalid(
+                &format!(
+                    "{key}.{}",
+                    if self.groups.is_some() {
+                        "groups"
+                    } else {
+                        "clients"
+                    }
+                ),
+                "groups and clients are keys of action = \"partition\"",
+            ));
+        }
         if self
             .restart_after
             .is_some_and(|d| d.0 > Duration::from_secs(600))
@@ -1020,7 +1106,92 @@ impl Fault {
                 if self.duration.is_some() {
                     return Err(invalid(
                         &format!("{key}.duration"),
-                        "duration is for pause; kill and stop use restart_after",
+                        "duration is for pause and partition; kill and stop use restart_after",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `action = "partition"`: embedded brokers (in namespaces, so root), `duration`, and
+    /// either `broker` or two `groups` holding every broker once.
+    fn validate_partition(
+        &self,
+        key: &str,
+        s: &Scenario,
+        external: bool,
+        host: &Host,
+    ) -> Result<(), Invalid> {
+        if external {
+            return Err(invalid(
+                &format!("{key}.action"),
+                "action = \"partition\" cuts links between embedded brokers kbench runs in network namespaces, but the run is against an external cluster; give the fault a command that cuts your network (e.g. command = \"ssh {host} sudo iptables -A INPUT -p tcp --dport 9092 -j DROP\")",
+            ));
+        }
+        if !host.is_root() {
+            return Err(invalid(
+                &format!("{key}.action"),
+                format!(
+                    "action = \"partition\" needs root: kbench puts each embedded broker in a network namespace of its own (veth pairs, loopback addresses), which only root may make, and kbench runs as uid {}; run it as root (sudo) or remove the fault",
+                    host.uid
+                ),
+            ));
+        }
+        let n = s.cluster.brokers;
+        if n < 2 {
+            return Err(invalid(
+                "cluster.brokers",
+                format!("a partition needs at least 2 embedded brokers, and cluster.brokers = {n}"),
+            ));
+        }
+        if self.restart_after.is_some() || self.group.is_some() || self.member.is_some() {
+            return Err(invalid(
+                key,
+                "a partition takes broker or groups, duration and clients (not restart_after, group or member)",
+            ));
+        }
+        match self.duration {
+            Some(d) if !d.0.is_zero() && d.0 <= Duration::from_secs(600) => {}
+            _ => {
+                return Err(invalid(
+                    &format!("{key}.duration"),
+                    "partition needs duration (how long until it heals), 1ms..=10m",
+                ))
+            }
+        }
+        match (&self.broker, &self.groups) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(invalid(
+                    key,
+                    "a partition needs either broker = <id> | \"leader:<topic>-<partition>\" | \"controller\" (isolate that broker) or groups = [[ids], [ids]] (split the cluster in two), not both",
+                ))
+            }
+            (Some(BrokerRef::Id(id)), None) if *id == 0 || *id > n => {
+                return Err(invalid(
+                    &format!("{key}.broker"),
+                    format!(
+                        "broker = {id} does not exist: the embedded cluster has broker ids 1..={n}"
+                    ),
+                ))
+            }
+            (Some(_), None) => {}
+            (None, Some(groups)) => {
+                let k = format!("{key}.groups");
+                if groups.len() != 2 || groups.iter().any(Vec::is_empty) {
+                    return Err(invalid(
+                        &k,
+                        "groups must be two non-empty lists of broker ids, e.g. groups = [[1], [2, 3]]",
+                    ));
+                }
+                let mut seen: Vec<u32> = groups.iter().flatten().copied().collect();
+                seen.sort_unstable();
+                if seen != (1..=n).collect::<Vec<u32>>() {
+                    return Err(invalid(
+                        &k,
+                        format!(
+                            "groups = {groups:?} must hold every broker id 1..={n} exactly once"
+                        ),
                     ));
                 }
             }
@@ -1072,8 +1243,20 @@ fn invalid(key: &str, message: impl Into<String>) -> Invalid {
 }
 
 impl Scenario {
-    /// Checks what serde cannot: ranges and relations between keys.
+    /// Checks what serde cannot: ranges and relations between keys, on this machine.
     pub fn validate(&self) -> Result<(), Invalid> {
+        self.validate_on(&Host::current())
+    }
+
+    /// Whether the embedded brokers run in network namespaces: the scenario has a partition.
+    pub fn needs_namespaces(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.action == Some(FaultAction::Partition) && f.command.is_none())
+    }
+
+    /// [`Scenario::validate`] for a machine described by `host`.
+    pub fn validate_on(&self, host: &Host) -> Result<(), Invalid> {
         if self.name.trim().is_empty()
             || !self
                 .name
@@ -1291,6 +1474,7 @@ impl Scenario {
                 &format!("faults[{i}]"),
                 self,
                 self.cluster.bootstrap.is_some(),
+                host,
             )?;
         }
         if self.sampling.interval.0 < Duration::from_millis(100) {

@@ -17,15 +17,23 @@
 //! error, panic unwinding); on Linux each child also asks the kernel for `SIGKILL` when its
 //! parent dies (`PR_SET_PDEATHSIG`), which covers `kill -9` of kbench and aborts; and the pids
 //! are registered so a second Ctrl-C can kill them at once ([`kill_registered`]).
+//!
+//! With [`Network::Namespaces`] (a scenario with a partition fault) each broker runs in a
+//! network namespace of its own ([`super::netns`]) at `127.77.<net>.<10 + id>`, ports 9092 and
+//! 9093 like a Kafka broker on its own host; it enters the namespace between fork and exec
+//! (`setns` on a descriptor opened before the fork), so it is still kbench's child, with the
+//! same pid tracking and `PR_SET_PDEATHSIG`. [`EmbeddedCluster::partition`] and
+//! [`EmbeddedCluster::heal`] cut and restore links between them.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::netns::{ClientSide, Cut, Netns};
 use super::{wait_for_metadata, ClusterAccess, TargetError};
 use crate::scenario::Scenario;
 
@@ -62,7 +70,9 @@ fn unregister(pid: u32) {
 struct BrokerProcess {
     /// `node.id`.
     id: u32,
-    /// Loopback port of its client (PLAINTEXT) listener.
+    /// Loopback address of its listeners (127.0.0.1, or its namespace's address).
+    host: Ipv4Addr,
+    /// Port of its client (PLAINTEXT) listener.
     port: u16,
     /// The process (`None` once reaped).
     child: Option<Child>,
@@ -92,6 +102,19 @@ pub struct Spec {
     pub base_port: Option<u16>,
     /// One replicated cluster or independent brokers (only matters with more than one broker).
     pub mode: Mode,
+    /// Where the brokers' listeners live.
+    pub network: Network,
+}
+
+/// Where embedded brokers listen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// kbench's own namespace, free ports on 127.0.0.1 (the default).
+    #[default]
+    Loopback,
+    /// A network namespace per broker, joined by veth pairs to a bridge (needs root): what
+    /// partition faults cut.
+    Namespaces,
 }
 
 /// How several embedded brokers relate to each other.
@@ -112,18 +135,41 @@ impl Spec {
     }
 }
 
-/// The loopback ports of one broker.
+/// The loopback address and ports of one broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BrokerPorts {
-    /// Client listener (`PLAINTEXT://127.0.0.1:<kafka>`).
+    /// Address of both listeners: 127.0.0.1, or the broker's own in its namespace.
+    pub host: Ipv4Addr,
+    /// Client listener (`PLAINTEXT://<host>:<kafka>`).
     pub kafka: u16,
-    /// Raft listener (`CONTROLLER://127.0.0.1:<controller>`); unused outside a replicated
+    /// Raft listener (`CONTROLLER://<host>:<controller>`); unused outside a replicated
     /// cluster.
     pub controller: u16,
 }
 
-/// The ports of every broker, broker 1 first: from `spec.base_port`, or free loopback ports
-/// (bound, read and released, so they are known before any broker starts).
+/// Client port of a broker alone in its namespace (Kafka's default).
+const NAMESPACE_KAFKA_PORT: u16 = 9092;
+/// Raft port of a broker alone in its namespace.
+const NAMESPACE_CONTROLLER_PORT: u16 = 9093;
+
+/// Addresses and ports of brokers in namespaces: each has its own address, so all use the
+/// same two ports.
+fn namespace_ports(spec: &Spec, net: &Netns) -> Vec<BrokerPorts> {
+    (1..=spec.brokers)
+        .map(|id| BrokerPorts {
+            host: net.broker_addr(id),
+            kafka: NAMESPACE_KAFKA_PORT,
+            controller: if spec.replicated() {
+                NAMESPACE_CONTROLLER_PORT
+            } else {
+                0
+            },
+        })
+        .collect()
+}
+
+/// The ports of every broker, broker 1 first, on 127.0.0.1: from `spec.base_port`, or free
+/// loopback ports (bound, read and released, so they are known before any broker starts).
 pub fn allocate_ports(spec: &Spec) -> Result<Vec<BrokerPorts>, TargetError> {
     let n = spec.brokers;
     match spec.base_port {
@@ -138,6 +184,7 @@ pub fn allocate_ports(spec: &Spec) -> Result<Vec<BrokerPorts>, TargetError> {
             (0..n)
                 .map(|i| {
                     Ok(BrokerPorts {
+                        host: Ipv4Addr::LOCALHOST,
                         kafka: port(i)?,
                         controller: if spec.replicated() { port(n + i)? } else { 0 },
                     })
@@ -161,7 +208,11 @@ pub fn allocate_ports(spec: &Spec) -> Result<Vec<BrokerPorts>, TargetError> {
             for _ in 0..n {
                 let kafka = grab()?;
                 let controller = if spec.replicated() { grab()? } else { 0 };
-                out.push(BrokerPorts { kafka, controller });
+                out.push(BrokerPorts {
+                    host: Ipv4Addr::LOCALHOST,
+                    kafka,
+                    controller,
+                });
             }
             Ok(out)
         }
@@ -186,15 +237,17 @@ pub fn broker_overrides(
 ) -> Vec<(String, String)> {
     let i = (id as usize).saturating_sub(1);
     let own = ports.get(i).copied().unwrap_or(BrokerPorts {
+        host: Ipv4Addr::LOCALHOST,
         kafka: 0,
         controller: 0,
     });
+    let host = own.host;
     let mut o: Vec<(String, String)> = vec![("node.id".into(), id.to_string())];
     if spec.replicated() {
         let voters = ports
             .iter()
             .enumerate()
-            .map(|(j, p)| format!("{}@127.0.0.1:{}", j + 1, p.controller))
+            .map(|(j, p)| format!("{}@{}:{}", j + 1, p.host, p.controller))
             .collect::<Vec<_>>()
             .join(",");
         let rf = cluster_replication_factor(spec.brokers).to_string();
@@ -203,13 +256,13 @@ pub fn broker_overrides(
             (
                 "listeners".into(),
                 format!(
-                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    "PLAINTEXT://{host}:{},CONTROLLER://{host}:{}",
                     own.kafka, own.controller
                 ),
             ),
             (
                 "advertised.listeners".into(),
-                format!("PLAINTEXT://127.0.0.1:{}", own.kafka),
+                format!("PLAINTEXT://{host}:{}", own.kafka),
             ),
             ("controller.listener.names".into(), "CONTROLLER".into()),
             ("controller.quorum.voters".into(), voters),
@@ -223,11 +276,11 @@ pub fn broker_overrides(
         o.extend([
             (
                 "listeners".into(),
-                format!("PLAINTEXT://127.0.0.1:{}", own.kafka),
+                format!("PLAINTEXT://{host}:{}", own.kafka),
             ),
             (
                 "advertised.listeners".into(),
-                format!("PLAINTEXT://127.0.0.1:{}", own.kafka),
+                format!("PLAINTEXT://{host}:{}", own.kafka),
             ),
         ]);
     }
@@ -259,6 +312,9 @@ pub struct EmbeddedCluster {
     brokers: Vec<BrokerProcess>,
     /// kbench's own binary, which brokers run as.
     exe: PathBuf,
+    /// The brokers' namespaces ([`Network::Namespaces`]); removed after the brokers stop
+    /// (fields drop after [`Drop::drop`] has stopped them).
+    network: Option<Netns>,
 }
 
 impl EmbeddedCluster {
@@ -280,6 +336,11 @@ impl EmbeddedCluster {
                 .collect(),
             base_port: None,
             mode: s.cluster.mode.into(),
+            network: if s.needs_namespaces() {
+                Network::Namespaces
+            } else {
+                Network::Loopback
+            },
         };
         Self::start_spec(&spec, out, timeout)
     }
@@ -299,8 +360,21 @@ impl EmbeddedCluster {
         let mut cluster = EmbeddedCluster {
             brokers: Vec::new(),
             exe: exe.clone(),
+            network: None,
         };
-        let ports = allocate_ports(spec)?;
+        let ports = match spec.network {
+            Network::Loopback => allocate_ports(spec)?,
+            Network::Namespaces => {
+                let dir = out.join("brokers");
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    TargetError::Io(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let net = Netns::create(spec.brokers, &dir.join("network.log"))?;
+                let ports = namespace_ports(spec, &net);
+                cluster.network = Some(net);
+                ports
+            }
+        };
         for (i, port) in ports.iter().enumerate() {
             let id = i as u32 + 1;
             let dir = out.join("brokers").join(id.to_string());
@@ -312,11 +386,13 @@ impl EmbeddedCluster {
             File::create(&log)
                 .map_err(|e| TargetError::Io(format!("cannot create {}: {e}", log.display())))?;
             let overrides = broker_overrides(spec, id, &ports, &data_dir);
-            let child = spawn(&exe, id, &overrides, &log)?;
+            let netns = cluster.open_netns(id)?;
+            let child = spawn(&exe, id, &overrides, &log, netns)?;
             // For people (and tests) who want to find or signal one broker.
             let _ = std::fs::write(dir.join("pid"), format!("{}\n", child.id()));
             cluster.brokers.push(BrokerProcess {
                 id,
+                host: port.host,
                 port: port.kafka,
                 child: Some(child),
                 data_dir,
@@ -327,8 +403,8 @@ impl EmbeddedCluster {
             });
         }
         for i in 0..cluster.brokers.len() {
-            let (id, port) = (cluster.brokers[i].id, cluster.brokers[i].port);
-            let bootstrap = format!("127.0.0.1:{port}");
+            let b = &cluster.brokers[i];
+            let (id, bootstrap) = (b.id, format!("{}:{}", b.host, b.port));
             let what = format!("embedded broker {id}");
             let access = ClusterAccess::plaintext(&bootstrap);
             wait_for_metadata(&access, timeout, &what, 1, || cluster.start_failure(i))?;
@@ -356,11 +432,11 @@ impl EmbeddedCluster {
         self.brokers.is_empty()
     }
 
-    /// `127.0.0.1:port,...`.
+    /// `host:port,...` (`127.0.0.1:port`, or each broker's address in its namespace).
     pub fn bootstrap(&self) -> String {
         self.brokers
             .iter()
-            .map(|b| format!("127.0.0.1:{}", b.port))
+            .map(|b| format!("{}:{}", b.host, b.port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -380,6 +456,49 @@ impl EmbeddedCluster {
     /// Each broker's `log.dirs`.
     pub fn log_dirs(&self) -> Vec<PathBuf> {
         self.brokers.iter().map(|b| b.data_dir.clone()).collect()
+    }
+
+    /// Broker `id`'s network namespace, opened for its (re)start; `None` on loopback.
+    fn open_netns(&self, id: u32) -> Result<Option<File>, TargetError> {
+        self.network
+            .as_ref()
+            .map(|n| {
+                n.open(id).map_err(|e| {
+                    TargetError::Io(format!(
+                        "cannot open the network namespace {} of broker {id}: {e}",
+                        n.name(id)
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Every broker id, in order.
+    pub fn ids(&self) -> Vec<u32> {
+        self.brokers.iter().map(|b| b.id).collect()
+    }
+
+    /// Cuts the links between `sides` (broker ids), and between the clients and the side they
+    /// are not on (`clients`); `fault` numbers the rules (see [`Netns::cut`]). Only with
+    /// [`Network::Namespaces`].
+    pub fn partition(
+        &mut self,
+        sides: &[Vec<u32>; 2],
+        clients: ClientSide,
+        fault: usize,
+    ) -> Result<Cut, String> {
+        let net = self.network.as_ref().ok_or(
+            "the brokers are not in network namespaces (they are when the scenario has a partition fault)",
+        )?;
+        net.cut(sides, clients, fault)
+    }
+
+    /// Restores what [`EmbeddedCluster::partition`] cut.
+    pub fn heal(&mut self, cut: &Cut) -> Result<(), String> {
+        match &self.network {
+            Some(net) => net.heal(cut),
+            None => Err("the brokers are not in network namespaces".into()),
+        }
     }
 
     fn start_failure(&mut self, i: usize) -> Option<TargetError> {
@@ -426,6 +545,7 @@ impl EmbeddedCluster {
     /// without waiting for it to answer (clients reconnect on their own).
     pub fn restart(&mut self, id: u32, timeout: Duration) -> Result<u32, String> {
         let exe = self.exe.clone();
+        let netns = self.open_netns(id).map_err(|e| e.to_string())?;
         let b = self
             .brokers
             .iter_mut()
@@ -446,7 +566,7 @@ impl EmbeddedCluster {
             }
             unregister(old.id());
         }
-        let child = spawn(&exe, id, &b.overrides, &b.log).map_err(|e| e.to_string())?;
+        let child = spawn(&exe, id, &b.overrides, &b.log, netns).map_err(|e| e.to_string())?;
         let pid = child.id();
         if let Some(dir) = b.log.parent() {
             let _ = std::fs::write(dir.join("pid"), format!("{pid}\n"));
@@ -482,8 +602,9 @@ impl EmbeddedCluster {
             }
             if let Some(status) = &b.exited {
                 return Some(format!(
-                    "embedded broker {} (127.0.0.1:{}) exited during the run ({status}); last lines of {}:\n{}",
+                    "embedded broker {} ({}:{}) exited during the run ({status}); last lines of {}:\n{}",
                     b.id,
+                    b.host,
                     b.port,
                     b.log.display(),
                     tail(&b.log, 10)
@@ -531,13 +652,15 @@ impl Drop for EmbeddedCluster {
     }
 }
 
-/// Starts one broker process (`exe broker --override k=v ...`), output appended to `log`,
-/// registered for the second Ctrl-C and tied to kbench's life.
+/// Starts one broker process (`exe broker --override k=v ...`), output appended to `log`, in
+/// network namespace `netns` if given, registered for the second Ctrl-C and tied to kbench's
+/// life.
 fn spawn(
     exe: &Path,
     id: u32,
     overrides: &[(String, String)],
     log: &Path,
+    netns: Option<File>,
 ) -> Result<Child, TargetError> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -553,7 +676,7 @@ fn spawn(
         cmd.arg("--override").arg(format!("{k}={v}"));
     }
     cmd.stdin(Stdio::null()).stdout(log_file).stderr(err_file);
-    die_with_parent(&mut cmd);
+    prepare_child(&mut cmd, netns);
     let command = format!(
         "{} broker {}",
         exe.display(),
@@ -597,17 +720,25 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
 }
 
 #[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
+fn prepare_child(cmd: &mut Command, netns: Option<File>) {
+    use std::os::fd::AsFd;
     use std::os::unix::process::CommandExt;
     // SAFETY: `pre_exec` runs in the child between fork and exec, where only async-signal-safe
-    // calls are allowed. `prctl(PR_SET_PDEATHSIG)` is a single system call with no allocation
-    // or locking, so it qualifies. It makes the kernel SIGKILL the broker when kbench dies by
-    // any means (including SIGKILL and abort, which run no destructors) — the one guarantee
-    // kill-on-drop cannot give. Note the signal follows the *thread* that forked, so brokers
-    // are started from the main thread (see run.rs).
+    // calls are allowed. `setns` on a descriptor opened before the fork and
+    // `prctl(PR_SET_PDEATHSIG)` are single system calls with no allocation or locking, so they
+    // qualify (errors become `io::Error`s from the errno, without allocating). `setns` moves
+    // the broker into its network namespace while it stays kbench's child. `PR_SET_PDEATHSIG`
+    // makes the kernel SIGKILL the broker when kbench dies by any means (including SIGKILL and
+    // abort, which run no destructors) — the one guarantee kill-on-drop cannot give. Note the
+    // signal follows the *thread* that forked, so brokers are started from the main thread
+    // (see run.rs).
     #[allow(unsafe_code)]
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            if let Some(ns) = &netns {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
+            }
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                 .map_err(std::io::Error::from)
         });
@@ -615,7 +746,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+fn prepare_child(_cmd: &mut Command, _netns: Option<File>) {}
 
 #[cfg(test)]
 mod tests {
@@ -624,6 +755,7 @@ mod tests {
     fn ports(n: u16) -> Vec<BrokerPorts> {
         (0..n)
             .map(|i| BrokerPorts {
+                host: Ipv4Addr::LOCALHOST,
                 kafka: 40_000 + i,
                 controller: 41_000 + i,
             })
@@ -765,14 +897,17 @@ mod tests {
             p,
             vec![
                 BrokerPorts {
+                    host: Ipv4Addr::LOCALHOST,
                     kafka: 43_100,
                     controller: 43_103
                 },
                 BrokerPorts {
+                    host: Ipv4Addr::LOCALHOST,
                     kafka: 43_101,
                     controller: 43_104
                 },
                 BrokerPorts {
+                    host: Ipv4Addr::LOCALHOST,
                     kafka: 43_102,
                     controller: 43_105
                 },

@@ -6,6 +6,7 @@
 
 mod access;
 pub mod embedded;
+pub mod netns;
 pub mod topic;
 
 use std::path::PathBuf;

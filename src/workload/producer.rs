@@ -90,7 +90,11 @@ impl ProducerContext for Context {
                     None => self.meter.error("UnreadableDeliveryReport"),
                 }
             }
-            Err((e, _)) => self.meter.failed(&error_kind(e)),
+            Err((e, m)) => self.meter.failed(
+                &error_kind(e),
+                read_header(m.payload().unwrap_or_default(), self.run_tag).map(|id| id.sent_us),
+                now_us(),
+            ),
         }
     }
 }
