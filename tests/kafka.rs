@@ -141,8 +141,9 @@ fn shipped_scenarios_pass_against_one_kafka_node() {
         "consumer-failover.toml",
         &[
             "producers.duration=8s",
-            "topic.replication_factor=1",
+            // One node: RF 1. (`--set` is validated in order, so min.insync comes down first.)
             "topic.min_insync_replicas=1",
+            "topic.replication_factor=1",
         ],
     );
     passes(
@@ -176,6 +177,7 @@ duration = "12s"
 total_rate = 2000
 message_size = "512B"
 acks = "all"
+idempotence = true
 [consumers]
 groups = 1
 members = 1

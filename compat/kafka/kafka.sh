@@ -84,6 +84,8 @@ port_free() {
   python3 - "$1" <<'EOF'
 import socket, sys
 s = socket.socket()
+# As the broker binds: connections of its previous life in TIME_WAIT do not make it taken.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

@@ -492,10 +492,15 @@ mod tests {
 
     #[test]
     fn retries_are_bounded_so_a_lasting_broker_error_surfaces_as_itself() {
-        let c = client_config(&scenario(""), "127.0.0.1:9092", 1, 0);
+        let c = client_config(
+            &scenario(""),
+            &ClusterAccess::plaintext("127.0.0.1:9092"),
+            1,
+            0,
+        );
         assert_eq!(c.get("retries"), Some("20"));
         let mine = scenario("client_configs = { retries = 3 }");
-        let c = client_config(&mine, "127.0.0.1:9092", 1, 0);
+        let c = client_config(&mine, &ClusterAccess::plaintext("127.0.0.1:9092"), 1, 0);
         assert_eq!(
             c.get("retries"),
             Some("3"),
