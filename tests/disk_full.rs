@@ -7,75 +7,17 @@
 
 mod common;
 
-use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{kbench, show, summary, write_scenario};
 
-/// A tmpfs mounted on a fresh temporary directory; unmounted on drop.
-struct Tmpfs {
-    mount_point: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mount_point = dir.path().join("mnt");
-        fs::create_dir(&mount_point).expect("mount point");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&mount_point)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test needs root to mount a tmpfs of {size} on {} (`mount -t tmpfs` said: {}); \
-             run it as root (.ci/run does)",
-            mount_point.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Tmpfs {
-            mount_point,
-            _dir: dir,
-        }
-    }
-
-    /// Fills the file system, then gives `free` bytes back.
-    fn fill_leaving(&self, free: u64) {
-        let mut f = fs::File::create(self.mount_point.join("filler")).expect("create filler");
-        let chunk = vec![0x5Au8; 64 << 10];
-        loop {
-            match f.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break,
-                Err(e) => panic!("writing the filler: {e}"),
-            }
-        }
-        let len = f.metadata().expect("stat filler").len();
-        f.set_len(len.saturating_sub(free)).expect("shrink filler");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.mount_point)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mount_point)
-                .status();
-        }
-    }
-}
+#[allow(dead_code, unreachable_pub)]
+#[path = "../broker/tests/common/tmpfs.rs"]
+mod tmpfs;
+use tmpfs::Tmpfs;
 
 /// A kbroker process (kbench re-executed as one), killed on drop.
 struct Broker {

@@ -386,10 +386,9 @@ cmd_stop() {
 
 cmd_start() {
   node_arg "$@"
-  : >"$(node_dir "$node")/kafka.log.tmp"
-  # The readiness line is looked for in this start's output only.
+  # The readiness line is looked for in this start's output only: the last life's log is kept
+  # beside it.
   mv "$(node_dir "$node")/kafka.log" "$(node_dir "$node")/kafka.log.$(date +%s)" 2>/dev/null || true
-  rm -f "$(node_dir "$node")/kafka.log.tmp"
   start_node "$node"
   await_node "$node"
   echo "kafka.sh: node $node started" >&2

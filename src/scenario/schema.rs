@@ -969,6 +969,14 @@ impl Fault {
         }
     }
 
+    /// `duration` is set and within 1ms..=10m (pauses and partitions end by themselves).
+    fn check_duration(&self, key: &str, message: &str) -> Result<(), Invalid> {
+        match self.duration {
+            Some(d) if !d.0.is_zero() && d.0 <= Duration::from_secs(600) => Ok(()),
+            _ => Err(invalid(&format!("{key}.duration"), message)),
+        }
+    }
+
     /// What the fault is called in events and the summary (`kill`, `command`, ...).
     pub fn label(&self) -> &'static str {
         match (self.action, &self.command) {
@@ -1092,15 +1100,7 @@ impl Fault {
                         "a pause ends by itself after duration; restart_after is for kill and stop",
                     ));
                 }
-                match self.duration {
-                    Some(d) if !d.0.is_zero() && d.0 <= Duration::from_secs(600) => {}
-                    _ => {
-                        return Err(invalid(
-                            &format!("{key}.duration"),
-                            "pause needs duration, 1ms..=10m",
-                        ))
-                    }
-                }
+                self.check_duration(key, "pause needs duration, 1ms..=10m")?;
             }
             _ => {
                 if self.duration.is_some() {
@@ -1151,15 +1151,10 @@ impl Fault {
                 "a partition takes broker or groups, duration and clients (not restart_after, group or member)",
             ));
         }
-        match self.duration {
-            Some(d) if !d.0.is_zero() && d.0 <= Duration::from_secs(600) => {}
-            _ => {
-                return Err(invalid(
-                    &format!("{key}.duration"),
-                    "partition needs duration (how long until it heals), 1ms..=10m",
-                ))
-            }
-        }
+        self.check_duration(
+            key,
+            "partition needs duration (how long until it heals), 1ms..=10m",
+        )?;
         match (&self.broker, &self.groups) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(invalid(

@@ -104,14 +104,6 @@ impl ClusterAccess {
         Self::new(bootstrap, BTreeMap::new())
     }
 
-    /// The same settings against other bootstrap servers (an embedded cluster's, once known).
-    pub fn with_bootstrap(&self, bootstrap: &str) -> Self {
-        Self {
-            bootstrap: bootstrap.to_owned(),
-            settings: self.settings.clone(),
-        }
-    }
-
     /// `host:port,...`.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap

@@ -242,12 +242,18 @@ pub fn wait_for_metadata(
 /// Watches a probe client's logs and errors for the ones no retry cures (security refused).
 #[derive(Default)]
 struct ProbeContext {
+    seen: Mutex<ProbeSeen>,
+}
+
+/// What the probe's client reported so far.
+#[derive(Default)]
+struct ProbeSeen {
     /// The first security failure librdkafka reported.
-    refused: Mutex<Option<String>>,
+    refused: Option<String>,
     /// Disconnects while the client asked for ApiVersions: its first request on a connection.
-    handshake_drops: Mutex<Vec<String>>,
+    handshake_drops: Vec<String>,
     /// The last error of any kind, for the time-out message.
-    last: Mutex<Option<String>>,
+    last: Option<String>,
 }
 
 /// Connections dropped at the first request before a plaintext client is told it is
@@ -255,30 +261,30 @@ struct ProbeContext {
 const HANDSHAKE_DROPS: usize = 2;
 
 impl ProbeContext {
+    fn seen(&self) -> std::sync::MutexGuard<'_, ProbeSeen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Why the cluster refused the client, once that is certain. A plaintext client whose
     /// connections the broker closes at the very first request (ApiVersions) is talking to a
     /// listener that expects TLS or SASL: librdkafka reports that only as a disconnect.
     fn refused(&self, protocol: &str) -> Option<String> {
-        if let Some(r) = lock(&self.refused).clone() {
-            return Some(r);
+        let seen = self.seen();
+        if seen.refused.is_some() {
+            return seen.refused.clone();
         }
-        let drops = lock(&self.handshake_drops);
-        (protocol == "plaintext" && drops.len() >= HANDSHAKE_DROPS).then(|| {
+        (protocol == "plaintext" && seen.handshake_drops.len() >= HANDSHAKE_DROPS).then(|| {
             format!(
                 "the broker closed the connection at the client's first request ({}); \
                  the listener probably expects TLS or SASL",
-                drops[0]
+                seen.handshake_drops[0]
             )
         })
     }
 
     fn last_error(&self) -> Option<String> {
-        lock(&self.last).clone()
+        self.seen().last.clone()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl rdkafka::consumer::ConsumerContext for ProbeContext {}
@@ -286,10 +292,11 @@ impl rdkafka::consumer::ConsumerContext for ProbeContext {}
 impl ClientContext for ProbeContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let text = format!("{reason} ({error})");
+        let mut seen = self.seen();
         if security_refusal(&error, reason) {
-            lock(&self.refused).get_or_insert(text.clone());
+            seen.refused.get_or_insert(text.clone());
         }
-        *lock(&self.last) = Some(text);
+        seen.last = Some(text);
     }
 
     /// Some refusals show only in librdkafka's log lines (the error callback gets a bare
@@ -298,12 +305,13 @@ impl ClientContext for ProbeContext {
         if fac != "FAIL" && (level as i32) > (RDKafkaLogLevel::Error as i32) {
             return;
         }
+        let mut seen = self.seen();
         if security_refusal_text(line) {
-            lock(&self.refused).get_or_insert(line.to_owned());
+            seen.refused.get_or_insert(line.to_owned());
         } else if line.contains("in state APIVERSION_QUERY") {
-            lock(&self.handshake_drops).push(line.to_owned());
+            seen.handshake_drops.push(line.to_owned());
         }
-        *lock(&self.last) = Some(line.to_owned());
+        seen.last = Some(line.to_owned());
     }
 }
 

@@ -54,6 +54,18 @@ pub(super) enum Elem {
     Struct(&'static Layout),
 }
 
+impl Elem {
+    /// How one element is encoded.
+    pub(super) fn wire(self) -> Wire {
+        match self {
+            Elem::Fixed(n) => Wire::Fixed(n),
+            Elem::String => Wire::String,
+            Elem::CompactString => Wire::CompactString,
+            Elem::Struct(layout) => Wire::Struct(layout),
+        }
+    }
+}
+
 /// One encoding of a field, for versions `min..=max`.
 #[derive(Debug)]
 pub(super) struct Arm {
@@ -337,12 +349,7 @@ impl Walk<'_> {
         };
         for i in 0..n {
             self.path.push(format!("[{i}]"));
-            match elem {
-                Elem::Fixed(w) => self.take(usize::from(w)).map(drop)?,
-                Elem::String => self.wire(Wire::String)?,
-                Elem::CompactString => self.wire(Wire::CompactString)?,
-                Elem::Struct(layout) => self.layout(layout)?,
-            }
+            self.wire(elem.wire())?;
             self.path.pop();
         }
         Ok(())

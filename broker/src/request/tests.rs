@@ -10,7 +10,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::bounds::{self, Elem, Layout, Wire};
+use super::bounds::{self, Layout, Wire};
 use super::{decode, layouts, RequestError};
 use crate::handlers;
 
@@ -43,28 +43,18 @@ fn gen_wire(rng: &mut StdRng, wire: Wire, version: i16, out: &mut BytesMut) {
             let n = rng.random_range(0..3);
             out.put_i32(n);
             for _ in 0..n {
-                gen_elem(rng, elem, version, out);
+                gen_wire(rng, elem.wire(), version, out);
             }
         }
         Wire::CompactArray(elem) => {
             let n = rng.random_range(0..3);
             put_uvarint(out, n + 1);
             for _ in 0..n {
-                gen_elem(rng, elem, version, out);
+                gen_wire(rng, elem.wire(), version, out);
             }
         }
         Wire::Struct(layout) => gen_layout(rng, layout, version, out),
     }
-}
-
-fn gen_elem(rng: &mut StdRng, elem: Elem, version: i16, out: &mut BytesMut) {
-    let wire = match elem {
-        Elem::Fixed(n) => Wire::Fixed(n),
-        Elem::String => Wire::String,
-        Elem::CompactString => Wire::CompactString,
-        Elem::Struct(l) => Wire::Struct(l),
-    };
-    gen_wire(rng, wire, version, out);
 }
 
 fn gen_layout(rng: &mut StdRng, layout: &'static Layout, version: i16, out: &mut BytesMut) {
