@@ -1,4 +1,5 @@
-//! The command line: `kbench run | validate | compare | report | cluster up | cluster describe` (and the hidden `broker`, which
+//! The command line: `kbench run | validate | compare | report | cluster up | kill | stop |
+//! start | down | describe` (and the hidden `broker`, which
 //! is how kbench starts embedded brokers: it re-executes itself as one).
 //!
 //! Parsing (clap derive) and dispatch live here so `main.rs` stays a few lines. Exit codes:
@@ -75,7 +76,7 @@ pub enum Command {
     },
     /// A local embedded cluster for manual use, or a description of any cluster.
     Cluster {
-        /// up | describe.
+        /// up | kill | stop | start | down | describe.
         #[command(subcommand)]
         command: ClusterCommand,
     },
@@ -91,8 +92,9 @@ pub enum Command {
 /// `kbench cluster ...`
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Run a local cluster of embedded brokers in the foreground; prints `bootstrap: ...`;
-    /// Ctrl-C stops it (the brokers never outlive it).
+    /// Run a local cluster of embedded brokers in the foreground; prints `bootstrap: ...`; a
+    /// broker that dies is reported and the others keep serving; Ctrl-C or `down` stops it
+    /// (the brokers never outlive it).
     Up {
         /// Number of brokers (ids 1..=N).
         #[arg(long, default_value_t = 1)]
@@ -101,10 +103,11 @@ pub enum ClusterCommand {
         /// listener on PORT + N + i − 1) [default: free ports].
         #[arg(long, value_name = "PORT")]
         port: Option<u16>,
-        /// Directory for the brokers' data and logs (`DIR/brokers/<id>/`) [default: a new
-        /// directory under the system's temp dir].
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
+        /// Directory for the brokers' data and logs (`DIR/brokers/<id>/`), `cluster.env` and
+        /// the control socket the other verbs use [default: a new directory under the
+        /// system's temp dir].
+        #[arg(long, value_name = "DIR", alias = "data")]
+        dir: Option<PathBuf>,
         /// `broker.rack` values handed to the brokers in turn, e.g. `--racks a,b,c`.
         #[arg(long, value_name = "RACK,...")]
         racks: Option<String>,
@@ -112,11 +115,31 @@ pub enum ClusterCommand {
         #[arg(long)]
         independent: bool,
     },
-    /// Print topics with Leader / Replicas / Isr like `kafka-topics --describe`.
+    /// SIGKILL one broker of the `cluster up` at DIR.
+    Kill(NodeArgs),
+    /// SIGTERM one broker of the `cluster up` at DIR and wait until it has exited (SIGKILL
+    /// after 30 s).
+    Stop(NodeArgs),
+    /// Start a stopped broker of the `cluster up` at DIR again (same config, ports and data)
+    /// and wait until it serves (at most 30 s).
+    Start(NodeArgs),
+    /// Stop every broker of the `cluster up` at DIR, and `up` itself (nothing running: no
+    /// error).
+    Down {
+        /// The directory given to `cluster up --dir`.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the brokers (id, address, rack, alive, controller), then the topics with
+    /// Leader / Replicas / Isr like `kafka-topics --describe`.
     Describe {
-        /// The cluster (`host:port,...`, any Kafka).
-        #[arg(long, value_name = "HOST:PORT,...", default_value = "localhost:9092")]
-        bootstrap: String,
+        /// The cluster (`host:port,...`, any Kafka) [default: localhost:9092, or the
+        /// brokers of `--dir`].
+        #[arg(long, value_name = "HOST:PORT,...")]
+        bootstrap: Option<String>,
+        /// A `kbench cluster up --dir DIR`: its brokers are listed, stopped ones as down.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Only this topic.
         #[arg(long, value_name = "TOPIC")]
         topic: Option<String>,
@@ -124,6 +147,17 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "FILE")]
         client_config: Option<PathBuf>,
     },
+}
+
+/// `--dir DIR --node ID`, as `compat/kafka/kafka.sh kill|stop|start` take them.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// The directory given to `cluster up --dir`.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The broker's `node.id` (1..=N).
+    #[arg(long, value_name = "ID")]
+    pub node: u32,
 }
 
 /// Parses the command line, runs the command and returns the exit code.
@@ -221,15 +255,21 @@ async fn dispatch(command: Command) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Cluster {
-            command:
-                ClusterCommand::Up {
-                    brokers,
-                    port,
-                    data,
-                    racks,
-                    independent,
-                },
+        Command::Cluster { command } => cluster(command).await,
+        Command::Broker { .. } => ExitCode::from(2),
+    }
+}
+
+/// `kbench cluster ...`: prints what was done (stdout) or the error (stderr, exit 2).
+async fn cluster(command: ClusterCommand) -> ExitCode {
+    use crate::cluster::control::Request;
+    let done = match command {
+        ClusterCommand::Up {
+            brokers,
+            port,
+            dir,
+            racks,
+            independent,
         } => {
             let racks = match racks.as_deref().map(crate::cluster::parse_racks) {
                 None => Vec::new(),
@@ -239,39 +279,61 @@ async fn dispatch(command: Command) -> ExitCode {
             let opts = crate::cluster::UpOptions {
                 brokers,
                 port,
-                data,
+                dir,
                 racks,
                 independent,
             };
-            match crate::cluster::up(&opts).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
+            crate::cluster::up(&opts).await.map(|()| String::new())
         }
-        Command::Cluster {
-            command:
-                ClusterCommand::Describe {
-                    bootstrap,
-                    topic,
-                    client_config,
-                },
-        } => {
-            let settings = match client_config.as_deref().map(load_client_config) {
-                None => Default::default(),
-                Some(Ok(s)) => s,
-                Some(Err(e)) => return fail(&anyhow::Error::new(e)),
-            };
-            let cluster = ClusterAccess::new(&bootstrap, settings);
-            match crate::cluster::describe(&cluster, topic.as_deref()).await {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
+        ClusterCommand::Kill(a) => {
+            crate::cluster::node_request(&a.dir, Request::Kill { node: a.node }).await
         }
-        Command::Broker { .. } => ExitCode::from(2),
+        ClusterCommand::Stop(a) => {
+            crate::cluster::node_request(&a.dir, Request::Stop { node: a.node }).await
+        }
+        ClusterCommand::Start(a) => {
+            crate::cluster::node_request(&a.dir, Request::Start { node: a.node }).await
+        }
+        ClusterCommand::Down { dir } => crate::cluster::down(&dir).await,
+        ClusterCommand::Describe {
+            bootstrap,
+            dir,
+            topic,
+            client_config,
+        } => describe_cluster(bootstrap, dir, topic, client_config).await,
+    };
+    match done {
+        Ok(text) if text.is_empty() => ExitCode::SUCCESS,
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
+}
+
+/// `kbench cluster describe`: of `--bootstrap`, or of the `cluster up` at `--dir`.
+async fn describe_cluster(
+    bootstrap: Option<String>,
+    dir: Option<PathBuf>,
+    topic: Option<String>,
+    client_config: Option<PathBuf>,
+) -> anyhow::Result<String> {
+    let settings = match client_config.as_deref().map(load_client_config) {
+        None => Default::default(),
+        Some(s) => s?,
+    };
+    let (known, from_dir) = match &dir {
+        Some(d) => crate::cluster::known_brokers(d).await?,
+        None => (Vec::new(), String::new()),
+    };
+    let bootstrap = match (bootstrap, dir) {
+        (Some(b), _) => b,
+        (None, Some(_)) => from_dir,
+        (None, None) => "localhost:9092".to_string(),
+    };
+    let cluster = ClusterAccess::new(&bootstrap, settings);
+    crate::cluster::describe(&cluster, topic.as_deref(), &known).await
 }
 
 /// One line per run: what it will do.

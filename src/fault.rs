@@ -27,7 +27,7 @@ use crate::measure::HeldUp;
 use crate::scenario::{BrokerRef, Fault, FaultAction, FaultClients, FaultTrigger};
 use crate::summary::{Event, FaultSummary, IntervalRow, Unavailability};
 use crate::target::netns::{ClientSide, Cut};
-use crate::target::{ClusterAccess, Target};
+use crate::target::{controller_id, ClusterAccess, Target};
 
 /// Bound on a metadata look-up that resolves `leader:` or `controller`.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -779,18 +779,6 @@ fn errors_between(
             (d > 0).then(|| (k.clone(), d))
         })
         .collect()
-}
-
-/// The controller's broker id as Metadata names it (-1 when unknown within `timeout`).
-pub fn controller_id(client: &BaseConsumer, timeout: Duration) -> i32 {
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: `rd_kafka_controllerid` reads the client's cached metadata (refreshing it within
-    // `timeout_ms`); the pointer is the live handle owned by `client`, which outlives the call.
-    // rdkafka has no safe wrapper for it and Metadata's safe view omits the controller id.
-    #[allow(unsafe_code)]
-    unsafe {
-        rdkafka::bindings::rd_kafka_controllerid(client.client().native_ptr(), ms)
-    }
 }
 
 /// One line per fault for the terminal: what, when, restart, recovery, errors.

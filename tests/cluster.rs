@@ -236,7 +236,14 @@ fn replicated_cluster_forms_and_describe_shows_replicas_and_isr() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        text.starts_with("Brokers: 3\n") && text.matches("Alive: yes").count() == 3,
+        "the brokers come first: {text}"
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("Brokers: ") && !l.starts_with("\tBroker: "))
+        .collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(
         lines[0].starts_with("Topic: replicated\tPartitionCount: 3\tReplicationFactor: 3\t")

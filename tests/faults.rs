@@ -355,7 +355,14 @@ fn cluster_up_serves_describe_and_leaves_no_broker_behind() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        text.starts_with("Brokers: 1\n\tBroker: 1\tAddress: 127.0.0.1:"),
+        "the brokers come first: {text}"
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("Brokers: ") && !l.starts_with("\tBroker: "))
+        .collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(
         lines[0].starts_with("Topic: described\tPartitionCount: 3\tReplicationFactor: 1\tConfigs:"),

@@ -34,7 +34,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::netns::{ClientSide, Cut, Netns};
-use super::{wait_for_metadata, ClusterAccess, TargetError};
+use super::{wait_for_metadata, ClusterAccess, Listed, TargetError};
 use crate::scenario::Scenario;
 
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -82,10 +82,56 @@ struct BrokerProcess {
     log: PathBuf,
     /// How it ended, once it has.
     exited: Option<String>,
+    /// Whether [`EmbeddedCluster::reap`] has handed its exit out.
+    exit_reaped: bool,
     /// Its command line (`kbench broker --override ...`), to restart it the same way.
     overrides: Vec<(String, String)>,
     /// Set while a fault has taken it down on purpose: its exit is not a failure.
     faulted: bool,
+}
+
+impl BrokerProcess {
+    /// Records the process's exit status once it has ended (and forgets its pid for the
+    /// second Ctrl-C).
+    fn check_exit(&mut self) {
+        if self.exited.is_some() {
+            return;
+        }
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            self.exited = Some(status.to_string());
+            if let Some(c) = &self.child {
+                unregister(c.id());
+            }
+        }
+    }
+}
+
+/// A broker process that has ended, as [`EmbeddedCluster::reap`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerExit {
+    /// `node.id`.
+    pub id: u32,
+    /// `host:port` of its client listener.
+    pub address: String,
+    /// How it ended (`signal: 9 (SIGKILL)`, `exit status: 1`).
+    pub status: String,
+    /// Whether kbench took it down on purpose (a fault, `kbench cluster kill`/`stop`).
+    pub on_purpose: bool,
+    /// Its log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// One broker of a running cluster, as [`EmbeddedCluster::status`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BrokerStatus {
+    /// `node.id`.
+    pub id: u32,
+    /// `host:port` of its client listener.
+    pub address: String,
+    /// Its `broker.rack`, if it has one.
+    pub rack: Option<String>,
+    /// Its pid while its process runs; `None` once it has ended.
+    pub pid: Option<u32>,
 }
 
 /// What to start: the scenario's `[cluster]`, or `kbench cluster up`'s flags.
@@ -398,6 +444,7 @@ impl EmbeddedCluster {
                 data_dir,
                 log,
                 exited: None,
+                exit_reaped: false,
                 overrides,
                 faulted: false,
             });
@@ -407,7 +454,9 @@ impl EmbeddedCluster {
             let (id, bootstrap) = (b.id, format!("{}:{}", b.host, b.port));
             let what = format!("embedded broker {id}");
             let access = ClusterAccess::plaintext(&bootstrap);
-            wait_for_metadata(&access, timeout, &what, 1, || cluster.start_failure(i))?;
+            wait_for_metadata(&access, timeout, &what, Listed::AtLeast(1), || {
+                cluster.start_failure(i)
+            })?;
         }
         if spec.replicated() {
             // Each broker answers once it has joined; the cluster is ready for topics when
@@ -415,9 +464,13 @@ impl EmbeddedCluster {
             let bootstrap = cluster.bootstrap();
             let what = format!("the embedded cluster of {} brokers", spec.brokers);
             let access = ClusterAccess::plaintext(&bootstrap);
-            wait_for_metadata(&access, timeout, &what, spec.brokers, || {
-                (0..cluster.brokers.len()).find_map(|i| cluster.start_failure(i))
-            })?;
+            wait_for_metadata(
+                &access,
+                timeout,
+                &what,
+                Listed::AtLeast(spec.brokers),
+                || (0..cluster.brokers.len()).find_map(|i| cluster.start_failure(i)),
+            )?;
         }
         Ok(cluster)
     }
@@ -573,6 +626,7 @@ impl EmbeddedCluster {
         }
         b.child = Some(child);
         b.exited = None;
+        b.exit_reaped = false;
         b.faulted = false;
         Ok(pid)
     }
@@ -592,14 +646,7 @@ impl EmbeddedCluster {
             if b.faulted {
                 continue;
             }
-            if b.exited.is_none() {
-                if let Some(Ok(Some(status))) = b.child.as_mut().map(Child::try_wait) {
-                    b.exited = Some(status.to_string());
-                    if let Some(c) = &b.child {
-                        unregister(c.id());
-                    }
-                }
-            }
+            b.check_exit();
             if let Some(status) = &b.exited {
                 return Some(format!(
                     "embedded broker {} ({}:{}) exited during the run ({status}); last lines of {}:\n{}",
@@ -612,6 +659,69 @@ impl EmbeddedCluster {
             }
         }
         None
+    }
+
+    /// Brokers whose process has ended since the last call, each handed out once, whether a
+    /// fault (or `kbench cluster kill`/`stop`) took it down or it died on its own: what
+    /// `kbench cluster up` reports while it keeps the others serving.
+    pub fn reap(&mut self) -> Vec<BrokerExit> {
+        let mut out = Vec::new();
+        for b in &mut self.brokers {
+            b.check_exit();
+            if b.exit_reaped {
+                continue;
+            }
+            if let Some(status) = &b.exited {
+                b.exit_reaped = true;
+                out.push(BrokerExit {
+                    id: b.id,
+                    address: format!("{}:{}", b.host, b.port),
+                    status: status.clone(),
+                    on_purpose: b.faulted,
+                    log: b.log.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Every broker as it stands: id, address, rack and pid while it runs. A process that
+    /// has ended counts as running until [`EmbeddedCluster::reap`] (or
+    /// [`EmbeddedCluster::dead_broker`]) has seen it, so callers reap first.
+    pub fn status(&self) -> Vec<BrokerStatus> {
+        self.brokers
+            .iter()
+            .map(|b| BrokerStatus {
+                id: b.id,
+                address: format!("{}:{}", b.host, b.port),
+                rack: b
+                    .overrides
+                    .iter()
+                    .find(|(k, _)| k == "broker.rack")
+                    .map(|(_, v)| v.clone()),
+                pid: match (&b.child, &b.exited) {
+                    (Some(c), None) => Some(c.id()),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    /// Waits (at most `timeout`) until broker `id`, (re)started, serves: Metadata asked of it
+    /// lists it among the cluster's brokers. Fails at once, with its log tail, if it exits.
+    pub fn await_serving(&mut self, id: u32, timeout: Duration) -> Result<(), TargetError> {
+        let i = self
+            .brokers
+            .iter()
+            .position(|b| b.id == id)
+            .ok_or_else(|| TargetError::Io(format!("there is no embedded broker {id}")))?;
+        let b = &self.brokers[i];
+        let access = ClusterAccess::plaintext(&format!("{}:{}", b.host, b.port));
+        let what = format!("embedded broker {id}");
+        wait_for_metadata(&access, timeout, &what, Listed::Broker(id), || {
+            self.start_failure(i)
+        })
+        .map(|_| ())
     }
 
     /// Stops every broker: SIGTERM, up to `grace` to exit, then SIGKILL.

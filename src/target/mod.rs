@@ -103,7 +103,8 @@ pub enum Target {
 impl Target {
     /// Connects to an external cluster and checks that it answers Metadata.
     pub fn external(cluster: &ClusterAccess, timeout: Duration) -> Result<Target, TargetError> {
-        let brokers = wait_for_metadata(cluster, timeout, "the cluster", 1, || None)?;
+        let brokers =
+            wait_for_metadata(cluster, timeout, "the cluster", Listed::AtLeast(1), || None)?;
         Ok(Target::External {
             bootstrap: cluster.bootstrap().to_string(),
             brokers,
@@ -167,9 +168,39 @@ impl Target {
     }
 }
 
-/// Asks for Metadata until it lists at least `min_brokers` brokers (returns the broker count)
-/// or `timeout` passes; `gave_up` is asked between attempts and may end the wait early with a
-/// better error.
+/// The controller's broker id as Metadata names it (-1 when unknown within `timeout`).
+pub fn controller_id(client: &BaseConsumer, timeout: Duration) -> i32 {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `rd_kafka_controllerid` reads the client's cached metadata (refreshing it within
+    // `timeout_ms`); the pointer is the live handle owned by `client`, which outlives the call.
+    // rdkafka has no safe wrapper for it and Metadata's safe view omits the controller id.
+    #[allow(unsafe_code)]
+    unsafe {
+        rdkafka::bindings::rd_kafka_controllerid(client.client().native_ptr(), ms)
+    }
+}
+
+/// What Metadata must list before [`wait_for_metadata`] is content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// At least this many brokers (a cluster formed).
+    AtLeast(u32),
+    /// This broker id (a restarted broker has joined again).
+    Broker(u32),
+}
+
+impl Listed {
+    fn holds(self, ids: &[i32]) -> bool {
+        match self {
+            Listed::AtLeast(n) => !ids.is_empty() && ids.len() as u32 >= n,
+            Listed::Broker(id) => ids.iter().any(|b| i64::from(*b) == i64::from(id)),
+        }
+    }
+}
+
+/// Asks for Metadata until it lists what `want` says (returns the broker count) or `timeout`
+/// passes; `gave_up` is asked between attempts and may end the wait early with a better
+/// error.
 ///
 /// A cluster that refuses the client's security (a TLS listener spoken to in plaintext, a
 /// certificate that does not verify, credentials it rejects) fails at once with the cause: no
@@ -178,7 +209,7 @@ pub fn wait_for_metadata(
     cluster: &ClusterAccess,
     timeout: Duration,
     what: &str,
-    min_brokers: u32,
+    want: Listed,
     mut gave_up: impl FnMut() -> Option<TargetError>,
 ) -> Result<u32, TargetError> {
     let bootstrap = cluster.bootstrap();
@@ -214,17 +245,22 @@ pub fn wait_for_metadata(
             return Err(unreachable(last));
         }
         match consumer.fetch_metadata(None, left.min(Duration::from_millis(500))) {
-            Ok(md) if !md.brokers().is_empty() && md.brokers().len() as u32 >= min_brokers => {
-                return Ok(md.brokers().len() as u32)
-            }
-            Ok(md) if md.brokers().is_empty() => last = "Metadata listed no brokers".to_string(),
             Ok(md) => {
-                let ids: Vec<String> = md.brokers().iter().map(|b| b.id().to_string()).collect();
-                last = format!(
-                    "Metadata lists {} of the {min_brokers} brokers (ids {}); the others have not joined the cluster",
-                    ids.len(),
-                    ids.join(",")
-                )
+                let ids: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+                if want.holds(&ids) {
+                    return Ok(ids.len() as u32);
+                }
+                let shown = ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+                last = match want {
+                    _ if ids.is_empty() => "Metadata listed no brokers".to_string(),
+                    Listed::AtLeast(n) => format!(
+                        "Metadata lists {} of the {n} brokers (ids {shown}); the others have not joined the cluster",
+                        ids.len()
+                    ),
+                    Listed::Broker(id) => format!(
+                        "Metadata lists brokers {shown}, not yet broker {id}: it has not joined the cluster"
+                    ),
+                };
             }
             Err(e) => {
                 last = consumer
