@@ -204,6 +204,10 @@ command = "{exe} cluster kill --dir {d} --node {{broker}} && sleep 2 && {exe} cl
     assert_eq!(dur.acknowledged_lost, 0, "acknowledged writes lost");
     assert!(s.offsets.ok, "the log holds a duplicate or lost a message");
     let log = std::fs::read_to_string(out.join("faults.log")).unwrap();
+    eprintln!(
+        "acknowledged {}, lost {}, duplicated {}; faults.log:\n{log}",
+        dur.acknowledged, dur.acknowledged_lost, dur.duplicated
+    );
     assert!(
         s.events
             .iter()
