@@ -237,7 +237,12 @@ fn replicated_cluster_forms_and_describe_shows_replicas_and_isr() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.starts_with("Brokers: 3\n") && text.matches("Alive: yes").count() == 3,
+        text.starts_with("Brokers: 3\n")
+            && text.matches("Alive: yes").count() == 3
+            && text.matches("Controller: yes").count() == 1
+            && ["a", "b", "c"]
+                .iter()
+                .all(|r| text.contains(&format!("Rack: {r}\t"))),
         "the brokers come first: {text}"
     );
     let lines: Vec<&str> = text

@@ -50,9 +50,10 @@ pub async fn down(dir: &Path) -> anyhow::Result<String> {
             Ok(format!("cluster at {} is down", dir.display()))
         }
         Ok(reply) => anyhow::bail!("cluster at {}: {}", dir.display(), reply.message),
-        Err(e) if e.downcast_ref::<control::NoCluster>().is_some() => {
-            Ok(format!("{e}; nothing to stop"))
-        }
+        Err(e) if e.downcast_ref::<control::NoCluster>().is_some() => Ok(format!(
+            "no cluster running at {}; nothing to stop",
+            dir.display()
+        )),
         Err(e) => Err(e),
     }
 }
