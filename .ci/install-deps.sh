@@ -11,6 +11,9 @@
 #        linker script). python3-venv only when the python3 on PATH cannot make a virtualenv.
 #   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs).
 #
+#   cargo-fuzz (crates.io, `cargo install --locked`) for the fuzz targets in fuzz/; they also need
+#        the nightly toolchain, which is not installed here: fuzz/fuzz.sh fails naming it.
+#
 # Rust (cargo, rustc) is expected on the machine already.
 set -euo pipefail
 
@@ -68,3 +71,10 @@ v = confluent_kafka.__version__
 print(f"install-deps: confluent-kafka {v} "
       f"(librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")
 PY
+
+if cargo fuzz --version >/dev/null 2>&1; then
+    echo "install-deps: $(cargo fuzz --version) present"
+else
+    echo "install-deps: cargo install cargo-fuzz --locked"
+    cargo install cargo-fuzz --locked
+fi

@@ -40,11 +40,9 @@ known() {
     exit 2
 }
 
-# Seed directories of a target: its own corpus; request_body also starts from the real frames.
+# The seed directory of a target: its own corpus; request_body starts from the real frames.
 seeds() {
-    echo "corpus/$1"
-    [ "$1" = request_body ] && echo "corpus/request_frame"
-    return 0
+    if [ "$1" = request_body ]; then echo "corpus/request_frame"; else echo "corpus/$1"; fi
 }
 
 # A dictionary where the input is text with known keys.
@@ -74,7 +72,7 @@ run() {
 replay() {
     local t failed=0 inputs
     for t in "${TARGETS[@]}"; do
-        mapfile -t inputs < <(find "corpus/$t" "regressions/$t" -type f 2>/dev/null | sort)
+        mapfile -t inputs < <(find "$(seeds "$t")" "regressions/$t" -type f 2>/dev/null | sort)
         if [ ${#inputs[@]} -eq 0 ]; then
             continue
         fi
