@@ -277,7 +277,7 @@ impl BrokerConfig {
         resolve: Resolve,
     ) -> Result<Self, ConfigError> {
         let mut raw = BTreeMap::new();
-        let props = java_properties::read(text).map_err(|e| ConfigError::Syntax {
+        let props = read_properties(text).map_err(|e| ConfigError::Syntax {
             path: source.to_owned(),
             message: e.to_string(),
         })?;
@@ -781,6 +781,30 @@ impl BrokerConfig {
     }
 }
 
+/// Reads Java properties syntax from the bytes of a file, decoded as `java_properties::read`
+/// decodes them: Windows-1252 (Java's ISO-8859-1, and more) unless a byte-order mark says UTF-8
+/// or UTF-16.
+///
+/// The decoding is done here, in one piece, and the crate is handed UTF-8, because the crate's
+/// own streaming decoder panics ("Must not use a decoder that has finished", java-properties
+/// 2.0.0) whenever its decoder still holds bytes at the end of the input and so emits characters
+/// in its final call: a file that is only the start of a byte-order mark (`EF`, `EF BB`, `FE`,
+/// `FF`), a UTF-8 file with a BOM that ends inside a character, a UTF-16 file of odd length.
+/// kbroker then died at startup instead of naming the file. Valid UTF-8 passes through that
+/// decoder whole, so the end of input never finds it holding anything. (Found by the
+/// `server_properties` fuzz target: `fuzz/regressions/server_properties/`.)
+fn read_properties(
+    text: &[u8],
+) -> Result<std::collections::HashMap<String, String>, java_properties::PropertiesError> {
+    let (decoded, _, _) = encoding_rs::WINDOWS_1252.decode(text);
+    let mut props = std::collections::HashMap::new();
+    java_properties::PropertiesIter::new_with_encoding(decoded.as_bytes(), encoding_rs::UTF_8)
+        .read_into(|k, v| {
+            props.insert(k, v);
+        })?;
+    Ok(props)
+}
+
 /// Turns a host name of the configuration (a listener's or a voter's) into its first IPv4
 /// address, `None` when it has none.
 pub type Resolve = fn(&str) -> Option<Ipv4Addr>;
@@ -975,6 +999,33 @@ mod tests {
         assert!(
             e.starts_with("cannot parse config file s.properties"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn truncated_byte_order_marks_and_characters_are_read_not_a_panic() {
+        let parse = |text: &[u8]| BrokerConfig::parse(text, Path::new("s"), &[], system_ipv4);
+        // Each of these made java-properties' decoder panic ("a decoder that has finished").
+        for text in [
+            &b"\xef"[..],
+            b"\xef\xbb",
+            b"\xfe",
+            b"\xff",
+            b"\xfe\xff\x00",
+            b"\xff\xfea\x00=",
+            b"\xef\xbb\xbfbroker.rack=\xc3",
+        ] {
+            assert!(parse(text).is_ok(), "{text:?}");
+        }
+        // Decoding is what it was: Windows-1252, or what a byte-order mark says.
+        let rack = |text: &[u8]| parse(text).unwrap().rack.unwrap();
+        assert_eq!(rack(b"broker.rack=caf\xe9"), "caf\u{e9}");
+        assert_eq!(rack(b"broker.rack=\x80"), "\u{20ac}");
+        assert_eq!(rack(b"\xef\xbb\xbfbroker.rack=caf\xc3\xa9"), "caf\u{e9}");
+        assert_eq!(rack(b"\xef\xbb\xbfbroker.rack=r\xc3"), "r\u{fffd}");
+        assert_eq!(
+            rack(b"\xff\xfeb\x00r\x00o\x00k\x00e\x00r\x00.\x00r\x00a\x00c\x00k\x00=\x00r\x001\x00"),
+            "r1"
         );
     }
 
