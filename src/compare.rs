@@ -218,7 +218,8 @@ pub struct MetricVerdict {
 pub struct CompareOutcome {
     /// One row per input, in input order.
     pub rows: Vec<CompareRow>,
-    /// Candidate (last input) against base (first), per metric; empty for one input.
+    /// Candidate (last input) against base (first), per metric; empty for one input, and for
+    /// more than two without thresholds (a matrix's cells).
     pub verdicts: Vec<MetricVerdict>,
     /// What weakens the verdict: single runs, differing configurations, versions or hosts.
     pub warnings: Vec<String>,
@@ -297,7 +298,9 @@ pub fn run(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let rows = rows(&sets);
     let (verdicts, warnings) = match (sets.first(), sets.last()) {
-        (Some(base), Some(candidate)) if sets.len() >= 2 => {
+        // Two inputs, or thresholds: a base and a candidate. A matrix's cells side by side are
+        // not a candidate against a base.
+        (Some(base), Some(candidate)) if sets.len() == 2 || opts.judging() => {
             (judge(base, candidate, opts), warnings(base, candidate))
         }
         _ => (Vec::new(), Vec::new()),
