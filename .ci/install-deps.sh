@@ -17,6 +17,9 @@
 #        runs a real Apache Kafka from Maven Central's jars, fetched here once.
 #   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs).
 #
+#   cargo-fuzz (crates.io, `cargo install --locked`) and the nightly toolchain (rustup, when the
+#        machine lacks it) for the fuzz targets in fuzz/.
+#
 # Rust (cargo, rustc) is expected on the machine already.
 set -euo pipefail
 
@@ -83,3 +86,17 @@ PY
 
 # Apache Kafka's jars (compat/kafka/pom.xml) into ~/.cache/kbench, once.
 echo "install-deps: Apache Kafka jars in $("$REPO/compat/kafka/kafka.sh" libs)"
+
+# The fuzz targets (fuzz/) build with cargo-fuzz on the nightly toolchain.
+if cargo +nightly --version >/dev/null 2>&1; then
+    echo "install-deps: $(cargo +nightly --version) present"
+else
+    echo "install-deps: rustup toolchain install nightly --profile minimal"
+    rustup toolchain install nightly --profile minimal
+fi
+if cargo fuzz --version >/dev/null 2>&1; then
+    echo "install-deps: $(cargo fuzz --version) present"
+else
+    echo "install-deps: cargo install cargo-fuzz --locked"
+    cargo install cargo-fuzz --locked
+fi

@@ -45,6 +45,10 @@ pub enum Command {
         /// TOML, else as a string).
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         sets: Vec<String>,
+        /// Run the scenario N times into OUT/run-1..N and report medians with 95 % intervals
+        /// (the scenario's `runs`, overridden).
+        #[arg(long, value_name = "N")]
+        runs: Option<u32>,
     },
     /// Parse and check a scenario without running it.
     Validate {
@@ -54,18 +58,43 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         sets: Vec<String>,
     },
-    /// Compare runs side by side; with thresholds, exit 1 when the last regresses against the first.
+    /// Compare runs or run sets side by side; with thresholds, judge the last (candidate)
+    /// against the first (base) per metric and exit 1 on a regression.
+    #[command(after_help = "Examples:\n  \
+        kbench run scenarios/gate.toml --runs 5 --out base   (then the same for cand)\n  \
+        kbench compare --calibrate base --out cal             A/A noise, recommended thresholds\n  \
+        kbench compare base cand --thresholds cal/calibration.json\n  \
+        kbench compare base cand --max-throughput-drop 5 --max-latency-rise 20 --format markdown")]
     Compare {
-        /// Run folders or summary.json files; the first is the baseline.
-        #[arg(required = true)]
+        /// Run-set folders (`kbench run --runs N`), run folders or summary.json files; the
+        /// first is the base.
+        #[arg(required_unless_present = "calibrate")]
         inputs: Vec<PathBuf>,
-        /// Fail when throughput drops by more than PCT percent.
+        /// Regressed when a throughput metric's whole 95 % interval lies more than PCT percent
+        /// below the base.
         #[arg(long, value_name = "PCT")]
         max_throughput_drop: Option<f64>,
-        /// Fail when p99 latency rises by more than PCT percent.
+        /// Regressed when a latency metric's whole 95 % interval lies more than PCT percent
+        /// above the base.
         #[arg(long, value_name = "PCT")]
         max_latency_rise: Option<f64>,
-        /// Also write comparison.md, comparison.csv and charts into DIR.
+        /// Per-metric thresholds from `kbench compare --calibrate` (win over the two flags).
+        #[arg(long, value_name = "calibration.json")]
+        thresholds: Option<PathBuf>,
+        /// Measure the A/A noise of one run set of an unchanged build and recommend thresholds
+        /// (writes calibration.json into --out).
+        #[arg(long, value_name = "RUN_SET", conflicts_with_all = ["inputs", "thresholds"])]
+        calibrate: Option<PathBuf>,
+        /// With --calibrate: runs a side of the comparisons to calibrate for [default: the
+        /// set's size].
+        #[arg(long, value_name = "K", requires = "calibrate")]
+        runs_per_side: Option<usize>,
+        /// What to print: the terminal table, markdown (a pull-request comment), or the
+        /// verdicts as CSV or the whole comparison as JSON.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Also write comparison.md, comparison.csv, verdicts.csv, comparison.json, charts and
+        /// report.html (or calibration.json) into DIR.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -87,6 +116,19 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// `kbench compare --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text.
+    Table,
+    /// Markdown tables.
+    Markdown,
+    /// The per-metric verdicts as CSV.
+    Csv,
+    /// The whole comparison as JSON.
+    Json,
 }
 
 /// `kbench cluster ...`
@@ -194,8 +236,12 @@ async fn dispatch(command: Command) -> ExitCode {
             bootstrap,
             client_config,
             out,
-            sets,
+            mut sets,
+            runs,
         } => {
+            if let Some(n) = runs {
+                sets.push(format!("runs={n}"));
+            }
             let interrupt = Stop::default();
             watch_signals(interrupt.clone());
             let opts = RunOptions {
@@ -229,16 +275,49 @@ async fn dispatch(command: Command) -> ExitCode {
             inputs,
             max_throughput_drop,
             max_latency_rise,
+            thresholds,
+            calibrate,
+            runs_per_side,
+            format,
             out,
         } => {
-            match crate::compare::run(
-                &inputs,
-                out.as_deref(),
-                max_throughput_drop,
-                max_latency_rise,
-            ) {
+            if let Some(set) = calibrate {
+                return match calibrate_set(&set, runs_per_side, out.as_deref(), format) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(&e),
+                };
+            }
+            let opts = crate::compare::Options {
+                max_throughput_drop_pct: max_throughput_drop,
+                max_latency_rise_pct: max_latency_rise,
+                ..Default::default()
+            };
+            let opts = match thresholds {
+                Some(file) => match opts.with_calibration(&file) {
+                    Ok(o) => o,
+                    Err(e) => return fail(&e),
+                },
+                None => opts,
+            };
+            match crate::compare::run(&inputs, &opts, out.as_deref()) {
                 Ok(outcome) => {
-                    print!("{}", outcome.table);
+                    let printed = match format {
+                        Format::Table => Ok(outcome.table.clone()),
+                        Format::Markdown => Ok(outcome.markdown.clone()),
+                        Format::Csv => outcome
+                            .verdicts_csv()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                        Format::Json => outcome.json().map(|j| j + "\n"),
+                    };
+                    match printed {
+                        Ok(text) => print!("{text}"),
+                        Err(e) => return fail(&e),
+                    }
+                    if format != Format::Table {
+                        for w in &outcome.warnings {
+                            eprintln!("kbench: warning: {w}");
+                        }
+                    }
                     if outcome.regressed {
                         ExitCode::from(1)
                     } else {
@@ -334,6 +413,31 @@ async fn describe_cluster(
     };
     let cluster = ClusterAccess::new(&bootstrap, settings);
     crate::cluster::describe(&cluster, topic.as_deref(), &known).await
+}
+
+/// `kbench compare --calibrate`: prints the noise table (or its JSON) and writes
+/// `calibration.json` into `out`.
+fn calibrate_set(
+    set: &std::path::Path,
+    runs_per_side: Option<usize>,
+    out: Option<&std::path::Path>,
+    format: Format,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let set = crate::runset::RunSet::load(set)?;
+    let calibration = crate::compare::calibrate(&set, runs_per_side)?;
+    let json = serde_json::to_string_pretty(&calibration)?;
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(crate::compare::CALIBRATION_JSON);
+        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("kbench: calibration in {}", path.display());
+    }
+    match format {
+        Format::Json => println!("{json}"),
+        _ => print!("{}", calibration.table()),
+    }
+    Ok(())
 }
 
 /// One line per run: what it will do.

@@ -67,6 +67,9 @@ const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A run in which nothing is acknowledged for this long while producers still send is stopped.
 const STALL_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// librdkafka's `batch.size` when the scenario leaves it unset.
+const LIBRDKAFKA_BATCH_SIZE: u64 = 1_000_000;
+
 /// Default output folder: `reports/<name>/<UTC timestamp>/`.
 pub fn default_out(name: &str) -> PathBuf {
     PathBuf::from("reports")
@@ -123,18 +126,9 @@ async fn run_loaded(
     interrupt: &Stop,
 ) -> anyhow::Result<Outcome> {
     if loaded.variants.len() == 1 {
-        let v = &loaded.variants[0];
-        let summary = run_one(&v.scenario, &loaded.file, &[], out, args, interrupt).await?;
-        discard_broker_data(&v.scenario, &summary, out);
-        print!("{}", crate::report::terminal_table(&summary));
-        print!("{}", fault::terminal_lines(&summary.delivery.faults));
-        println!("{}", summary.durability.line());
+        let outcome = run_variant(&loaded.variants[0], &loaded.file, out, args, interrupt).await?;
         eprintln!("kbench: report in {}", out.display());
-        return Ok(if summary.verdict.passed {
-            Outcome::Passed
-        } else {
-            Outcome::Failed
-        });
+        return Ok(outcome);
     }
     std::fs::create_dir_all(out).with_context(|| {
         format!(
@@ -152,21 +146,11 @@ async fn run_loaded(
             i + 1,
             loaded.variants.len()
         );
-        let summary = run_one(
-            &v.scenario,
-            &loaded.file,
-            &v.matrix_values,
-            &dir,
-            args,
-            interrupt,
-        )
-        .await
-        .with_context(|| format!("matrix run {label}"))?;
-        discard_broker_data(&v.scenario, &summary, &dir);
-        print!("{}", crate::report::terminal_table(&summary));
-        print!("{}", fault::terminal_lines(&summary.delivery.faults));
-        println!("{}", summary.durability.line());
-        if !summary.verdict.passed {
+        if run_variant(v, &loaded.file, &dir, args, interrupt)
+            .await
+            .with_context(|| format!("matrix run {label}"))?
+            == Outcome::Failed
+        {
             outcome = Outcome::Failed;
         }
         dirs.push(dir);
@@ -174,10 +158,63 @@ async fn run_loaded(
             bail!("interrupted after matrix run {label}");
         }
     }
-    let cmp = crate::compare::run(&dirs, Some(out), None, None)?;
+    let cmp = crate::compare::run(&dirs, &crate::compare::Options::default(), Some(out))?;
     print!("{}", cmp.table);
     eprintln!("kbench: runs and comparison in {}", out.display());
     Ok(outcome)
+}
+
+/// Runs one scenario (one matrix cell) `runs` times: into `out` itself when once, else into
+/// `out/run-1` .. `out/run-N` and then the set's `summary.json` and `report.html` (medians and
+/// intervals, [`crate::runset`]). Failed when any run failed.
+async fn run_variant(
+    v: &scenario::Variant,
+    file: &Path,
+    out: &Path,
+    args: &ClusterArgs<'_>,
+    interrupt: &Stop,
+) -> anyhow::Result<Outcome> {
+    let outcome = |passed: bool| {
+        if passed {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        }
+    };
+    let n = v.scenario.runs;
+    if n <= 1 {
+        let summary = run_one(&v.scenario, file, &v.matrix_values, out, args, interrupt).await?;
+        discard_broker_data(&v.scenario, &summary, out);
+        print!("{}", crate::report::terminal_table(&summary));
+        print!("{}", fault::terminal_lines(&summary.delivery.faults));
+        println!("{}", summary.durability.line());
+        return Ok(outcome(summary.verdict.passed));
+    }
+    let mut passed = true;
+    for k in 1..=n {
+        let dir = out.join(format!("{}{k}", crate::runset::RUN_DIR_PREFIX));
+        eprintln!("kbench: run {k}/{n}");
+        let summary = run_one(&v.scenario, file, &v.matrix_values, &dir, args, interrupt)
+            .await
+            .with_context(|| format!("run {k} of {n}"))?;
+        discard_broker_data(&v.scenario, &summary, &dir);
+        println!(
+            "{}",
+            crate::report::run_line(&summary, &format!("run {k}/{n}"))
+        );
+        passed &= summary.verdict.passed;
+        if interrupt.is_raised() {
+            bail!(
+                "interrupted after run {k} of {n} (the runs so far are in {})",
+                out.display()
+            );
+        }
+    }
+    let set = crate::runset::RunSet::load(out)?;
+    let aggregate = crate::runset::RunSetSummary::of(&set, out);
+    aggregate.write(out)?;
+    print!("{}", aggregate.terminal());
+    Ok(outcome(passed))
 }
 
 /// Removes the embedded brokers' log data (`<out>/brokers/<id>/data`) of a run that passed,
@@ -1018,6 +1055,14 @@ pub async fn run_one(
         &errors,
     );
 
+    let warnings = crate::summary::window_warnings(
+        &produce,
+        s.sampling.interval.0.as_secs_f64(),
+        s.producers
+            .batch_size
+            .map_or(LIBRDKAFKA_BATCH_SIZE, |b| b.0),
+        s.producers.count,
+    );
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
         run: RunInfo {
@@ -1050,6 +1095,7 @@ pub async fn run_one(
             passed: failures.is_empty(),
             failures,
         },
+        warnings,
     };
     let data = RunData {
         summary: summary.clone(),

@@ -106,6 +106,10 @@ pub struct Summary {
     pub events: Vec<Event>,
     /// Whether every expectation of the scenario held.
     pub verdict: Verdict,
+    /// What makes the figures weak without failing the run: a measured window too short to
+    /// mean anything ([`window_warnings`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// When, where and by what a run was made.
@@ -781,6 +785,42 @@ pub struct ProcessRow {
     pub written_bytes: u64,
 }
 
+/// Fewest sampling intervals a measured window should span for its rates to mean anything.
+pub const MIN_WINDOW_INTERVALS: f64 = 10.0;
+/// Fewest producer batches (of `batch.size` each, per producer) a measured window should carry.
+pub const MIN_WINDOW_BATCHES: f64 = 3.0;
+
+/// Warnings for a produce window too short to measure: shorter than [`MIN_WINDOW_INTERVALS`]
+/// sampling intervals of `interval_s`, or carrying fewer payload bytes than
+/// [`MIN_WINDOW_BATCHES`] full batches of `batch_bytes` per producer (a rate over a handful of
+/// batches is a few round trips, not a throughput).
+pub fn window_warnings(
+    produce: &ProduceSummary,
+    interval_s: f64,
+    batch_bytes: u64,
+    producers: u32,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let intervals = produce.duration_s / interval_s;
+    if interval_s > 0.0 && intervals < MIN_WINDOW_INTERVALS {
+        out.push(format!(
+            "measured window too short: {:.2} s of producing is {intervals:.1} sampling interval(s) \
+             of {interval_s} s (want at least {MIN_WINDOW_INTERVALS:.0}); rates and percentiles \
+             of so short a window are noise: produce for longer",
+            produce.duration_s
+        ));
+    }
+    let batches = produce.mib_per_s * MIB * produce.duration_s
+        / (batch_bytes.max(1) as f64 * f64::from(producers.max(1)));
+    if batches < MIN_WINDOW_BATCHES {
+        out.push(format!(
+            "measured window too small: {batches:.1} full batch(es) of {batch_bytes} bytes per \
+             producer (want at least {MIN_WINDOW_BATCHES:.0}): send more messages"
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -850,6 +890,28 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_window_of_a_few_intervals_or_batches_is_flagged() {
+        let produce = |secs: f64, mib_per_s: f64| ProduceSummary {
+            duration_s: secs,
+            mib_per_s,
+            ..Default::default()
+        };
+        // 10 s at 50 MiB/s, 1 s sampling, 1 MB batches, 2 producers: fine.
+        assert!(window_warnings(&produce(10.0, 50.0), 1.0, 1_000_000, 2).is_empty());
+        // 0.03 s: 0.1 intervals and ~0.8 batch per producer.
+        let w = window_warnings(&produce(0.03, 50.0), 0.5, 1_000_000, 2);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("0.03 s of producing") && w[0].contains("0.1 sampling"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("0.8 full batch"), "{w:?}");
+        // Long but slow: enough intervals, too few bytes.
+        let w = window_warnings(&produce(20.0, 0.01), 1.0, 1_000_000, 1);
+        assert!(w.len() == 1 && w[0].contains("too small"), "{w:?}");
     }
 
     #[test]

@@ -255,31 +255,52 @@ const ACCEPTED_KEYS: &[&str] = &[
 impl BrokerConfig {
     /// Reads `path` (if given) and applies `overrides` (`key=value`, later wins).
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let mut raw = BTreeMap::new();
-        if let Some(path) = path {
-            let file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
+        let text = match path {
+            Some(path) => std::fs::read(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
                 source,
-            })?;
-            let props = java_properties::read(std::io::BufReader::new(file)).map_err(|e| {
-                ConfigError::Syntax {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                }
-            })?;
-            raw.extend(props);
-        }
+            })?,
+            None => Vec::new(),
+        };
+        Self::parse(&text, path.unwrap_or(Path::new("")), overrides, system_ipv4)
+    }
+
+    /// [`BrokerConfig::load`] on the bytes of a `server.properties` file already read: Java
+    /// properties syntax, then `overrides` (`key=value`, later wins), then the typed checks.
+    /// `source` only names the file in messages. Host names in the listeners and voters are
+    /// turned into IPv4 addresses by `resolve` ([`system_ipv4`] in the broker; the fuzz target
+    /// `server_properties` passes one that never touches the network).
+    pub fn parse(
+        text: &[u8],
+        source: &Path,
+        overrides: &[String],
+        resolve: Resolve,
+    ) -> Result<Self, ConfigError> {
+        let mut raw = BTreeMap::new();
+        let props = read_properties(text).map_err(|e| ConfigError::Syntax {
+            path: source.to_owned(),
+            message: e.to_string(),
+        })?;
+        raw.extend(props);
         for o in overrides {
             let (k, v) = o
                 .split_once('=')
                 .ok_or_else(|| ConfigError::Override(o.clone()))?;
             raw.insert(k.trim().to_owned(), v.trim().to_owned());
         }
-        Self::from_map(raw)
+        Self::from_map_resolving(raw, resolve)
     }
 
     /// Builds a typed configuration from raw properties, warning about keys nobody knows.
     pub fn from_map(raw: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_map_resolving(raw, system_ipv4)
+    }
+
+    /// [`BrokerConfig::from_map`] with host names resolved by `resolve`.
+    pub fn from_map_resolving(
+        raw: BTreeMap<String, String>,
+        resolve: Resolve,
+    ) -> Result<Self, ConfigError> {
         for key in raw.keys() {
             if !KNOWN_KEYS.contains(&key.as_str())
                 && !ACCEPTED_KEYS.contains(&key.as_str())
@@ -331,7 +352,7 @@ impl BrokerConfig {
             None => listener.clone(),
         };
         let advertised = Listener {
-            host: advertise_host("advertised.listeners", &advertised.host)?,
+            host: advertise_host("advertised.listeners", &advertised.host, resolve)?,
             ..advertised
         };
         let log_dirs: Vec<PathBuf> = p
@@ -378,7 +399,7 @@ impl BrokerConfig {
         {
             None => None,
             Some(v) => {
-                let voters = parse_voters(v)?;
+                let voters = parse_voters(v, resolve)?;
                 if !voters.contains_key(&node_id) {
                     return Err(invalid(
                         "controller.quorum.voters",
@@ -760,6 +781,42 @@ impl BrokerConfig {
     }
 }
 
+/// Reads Java properties syntax from the bytes of a file, decoded as `java_properties::read`
+/// decodes them: Windows-1252 (Java's ISO-8859-1, and more) unless a byte-order mark says UTF-8
+/// or UTF-16.
+///
+/// The decoding is done here, in one piece, and the crate is handed UTF-8, because the crate's
+/// own streaming decoder panics ("Must not use a decoder that has finished", java-properties
+/// 2.0.0) whenever its decoder still holds bytes at the end of the input and so emits characters
+/// in its final call: a file that is only the start of a byte-order mark (`EF`, `EF BB`, `FE`,
+/// `FF`), a UTF-8 file with a BOM that ends inside a character, a UTF-16 file of odd length.
+/// kbroker then died at startup instead of naming the file. Valid UTF-8 passes through that
+/// decoder whole, so the end of input never finds it holding anything. (Found by the
+/// `server_properties` fuzz target: `fuzz/regressions/server_properties/`.)
+fn read_properties(
+    text: &[u8],
+) -> Result<std::collections::HashMap<String, String>, java_properties::PropertiesError> {
+    let (decoded, _, _) = encoding_rs::WINDOWS_1252.decode(text);
+    let mut props = std::collections::HashMap::new();
+    java_properties::PropertiesIter::new_with_encoding(decoded.as_bytes(), encoding_rs::UTF_8)
+        .read_into(|k, v| {
+            props.insert(k, v);
+        })?;
+    Ok(props)
+}
+
+/// Turns a host name of the configuration (a listener's or a voter's) into its first IPv4
+/// address, `None` when it has none.
+pub type Resolve = fn(&str) -> Option<Ipv4Addr>;
+
+/// [`Resolve`] with the system resolver (IP literals, `/etc/hosts`, DNS): what the broker uses.
+pub fn system_ipv4(host: &str) -> Option<Ipv4Addr> {
+    (host, 0).to_socket_addrs().ok()?.find_map(|a| match a {
+        SocketAddr::V4(v4) => Some(*v4.ip()),
+        SocketAddr::V6(_) => None,
+    })
+}
+
 /// A read-only view over raw properties with typed getters that produce specific errors.
 struct Props<'a>(&'a BTreeMap<String, String>);
 
@@ -819,7 +876,7 @@ fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError>
 }
 
 /// Parses `controller.quorum.voters`: `id@host:port[,id@host:port...]`.
-fn parse_voters(value: &str) -> Result<BTreeMap<i32, SocketAddr>, ConfigError> {
+fn parse_voters(value: &str, resolve: Resolve) -> Result<BTreeMap<i32, SocketAddr>, ConfigError> {
     let key = "controller.quorum.voters";
     let allowed = "id@host:port,... e.g. 1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097";
     let mut voters = BTreeMap::new();
@@ -838,10 +895,8 @@ fn parse_voters(value: &str) -> Result<BTreeMap<i32, SocketAddr>, ConfigError> {
             .ok_or_else(|| invalid(key, value, allowed))?;
         let port: u16 = port.parse().map_err(|_| invalid(key, value, allowed))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let resolved = (host, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut it| it.find(SocketAddr::is_ipv4))
+        let resolved = resolve(host)
+            .map(|ip| SocketAddr::from((ip, port)))
             .ok_or_else(|| {
                 invalid(
                     key,
@@ -889,18 +944,15 @@ fn parse_listener(key: &str, value: &str) -> Result<Listener, ConfigError> {
 /// An empty host or a wildcard address is advertised as 127.0.0.1 (this is a local broker);
 /// a name is resolved and its first IPv4 address is used, so clients never get `localhost`,
 /// which some resolvers map to `::1` first while the broker listens on IPv4.
-fn advertise_host(key: &str, host: &str) -> Result<String, ConfigError> {
+fn advertise_host(key: &str, host: &str, resolve: Resolve) -> Result<String, ConfigError> {
     if host.is_empty() || host == "0.0.0.0" || host == "::" {
         return Ok(Ipv4Addr::LOCALHOST.to_string());
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip.to_string());
     }
-    (host, 0)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.find(SocketAddr::is_ipv4))
-        .map(|a| a.ip().to_string())
+    resolve(host)
+        .map(|ip| ip.to_string())
         .ok_or_else(|| invalid(key, host, "a host name that resolves to an IPv4 address"))
 }
 
@@ -911,6 +963,70 @@ mod tests {
     fn load(overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
         let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         BrokerConfig::load(None, &o)
+    }
+
+    #[test]
+    fn parse_reads_text_and_resolves_names_only_through_its_resolver() {
+        fn literals(host: &str) -> Option<Ipv4Addr> {
+            host.parse().ok()
+        }
+        let text = b"node.id=1\nlisteners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+                     controller.quorum.voters=1@127.0.0.1:9093\n";
+        let c = BrokerConfig::parse(
+            text,
+            Path::new("s.properties"),
+            &["node.id=1".into()],
+            literals,
+        )
+        .unwrap();
+        assert_eq!(c.cluster.unwrap().voters[&1].to_string(), "127.0.0.1:9093");
+        // A name the resolver does not know is refused without asking the system resolver.
+        let e = BrokerConfig::parse(
+            b"advertised.listeners=PLAINTEXT://kafka-1.example.invalid:9092",
+            Path::new("s.properties"),
+            &[],
+            literals,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("kafka-1.example.invalid") && e.contains("IPv4"),
+            "{e}"
+        );
+        let e = BrokerConfig::parse(b"a=\\uZZZZ", Path::new("s.properties"), &[], literals)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot parse config file s.properties"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn truncated_byte_order_marks_and_characters_are_read_not_a_panic() {
+        let parse = |text: &[u8]| BrokerConfig::parse(text, Path::new("s"), &[], system_ipv4);
+        // Each of these made java-properties' decoder panic ("a decoder that has finished").
+        for text in [
+            &b"\xef"[..],
+            b"\xef\xbb",
+            b"\xfe",
+            b"\xff",
+            b"\xfe\xff\x00",
+            b"\xff\xfea\x00=",
+            b"\xef\xbb\xbfbroker.rack=\xc3",
+        ] {
+            assert!(parse(text).is_ok(), "{text:?}");
+        }
+        // Decoding is what it was: Windows-1252, or what a byte-order mark says.
+        let rack = |text: &[u8]| parse(text).unwrap().rack.unwrap();
+        assert_eq!(rack(b"broker.rack=caf\xe9"), "caf\u{e9}");
+        assert_eq!(rack(b"broker.rack=\x80"), "\u{20ac}");
+        assert_eq!(rack(b"\xef\xbb\xbfbroker.rack=caf\xc3\xa9"), "caf\u{e9}");
+        assert_eq!(rack(b"\xef\xbb\xbfbroker.rack=r\xc3"), "r\u{fffd}");
+        assert_eq!(
+            rack(b"\xff\xfeb\x00r\x00o\x00k\x00e\x00r\x00.\x00r\x00a\x00c\x00k\x00=\x00r\x001\x00"),
+            "r1"
+        );
     }
 
     #[test]

@@ -278,6 +278,13 @@ pub fn decode_request(frame: Bytes) -> Result<Request, RequestError> {
     request::decode(frame, handlers::supported_versions)
 }
 
+/// Every API kbroker serves with the range of versions [`decode_request`] accepts for it
+/// (`(api, min, max)`), from the handlers' table. The structure-aware fuzz target uses it to aim
+/// its inputs at versions that get past the version check.
+pub fn served_requests() -> &'static [(ApiKey, i16, i16)] {
+    handlers::SUPPORTED
+}
+
 /// Decodes a request frame; `Err` is what to answer instead (usually: close, with the reason).
 fn decode_frame(frame: Bytes) -> Result<Request, Outcome> {
     decode_request(frame).map_err(|e| match e {

@@ -32,4 +32,4 @@ mod txn;
 
 pub use broker::StartError;
 pub use config::BrokerConfig;
-pub use connection::decode_request;
+pub use connection::{decode_request, served_requests};

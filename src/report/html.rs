@@ -34,6 +34,13 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
         o.push_str("</ul>");
     }
     o.push_str("</div>\n");
+    if !s.warnings.is_empty() {
+        o.push_str("<ul class=\"warnings\">");
+        for w in &s.warnings {
+            let _ = write!(o, "<li>warning: {}</li>", esc(w));
+        }
+        o.push_str("</ul>\n");
+    }
 
     let mut run = vec![
         ("scenario file", s.scenario.file.clone()),

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use terminal::terminal_table;
+pub use terminal::{run_line, terminal_table};
 
 use crate::summary::{RunData, Summary};
 
@@ -132,6 +132,14 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
             path.display()
         )
     })?;
+    if let Ok(set) = serde_json::from_str::<crate::runset::RunSetSummary>(&text) {
+        anyhow::bail!(
+            "{} is the summary of a run set of {} runs, not of one run: give the set's folder, \
+             or one of its run-K folders",
+            path.display(),
+            set.runs
+        );
+    }
     serde_json::from_str(&text)
         .with_context(|| format!("{} is not a kbench summary", path.display()))
 }

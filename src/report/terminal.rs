@@ -22,6 +22,9 @@ pub fn terminal_table(s: &Summary) -> String {
     for f in &s.verdict.failures {
         let _ = writeln!(o, "  ✗ {f}");
     }
+    for w in &s.warnings {
+        let _ = writeln!(o, "  ! {w}");
+    }
     let p = &s.produce;
     let c = &s.consume;
     let _ = writeln!(
@@ -115,6 +118,30 @@ pub fn terminal_table(s: &Summary) -> String {
     if errors > 0 {
         let kinds: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(o, "errors: {}", kinds.join(", "));
+    }
+    o
+}
+
+/// One run of a set in one line (`run 2/5: PASSED  produce 95123 msgs/s  p99 3.2 ms ...`),
+/// followed by its failures and warnings, if any.
+pub fn run_line(s: &Summary, label: &str) -> String {
+    let verdict = if s.verdict.passed { "PASSED" } else { "FAILED" };
+    let mut o = format!(
+        "{label}: {verdict}  produce {:.0} msgs/s ({:.2} MiB/s)  p99 {:.3} ms",
+        s.produce.msgs_per_s, s.produce.mib_per_s, s.produce.latency_ms.p99
+    );
+    if s.consume.messages > 0 {
+        let _ = write!(
+            o,
+            "  consume {:.0} msgs/s  e2e p99 {:.3} ms",
+            s.consume.msgs_per_s, s.consume.e2e_latency_ms.p99
+        );
+    }
+    for f in &s.verdict.failures {
+        let _ = write!(o, "\n  ✗ {f}");
+    }
+    for w in &s.warnings {
+        let _ = write!(o, "\n  ! {w}");
     }
     o
 }

@@ -203,6 +203,7 @@ pub(crate) fn run_data() -> RunData {
             passed: true,
             failures: Vec::new(),
         },
+        warnings: Vec::new(),
     };
     RunData {
         summary,

@@ -37,6 +37,13 @@ pub enum ScenarioError {
     },
 }
 
+/// Most runs one `[matrix]` may expand to. Each is a whole benchmark run, so more is a mistake,
+/// and it is refused before the combinations are built: their number is the product of the
+/// lists' lengths (ten keys of eight values are a billion), and building them took memory in
+/// proportion until `kbench validate` ran out of memory (found while writing the `scenario` fuzz
+/// target and confirmed with it: `fuzz/regressions/scenario/matrix-of-a-billion-runs.toml`).
+pub const MAX_MATRIX_RUNS: usize = 1000;
+
 /// One run of a loaded scenario: the whole scenario, or one combination of its matrix.
 #[derive(Debug, Clone)]
 pub struct Variant {
@@ -203,6 +210,21 @@ fn load_text(
                     format!("matrix key \"{key}\" cannot vary"),
                 ));
             }
+        }
+        let runs = base
+            .matrix
+            .values()
+            .fold(1u128, |n, values| n.saturating_mul(values.len() as u128));
+        if runs > MAX_MATRIX_RUNS as u128 {
+            let sizes: Vec<String> = base.matrix.values().map(|v| v.len().to_string()).collect();
+            return Err(located(
+                locate(doc, "matrix"),
+                format!(
+                    "[matrix] expands to {runs} runs ({}); at most {MAX_MATRIX_RUNS} run in one \
+                     matrix: drop values or split it into several scenarios",
+                    sizes.join(" × ")
+                ),
+            ));
         }
         let mut base_table = table.clone();
         base_table.remove("matrix");
@@ -640,6 +662,43 @@ members = 2
             e.contains("combination acks-2") && e.contains("acks = 2"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_matrix_of_more_than_a_thousand_runs_is_refused_before_it_is_expanded() {
+        // 8^10: a billion combinations, which the expansion tried to hold in memory.
+        let keys: String = (0..10)
+            .map(|i| format!("\"producers.k{i}\" = [1, 2, 3, 4, 5, 6, 7, 8]\n"))
+            .collect();
+        let src = format!("{GOOD}\n[matrix]\n{keys}");
+        let e = load_text(&src, &[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("x.toml:14:2:") && e.contains("expands to 1073741824 runs (8 × 8"),
+            "{e}"
+        );
+        // 7 × 11 × 13 = 1001, one past the limit, also through --set.
+        let list = |n: u32| {
+            format!(
+                "[{}]",
+                (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            )
+        };
+        let sets = [
+            format!("matrix.\"producers.count\"={}", list(7)),
+            format!("matrix.\"producers.messages_each\"={}", list(11)),
+            format!("matrix.\"consumers.members\"={}", list(13)),
+        ];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let e = load_text(GOOD, &sets).unwrap_err().to_string();
+        assert!(e.contains("1001 runs") && e.contains("at most 1000"), "{e}");
+        // 10 × 10 × 10 is allowed.
+        let sets = [
+            format!("matrix.\"producers.count\"={}", list(10)),
+            format!("matrix.\"producers.messages_each\"={}", list(10)),
+            format!("matrix.\"consumers.members\"={}", list(10)),
+        ];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        assert_eq!(load_text(GOOD, &sets).unwrap().variants.len(), 1000);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct Scenario {
     /// One line saying what the scenario shows.
     #[serde(default)]
     pub description: String,
+    /// How many times to run it (each into `<out>/run-K/`, then medians with 95 % intervals:
+    /// see `runset`); `kbench run --runs N` wins.
+    #[serde(default = "one_run")]
+    pub runs: u32,
     /// The cluster to run against.
     #[serde(default)]
     pub cluster: Cluster,
@@ -1237,6 +1241,13 @@ fn invalid(key: &str, message: impl Into<String>) -> Invalid {
     }
 }
 
+fn one_run() -> u32 {
+    1
+}
+
+/// Most runs of one run set: each is a whole benchmark run.
+pub const MAX_RUNS: u32 = 100;
+
 impl Scenario {
     /// Checks what serde cannot: ranges and relations between keys, on this machine.
     pub fn validate(&self) -> Result<(), Invalid> {
@@ -1262,6 +1273,12 @@ impl Scenario {
                 "name \"{}\" must be non-empty and use only letters, digits, '-', '_' and '.' (it names folders and topics)",
                 self.name
             )));
+        }
+        if self.runs == 0 || self.runs > MAX_RUNS {
+            return Err(invalid(
+                "runs",
+                format!("runs = {} must be 1..={MAX_RUNS}", self.runs),
+            ));
         }
         let c = &self.cluster;
         if c.brokers == 0 || c.brokers > 64 {
