@@ -85,7 +85,7 @@ fn a_payload_corrupted_on_disk_is_counted_and_fails_the_run() {
     let out = tempfile::tempdir().unwrap();
     let seg = out
         .path()
-        .join("brokers/1/data/integrity-0/00000000000000000000.log");
+        .join("run/brokers/1/data/integrity-0/00000000000000000000.log");
     let text = format!(
         r#"name = "integrity"
 [topic]
@@ -169,4 +169,61 @@ command = '''for b in 1 2 3; do [ $b = {{broker}} ] || printf '\377\377\377\377'
     assert_eq!(bad.len(), 2, "{:?}", s.on_disk.replicas);
     // The messages themselves were delivered: only the replicas' copies differ.
     assert_eq!(s.delivery.lost, 0);
+}
+
+/// A run cut short by `producers.time_limit` says so first, with the messages never sent; the
+/// set-up before the first send is reported apart from the measured window.
+#[test]
+fn a_run_stopped_by_the_time_limit_says_so_first() {
+    let out = tempfile::tempdir().unwrap();
+    let file = write_scenario(
+        out.path(),
+        "limited.toml",
+        "name = \"limited\"\n[producers]\ncount = 2\nmessages_each = 5000\ntotal_rate = \"1000/s\"\ntime_limit = \"2s\"\n[consumers]\ngroups = 1\n",
+    );
+    let o = run(&file, &[], &out.path().join("run"));
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let s = summary(&out.path().join("run"));
+    let first = &s.verdict.failures[0];
+    assert!(
+        first.starts_with("time limit: the run was stopped by producers.time_limit = 2s")
+            && first.contains("messages were never sent"),
+        "{:?}",
+        s.verdict.failures
+    );
+    assert!(s.produce.time_limited);
+    let never = s.produce.never_sent.expect("never_sent");
+    assert!(
+        never >= 6000,
+        "{never} of 10000 never sent at 1000/s for 2 s"
+    );
+    assert_eq!(never + s.produce.messages, 10_000);
+    assert!(
+        s.produce.setup_s > 0.0 && s.produce.clients_s > 0.0,
+        "{:?}",
+        s.produce
+    );
+    assert!(s.produce.clients_s < s.produce.setup_s);
+    assert!(s.events.iter().any(|e| e.kind == "time_limit"));
+}
+
+/// With `acks=0` nothing is acknowledged: the latency is the time to send, and says so.
+#[test]
+fn acks_0_latency_is_labelled_time_to_send() {
+    let out = tempfile::tempdir().unwrap();
+    let file = write_scenario(
+        out.path(),
+        "acks0.toml",
+        "name = \"acks0\"\n[producers]\ncount = 1\nmessages_each = 2000\nacks = \"0\"\n[consumers]\ngroups = 1\n[verify]\ndelivery = \"at-most-once\"\n",
+    );
+    let o = run(&file, &[], &out.path().join("run"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let s = summary(&out.path().join("run"));
+    assert!(
+        s.produce.latency_means.starts_with("time to send"),
+        "{:?}",
+        s.produce.latency_means
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("time to send"), "{stdout}");
 }

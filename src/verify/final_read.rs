@@ -149,8 +149,14 @@ pub fn judge(
             )
         };
         failures.push(format!(
-            "final read: {} of {} acknowledged messages are no longer in the log{named}",
-            v.lost, v.acked
+            "final read: {} of {} acknowledged messages are no longer in the log{}{named}",
+            v.lost,
+            v.acked,
+            if v.corrupted > 0 {
+                " (a corrupted copy does not count)"
+            } else {
+                ""
+            }
         ));
     }
     if v.corrupted > 0 {

@@ -244,7 +244,8 @@ fn judge_replicas(
                 p.leader, leader.records, p.records, p.records - p.other_records, p.other_records
             ));
         }
-        if let Some(f) = framing_failure(&tp, p, &leader) {
+        // The framing is judged once the records are right (else the count says it already).
+        if let Some(f) = framing_failure(&tp, p, &leader).filter(|_| problems.is_empty()) {
             problems.push(f);
         }
         let leader_ok = problems.is_empty();
@@ -567,6 +568,14 @@ mod tests {
         let mut e = expect(1, vec![1], 4);
         e.partitions[0].replicas = vec![1];
         e.partitions[0].payload_bytes = 4 * 60;
+        let (_, f) = check(&dirs, 0, &e);
+        assert!(
+            f.iter()
+                .any(|f| f.contains("outside the 7..=27 B of framing")),
+            "{f:?}"
+        );
+        // Payload claimed smaller: too much left over.
+        e.partitions[0].payload_bytes = 4 * 20;
         let (_, f) = check(&dirs, 0, &e);
         assert!(
             f.iter()
