@@ -1090,6 +1090,11 @@ pub async fn run_one(
             per_partition: &per_partition,
             per_partition_other: &per_partition_other,
             per_partition_bytes: &per_partition_bytes,
+            no_loss: matches!(
+                s.verify.delivery,
+                scenario::Delivery::ExactlyOnce | scenario::Delivery::AtLeastOnce
+            ),
+            offsets: s.verify.offsets,
         };
         let (o, f) = on_disk_check(&run, &target, &cluster, disk_before, reported_before).await;
         failures.extend(f);
@@ -1234,6 +1239,10 @@ struct OnDiskRun<'a> {
     per_partition: &'a [u64],
     per_partition_other: &'a [u64],
     per_partition_bytes: &'a [u64],
+    /// The scenario promises no loss (exactly-once, at-least-once).
+    no_loss: bool,
+    /// `verify.offsets`.
+    offsets: bool,
 }
 
 /// The on-disk check ([`verify::on_disk`]): embedded, the replicas' segment files; external,
@@ -1276,7 +1285,11 @@ async fn on_disk_check(
     let partitions = after
         .iter()
         .map(|(p, (_, end))| {
-            let (leader, replicas, isr) = roles.get(p).cloned().unwrap_or_default();
+            let verify::log_dirs::Roles {
+                leader,
+                replicas,
+                isr,
+            } = roles.get(p).cloned().unwrap_or_default();
             let other = at(run.per_partition_other, *p);
             verify::on_disk::PartitionExpect {
                 partition: *p,
@@ -1295,6 +1308,8 @@ async fn on_disk_check(
         replication_factor: run.rf,
         payload_bytes: run.acked_bytes,
         partitions,
+        fewer_fail: run.no_loss,
+        more_fail: run.offsets,
     };
     match (target.replica_dirs(), disk_before, reported_before) {
         (Some(dirs), Some(before), _) => {

@@ -174,12 +174,23 @@ pub async fn snapshot(
     topic_sizes(&brokers, topic, partitions).await
 }
 
+/// Who holds one partition, as the cluster's metadata says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Leader (broker id; -1 when there is none).
+    pub leader: i32,
+    /// Replicas (broker ids).
+    pub replicas: Vec<i32>,
+    /// In-sync replicas (broker ids).
+    pub isr: Vec<i32>,
+}
+
 /// Leader, replicas and in-sync replicas of each partition of `topic`, from the cluster's
 /// metadata (librdkafka), keyed by partition.
 pub fn partition_roles(
     cluster: &ClusterAccess,
     topic: &str,
-) -> anyhow::Result<BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)>> {
+) -> anyhow::Result<BTreeMap<i32, Roles>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let client: BaseConsumer = cluster
         .client("kbench-log-dirs")
@@ -196,10 +207,12 @@ pub fn partition_roles(
     Ok(t.partitions()
         .iter()
         .map(|p| {
-            (
-                p.id(),
-                (p.leader(), p.replicas().to_vec(), p.isr().to_vec()),
-            )
+            let roles = Roles {
+                leader: p.leader(),
+                replicas: p.replicas().to_vec(),
+                isr: p.isr().to_vec(),
+            };
+            (p.id(), roles)
         })
         .collect())
 }
