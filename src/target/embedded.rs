@@ -59,6 +59,18 @@ fn register(pid: u32) {
     }
 }
 
+/// Waits (at most `timeout`) for `child` to exit and reaps it; false if it is still running.
+fn exited_within(child: &mut Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return true,
+            Ok(None) if Instant::now() >= deadline => return false,
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
 fn unregister(pid: u32) {
     if let Ok(mut p) = PIDS.lock() {
         p.retain(|x| *x != pid);
@@ -553,18 +565,11 @@ impl EmbeddedCluster {
             .find(|b| b.id == id)
             .ok_or_else(|| format!("there is no embedded broker {id}"))?;
         if let Some(mut old) = b.child.take() {
-            let deadline = Instant::now() + timeout;
-            loop {
-                match old.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        b.child = Some(old);
-                        return Err(format!(
-                            "embedded broker {id} (pid {pid}) did not exit within {timeout:?} of SIGKILL; its data was not deleted"
-                        ));
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                }
+            if !exited_within(&mut old, timeout) {
+                b.child = Some(old);
+                return Err(format!(
+                    "embedded broker {id} (pid {pid}) did not exit within {timeout:?} of SIGKILL; its data was not deleted"
+                ));
             }
             unregister(old.id());
         }
@@ -598,17 +603,9 @@ impl EmbeddedCluster {
             .find(|b| b.id == id)
             .ok_or_else(|| format!("there is no embedded broker {id}"))?;
         if let Some(mut old) = b.child.take() {
-            let deadline = Instant::now() + timeout;
-            loop {
-                match old.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = old.kill();
-                        let _ = old.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                }
+            if !exited_within(&mut old, timeout) {
+                let _ = old.kill();
+                let _ = old.wait();
             }
             unregister(old.id());
         }
