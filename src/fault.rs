@@ -56,6 +56,9 @@ enum Op {
     Resume,
     /// Start the broker the fault took down again.
     Restart,
+    /// SIGKILL a broker and delete its partition data once it has exited (restarted by the
+    /// step that follows).
+    Wipe(BrokerRef),
     /// `sh -c command`, bounded by `timeout`; `{broker}` and `{host}` in it are replaced by the
     /// id and host of the fault's `broker`, resolved at fire time.
     Command(String, Duration, Option<BrokerRef>),
@@ -126,6 +129,7 @@ impl Plan {
                     };
                     Op::Partition(sides, clients)
                 }
+                (None, Some(FaultAction::Wipe), Some(b)) => Op::Wipe(b.clone()),
                 (None, Some(a), Some(b)) => Op::Signal(
                     b.clone(),
                     match a {
@@ -143,6 +147,8 @@ impl Plan {
                 (Op::Partition(..), _, _, Some(d)) => Some((Op::Heal, d.0)),
                 (_, Some(FaultAction::Pause), _, Some(d)) => Some((Op::Resume, d.0)),
                 (Op::Signal(..), _, Some(r), _) => Some((Op::Restart, r.0)),
+                // A wiped broker always comes back: that is the story it tells.
+                (Op::Wipe(_), _, r, _) => Some((Op::Restart, r.map_or(Duration::ZERO, |r| r.0))),
                 _ => None,
             };
             steps.push(Step { fault: i, when, op });
@@ -351,6 +357,25 @@ impl Supervisor {
                 Ok((
                     format!("broker {id}"),
                     format!("{how} broker {id} (pid {pid}{via})"),
+                ))
+            }
+            Op::Wipe(b) => {
+                let id = self.resolve(b)?;
+                let Target::Embedded(c) = &mut *hands.target else {
+                    return Err("wipe acts on embedded brokers only; use command".into());
+                };
+                let (pid, removed) = c.wipe(id, RESTART_WAIT)?;
+                self.records[step.fault].broker = Some(id);
+                let via = match b {
+                    BrokerRef::Id(_) => String::new(),
+                    other => format!(", {other}"),
+                };
+                Ok((
+                    format!("broker {id}"),
+                    format!(
+                        "wipe broker {id} (SIGKILL pid {pid}{via}; {removed} partition director{} deleted)",
+                        if removed == 1 { "y" } else { "ies" }
+                    ),
                 ))
             }
             Op::Resume | Op::Restart => {

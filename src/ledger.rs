@@ -74,6 +74,9 @@ pub struct GroupLedger {
     pub reordered: u64,
     /// Messages without a kbench identity of this run (other writers, older runs).
     pub foreign: u64,
+    /// Messages of this run whose length, checksum or transform did not check out; not counted
+    /// as received.
+    pub corrupted: u64,
     /// (producer, partition) → last sequence seen, for the order check.
     last: BTreeMap<(u32, i32), u32>,
 }
@@ -108,6 +111,12 @@ impl GroupLedger {
         self.foreign += 1;
     }
 
+    /// Records a message of this run that arrived corrupted.
+    pub fn receive_corrupted(&mut self) {
+        self.consumed += 1;
+        self.corrupted += 1;
+    }
+
     /// Folds another member's (or host's) ledger of the same group into this one. A message
     /// both received counts as a duplicate.
     pub fn merge(&mut self, other: &GroupLedger) {
@@ -120,6 +129,7 @@ impl GroupLedger {
         self.duplicated += other.duplicated;
         self.reordered += other.reordered;
         self.foreign += other.foreign;
+        self.corrupted += other.corrupted;
         for (k, v) in &other.last {
             let e = self.last.entry(*k).or_insert(*v);
             *e = (*e).max(*v);
@@ -144,6 +154,8 @@ pub struct GroupVerdict {
     pub reordered: u64,
     /// Distinct messages of aborted transactions that were received.
     pub aborted_seen: u64,
+    /// Messages received corrupted (length, checksum or transform).
+    pub corrupted: u64,
 }
 
 /// Compares what a group received with what was acknowledged.
@@ -171,6 +183,7 @@ pub fn verdict(acks: &AckLedger, group: &GroupLedger) -> GroupVerdict {
         unexpected,
         reordered: group.reordered,
         aborted_seen,
+        corrupted: group.corrupted,
     }
 }
 

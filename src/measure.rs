@@ -22,6 +22,7 @@ use hdrhistogram::Histogram;
 
 use crate::ledger::{AckLedger, GroupLedger};
 use crate::summary::{latency_histogram, IntervalRow};
+use crate::workload::payload::Identity;
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
@@ -74,12 +75,16 @@ pub struct ProducerState {
     pub measured: (u64, u64),
     /// Messages whose delivery failed.
     pub failed: u64,
+    /// (Intended) send → failed delivery report of those messages, µs (whole run).
+    pub failed_latency: Histogram<u64>,
     /// Errors by kind.
     pub errors: BTreeMap<String, u64>,
     /// Acknowledged sequence numbers.
     pub ledger: AckLedger,
     /// Acknowledged messages per partition index.
     pub per_partition: Vec<u64>,
+    /// Acknowledged payload bytes (key + value) per partition index.
+    pub per_partition_bytes: Vec<u64>,
     /// Time of the last acknowledgement, µs since the epoch.
     pub last_ack_us: u64,
     /// Log records per partition index that are not committed messages: messages of aborted
@@ -238,9 +243,11 @@ impl Default for ProducerMeter {
                 acked: (0, 0),
                 measured: (0, 0),
                 failed: 0,
+                failed_latency: latency_histogram(),
                 errors: BTreeMap::new(),
                 ledger: AckLedger::default(),
                 per_partition: Vec::new(),
+                per_partition_bytes: Vec::new(),
                 last_ack_us: 0,
                 per_partition_other: Vec::new(),
                 open_txn: None,
@@ -301,12 +308,8 @@ impl ProducerMeter {
             let _ = s.latency.record(latency);
         }
         s.ledger.ack(producer, seq);
-        if let Ok(p) = usize::try_from(partition) {
-            if s.per_partition.len() <= p {
-                s.per_partition.resize(p + 1, 0);
-            }
-            s.per_partition[p] += 1;
-        }
+        bump(&mut s.per_partition, partition, 1);
+        bump(&mut s.per_partition_bytes, partition, bytes);
         s.last_ack_us = s.last_ack_us.max(now);
     }
 
@@ -355,6 +358,7 @@ impl ProducerMeter {
                     }
                     s.ledger.ack(producer, a.seq);
                     bump(&mut s.per_partition, a.partition, 1);
+                    bump(&mut s.per_partition_bytes, a.partition, a.bytes);
                 }
                 if !pending.is_empty() {
                     s.last_ack_us = s.last_ack_us.max(now);
@@ -381,6 +385,9 @@ impl ProducerMeter {
     pub fn failed(&self, kind: &str, sent_us: Option<u64>, now: u64) {
         let mut s = lock(&self.state);
         HeldUp::note(&mut s.held_up, sent_us.unwrap_or(now), now, true);
+        if let Some(sent) = sent_us {
+            let _ = s.failed_latency.record(now.saturating_sub(sent).max(1));
+        }
         s.failed += 1;
         s.interval_errors += 1;
         *s.errors.entry(format!("produce:{kind}")).or_default() += 1;
@@ -469,7 +476,7 @@ impl Default for ConsumerMeter {
 }
 
 /// Identity of a received message, as decoded from its payload.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
     /// Producer index.
     pub producer: u32,
@@ -480,10 +487,10 @@ pub struct Received {
 }
 
 impl ConsumerMeter {
-    /// A message arrived at `now`; `id` is `None` for a message that is not this run's.
+    /// A message arrived at `now`, identified (and checked) as `id`.
     pub fn received(
         &self,
-        id: Option<Received>,
+        id: Identity,
         partition: i32,
         offset: i64,
         bytes: u64,
@@ -498,7 +505,7 @@ impl ConsumerMeter {
         let next = s.next_offsets.entry(partition).or_insert(0);
         *next = (*next).max(offset + 1);
         match id {
-            Some(id) => {
+            Identity::Ours(id) => {
                 let latency = now.saturating_sub(id.sent_us).max(1);
                 let _ = s.interval_latency.record(latency);
                 if id.sent_us >= warmup_end {
@@ -508,7 +515,8 @@ impl ConsumerMeter {
                 }
                 s.ledger.receive(id.producer, id.seq, partition);
             }
-            None => s.ledger.receive_foreign(),
+            Identity::Corrupted => s.ledger.receive_corrupted(),
+            Identity::Foreign => s.ledger.receive_foreign(),
         }
         s.last_recv_us = s.last_recv_us.max(now);
     }
@@ -660,7 +668,7 @@ mod tests {
         p.sent(100);
         p.acked(0, 0, 0, 100, 500, 2_500, warmup_end);
         c.received(
-            Some(Received {
+            Identity::Ours(Received {
                 producer: 0,
                 seq: 0,
                 sent_us: 500,
@@ -699,6 +707,11 @@ mod tests {
             assert_eq!(s.measured, (1, 100));
             assert_eq!(s.per_partition, vec![1, 0, 0, 1]);
             assert_eq!(s.errors["produce:MsgTimedOut"], 1);
+            assert_eq!(s.failed_latency.len(), 1);
+            assert!(
+                s.failed_latency.max() >= 59_000_000,
+                "send → failure report"
+            );
             assert_eq!(s.ledger.total(), 2);
             // The failed message is held up; the prompt ones are not.
             assert_eq!(

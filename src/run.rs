@@ -34,7 +34,7 @@ use crate::summary::{
 };
 use crate::target::{load_client_config, topic, ClusterAccess, EmbeddedCluster, Target};
 use crate::verify;
-use crate::workload::payload::Filler;
+use crate::workload::payload::{Check, Filler};
 use crate::workload::pipeline::{self, PipelineMeter};
 use crate::workload::{consumer, producer, Stop};
 
@@ -64,6 +64,8 @@ pub enum Outcome {
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on reaching an external cluster's bootstrap servers.
 const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the producers' clients being created and their transactions initialised.
+const CLIENTS_TIMEOUT: Duration = Duration::from_secs(60);
 /// A run in which nothing is acknowledged for this long while producers still send is stopped.
 const STALL_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -324,10 +326,9 @@ pub async fn run_one(
         "topic_ready",
         &format!("{topic}: {partitions} partitions"),
     );
-    let log_dirs = target.log_dirs();
-    let disk_before = log_dirs.as_deref().map(verify::on_disk::dir_bytes);
+    let disk_before = target.log_dirs().as_deref().map(verify::on_disk::dir_bytes);
     // Without log dirs to walk (an external cluster), the brokers report replica sizes.
-    let reported_before = match (&log_dirs, s.verify.on_disk) {
+    let reported_before = match (&disk_before, s.verify.on_disk) {
         (None, true) => Some(verify::log_dirs::snapshot(&cluster, &topic, partitions).await),
         _ => None,
     };
@@ -369,6 +370,18 @@ pub async fn run_one(
         .map(|g| format!("kbench-{}-{run_id}-g{g}", s.name))
         .collect();
     let mut collector = Collector::new(producer_meters.clone(), group_meters.clone());
+    let filler = Filler::new(
+        s.producers.payload,
+        s.producers.compress_ratio,
+        s.producers.message_size.0 as usize,
+        u64::from(run_tag),
+    );
+    // What the groups read is checked message by message: the producers' own messages, or
+    // the pipeline's output, which must show the transform.
+    let check = match &s.pipeline {
+        Some(pl) => Check::transformed(run_tag, filler.clone(), pl.transform),
+        None => Check::new(run_tag),
+    };
     let mut member_tasks: Vec<consumer::MemberTask> = Vec::new();
     let mut tasks = Tasks {
         producers: Vec::new(),
@@ -383,7 +396,7 @@ pub async fn run_one(
                 group_index: g as u32,
                 member: m as u32,
                 group_id: group_ids[g].clone(),
-                run_tag,
+                check: check.clone(),
                 topic: consume_topic.clone(),
                 cluster: cluster.clone(),
                 scenario: scenario.clone(),
@@ -458,12 +471,6 @@ pub async fn run_one(
             &group_ids.join(","),
         );
     }
-    let filler = Filler::new(
-        s.producers.payload,
-        s.producers.compress_ratio,
-        s.producers.message_size.0 as usize,
-        u64::from(run_tag),
-    );
     let pipeline_meter = s
         .pipeline
         .as_ref()
@@ -509,28 +516,10 @@ pub async fn run_one(
         let _ = fault::create_log(&log);
         fault::Supervisor::new(fault::Plan::new(&s.faults), &cluster, &topic, &log)
     });
-    let produce_start_us = now_us();
-    let produce_start = Instant::now();
-    let _ = pipeline_produce_start.set(produce_start);
-    let produce_t0 = t_s();
-    phase(
-        &mut events,
-        produce_t0,
-        "producers_start",
-        &format!("{} producer(s)", s.producers.count),
-    );
-    warmup_end.set(produce_start_us + s.producers.warmup.0.as_micros() as u64);
-    if !s.producers.warmup.0.is_zero() {
-        events.push(Event {
-            t_s: produce_t0 + s.producers.warmup.0.as_secs_f64(),
-            kind: Event::WARMUP_END.into(),
-            detail: format!("warm-up of {:?} ends", s.producers.warmup.0),
-        });
-    }
-    eprintln!(
-        "kbench: producing to {topic} ({partitions} partitions) with {} producer(s)",
-        s.producers.count
-    );
+    // Producers: clients created and transactions initialised behind the start gate, so the
+    // measured window begins at the first send, not before the set-up.
+    let gate = crate::workload::StartGate::default();
+    let clients_t0 = t_s();
     for (i, meter) in producer_meters.iter().enumerate() {
         let task = producer::ProducerTask {
             index: i as u32,
@@ -542,13 +531,57 @@ pub async fn run_one(
             filler: filler.clone(),
             meter: meter.clone(),
             warmup_end: warmup_end.clone(),
-            start_us: produce_start_us,
+            gate: gate.clone(),
             stop: tasks.stop_producers.clone(),
         };
         tasks
             .producers
             .push(producer::spawn(task).context("cannot start a producer thread")?);
     }
+    let deadline = Instant::now() + CLIENTS_TIMEOUT;
+    // A producer whose client cannot be created ends at once; its error is reported below.
+    while gate.ready_count() + tasks.producers.iter().filter(|h| h.is_finished()).count()
+        < tasks.producers.len()
+    {
+        if interrupt.is_raised() {
+            bail!("interrupted while the producers' clients were being created");
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} of {} producer clients were ready after {CLIENTS_TIMEOUT:?} (client creation and init_transactions); is the cluster answering?",
+                gate.ready_count(),
+                tasks.producers.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let clients_s = t_s() - clients_t0;
+    let produce_start_us = now_us();
+    let produce_start = Instant::now();
+    let _ = pipeline_produce_start.set(produce_start);
+    let produce_t0 = t_s();
+    warmup_end.set(produce_start_us + s.producers.warmup.0.as_micros() as u64);
+    gate.open(produce_start_us);
+    phase(
+        &mut events,
+        produce_t0,
+        "producers_start",
+        &format!(
+            "{} producer(s), clients ready in {clients_s:.3} s",
+            s.producers.count
+        ),
+    );
+    if !s.producers.warmup.0.is_zero() {
+        events.push(Event {
+            t_s: produce_t0 + s.producers.warmup.0.as_secs_f64(),
+            kind: Event::WARMUP_END.into(),
+            detail: format!("warm-up of {:?} ends", s.producers.warmup.0),
+        });
+    }
+    eprintln!(
+        "kbench: producing to {topic} ({partitions} partitions) with {} producer(s)",
+        s.producers.count
+    );
 
     // Produce phase.
     let interval = s.sampling.interval.0;
@@ -558,6 +591,7 @@ pub async fn run_one(
     let mut last_progress = (0u64, 0u64, Instant::now());
     let produce_limit = Instant::now() + s.producers.time_limit.0;
     let mut stopped_early = false;
+    let mut time_limited = false;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if Instant::now() >= next_row {
@@ -603,10 +637,7 @@ pub async fn run_one(
             });
             stopped_early = true;
         } else if Instant::now() >= produce_limit {
-            failures.push(format!(
-                "producers did not finish within producers.time_limit = {:?}",
-                s.producers.time_limit.0
-            ));
+            time_limited = true;
             stopped_early = true;
         } else if let Some(refused) = storage_refusals(&producer_meters) {
             // A full or failing log dir does not heal itself within a run: stop now with the
@@ -655,6 +686,44 @@ pub async fn run_one(
     );
     let producers_done = t_s();
     phase(&mut events, producers_done, "producers_done", "");
+    // Producers stop on their own at the time limit: a run that ended with messages never
+    // sent, and nothing else stopped it, was stopped by the time limit. That is said first.
+    let sent_total: u64 = producer_meters.iter().map(|m| m.sent_totals().0).sum();
+    let never_sent = match s.producers.stop() {
+        StopAt::Messages(n) => Some((n * u64::from(s.producers.count)).saturating_sub(sent_total)),
+        StopAt::Duration(_) => None,
+    };
+    let planned = match s.producers.stop() {
+        StopAt::Duration(d) => Some(d + s.producers.warmup.0),
+        StopAt::Messages(_) => None,
+    };
+    time_limited |= !stopped_early
+        && (never_sent.is_some_and(|n| n > 0)
+            || planned.is_some_and(|d| {
+                d > s.producers.time_limit.0 && produce_start.elapsed() >= s.producers.time_limit.0
+            }));
+    if time_limited {
+        let what = match never_sent {
+            Some(n) => format!("{n} of {} messages were never sent", n + sent_total),
+            None => format!(
+                "producing stopped after {:.1} s of the {:.1} s planned",
+                s.producers.time_limit.0.as_secs_f64(),
+                planned.unwrap_or_default().as_secs_f64()
+            ),
+        };
+        failures.insert(
+            0,
+            format!(
+                "time limit: the run was stopped by producers.time_limit = {:?}; {what}",
+                s.producers.time_limit.0
+            ),
+        );
+        events.push(Event {
+            t_s: producers_done,
+            kind: "time_limit".into(),
+            detail: what,
+        });
+    }
     // Restarts (and resumes, commands) of faults that fired are still carried out, so the
     // drain reads from a whole cluster; faults not yet due never fire.
     if let Some(sup) = faults.as_mut() {
@@ -841,6 +910,7 @@ pub async fn run_one(
     let mut per_partition_other = vec![0u64; partitions.max(0) as usize];
     let mut txns = crate::measure::TxnCounts::default();
     let mut produce_hist = latency_histogram();
+    let mut failed_hist = latency_histogram();
     let mut produce = ProduceSummary::default();
     let mut measured = (0u64, 0u64);
     let mut last_ack_us = 0;
@@ -863,6 +933,7 @@ pub async fn run_one(
             }
             txns.merge(&st.txns);
             let _ = produce_hist.add(&st.latency);
+            let _ = failed_hist.add(&st.failed_latency);
             produce.acked += st.acked.0;
             produce.failed += st.failed;
             measured.0 += st.measured.0;
@@ -883,6 +954,20 @@ pub async fn run_one(
         produce.mib_per_s = measured.1 as f64 / MIB / produce.duration_s;
     }
     produce.latency_ms = Percentiles::from_histogram(&produce_hist);
+    produce.latency_means = if s.producers.acks.as_config() == "0" {
+        "time to send (acks=0: no acknowledgement)"
+    } else {
+        "send to acknowledgement"
+    }
+    .into();
+    produce.failed_latency_ms = Percentiles::from_histogram(&failed_hist);
+    if produce.acked + produce.failed > 0 {
+        produce.error_rate = produce.failed as f64 / (produce.acked + produce.failed) as f64;
+    }
+    produce.setup_s = produce_t0;
+    produce.clients_s = clients_s;
+    produce.never_sent = never_sent;
+    produce.time_limited = time_limited;
     produce.target_rate = s
         .producers
         .rate_each()
@@ -981,6 +1066,24 @@ pub async fn run_one(
         events.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
     }
 
+    if s.verify.final_read {
+        let (fr, fr_failures) = final_read(
+            s,
+            &mut target,
+            &cluster,
+            &topic,
+            partitions,
+            run_tag,
+            &acks,
+            &per_partition,
+        )
+        .await;
+        delivery.lost += fr.lost;
+        delivery.corrupted += fr.corrupted;
+        failures.extend(fr_failures);
+        delivery.final_read = Some(fr);
+    }
+
     let mut offsets = Default::default();
     if s.verify.offsets {
         match &marks_after {
@@ -1000,47 +1103,47 @@ pub async fn run_one(
     }
 
     let rf = u32::try_from(s.topic.replication_factor).unwrap_or(1);
-    let expectation = verify::on_disk::Expectation {
-        topic: &topic,
-        replication_factor: rf,
-        payload_bytes: acked_bytes,
-        acked_per_partition: &per_partition,
-        message_bytes: s.producers.message_size.0,
-        compressed: s.producers.compression != Compression::None,
-    };
-    let on_disk = match (&log_dirs, disk_before) {
-        (Some(dirs), Some(before)) if s.verify.on_disk => {
-            let (o, f) = verify::on_disk::check(dirs, before, &expectation);
-            failures.extend(f);
-            o
-        }
-        (None, _) if s.verify.on_disk => {
-            let after = match reported_before {
-                Some(Ok(before)) => verify::log_dirs::snapshot(&cluster, &topic, partitions)
-                    .await
-                    .map(|after| (before, after)),
-                Some(Err(e)) => Err(e),
-                None => Err(anyhow::anyhow!("no sizes were taken before the run")),
-            };
-            match after {
-                Ok((before, after)) => {
-                    let (o, f) = verify::on_disk::check_reported(&before, &after, &expectation);
-                    failures.extend(f);
-                    o
-                }
-                Err(e) => verify::on_disk::unavailable(
-                    acked_bytes,
-                    rf,
-                    &format!("DescribeLogDirs failed: {e:#}"),
-                ),
-            }
-        }
-        _ => crate::summary::OnDiskSummary {
+    let on_disk = if s.verify.on_disk {
+        let per_partition_bytes =
+            producer_meters
+                .iter()
+                .fold(vec![0u64; per_partition.len()], |mut v, m| {
+                    m.with_state(|st| {
+                        for (i, b) in st.per_partition_bytes.iter().enumerate() {
+                            if let Some(x) = v.get_mut(i) {
+                                *x += b;
+                            }
+                        }
+                    });
+                    v
+                });
+        let run = OnDiskRun {
+            topic: &topic,
+            rf,
+            acked_bytes,
+            compressed: s.producers.compression != Compression::None,
+            marks_before: &marks_before,
+            marks_after: marks_after.as_ref().ok(),
+            per_partition: &per_partition,
+            per_partition_other: &per_partition_other,
+            per_partition_bytes: &per_partition_bytes,
+            no_loss: matches!(
+                s.verify.delivery,
+                scenario::Delivery::ExactlyOnce | scenario::Delivery::AtLeastOnce
+            ),
+            offsets: s.verify.offsets,
+        };
+        let (o, f) = on_disk_check(&run, &target, &cluster, disk_before, reported_before).await;
+        failures.extend(f);
+        o
+    } else {
+        crate::summary::OnDiskSummary {
             method: "skipped".into(),
             payload_bytes: acked_bytes,
             replication_factor: rf,
+            detail: "verify.on_disk = false".into(),
             ..Default::default()
-        },
+        }
     };
     // Stop the brokers now (before the report is drawn) so their shutdown is part of the run.
     drop(tasks);
@@ -1107,6 +1210,178 @@ pub async fn run_one(
     crate::report::write_run(out, &data)
         .with_context(|| format!("writing the report into {}", out.display()))?;
     Ok(summary)
+}
+
+/// The final read of the producers' topic ([`verify::final_read`]), when the cluster is whole:
+/// its summary and failures. A cluster with a broker down cannot be read to its end; the
+/// summary then says why it was not read.
+#[allow(clippy::too_many_arguments)]
+async fn final_read(
+    s: &Scenario,
+    target: &mut Target,
+    cluster: &ClusterAccess,
+    topic: &str,
+    partitions: i32,
+    run_tag: u32,
+    acks: &AckLedger,
+    per_partition: &[u64],
+) -> (crate::summary::FinalRead, Vec<String>) {
+    let unread = |why: String| crate::summary::FinalRead {
+        error: Some(why),
+        ..Default::default()
+    };
+    if let Some(dead) = target.dead_broker() {
+        let first = dead.lines().next().unwrap_or("").to_string();
+        return (unread(format!("not read: {first}")), Vec::new());
+    }
+    let down = target.down_on_purpose();
+    if !down.is_empty() {
+        return (
+            unread(format!(
+                "not read: broker(s) {down:?} taken down by a fault"
+            )),
+            Vec::new(),
+        );
+    }
+    let started = Instant::now();
+    let (c, t, check) = (cluster.clone(), topic.to_string(), Check::new(run_tag));
+    let bound = s.consumers.drain_timeout.0;
+    let read = tokio::task::spawn_blocking(move || {
+        verify::final_read::read(&c, &t, partitions, &check, bound)
+    })
+    .await
+    .map_err(|e| format!("final read: the reader panicked: {e}"))
+    .and_then(|r| r);
+    let (ledger, found) = match read {
+        Ok(r) => r,
+        Err(e) => return (unread(e.clone()), vec![e]),
+    };
+    let (summary, mut failures) = verify::final_read::judge(
+        topic,
+        acks,
+        per_partition,
+        &ledger,
+        &found,
+        started.elapsed().as_secs_f64(),
+    );
+    let must_hold = matches!(
+        s.verify.delivery,
+        scenario::Delivery::ExactlyOnce | scenario::Delivery::AtLeastOnce
+    );
+    if !must_hold {
+        failures.retain(|f| f.contains("corrupted"));
+    }
+    (summary, failures)
+}
+
+/// What the on-disk check needs to know about a finished run.
+struct OnDiskRun<'a> {
+    topic: &'a str,
+    rf: u32,
+    acked_bytes: u64,
+    compressed: bool,
+    marks_before: &'a BTreeMap<i32, (i64, i64)>,
+    marks_after: Option<&'a BTreeMap<i32, (i64, i64)>>,
+    per_partition: &'a [u64],
+    per_partition_other: &'a [u64],
+    per_partition_bytes: &'a [u64],
+    /// The scenario promises no loss (exactly-once, at-least-once).
+    no_loss: bool,
+    /// `verify.offsets`.
+    offsets: bool,
+}
+
+/// The on-disk check ([`verify::on_disk`]): embedded, the replicas' segment files; external,
+/// DescribeLogDirs before and after. When it cannot be made (no end offsets, no metadata, a
+/// listener kbench cannot speak to), the summary says why and the run is not failed for it.
+async fn on_disk_check(
+    run: &OnDiskRun<'_>,
+    target: &Target,
+    cluster: &ClusterAccess,
+    disk_before: Option<u64>,
+    reported_before: Option<anyhow::Result<BTreeMap<(i32, i32), u64>>>,
+) -> (crate::summary::OnDiskSummary, Vec<String>) {
+    let unavailable = |why: String| verify::on_disk::unavailable(run.acked_bytes, run.rf, &why);
+    let Some(after) = run.marks_after else {
+        return (
+            unavailable("the end offsets could not be read".into()),
+            Vec::new(),
+        );
+    };
+    let roles = {
+        let (c, t) = (cluster.clone(), run.topic.to_string());
+        match tokio::task::spawn_blocking(move || verify::log_dirs::partition_roles(&c, &t)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return (unavailable(format!("{e:#}")), Vec::new()),
+            Err(e) => {
+                return (
+                    unavailable(format!("metadata task failed: {e}")),
+                    Vec::new(),
+                )
+            }
+        }
+    };
+    let at = |v: &[u64], p: i32| {
+        usize::try_from(p)
+            .ok()
+            .and_then(|i| v.get(i))
+            .copied()
+            .unwrap_or(0)
+    };
+    let partitions = after
+        .iter()
+        .map(|(p, (_, end))| {
+            let verify::log_dirs::Roles {
+                leader,
+                replicas,
+                isr,
+            } = roles.get(p).cloned().unwrap_or_default();
+            let other = at(run.per_partition_other, *p);
+            verify::on_disk::PartitionExpect {
+                partition: *p,
+                leader,
+                replicas,
+                isr,
+                offsets: (run.marks_before.get(p).map_or(0, |w| w.1), *end),
+                records: at(run.per_partition, *p) + other,
+                other_records: other,
+                payload_bytes: at(run.per_partition_bytes, *p),
+            }
+        })
+        .collect();
+    let e = verify::on_disk::Expectation {
+        topic: run.topic,
+        replication_factor: run.rf,
+        payload_bytes: run.acked_bytes,
+        partitions,
+        fewer_fail: run.no_loss,
+        more_fail: run.offsets,
+    };
+    match (target.replica_dirs(), disk_before, reported_before) {
+        (Some(dirs), Some(before), _) => {
+            // Blocking (segment headers read, followers waited for), as the rest of this
+            // function is: it runs on the main thread, not on a runtime worker.
+            verify::on_disk::check(&dirs, before, &e)
+        }
+        (_, _, Some(Ok(before))) => {
+            let partitions = e.partitions.len() as i32;
+            match verify::log_dirs::snapshot(cluster, run.topic, partitions).await {
+                Ok(after) => verify::on_disk::check_reported(&before, &after, run.compressed, &e),
+                Err(err) => (
+                    unavailable(format!("DescribeLogDirs failed: {err:#}")),
+                    Vec::new(),
+                ),
+            }
+        }
+        (_, _, Some(Err(err))) => (
+            unavailable(format!("DescribeLogDirs failed: {err:#}")),
+            Vec::new(),
+        ),
+        _ => (
+            unavailable("no sizes were taken before the run".into()),
+            Vec::new(),
+        ),
+    }
 }
 
 /// A matrix value as `summary.json`'s `matrix_cell` shows it: a string as is, a table of

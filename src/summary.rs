@@ -189,7 +189,8 @@ pub struct ProduceSummary {
     pub acked: u64,
     /// Messages whose delivery report was an error (whole run).
     pub failed: u64,
-    /// Length of the measured window, in seconds (warm-up end to last acknowledgement).
+    /// Length of the measured window, in seconds: warm-up end (the first send, without a
+    /// warm-up) to the last acknowledgement.
     pub duration_s: f64,
     /// Acknowledged messages per second over the measured window.
     pub msgs_per_s: f64,
@@ -200,8 +201,37 @@ pub struct ProduceSummary {
     /// Whether the achieved rate reached the target (within the scenario's tolerance);
     /// `None` when there is no target.
     pub rate_reached: Option<bool>,
-    /// Produce latency, in milliseconds (warm-up excluded).
+    /// Produce latency of acknowledged messages, in milliseconds (warm-up excluded): from the
+    /// send call (with a rate, the intended send time) to the acknowledgement; with `acks=0`
+    /// to the moment the client sent it (see `latency_means`).
     pub latency_ms: Percentiles,
+    /// What `latency_ms` measures: `"send to acknowledgement"`, or with `acks=0`
+    /// `"time to send (acks=0: no acknowledgement)"`.
+    #[serde(default)]
+    pub latency_means: String,
+    /// Latency of the deliveries that failed, in milliseconds (whole run): from the send call
+    /// (or intended send time) to the failed delivery report. Kept apart so failures neither
+    /// vanish from the latency nor flatter it.
+    #[serde(default)]
+    pub failed_latency_ms: Percentiles,
+    /// `failed / (acked + failed)`, 0..=1: the share of deliveries that failed.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Seconds from the start of the run to the first send: brokers, topic, consumer groups
+    /// joining, producer clients and `init_transactions`. Outside the measured window.
+    #[serde(default)]
+    pub setup_s: f64,
+    /// Of `setup_s`, seconds the producers took to create their clients (and initialise their
+    /// transactions).
+    #[serde(default)]
+    pub clients_s: f64,
+    /// Messages the scenario asked for that were never handed to the client (a run stopped
+    /// early, e.g. by `producers.time_limit`); `None` for runs bounded by duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub never_sent: Option<u64>,
+    /// Whether `producers.time_limit` stopped the producers before they were done.
+    #[serde(default)]
+    pub time_limited: bool,
 }
 
 /// Consumer side figures, all groups together.
@@ -272,7 +302,8 @@ pub struct DeliverySummary {
     pub acked: u64,
     /// Messages consumed, summed over groups (duplicates included).
     pub consumed: u64,
-    /// Acknowledged but never consumed, summed over groups.
+    /// Acknowledged but never consumed, summed over groups, plus those the final read did not
+    /// find in the log.
     pub lost: u64,
     /// Consumed more than once (each extra copy counts once), summed over groups.
     pub duplicated: u64,
@@ -283,6 +314,11 @@ pub struct DeliverySummary {
     /// Messages of aborted transactions seen by a `read_committed` consumer, summed over groups.
     #[serde(default)]
     pub aborted_visible: u64,
+    /// Messages of this run that arrived corrupted, summed over groups: a body shorter or longer
+    /// than its header says, bytes that do not match the header's CRC32C, or (pipeline output)
+    /// a body that is not the transform of what the producer wrote. Not counted as received.
+    #[serde(default)]
+    pub corrupted: u64,
     /// The same figures per consumer group.
     pub per_group: Vec<GroupDelivery>,
     /// Distinct messages the producers sent in aborted transactions (deliberately or after an
@@ -300,6 +336,42 @@ pub struct DeliverySummary {
     /// (absent in runs without faults and in summaries written before faults existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultSummary>,
+    /// The final read of the producers' topic after the run (`verify.final_read`); its `lost`
+    /// is part of `lost` above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_read: Option<FinalRead>,
+}
+
+/// The final read: one reader, every partition of the producers' topic from the start, after
+/// the run; the acknowledged messages the log no longer holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FinalRead {
+    /// Records of this run read (every copy).
+    pub read: u64,
+    /// Acknowledged messages not in the log.
+    pub lost: u64,
+    /// Records of this run whose length or CRC32C did not check out.
+    pub corrupted: u64,
+    /// Partitions holding fewer distinct messages of this run than were acknowledged to them.
+    pub partitions: Vec<PartitionLoss>,
+    /// How long the read took, s.
+    pub duration_s: f64,
+    /// Why the read could not be completed, when it could not (then the run fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One partition short of acknowledged messages in the final read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLoss {
+    /// Partition index.
+    pub partition: i32,
+    /// Messages acknowledged to it.
+    pub acked: u64,
+    /// Distinct messages of this run it still holds.
+    pub held: u64,
+    /// `acked − held`.
+    pub missing: u64,
 }
 
 /// Transactions of a set of transactional clients (producer tasks or pipeline workers).
@@ -368,6 +440,9 @@ pub struct GroupDelivery {
     /// Aborted-transaction messages this group saw under `read_committed`.
     #[serde(default)]
     pub aborted_visible: u64,
+    /// Messages this group received corrupted.
+    #[serde(default)]
+    pub corrupted: u64,
 }
 
 /// Per-partition offset check: end − start offset against acknowledged messages.
@@ -400,7 +475,8 @@ pub struct PartitionOffsets {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OnDiskSummary {
     /// How bytes were measured: `"walk"` (embedded: walk the log dirs), `"describe_log_dirs"`
-    /// (external: the DescribeLogDirs API) or `"skipped"`.
+    /// (external: the DescribeLogDirs API), `"unavailable"` (with the reason in `detail`) or
+    /// `"skipped"` (`verify.on_disk = false`).
     pub method: String,
     /// Bytes under the log dirs before the run, all brokers.
     pub bytes_before: u64,
@@ -415,10 +491,37 @@ pub struct OnDiskSummary {
     /// `growth / (payload_bytes × replication_factor)`: > 1 is record overhead, < 1 is
     /// compression.
     pub overhead_ratio: f64,
-    /// Whether the growth is what the log should hold; `None` when not checked.
+    /// Whether every replica holds what it must (see [`ReplicaDisk::ok`]); `None` when not
+    /// checked.
     pub ok: Option<bool>,
     /// Human-readable explanation (on failure: the partition and the numbers).
     pub detail: String,
+    /// Every replica of every partition as checked: embedded, what its segment files hold for
+    /// the run's offsets; external, how much it grew by (DescribeLogDirs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaDisk>,
+}
+
+/// One replica of one partition in the on-disk check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaDisk {
+    /// Partition index.
+    pub partition: i32,
+    /// Broker id holding the replica.
+    pub broker: i32,
+    /// `"leader"`, `"in_sync"` or `"out_of_sync"` (after the run).
+    pub role: String,
+    /// Embedded: bytes of the batches at the run's offsets; external: growth over the run.
+    pub bytes: u64,
+    /// Record batches at the run's offsets (embedded only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches: Option<u64>,
+    /// Records at the run's offsets, control records included (embedded only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+    /// Whether it holds what it must: an in-sync replica its leader's batches, the leader the
+    /// run's records.
+    pub ok: bool,
 }
 
 /// What the system sampler saw, aggregated over the run.
@@ -502,7 +605,8 @@ pub struct DurabilitySummary {
     /// Extra copies read, the largest count of any group (re-reads after a group rebalance
     /// included; `offsets` tells duplicates in the log apart).
     pub duplicated: u64,
-    /// Whether a consumer group read the topic, so `acknowledged_lost` was measured.
+    /// Whether a consumer group or the final read read the topic, so `acknowledged_lost` was
+    /// measured.
     pub verified: bool,
     /// Faults injected.
     pub faults: u32,
@@ -558,9 +662,10 @@ impl DurabilitySummary {
             min_insync_replicas,
             brokers,
             acknowledged: delivery.acked,
-            acknowledged_lost: worst(|g| g.lost, delivery.lost),
+            acknowledged_lost: worst(|g| g.lost, delivery.lost)
+                .max(delivery.final_read.as_ref().map_or(0, |f| f.lost)),
             duplicated: worst(|g| g.duplicated, delivery.duplicated),
-            verified: !delivery.per_group.is_empty(),
+            verified: !delivery.per_group.is_empty() || delivery.final_read.is_some(),
             faults: delivery.faults.len() as u32,
             recovery_s,
             max_recovery_s,
@@ -861,6 +966,7 @@ mod tests {
                 target_rate: Some(500.0),
                 rate_reached: Some(true),
                 latency_ms: Percentiles::from_histogram(&h),
+                ..Default::default()
             },
             delivery: DeliverySummary {
                 expected: "exactly-once".into(),

@@ -51,7 +51,7 @@ async fn describe_log_dirs_sizes_match_the_segment_files() {
     for p in 0..3 {
         let on_disk = segment_bytes(std::slice::from_ref(&data), "sized", p);
         assert!(on_disk > 100 * 700, "partition {p} holds {on_disk} bytes");
-        assert_eq!(sizes[&p], on_disk, "partition {p}");
+        assert_eq!(sizes[&(p, 0)], on_disk, "partition {p}");
     }
     // A topic with no replicas anywhere reports nothing rather than zeroes.
     assert!(topic_sizes(&[(0, addr.clone())], "absent", 1)

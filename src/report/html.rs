@@ -89,26 +89,67 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
     }
 
     o.push_str("<h2>Latency (ms, warm-up excluded)</h2><table><tr><th></th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th><th>count</th></tr>\n");
-    latency_row(&mut o, "produce", &p.latency_ms);
+    latency_row(
+        &mut o,
+        if p.latency_means.starts_with("time to send") {
+            "time to send (acks=0: nothing is acknowledged)"
+        } else {
+            "produce (send to acknowledgement)"
+        },
+        &p.latency_ms,
+    );
+    latency_row(
+        &mut o,
+        "failed deliveries (send to failure)",
+        &p.failed_latency_ms,
+    );
     latency_row(&mut o, "end-to-end", &c.e2e_latency_ms);
     o.push_str("</table>\n");
+    let _ = writeln!(
+        o,
+        "<p>Error rate {:.2} % ({} of {} deliveries failed). Set-up before the first send {:.2} s (producer clients {:.2} s), outside the measured window.</p>",
+        p.error_rate * 100.0,
+        p.failed,
+        p.acked + p.failed,
+        p.setup_s,
+        p.clients_s
+    );
 
     let d = &s.delivery;
     let _ = writeln!(o, "<h2>Delivery (expected: {})</h2>", esc(&d.expected));
-    o.push_str("<table><tr><th>group</th><th>consumed</th><th>lost</th><th>duplicated</th><th>unexpected</th><th>reordered</th><th>aborted visible</th></tr>\n");
+    o.push_str("<table><tr><th>group</th><th>consumed</th><th>lost</th><th>duplicated</th><th>unexpected</th><th>reordered</th><th>aborted visible</th><th>corrupted</th></tr>\n");
     let _ = writeln!(
         o,
-        "<tr><td><b>all (acked {})</b></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        d.acked, d.consumed, d.lost, d.duplicated, d.unexpected, d.reordered, d.aborted_visible
+        "<tr><td><b>all (acked {})</b></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        d.acked, d.consumed, d.lost, d.duplicated, d.unexpected, d.reordered, d.aborted_visible, d.corrupted
     );
     for g in &d.per_group {
         let _ = writeln!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&g.group), g.consumed, g.lost, g.duplicated, g.unexpected, g.reordered, g.aborted_visible
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&g.group), g.consumed, g.lost, g.duplicated, g.unexpected, g.reordered, g.aborted_visible, g.corrupted
+        );
+    }
+    if let Some(f) = &d.final_read {
+        let _ = writeln!(
+            o,
+            "<tr><td>final read (the log after the run)</td><td>{}</td><td>{}</td><td></td><td></td><td></td><td></td><td>{}</td></tr>",
+            f.read, f.lost, f.corrupted
         );
     }
     o.push_str("</table>\n");
+    if let Some(f) = &d.final_read {
+        if let Some(e) = &f.error {
+            let _ = writeln!(o, "<p>Final read: {}</p>", esc(e));
+        }
+        for l in &f.partitions {
+            let _ = writeln!(
+                o,
+                "<p>Final read: partition {} holds {} of {} acknowledged messages ({} missing)</p>",
+                l.partition, l.held, l.acked, l.missing
+            );
+        }
+    }
 
     let du = &s.durability;
     if !du.acks.is_empty() {

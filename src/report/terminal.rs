@@ -55,12 +55,34 @@ pub fn terminal_table(s: &Summary) -> String {
         "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "latency ms", "p50", "p90", "p99", "p99.9", "max", "mean"
     );
-    latency_line(&mut o, "produce", &p.latency_ms);
+    let acks0 = p.latency_means.starts_with("time to send");
+    latency_line(
+        &mut o,
+        if acks0 { "time to send" } else { "produce" },
+        &p.latency_ms,
+    );
+    if p.failed > 0 {
+        latency_line(&mut o, "failed", &p.failed_latency_ms);
+    }
     latency_line(&mut o, "end-to-end", &c.e2e_latency_ms);
+    let _ = writeln!(
+        o,
+        "errors: {} of {} deliveries failed ({:.2} %){}; set-up {:.2} s before the first send (clients {:.2} s)",
+        p.failed,
+        p.acked + p.failed,
+        p.error_rate * 100.0,
+        if acks0 {
+            "; acks=0: latency is the time to send, nothing is acknowledged"
+        } else {
+            ""
+        },
+        p.setup_s,
+        p.clients_s
+    );
     let d = &s.delivery;
     let _ = writeln!(
         o,
-        "delivery ({}): acked {} consumed {} lost {} duplicated {} unexpected {} reordered {}",
+        "delivery ({}): acked {} consumed {} lost {} duplicated {} unexpected {} reordered {} corrupted {}",
         if d.expected.is_empty() {
             "none"
         } else {
@@ -71,8 +93,27 @@ pub fn terminal_table(s: &Summary) -> String {
         d.lost,
         d.duplicated,
         d.unexpected,
-        d.reordered
+        d.reordered,
+        d.corrupted
     );
+    if let Some(f) = &d.final_read {
+        let _ = match &f.error {
+            Some(e) => writeln!(o, "final read: {e}"),
+            None => writeln!(
+                o,
+                "final read: {} records of this run in the log, {} acknowledged missing{}",
+                f.read,
+                f.lost,
+                f.partitions
+                    .iter()
+                    .map(|l| format!(
+                        ", partition {} holds {} of {}",
+                        l.partition, l.held, l.acked
+                    ))
+                    .collect::<String>()
+            ),
+        };
+    }
     if !s.offsets.partitions.is_empty() {
         let bad = s.offsets.partitions.iter().filter(|p| !p.ok).count();
         let _ = writeln!(

@@ -141,6 +141,9 @@ pub(crate) fn run_data() -> RunData {
             target_rate: None,
             rate_reached: None,
             latency_ms: Percentiles::from_histogram(&produce),
+            latency_means: "send to acknowledgement".into(),
+            setup_s: 1.5,
+            ..Default::default()
         },
         consume: ConsumeSummary {
             groups: 1,
@@ -183,6 +186,7 @@ pub(crate) fn run_data() -> RunData {
             replication_factor: 1,
             overhead_ratio: 1100.0 / 1024.0,
             ok: Some(true),
+            replicas: Vec::new(),
             detail: "growth within bounds".into(),
         },
         system: system.summary.clone(),

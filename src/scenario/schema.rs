@@ -15,7 +15,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use super::units::{Dur, Rate, Size};
 
 /// Bytes at the start of every payload that carry the message identity (see `workload::payload`).
-pub const IDENTITY_BYTES: u64 = 24;
+pub const IDENTITY_BYTES: u64 = 32;
 
 /// A whole scenario: what to run against which cluster and what to expect.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -524,8 +524,14 @@ pub struct Verify {
     pub order: bool,
     /// Check per partition that end − start offset equals the acknowledged messages.
     pub offsets: bool,
-    /// Check log-directory growth against payload bytes × replication factor.
+    /// Check what the logs hold: every in-sync replica of every partition holds exactly its
+    /// leader's bytes and the records the run wrote (embedded: the segment files; external:
+    /// DescribeLogDirs), and the log dirs grew by what those batches account for.
     pub on_disk: bool,
+    /// After the run, read every partition of the producers' topic from the start with one
+    /// reader and check that every acknowledged message is still in the log (Jepsen's final
+    /// read): a message the groups saw but the log no longer holds is lost all the same.
+    pub final_read: bool,
     /// Fail when the achieved produce rate is below 95 % of the target rate.
     pub require_rate: bool,
 }
@@ -536,7 +542,8 @@ impl Default for Verify {
             delivery: Delivery::AtLeastOnce,
             order: false,
             offsets: true,
-            on_disk: false,
+            on_disk: true,
+            final_read: true,
             require_rate: false,
         }
     }
@@ -586,7 +593,7 @@ impl Default for Report {
     }
 }
 
-/// What a pipeline worker does to each record's value (the 24-byte identity header is kept).
+/// What a pipeline worker does to each record's value (the identity header is kept, its checksum renewed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transform {
@@ -757,6 +764,10 @@ pub enum FaultAction {
     /// Cut the network between brokers (one isolated, or two groups) for `duration`, then
     /// heal it (embedded brokers in network namespaces; needs root).
     Partition,
+    /// SIGKILL the broker process (embedded), delete its partition data (its log dirs but for
+    /// `meta.properties` and the cluster metadata), and start it again after `restart_after`
+    /// (default at once): a data directory lost at reboot while the topic definitions survived.
+    Wipe,
 }
 
 impl FaultAction {
@@ -768,6 +779,7 @@ impl FaultAction {
             FaultAction::Pause => "pause",
             FaultAction::KillMember => "kill_member",
             FaultAction::Partition => "partition",
+            FaultAction::Wipe => "wipe",
         }
     }
 }
@@ -1017,7 +1029,7 @@ impl Fault {
         let Some(action) = self.action else {
             return Err(invalid(
                 key,
-                "a fault needs action = \"kill\" | \"stop\" | \"pause\" | \"kill_member\" | \"partition\", or a command",
+                "a fault needs action = \"kill\" | \"stop\" | \"pause\" | \"kill_member\" | \"partition\" | \"wipe\", or a command",
             ));
         };
         if action == FaultAction::Partition {
@@ -1110,7 +1122,7 @@ impl Fault {
                 if self.duration.is_some() {
                     return Err(invalid(
                         &format!("{key}.duration"),
-                        "duration is for pause and partition; kill and stop use restart_after",
+                        "duration is for pause and partition; kill, stop and wipe use restart_after",
                     ));
                 }
             }

@@ -59,6 +59,18 @@ fn register(pid: u32) {
     }
 }
 
+/// Waits (at most `timeout`) for `child` to exit and reaps it; false if it is still running.
+fn exited_within(child: &mut Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return true,
+            Ok(None) if Instant::now() >= deadline => return false,
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
 fn unregister(pid: u32) {
     if let Ok(mut p) = PIDS.lock() {
         p.retain(|x| *x != pid);
@@ -593,6 +605,45 @@ impl EmbeddedCluster {
         Ok(pid)
     }
 
+    /// Wipes broker `id` (the `wipe` fault): SIGKILL, wait (at most `timeout`) until it has
+    /// exited, then delete every partition directory (`<topic>-<n>`) under its log dir. Its
+    /// `meta.properties` and the cluster metadata (`__cluster_metadata-0`) stay, so it comes
+    /// back knowing the topics but holding none of their data. Returns the pid and how many
+    /// directories were deleted; [`EmbeddedCluster::restart`] starts it again.
+    pub fn wipe(&mut self, id: u32, timeout: Duration) -> Result<(u32, usize), String> {
+        let pid = self.signal(id, nix::sys::signal::Signal::SIGKILL)?;
+        let b = self
+            .brokers
+            .iter_mut()
+            .find(|b| b.id == id)
+            .ok_or_else(|| format!("there is no embedded broker {id}"))?;
+        if let Some(mut old) = b.child.take() {
+            if !exited_within(&mut old, timeout) {
+                b.child = Some(old);
+                return Err(format!(
+                    "embedded broker {id} (pid {pid}) did not exit within {timeout:?} of SIGKILL; its data was not deleted"
+                ));
+            }
+            unregister(old.id());
+        }
+        let entries = std::fs::read_dir(&b.data_dir)
+            .map_err(|e| format!("cannot list {}: {e}", b.data_dir.display()))?;
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let partition = name
+                .rsplit_once('-')
+                .is_some_and(|(t, n)| !t.is_empty() && n.parse::<u32>().is_ok());
+            if !partition || name == "__cluster_metadata-0" || !e.path().is_dir() {
+                continue;
+            }
+            std::fs::remove_dir_all(e.path())
+                .map_err(|err| format!("cannot delete {}: {err}", e.path().display()))?;
+            removed += 1;
+        }
+        Ok((pid, removed))
+    }
+
     /// Restarts broker `id` after a fault with the same config, port and log directory: waits
     /// (at most `timeout`) for the old process to end, starts the new one and returns its pid
     /// without waiting for it to answer (clients reconnect on their own).
@@ -605,17 +656,9 @@ impl EmbeddedCluster {
             .find(|b| b.id == id)
             .ok_or_else(|| format!("there is no embedded broker {id}"))?;
         if let Some(mut old) = b.child.take() {
-            let deadline = Instant::now() + timeout;
-            loop {
-                match old.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = old.kill();
-                        let _ = old.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                }
+            if !exited_within(&mut old, timeout) {
+                let _ = old.kill();
+                let _ = old.wait();
             }
             unregister(old.id());
         }

@@ -151,6 +151,20 @@ impl Target {
         }
     }
 
+    /// Log directory of each broker, by broker id, when kbench can see them.
+    pub fn replica_dirs(&self) -> Option<Vec<(i32, PathBuf)>> {
+        match self {
+            Target::Embedded(c) => Some(
+                c.ids()
+                    .into_iter()
+                    .map(|id| id as i32)
+                    .zip(c.log_dirs())
+                    .collect(),
+            ),
+            Target::External { .. } => None,
+        }
+    }
+
     /// Ids of embedded brokers a fault took down and that are still down.
     pub fn down_on_purpose(&self) -> Vec<u32> {
         match self {

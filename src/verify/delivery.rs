@@ -1,5 +1,5 @@
 //! The delivery verdict: per consumer group, lost / duplicated / unexpected / reordered /
-//! aborted-visible from the ledger, judged against the scenario's expectation (exactly-once:
+//! aborted-visible / corrupted from the ledger, judged against the scenario's expectation (exactly-once:
 //! nothing lost, nothing duplicated; at-least-once: nothing lost; at-most-once: nothing
 //! duplicated; none: count only).
 //!
@@ -57,6 +57,7 @@ pub fn check(
         summary.duplicated += v.duplicated;
         summary.unexpected += v.unexpected;
         summary.reordered += v.reordered;
+        summary.corrupted += v.corrupted;
         summary.per_group.push(GroupDelivery {
             group: name.clone(),
             consumed: v.consumed,
@@ -65,6 +66,7 @@ pub fn check(
             unexpected: v.unexpected,
             reordered: v.reordered,
             aborted_visible,
+            corrupted: v.corrupted,
         });
         let what = expected.as_str();
         let no_loss = matches!(expected, Delivery::ExactlyOnce | Delivery::AtLeastOnce);
@@ -90,6 +92,12 @@ pub fn check(
                 .unwrap_or_default();
             failures.push(format!(
                 "delivery ({what}): group {name} (read_committed) saw {aborted_visible} messages of aborted transactions{example}"
+            ));
+        }
+        if v.corrupted > 0 && expected != Delivery::None {
+            failures.push(format!(
+                "integrity: group {name} received {} corrupted messages (length, CRC32C or transform did not check out)",
+                v.corrupted
             ));
         }
         if order && v.reordered > 0 {

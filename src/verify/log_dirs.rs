@@ -31,14 +31,14 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response accepted (a cluster with very many partitions answers in a few MiB).
 const MAX_RESPONSE: usize = 256 << 20;
 
-/// Bytes on disk of every replica of `topic`'s partitions, summed over `brokers`
-/// (`(node id, "host:port")`), keyed by partition. Replicas being moved between log dirs
+/// Bytes on disk of every replica of `topic`'s partitions on `brokers` (`(node id,
+/// "host:port")`), keyed by (partition, broker). Replicas being moved between log dirs
 /// ("future" replicas) are not counted.
 pub async fn topic_sizes(
     brokers: &[(i32, String)],
     topic: &str,
     partitions: i32,
-) -> anyhow::Result<BTreeMap<i32, u64>> {
+) -> anyhow::Result<BTreeMap<(i32, i32), u64>> {
     let mut sizes = BTreeMap::new();
     for (id, addr) in brokers {
         let resp = describe(addr, topic, partitions)
@@ -57,7 +57,8 @@ pub async fn topic_sizes(
             }
             for t in dir.topics.iter().filter(|t| t.name.0.as_str() == topic) {
                 for p in t.partitions.iter().filter(|p| !p.is_future_key) {
-                    *sizes.entry(p.partition_index).or_insert(0) += p.partition_size.max(0) as u64;
+                    *sizes.entry((p.partition_index, *id)).or_insert(0) +=
+                        p.partition_size.max(0) as u64;
                 }
             }
         }
@@ -144,7 +145,7 @@ pub async fn snapshot(
     cluster: &ClusterAccess,
     topic: &str,
     partitions: i32,
-) -> anyhow::Result<BTreeMap<i32, u64>> {
+) -> anyhow::Result<BTreeMap<(i32, i32), u64>> {
     let protocol = cluster.security_protocol();
     if protocol != "plaintext" {
         bail!(
@@ -171,4 +172,47 @@ pub async fn snapshot(
     .await
     .context("metadata task failed")??;
     topic_sizes(&brokers, topic, partitions).await
+}
+
+/// Who holds one partition, as the cluster's metadata says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Leader (broker id; -1 when there is none).
+    pub leader: i32,
+    /// Replicas (broker ids).
+    pub replicas: Vec<i32>,
+    /// In-sync replicas (broker ids).
+    pub isr: Vec<i32>,
+}
+
+/// Leader, replicas and in-sync replicas of each partition of `topic`, from the cluster's
+/// metadata (librdkafka), keyed by partition.
+pub fn partition_roles(
+    cluster: &ClusterAccess,
+    topic: &str,
+) -> anyhow::Result<BTreeMap<i32, Roles>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = cluster
+        .client("kbench-log-dirs")
+        .create()
+        .context("cannot create a metadata client")?;
+    let md = client
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .with_context(|| format!("cannot read the metadata of {topic}"))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .with_context(|| format!("the metadata does not list {topic}"))?;
+    Ok(t.partitions()
+        .iter()
+        .map(|p| {
+            let roles = Roles {
+                leader: p.leader(),
+                replicas: p.replicas().to_vec(),
+                isr: p.isr().to_vec(),
+            };
+            (p.id(), roles)
+        })
+        .collect())
 }

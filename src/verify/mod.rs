@@ -5,9 +5,11 @@
 //! - [`delivery`]: the ledger's verdict per consumer group against the scenario's guarantee;
 //! - [`offsets`]: per partition, end − start offset against acknowledged messages;
 //! - [`on_disk`]: log-directory growth against payload bytes × replication factor;
-//! - [`log_dirs`]: partition sizes from any cluster through the DescribeLogDirs API.
+//! - [`log_dirs`]: partition sizes from any cluster through the DescribeLogDirs API;
+//! - [`final_read`]: one reader reads the whole topic after the run: what the log still holds.
 
 pub mod delivery;
+pub mod final_read;
 pub mod log_dirs;
 pub mod offsets;
 pub mod on_disk;

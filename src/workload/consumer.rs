@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, ClientContext};
 
-use super::payload::read_header;
+use super::payload::Check;
 use super::{apply_client_configs, error_kind, Stop};
 use crate::measure::{now_us, ConsumerMeter, WarmupEnd};
 use crate::scenario::{Commit, Isolation, Scenario, Start};
@@ -26,8 +26,8 @@ pub struct MemberTask {
     pub member: u32,
     /// Consumer group id.
     pub group_id: String,
-    /// Run tag to recognise this run's messages.
-    pub run_tag: u32,
+    /// How to recognise this run's messages and check them (length, checksum, transform).
+    pub check: Check,
     /// Topic to read.
     pub topic: String,
     /// The cluster: bootstrap servers and the settings every client gets.
@@ -143,7 +143,7 @@ fn run(task: MemberTask) -> Result<(), String> {
             Some(Ok(m)) => {
                 let payload = m.payload().unwrap_or_default();
                 let bytes = (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
-                let id = read_header(payload, task.run_tag);
+                let id = task.check.identify(payload);
                 task.meter.received(
                     id,
                     m.partition(),

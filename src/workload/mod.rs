@@ -20,8 +20,9 @@ pub mod pipeline;
 pub mod producer;
 pub mod rate;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
@@ -40,6 +41,41 @@ impl Stop {
     /// Whether the flag is up.
     pub fn is_raised(&self) -> bool {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The producers' starting line: each producer creates its client (and initialises its
+/// transactions), reports [`StartGate::ready`] and waits; the run opens the gate once all are
+/// ready, and the time it opens at is the first send: client set-up stays out of the
+/// measured window and out of every latency (with a rate, the pacer's schedule starts there).
+#[derive(Debug, Clone, Default)]
+pub struct StartGate(Arc<(AtomicUsize, AtomicU64)>);
+
+impl StartGate {
+    /// A producer's client is ready.
+    pub fn ready(&self) {
+        self.0 .0.fetch_add(1, Ordering::SeqCst);
+    }
+    /// Producers ready so far.
+    pub fn ready_count(&self) -> usize {
+        self.0 .0.load(Ordering::SeqCst)
+    }
+    /// Opens the gate: producing starts at `start_us` (µs since the epoch, not 0).
+    pub fn open(&self, start_us: u64) {
+        self.0 .1.store(start_us.max(1), Ordering::SeqCst);
+    }
+    /// Waits for the gate; the start time, or `None` when `stop` was raised first.
+    pub fn wait(&self, stop: &Stop) -> Option<u64> {
+        loop {
+            let start = self.0 .1.load(Ordering::SeqCst);
+            if start > 0 {
+                return Some(start);
+            }
+            if stop.is_raised() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 }
 

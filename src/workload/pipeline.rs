@@ -5,7 +5,9 @@
 //! `BaseConsumer` in the transform group and a transactional `ThreadedProducer`
 //! (`transactional.id = kbench-<name>-<run id>-w<i>`, the same for every incarnation of worker
 //! `i`). Loop: poll a batch, begin, produce every record transformed to the same partition of the
-//! output topic (the 24-byte identity header is kept, so the verifier matches output to input),
+//! output topic (the identity header is kept, so the verifier matches output to input; the
+//! worker reseals the transformed value with a checksum of its own and the verifier checks the
+//! body is the transform of what the producer wrote: [`super::payload::Check`]),
 //! `send_offsets_to_transaction(positions, group metadata)`, commit. An abortable error aborts
 //! the transaction and rewinds the consumer to the group's committed offsets; a batch that
 //! straddles a rebalance is dropped (its records are re-read from the committed offsets).
@@ -31,11 +33,11 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use roaring::RoaringBitmap;
 
-use super::payload::{read_header, HEADER};
+use super::payload::{read_header, transform};
 use super::{error_kind, Stop};
 use crate::ledger::AckLedger;
 use crate::measure::{now_us, TxnCounts};
-use crate::scenario::{KillTrigger, Scenario, Transform};
+use crate::scenario::{KillTrigger, Scenario};
 use crate::summary::{Event, WorkerKill};
 use crate::target::ClusterAccess;
 
@@ -393,14 +395,6 @@ pub fn worker_transactional_id(s: &Scenario, run_tag: u32, w: u32) -> String {
     format!("kbench-{}-{run_tag:08x}-w{w}", s.name)
 }
 
-fn transform(kind: Transform, value: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(value);
-    if kind == Transform::Uppercase && out.len() > HEADER {
-        out[HEADER..].make_ascii_uppercase();
-    }
-}
-
 fn worker(task: &PipelineTask, w: u32, kill: &Stop, stop: &Stop) -> Result<(), String> {
     let s = &task.scenario;
     let Some(plan) = s.pipeline.as_ref() else {
@@ -650,18 +644,6 @@ pub fn totals(meter: &PipelineMeter) -> (TxnCounts, u64, BTreeMap<String, u64>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transforms_keep_the_identity_header() {
-        let mut v = vec![b'a'; HEADER];
-        v.extend_from_slice(b"hello, World 1");
-        let mut out = Vec::new();
-        transform(Transform::Uppercase, &v, &mut out);
-        assert_eq!(&out[..HEADER], &v[..HEADER]);
-        assert_eq!(&out[HEADER..], b"HELLO, WORLD 1");
-        transform(Transform::Identity, &v, &mut out);
-        assert_eq!(out, v);
-    }
 
     #[test]
     fn drained_when_every_acknowledged_record_was_committed_by_some_worker() {

@@ -21,7 +21,7 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use super::payload::{read_header, write_header, Filler, KeyChooser};
 use super::rate::{sleep_until, Pacer};
-use super::{apply_client_configs, error_kind, Stop};
+use super::{apply_client_configs, error_kind, StartGate, Stop};
 use crate::measure::{now_us, ProducerMeter, TxnEnd, WarmupEnd};
 use crate::scenario::{self, Scenario};
 use crate::target::ClusterAccess;
@@ -47,8 +47,9 @@ pub struct ProducerTask {
     pub meter: Arc<ProducerMeter>,
     /// Start of the measured window.
     pub warmup_end: Arc<WarmupEnd>,
-    /// When producing starts, µs since the epoch (the schedule's origin).
-    pub start_us: u64,
+    /// Opened by the run once every producer's client is ready; the time it opens at is when
+    /// producing starts (the schedule's origin, the first send).
+    pub gate: StartGate,
     /// Raised to stop early.
     pub stop: Stop,
 }
@@ -235,16 +236,20 @@ fn run(task: ProducerTask) -> Result<(), String> {
     } else {
         None
     };
+    task.gate.ready();
+    let Some(start_us) = task.gate.wait(&task.stop) else {
+        return Ok(());
+    };
     let size = p.message_size.0 as usize;
     let mut buf = vec![0u8; size];
     let mut keys = KeyChooser::new(p.keys, p.key_set, task.partitions);
-    let pacer = p.rate_each().map(|r| Pacer::new(task.start_us, r));
-    let limit_us = task.start_us + p.time_limit.0.as_micros() as u64;
+    let pacer = p.rate_each().map(|r| Pacer::new(start_us, r));
+    let limit_us = start_us + p.time_limit.0.as_micros() as u64;
     let (max_messages, end_us) = match p.stop() {
         scenario::Stop::Messages(n) => (n, u64::MAX),
         scenario::Stop::Duration(d) => (
             u64::from(u32::MAX),
-            task.start_us + (d + p.warmup.0).as_micros() as u64,
+            start_us + (d + p.warmup.0).as_micros() as u64,
         ),
     };
     let mut seq: u64 = 0;
@@ -269,8 +274,8 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 begin(&producer, &task, t, seq)?;
             }
         }
-        write_header(&mut buf, task.run_tag, task.index, seq, sent_us);
         task.filler.fill(&mut buf, task.index, seq);
+        write_header(&mut buf, task.run_tag, task.index, seq, sent_us);
         let (key, partition) = keys.choose(task.index, seq);
         let mut record: BaseRecord<'_, [u8], [u8], ()> =
             BaseRecord::to(&task.topic).payload(&buf[..]);
