@@ -83,3 +83,10 @@ PY
 
 # Apache Kafka's jars (compat/kafka/pom.xml) into ~/.cache/kbench, once.
 echo "install-deps: Apache Kafka jars in $("$REPO/compat/kafka/kafka.sh" libs)"
+
+# The Java client checks (compat/java): kafka-clients and Maven's build plugins into ~/.m2, once,
+# so the tests can build it offline (`mvn -q -o package`).
+if ! (cd "$REPO/compat/java" && mvn -q -B -o package >/dev/null 2>&1); then
+    (cd "$REPO/compat/java" && mvn -q -B package)
+fi
+echo "install-deps: Java client checks built in $REPO/compat/java/target"
