@@ -100,3 +100,10 @@ else
     echo "install-deps: cargo install cargo-fuzz --locked"
     cargo install cargo-fuzz --locked
 fi
+
+# The Java client checks (compat/java): kafka-clients and Maven's build plugins into ~/.m2, once,
+# so the tests can build it offline (`mvn -q -o package`).
+if ! (cd "$REPO/compat/java" && mvn -q -B -o package >/dev/null 2>&1); then
+    (cd "$REPO/compat/java" && mvn -q -B package)
+fi
+echo "install-deps: Java client checks built in $REPO/compat/java/target"

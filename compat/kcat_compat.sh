@@ -113,7 +113,13 @@ scenario_codecs() {
         [ "$codec" != none ] || want="uncompressed)"
         grep "Produce MessageSet with" "$WORK/err" >"$WORK/batches" ||
             fail "$codec: no 'Produce MessageSet' debug lines from kcat -d msg"
-        if grep -v -F "$want" "$WORK/batches" >"$WORK/bad" || grep -q "not compressing" "$WORK/err"; then
+        # librdkafka sends a batch uncompressed when compressing does not make it smaller (a
+        # lone short message; seen against Apache Kafka, whose auto-created topic's leaders
+        # appear a moment later, so the first message can go out alone). Batches of several
+        # messages must use the codec, and at least one batch must.
+        grep -v -F "$want" "$WORK/batches" | grep -v "with 1 message(s)" >"$WORK/bad" || true
+        if [ -s "$WORK/bad" ] || ! grep -q -F "$want" "$WORK/batches" ||
+            grep -q "not compressing" "$WORK/err"; then
             fail "$codec: batches not sent with $codec:\n$(grep "not compressing" "$WORK/err" | head -1)\n$(head -3 "$WORK/bad")"
         fi
         kc -C -t "$t" -o beginning -e -q -f '%p %o %k %s\n' >"$WORK/out"

@@ -27,6 +27,7 @@ mod replication;
 pub mod request;
 pub mod server;
 mod topic_admin;
+mod topic_configs;
 mod topics;
 mod txn;
 

@@ -482,9 +482,10 @@ impl Partition {
         }
     }
 
-    /// Reads for a fetch: whole stored batches from `offset`, at most `max_bytes` (but at least
-    /// one batch), never past the high watermark, or, for `read_committed`, never past the last
-    /// stable offset and with the aborted transactions overlapping what is returned.
+    /// Reads for a fetch: whole stored batches from `offset`, at most `max_bytes` (a first batch
+    /// larger than that only when `first_may_exceed`), never past the high watermark, or, for
+    /// `read_committed`, never past the last stable offset and with the aborted transactions
+    /// overlapping what is returned.
     ///
     /// The bounds are those of `seen`, the [`Partition::offsets`] snapshot the response reports,
     /// so the records never reach past the watermarks the client is told (appends between the
@@ -493,6 +494,7 @@ impl Partition {
         &self,
         offset: i64,
         max_bytes: usize,
+        first_may_exceed: bool,
         read_committed: bool,
         seen: &Offsets,
     ) -> Result<FetchedData, LogError> {
@@ -502,7 +504,9 @@ impl Partition {
         } else {
             seen.high_watermark
         };
-        let records = inner.log.read(offset, max_bytes, upper)?;
+        let records = inner
+            .log
+            .read_limited(offset, max_bytes, upper, first_may_exceed)?;
         let mut aborted = Vec::new();
         if read_committed && !records.is_empty() {
             let mut end = offset;
@@ -515,6 +519,11 @@ impl Partition {
             aborted = inner.txns.aborted_overlapping(offset, end);
         }
         Ok(FetchedData { records, aborted })
+    }
+
+    /// Takes new storage settings (the topic's configs were altered).
+    pub(crate) fn set_log_config(&self, config: LogConfig) -> Result<(), LogError> {
+        self.inner().log.set_config(config)
     }
 
     /// Current offsets.
@@ -541,6 +550,38 @@ impl Partition {
     /// A receiver that changes whenever the high watermark or the last stable offset moves.
     pub(crate) fn watch_watermarks(&self) -> watch::Receiver<Watermarks> {
         self.watermarks.subscribe()
+    }
+
+    /// DeleteRecords on the leader: makes `offset` (-1: the high watermark) the log start
+    /// offset. Returns the new log start, or the Kafka error code: NOT_LEADER_OR_FOLLOWER on a
+    /// follower, OFFSET_OUT_OF_RANGE past the high watermark, KAFKA_STORAGE_ERROR when the log
+    /// cannot be changed.
+    pub(crate) fn delete_records(&self, offset: i64) -> Result<i64, i16> {
+        use kafka_protocol::error::ResponseError as E;
+        if self.leader_epoch().is_none() {
+            return Err(E::NotLeaderOrFollower.code());
+        }
+        let high_watermark = self.watermarks.borrow().high_watermark;
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if offset < 0 || offset > high_watermark {
+            return Err(E::OffsetOutOfRange.code());
+        }
+        let mut inner = self.inner();
+        let start = inner.log.delete_records_before(offset).map_err(|e| {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e,
+                "delete records failed");
+            e.kafka_error_code()
+        })?;
+        let moved = inner
+            .txns
+            .on_log_start(start)
+            .and_then(|()| inner.epochs.truncate_from_start(start));
+        if let Err(e) = moved {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e,
+                "cannot record the new log start");
+        }
+        self.publish(&mut inner);
+        Ok(start)
     }
 
     /// Deletes old segments per the retention settings, drops aborted-transaction entries
@@ -738,15 +779,18 @@ impl Partition {
     }
 
     /// Reads for a follower: whole batches from `offset` up to the log end (not the high
-    /// watermark), at most `max_bytes` (at least one batch).
+    /// watermark), at most `max_bytes` (a larger first batch only when `first_may_exceed`).
     pub(crate) fn fetch_for_replica(
         &self,
         offset: i64,
         max_bytes: usize,
+        first_may_exceed: bool,
     ) -> Result<Bytes, LogError> {
         let inner = self.inner();
         let end = inner.log.log_end_offset();
-        inner.log.read(offset, max_bytes, end)
+        inner
+            .log
+            .read_limited(offset, max_bytes, end, first_may_exceed)
     }
 
     /// Appends batches fetched from the leader of `leader_epoch`, keeping their offsets and
@@ -941,7 +985,9 @@ mod tests {
     }
 
     fn fetched_offsets(p: &Partition, from: i64, committed: bool) -> (Vec<i64>, Vec<AbortedTxn>) {
-        let data = p.fetch(from, 1 << 20, committed, &p.offsets()).unwrap();
+        let data = p
+            .fetch(from, 1 << 20, true, committed, &p.offsets())
+            .unwrap();
         let bases = batch::batches(&data.records)
             .map(|b| b.unwrap().0.base_offset)
             .collect();
@@ -956,7 +1002,7 @@ mod tests {
         let seen = p.offsets();
         // An append lands between the offsets snapshot and the read.
         produce(&p, -1, -1, -1, 3, false);
-        let data = p.fetch(0, 1 << 20, false, &seen).unwrap();
+        let data = p.fetch(0, 1 << 20, true, false, &seen).unwrap();
         let last = batch::batches(&data.records)
             .map(|b| b.unwrap().0.last_offset())
             .max()

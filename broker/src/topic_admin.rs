@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::broker::Broker;
 use crate::cluster::{ClusterError, CreateTopicSpec};
 use crate::cluster_view::TopicView;
+use crate::topic_configs::Alteration;
 use crate::topics::TopicError;
 
 /// How long to wait for this broker's metadata to show a committed change.
@@ -121,6 +122,34 @@ impl Broker {
                 .is_some_and(|t| t.partitions.len() as i32 >= count)
         })
         .await;
+        Ok(())
+    }
+
+    /// Applies IncrementalAlterConfigs changes to a topic's config overrides. With
+    /// `validate_only`, checks and changes nothing.
+    pub(crate) async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: &[(String, Alteration)],
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let current = self
+            .topic_view(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?
+            .configs;
+        let next = crate::topic_configs::alter(&self.config, &current, changes)?;
+        if validate_only || next == current {
+            return Ok(());
+        }
+        let Some(cluster) = &self.cluster else {
+            return self.topics.set_configs(name, next);
+        };
+        cluster
+            .alter_topic_configs(name, next.clone())
+            .await
+            .map_err(cluster_error)?;
+        self.await_metadata(|b| b.topic_view(name).is_some_and(|t| t.configs == next))
+            .await;
         Ok(())
     }
 

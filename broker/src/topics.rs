@@ -7,7 +7,10 @@
 //! the fewest partitions, as Kafka does.
 //!
 //! Topic-level configuration uses Kafka's topic keys (`retention.ms`, `segment.bytes`, ...). A
-//! topic stores only its overrides; [`TopicConfigs`] resolves them against the broker defaults.
+//! topic stores only its overrides; [`TopicConfigs`] resolves them against the broker defaults
+//! (see [`crate::topic_configs`]). Overrides change through IncrementalAlterConfigs
+//! ([`Topics::set_configs`]): the topic is replaced and its partitions take the new storage
+//! settings at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::log::{LogConfig, LogError};
+use crate::log::LogError;
 use crate::partition::Partition;
+pub(crate) use crate::topic_configs::{validate_configs, TopicConfigs};
 
 /// Why a topic operation was refused. Each maps to a Kafka error code.
 #[derive(Debug, thiserror::Error)]
@@ -143,158 +147,6 @@ const REGISTRY_FILE: &str = "kbroker-topics.json";
 
 /// Internal topics whose partition directories the coordinators own.
 const RESERVED_NAMES: &[&str] = &["__consumer_offsets", "__transaction_state"];
-
-/// Topic configuration keys kbroker understands, with how to get the broker default.
-const TOPIC_KEYS: &[&str] = &[
-    "cleanup.policy",
-    "compression.type",
-    "retention.ms",
-    "retention.bytes",
-    "segment.bytes",
-    "segment.ms",
-    "max.message.bytes",
-    "min.insync.replicas",
-    "flush.messages",
-    "flush.ms",
-    "index.interval.bytes",
-    "message.timestamp.type",
-    "unclean.leader.election.enable",
-];
-
-/// A topic's effective configuration: overrides resolved against broker defaults.
-pub(crate) struct TopicConfigs<'a> {
-    broker: &'a BrokerConfig,
-    overrides: &'a BTreeMap<String, String>,
-}
-
-impl<'a> TopicConfigs<'a> {
-    pub(crate) fn new(broker: &'a BrokerConfig, overrides: &'a BTreeMap<String, String>) -> Self {
-        TopicConfigs { broker, overrides }
-    }
-
-    /// The broker-level default for a topic key, as Kafka shows it.
-    fn default_value(&self, key: &str) -> String {
-        let b = self.broker;
-        match key {
-            "cleanup.policy" => "delete".into(),
-            "compression.type" => "producer".into(),
-            "retention.ms" => b.log_retention_ms.unwrap_or(-1).to_string(),
-            "retention.bytes" => b.log_retention_bytes.map_or(-1, |v| v as i64).to_string(),
-            "segment.bytes" => b.log_segment_bytes.to_string(),
-            "segment.ms" => b.log_roll_ms.to_string(),
-            "max.message.bytes" => b.message_max_bytes.to_string(),
-            "min.insync.replicas" => b.min_insync_replicas.to_string(),
-            "flush.messages" => b
-                .log_flush_interval_messages
-                .map_or(i64::MAX, |v| v as i64)
-                .to_string(),
-            "flush.ms" => b
-                .log_flush_interval_ms
-                .map_or(i64::MAX, |v| v as i64)
-                .to_string(),
-            "index.interval.bytes" => b.log_index_interval_bytes.to_string(),
-            "message.timestamp.type" => "CreateTime".into(),
-            "unclean.leader.election.enable" => "false".into(),
-            _ => String::new(),
-        }
-    }
-
-    /// Every known key with its value and whether it is the default.
-    pub(crate) fn entries(&self) -> Vec<(&'static str, String, bool)> {
-        TOPIC_KEYS
-            .iter()
-            .map(|k| match self.overrides.get(*k) {
-                Some(v) => (*k, v.clone(), false),
-                None => (*k, self.default_value(k), true),
-            })
-            .collect()
-    }
-
-    fn int(&self, key: &str) -> i64 {
-        self.overrides
-            .get(key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| self.default_value(key).parse().unwrap_or(-1))
-    }
-
-    /// The storage settings for this topic's partitions.
-    pub(crate) fn log_config(&self) -> LogConfig {
-        let positive = |v: i64| (v >= 0 && v != i64::MAX).then_some(v as u64);
-        LogConfig {
-            segment_bytes: self.int("segment.bytes") as u64,
-            segment_ms: positive(self.int("segment.ms")),
-            retention_ms: { (self.int("retention.ms") >= 0).then(|| self.int("retention.ms")) },
-            retention_bytes: positive(self.int("retention.bytes")),
-            flush_interval_messages: positive(self.int("flush.messages")),
-            flush_interval_ms: positive(self.int("flush.ms")),
-            index_interval_bytes: self.int("index.interval.bytes") as u32,
-            max_message_bytes: self.int("max.message.bytes") as usize,
-        }
-    }
-}
-
-/// Checks a set of topic config overrides: known keys, values of the right type.
-pub(crate) fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
-    for (k, v) in configs {
-        let bad = |allowed: &str| {
-            Err(TopicError::InvalidConfig(format!(
-                "invalid value {v:?} for topic config {k}: {allowed}"
-            )))
-        };
-        match k.as_str() {
-            "cleanup.policy" => {
-                if !v
-                    .split(',')
-                    .all(|p| matches!(p.trim(), "delete" | "compact"))
-                {
-                    return bad("delete, compact, or both");
-                }
-            }
-            "compression.type" => {
-                if v != "producer" {
-                    return bad(
-                        "producer (kbroker stores batches as the producer compressed them)",
-                    );
-                }
-            }
-            "message.timestamp.type" => {
-                if v != "CreateTime" {
-                    return bad("CreateTime (LogAppendTime is not supported by kbroker)");
-                }
-            }
-            "unclean.leader.election.enable" => {
-                if v != "true" && v != "false" {
-                    return bad("true or false");
-                }
-            }
-            "retention.ms" | "retention.bytes" | "flush.messages" | "flush.ms" => {
-                if !v.parse::<i64>().is_ok_and(|n| n >= -1) {
-                    return bad("an integer, or -1 for no limit");
-                }
-            }
-            "segment.bytes" => {
-                if !v
-                    .parse::<i64>()
-                    .is_ok_and(|n| (14..=i32::MAX as i64).contains(&n))
-                {
-                    return bad("an integer from 14 to 2147483647");
-                }
-            }
-            "segment.ms" | "max.message.bytes" | "min.insync.replicas" | "index.interval.bytes" => {
-                if !v.parse::<i64>().is_ok_and(|n| n >= 1) {
-                    return bad("a positive integer");
-                }
-            }
-            _ => {
-                return Err(TopicError::InvalidConfig(format!(
-                    "unknown topic config {k}; known: {}",
-                    TOPIC_KEYS.join(", ")
-                )))
-            }
-        }
-    }
-    Ok(())
-}
 
 /// CreatePartitions' rule: a topic only grows, to at most 100000 partitions.
 pub(crate) fn check_growth(name: &str, have: i32, count: i32) -> Result<(), TopicError> {
@@ -633,6 +485,53 @@ impl Topics {
         Ok(())
     }
 
+    /// Replaces a topic's config overrides (checked by the caller): every hosted partition
+    /// takes the new storage settings, and a single broker saves its registry.
+    pub(crate) fn set_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), TopicError> {
+        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
+        let altered = Arc::new(self.reconfigured(&topic, configs)?);
+        let mut map = self
+            .by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        map.insert(name.to_owned(), altered);
+        if !self.clustered {
+            self.save(&map)?;
+        }
+        *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
+        tracing::info!(topic = name, "topic configs altered");
+        Ok(())
+    }
+
+    /// `topic` with `configs` as its overrides, its partitions switched to the new storage
+    /// settings.
+    fn reconfigured(
+        &self,
+        topic: &Topic,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Topic, TopicError> {
+        let log_config = TopicConfigs::new(&self.broker, &configs).log_config();
+        for p in topic.hosted() {
+            p.set_log_config(log_config.clone())?;
+        }
+        Ok(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            max_message_bytes: log_config.max_message_bytes,
+            configs,
+            partitions: topic.partitions.clone(),
+            replication_factor: topic.replication_factor,
+        })
+    }
+
     /// Cluster mode: makes the local topic match the cluster's view. Opens (and recovers) the
     /// partitions in `hosted` that are not open yet; partitions already open stay as they are.
     /// Returns the topic and whether anything changed.
@@ -663,6 +562,12 @@ impl Topics {
             .filter(|t| t.partitions.len() != partitions.len())
         {
             tracing::info!(topic = %t.name, to = partitions.len(), "partitions added");
+            changed = true;
+        }
+        if let Some(t) = existing.as_ref().filter(|t| &t.configs != spec.configs) {
+            // Altered configs (IncrementalAlterConfigs through the controller).
+            let _ = self.reconfigured(t, spec.configs.clone())?;
+            tracing::info!(topic = %t.name, "topic configs altered (cluster metadata)");
             changed = true;
         }
         if !changed {
@@ -743,40 +648,5 @@ mod tests {
         for bad in ["", ".", "..", "a b", "a/b", &"x".repeat(250)] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn topic_configs_are_checked() {
-        let ok: BTreeMap<String, String> = [
-            ("retention.ms".into(), "-1".into()),
-            ("segment.bytes".into(), "1048576".into()),
-        ]
-        .into();
-        assert!(validate_configs(&ok).is_ok());
-        let unknown: BTreeMap<String, String> = [("retention.msx".into(), "1".into())].into();
-        let e = validate_configs(&unknown).unwrap_err().to_string();
-        assert!(
-            e.contains("retention.msx") && e.contains("retention.ms"),
-            "{e}"
-        );
-        let bad: BTreeMap<String, String> = [("segment.bytes".into(), "big".into())].into();
-        assert!(validate_configs(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("segment.bytes"));
-    }
-
-    #[test]
-    fn overrides_resolve_against_broker_defaults() {
-        let broker = BrokerConfig::load(None, &["log.segment.bytes=2048".into()]).unwrap();
-        let none = BTreeMap::new();
-        assert_eq!(
-            TopicConfigs::new(&broker, &none).log_config().segment_bytes,
-            2048
-        );
-        let o: BTreeMap<String, String> = [("retention.ms".into(), "-1".into())].into();
-        let lc = TopicConfigs::new(&broker, &o).log_config();
-        assert_eq!(lc.retention_ms, None);
-        assert_eq!(lc.segment_bytes, 2048);
     }
 }

@@ -154,9 +154,6 @@ fn kcat_scenario(scenario: &str) {
     run_client(&format!("kcat_compat.sh {scenario}"), cmd, &broker);
 }
 
-/// Broker limit for the too-large scenarios; the clients are configured to allow 1 MB.
-const SMALL_MAX_MESSAGE: &str = "message.max.bytes=10000";
-
 // ----- confluent-kafka (librdkafka, as bundled in the PyPI wheel) -----
 
 #[test]
@@ -181,11 +178,7 @@ fn confluent_kafka_codecs() {
 
 #[test]
 fn confluent_kafka_too_large_refused() {
-    python_scenario(
-        "confluent_kafka_compat.py",
-        "too_large",
-        &[SMALL_MAX_MESSAGE],
-    );
+    python_scenario("confluent_kafka_compat.py", "too_large", &[]);
 }
 
 // ----- kafka-python (pure Python; 3.x producers are idempotent by default) -----
@@ -217,7 +210,7 @@ fn kafka_python_codecs() {
 
 #[test]
 fn kafka_python_too_large_refused() {
-    python_scenario("kafka_python_compat.py", "too_large", &[SMALL_MAX_MESSAGE]);
+    python_scenario("kafka_python_compat.py", "too_large", &[]);
 }
 
 // ----- kcat (Debian's 1.7.1 with librdkafka 2.0.2) -----

@@ -2,12 +2,13 @@
 # A real Apache Kafka on this machine, from Maven Central's jars, in KRaft combined mode (every
 # node is a broker and a controller voter). The reference kbench and kbroker are checked against.
 #
-#   kafka.sh up [--brokers N] [--dir DIR] [--security plaintext|sasl_tls]
+#   kafka.sh up [--brokers N] [--dir DIR] [--security plaintext|sasl_tls] [--set KEY=VALUE]...
 #       Formats storage, starts N nodes on free loopback ports, waits until every node has
 #       started and Metadata lists all N, prints `CLIENT_CONFIG=<librdkafka properties file>`
 #       (sasl_tls only) and `BOOTSTRAP=host:port,...` as its last line, and returns, leaving the
 #       cluster running. DIR defaults to a new temporary folder; it holds each node's config,
-#       data, pid and log (DIR/node-ID/kafka.log).
+#       data, pid and log (DIR/node-ID/kafka.log). Each --set adds a server.properties line to
+#       every node, after (and so overriding) the defaults here, e.g. --set num.partitions=3.
 #   kafka.sh kill  --dir DIR --node ID     SIGKILL one node
 #   kafka.sh stop  --dir DIR --node ID     SIGTERM one node, wait until it has exited
 #   kafka.sh start --dir DIR --node ID     start a node again: same config, ports and data
@@ -187,13 +188,16 @@ make_tls() {
 }
 
 cmd_up() {
-  local brokers=1 security=plaintext
+  local brokers=1 security=plaintext sets=()
   while (($#)); do
     case "$1" in
       --brokers) brokers="$2"; shift 2 ;;
       --dir) dir="$2"; shift 2 ;;
       --security) security="$2"; shift 2 ;;
-      *) die "up: unknown argument '$1' (expected --brokers N, --dir DIR, --security plaintext|sasl_tls)" ;;
+      --set)
+        [[ "${2:-}" =~ ^[a-z][a-z0-9._-]*=.*$ ]] || die "--set wants KEY=VALUE (a server.properties line), not '${2:-}'"
+        sets+=("$2"); shift 2 ;;
+      *) die "up: unknown argument '$1' (expected --brokers N, --dir DIR, --security plaintext|sasl_tls, --set KEY=VALUE)" ;;
     esac
   done
   [[ "$brokers" =~ ^[1-9][0-9]?$ ]] || die "--brokers must be 1..99, not '$brokers'"
@@ -306,6 +310,10 @@ EOF
         echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
         echo "inter.broker.listener.name=PLAINTEXT"
       fi
+      # Java properties: the last line with a key wins.
+      for kv in ${sets[@]+"${sets[@]}"}; do
+        echo "$kv"
+      done
     } >"$nd/server.properties"
   done
   if [[ "$security" == sasl_tls ]]; then

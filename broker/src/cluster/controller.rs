@@ -68,6 +68,11 @@ pub(crate) enum ControllerRequest {
     DeleteTopic { name: String },
     /// Grow a topic to `total` partitions.
     CreatePartitions { name: String, total: usize },
+    /// Replace a topic's config overrides (already checked by the broker that took the request).
+    AlterTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
     /// ISR change from a partition leader.
     AlterPartition(AlterPartition),
     /// A broker leaving on purpose.
@@ -276,6 +281,17 @@ impl Controller {
                 next.apply(&record);
                 self.write(vec![record]).await?;
                 Ok(ControllerReply::Topic(next.topics[&name].clone()))
+            }
+            ControllerRequest::AlterTopicConfigs { name, configs } => {
+                if !image.topics.contains_key(&name) {
+                    return Err(ClusterError::UnknownTopicOrPartition(name));
+                }
+                self.write(vec![MetadataRecord::TopicConfigs {
+                    topic: name,
+                    configs,
+                }])
+                .await?;
+                Ok(ControllerReply::Done)
             }
             ControllerRequest::AlterPartition(req) => {
                 let state = alter_partition(&image, &req)?;

@@ -102,6 +102,11 @@ pub(crate) enum MetadataRecord {
         topic: String,
         partitions: Vec<PartitionState>,
     },
+    /// Replace a topic's config overrides (IncrementalAlterConfigs).
+    TopicConfigs {
+        topic: String,
+        configs: BTreeMap<String, String>,
+    },
     /// Replace the state of one partition.
     PartitionChange {
         topic: String,
@@ -146,6 +151,10 @@ impl ClusterImage {
             {
                 Some(t) => t.partitions.extend(partitions.iter().cloned()),
                 None => tracing::warn!("AddPartitions record for unknown topic {topic} skipped"),
+            },
+            MetadataRecord::TopicConfigs { topic, configs } => match self.topics.get_mut(topic) {
+                Some(t) => t.configs = configs.clone(),
+                None => tracing::warn!("TopicConfigs record for unknown topic {topic} skipped"),
             },
             MetadataRecord::PartitionChange {
                 topic,

@@ -476,6 +476,21 @@ impl Cluster {
         }
     }
 
+    /// Replaces a topic's config overrides.
+    pub(crate) async fn alter_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        let req = ControllerRequest::AlterTopicConfigs {
+            name: name.to_string(),
+            configs,
+        };
+        self.call_controller(req, REQUEST_DEADLINE)
+            .await
+            .map(|_| ())
+    }
+
     /// Changes a partition's ISR on behalf of its leader; returns the committed state.
     pub(crate) async fn alter_partition(
         &self,

@@ -573,6 +573,100 @@ impl GroupCoordinator {
         }
     }
 
+    /// DeleteGroups for one group, with Kafka's rules: a group that still has members is
+    /// NON_EMPTY_GROUP, an unknown one GROUP_ID_NOT_FOUND; otherwise tombstones for its offsets
+    /// and its metadata are written and it is forgotten. Returns the error code.
+    pub(crate) fn delete_group(&self, group_id: &str) -> i16 {
+        let mut groups = self.inner.lock();
+        let Some(group) = groups.get(group_id) else {
+            return E::GroupIdNotFound.code();
+        };
+        if group.state != GroupState::Empty || !group.members.is_empty() {
+            return E::NonEmptyGroup.code();
+        }
+        let mut records: Vec<StoreRecord> = group
+            .offsets
+            .keys()
+            .map(|(topic, partition)| StoreRecord::Offset {
+                group: group_id.to_owned(),
+                topic: topic.clone(),
+                partition: *partition,
+                value: None,
+            })
+            .collect();
+        records.push(StoreRecord::Group {
+            group: group_id.to_owned(),
+            value: None,
+        });
+        if let Some(store) = &self.inner.store {
+            if let Err(e) = store.append(group_id, &records) {
+                tracing::warn!(
+                    group = group_id,
+                    "cannot write the deleted group's tombstones: {e}"
+                );
+                return E::NotCoordinator.code();
+            }
+        }
+        groups.remove(group_id);
+        tracing::info!(group = group_id, "group deleted");
+        0
+    }
+
+    /// OffsetDelete: removes committed offsets of `group_id`, with Kafka's rules: an unknown
+    /// group is GROUP_ID_NOT_FOUND (top level); a partition of a topic a current member is
+    /// subscribed to is GROUP_SUBSCRIBED_TO_TOPIC and keeps its offset. Returns the top-level
+    /// code and one code per partition, in request order.
+    pub(crate) fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> (i16, Vec<i16>) {
+        let mut groups = self.inner.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return (E::GroupIdNotFound.code(), Vec::new());
+        };
+        let subscribed = group.subscribed_topics();
+        let codes: Vec<i16> = partitions
+            .iter()
+            .map(|(topic, _)| {
+                if subscribed.contains(topic) {
+                    E::GroupSubscribedToTopic.code()
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let records: Vec<StoreRecord> = partitions
+            .iter()
+            .zip(&codes)
+            .filter(|(key, code)| **code == 0 && group.offsets.contains_key(*key))
+            .map(|((topic, partition), _)| StoreRecord::Offset {
+                group: group_id.to_owned(),
+                topic: topic.clone(),
+                partition: *partition,
+                value: None,
+            })
+            .collect();
+        if records.is_empty() {
+            return (0, codes);
+        }
+        if let Some(store) = &self.inner.store {
+            if let Err(e) = store.append(group_id, &records) {
+                tracing::warn!(group = group_id, "cannot write offset tombstones: {e}");
+                return (E::NotCoordinator.code(), Vec::new());
+            }
+        }
+        for r in records {
+            if let StoreRecord::Offset {
+                topic, partition, ..
+            } = r
+            {
+                group.offsets.remove(&(topic, partition));
+            }
+        }
+        (0, codes)
+    }
+
     /// Removes expired offsets (and forgets empty groups without offsets), writing tombstones.
     /// Returns how many offsets expired.
     #[cfg(test)]
@@ -786,6 +880,13 @@ impl Inner {
             // Static member coming back with a new incarnation: the old one is fenced and the
             // new one joins without the MEMBER_ID_REQUIRED round trip, as in Kafka.
             if let Some(old) = group.member_by_instance(instance).map(|m| m.id.clone()) {
+                let keeps_protocol = group
+                    .protocol_name
+                    .as_ref()
+                    .is_some_and(|p| req.protocols.iter().any(|x| &x.name == p));
+                if group.state == GroupState::Stable && keeps_protocol {
+                    return Pending::Ready(self.replace_static_member(group, &old, member_id, req));
+                }
                 if let Some(mut m) = group.remove_member(&old) {
                     if let Some(tx) = m.join_waiter.take() {
                         let _ =
@@ -808,6 +909,60 @@ impl Inner {
             return Pending::Ready(JoinOutcome::error(member_id, E::MemberIdRequired.code()));
         }
         Pending::Wait(self.add_member_and_rebalance(group, member_id, req))
+    }
+
+    /// A static member's new incarnation joining a stable group that keeps its protocol
+    /// (Kafka's `updateStaticMemberAndRebalance`): it takes the old member's place and
+    /// assignment without a rebalance, and the old incarnation is fenced. The answer names the
+    /// leader as it was before (the old id when the old incarnation led), so the new one does
+    /// not run an assignment a stable group would never hand out.
+    fn replace_static_member(
+        self: &Arc<Self>,
+        group: &mut Group,
+        old: &str,
+        member_id: String,
+        req: JoinRequest,
+    ) -> JoinOutcome {
+        let current_leader = group.leader_id.clone().unwrap_or_default();
+        let Some(mut m) = group.members.shift_remove(old) else {
+            return JoinOutcome::error(member_id, E::UnknownMemberId.code());
+        };
+        if let Some(tx) = m.join_waiter.take() {
+            let _ = tx.send(JoinOutcome::error(
+                old.to_owned(),
+                E::FencedInstanceId.code(),
+            ));
+        }
+        if let Some(tx) = m.sync_waiter.take() {
+            let _ = tx.send(SyncOutcome::error(E::FencedInstanceId.code()));
+        }
+        m.id = member_id.clone();
+        m.protocols = req.protocols;
+        m.client_id = req.client_id;
+        m.client_host = req.client_host;
+        m.session_timeout_ms = req.session_timeout_ms.max(0) as u64;
+        m.rebalance_timeout_ms = req.rebalance_timeout_ms.max(0) as u64;
+        m.timer_wakes_at = None;
+        let session = Duration::from_millis(m.session_timeout_ms);
+        group.members.insert(member_id.clone(), m);
+        if group.leader_id.as_deref() == Some(old) {
+            group.leader_id = Some(member_id.clone());
+        }
+        self.schedule_member_expiry(group, &member_id, session);
+        if let Err(e) = self.store_group(group) {
+            tracing::warn!(group = %group.id, "cannot store group metadata: {e}");
+        }
+        tracing::info!(group = %group.id, old, new = %member_id,
+            "static member replaced without a rebalance");
+        JoinOutcome {
+            error_code: 0,
+            generation_id: group.generation_id,
+            protocol_type: group.protocol_type.clone(),
+            protocol_name: group.protocol_name.clone(),
+            leader_id: current_leader,
+            member_id,
+            members: Vec::new(),
+        }
     }
 
     fn join_known_member(

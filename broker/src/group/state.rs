@@ -415,6 +415,32 @@ impl Group {
             .find(|m| m.group_instance_id.as_deref() == Some(instance_id))
     }
 
+    /// The topics the current members of a `consumer` group subscribe to (decoded from their
+    /// subscriptions); empty for an empty group or another protocol type.
+    pub(crate) fn subscribed_topics(&self) -> std::collections::BTreeSet<String> {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::Decodable;
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return Default::default();
+        }
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let mut topics = std::collections::BTreeSet::new();
+        for m in self.members.values() {
+            let mut meta = m.metadata_for(&protocol);
+            if meta.len() < 2 {
+                continue;
+            }
+            let version = i16::from_be_bytes([meta[0], meta[1]]);
+            let _ = bytes::Buf::get_i16(&mut meta);
+            // Versions above those the codec knows are read as its newest (Kafka's rule: new
+            // versions only add fields at the end).
+            if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut meta, version.clamp(0, 3)) {
+                topics.extend(sub.topics.iter().map(|t| t.to_string()));
+            }
+        }
+        topics
+    }
+
     /// Whether the group can be forgotten: no members, nothing committed.
     pub(crate) fn is_disposable(&self) -> bool {
         self.state == GroupState::Empty

@@ -33,7 +33,9 @@ pub(crate) async fn handle(
         r.resource_name = res.resource_name.clone();
         let name = res.resource_name.to_string();
         let entries: Result<Vec<Entry>, (i16, String)> = match res.resource_type {
-            RESOURCE_TOPIC => match broker.topics.get(&name) {
+            // The metadata's view (the cluster's in a cluster): an alteration just committed
+            // is described at once by whichever broker is asked.
+            RESOURCE_TOPIC => match broker.topic_view(&name) {
                 Some(t) => Ok(TopicConfigs::new(&broker.config, &t.configs)
                     .entries()
                     .into_iter()

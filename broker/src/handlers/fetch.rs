@@ -3,8 +3,12 @@
 //! The answer goes out as soon as it holds `min_bytes`, when any partition has an error, or when
 //! `max_wait_ms` has passed; while waiting the task sleeps on the partitions' high-watermark
 //! watch channels (no polling, no busy loop). Each partition returns whole batches exactly as
-//! stored, from the batch containing the fetch offset, up to `partition_max_bytes` and the
-//! response's `max_bytes` (always at least one batch, so a large batch cannot block a consumer).
+//! stored, from the batch containing the fetch offset, within `partition_max_bytes` and what is
+//! left of the response's `max_bytes`. As in Kafka (KIP-74), only the first partition that
+//! returns anything may go over those limits, by its first batch, so a large batch cannot block a
+//! consumer; every later partition stays strictly within them (a partition whose next batch does
+//! not fit returns nothing this time). A response larger than `max_bytes` is one the Java client
+//! may refuse to read.
 //! Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells clients
 //! to send full requests, a mode every client supports.
 //!
@@ -231,6 +235,8 @@ fn read_all(
     let mut resp = FetchResponse::default();
     let mut total = 0usize;
     let mut errors = false;
+    // KIP-74: the first batch of the first non-empty partition may exceed the limits.
+    let mut first_may_exceed = true;
     for (name, parts) in wanted {
         let mut tr = FetchableTopicResponse::default();
         tr.topic = name.clone();
@@ -282,20 +288,21 @@ fn read_all(
                     } else if *offset < o.log_start || *offset > log_end {
                         pd.error_code = ResponseError::OffsetOutOfRange.code();
                         errors = true;
-                    } else if *offset < readable && total < max_bytes {
-                        let budget = (*part_max).min(max_bytes - total).max(1);
+                    } else if *offset < readable && (first_may_exceed || total < max_bytes) {
+                        let budget = (*part_max).min(max_bytes.saturating_sub(total));
                         let read = if for_replica {
-                            p.fetch_for_replica(*offset, budget)
+                            p.fetch_for_replica(*offset, budget, first_may_exceed)
                                 .map(|records| crate::partition::FetchedData {
                                     records,
                                     aborted: Vec::new(),
                                 })
                         } else {
-                            p.fetch(*offset, budget, read_committed, &o)
+                            p.fetch(*offset, budget, first_may_exceed, read_committed, &o)
                         };
                         match read {
                             Ok(data) => {
                                 total += data.records.len();
+                                first_may_exceed &= data.records.is_empty();
                                 pd.records = Some(data.records);
                                 if read_committed {
                                     pd.aborted_transactions = Some(

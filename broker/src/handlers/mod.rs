@@ -74,6 +74,10 @@ apis! {
     DescribeGroups => describe_groups, 0..=5;
     OffsetForLeaderEpoch => offset_for_leader_epoch, 2..=4;
     WriteTxnMarkers => write_txn_markers, 1..=1;
+    IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
+    DeleteRecords => delete_records, 0..=2;
+    DeleteGroups => delete_groups, 0..=2;
+    OffsetDelete => offset_delete, 0..=0;
 }
 
 /// APIs whose advertised minimum is lower than what kbroker decodes.

@@ -145,6 +145,14 @@ impl PartitionLog {
         &self.config
     }
 
+    /// Replaces the log's settings (a topic's configs were altered). They apply from the next
+    /// append, roll, flush or retention pass; nothing already stored is rewritten.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), LogError> {
+        check_config(&self.dir, &config)?;
+        self.config = config;
+        Ok(())
+    }
+
     /// First readable offset.
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
@@ -457,6 +465,20 @@ impl PartitionLog {
     /// fetches again from the next offset. `offset == log end` gives an empty result; an offset
     /// below the log start or past the log end is `OffsetOutOfRange`.
     pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64) -> Result<Bytes, LogError> {
+        self.read_limited(offset, max_bytes, upper_bound, true)
+    }
+
+    /// [`PartitionLog::read`], where `first_may_exceed` says whether the first batch is
+    /// returned whole when it is larger than `max_bytes`. A fetch response grants that to its
+    /// first non-empty partition only (KIP-74); every later partition reads strictly within its
+    /// budget and answers nothing when its first batch does not fit.
+    pub fn read_limited(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        first_may_exceed: bool,
+    ) -> Result<Bytes, LogError> {
         if offset < self.log_start_offset || offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
@@ -466,7 +488,8 @@ impl PartitionLog {
         let Some((segment, position, first)) = self.locate(offset)? else {
             return Ok(Bytes::new());
         };
-        if first.base_offset >= upper_bound {
+        if first.base_offset >= upper_bound || (!first_may_exceed && first.len_total() > max_bytes)
+        {
             return Ok(Bytes::new());
         }
         let available = segment.size() - position;
@@ -1055,6 +1078,13 @@ mod tests {
         let got = log.read(2, 10, i64::MAX).expect("read");
         assert_eq!(base_offsets(&got), vec![2]);
         assert_eq!(got.len(), one);
+        // ... unless the caller has already used that allowance (a later partition of a fetch).
+        assert!(log
+            .read_limited(2, one - 1, i64::MAX, false)
+            .expect("read")
+            .is_empty());
+        let got = log.read_limited(2, one, i64::MAX, false).expect("read");
+        assert_eq!(base_offsets(&got), vec![2]);
         // Upper bound (high watermark): batches with base >= 6 excluded.
         let got = log.read(0, 1 << 20, 6).expect("read");
         assert_eq!(base_offsets(&got), vec![0, 2, 4]);

@@ -234,7 +234,7 @@ async fn acks_all_completes_only_once_the_follower_has_the_batch() {
     })
     .await;
     // The follower's copy carries the leader's offsets and epoch.
-    let data = c.follower.fetch_for_replica(0, 1 << 20).unwrap();
+    let data = c.follower.fetch_for_replica(0, 1 << 20, true).unwrap();
     let headers: Vec<_> = batch::batches(&data).map(|b| b.unwrap().0).collect();
     assert_eq!(
         headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
@@ -312,7 +312,7 @@ async fn a_follower_with_a_divergent_tail_truncates_it() {
         c.follower.log_end_offset() == 5 && c.follower.latest_epoch() == 1
     })
     .await;
-    let data = c.follower.fetch_for_replica(0, 1 << 20).unwrap();
+    let data = c.follower.fetch_for_replica(0, 1 << 20, true).unwrap();
     let headers: Vec<_> = batch::batches(&data).map(|b| b.unwrap().0).collect();
     let shape: Vec<_> = headers
         .iter()

@@ -35,6 +35,10 @@ pub(super) fn request(api: ApiKey) -> Option<&'static Layout> {
         ApiKey::DescribeGroups => Some(&DESCRIBE_GROUPS_REQUEST),
         ApiKey::OffsetForLeaderEpoch => Some(&OFFSET_FOR_LEADER_EPOCH_REQUEST),
         ApiKey::WriteTxnMarkers => Some(&WRITE_TXN_MARKERS_REQUEST),
+        ApiKey::IncrementalAlterConfigs => Some(&INCREMENTAL_ALTER_CONFIGS_REQUEST),
+        ApiKey::DeleteRecords => Some(&DELETE_RECORDS_REQUEST),
+        ApiKey::DeleteGroups => Some(&DELETE_GROUPS_REQUEST),
+        ApiKey::OffsetDelete => Some(&OFFSET_DELETE_REQUEST),
         _ => None,
     }
 }
@@ -1858,6 +1862,225 @@ static WRITE_TXN_MARKERS_REQUEST: Layout = Layout {
         },
     ],
     tagged: Some((i16::MIN, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static ALTERABLE_CONFIG: Layout = Layout {
+    name: "AlterableConfig",
+    fields: &[
+        Field {
+            name: "name",
+            arms: &[
+                Arm::new(1, i16::MAX, Wire::CompactString),
+                Arm::new(i16::MIN, i16::MAX, Wire::String),
+            ],
+        },
+        Field {
+            name: "config_operation",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(1)),
+            ],
+        },
+        Field {
+            name: "value",
+            arms: &[
+                Arm::new(1, i16::MAX, Wire::CompactString),
+                Arm::new(i16::MIN, i16::MAX, Wire::String),
+            ],
+        },
+    ],
+    tagged: Some((1, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static ALTER_CONFIGS_RESOURCE: Layout = Layout {
+    name: "AlterConfigsResource",
+    fields: &[
+        Field {
+            name: "resource_type",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(1)),
+            ],
+        },
+        Field {
+            name: "resource_name",
+            arms: &[
+                Arm::new(1, i16::MAX, Wire::CompactString),
+                Arm::new(i16::MIN, i16::MAX, Wire::String),
+            ],
+        },
+        Field {
+            name: "configs",
+            arms: &[
+                Arm::new(1, i16::MAX, Wire::CompactArray(Elem::Struct(&ALTERABLE_CONFIG))),
+                Arm::new(i16::MIN, i16::MAX, Wire::Array(Elem::Struct(&ALTERABLE_CONFIG))),
+            ],
+        },
+    ],
+    tagged: Some((1, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static INCREMENTAL_ALTER_CONFIGS_REQUEST: Layout = Layout {
+    name: "IncrementalAlterConfigsRequest",
+    fields: &[
+        Field {
+            name: "resources",
+            arms: &[
+                Arm::new(1, i16::MAX, Wire::CompactArray(Elem::Struct(&ALTER_CONFIGS_RESOURCE))),
+                Arm::new(i16::MIN, i16::MAX, Wire::Array(Elem::Struct(&ALTER_CONFIGS_RESOURCE))),
+            ],
+        },
+        Field {
+            name: "validate_only",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(1)),
+            ],
+        },
+    ],
+    tagged: Some((1, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static DELETE_RECORDS_PARTITION: Layout = Layout {
+    name: "DeleteRecordsPartition",
+    fields: &[
+        Field {
+            name: "partition_index",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(4)),
+            ],
+        },
+        Field {
+            name: "offset",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(8)),
+            ],
+        },
+    ],
+    tagged: Some((2, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static DELETE_RECORDS_TOPIC: Layout = Layout {
+    name: "DeleteRecordsTopic",
+    fields: &[
+        Field {
+            name: "name",
+            arms: &[
+                Arm::new(2, i16::MAX, Wire::CompactString),
+                Arm::new(i16::MIN, i16::MAX, Wire::String),
+            ],
+        },
+        Field {
+            name: "partitions",
+            arms: &[
+                Arm::new(2, i16::MAX, Wire::CompactArray(Elem::Struct(&DELETE_RECORDS_PARTITION))),
+                Arm::new(i16::MIN, i16::MAX, Wire::Array(Elem::Struct(&DELETE_RECORDS_PARTITION))),
+            ],
+        },
+    ],
+    tagged: Some((2, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static DELETE_RECORDS_REQUEST: Layout = Layout {
+    name: "DeleteRecordsRequest",
+    fields: &[
+        Field {
+            name: "topics",
+            arms: &[
+                Arm::new(2, i16::MAX, Wire::CompactArray(Elem::Struct(&DELETE_RECORDS_TOPIC))),
+                Arm::new(i16::MIN, i16::MAX, Wire::Array(Elem::Struct(&DELETE_RECORDS_TOPIC))),
+            ],
+        },
+        Field {
+            name: "timeout_ms",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(4)),
+            ],
+        },
+    ],
+    tagged: Some((2, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static DELETE_GROUPS_REQUEST: Layout = Layout {
+    name: "DeleteGroupsRequest",
+    fields: &[
+        Field {
+            name: "groups_names",
+            arms: &[
+                Arm::new(2, i16::MAX, Wire::CompactArray(Elem::CompactString)),
+                Arm::new(i16::MIN, i16::MAX, Wire::Array(Elem::String)),
+            ],
+        },
+    ],
+    tagged: Some((2, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static OFFSET_DELETE_REQUEST_PARTITION: Layout = Layout {
+    name: "OffsetDeleteRequestPartition",
+    fields: &[
+        Field {
+            name: "partition_index",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(4)),
+            ],
+        },
+    ],
+    tagged: None,
+    tags: &[
+    ],
+};
+
+static OFFSET_DELETE_REQUEST_TOPIC: Layout = Layout {
+    name: "OffsetDeleteRequestTopic",
+    fields: &[
+        Field {
+            name: "name",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::String),
+            ],
+        },
+        Field {
+            name: "partitions",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Array(Elem::Struct(&OFFSET_DELETE_REQUEST_PARTITION))),
+            ],
+        },
+    ],
+    tagged: None,
+    tags: &[
+    ],
+};
+
+static OFFSET_DELETE_REQUEST: Layout = Layout {
+    name: "OffsetDeleteRequest",
+    fields: &[
+        Field {
+            name: "group_id",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::String),
+            ],
+        },
+        Field {
+            name: "topics",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Array(Elem::Struct(&OFFSET_DELETE_REQUEST_TOPIC))),
+            ],
+        },
+    ],
+    tagged: None,
     tags: &[
     ],
 };
