@@ -1379,7 +1379,7 @@ impl Scenario {
         }
         if p.message_size.0 < IDENTITY_BYTES {
             return Err(invalid("producers.message_size", format!(
-                "message_size = {} B is too small: kbench puts a {IDENTITY_BYTES}-byte identity header in every payload",
+                "is {} B, too small: kbench puts a {IDENTITY_BYTES}-byte identity header in every payload; use at least {IDENTITY_BYTES}B",
                 p.message_size.0
             )));
         }
