@@ -47,8 +47,23 @@ pub struct RunOptions {
     pub client_config: Option<PathBuf>,
     /// `--out`: output folder (default `reports/<name>/<UTC timestamp>/`).
     pub out: Option<PathBuf>,
-    /// `--set` overrides.
-    pub sets: Vec<String>,
+    /// The quick mode's flags and `--set` overrides, in that order.
+    pub overrides: Vec<scenario::Override>,
+    /// `--json`: stdout holds the summary only; the tables go to stderr.
+    pub json: bool,
+}
+
+/// Whether the human-readable results (tables, verdict lines) go to stderr because stdout
+/// holds the JSON summary (`--json`).
+static HUMAN_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints human-readable results: to stdout, or to stderr under `--json`.
+fn say(text: &str) {
+    if HUMAN_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
 }
 
 /// How a run ended.
@@ -79,22 +94,74 @@ pub fn default_out(name: &str) -> PathBuf {
         .join(chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string())
 }
 
-/// Runs a scenario file (every matrix combination, then a comparison).
-pub async fn run_file(path: &Path, opts: &RunOptions, interrupt: &Stop) -> anyhow::Result<Outcome> {
-    let loaded = scenario::load_for(path, &opts.sets, opts.bootstrap.is_some())?;
+/// Runs a scenario (a file, a built-in one, or the quick mode's; every matrix combination,
+/// then a comparison). Returns the outcome and the output folder, once it is known.
+pub async fn run_source(
+    source: &scenario::builtin::Source,
+    opts: &RunOptions,
+    interrupt: &Stop,
+) -> (anyhow::Result<Outcome>, Option<PathBuf>) {
+    HUMAN_TO_STDERR.store(opts.json, std::sync::atomic::Ordering::Relaxed);
+    let loaded = match source.text().and_then(|text| {
+        scenario::load_overridden(
+            &text,
+            &source.path(),
+            &opts.overrides,
+            opts.bootstrap.is_some(),
+        )
+    }) {
+        Ok(l) => l,
+        Err(e) => return (Err(e.into()), None),
+    };
+    eprintln!("kbench: {}", source.describe());
+    for v in &loaded.variants {
+        eprintln!(
+            "kbench: plan: {}",
+            scenario::plan_line(&v.scenario, v.label.as_deref())
+        );
+    }
     let client_settings = match &opts.client_config {
-        Some(file) => load_client_config(file)?,
+        Some(file) => match load_client_config(file) {
+            Ok(s) => s,
+            Err(e) => return (Err(e.into()), None),
+        },
         None => BTreeMap::new(),
     };
     let out = opts
         .out
         .clone()
         .unwrap_or_else(|| default_out(&loaded.base.name));
+    // An external cluster is checked before anything is written: every bootstrap server
+    // resolves and takes a TCP connection, or the run stops here naming the one that does not.
+    let bootstrap = opts
+        .bootstrap
+        .clone()
+        .or_else(|| loaded.base.cluster.bootstrap.clone());
+    if let Some(b) = &bootstrap {
+        if let Err(e) = crate::target::probe::reach_all(b).await {
+            return (
+                Err(anyhow::anyhow!(
+                    "--bootstrap {b}: cannot reach the cluster: {e}"
+                )),
+                None,
+            );
+        }
+    }
     let args = ClusterArgs {
         bootstrap: opts.bootstrap.as_deref(),
         client_settings: &client_settings,
     };
-    run_loaded(&loaded, &out, &args, interrupt).await
+    let result = run_loaded(&loaded, &out, &args, interrupt).await;
+    (result, Some(out))
+}
+
+/// What `--json` prints for a run folder: its `summary.json` (a run, or a run set's), or for
+/// a matrix its `comparison.json`; `None` when the folder holds neither.
+pub fn result_json(out: &Path) -> Option<String> {
+    [crate::report::SUMMARY_JSON, "comparison.json"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(out.join(f)).ok())
+        .find(|t| !t.trim().is_empty())
 }
 
 /// The command line's say on the cluster of a run.
@@ -161,7 +228,7 @@ async fn run_loaded(
         }
     }
     let cmp = crate::compare::run(&dirs, &crate::compare::Options::default(), Some(out))?;
-    print!("{}", cmp.table);
+    say(&cmp.table);
     eprintln!("kbench: runs and comparison in {}", out.display());
     Ok(outcome)
 }
@@ -187,9 +254,9 @@ async fn run_variant(
     if n <= 1 {
         let summary = run_one(&v.scenario, file, &v.matrix_values, out, args, interrupt).await?;
         discard_broker_data(&v.scenario, &summary, out);
-        print!("{}", crate::report::terminal_table(&summary));
-        print!("{}", fault::terminal_lines(&summary.delivery.faults));
-        println!("{}", summary.durability.line());
+        say(&crate::report::terminal_table(&summary));
+        say(&fault::terminal_lines(&summary.delivery.faults));
+        say(&format!("{}\n", summary.durability.line()));
         return Ok(outcome(summary.verdict.passed));
     }
     let mut passed = true;
@@ -200,10 +267,10 @@ async fn run_variant(
             .await
             .with_context(|| format!("run {k} of {n}"))?;
         discard_broker_data(&v.scenario, &summary, &dir);
-        println!(
-            "{}",
+        say(&format!(
+            "{}\n",
             crate::report::run_line(&summary, &format!("run {k}/{n}"))
-        );
+        ));
         passed &= summary.verdict.passed;
         if interrupt.is_raised() {
             bail!(
@@ -215,7 +282,7 @@ async fn run_variant(
     let set = crate::runset::RunSet::load(out)?;
     let aggregate = crate::runset::RunSetSummary::of(&set, out);
     aggregate.write(out)?;
-    print!("{}", aggregate.terminal());
+    say(&aggregate.terminal());
     Ok(outcome(passed))
 }
 
@@ -262,6 +329,9 @@ impl Drop for Tasks {
 }
 
 /// Runs one scenario into `out` and returns its summary (already written with the report).
+/// A run that cannot start (the cluster does not come up or answer, the topic cannot be
+/// made, the groups are not assigned) leaves a valid `summary.json` saying why: a failed
+/// verdict whose one failure starts `could not start:`, and a `not_started` event.
 pub async fn run_one(
     s: &Scenario,
     file: &Path,
@@ -271,6 +341,91 @@ pub async fn run_one(
     interrupt: &Stop,
 ) -> anyhow::Result<Summary> {
     crate::report::prepare_dir(out)?;
+    let started_at = chrono::Utc::now();
+    let result = run_prepared(s, file, matrix_values, out, args, interrupt).await;
+    if let Err(e) = &result {
+        let written =
+            std::fs::metadata(out.join(crate::report::SUMMARY_JSON)).is_ok_and(|m| m.len() > 0);
+        if !written {
+            write_not_started(s, file, matrix_values, out, started_at, &format!("{e:#}"));
+        }
+    }
+    result
+}
+
+/// `summary.json` of a run that could not start, and nothing else beside it (the empty
+/// report files [`crate::report::prepare_dir`] made are removed; broker logs stay).
+fn write_not_started(
+    s: &Scenario,
+    file: &Path,
+    matrix_values: &[(String, toml::Value)],
+    out: &Path,
+    started_at: chrono::DateTime<chrono::Utc>,
+    why: &str,
+) {
+    let summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        run: RunInfo {
+            kbench_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            wall_s: (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0,
+            host: hostname(),
+        },
+        scenario: ScenarioInfo {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            file: file.display().to_string(),
+            matrix_cell: matrix_values
+                .iter()
+                .map(|(k, v)| (k.clone(), cell_value(v)))
+                .collect(),
+        },
+        config: s.resolved(),
+        events: vec![Event {
+            t_s: 0.0,
+            kind: NOT_STARTED.into(),
+            detail: why.to_string(),
+        }],
+        verdict: Verdict {
+            passed: false,
+            failures: vec![format!("could not start: {why}")],
+        },
+        ..Default::default()
+    };
+    for name in [
+        crate::report::TIMESERIES_CSV,
+        crate::report::SYSTEM_CSV,
+        crate::report::REPORT_HTML,
+    ] {
+        let path = out.join(name);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    match serde_json::to_string_pretty(&summary) {
+        Ok(json) => {
+            if let Err(e) = std::fs::write(out.join(crate::report::SUMMARY_JSON), json + "\n") {
+                eprintln!(
+                    "kbench: cannot write {}: {e}",
+                    out.join("summary.json").display()
+                );
+            }
+        }
+        Err(e) => eprintln!("kbench: cannot write summary.json: {e}"),
+    }
+}
+
+/// The `kind` of the one event of a run that could not start.
+pub const NOT_STARTED: &str = "not_started";
+
+async fn run_prepared(
+    s: &Scenario,
+    file: &Path,
+    matrix_values: &[(String, toml::Value)],
+    out: &Path,
+    args: &ClusterArgs<'_>,
+    interrupt: &Stop,
+) -> anyhow::Result<Summary> {
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let t_s = || t0.elapsed().as_secs_f64();
@@ -1539,14 +1694,14 @@ fn join_bounded(
 }
 
 fn progress_bar(s: &Scenario) -> ProgressBar {
-    if !std::io::stdout().is_terminal() {
+    if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let total = match s.producers.stop() {
         StopAt::Messages(n) => n * u64::from(s.producers.count),
         StopAt::Duration(d) => (d + s.producers.warmup.0).as_millis() as u64,
     };
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout_with_hz(4));
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
     let unit = if matches!(s.producers.stop(), StopAt::Messages(_)) {
         "{pos}/{len} msgs"
     } else {

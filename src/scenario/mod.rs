@@ -7,6 +7,7 @@
 //! keys (located in the file by their key path), and only then are `--set` overrides and matrix
 //! combinations applied, each re-checked and named in any error it causes.
 
+pub mod builtin;
 pub mod overrides;
 pub mod schema;
 pub mod units;
@@ -98,6 +99,39 @@ impl Override {
 /// `--set` arguments as overrides.
 pub fn sets(args: &[String]) -> Vec<Override> {
     args.iter().map(|a| Override::set(a)).collect()
+}
+
+/// One line saying what a run of `s` will do (the plan): producers, amount, message size
+/// with its byte count (`1KB (1000 B)`: decimal and binary units differ), rate, acks,
+/// groups, topic and brokers, and the delivery expected.
+pub fn plan_line(s: &Scenario, label: Option<&str>) -> String {
+    let p = &s.producers;
+    let amount = match p.stop() {
+        Stop::Messages(n) => format!("{n} messages each"),
+        Stop::Duration(d) => format!("for {}", units::format_duration(d)),
+    };
+    let rate = p.rate_each().map_or("flat out".to_string(), |r| {
+        format!("at {} each", units::format_rate(r))
+    });
+    format!(
+        "{}{}: {} producer(s) × {amount} of {} ({} B) ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}{}, {} broker(s), delivery {}",
+        s.name,
+        label.map(|l| format!(" [{l}]")).unwrap_or_default(),
+        p.count,
+        units::format_size(p.message_size.0),
+        p.message_size.0,
+        p.acks.as_config(),
+        s.consumers.groups,
+        s.consumers.members,
+        s.topic.partitions,
+        s.topic.replication_factor,
+        s.topic
+            .min_insync()
+            .map(|m| format!(" min.insync {m}"))
+            .unwrap_or_default(),
+        s.cluster.brokers,
+        s.verify.delivery.as_str()
+    )
 }
 
 /// Reads, overrides (`--set`), expands and checks a scenario file.

@@ -66,6 +66,26 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Parses a count such as `"1M"` (1,000,000), `"64k"`, `"65_536"` or `"65,536"`; the
+/// suffixes `k`, `M`, `G` are powers of 1000.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let t = text.trim().replace(['_', ','], "");
+    let (digits, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1e6),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1e9),
+        _ => (t.as_str(), 1.0),
+    };
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a count; write e.g. 10000, 64k or 1M"))?;
+    let n = n * mult;
+    if !(n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64) {
+        return Err(format!("\"{text}\" is not a whole count"));
+    }
+    Ok(n as u64)
+}
+
 /// Formats bytes with the largest binary unit that divides them exactly (`1024` → `"1KiB"`).
 pub fn format_size(bytes: u64) -> String {
     for (unit, mult) in [
@@ -324,6 +344,15 @@ mod tests {
             .contains("unknown size unit"));
         assert!(parse_size("KiB").is_err());
         assert!(parse_size("0.3B").is_err());
+    }
+
+    #[test]
+    fn counts_take_decimal_suffixes() {
+        assert_eq!(parse_count("1M").unwrap(), 1_000_000);
+        assert_eq!(parse_count("64k").unwrap(), 64_000);
+        assert_eq!(parse_count("65_536").unwrap(), 65_536);
+        assert_eq!(parse_count("1.5k").unwrap(), 1500);
+        assert!(parse_count("lots").is_err());
     }
 
     #[test]
