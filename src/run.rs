@@ -383,7 +383,7 @@ fn write_not_started(
         config: s.resolved(),
         events: vec![Event {
             t_s: 0.0,
-            kind: NOT_STARTED.into(),
+            kind: Event::NOT_STARTED.into(),
             detail: why.to_string(),
         }],
         verdict: Verdict {
@@ -414,9 +414,6 @@ fn write_not_started(
         Err(e) => eprintln!("kbench: cannot write summary.json: {e}"),
     }
 }
-
-/// The `kind` of the one event of a run that could not start.
-pub const NOT_STARTED: &str = "not_started";
 
 async fn run_prepared(
     s: &Scenario,
