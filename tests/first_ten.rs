@@ -81,7 +81,15 @@ fn a_built_in_scenario_runs_by_name_from_any_directory() {
     assert!(s.verdict.passed, "{:?}", s.verdict);
     assert_eq!(s.produce.acked, 600);
     assert_eq!(s.scenario.file, "built-in:smoke.toml");
-    // A path names a file; a name that is neither is an error that lists the names.
+    // A path names a file; a missing one points at the built-in of that name.
+    let o = kbench_in(cwd.path(), &["run", "smoke.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert_eq!(
+        stderr(&o).trim_end(),
+        "kbench: error: smoke.toml (the built-in scenario of that name is `kbench run smoke`): \
+         cannot read the scenario: No such file or directory (os error 2)"
+    );
+    // A name that is neither is an error that lists the names.
     let o = kbench_in(cwd.path(), &["validate", "./smoke"]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let o = kbench_in(cwd.path(), &["run", "smok"]);

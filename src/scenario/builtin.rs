@@ -151,7 +151,7 @@ impl Source {
     pub fn text(&self) -> Result<String, super::ScenarioError> {
         match self {
             Source::File(p) => {
-                std::fs::read_to_string(p).map_err(|source| super::ScenarioError::Read {
+                std::fs::read_to_string(p).map_err(|error| super::ScenarioError::Read {
                     file: match (
                         p.exists(),
                         p.file_stem().and_then(|s| s.to_str()).and_then(find),
@@ -163,7 +163,7 @@ impl Source {
                         ),
                         _ => p.display().to_string(),
                     },
-                    source,
+                    error,
                 })
             }
             Source::Builtin(b) => Ok(b.text.to_string()),

@@ -21,12 +21,12 @@ pub use schema::*;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("{file}: cannot read the scenario: {source}")]
+    #[error("{file}: cannot read the scenario: {error}")]
     Read {
         /// The file.
         file: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message itself, so it is said once).
+        error: std::io::Error,
     },
     /// The file, an override or a matrix combination is not a valid scenario.
     #[error("{location}: {message}")]
@@ -142,9 +142,9 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, ScenarioError> {
 /// [`load`] for a run against an external cluster given by `--bootstrap` (`external`), where
 /// faults that act on embedded broker processes are errors too.
 pub fn load_for(path: &Path, sets: &[String], external: bool) -> Result<Loaded, ScenarioError> {
-    let src = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let src = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read {
         file: path.display().to_string(),
-        source,
+        error,
     })?;
     load_text(&src, path, &self::sets(sets), external, &Host::current())
 }
