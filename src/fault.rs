@@ -950,7 +950,7 @@ mod tests {
             .contains("faults[0].duration"));
         assert!(
             error_of("at = \"1s\"\naction = \"kill_member\"\ngroup = 0\nmember = 2\n")
-                .contains("faults[0].member = 2: but groups have 2 member(s)")
+                .contains("faults[0].member = 2: groups have 2 member(s)")
         );
         assert!(
             error_of("at = \"1s\"\naction = \"kill\"\nbroker = \"leader:x\"\n")
