@@ -139,10 +139,13 @@ pub async fn run_source(
         .or_else(|| loaded.base.cluster.bootstrap.clone());
     if let Some(b) = &bootstrap {
         if let Err(e) = crate::target::probe::reach_all(b).await {
+            let named = if opts.bootstrap.is_some() {
+                format!("--bootstrap {b}")
+            } else {
+                format!("{}: cluster.bootstrap = \"{b}\"", source.path().display())
+            };
             return (
-                Err(anyhow::anyhow!(
-                    "--bootstrap {b}: cannot reach the cluster: {e}"
-                )),
+                Err(anyhow::anyhow!("{named}: cannot reach the cluster: {e}")),
                 None,
             );
         }
