@@ -17,7 +17,13 @@ use crate::workload::Stop;
 
 /// Benchmark and load-test Kafka: scenario in, verified report out.
 #[derive(Debug, Parser)]
-#[command(name = "kbench", version, about, propagate_version = true)]
+#[command(
+    name = "kbench",
+    version,
+    about,
+    propagate_version = true,
+    after_help = MAIN_HELP
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -28,35 +34,52 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario: start (or connect to) a cluster, produce, consume, verify, report.
+    #[command(after_help = RUN_HELP)]
     Run {
-        /// The scenario file (see scenarios/README.md).
-        scenario: PathBuf,
+        /// A built-in scenario's name (`kbench scenarios` lists them) or a scenario file
+        /// (a path: `./my.toml`); none = the quick mode, a scenario made of the defaults and
+        /// the flags below.
+        #[arg(value_name = "NAME|FILE")]
+        scenario: Option<String>,
         /// Use this cluster (`host:port,...`, any Kafka) instead of starting embedded brokers.
-        #[arg(long, value_name = "HOST:PORT,...")]
+        #[arg(short = 'b', long, value_name = "HOST:PORT,...")]
         bootstrap: Option<String>,
         /// librdkafka properties every client kbench creates gets (security settings such as
         /// `security.protocol`, `sasl.*`, `ssl.*`), like kcat's `-F`.
         #[arg(long, value_name = "FILE")]
         client_config: Option<PathBuf>,
         /// Output folder [default: reports/<scenario name>/<UTC timestamp>/].
-        #[arg(long, value_name = "DIR")]
+        #[arg(short = 'o', long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Override a scenario key, e.g. `--set producers.count=4` (repeatable; value read as
-        /// TOML, else as a string).
+        /// TOML, else as a string). Applied after the flags below.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         sets: Vec<String>,
         /// Run the scenario N times into OUT/run-1..N and report medians with 95 % intervals
         /// (the scenario's `runs`, overridden).
         #[arg(long, value_name = "N")]
         runs: Option<u32>,
+        /// Print the run's summary.json to stdout (and nothing else there; the tables go to
+        /// stderr).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        quick: Box<QuickFlags>,
     },
     /// Parse and check a scenario without running it.
     Validate {
-        /// The scenario file.
-        scenario: PathBuf,
+        /// A built-in scenario's name or a scenario file.
+        #[arg(value_name = "NAME|FILE")]
+        scenario: String,
         /// Overrides, as for `run`.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         sets: Vec<String>,
+    },
+    /// List the built-in scenarios, or print one (`kbench scenarios show NAME`).
+    Scenarios {
+        /// `show NAME`: print that scenario's TOML.
+        #[command(subcommand)]
+        command: Option<ScenariosCommand>,
     },
     /// Compare runs or run sets side by side; with thresholds, judge the last (candidate)
     /// against the first (base) per metric and exit 1 on a regression.
@@ -117,6 +140,137 @@ pub enum Command {
         args: Vec<String>,
     },
 }
+
+/// `kbench scenarios show NAME`.
+#[derive(Debug, Subcommand)]
+pub enum ScenariosCommand {
+    /// Print a built-in scenario's TOML (save it to a file to make your own).
+    Show {
+        /// The scenario's name.
+        name: String,
+    },
+}
+
+/// The quick mode's flags: each sets one scenario key, with or without a scenario.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct QuickFlags {
+    /// Producer tasks (`producers.count`).
+    #[arg(long, value_name = "N", help_heading = "Quick mode")]
+    pub producers: Option<String>,
+    /// Messages per producer (`producers.messages_each`); `1M` = 1,000,000, `64k` = 64,000.
+    #[arg(long, value_name = "N", help_heading = "Quick mode")]
+    pub messages: Option<String>,
+    /// Produce for this long instead of a count (`producers.duration`), e.g. `30s`.
+    #[arg(long, value_name = "DURATION", help_heading = "Quick mode")]
+    pub duration: Option<String>,
+    /// Message size (`producers.message_size`): `1KiB` = 1024 B, `1KB` = 1000 B.
+    #[arg(long, value_name = "SIZE", help_heading = "Quick mode")]
+    pub size: Option<String>,
+    /// `0`, `1` or `all` (`producers.acks`).
+    #[arg(long, value_name = "ACKS", help_heading = "Quick mode")]
+    pub acks: Option<String>,
+    /// Messages per second of all producers together (`producers.total_rate`), e.g. `20k/s`.
+    #[arg(long, value_name = "RATE", help_heading = "Quick mode")]
+    pub rate: Option<String>,
+    /// Topic partitions (`topic.partitions`).
+    #[arg(long, value_name = "N", help_heading = "Quick mode")]
+    pub partitions: Option<String>,
+    /// Replication factor (`topic.replication_factor`).
+    #[arg(long, value_name = "N", help_heading = "Quick mode")]
+    pub replication: Option<String>,
+    /// Members of the consumer group (`consumers.members`; 0 = no consumers).
+    #[arg(long, value_name = "N", help_heading = "Quick mode")]
+    pub consumers: Option<String>,
+    /// Embedded brokers to start (`cluster.brokers`).
+    #[arg(long, value_name = "N", help_heading = "Quick mode")]
+    pub brokers: Option<String>,
+}
+
+impl QuickFlags {
+    /// The overrides the flags stand for, in a fixed order (before any `--set`).
+    pub fn overrides(&self) -> Vec<crate::scenario::Override> {
+        use crate::scenario::Override;
+        fn add(out: &mut Vec<Override>, flag: &str, key: &str, value: &Option<String>) {
+            if let Some(v) = value {
+                out.push(Override::flag(key, v, format!("--{flag} {v}")));
+            }
+        }
+        let mut out = Vec::new();
+        add(&mut out, "producers", "producers.count", &self.producers);
+        if let Some(m) = &self.messages {
+            let n = crate::scenario::units::parse_count(m).map_or(m.clone(), |n| n.to_string());
+            out.push(Override::flag(
+                "producers.messages_each",
+                &n,
+                format!("--messages {m}"),
+            ));
+        }
+        add(&mut out, "duration", "producers.duration", &self.duration);
+        add(&mut out, "size", "producers.message_size", &self.size);
+        add(&mut out, "acks", "producers.acks", &self.acks);
+        add(&mut out, "rate", "producers.total_rate", &self.rate);
+        add(&mut out, "partitions", "topic.partitions", &self.partitions);
+        add(
+            &mut out,
+            "replication",
+            "topic.replication_factor",
+            &self.replication,
+        );
+        add(&mut out, "brokers", "cluster.brokers", &self.brokers);
+        if let Some(n) = &self.consumers {
+            if n.trim() == "0" {
+                out.push(Override::flag(
+                    "consumers.groups",
+                    "0",
+                    format!("--consumers {n}"),
+                ));
+                out.push(Override::flag(
+                    "verify.delivery",
+                    "none",
+                    format!("--consumers {n}"),
+                ));
+            } else {
+                out.push(Override::flag(
+                    "consumers.members",
+                    n,
+                    format!("--consumers {n}"),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// `kbench run --help`, after the options.
+const RUN_HELP: &str = "\
+Examples:
+  kbench run smoke                            a built-in scenario (kbench scenarios lists them)
+  kbench run ./my-test.toml -o /tmp/run       a scenario file, report into /tmp/run
+  kbench run 1gb --set producers.count=4      any scenario key overridden
+  kbench run --producers 4 --messages 1M --size 1KiB --acks all
+                                              quick mode: an embedded broker, no file
+  kbench run -b kafka1:9092 --producers 4 --messages 1M --json > summary.json
+                                              quick mode against your cluster
+
+A bare NAME is always the built-in scenario, even if a file of that name is in the current
+directory; name a file by a path (./smoke.toml, smoke.toml, dir/x.toml).
+
+Exit codes:
+  0  ran, and every expectation held
+  1  ran, and an expectation failed (loss, duplicates, corruption, offsets or on-disk mismatch,
+     time limit, required rate missed, storage errors)
+  2  could not run: bad scenario or flag, unreachable cluster, interrupted (Ctrl-C)";
+
+/// `kbench --help`, after the commands.
+const MAIN_HELP: &str = "\
+Examples:
+  kbench run smoke                   a few seconds end to end on an embedded broker
+  kbench scenarios                   the built-in scenarios, one line each
+  kbench run -b HOST:9092 --producers 4 --messages 1M --size 1KiB --acks all
+  kbench compare base candidate      two runs or run sets side by side
+
+Exit codes: 0 passed; 1 ran and an expectation failed (compare: a regression); 2 could not
+run (bad scenario or flag, unreachable cluster, interrupted).";
 
 /// `kbench compare --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -236,11 +390,23 @@ async fn dispatch(command: Command) -> ExitCode {
             bootstrap,
             client_config,
             out,
-            mut sets,
+            sets,
             runs,
+            json,
+            quick,
         } => {
+            let source = match crate::scenario::builtin::Source::resolve(scenario.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return fail(&e.into()),
+            };
+            let mut overrides = quick.overrides();
+            overrides.extend(crate::scenario::sets(&sets));
             if let Some(n) = runs {
-                sets.push(format!("runs={n}"));
+                overrides.push(crate::scenario::Override::flag(
+                    "runs",
+                    &n.to_string(),
+                    format!("--runs {n}"),
+                ));
             }
             let interrupt = Stop::default();
             watch_signals(interrupt.clone());
@@ -248,28 +414,68 @@ async fn dispatch(command: Command) -> ExitCode {
                 bootstrap,
                 client_config,
                 out,
-                sets,
+                overrides,
+                json,
             };
-            match crate::run::run_file(&scenario, &opts, &interrupt).await {
+            let (result, out) = crate::run::run_source(&source, &opts, &interrupt).await;
+            if json {
+                if let Some(text) = out.as_deref().and_then(crate::run::result_json) {
+                    println!("{}", text.trim_end());
+                }
+            }
+            match result {
                 Ok(Outcome::Passed) => ExitCode::SUCCESS,
                 Ok(Outcome::Failed) if interrupt.is_raised() => ExitCode::from(2),
                 Ok(Outcome::Failed) => ExitCode::from(1),
                 Err(e) => fail(&e),
             }
         }
-        Command::Validate { scenario, sets } => match crate::scenario::load(&scenario, &sets) {
-            Ok(loaded) => {
-                for v in &loaded.variants {
-                    println!("{}", describe(&v.scenario, v.label.as_deref()));
+        Command::Validate { scenario, sets } => {
+            let source = match crate::scenario::builtin::Source::resolve(Some(&scenario)) {
+                Ok(s) => s,
+                Err(e) => return fail(&e.into()),
+            };
+            let loaded = source.text().and_then(|text| {
+                crate::scenario::load_overridden(
+                    &text,
+                    &source.path(),
+                    &crate::scenario::sets(&sets),
+                    false,
+                )
+            });
+            match loaded {
+                Ok(loaded) => {
+                    for v in &loaded.variants {
+                        println!(
+                            "{}",
+                            crate::scenario::plan_line(&v.scenario, v.label.as_deref())
+                        );
+                    }
+                    println!(
+                        "{}: ok ({} run(s))",
+                        source.path().display(),
+                        loaded.variants.len()
+                    );
+                    ExitCode::SUCCESS
                 }
-                println!(
-                    "{}: ok ({} run(s))",
-                    scenario.display(),
-                    loaded.variants.len()
-                );
+                Err(e) => fail(&e.into()),
+            }
+        }
+        Command::Scenarios { command } => match command {
+            None => {
+                print!("{}", crate::scenario::builtin::listing());
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&e.into()),
+            Some(ScenariosCommand::Show { name }) => match crate::scenario::builtin::find(&name) {
+                Some(b) => {
+                    print!("{}", b.text);
+                    ExitCode::SUCCESS
+                }
+                None => fail(&anyhow::anyhow!(
+                    "no built-in scenario \"{name}\"; there are: {}",
+                    crate::scenario::builtin::names()
+                )),
+            },
         },
         Command::Compare {
             inputs,
@@ -438,37 +644,6 @@ fn calibrate_set(
         _ => print!("{}", calibration.table()),
     }
     Ok(())
-}
-
-/// One line per run: what it will do.
-fn describe(s: &crate::scenario::Scenario, label: Option<&str>) -> String {
-    use crate::scenario::{units, Stop as StopAt};
-    let p = &s.producers;
-    let amount = match p.stop() {
-        StopAt::Messages(n) => format!("{n} messages each"),
-        StopAt::Duration(d) => format!("for {}", units::format_duration(d)),
-    };
-    let rate = p.rate_each().map_or("flat out".to_string(), |r| {
-        format!("at {}", units::format_rate(r))
-    });
-    format!(
-        "{}{}: {} producer(s) × {amount} of {} ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}{}, {} broker(s), delivery {}",
-        s.name,
-        label.map(|l| format!(" [{l}]")).unwrap_or_default(),
-        p.count,
-        units::format_size(p.message_size.0),
-        p.acks.as_config(),
-        s.consumers.groups,
-        s.consumers.members,
-        s.topic.partitions,
-        s.topic.replication_factor,
-        s.topic
-            .min_insync()
-            .map(|m| format!(" min.insync {m}"))
-            .unwrap_or_default(),
-        s.cluster.brokers,
-        s.verify.delivery.as_str()
-    )
 }
 
 /// First Ctrl-C or SIGTERM: stop the run cleanly (it still writes its report). Second Ctrl-C:

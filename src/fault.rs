@@ -950,7 +950,7 @@ mod tests {
             .contains("faults[0].duration"));
         assert!(
             error_of("at = \"1s\"\naction = \"kill_member\"\ngroup = 0\nmember = 2\n")
-                .contains("faults[0].member: member = 2 but groups have 2 member(s)")
+                .contains("faults[0].member = 2: groups have 2 member(s)")
         );
         assert!(
             error_of("at = \"1s\"\naction = \"kill\"\nbroker = \"leader:x\"\n")
@@ -1041,7 +1041,7 @@ mod tests {
         ))
         .contains("not both"));
         assert!(on(&format!("{head}duration = \"1s\"\nbroker = 4\n"))
-            .contains("broker = 4 does not exist"));
+            .contains("faults[0].broker = 4: does not exist"));
         assert!(
             on(&format!("{head}duration = \"1s\"\ngroups = [[1], [2]]\n"))
                 .contains("every broker id 1..=3 exactly once")

@@ -47,8 +47,23 @@ pub struct RunOptions {
     pub client_config: Option<PathBuf>,
     /// `--out`: output folder (default `reports/<name>/<UTC timestamp>/`).
     pub out: Option<PathBuf>,
-    /// `--set` overrides.
-    pub sets: Vec<String>,
+    /// The quick mode's flags and `--set` overrides, in that order.
+    pub overrides: Vec<scenario::Override>,
+    /// `--json`: stdout holds the summary only; the tables go to stderr.
+    pub json: bool,
+}
+
+/// Whether the human-readable results (tables, verdict lines) go to stderr because stdout
+/// holds the JSON summary (`--json`).
+static HUMAN_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints human-readable results: to stdout, or to stderr under `--json`.
+fn say(text: &str) {
+    if HUMAN_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
 }
 
 /// How a run ended.
@@ -79,22 +94,77 @@ pub fn default_out(name: &str) -> PathBuf {
         .join(chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string())
 }
 
-/// Runs a scenario file (every matrix combination, then a comparison).
-pub async fn run_file(path: &Path, opts: &RunOptions, interrupt: &Stop) -> anyhow::Result<Outcome> {
-    let loaded = scenario::load_for(path, &opts.sets, opts.bootstrap.is_some())?;
+/// Runs a scenario (a file, a built-in one, or the quick mode's; every matrix combination,
+/// then a comparison). Returns the outcome and the output folder, once it is known.
+pub async fn run_source(
+    source: &scenario::builtin::Source,
+    opts: &RunOptions,
+    interrupt: &Stop,
+) -> (anyhow::Result<Outcome>, Option<PathBuf>) {
+    HUMAN_TO_STDERR.store(opts.json, std::sync::atomic::Ordering::Relaxed);
+    let loaded = match source.text().and_then(|text| {
+        scenario::load_overridden(
+            &text,
+            &source.path(),
+            &opts.overrides,
+            opts.bootstrap.is_some(),
+        )
+    }) {
+        Ok(l) => l,
+        Err(e) => return (Err(e.into()), None),
+    };
+    eprintln!("kbench: {}", source.describe());
+    for v in &loaded.variants {
+        eprintln!(
+            "kbench: plan: {}",
+            scenario::plan_line(&v.scenario, v.label.as_deref())
+        );
+    }
     let client_settings = match &opts.client_config {
-        Some(file) => load_client_config(file)?,
+        Some(file) => match load_client_config(file) {
+            Ok(s) => s,
+            Err(e) => return (Err(e.into()), None),
+        },
         None => BTreeMap::new(),
     };
     let out = opts
         .out
         .clone()
         .unwrap_or_else(|| default_out(&loaded.base.name));
+    // An external cluster is checked before anything is written: every bootstrap server
+    // resolves and takes a TCP connection, or the run stops here naming the one that does not.
+    let bootstrap = opts
+        .bootstrap
+        .clone()
+        .or_else(|| loaded.base.cluster.bootstrap.clone());
+    if let Some(b) = &bootstrap {
+        if let Err(e) = crate::target::probe::reach_all(b).await {
+            let named = if opts.bootstrap.is_some() {
+                format!("--bootstrap {b}")
+            } else {
+                format!("{}: cluster.bootstrap = \"{b}\"", source.path().display())
+            };
+            return (
+                Err(anyhow::anyhow!("{named}: cannot reach the cluster: {e}")),
+                None,
+            );
+        }
+    }
     let args = ClusterArgs {
         bootstrap: opts.bootstrap.as_deref(),
         client_settings: &client_settings,
     };
-    run_loaded(&loaded, &out, &args, interrupt).await
+    let result = run_loaded(&loaded, &out, &args, interrupt).await;
+    (result, Some(out))
+}
+
+/// What `--json` prints for a run folder: its `summary.json` (a run, or a run set's), or for
+/// a matrix its `comparison.json`; `None` when the folder holds neither.
+pub fn result_json(out: &Path) -> Option<String> {
+    [crate::report::SUMMARY_JSON, "comparison.json"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(out.join(f)).ok())
+        .find(|t| !t.trim().is_empty())
 }
 
 /// The command line's say on the cluster of a run.
@@ -161,7 +231,7 @@ async fn run_loaded(
         }
     }
     let cmp = crate::compare::run(&dirs, &crate::compare::Options::default(), Some(out))?;
-    print!("{}", cmp.table);
+    say(&cmp.table);
     eprintln!("kbench: runs and comparison in {}", out.display());
     Ok(outcome)
 }
@@ -187,9 +257,9 @@ async fn run_variant(
     if n <= 1 {
         let summary = run_one(&v.scenario, file, &v.matrix_values, out, args, interrupt).await?;
         discard_broker_data(&v.scenario, &summary, out);
-        print!("{}", crate::report::terminal_table(&summary));
-        print!("{}", fault::terminal_lines(&summary.delivery.faults));
-        println!("{}", summary.durability.line());
+        say(&crate::report::terminal_table(&summary));
+        say(&fault::terminal_lines(&summary.delivery.faults));
+        say(&format!("{}\n", summary.durability.line()));
         return Ok(outcome(summary.verdict.passed));
     }
     let mut passed = true;
@@ -200,10 +270,10 @@ async fn run_variant(
             .await
             .with_context(|| format!("run {k} of {n}"))?;
         discard_broker_data(&v.scenario, &summary, &dir);
-        println!(
-            "{}",
+        say(&format!(
+            "{}\n",
             crate::report::run_line(&summary, &format!("run {k}/{n}"))
-        );
+        ));
         passed &= summary.verdict.passed;
         if interrupt.is_raised() {
             bail!(
@@ -215,7 +285,7 @@ async fn run_variant(
     let set = crate::runset::RunSet::load(out)?;
     let aggregate = crate::runset::RunSetSummary::of(&set, out);
     aggregate.write(out)?;
-    print!("{}", aggregate.terminal());
+    say(&aggregate.terminal());
     Ok(outcome(passed))
 }
 
@@ -262,6 +332,9 @@ impl Drop for Tasks {
 }
 
 /// Runs one scenario into `out` and returns its summary (already written with the report).
+/// A run that cannot start (the cluster does not come up or answer, the topic cannot be
+/// made, the groups are not assigned) leaves a valid `summary.json` saying why: a failed
+/// verdict whose one failure starts `could not start:`, and a `not_started` event.
 pub async fn run_one(
     s: &Scenario,
     file: &Path,
@@ -271,6 +344,88 @@ pub async fn run_one(
     interrupt: &Stop,
 ) -> anyhow::Result<Summary> {
     crate::report::prepare_dir(out)?;
+    let started_at = chrono::Utc::now();
+    let result = run_prepared(s, file, matrix_values, out, args, interrupt).await;
+    if let Err(e) = &result {
+        let written =
+            std::fs::metadata(out.join(crate::report::SUMMARY_JSON)).is_ok_and(|m| m.len() > 0);
+        if !written {
+            write_not_started(s, file, matrix_values, out, started_at, &format!("{e:#}"));
+        }
+    }
+    result
+}
+
+/// `summary.json` of a run that could not start, and nothing else beside it (the empty
+/// report files [`crate::report::prepare_dir`] made are removed; broker logs stay).
+fn write_not_started(
+    s: &Scenario,
+    file: &Path,
+    matrix_values: &[(String, toml::Value)],
+    out: &Path,
+    started_at: chrono::DateTime<chrono::Utc>,
+    why: &str,
+) {
+    let summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        run: RunInfo {
+            kbench_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            wall_s: (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0,
+            host: hostname(),
+        },
+        scenario: ScenarioInfo {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            file: file.display().to_string(),
+            matrix_cell: matrix_values
+                .iter()
+                .map(|(k, v)| (k.clone(), cell_value(v)))
+                .collect(),
+        },
+        config: s.resolved(),
+        events: vec![Event {
+            t_s: 0.0,
+            kind: Event::NOT_STARTED.into(),
+            detail: why.to_string(),
+        }],
+        verdict: Verdict {
+            passed: false,
+            failures: vec![format!("could not start: {why}")],
+        },
+        ..Default::default()
+    };
+    for name in [
+        crate::report::TIMESERIES_CSV,
+        crate::report::SYSTEM_CSV,
+        crate::report::REPORT_HTML,
+    ] {
+        let path = out.join(name);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    match serde_json::to_string_pretty(&summary) {
+        Ok(json) => {
+            if let Err(e) = std::fs::write(out.join(crate::report::SUMMARY_JSON), json + "\n") {
+                eprintln!(
+                    "kbench: cannot write {}: {e}",
+                    out.join("summary.json").display()
+                );
+            }
+        }
+        Err(e) => eprintln!("kbench: cannot write summary.json: {e}"),
+    }
+}
+
+async fn run_prepared(
+    s: &Scenario,
+    file: &Path,
+    matrix_values: &[(String, toml::Value)],
+    out: &Path,
+    args: &ClusterArgs<'_>,
+    interrupt: &Stop,
+) -> anyhow::Result<Summary> {
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let t_s = || t0.elapsed().as_secs_f64();
@@ -586,7 +741,6 @@ pub async fn run_one(
     // Produce phase.
     let interval = s.sampling.interval.0;
     let progress = progress_bar(s);
-    let by_time = matches!(s.producers.stop(), StopAt::Duration(_));
     let mut next_row = t0 + interval;
     let mut last_progress = (0u64, 0u64, Instant::now());
     let produce_limit = Instant::now() + s.producers.time_limit.0;
@@ -615,7 +769,12 @@ pub async fn run_one(
             };
             events.extend(sup.poll(produce_start.elapsed(), acked, t_s(), &mut hands));
         }
-        update_progress(&progress, &collector, t_s() - produce_t0, by_time);
+        let phase = if now_us() < warmup_end.get() {
+            Phase::WarmUp
+        } else {
+            Phase::Producing
+        };
+        update_progress(&progress, &collector, s, phase, t_s() - produce_t0);
         if tasks.producers.iter().all(JoinHandle::is_finished) {
             break;
         }
@@ -836,7 +995,13 @@ pub async fn run_one(
                         collector.collect(t_s(), interval.as_secs_f64(), false);
                         next_row += interval;
                     }
-                    update_progress(&progress, &collector, t_s() - produce_t0, by_time);
+                    update_progress(
+                        &progress,
+                        &collector,
+                        s,
+                        Phase::Draining,
+                        t_s() - produce_t0,
+                    );
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -900,7 +1065,13 @@ pub async fn run_one(
     if tail_s > 0.01 {
         collector.collect(t_s(), tail_s, false);
     }
-    progress.finish_and_clear();
+    update_progress(
+        &progress,
+        &collector,
+        s,
+        Phase::Verifying,
+        t_s() - produce_t0,
+    );
     phase(&mut events, t_s(), "consumers_done", "");
     let system = sampler.stop();
 
@@ -1145,6 +1316,7 @@ pub async fn run_one(
             ..Default::default()
         }
     };
+    progress.finish_and_clear();
     // Stop the brokers now (before the report is drawn) so their shutdown is part of the run.
     drop(tasks);
     let target_info = target.info();
@@ -1538,36 +1710,88 @@ fn join_bounded(
     }
 }
 
-fn progress_bar(s: &Scenario) -> ProgressBar {
-    if !std::io::stdout().is_terminal() {
+fn progress_bar(_s: &Scenario) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let total = match s.producers.stop() {
-        StopAt::Messages(n) => n * u64::from(s.producers.count),
-        StopAt::Duration(d) => (d + s.producers.warmup.0).as_millis() as u64,
-    };
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout_with_hz(4));
-    let unit = if matches!(s.producers.stop(), StopAt::Messages(_)) {
-        "{pos}/{len} msgs"
-    } else {
-        "{elapsed}"
-    };
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} [{{bar:25}}] {unit} {{msg}} ETA {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_prefix(s.name.clone());
     bar
 }
 
-fn update_progress(bar: &ProgressBar, c: &Collector, produce_s: f64, by_time: bool) {
+/// What the progress line shows: the phase, and during the produce phase how far it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    WarmUp,
+    Producing,
+    Draining,
+    Verifying,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::WarmUp => "warm-up",
+            Phase::Producing => "producing",
+            Phase::Draining => "draining",
+            Phase::Verifying => "verifying",
+        }
+    }
+}
+
+/// `1234` → `1234`, `1234567` → `1.23M`: counts short enough for one 80-column line.
+fn compact(n: u64) -> String {
+    match n {
+        0..=99_999 => n.to_string(),
+        100_000..=999_999 => format!("{:.0}k", n as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2}M", n as f64 / 1e6),
+        _ => format!("{:.2}G", n as f64 / 1e9),
+    }
+}
+
+/// One progress line, at most 80 columns: the phase, a bar of the messages sent (or of the
+/// time produced), and while producing the throughput and p99 so far; once producing has
+/// ended, what the consumers have read instead (the throughput of a finished phase would be
+/// a falling average, not a rate).
+fn progress_line(
+    phase: Phase,
+    done: u64,
+    total: u64,
+    by_time: bool,
+    mib_s: f64,
+    p99_ms: f64,
+    consumed: u64,
+) -> String {
+    const WIDTH: usize = 20;
+    let done = done.min(total);
+    let filled = if total == 0 {
+        0
+    } else {
+        ((done.min(total) as f64 / total as f64) * WIDTH as f64) as usize
+    };
+    let bar = format!("{}{}", "=".repeat(filled), " ".repeat(WIDTH - filled));
+    let amount = if by_time {
+        format!("{:.0}/{:.0} s", done as f64 / 1000.0, total as f64 / 1000.0)
+    } else {
+        format!("{}/{} msgs", compact(done), compact(total))
+    };
+    let tail = match phase {
+        Phase::WarmUp | Phase::Producing => {
+            format!("{mib_s:.0} MiB/s p99 {p99_ms:.1} ms")
+        }
+        Phase::Draining | Phase::Verifying => format!("consumed {}", compact(consumed)),
+    };
+    let line = format!("{:<9} [{bar}] {amount} {tail}", phase.as_str());
+    line.chars().take(80).collect()
+}
+
+fn update_progress(bar: &ProgressBar, c: &Collector, s: &Scenario, phase: Phase, produce_s: f64) {
     if bar.is_hidden() {
         return;
     }
-    let (sent, acked, consumed) = c.progress();
+    let (sent, _acked, consumed) = c.progress();
     let p99 = c.produce_latency();
     let p99_ms = if p99.is_empty() {
         0.0
@@ -1580,14 +1804,16 @@ fn update_progress(bar: &ProgressBar, c: &Collector, produce_s: f64, by_time: bo
     } else {
         0.0
     };
-    let pos = if by_time {
-        (produce_s * 1000.0) as u64
-    } else {
-        sent
+    let (done, total, by_time) = match s.producers.stop() {
+        StopAt::Messages(n) => (sent, n * u64::from(s.producers.count), false),
+        StopAt::Duration(d) => (
+            (produce_s * 1000.0) as u64,
+            (d + s.producers.warmup.0).as_millis() as u64,
+            true,
+        ),
     };
-    bar.set_position(pos.min(bar.length().unwrap_or(u64::MAX)));
-    bar.set_message(format!(
-        "acked {acked} consumed {consumed} | {mib_s:.0} MiB/s | p99 {p99_ms:.1} ms"
+    bar.set_message(progress_line(
+        phase, done, total, by_time, mib_s, p99_ms, consumed,
     ));
 }
 
@@ -1630,6 +1856,34 @@ fn members_assigned(members: &[Arc<ConsumerMeter>]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_line_fits_80_columns_and_shows_no_rate_after_producing() {
+        let producing = progress_line(
+            Phase::Producing,
+            12_345_678,
+            1_048_576_000,
+            false,
+            12345.6,
+            1234.5,
+            9_999_999,
+        );
+        assert!(producing.chars().count() <= 80, "{producing}");
+        assert!(
+            producing.starts_with("producing [") && producing.contains("MiB/s"),
+            "{producing}"
+        );
+        let draining = progress_line(Phase::Draining, 10_000, 10_000, false, 99.0, 1.0, 9_000);
+        assert_eq!(
+            draining,
+            "draining  [====================] 10000/10000 msgs consumed 9000"
+        );
+        let timed = progress_line(Phase::WarmUp, 2_500, 10_000, true, 5.0, 0.5, 0);
+        assert_eq!(
+            timed,
+            "warm-up   [=====               ] 2/10 s 5 MiB/s p99 0.5 ms"
+        );
+    }
 
     #[test]
     fn produce_error_list_names_kinds_most_frequent_first() {

@@ -171,6 +171,17 @@ impl RunSet {
         let mut runs = Vec::new();
         for f in files {
             let summary = crate::report::read_summary(&f)?;
+            if let Some(e) = summary
+                .events
+                .iter()
+                .find(|e| e.kind == crate::summary::Event::NOT_STARTED)
+            {
+                anyhow::bail!(
+                    "{}: the run could not start, so there is nothing to compare: {}",
+                    f.display(),
+                    e.detail
+                );
+            }
             runs.push((f, summary));
         }
         Ok(RunSet {

@@ -778,6 +778,8 @@ pub struct Event {
 impl Event {
     /// Kind of the event that ends the warm-up period.
     pub const WARMUP_END: &'static str = "warmup_end";
+    /// The one event of a run that could not start (its detail says why).
+    pub const NOT_STARTED: &'static str = "not_started";
     /// Kind of an injected fault.
     pub const FAULT: &'static str = "fault";
 }

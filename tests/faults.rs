@@ -271,7 +271,7 @@ fn a_fault_on_a_broker_that_does_not_exist_is_a_validation_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.toml:8:"), "{err}");
     assert!(
-        err.contains("faults[0].broker") && err.contains("broker = 3 does not exist"),
+        err.contains("bad.toml:8:1: faults[0].broker = 3: does not exist"),
         "{err}"
     );
 

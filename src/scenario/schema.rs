@@ -725,7 +725,7 @@ impl Pipeline {
                 return Err(invalid(
                     &format!("{key}.worker"),
                     format!(
-                        "worker = {} but there are {} workers (0..={})",
+                        "worker = {}: there are {} workers (0..={})",
                         k.worker,
                         self.workers,
                         self.workers - 1
@@ -1065,13 +1065,13 @@ impl Fault {
             if g >= k.groups {
                 return Err(invalid(
                     &format!("{key}.group"),
-                    format!("group = {g} but there are {} consumer group(s)", k.groups),
+                    format!("group = {g}: there are {} consumer group(s)", k.groups),
                 ));
             }
             if m >= k.members {
                 return Err(invalid(
                     &format!("{key}.member"),
-                    format!("member = {m} but groups have {} member(s)", k.members),
+                    format!("member = {m}: groups have {} member(s)", k.members),
                 ));
             }
             if self.broker.is_some() || self.duration.is_some() {
@@ -1379,7 +1379,7 @@ impl Scenario {
         }
         if p.message_size.0 < IDENTITY_BYTES {
             return Err(invalid("producers.message_size", format!(
-                "message_size = {} B is too small: kbench puts a {IDENTITY_BYTES}-byte identity header in every payload",
+                "is {} B, too small: kbench puts a {IDENTITY_BYTES}-byte identity header in every payload; use at least {IDENTITY_BYTES}B",
                 p.message_size.0
             )));
         }

@@ -66,6 +66,26 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Parses a count such as `"1M"` (1,000,000), `"64k"`, `"65_536"` or `"65,536"`; the
+/// suffixes `k`, `M`, `G` are powers of 1000.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let t = text.trim().replace(['_', ','], "");
+    let (digits, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1e6),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1e9),
+        _ => (t.as_str(), 1.0),
+    };
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a count; write e.g. 10000, 64k or 1M"))?;
+    let n = n * mult;
+    if !(n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64) {
+        return Err(format!("\"{text}\" is not a whole count"));
+    }
+    Ok(n as u64)
+}
+
 /// Formats bytes with the largest binary unit that divides them exactly (`1024` → `"1KiB"`).
 pub fn format_size(bytes: u64) -> String {
     for (unit, mult) in [
@@ -86,19 +106,79 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-/// Parses a duration such as `"10s"`, `"250ms"`, `"1m 30s"` or `"0"`.
+/// Parses a duration such as `"10s"`, `"250ms"`, `"1m 30s"` or `"0"`: one or more parts of a
+/// number and a unit written right after it, the units being `ms`, `s`, `m` and `h` (what
+/// `scenarios/README.md` documents; `"10 sec"` and `"5 minutes"` are refused rather than
+/// guessed at).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("\"{text}\" is not a duration ({e}); write e.g. \"10s\", \"250ms\" or \"2m\"")
-    })
+    let bad = |why: &str| {
+        format!("\"{text}\" is not a duration ({why}); write e.g. \"10s\", \"250ms\" or \"1m 30s\" (units ms, s, m, h)")
+    };
+    let t = text.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if t.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    let mut total = 0f64;
+    let joined: String = t.split_whitespace().collect();
+    {
+        let mut rest = joined.as_str();
+        while !rest.is_empty() {
+            let split = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+                .unwrap_or(rest.len());
+            let (num, after) = rest.split_at(split);
+            if num.is_empty() {
+                return Err(bad(&format!("\"{rest}\" has no number before it")));
+            }
+            let unit_len = after
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(after.len());
+            let (unit, next) = after.split_at(unit_len);
+            let seconds = match unit {
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                "" => return Err(bad(&format!("{num} has no unit"))),
+                other => return Err(bad(&format!("unknown unit \"{other}\""))),
+            };
+            let value: f64 = num
+                .replace('_', "")
+                .parse()
+                .map_err(|_| bad(&format!("\"{num}\" is not a number")))?;
+            total += value * seconds;
+            rest = next;
+        }
+    }
+    if !total.is_finite() || total > 1e12 {
+        return Err(bad("out of range"));
+    }
+    Ok(Duration::from_secs_f64(total))
 }
 
-/// Formats a duration the way [`parse_duration`] reads it.
+/// Formats a duration the way [`parse_duration`] reads it (`"1m30s"`, `"250ms"`, `"0s"`).
 pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
         return "0s".to_string();
     }
-    humantime::format_duration(d).to_string().replace(' ', "")
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return format!("{}s", d.as_secs_f64());
+    }
+    let ms = d.as_millis();
+    let parts = [
+        (ms / 3_600_000, "h"),
+        (ms / 60_000 % 60, "m"),
+        (ms / 1000 % 60, "s"),
+        (ms % 1000, "ms"),
+    ];
+    parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect()
 }
 
 /// Parses a rate such as `"20000/s"`, `"5k/s"`, `"1.5M/min"` into messages per second.
@@ -267,6 +347,15 @@ mod tests {
     }
 
     #[test]
+    fn counts_take_decimal_suffixes() {
+        assert_eq!(parse_count("1M").unwrap(), 1_000_000);
+        assert_eq!(parse_count("64k").unwrap(), 64_000);
+        assert_eq!(parse_count("65_536").unwrap(), 65_536);
+        assert_eq!(parse_count("1.5k").unwrap(), 1500);
+        assert!(parse_count("lots").is_err());
+    }
+
+    #[test]
     fn sizes_format_round_trip() {
         for b in [0, 1, 1000, 1024, 1536, 65536, 1 << 30, 1_000_000] {
             assert_eq!(parse_size(&format_size(b)).unwrap(), b, "{b}");
@@ -281,6 +370,12 @@ mod tests {
         assert_eq!(parse_duration("1m 30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("10").is_err());
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("10 sec")
+            .unwrap_err()
+            .contains("unknown unit \"sec\""));
+        assert!(parse_duration("5 minutes").is_err());
         assert_eq!(
             parse_duration(&format_duration(Duration::from_millis(1500))).unwrap(),
             Duration::from_millis(1500)

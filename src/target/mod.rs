@@ -7,6 +7,7 @@
 mod access;
 pub mod embedded;
 pub mod netns;
+pub mod probe;
 pub mod topic;
 
 use std::path::PathBuf;
