@@ -141,10 +141,10 @@ one_round() {
   local t0 line
   t0=$(cpu_ticks "$d/one")
   line=$(timeout 600 "$rdperf" -P -t perf -b "$BOOTSTRAP" -s 1024 -c "$messages" -X acks=1 \
-    -X linger.ms=5 2>/dev/null | grep 'messages produced' | tail -n 1)
+    -X linger.ms=5 2>/dev/null | grep 'messages produced' | tail -n 1 || true)
   record "$r" "$kind" produce_rdkafka_msgs "$(sed -n 's/.*ms: \([0-9]*\) msgs\/s.*/\1/p' <<<"$line")" msgs/s
-  line=$(timeout 600 "$rdperf" -G "sbs-$r" -C -t perf -b "$BOOTSTRAP" -c "$messages" \
-    -X auto.offset.reset=earliest 2>/dev/null | grep 'consumed in' | tail -n 1)
+  line=$(timeout 600 "$rdperf" -G "sbs-$r" -t perf -b "$BOOTSTRAP" -c "$messages" \
+    -X auto.offset.reset=earliest 2>/dev/null | grep 'consumed in' | tail -n 1 || true)
   record "$r" "$kind" consume_rdkafka_msgs "$(sed -n 's/.*ms: \([0-9]*\) msgs\/s.*/\1/p' <<<"$line")" msgs/s
   local ticks=$(($(cpu_ticks "$d/one") - t0))
   record "$r" "$kind" broker_cpu_s_per_gib \
@@ -153,7 +153,7 @@ one_round() {
   topic "$BOOTSTRAP" perfj 4 1
   line=$(timeout 600 "$kafka_sh" run org.apache.kafka.tools.ProducerPerformance --topic perfj \
     --num-records "$messages" --record-size 1024 --throughput -1 \
-    --producer-props "bootstrap.servers=$BOOTSTRAP" acks=1 linger.ms=5 2>/dev/null | tail -n 1)
+    --producer-props "bootstrap.servers=$BOOTSTRAP" acks=1 linger.ms=5 2>/dev/null | tail -n 1 || true)
   record "$r" "$kind" produce_java_msgs "$(sed -n 's/^[0-9]* records sent, \([0-9.]*\) records\/sec.*/\1/p' <<<"$line")" msgs/s
   down "$kind" "$d/one"
 

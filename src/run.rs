@@ -138,16 +138,25 @@ pub async fn run_source(
         .clone()
         .or_else(|| loaded.base.cluster.bootstrap.clone());
     if let Some(b) = &bootstrap {
-        if let Err(e) = crate::target::probe::reach_all(b).await {
-            let named = if opts.bootstrap.is_some() {
-                format!("--bootstrap {b}")
-            } else {
-                format!("{}: cluster.bootstrap = \"{b}\"", source.path().display())
-            };
-            return (
-                Err(anyhow::anyhow!("{named}: cannot reach the cluster: {e}")),
-                None,
-            );
+        let named = if opts.bootstrap.is_some() {
+            format!("--bootstrap {b}")
+        } else {
+            format!("{}: cluster.bootstrap = \"{b}\"", source.path().display())
+        };
+        match crate::target::probe::reach_all(b).await {
+            Ok(unreachable) => {
+                for u in unreachable {
+                    eprintln!(
+                        "kbench: warning: {named}: {u} (going on with the servers that answer)"
+                    );
+                }
+            }
+            Err(e) => {
+                return (
+                    Err(anyhow::anyhow!("{named}: cannot reach the cluster: {e}")),
+                    None,
+                )
+            }
         }
     }
     let args = ClusterArgs {

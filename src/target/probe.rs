@@ -102,9 +102,12 @@ pub async fn reach(server: &str) -> Result<(), String> {
     }
 }
 
-/// [`reach`] for every server of a bootstrap list, all at once; the error lists each one
-/// that failed.
-pub async fn reach_all(bootstrap: &str) -> Result<(), String> {
+/// [`reach`] for every server of a bootstrap list, all at once. A client needs only one
+/// bootstrap server to answer (the rest of the cluster comes from Metadata), so the run stops
+/// (`Err`, listing each server and what happened) only when none can be reached; the servers
+/// that could not be reached while others could come back as warnings (`Ok`): a broker down
+/// in a fault experiment, or one stale address in a long list, is not a reason to refuse.
+pub async fn reach_all(bootstrap: &str) -> Result<Vec<String>, String> {
     let servers: Vec<&str> = bootstrap
         .split(',')
         .filter(|s| !s.trim().is_empty())
@@ -116,15 +119,13 @@ pub async fn reach_all(bootstrap: &str) -> Result<(), String> {
         let s = s.to_string();
         async move { reach(&s).await }
     });
-    let failed: Vec<String> = futures_join(checks)
-        .await
-        .into_iter()
-        .filter_map(Result::err)
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
+    let results = futures_join(checks).await;
+    let reached = results.iter().filter(|r| r.is_ok()).count();
+    let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    if reached == 0 {
         Err(failed.join("; "))
+    } else {
+        Ok(failed)
     }
 }
 
@@ -173,5 +174,25 @@ mod tests {
             e.starts_with(&format!("127.0.0.1:{port}: connection refused")),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn one_answering_server_is_enough_and_the_others_are_warnings() {
+        let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let live = live.local_addr().unwrap().port();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let warnings = reach_all(&format!("127.0.0.1:{dead},127.0.0.1:{live}"))
+            .await
+            .unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with(&format!("127.0.0.1:{dead}: connection refused")));
+        let e = reach_all(&format!("127.0.0.1:{dead},127.0.0.1:{dead}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.matches("connection refused").count(), 2, "{e}");
     }
 }
