@@ -207,6 +207,17 @@ public final class KafkaCompat {
             throws Exception {
         get(admin.createTopics(List.of(new NewTopic(name, partitions, (short) 1).configs(configs)))
                 .all());
+        // Kafka answers CreateTopics before the new partitions' leaders serve them: a producer
+        // that starts at once gets NOT_LEADER_OR_FOLLOWER, and an idempotent one with 5 batches
+        // in flight then saw OUT_OF_ORDER_SEQUENCE on the rest until they expired (FINDINGS D7).
+        // ListOffsets succeeds only once every partition is led: wait for that.
+        try (KafkaConsumer<String, String> c = consumer(null, Map.of())) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (int i = 0; i < partitions; i++) {
+                tps.add(new TopicPartition(name, i));
+            }
+            c.endOffsets(tps, Duration.ofSeconds(TIMEOUT_S));
+        }
     }
 
     /** Every record of `topic` from the start to the end offsets, read with an assignment. */
