@@ -119,6 +119,13 @@ pub fn describe_topic(
                     .unwrap_or_else(|| panic!("no {k}: in {l:?}\n{out}"))
                     .clone()
             };
+            // `N/A` is what TopicCommand prints when the broker lacks DescribeTopicPartitions
+            // (it falls back to Metadata): FINDINGS D8. Kafka prints an empty list.
+            assert_ne!(
+                f.get("Elr").map(String::as_str),
+                Some("N/A"),
+                "no DescribeTopicPartitions: {l:?}\n{out}"
+            );
             DescribedPartition {
                 partition: get("Partition").parse().expect("partition number"),
                 leader: get("Leader").parse().expect("leader id"),
