@@ -111,6 +111,8 @@ def wire(expr, rust_type):
         return "Wire::" + kind
     if kind == "Struct":
         return "Wire::Struct(&%s)" % const_name(struct_of(rust_type))
+    if kind == "OptionStruct":
+        return "Wire::OptionStruct(&%s)" % const_name(struct_of(rust_type))
     if kind in ("Array", "CompactArray"):
         e = elem.replace("types::", "")
         if e.startswith("Struct"):

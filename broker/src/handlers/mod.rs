@@ -78,6 +78,7 @@ apis! {
     DeleteRecords => delete_records, 0..=2;
     DeleteGroups => delete_groups, 0..=2;
     OffsetDelete => offset_delete, 0..=0;
+    DescribeTopicPartitions => describe_topic_partitions, 0..=0;
 }
 
 /// APIs whose advertised minimum is lower than what kbroker decodes.

@@ -39,6 +39,8 @@ pub(super) enum Wire {
     CompactArray(Elem),
     /// A nested structure, in place.
     Struct(&'static Layout),
+    /// `INT8` presence marker (1: present), then the structure when present.
+    OptionStruct(&'static Layout),
 }
 
 /// What an array holds.
@@ -325,6 +327,13 @@ impl Walk<'_> {
                 self.array(i64::from(n) - 1, elem)
             }
             Wire::Struct(layout) => self.layout(layout),
+            Wire::OptionStruct(layout) => {
+                if self.int(1)? == 1 {
+                    self.layout(layout)
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 

@@ -39,6 +39,7 @@ pub(super) fn request(api: ApiKey) -> Option<&'static Layout> {
         ApiKey::DeleteRecords => Some(&DELETE_RECORDS_REQUEST),
         ApiKey::DeleteGroups => Some(&DELETE_GROUPS_REQUEST),
         ApiKey::OffsetDelete => Some(&OFFSET_DELETE_REQUEST),
+        ApiKey::DescribeTopicPartitions => Some(&DESCRIBE_TOPIC_PARTITIONS_REQUEST),
         _ => None,
     }
 }
@@ -2081,6 +2082,69 @@ static OFFSET_DELETE_REQUEST: Layout = Layout {
         },
     ],
     tagged: None,
+    tags: &[
+    ],
+};
+
+static TOPIC_REQUEST: Layout = Layout {
+    name: "TopicRequest",
+    fields: &[
+        Field {
+            name: "name",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::CompactString),
+            ],
+        },
+    ],
+    tagged: Some((i16::MIN, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static CURSOR: Layout = Layout {
+    name: "Cursor",
+    fields: &[
+        Field {
+            name: "topic_name",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::CompactString),
+            ],
+        },
+        Field {
+            name: "partition_index",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(4)),
+            ],
+        },
+    ],
+    tagged: Some((i16::MIN, i16::MAX)),
+    tags: &[
+    ],
+};
+
+static DESCRIBE_TOPIC_PARTITIONS_REQUEST: Layout = Layout {
+    name: "DescribeTopicPartitionsRequest",
+    fields: &[
+        Field {
+            name: "topics",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::CompactArray(Elem::Struct(&TOPIC_REQUEST))),
+            ],
+        },
+        Field {
+            name: "response_partition_limit",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::Fixed(4)),
+            ],
+        },
+        Field {
+            name: "cursor",
+            arms: &[
+                Arm::new(i16::MIN, i16::MAX, Wire::OptionStruct(&CURSOR)),
+            ],
+        },
+    ],
+    tagged: Some((i16::MIN, i16::MAX)),
     tags: &[
     ],
 };

@@ -54,6 +54,14 @@ fn gen_wire(rng: &mut StdRng, wire: Wire, version: i16, out: &mut BytesMut) {
             }
         }
         Wire::Struct(layout) => gen_layout(rng, layout, version, out),
+        Wire::OptionStruct(layout) => {
+            if rng.random_range(0..2) == 1 {
+                out.put_i8(1);
+                gen_layout(rng, layout, version, out);
+            } else {
+                out.put_i8(-1);
+            }
+        }
     }
 }
 

@@ -6,7 +6,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod clients;
 pub mod cluster;
+pub mod kafka;
+pub mod kafka_tools;
 pub mod tmpfs;
 pub mod wire;
 

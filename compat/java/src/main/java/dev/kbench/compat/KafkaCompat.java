@@ -207,6 +207,17 @@ public final class KafkaCompat {
             throws Exception {
         get(admin.createTopics(List.of(new NewTopic(name, partitions, (short) 1).configs(configs)))
                 .all());
+        // Kafka answers CreateTopics before the new partitions' leaders serve them: a producer
+        // that starts at once gets NOT_LEADER_OR_FOLLOWER, and an idempotent one with 5 batches
+        // in flight then saw OUT_OF_ORDER_SEQUENCE on the rest until they expired (FINDINGS D7).
+        // ListOffsets succeeds only once every partition is led: wait for that.
+        try (KafkaConsumer<String, String> c = consumer(null, Map.of())) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (int i = 0; i < partitions; i++) {
+                tps.add(new TopicPartition(name, i));
+            }
+            c.endOffsets(tps, Duration.ofSeconds(TIMEOUT_S));
+        }
     }
 
     /** Every record of `topic` from the start to the end offsets, read with an assignment. */
@@ -411,10 +422,22 @@ public final class KafkaCompat {
                     ProducerConfig.ACKS_CONFIG, "all",
                     ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, 5,
                     ProducerConfig.BATCH_SIZE_CONFIG, 2048))) {
+                List<java.util.concurrent.Future<org.apache.kafka.clients.producer.RecordMetadata>>
+                        sent = new ArrayList<>();
                 for (int i = 0; i < 3000; i++) {
-                    p.send(new ProducerRecord<>(t, i % 3, "k", String.valueOf(i)));
+                    sent.add(p.send(new ProducerRecord<>(t, i % 3, "k", String.valueOf(i))));
                 }
                 p.flush();
+                // Every send acknowledged, or the first failure named (not a short read later).
+                Map<String, Integer> errors = new java.util.TreeMap<>();
+                for (var f : sent) {
+                    try {
+                        f.get(TIMEOUT_S, TimeUnit.SECONDS);
+                    } catch (ExecutionException e) {
+                        errors.merge(String.valueOf(e.getCause()), 1, Integer::sum);
+                    }
+                }
+                check(errors.isEmpty(), "sends of the idempotent producer failed: " + errors);
             }
             List<ConsumerRecord<String, String>> got = readAll(t, "read_uncommitted");
             checkEq(got.size(), 3000, "records of the idempotent producer");
