@@ -72,10 +72,11 @@ up() {
   fi
   [[ -n "$BOOTSTRAP" ]] || { echo "side-by-side: $kind x$n did not come up (see $dir/up.log)" >&2; exit 2; }
 }
-down() {
+down() { # then frees the disk: the logs are kept, the data (GiBs a figure) is not
   local kind=$1 dir=$2
   if [[ $kind == kafka ]]; then "$kafka_sh" down --dir "$dir" >/dev/null 2>&1 || true
   else "$kbench" cluster down --dir "$dir" >/dev/null 2>&1 || true; wait 2>/dev/null || true; fi
+  rm -rf "$dir"/node-*/data "$dir"/brokers/*/data
 }
 # The broker processes' pids (kafka.sh: DIR/node-ID/pid; kbench cluster: DIR/brokers/ID/pid).
 pids() { cat "$1"/node-*/pid "$1"/brokers/*/pid 2>/dev/null || true; }
@@ -184,6 +185,7 @@ one_round() {
   fi
   record "$r" "$kind" 1gb_msgs "$(kbench_figure "$d/1gb/summary.json" msgs_per_s)" msgs/s
   record "$r" "$kind" 1gb_p99 "$(kbench_figure "$d/1gb/summary.json" p99)" ms
+  rm -rf "$d/1gb/brokers"
 }
 
 for r in $(seq 1 "$rounds"); do
