@@ -83,7 +83,9 @@ fn a_full_broker_disk_fails_the_run_naming_storage_errors_without_losing_acked_m
 
     let dir = tempfile::tempdir().expect("temp dir");
     // 20 MiB for about 1 MiB of free space. Two retries instead of kbench's 20, so that the
-    // storage error surfaces in under a second.
+    // storage error surfaces in under a second. Batches of at most 16 KiB, so that many fit in
+    // that space whatever the timing (with librdkafka's 1 MB batches one early batch could take
+    // it all: a CI run acknowledged only 73 messages).
     let scenario = write_scenario(
         dir.path(),
         "disk-full.toml",
@@ -101,7 +103,7 @@ message_size = "1KiB"
 acks = "all"
 linger = "5ms"
 time_limit = "2m"
-client_configs = { retries = 2 }
+client_configs = { retries = 2, "batch.size" = 16384 }
 
 [consumers]
 groups = 1
