@@ -365,6 +365,33 @@ pub async fn run_one(
     result
 }
 
+/// What `summary.json` says of this kbench process and its run.
+fn run_info(started_at: chrono::DateTime<chrono::Utc>, wall_s: f64) -> RunInfo {
+    RunInfo {
+        kbench_version: env!("CARGO_PKG_VERSION").into(),
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        wall_s,
+        host: hostname(),
+    }
+}
+
+/// What `summary.json` says of the scenario (and its matrix cell) that ran.
+fn scenario_info(
+    s: &Scenario,
+    file: &Path,
+    matrix_values: &[(String, toml::Value)],
+) -> ScenarioInfo {
+    ScenarioInfo {
+        name: s.name.clone(),
+        description: s.description.clone(),
+        file: file.display().to_string(),
+        matrix_cell: matrix_values
+            .iter()
+            .map(|(k, v)| (k.clone(), cell_value(v)))
+            .collect(),
+    }
+}
+
 /// `summary.json` of a run that could not start, and nothing else beside it (the empty
 /// report files [`crate::report::prepare_dir`] made are removed; broker logs stay).
 fn write_not_started(
@@ -377,21 +404,11 @@ fn write_not_started(
 ) {
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
-        run: RunInfo {
-            kbench_version: env!("CARGO_PKG_VERSION").into(),
-            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            wall_s: (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0,
-            host: hostname(),
-        },
-        scenario: ScenarioInfo {
-            name: s.name.clone(),
-            description: s.description.clone(),
-            file: file.display().to_string(),
-            matrix_cell: matrix_values
-                .iter()
-                .map(|(k, v)| (k.clone(), cell_value(v)))
-                .collect(),
-        },
+        run: run_info(
+            started_at,
+            (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0,
+        ),
+        scenario: scenario_info(s, file, matrix_values),
         config: s.resolved(),
         events: vec![Event {
             t_s: 0.0,
@@ -1349,21 +1366,8 @@ async fn run_prepared(
     );
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
-        run: RunInfo {
-            kbench_version: env!("CARGO_PKG_VERSION").into(),
-            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            wall_s: t_s(),
-            host: hostname(),
-        },
-        scenario: ScenarioInfo {
-            name: s.name.clone(),
-            description: s.description.clone(),
-            file: file.display().to_string(),
-            matrix_cell: matrix_values
-                .iter()
-                .map(|(k, v)| (k.clone(), cell_value(v)))
-                .collect(),
-        },
+        run: run_info(started_at, t_s()),
+        scenario: scenario_info(s, file, matrix_values),
         config: s.resolved(),
         target: target_info,
         produce,

@@ -577,15 +577,19 @@ impl EmbeddedCluster {
         })
     }
 
+    /// Broker `id`, or an error naming it.
+    fn broker_mut(&mut self, id: u32) -> Result<&mut BrokerProcess, String> {
+        self.brokers
+            .iter_mut()
+            .find(|b| b.id == id)
+            .ok_or_else(|| format!("there is no embedded broker {id}"))
+    }
+
     /// Sends `signal` to broker `id` (a fault); for SIGKILL and SIGTERM the broker is marked
     /// as down on purpose, so its exit is not reported as a failure. Returns its pid.
     pub fn signal(&mut self, id: u32, signal: nix::sys::signal::Signal) -> Result<u32, String> {
         use nix::sys::signal::Signal;
-        let b = self
-            .brokers
-            .iter_mut()
-            .find(|b| b.id == id)
-            .ok_or_else(|| format!("there is no embedded broker {id}"))?;
+        let b = self.broker_mut(id)?;
         let Some(child) = b.child.as_mut() else {
             return Err(format!("embedded broker {id} is not running"));
         };
@@ -612,11 +616,7 @@ impl EmbeddedCluster {
     /// directories were deleted; [`EmbeddedCluster::restart`] starts it again.
     pub fn wipe(&mut self, id: u32, timeout: Duration) -> Result<(u32, usize), String> {
         let pid = self.signal(id, nix::sys::signal::Signal::SIGKILL)?;
-        let b = self
-            .brokers
-            .iter_mut()
-            .find(|b| b.id == id)
-            .ok_or_else(|| format!("there is no embedded broker {id}"))?;
+        let b = self.broker_mut(id)?;
         if let Some(mut old) = b.child.take() {
             if !exited_within(&mut old, timeout) {
                 b.child = Some(old);
@@ -650,11 +650,7 @@ impl EmbeddedCluster {
     pub fn restart(&mut self, id: u32, timeout: Duration) -> Result<u32, String> {
         let exe = self.exe.clone();
         let netns = self.open_netns(id).map_err(|e| e.to_string())?;
-        let b = self
-            .brokers
-            .iter_mut()
-            .find(|b| b.id == id)
-            .ok_or_else(|| format!("there is no embedded broker {id}"))?;
+        let b = self.broker_mut(id)?;
         if let Some(mut old) = b.child.take() {
             if !exited_within(&mut old, timeout) {
                 let _ = old.kill();
