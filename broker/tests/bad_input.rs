@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     FetchRequest, FetchResponse, FindCoordinatorRequest, JoinGroupRequest, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
+    MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kbroker::log::build_batch;
@@ -277,17 +277,7 @@ fn fetch_long_poll_answers_when_data_arrives() {
 
 /// A request frame (header and body) as a client would send it, without the size prefix.
 fn request_frame<Req: Encodable>(api: ApiKey, version: i16, body: &Req) -> Vec<u8> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = api as i16;
-    header.request_api_version = version;
-    header.correlation_id = 1;
-    header.client_id = Some(StrBytes::from_static_str("hostile"));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    buf.to_vec()
+    common::wire::request_frame(api, version, 1, "hostile", body)
 }
 
 /// Valid requests of the APIs a hostile client reaches first, each with arrays to lie about.

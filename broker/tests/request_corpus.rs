@@ -26,9 +26,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::TestBroker;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kbroker::log::batch::{BatchHeader, Compression};
 use rdkafka::admin::{
@@ -366,17 +366,7 @@ fn third_party_session(bootstrap: &str) {
 
 /// A request frame (without the size prefix) built with the protocol crate.
 fn frame<R: Encodable>(api: ApiKey, version: i16, body: &R) -> Vec<u8> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = api as i16;
-    header.request_api_version = version;
-    header.correlation_id = 7;
-    header.client_id = Some(StrBytes::from_static_str("kbroker"));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    buf.to_vec()
+    common::wire::request_frame(api, version, 7, "kbroker", body)
 }
 
 /// Requests no client here sends: what one kbroker sends another (WriteTxnMarkers, and

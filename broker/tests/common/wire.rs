@@ -46,17 +46,8 @@ impl Wire {
     /// request's correlation id.
     pub fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, body: &Req) -> i32 {
         self.correlation += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = api as i16;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation;
-        header.client_id = Some(StrBytes::from_static_str("wire-test"));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, api.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        self.send_frame(&buf);
+        let frame = request_frame(api, version, self.correlation, "wire-test", body);
+        self.send_frame(&frame);
         self.correlation
     }
 
@@ -95,4 +86,25 @@ impl Wire {
         let mut b = [0u8; 1];
         matches!(self.stream.read(&mut b), Ok(0) | Err(_))
     }
+}
+
+/// A request frame (header and body, without the size prefix) as a client would send it.
+pub fn request_frame<Req: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &'static str,
+    body: &Req,
+) -> Vec<u8> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(StrBytes::from_static_str(client_id));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.to_vec()
 }
