@@ -135,7 +135,7 @@ pub fn judge(
                 partition: p as i32,
                 acked: *acked,
                 held,
-                missing: acked - held,
+                missing: acked.saturating_sub(held),
             })
         })
         .collect();
