@@ -131,11 +131,11 @@ pub fn judge(
         .enumerate()
         .filter_map(|(p, acked)| {
             let held = found.get(p).copied().unwrap_or(0);
-            (held < *acked).then_some(PartitionLoss {
+            (held < *acked).then(|| PartitionLoss {
                 partition: p as i32,
                 acked: *acked,
                 held,
-                missing: acked.saturating_sub(held),
+                missing: acked - held,
             })
         })
         .collect();
