@@ -89,8 +89,8 @@ pub fn summarize(
 pub fn terminal_line(c: &CatchUpSummary) -> String {
     format!(
         "catch-up: backlog {} msgs ({:.1} MiB), page cache {}\n\
-         catch-up: drained {} msgs in {:.2} s = {:.0} msgs/s, {:.1} MiB/s (assigned after {:.2} s, \
-         first message after {:.2} s){}",
+         catch-up: drained {} msgs in {:.2} s = {:.0} msgs/s, {:.1} MiB/s (first message after \
+         {:.2} s, group settled after {:.2} s){}",
         c.backlog_messages,
         c.backlog_bytes as f64 / MIB,
         c.page_cache,
@@ -98,8 +98,8 @@ pub fn terminal_line(c: &CatchUpSummary) -> String {
         c.drain_s,
         c.drain_msgs_per_s,
         c.drain_mib_per_s,
-        c.assign_s,
         c.first_message_s,
+        c.assign_s,
         if c.complete {
             ""
         } else {

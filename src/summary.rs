@@ -239,7 +239,9 @@ pub struct CatchUpSummary {
     pub page_cache: String,
     /// Seconds from the last acknowledgement to the consumers' start (sync, cache drop).
     pub pause_s: f64,
-    /// Seconds from the consumers' start to every partition assigned in every group.
+    /// Seconds from the consumers' start to every group settled (every partition assigned, every
+    /// member holding one); may come after the drain, since the first member to join reads
+    /// everything until the group rebalances.
     pub assign_s: f64,
     /// Seconds from the consumers' start to the first message received.
     pub first_message_s: f64,

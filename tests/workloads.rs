@@ -138,7 +138,9 @@ fn catch_up_builds_the_backlog_before_the_consumers_start_and_reports_the_drain(
     assert_eq!(c.backlog_bytes, 10_000 * 1024);
     assert!(c.complete, "{c:?}");
     assert_eq!(c.drained_messages, c.backlog_messages);
-    assert!(c.drain_s > 0.0 && c.drain_s >= c.first_message_s && c.first_message_s >= c.assign_s);
+    // The first member to join may read the whole backlog before the group settles, so
+    // assign_s may come after the drain; the first message never comes after the last.
+    assert!(c.drain_s > 0.0 && c.drain_s >= c.first_message_s && c.assign_s > 0.0, "{c:?}");
     let rate = c.drained_messages as f64 / c.drain_s;
     assert!((c.drain_msgs_per_s - rate).abs() / rate < 0.01, "{c:?}");
     assert!(
