@@ -118,6 +118,23 @@ fn summary_names_carry_units_floats_are_rounded_and_v1_is_read_or_refused() {
 }
 
 #[test]
+fn the_shipped_version_1_baseline_is_read_with_its_old_names() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/baselines/smoke/summary.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(old["schema_version"], 1, "the baseline is a version-1 file");
+    let s = kbench::report::read_summary(&path).unwrap();
+    assert_eq!(s.schema_version, 2);
+    assert_eq!(s.on_disk.growth_bytes, old["on_disk"]["growth"].as_i64().unwrap());
+    let cores = old["system"]["cores"].as_f64().unwrap();
+    for (p, o) in s.system.processes.iter().zip(old["system"]["processes"].as_array().unwrap()) {
+        assert_eq!(p.written_bytes, o["bytes_written"].as_u64().unwrap());
+        let one_core = o["cpu_avg_pct"].as_f64().unwrap();
+        assert!((p.cpu_avg_pct - one_core / cores).abs() < 1e-9, "{p:?}");
+    }
+}
+
+#[test]
 fn catch_up_builds_the_backlog_before_the_consumers_start_and_reports_the_drain() {
     let out = tempfile::tempdir().unwrap();
     let o = run(

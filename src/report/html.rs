@@ -312,6 +312,27 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
         ));
     }
     kv_table(&mut o, "System", &sys);
+    if let Some(c) = &s.catch_up {
+        let rows = [
+            (
+                "backlog",
+                format!("{} messages, {}", c.backlog_messages, bytes(c.backlog_bytes)),
+            ),
+            ("page cache", c.page_cache.clone()),
+            (
+                "drain",
+                format!(
+                    "{} messages in {:.2} s: {:.0} msgs/s, {:.1} MiB/s",
+                    c.drained_messages, c.drain_s, c.drain_msgs_per_s, c.drain_mib_per_s
+                ),
+            ),
+            (
+                "first message / group settled",
+                format!("{:.2} s / {:.2} s after the start", c.first_message_s, c.assign_s),
+            ),
+        ];
+        kv_table(&mut o, "Catch-up", &rows);
+    }
 
     if !s.errors.is_empty() {
         let rows: Vec<(&str, String)> = s
