@@ -51,7 +51,7 @@ impl Search {
 
     /// The next target rate to try, or `None` when the search is over ([`Search::stopped`]
     /// then says why).
-    pub fn next(&mut self) -> Option<f64> {
+    pub fn next_rate(&mut self) -> Option<f64> {
         if self.stopped.is_some() {
             return None;
         }
@@ -82,10 +82,7 @@ impl Search {
             (Some(s), Some(f)) => Some((s + f) / 2.0),
         };
         if next.is_some() && self.steps >= self.max_steps {
-            self.stopped = Some(format!(
-                "max_rate.max_steps = {} steps run",
-                self.max_steps
-            ));
+            self.stopped = Some(format!("max_rate.max_steps = {} steps run", self.max_steps));
             return None;
         }
         if next.is_some() {
@@ -135,7 +132,12 @@ pub fn judge(target: f64, p99_bound_ms: f64, s: &Summary, dir: &str) -> MaxRateS
     if s.produce.failed > 0 {
         why.push(format!("{} deliveries failed", s.produce.failed));
     }
-    if let Some(f) = s.verdict.failures.iter().find(|f| f.starts_with("could not start")) {
+    if let Some(f) = s
+        .verdict
+        .failures
+        .iter()
+        .find(|f| f.starts_with("could not start"))
+    {
         why.push(f.clone());
     }
     MaxRateStep {
@@ -195,7 +197,7 @@ mod tests {
     /// Walks a search against a cluster that sustains exactly `limit` msgs/s.
     fn walk(mut search: Search, limit: f64) -> (Search, Vec<f64>) {
         let mut tried = Vec::new();
-        while let Some(r) = search.next() {
+        while let Some(r) = search.next_rate() {
             tried.push(r);
             search.record(r, r <= limit);
         }
@@ -208,8 +210,15 @@ mod tests {
         assert_eq!(&tried[..4], &[1000.0, 2000.0, 4000.0, 8000.0]);
         assert_eq!(tried[4], 6000.0, "bisects between 4000 and 8000");
         let found = s.found().unwrap();
-        assert!(found <= 5000.0 && found >= 5000.0 * 0.95, "{found} {tried:?}");
-        assert!(s.stopped().starts_with("bounds within 5 %"), "{}", s.stopped());
+        assert!(
+            (5000.0 * 0.95..=5000.0).contains(&found),
+            "{found} {tried:?}"
+        );
+        assert!(
+            s.stopped().starts_with("bounds within 5 %"),
+            "{}",
+            s.stopped()
+        );
         // Every step after the first failure lies between the bounds.
         assert!(tried[4..].iter().all(|&r| r > 4000.0 && r < 8000.0));
     }
@@ -219,7 +228,11 @@ mod tests {
         let (s, tried) = walk(Search::new(1000.0, 1e6, 8, 0.1), 10.0);
         assert_eq!(tried, vec![1000.0]);
         assert_eq!(s.found(), None);
-        assert!(s.stopped().contains("no sustainable rate"), "{}", s.stopped());
+        assert!(
+            s.stopped().contains("no sustainable rate"),
+            "{}",
+            s.stopped()
+        );
     }
 
     #[test]
@@ -242,7 +255,10 @@ mod tests {
         s.produce.latency_ms.count = 100;
         assert!(judge(1000.0, 5.0, &s, "step-1").sustained);
         let slow = judge(1000.0, 3.0, &s, "step-1");
-        assert!(!slow.sustained && slow.verdict.contains("p99 4.0 ms > 3 ms"), "{slow:?}");
+        assert!(
+            !slow.sustained && slow.verdict.contains("p99 4.0 ms > 3 ms"),
+            "{slow:?}"
+        );
         s.produce.msgs_per_s = 900.0;
         let behind = judge(1000.0, 5.0, &s, "step-1");
         assert!(behind.verdict.contains("achieved 900"), "{behind:?}");

@@ -329,14 +329,17 @@ async fn run_max_rate(
     let mut steps = Vec::new();
     let mut first: Option<Summary> = None;
     let mut best: Option<(f64, Summary)> = None;
-    while let Some(rate) = search.next() {
+    while let Some(rate) = search.next_rate() {
         let name = format!("step-{}", steps.len() + 1);
         let dir = out.join(&name);
         let mut s = v.scenario.clone();
         s.max_rate = None;
         s.producers.total_rate = Some(scenario::units::Rate(rate));
         s.producers.duration = Some(m.step_duration);
-        eprintln!("kbench: max-rate {name}: target {rate:.0} msgs/s for {:?}", m.step_duration.0);
+        eprintln!(
+            "kbench: max-rate {name}: target {rate:.0} msgs/s for {:?}",
+            m.step_duration.0
+        );
         let summary = run_one(&s, file, &v.matrix_values, &dir, args, interrupt)
             .await
             .with_context(|| format!("max-rate {name} at {rate:.0} msgs/s"))?;
@@ -377,8 +380,14 @@ async fn run_max_rate(
     }
     say(&crate::max_rate::terminal(&result));
     summary.max_rate = Some(result);
-    std::fs::write(out.join(crate::report::SUMMARY_JSON), summary.to_json()?)
-        .with_context(|| format!("writing {}", out.join(crate::report::SUMMARY_JSON).display()))?;
+    std::fs::write(out.join(crate::report::SUMMARY_JSON), summary.to_json()?).with_context(
+        || {
+            format!(
+                "writing {}",
+                out.join(crate::report::SUMMARY_JSON).display()
+            )
+        },
+    )?;
     eprintln!("kbench: max-rate steps and summary in {}", out.display());
     Ok(if summary.verdict.passed {
         Outcome::Passed
@@ -1002,9 +1011,9 @@ async fn run_prepared(
         catch_up_times.started_us = now_us();
         phase(&mut events, t_s(), "consumers_start", &page_cache);
         for task in &member_tasks {
-            tasks.consumers.push(
-                consumer::spawn(task.clone()).context("cannot start a consumer thread")?,
-            );
+            tasks
+                .consumers
+                .push(consumer::spawn(task.clone()).context("cannot start a consumer thread")?);
         }
         match groups.await_assignment(&mut target, interrupt).await {
             Ok(()) => {
@@ -1261,7 +1270,9 @@ async fn run_prepared(
         .producers
         .rate_each()
         .map(|r| r * f64::from(s.producers.count));
-    produce.rate_reached = produce.target_msgs_per_s.map(|t| produce.msgs_per_s >= 0.95 * t);
+    produce.rate_reached = produce
+        .target_msgs_per_s
+        .map(|t| produce.msgs_per_s >= 0.95 * t);
     if s.verify.require_rate && produce.rate_reached == Some(false) {
         failures.push(format!(
             "rate: reached {:.0} msg/s of the {:.0} msg/s target (below 95 %)",

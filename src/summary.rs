@@ -217,7 +217,11 @@ pub fn round_figure(v: f64) -> f64 {
 fn round_floats(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Number(n) if n.is_f64() => {
-            if let Some(r) = n.as_f64().map(round_figure).and_then(serde_json::Number::from_f64) {
+            if let Some(r) = n
+                .as_f64()
+                .map(round_figure)
+                .and_then(serde_json::Number::from_f64)
+            {
                 *n = r;
             }
         }

@@ -31,17 +31,27 @@ fn summary_names_carry_units_floats_are_rounded_and_v1_is_read_or_refused() {
     let j = raw(&out);
     assert_eq!(j["schema_version"], 2);
     // One key of each unit family, under its schema-2 name; the old names are gone.
-    assert!(j["on_disk"]["growth_bytes"].as_i64().unwrap() > 0, "{}", j["on_disk"]);
+    assert!(
+        j["on_disk"]["growth_bytes"].as_i64().unwrap() > 0,
+        "{}",
+        j["on_disk"]
+    );
     assert!(j["on_disk"].get("growth").is_none());
     assert!(j["produce"]["duration_s"].as_f64().unwrap() > 0.0);
     assert!(j["produce"]["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert!(j["produce"]["msgs_per_s"].as_f64().unwrap() > 0.0);
-    assert!(j["produce"].get("target_msgs_per_s").is_some() && j["produce"].get("target_rate").is_none());
+    assert!(
+        j["produce"].get("target_msgs_per_s").is_some()
+            && j["produce"].get("target_rate").is_none()
+    );
     assert!(j["produce"].get("error_ratio").is_some() && j["produce"].get("error_rate").is_none());
     let procs = j["system"]["processes"].as_array().unwrap();
     assert!(!procs.is_empty());
     for p in procs {
-        assert!(p.get("written_bytes").is_some() && p.get("bytes_written").is_none(), "{p}");
+        assert!(
+            p.get("written_bytes").is_some() && p.get("bytes_written").is_none(),
+            "{p}"
+        );
         // One CPU base: % of the whole machine, like the machine's own figure.
         let cpu = p["cpu_max_pct"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&cpu), "{p}");
@@ -90,11 +100,19 @@ fn summary_names_carry_units_floats_are_rounded_and_v1_is_read_or_refused() {
         .arg(dir.path().join("again"))
         .output()
         .unwrap();
-    assert_ne!(o.status.code(), Some(2), "version 1 must be read: {}", show(&o));
+    assert_ne!(
+        o.status.code(),
+        Some(2),
+        "version 1 must be read: {}",
+        show(&o)
+    );
     let back = kbench::summary::Summary::from_json(&v1.to_string()).unwrap();
     let now = summary(&out);
     assert_eq!(back.on_disk.growth_bytes, now.on_disk.growth_bytes);
-    assert_eq!(back.system.processes[0].written_bytes, now.system.processes[0].written_bytes);
+    assert_eq!(
+        back.system.processes[0].written_bytes,
+        now.system.processes[0].written_bytes
+    );
     assert!(
         (back.system.processes[0].cpu_avg_pct - now.system.processes[0].cpu_avg_pct).abs() < 0.01,
         "v1's % of one core is upgraded to % of the machine"
@@ -125,9 +143,17 @@ fn the_shipped_version_1_baseline_is_read_with_its_old_names() {
     assert_eq!(old["schema_version"], 1, "the baseline is a version-1 file");
     let s = kbench::report::read_summary(&path).unwrap();
     assert_eq!(s.schema_version, 2);
-    assert_eq!(s.on_disk.growth_bytes, old["on_disk"]["growth"].as_i64().unwrap());
+    assert_eq!(
+        s.on_disk.growth_bytes,
+        old["on_disk"]["growth"].as_i64().unwrap()
+    );
     let cores = old["system"]["cores"].as_f64().unwrap();
-    for (p, o) in s.system.processes.iter().zip(old["system"]["processes"].as_array().unwrap()) {
+    for (p, o) in s
+        .system
+        .processes
+        .iter()
+        .zip(old["system"]["processes"].as_array().unwrap())
+    {
         assert_eq!(p.written_bytes, o["bytes_written"].as_u64().unwrap());
         let one_core = o["cpu_avg_pct"].as_f64().unwrap();
         assert!((p.cpu_avg_pct - one_core / cores).abs() < 1e-9, "{p:?}");
@@ -157,7 +183,10 @@ fn catch_up_builds_the_backlog_before_the_consumers_start_and_reports_the_drain(
     assert_eq!(c.drained_messages, c.backlog_messages);
     // The first member to join may read the whole backlog before the group settles, so
     // assign_s may come after the drain; the first message never comes after the last.
-    assert!(c.drain_s > 0.0 && c.drain_s >= c.first_message_s && c.assign_s > 0.0, "{c:?}");
+    assert!(
+        c.drain_s > 0.0 && c.drain_s >= c.first_message_s && c.assign_s > 0.0,
+        "{c:?}"
+    );
     let rate = c.drained_messages as f64 / c.drain_s;
     assert!((c.drain_msgs_per_s - rate).abs() / rate < 0.01, "{c:?}");
     assert!(
@@ -173,7 +202,11 @@ fn catch_up_builds_the_backlog_before_the_consumers_start_and_reports_the_drain(
             .unwrap_or_else(|| panic!("no {kind} event: {:?}", s.events))
             .t_s
     };
-    assert!(t("consumers_start") >= t("producers_done"), "{:?}", s.events);
+    assert!(
+        t("consumers_start") >= t("producers_done"),
+        "{:?}",
+        s.events
+    );
     assert!(c.pause_s >= 0.0);
     let ts = std::fs::read(out.path().join("timeseries.csv")).unwrap();
     let rows = kbench::report::csv::read_timeseries(&ts).unwrap();
@@ -184,7 +217,11 @@ fn catch_up_builds_the_backlog_before_the_consumers_start_and_reports_the_drain(
         .sum();
     assert_eq!(before, 0, "consumed before the producers were done");
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("catch-up: drained 10000 msgs in"), "{}", show(&o));
+    assert!(
+        stdout.contains("catch-up: drained 10000 msgs in"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -197,7 +234,10 @@ fn drop_page_cache_without_after_produce_is_refused_naming_the_key() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("consumers.drop_page_cache") && err.contains("after-produce"), "{err}");
+    assert!(
+        err.contains("consumers.drop_page_cache") && err.contains("after-produce"),
+        "{err}"
+    );
 }
 
 fn max_rate(out: &Path, bound: &str, steps: &str) -> std::process::Output {
@@ -234,15 +274,26 @@ fn max_rate_walks_the_curve_and_reports_the_rate_found() {
     assert_eq!(targets, vec![1000.0, 2000.0, 4000.0], "{m:?}");
     for step in &m.steps {
         assert!(step.sustained, "{step:?}");
-        assert!(step.achieved_msgs_per_s >= 0.95 * step.target_msgs_per_s, "{step:?}");
+        assert!(
+            step.achieved_msgs_per_s >= 0.95 * step.target_msgs_per_s,
+            "{step:?}"
+        );
         assert!(step.p99_ms > 0.0 && step.p50_ms <= step.p99_ms, "{step:?}");
         assert!(out.path().join(&step.dir).join("summary.json").is_file());
     }
     assert_eq!(m.found_msgs_per_s, Some(4000.0));
     assert!(m.stopped.contains("ceiling"), "{}", m.stopped);
-    assert_eq!(s.produce.target_msgs_per_s, Some(4000.0), "the summary is the found step's");
+    assert_eq!(
+        s.produce.target_msgs_per_s,
+        Some(4000.0),
+        "the summary is the found step's"
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("max sustainable rate: 4000 msgs/s"), "{}", show(&o));
+    assert!(
+        stdout.contains("max sustainable rate: 4000 msgs/s"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -253,9 +304,16 @@ fn max_rate_whose_first_step_fails_reports_no_rate_and_exits_1() {
     let s = summary(out.path());
     let m = s.max_rate.expect("max_rate section");
     assert_eq!(m.steps.len(), 1, "{m:?}");
-    assert!(m.steps[0].verdict.starts_with("not sustained: p99"), "{m:?}");
+    assert!(
+        m.steps[0].verdict.starts_with("not sustained: p99"),
+        "{m:?}"
+    );
     assert_eq!(m.found_msgs_per_s, None);
-    assert!(s.verdict.failures[0].contains("no sustainable rate"), "{:?}", s.verdict);
+    assert!(
+        s.verdict.failures[0].contains("no sustainable rate"),
+        "{:?}",
+        s.verdict
+    );
     let j = raw(out.path());
     assert!(j["max_rate"]["found_msgs_per_s"].is_null());
 }

@@ -316,7 +316,11 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
         let rows = [
             (
                 "backlog",
-                format!("{} messages, {}", c.backlog_messages, bytes(c.backlog_bytes)),
+                format!(
+                    "{} messages, {}",
+                    c.backlog_messages,
+                    bytes(c.backlog_bytes)
+                ),
             ),
             ("page cache", c.page_cache.clone()),
             (
@@ -328,7 +332,10 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
             ),
             (
                 "first message / group settled",
-                format!("{:.2} s / {:.2} s after the start", c.first_message_s, c.assign_s),
+                format!(
+                    "{:.2} s / {:.2} s after the start",
+                    c.first_message_s, c.assign_s
+                ),
             ),
         ];
         kv_table(&mut o, "Catch-up", &rows);

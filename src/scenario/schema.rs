@@ -110,7 +110,7 @@ pub const MAX_RATE_STEPS: u32 = 30;
 
 impl MaxRate {
     fn validate(&self, s: &Scenario) -> Result<(), Invalid> {
-        if !(self.start_rate.0 > 0.0) {
+        if self.start_rate.0.is_nan() || self.start_rate.0 <= 0.0 {
             return Err(invalid("max_rate.start_rate", "start_rate must be above 0"));
         }
         if self.ceiling.0 < self.start_rate.0 {
@@ -125,7 +125,10 @@ impl MaxRate {
         if self.max_steps == 0 || self.max_steps > MAX_RATE_STEPS {
             return Err(invalid(
                 "max_rate.max_steps",
-                format!("max_steps = {} must be 1..={MAX_RATE_STEPS}", self.max_steps),
+                format!(
+                    "max_steps = {} must be 1..={MAX_RATE_STEPS}",
+                    self.max_steps
+                ),
             ));
         }
         if self.step_duration.0 < Duration::from_secs(1) {
@@ -135,7 +138,10 @@ impl MaxRate {
             ));
         }
         if self.p99_bound.0.is_zero() {
-            return Err(invalid("max_rate.p99_bound", "p99_bound must be longer than 0s"));
+            return Err(invalid(
+                "max_rate.p99_bound",
+                "p99_bound must be longer than 0s",
+            ));
         }
         if !(self.precision > 0.0 && self.precision < 1.0) {
             return Err(invalid(
@@ -150,10 +156,17 @@ impl MaxRate {
             ));
         }
         if s.runs > 1 {
-            return Err(invalid("max_rate", "max_rate runs each step once; set runs = 1"));
+            return Err(invalid(
+                "max_rate",
+                "max_rate runs each step once; set runs = 1",
+            ));
         }
         let p = &s.producers;
-        if p.messages_each.is_some() || p.duration.is_some() || p.rate.is_some() || p.total_rate.is_some() {
+        if p.messages_each.is_some()
+            || p.duration.is_some()
+            || p.rate.is_some()
+            || p.total_rate.is_some()
+        {
             return Err(invalid(
                 "max_rate",
                 "max_rate sets each step's producers.total_rate and producers.duration \
