@@ -977,6 +977,54 @@ members = 2
     }
 
     #[test]
+    fn catch_up_and_max_rate_keys_are_checked_and_named() {
+        let base = "name = \"t\"\n";
+        let err = |sets: &[&str]| load_text(base, sets).unwrap_err().to_string();
+        let e = err(&["consumers.drop_page_cache=true"]);
+        assert!(
+            e.contains("consumers.drop_page_cache") && e.contains("after-produce"),
+            "{e}"
+        );
+        let e = err(&["consumers.begin=after-produce", "consumers.start=latest"]);
+        assert!(
+            e.contains("consumers.start") && e.contains("skip the whole backlog"),
+            "{e}"
+        );
+        let l = load_text(
+            base,
+            &[
+                "consumers.begin=after-produce",
+                "consumers.drop_page_cache=true",
+            ],
+        )
+        .unwrap();
+        assert_eq!(l.variants[0].scenario.consumers.begin, Begin::AfterProduce);
+        let search =
+            "name = \"t\"\n[max_rate]\np99_bound = \"50ms\"\nstart_rate = 100\nceiling = 1000\n";
+        let l = load_text(search, &[]).unwrap();
+        let m = l.variants[0].scenario.max_rate.clone().unwrap();
+        assert_eq!((m.max_steps, m.precision), (8, 0.1));
+        let e = load_text(search, &["producers.messages_each=5"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_rate") && e.contains("remove producers.messages_each"),
+            "{e}"
+        );
+        let e = load_text(search, &["max_rate.ceiling=10"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_rate.ceiling") && e.contains("at least start_rate"),
+            "{e}"
+        );
+        let e = load_text(search, &["max_rate.max_steps=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_rate.max_steps = 0"), "{e}");
+    }
+
+    #[test]
     fn overrides_are_applied_together_then_checked_once() {
         let rf3 = "name = \"t\"\n[cluster]\nbrokers = 3\n[topic]\nreplication_factor = 3\nmin_insync_replicas = 2\n";
         let l = load_text(
