@@ -184,18 +184,25 @@ impl Summary {
     }
 
     /// The `summary.json` text: pretty JSON with every float of the figures rounded
-    /// ([`round_figure`]); the resolved scenario (`config`) is written as it is.
+    /// ([`rounded_json`]); the resolved scenario (`config`) is written as it is.
     pub fn to_json(&self) -> serde_json::Result<String> {
-        let mut value = serde_json::to_value(self)?;
-        if let serde_json::Value::Object(map) = &mut value {
-            for (key, v) in map.iter_mut() {
-                if key != "config" {
-                    round_floats(v);
-                }
+        rounded_json(self)
+    }
+}
+
+/// Pretty JSON of `value` (a run's or a run set's `summary.json`) with every float rounded by
+/// [`round_figure`], except under a top-level `config` (the resolved scenario, written as
+/// given).
+pub fn rounded_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
+    let mut value = serde_json::to_value(value)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        for (key, v) in map.iter_mut() {
+            if key != "config" {
+                round_floats(v);
             }
         }
-        Ok(serde_json::to_string_pretty(&value)? + "\n")
     }
+    Ok(serde_json::to_string_pretty(&value)? + "\n")
 }
 
 /// A figure as `summary.json` writes it: 3 decimals from 1 up (327123.457 msgs/s, 12.346 ms),
@@ -1297,6 +1304,40 @@ mod tests {
         assert_eq!(s, back);
         assert!(json.contains("\"kind\": \"embedded\""));
         assert!(json.contains("\"e2e_latency_ms\""));
+    }
+
+    #[test]
+    fn figures_are_written_rounded_and_the_config_as_given() {
+        assert_eq!(round_figure(36883.933333333334), 36883.933);
+        assert_eq!(round_figure(-1.23456), -1.235);
+        assert_eq!(round_figure(0.000123456), 0.0001235);
+        assert_eq!(round_figure(0.0), 0.0);
+        let mut s = sample_summary();
+        s.produce.msgs_per_s = 1234.56789;
+        s.produce.error_ratio = 0.000012345;
+        s.config = serde_json::json!({"producers": {"abort_ratio": 0.123456789}});
+        let text = s.to_json().unwrap();
+        assert!(text.contains("\"msgs_per_s\": 1234.568,"), "{text}");
+        assert!(text.contains("\"error_ratio\": 0.00001235"), "{text}");
+        assert!(text.contains("0.123456789"), "config is written as given");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_naming_both_versions() {
+        let text = sample_summary().to_json().unwrap().replace(
+            &format!("\"schema_version\": {SCHEMA_VERSION}"),
+            "\"schema_version\": 7",
+        );
+        let e = Summary::from_json(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("schema_version 7") && e.contains("versions 1 to 2"),
+            "{e}"
+        );
+        // This version reads back what it writes, and rounding a rounded summary changes
+        // nothing.
+        let once = Summary::from_json(&sample_summary().to_json().unwrap()).unwrap();
+        assert_eq!(once.produce.latency_ms.mean, 50.006);
+        assert_eq!(Summary::from_json(&once.to_json().unwrap()).unwrap(), once);
     }
 
     #[test]
