@@ -1318,7 +1318,9 @@ async fn run_prepared(
         }
         group_ledgers.push((group_ids[g].clone(), ledger));
     }
-    consume.duration_s = last_recv_us.saturating_sub(warmup_end.get()) as f64 / 1e6;
+    // A catch-up's consumers read only from their start: their window begins there.
+    let consume_from = warmup_end.get().max(catch_up_times.started_us);
+    consume.duration_s = last_recv_us.saturating_sub(consume_from) as f64 / 1e6;
     if consume.duration_s > 0.0 {
         consume.msgs_per_s = consumed_measured.0 as f64 / consume.duration_s;
         consume.mib_per_s = consumed_measured.1 as f64 / MIB / consume.duration_s;

@@ -441,7 +441,8 @@ pub struct ConsumeSummary {
     pub messages: u64,
     /// Payload bytes received, summed over all groups.
     pub bytes: u64,
-    /// Length of the measured window, in seconds (warm-up end to last message received).
+    /// Length of the measured window, in seconds: warm-up end (in a catch-up, the consumers'
+    /// start) to the last message received.
     pub duration_s: f64,
     /// Messages received per second over the measured window, all groups.
     pub msgs_per_s: f64,

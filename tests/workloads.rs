@@ -187,6 +187,12 @@ fn catch_up_builds_the_backlog_before_the_consumers_start_and_reports_the_drain(
         c.drain_s > 0.0 && c.drain_s >= c.first_message_s && c.assign_s > 0.0,
         "{c:?}"
     );
+    // The consume figures of a catch-up are over the drain, not the whole run.
+    assert!(
+        (s.consume.duration_s - c.drain_s).abs() < 0.01,
+        "{:?} {c:?}",
+        s.consume
+    );
     let rate = c.drained_messages as f64 / c.drain_s;
     assert!((c.drain_msgs_per_s - rate).abs() / rate < 0.01, "{c:?}");
     assert!(
