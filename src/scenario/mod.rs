@@ -106,15 +106,33 @@ pub fn sets(args: &[String]) -> Vec<Override> {
 /// groups, topic and brokers, and the delivery expected.
 pub fn plan_line(s: &Scenario, label: Option<&str>) -> String {
     let p = &s.producers;
-    let amount = match p.stop() {
+    let mut amount = match p.stop() {
         Stop::Messages(n) => format!("{n} messages each"),
         Stop::Duration(d) => format!("for {}", units::format_duration(d)),
     };
-    let rate = p.rate_each().map_or("flat out".to_string(), |r| {
+    let mut rate = p.rate_each().map_or("flat out".to_string(), |r| {
         format!("at {} each", units::format_rate(r))
     });
+    if let Some(m) = &s.max_rate {
+        amount = format!(
+            "up to {} steps of {}",
+            m.max_steps,
+            units::format_duration(m.step_duration.0)
+        );
+        rate = format!(
+            "max-rate search from {} to {} in total, p99 ≤ {}",
+            units::format_rate(m.start_rate.0),
+            units::format_rate(m.ceiling.0),
+            units::format_duration(m.p99_bound.0)
+        );
+    }
+    let groups_begin = if s.consumers.begin == Begin::AfterProduce {
+        " started after producing (catch-up)"
+    } else {
+        ""
+    };
     format!(
-        "{}{}: {} producer(s) × {amount} of {} ({} B) ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}{}, {} broker(s), delivery {}",
+        "{}{}: {} producer(s) × {amount} of {} ({} B) ({rate}, acks={}), {} group(s) × {} member(s){groups_begin}, {} partition(s) RF {}{}, {} broker(s), delivery {}",
         s.name,
         label.map(|l| format!(" [{l}]")).unwrap_or_default(),
         p.count,
