@@ -4,11 +4,13 @@
 //! The run path is scenario → target → workload → measurement → verification → report; each
 //! step is one module named for what it is.
 
+pub mod catch_up;
 pub mod cli;
 pub mod cluster;
 pub mod compare;
 pub mod fault;
 pub mod ledger;
+pub mod max_rate;
 pub mod measure;
 pub mod report;
 pub mod run;

@@ -452,6 +452,8 @@ pub struct ConsumerState {
     pub assignments: u64,
     /// Time of the last message, µs since the epoch.
     pub last_recv_us: u64,
+    /// Time of the first message, µs since the epoch (0 = none yet).
+    pub first_recv_us: u64,
 }
 
 impl Default for ConsumerMeter {
@@ -470,6 +472,7 @@ impl Default for ConsumerMeter {
                 assigned: 0,
                 assignments: 0,
                 last_recv_us: 0,
+                first_recv_us: 0,
             }),
         }
     }
@@ -519,6 +522,9 @@ impl ConsumerMeter {
             Identity::Foreign => s.ledger.receive_foreign(),
         }
         s.last_recv_us = s.last_recv_us.max(now);
+        if s.first_recv_us == 0 {
+            s.first_recv_us = now;
+        }
     }
 
     /// A partition reached its end or was positioned without a message: remember the position.

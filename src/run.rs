@@ -262,11 +262,17 @@ async fn run_variant(
             Outcome::Failed
         }
     };
+    if let Some(m) = &v.scenario.max_rate {
+        return run_max_rate(v, m, file, out, args, interrupt).await;
+    }
     let n = v.scenario.runs;
     if n <= 1 {
         let summary = run_one(&v.scenario, file, &v.matrix_values, out, args, interrupt).await?;
         discard_broker_data(&v.scenario, &summary, out);
         say(&crate::report::terminal_table(&summary));
+        if let Some(c) = &summary.catch_up {
+            say(&format!("{}\n", crate::catch_up::terminal_line(c)));
+        }
         say(&fault::terminal_lines(&summary.delivery.faults));
         say(&format!("{}\n", summary.durability.line()));
         return Ok(outcome(summary.verdict.passed));
@@ -296,6 +302,98 @@ async fn run_variant(
     aggregate.write(out)?;
     say(&aggregate.terminal());
     Ok(outcome(passed))
+}
+
+/// Runs the search for the maximum sustainable rate ([`crate::max_rate`]): each step a whole
+/// run of the scenario at the step's total rate for `step_duration`, into `out/step-K`; then
+/// `out/summary.json`, the summary of the step at the rate found (of the first step when none
+/// was sustained) with the `max_rate` section holding every step. Passed when a rate was found
+/// and that step's own expectations held.
+async fn run_max_rate(
+    v: &scenario::Variant,
+    m: &scenario::MaxRate,
+    file: &Path,
+    out: &Path,
+    args: &ClusterArgs<'_>,
+    interrupt: &Stop,
+) -> anyhow::Result<Outcome> {
+    use crate::max_rate::{judge, Search, ACHIEVED_MIN_RATIO};
+    std::fs::create_dir_all(out).with_context(|| {
+        format!(
+            "cannot create the output directory {} (choose another with --out DIR)",
+            out.display()
+        )
+    })?;
+    let bound_ms = m.p99_bound.0.as_secs_f64() * 1000.0;
+    let mut search = Search::new(m.start_rate.0, m.ceiling.0, m.max_steps, m.precision);
+    let mut steps = Vec::new();
+    let mut first: Option<Summary> = None;
+    let mut best: Option<(f64, Summary)> = None;
+    while let Some(rate) = search.next_rate() {
+        let name = format!("step-{}", steps.len() + 1);
+        let dir = out.join(&name);
+        let mut s = v.scenario.clone();
+        s.max_rate = None;
+        s.producers.total_rate = Some(scenario::units::Rate(rate));
+        s.producers.duration = Some(m.step_duration);
+        eprintln!(
+            "kbench: max-rate {name}: target {rate:.0} msgs/s for {:?}",
+            m.step_duration.0
+        );
+        let summary = run_one(&s, file, &v.matrix_values, &dir, args, interrupt)
+            .await
+            .with_context(|| format!("max-rate {name} at {rate:.0} msgs/s"))?;
+        discard_broker_data(&s, &summary, &dir);
+        let step = judge(rate, bound_ms, &summary, &name);
+        say(&format!(
+            "{name}: target {rate:.0} msgs/s, achieved {:.0}, p50 {:.2} ms, p99 {:.2} ms: {}\n",
+            step.achieved_msgs_per_s, step.p50_ms, step.p99_ms, step.verdict
+        ));
+        search.record(rate, step.sustained);
+        if step.sustained && best.as_ref().is_none_or(|(r, _)| rate > *r) {
+            best = Some((rate, summary.clone()));
+        }
+        first.get_or_insert(summary);
+        steps.push(step);
+        if interrupt.is_raised() {
+            bail!(
+                "interrupted after max-rate {name} (the steps so far are in {})",
+                out.display()
+            );
+        }
+    }
+    let result = crate::summary::MaxRateSummary {
+        found_msgs_per_s: search.found(),
+        p99_bound_ms: bound_ms,
+        achieved_min_ratio: ACHIEVED_MIN_RATIO,
+        step_s: m.step_duration.0.as_secs_f64(),
+        stopped: search.stopped().to_string(),
+        steps,
+    };
+    let mut summary = best.map(|(_, s)| s).or(first).unwrap_or_default();
+    if result.found_msgs_per_s.is_none() {
+        summary.verdict.passed = false;
+        summary
+            .verdict
+            .failures
+            .insert(0, format!("max-rate: {}", result.stopped));
+    }
+    say(&crate::max_rate::terminal(&result));
+    summary.max_rate = Some(result);
+    std::fs::write(out.join(crate::report::SUMMARY_JSON), summary.to_json()?).with_context(
+        || {
+            format!(
+                "writing {}",
+                out.join(crate::report::SUMMARY_JSON).display()
+            )
+        },
+    )?;
+    eprintln!("kbench: max-rate steps and summary in {}", out.display());
+    Ok(if summary.verdict.passed {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    })
 }
 
 /// Removes the embedded brokers' log data (`<out>/brokers/<id>/data`) of a run that passed,
@@ -431,9 +529,9 @@ fn write_not_started(
             let _ = std::fs::remove_file(path);
         }
     }
-    match serde_json::to_string_pretty(&summary) {
+    match summary.to_json() {
         Ok(json) => {
-            if let Err(e) = std::fs::write(out.join(crate::report::SUMMARY_JSON), json + "\n") {
+            if let Err(e) = std::fs::write(out.join(crate::report::SUMMARY_JSON), json) {
                 eprintln!(
                     "kbench: cannot write {}: {e}",
                     out.join("summary.json").display()
@@ -564,6 +662,8 @@ async fn run_prepared(
         None => Check::new(run_tag),
     };
     let mut member_tasks: Vec<consumer::MemberTask> = Vec::new();
+    // Catch-up: the groups start only once the producers are done (the backlog is built).
+    let catch_up = s.consumers.begin == scenario::Begin::AfterProduce;
     let mut tasks = Tasks {
         producers: Vec::new(),
         consumers: Vec::new(),
@@ -588,63 +688,29 @@ async fn run_prepared(
                 kill: Stop::default(),
             };
             member_tasks.push(task.clone());
-            tasks
-                .consumers
-                .push(consumer::spawn(task).context("cannot start a consumer thread")?);
+            if !catch_up {
+                tasks
+                    .consumers
+                    .push(consumer::spawn(task).context("cannot start a consumer thread")?);
+            }
         }
     }
-    if s.consumers.groups > 0 {
-        eprintln!(
-            "kbench: waiting for {} group(s) of {} member(s) to be assigned {consume_partitions} partitions of {consume_topic}",
-            s.consumers.groups, s.consumers.members
-        );
-        let deadline = Instant::now() + s.consumers.assign_timeout.0;
-        // Settled means every partition assigned *and* every member that can have one holding
-        // one: the first member to join is briefly given everything, and producing then would
-        // put the second rebalance inside the measured run.
-        let busy_members = (s.consumers.members as usize).min(consume_partitions as usize);
-        loop {
-            let assigned: Vec<usize> = group_meters
-                .iter()
-                .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
-                .collect();
-            let settled = group_meters.iter().zip(&assigned).all(|(ms, a)| {
-                *a >= consume_partitions as usize && members_assigned(ms) >= busy_members
-            });
-            if settled {
-                break;
-            }
-            if let Some(dead) = target.dead_broker() {
-                bail!("{dead}");
-            }
-            if interrupt.is_raised() {
-                bail!("interrupted while waiting for consumer group assignment");
-            }
-            if Instant::now() >= deadline {
-                let g = (0..assigned.len())
-                    .find(|&g| {
-                        assigned[g] < consume_partitions as usize
-                            || members_assigned(&group_meters[g]) < busy_members
-                    })
-                    .unwrap_or(0);
-                bail!(
-                    "consumer group {} has {} of {consume_partitions} partitions of {consume_topic} assigned, to {} of {} members, after {:?} (consumers.assign_timeout); is the group coordinator working?",
-                    group_ids[g],
-                    assigned[g],
-                    members_assigned(&group_meters[g]),
-                    s.consumers.members,
-                    s.consumers.assign_timeout.0
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let groups = Groups {
+        s,
+        meters: &group_meters,
+        ids: &group_ids,
+        topic: &consume_topic,
+        partitions: consume_partitions,
+    };
+    if s.consumers.groups > 0 && !catch_up {
+        groups.await_assignment(&mut target, interrupt).await?;
         if s.consumers.start == Start::Latest {
             // Let every member resolve "latest" before the first message is written.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    if s.consumers.groups > 0 {
+    if s.consumers.groups > 0 && !catch_up {
         phase(
             &mut events,
             t_s(),
@@ -928,6 +994,41 @@ async fn run_prepared(
         }
     }
 
+    // Catch-up: the backlog is built; drop the page cache and start the groups now.
+    let mut catch_up_times = crate::catch_up::Times::default();
+    let mut page_cache = String::new();
+    if catch_up {
+        catch_up_times.last_ack_us = producer_meters
+            .iter()
+            .map(|m| m.with_state(|st| st.last_ack_us))
+            .max()
+            .unwrap_or(0);
+        page_cache = crate::catch_up::drop_page_cache(
+            s.consumers.drop_page_cache,
+            target.info().kind == crate::summary::TargetKind::Embedded,
+        );
+        eprintln!("kbench: backlog built; page cache {page_cache}; starting the consumer groups");
+        catch_up_times.started_us = now_us();
+        phase(&mut events, t_s(), "consumers_start", &page_cache);
+        for task in &member_tasks {
+            tasks
+                .consumers
+                .push(consumer::spawn(task.clone()).context("cannot start a consumer thread")?);
+        }
+        match groups.await_assignment(&mut target, interrupt).await {
+            Ok(()) => {
+                catch_up_times.assigned_us = now_us();
+                phase(
+                    &mut events,
+                    t_s(),
+                    "consumers_assigned",
+                    &group_ids.join(","),
+                );
+            }
+            Err(e) => failures.push(format!("catch-up: {e:#}")),
+        }
+    }
+
     // Drain phase.
     let down = target.down_on_purpose();
     let marks_after = match target.dead_broker() {
@@ -1159,22 +1260,24 @@ async fn run_prepared(
     .into();
     produce.failed_latency_ms = Percentiles::from_histogram(&failed_hist);
     if produce.acked + produce.failed > 0 {
-        produce.error_rate = produce.failed as f64 / (produce.acked + produce.failed) as f64;
+        produce.error_ratio = produce.failed as f64 / (produce.acked + produce.failed) as f64;
     }
     produce.setup_s = produce_t0;
     produce.clients_s = clients_s;
     produce.never_sent = never_sent;
     produce.time_limited = time_limited;
-    produce.target_rate = s
+    produce.target_msgs_per_s = s
         .producers
         .rate_each()
         .map(|r| r * f64::from(s.producers.count));
-    produce.rate_reached = produce.target_rate.map(|t| produce.msgs_per_s >= 0.95 * t);
+    produce.rate_reached = produce
+        .target_msgs_per_s
+        .map(|t| produce.msgs_per_s >= 0.95 * t);
     if s.verify.require_rate && produce.rate_reached == Some(false) {
         failures.push(format!(
             "rate: reached {:.0} msg/s of the {:.0} msg/s target (below 95 %)",
             produce.msgs_per_s,
-            produce.target_rate.unwrap_or_default()
+            produce.target_msgs_per_s.unwrap_or_default()
         ));
     }
     if produce.failed > 0 && s.verify.delivery != scenario::Delivery::None {
@@ -1191,7 +1294,7 @@ async fn run_prepared(
         groups: s.consumers.groups,
         ..Default::default()
     };
-    let mut groups = Vec::new();
+    let mut group_ledgers = Vec::new();
     let mut last_recv_us = 0;
     let mut consumed_measured = (0u64, 0u64);
     for (g, members) in group_meters.iter().enumerate() {
@@ -1213,22 +1316,43 @@ async fn run_prepared(
         if ledger.foreign > 0 {
             *errors.entry("consume:ForeignMessage".into()).or_insert(0) += ledger.foreign;
         }
-        groups.push((group_ids[g].clone(), ledger));
+        group_ledgers.push((group_ids[g].clone(), ledger));
     }
-    consume.duration_s = last_recv_us.saturating_sub(warmup_end.get()) as f64 / 1e6;
+    // A catch-up's consumers read only from their start: their window begins there.
+    let consume_from = warmup_end.get().max(catch_up_times.started_us);
+    consume.duration_s = last_recv_us.saturating_sub(consume_from) as f64 / 1e6;
     if consume.duration_s > 0.0 {
         consume.msgs_per_s = consumed_measured.0 as f64 / consume.duration_s;
         consume.mib_per_s = consumed_measured.1 as f64 / MIB / consume.duration_s;
     }
     consume.e2e_latency_ms = Percentiles::from_histogram(&e2e_hist);
+    if catch_up {
+        catch_up_times.last_recv_us = last_recv_us;
+        catch_up_times.first_recv_us = group_meters
+            .iter()
+            .flatten()
+            .map(|m| m.with_state(|st| st.first_recv_us))
+            .filter(|&t| t > 0)
+            .min()
+            .unwrap_or(0);
+    }
 
     let (mut delivery, delivery_failures) = verify::delivery::check(
         s.verify.delivery,
         s.verify.order,
         s.consumers.isolation,
         &acks,
-        &groups,
+        &group_ledgers,
     );
+    let catch_up = catch_up.then(|| {
+        crate::catch_up::summarize(
+            (produce.acked, acked_bytes),
+            (consume.messages, consume.bytes),
+            catch_up_times,
+            std::mem::take(&mut page_cache),
+            !delivery.per_group.is_empty() && delivery.per_group.iter().all(|g| g.lost == 0),
+        )
+    });
     failures.extend(delivery_failures);
     delivery.faults = fault_summaries;
     if s.producers.transactional {
@@ -1384,6 +1508,8 @@ async fn run_prepared(
             failures,
         },
         warnings,
+        catch_up,
+        max_rate: None,
     };
     let data = RunData {
         summary: summary.clone(),
@@ -1395,6 +1521,68 @@ async fn run_prepared(
     crate::report::write_run(out, &data)
         .with_context(|| format!("writing the report into {}", out.display()))?;
     Ok(summary)
+}
+
+/// The consumer groups of a run, as the wait for their assignment sees them.
+struct Groups<'a> {
+    s: &'a Scenario,
+    meters: &'a [Vec<Arc<ConsumerMeter>>],
+    ids: &'a [String],
+    topic: &'a str,
+    partitions: i32,
+}
+
+impl Groups<'_> {
+    /// Waits until every group is settled: every partition assigned *and* every member that
+    /// can have one holding one (the first member to join is briefly given everything, and
+    /// producing then would put the second rebalance inside the measured run). Bounded by
+    /// `consumers.assign_timeout`; an error names the group and the counts.
+    async fn await_assignment(&self, target: &mut Target, interrupt: &Stop) -> anyhow::Result<()> {
+        let s = self.s;
+        let (consume_partitions, consume_topic) = (self.partitions, self.topic);
+        eprintln!(
+            "kbench: waiting for {} group(s) of {} member(s) to be assigned {consume_partitions} partitions of {consume_topic}",
+            s.consumers.groups, s.consumers.members
+        );
+        let deadline = Instant::now() + s.consumers.assign_timeout.0;
+        let busy_members = (s.consumers.members as usize).min(consume_partitions as usize);
+        loop {
+            let assigned: Vec<usize> = self
+                .meters
+                .iter()
+                .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
+                .collect();
+            let settled = self.meters.iter().zip(&assigned).all(|(ms, a)| {
+                *a >= consume_partitions as usize && members_assigned(ms) >= busy_members
+            });
+            if settled {
+                return Ok(());
+            }
+            if let Some(dead) = target.dead_broker() {
+                bail!("{dead}");
+            }
+            if interrupt.is_raised() {
+                bail!("interrupted while waiting for consumer group assignment");
+            }
+            if Instant::now() >= deadline {
+                let g = (0..assigned.len())
+                    .find(|&g| {
+                        assigned[g] < consume_partitions as usize
+                            || members_assigned(&self.meters[g]) < busy_members
+                    })
+                    .unwrap_or(0);
+                bail!(
+                    "consumer group {} has {} of {consume_partitions} partitions of {consume_topic} assigned, to {} of {} members, after {:?} (consumers.assign_timeout); is the group coordinator working?",
+                    self.ids[g],
+                    assigned[g],
+                    members_assigned(&self.meters[g]),
+                    s.consumers.members,
+                    s.consumers.assign_timeout.0
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The final read of the producers' topic ([`verify::final_read`]), when the cluster is whole:
