@@ -47,7 +47,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path, clocks_synced: bool) -> anyhow::Resul
     crate::report::prepare_dir(out)?;
     let finished: Vec<&Part> = parts.iter().filter(|p| p.data.is_some()).collect();
     let Some(first) = finished.first() else {
-        bail!("no shard of run {} finished: nothing to merge", parts[0].record.run_id);
+        bail!(
+            "no shard of run {} finished: nothing to merge",
+            parts[0].record.run_id
+        );
     };
     let first_data = first.data.as_ref().expect("finished");
     let mut failures = Vec::new();

@@ -666,10 +666,15 @@ async fn run_prepared(
                 .iter()
                 .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
                 .collect();
-            let settled = group_meters.iter().zip(&assigned).all(|(ms, a)| match shard {
-                Some(r) => r.members_settled(members_assigned(ms), consume_partitions),
-                None => *a >= consume_partitions as usize && members_assigned(ms) >= busy_members,
-            });
+            let settled = group_meters
+                .iter()
+                .zip(&assigned)
+                .all(|(ms, a)| match shard {
+                    Some(r) => r.members_settled(members_assigned(ms), consume_partitions),
+                    None => {
+                        *a >= consume_partitions as usize && members_assigned(ms) >= busy_members
+                    }
+                });
             if settled {
                 break;
             }
@@ -948,12 +953,11 @@ async fn run_prepared(
             crate::shard::control_topic(&topic),
             r.shard.clone(),
         );
-        let done = tokio::task::spawn_blocking(move || {
-            crate::shard::barrier(&c, &control, &sh, "done")
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("shard barrier task failed: {e}"))
-        .and_then(|r| r);
+        let done =
+            tokio::task::spawn_blocking(move || crate::shard::barrier(&c, &control, &sh, "done"))
+                .await
+                .map_err(|e| anyhow::anyhow!("shard barrier task failed: {e}"))
+                .and_then(|r| r);
         if let Err(e) = done {
             failures.push(format!("{e:#}"));
         }
@@ -1819,11 +1823,10 @@ async fn start_barrier(
         r.shard.label()
     );
     let (c, sh) = (cluster.clone(), r.shard.clone());
-    let latest = tokio::task::spawn_blocking(move || {
-        crate::shard::barrier(&c, &control, &sh, "arrive")
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("shard barrier task failed: {e}"))??;
+    let latest =
+        tokio::task::spawn_blocking(move || crate::shard::barrier(&c, &control, &sh, "arrive"))
+            .await
+            .map_err(|e| anyhow::anyhow!("shard barrier task failed: {e}"))??;
     let start = crate::shard::start_after(latest);
     while now_us() < start {
         if interrupt.is_raised() {

@@ -320,7 +320,13 @@ pub fn write_ledgers(
 
 /// The counters of a group ledger as [`ShardRecord::groups`] keeps them.
 pub fn counters(g: &GroupLedger) -> [u64; 5] {
-    [g.consumed, g.duplicated, g.reordered, g.foreign, g.corrupted]
+    [
+        g.consumed,
+        g.duplicated,
+        g.reordered,
+        g.foreign,
+        g.corrupted,
+    ]
 }
 
 /// The barrier's control topic of a run's topic.
@@ -369,9 +375,12 @@ pub fn barrier(
     producer
         .send(BaseRecord::<(), _>::to(control).payload(&body))
         .map_err(|(e, _)| anyhow::anyhow!("shard barrier: cannot write to {control}: {e}"))?;
-    producer
-        .flush(Duration::from_secs(10))
-        .with_context(|| format!("shard barrier: {control} did not acknowledge the {kind} record of shard {}", shard.label()))?;
+    producer.flush(Duration::from_secs(10)).with_context(|| {
+        format!(
+            "shard barrier: {control} did not acknowledge the {kind} record of shard {}",
+            shard.label()
+        )
+    })?;
     let consumer: BaseConsumer = cluster
         .client(&format!("kbench-shard-{}-barrier", shard.index))
         .set("group.id", format!("kbench-barrier-{}", shard.run_id))

@@ -162,7 +162,12 @@ fn three_shards_merge_to_the_scenario_total_with_nothing_lost() {
     // Producer indexes are global: shard 3 ran producer 2.
     let rec = ShardRecord::read(&runs.join("3")).unwrap();
     assert_eq!(rec.producers, (2, 1));
-    for f in ["report.html", "timeseries.csv", "produce_latency.hdr", "shards.json"] {
+    for f in [
+        "report.html",
+        "timeseries.csv",
+        "produce_latency.hdr",
+        "shards.json",
+    ] {
         assert!(tmp.path().join("merged").join(f).exists(), "{f} missing");
     }
 
@@ -205,7 +210,10 @@ fn a_shard_killed_mid_run_fails_the_merged_verdict_naming_it() {
         if started {
             break;
         }
-        assert!(Instant::now() < deadline, "shard 2 never passed the barrier");
+        assert!(
+            Instant::now() < deadline,
+            "shard 2 never passed the barrier"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -258,7 +266,10 @@ fn the_start_barrier_holds_when_one_shard_starts_3_s_late() {
         .map(|d| ShardRecord::read(d).unwrap().start_wall_us)
         .collect();
     assert!(starts.iter().all(|s| *s == starts[0]), "{starts:?}");
-    assert!(starts[0] > late_us, "started before the late shard: {starts:?} vs {late_us}");
+    assert!(
+        starts[0] > late_us,
+        "started before the late shard: {starts:?} vs {late_us}"
+    );
     let o = merge(&dirs(&runs), &tmp.path().join("merged"));
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
