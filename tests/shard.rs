@@ -68,6 +68,7 @@ impl Cluster {
             }
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("cluster up printed no bootstrap line within 60 s");
     }
 }
@@ -179,6 +180,50 @@ fn three_shards_merge_to_the_scenario_total_with_nothing_lost() {
     let o = merge(&twice, &tmp.path().join("m3"));
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(show(&o).contains("shard 1/3 given twice"), "{}", show(&o));
+    // Shards of another run: exit 2 naming the folder.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let mut rec3 = ShardRecord::read(&runs.join("3")).unwrap();
+    rec3.run_id = "merge-2".into();
+    rec3.write(&other).unwrap();
+    let o = merge(
+        &[runs.join("1"), runs.join("2"), other.clone()],
+        &tmp.path().join("m4"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        show(&o).contains("of run merge-2") && show(&o).contains(&other.display().to_string()),
+        "{}",
+        show(&o)
+    );
+    // End-to-end latency: only from messages consumed by the shard that produced them.
+    let local: u64 = dirs(&runs)
+        .iter()
+        .map(|d| ShardRecord::read(d).unwrap().e2e_local)
+        .sum();
+    assert_eq!(m.consume.e2e_latency_ms.count, local);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("consumed by the shard that produced them")),
+        "{:?}",
+        m.warnings
+    );
+    // A shard alone at the start barrier fails naming the missing one.
+    let o = kbench()
+        .arg("run")
+        .arg(&sc)
+        .args(["--bootstrap", &cluster.bootstrap, "--shard", "1/2"])
+        .args(["--run-id", "alone-1", "--barrier-timeout", "3", "--out"])
+        .arg(tmp.path().join("alone"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        show(&o).contains("shard(s) 2 of 2 did not arrive"),
+        "{}",
+        show(&o)
+    );
     // Sharding an embedded cluster is refused.
     let o = kbench()
         .arg("run")
