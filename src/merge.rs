@@ -288,16 +288,10 @@ fn zero_counts(
 fn read_parts(dirs: &[PathBuf]) -> anyhow::Result<Vec<Part>> {
     let mut parts = Vec::new();
     for dir in dirs {
-        let record = ShardRecord::read(dir)?;
-        let data = if record.finished {
-            Some(crate::report::read_run(dir)?)
-        } else {
-            None
-        };
         parts.push(Part {
             dir: dir.clone(),
-            record,
-            data,
+            record: ShardRecord::read(dir)?,
+            data: None,
         });
     }
     let Some(first) = parts.first() else {
@@ -355,6 +349,12 @@ fn read_parts(dirs: &[PathBuf]) -> anyhow::Result<Vec<Part>> {
         );
     }
     parts.sort_by_key(|p| p.record.index);
+    // Reports are read once the folders are known to be one run's shards.
+    for p in &mut parts {
+        if p.record.finished {
+            p.data = Some(crate::report::read_run(&p.dir)?);
+        }
+    }
     Ok(parts)
 }
 
