@@ -203,6 +203,7 @@ fn plan_shard(
         run.first_producer + s.producers.count,
         s.consumers.members
     );
+    eprintln!("kbench: shard {label}: delivery, offsets and on-disk are judged by `kbench merge` of every shard's folder, not here");
     v.scenario = s;
     Ok(run)
 }
