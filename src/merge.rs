@@ -470,3 +470,43 @@ fn write_shards(out: &Path, parts: &[Part]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(start_t_s: f64, rows: &[(f64, u64, u64)]) -> Part {
+        let mut data = RunData::new(Summary::default());
+        data.intervals = rows
+            .iter()
+            .map(|&(t_s, acked, p99)| IntervalRow {
+                t_s,
+                interval_s: 0.5,
+                acked_msgs: acked,
+                produce_p99_us: p99,
+                ..Default::default()
+            })
+            .collect();
+        Part {
+            dir: PathBuf::new(),
+            record: ShardRecord {
+                start_t_s,
+                ..Default::default()
+            },
+            data: Some(data),
+        }
+    }
+
+    #[test]
+    fn time_series_are_summed_per_interval_of_the_shared_clock() {
+        // Shard a reached the barrier 3.0 s into its run, shard b 0.2 s into its own.
+        let a = part(3.0, &[(3.5, 10, 100), (4.0, 20, 300)]);
+        let b = part(0.2, &[(0.71, 1, 500), (1.19, 2, 50), (1.7, 4, 50)]);
+        let rows = merge_intervals(&[&a, &b], 0.5);
+        let got: Vec<(f64, u64, u64)> = rows
+            .iter()
+            .map(|r| (r.t_s, r.acked_msgs, r.produce_p99_us))
+            .collect();
+        assert_eq!(got, [(0.5, 11, 500), (1.0, 22, 300), (1.5, 4, 50)]);
+    }
+}

@@ -197,7 +197,7 @@ fn plan_shard(
     }
     let (run, s) = crate::shard::ShardRun::plan(shard.clone(), &v.scenario)?;
     eprintln!(
-        "kbench: shard {label} of run {}: producers {}..{} , {} member(s) per group",
+        "kbench: shard {label} of run {}: producers {}..{}, {} member(s) per group",
         shard.run_id,
         run.first_producer,
         run.first_producer + s.producers.count,

@@ -505,6 +505,37 @@ mod tests {
         assert!(format!("{e:#}").contains("KBENCH_SHARDS"), "{e:#}");
     }
 
+    fn scenario(text: &str) -> Scenario {
+        let loaded = crate::scenario::load_str(text, Path::new("t.toml"), &[]).expect("scenario");
+        loaded.variants[0].scenario.clone()
+    }
+
+    fn shard(index: u32, count: u32) -> Shard {
+        Shard {
+            index,
+            count,
+            run_id: "r".into(),
+            barrier_timeout: DEFAULT_BARRIER_TIMEOUT,
+        }
+    }
+
+    #[test]
+    fn a_plan_splits_producers_members_and_a_total_rate_and_leaves_verdicts_to_the_merge() {
+        let whole = scenario(
+            "name = \"t\"\n[producers]\ncount = 5\nmessages_each = 10\ntotal_rate = \"1000/s\"\n\
+             [consumers]\ngroups = 2\nmembers = 2\n[verify]\ndelivery = \"exactly-once\"\n",
+        );
+        let (run, s) = ShardRun::plan(shard(2, 3), &whole).unwrap();
+        assert_eq!((run.first_producer, s.producers.count), (2, 2));
+        assert_eq!(s.consumers.members, 1);
+        assert_eq!(s.producers.rate_each(), whole.producers.rate_each());
+        assert_eq!(s.verify.delivery, Delivery::None);
+        assert!(!s.verify.offsets && !s.verify.on_disk && !s.verify.final_read);
+        // Shard 3 of 3 has no member: it still runs (and joins the barriers).
+        let (_, s3) = ShardRun::plan(shard(3, 3), &whole).unwrap();
+        assert_eq!((s3.producers.count, s3.consumers.members), (1, 0));
+    }
+
     #[test]
     fn the_run_tag_depends_on_the_run_id_only() {
         assert_eq!(run_tag("abc"), run_tag("abc"));
