@@ -1,4 +1,4 @@
-//! The command line: `kbench run | validate | compare | report | cluster up | kill | stop |
+//! The command line: `kbench run | validate | compare | report | merge | cluster up | kill | stop |
 //! start | down | describe` (and the hidden `broker`, which
 //! is how kbench starts embedded brokers: it re-executes itself as one).
 //!
@@ -293,6 +293,8 @@ Examples:
   kbench scenarios                   the built-in scenarios, one line each
   kbench run -b HOST:9092 --producers 4 --messages 1M --size 1KiB --acks all
   kbench compare base candidate      two runs or run sets side by side
+  kbench run S -b HOST:9092 --shard 2/3 --run-id R   shard 2 of 3 of one run (on its host)
+  kbench merge shard-1 shard-2 shard-3 --out merged  one report from the shards' folders
 
 Exit codes: 0 passed; 1 ran and an expectation failed (compare: a regression); 2 could not
 run (bad scenario or flag, unreachable cluster, interrupted).";
