@@ -7,7 +7,8 @@
 //! ([`crate::verify::delivery`]) run on the merged ledgers, so a message produced on one host
 //! and consumed on another is judged exactly as in one process. The offsets check runs once for
 //! the whole topic (watermarks before from the shards' records, after from the last reader,
-//! acknowledgements summed). Per-interval percentiles of the merged series are the highest
+//! acknowledgements summed), and so does the on-disk check (shard 1's DescribeLogDirs sizes
+//! before the start barrier and after every shard drained, against every shard's bytes). Per-interval percentiles of the merged series are the highest
 //! shard's (an upper bound: the interval histograms are not kept).
 //!
 //! End-to-end latency compares a producer's clock with a consumer's: across hosts that is
@@ -198,16 +199,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path, clocks_synced: bool) -> anyhow::Resul
             failures.extend(f);
         }
     }
-    s.on_disk = crate::summary::OnDiskSummary {
-        method: "skipped".into(),
-        payload_bytes: finished
-            .iter()
-            .map(|p| p.data.as_ref().map_or(0, |d| d.summary.on_disk.payload_bytes))
-            .sum(),
-        replication_factor: u32::try_from(whole.topic.replication_factor).unwrap_or(1),
-        detail: "sharded run: the on-disk check is not made (no shard sees the brokers' sizes for the whole run); offsets are checked for the whole topic".into(),
-        ..Default::default()
-    };
+    let (on_disk, f) = on_disk(&whole, &parts, &finished);
+    s.on_disk = on_disk;
+    failures.extend(f);
 
     delivery.faults = Vec::new();
     s.durability = crate::summary::DurabilitySummary::from_run(
@@ -266,6 +260,102 @@ pub fn merge(dirs: &[PathBuf], out: &Path, clocks_synced: bool) -> anyhow::Resul
         .with_context(|| format!("writing the merged report into {}", out.display()))?;
     write_shards(out, &parts)?;
     Ok(s)
+}
+
+/// The on-disk check, once for the whole topic: shard 1's DescribeLogDirs sizes before the
+/// start barrier and after every shard drained, against every shard's acknowledged records and
+/// bytes. Skipped (and said so) when shard 1 did not finish or could not read the sizes.
+fn on_disk(
+    whole: &Scenario,
+    parts: &[Part],
+    finished: &[&Part],
+) -> (crate::summary::OnDiskSummary, Vec<String>) {
+    let rf = u32::try_from(whole.topic.replication_factor).unwrap_or(1);
+    let payload: u64 = finished
+        .iter()
+        .map(|p| p.record.per_partition_bytes.iter().sum::<u64>())
+        .sum();
+    let skipped = |why: String| {
+        (
+            crate::summary::OnDiskSummary {
+                method: "skipped".into(),
+                payload_bytes: payload,
+                replication_factor: rf,
+                detail: why,
+                ..Default::default()
+            },
+            Vec::new(),
+        )
+    };
+    if !whole.verify.on_disk {
+        return skipped("verify.on_disk = false".into());
+    }
+    let one = &parts[0];
+    if one.data.is_none() {
+        return skipped(
+            "sharded run: shard 1, which takes the brokers' sizes, did not finish".into(),
+        );
+    }
+    let (before, after) = match (&one.record.log_dirs_before, &one.record.log_dirs_after) {
+        (Some(Ok(b)), Some(Ok(a))) => (
+            b.iter().copied().collect::<BTreeMap<_, _>>(),
+            a.iter().copied().collect::<BTreeMap<_, _>>(),
+        ),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => {
+            return skipped(format!(
+                "sharded run: DescribeLogDirs failed in shard 1: {e}"
+            ))
+        }
+        _ => return skipped("sharded run: shard 1 took no sizes".into()),
+    };
+    let n = one.record.marks_before.len();
+    let (mut records, mut other, mut bytes) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
+    for p in finished {
+        for (v, from) in [
+            (&mut records, &p.record.per_partition),
+            (&mut other, &p.record.per_partition_other),
+            (&mut bytes, &p.record.per_partition_bytes),
+        ] {
+            for (i, x) in from.iter().enumerate().take(n) {
+                v[i] += x;
+            }
+        }
+    }
+    let partitions = one
+        .record
+        .roles
+        .iter()
+        .map(|(p, leader, replicas, isr)| {
+            let i = usize::try_from(*p).unwrap_or(usize::MAX);
+            let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
+            crate::verify::on_disk::PartitionExpect {
+                partition: *p,
+                leader: *leader,
+                replicas: replicas.clone(),
+                isr: isr.clone(),
+                offsets: (
+                    one.record.marks_before.get(p).map_or(0, |w| w.1),
+                    one.record.marks_after.get(p).map_or(0, |w| w.1),
+                ),
+                records: at(&records) + at(&other),
+                other_records: at(&other),
+                payload_bytes: at(&bytes),
+            }
+        })
+        .collect();
+    let e = crate::verify::on_disk::Expectation {
+        topic: &one.record.topic,
+        replication_factor: rf,
+        payload_bytes: payload,
+        partitions,
+        fewer_fail: matches!(
+            whole.verify.delivery,
+            crate::scenario::Delivery::ExactlyOnce | crate::scenario::Delivery::AtLeastOnce
+        ),
+        more_fail: whole.verify.offsets,
+    };
+    let compressed = whole.producers.compression != crate::scenario::Compression::None;
+    crate::verify::on_disk::check_reported(&before, &after, compressed, &e)
 }
 
 fn zero_counts(

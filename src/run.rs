@@ -803,6 +803,16 @@ async fn run_prepared(
     }
     let clients_s = t_s() - clients_t0;
     let mut record = shard.map(|r| shard_record(r, &topic, &marks_before));
+    // The on-disk check of a sharded run is made once, from shard 1's sizes (by the merge).
+    let sizes_by_shard_1 = shard.is_some_and(|r| r.shard.index == 1 && r.whole.verify.on_disk);
+    if let (true, Some(rec)) = (sizes_by_shard_1, record.as_mut()) {
+        rec.log_dirs_before = Some(
+            verify::log_dirs::snapshot(&cluster, &topic, partitions)
+                .await
+                .map(|m| m.into_iter().collect())
+                .map_err(|e| format!("{e:#}")),
+        );
+    }
     if let (Some(r), Some(rec)) = (shard, record.as_mut()) {
         rec.write(out)?;
         let start_us = start_barrier(r, &cluster, &topic, interrupt).await?;
@@ -1509,6 +1519,36 @@ async fn run_prepared(
         std::fs::write(&path, crate::report::hgrm::encode_hdr(&cross)?)
             .with_context(|| format!("writing {}", path.display()))?;
         rec.e2e_local = data.e2e_latency.len();
+        rec.per_partition_bytes =
+            producer_meters
+                .iter()
+                .fold(vec![0u64; per_partition.len()], |mut v, m| {
+                    m.with_state(|st| {
+                        for (i, b) in st.per_partition_bytes.iter().enumerate() {
+                            if let Some(x) = v.get_mut(i) {
+                                *x += b;
+                            }
+                        }
+                    });
+                    v
+                });
+        if sizes_by_shard_1 {
+            rec.log_dirs_after = Some(
+                verify::log_dirs::snapshot(&cluster, &topic, partitions)
+                    .await
+                    .map(|m| m.into_iter().collect())
+                    .map_err(|e| format!("{e:#}")),
+            );
+            let (c, t) = (cluster.clone(), topic.clone());
+            if let Ok(Ok(roles)) =
+                tokio::task::spawn_blocking(move || verify::log_dirs::partition_roles(&c, &t)).await
+            {
+                rec.roles = roles
+                    .into_iter()
+                    .map(|(p, r)| (p, r.leader, r.replicas, r.isr))
+                    .collect();
+            }
+        }
         rec.e2e_cross = cross.len();
         rec.marks_after = marks_after.clone().unwrap_or_default();
         rec.per_partition = per_partition;

@@ -19,8 +19,8 @@
 //!   ([`ShardRecord`]: who it was, the shared clock, offsets) when it starts and again when it
 //!   ends, and its delivery ledgers under `ledger/` in roaring's portable format.
 //!
-//! Verdicts that need every shard (delivery, offsets) are not judged in a shard, only by the
-//! merge, which runs the same verifier ([`crate::verify`]) on the merged ledgers.
+//! Verdicts that need every shard (delivery, offsets, on-disk) are not judged in a shard, only
+//! by the merge, which runs the same verifier ([`crate::verify`]) on the merged ledgers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -268,6 +268,15 @@ pub struct ShardRecord {
     /// Group ids and their ledgers' counters: consumed, duplicated, reordered, foreign,
     /// corrupted.
     pub groups: Vec<(String, [u64; 5])>,
+    /// Acknowledged payload bytes per partition (index = partition).
+    pub per_partition_bytes: Vec<u64>,
+    /// Shard 1 only, with `verify.on_disk`: the brokers' replica sizes of the topic
+    /// (DescribeLogDirs) before producing, `((partition, broker), bytes)`, or why not.
+    pub log_dirs_before: Option<Result<Vec<((i32, i32), u64)>, String>>,
+    /// Shard 1 only: the same once every shard has produced and drained.
+    pub log_dirs_after: Option<Result<Vec<((i32, i32), u64)>, String>>,
+    /// Shard 1 only: (partition, leader, replicas, in-sync replicas) after the run.
+    pub roles: Vec<(i32, i32, Vec<i32>, Vec<i32>)>,
     /// End-to-end latencies recorded from messages this shard produced itself.
     pub e2e_local: u64,
     /// End-to-end latencies of messages another shard produced (other clock).

@@ -30,6 +30,7 @@ members = 3
 drain_timeout = "20s"
 [verify]
 delivery = "exactly-once"
+on_disk = true
 [sampling]
 interval = "500ms"
 "#;
@@ -154,6 +155,9 @@ fn three_shards_merge_to_the_scenario_total_with_nothing_lost() {
     assert_eq!(m.consume.messages, 6_000);
     assert!(m.verdict.passed, "{:?}", m.verdict.failures);
     assert!(m.offsets.ok, "{:?}", m.offsets);
+    // On disk, once for the whole topic, from shard 1's DescribeLogDirs sizes.
+    assert_eq!(m.on_disk.method, "describe_log_dirs", "{:?}", m.on_disk);
+    assert!(m.on_disk.ok, "{:?}", m.on_disk);
     let sum: u64 = shards.iter().map(|s| s.produce.latency_ms.count).sum();
     assert_eq!(m.produce.latency_ms.count, sum);
     assert_eq!(
@@ -244,7 +248,7 @@ fn a_shard_killed_mid_run_fails_the_merged_verdict_naming_it() {
     let text = SCENARIO.replace("linger = \"5ms\"", "linger = \"5ms\"\nrate = \"400/s\"");
     let sc = write_scenario(tmp.path(), "s.toml", &text);
     let runs = tmp.path().join("runs");
-    let extra = ["--barrier-timeout", "8"];
+    let extra = ["--barrier-timeout", "15"];
     let mut children: Vec<Child> = (1..=3)
         .map(|i| shard(&sc, &cluster.bootstrap, i, "kill-1", &runs, &extra))
         .collect();
