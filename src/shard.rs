@@ -234,6 +234,7 @@ impl ShardRun {
 /// A shard's record in its run folder (`shard.json`): written when it starts (`finished`
 /// false) and again at the end with the offsets and counters the merge needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ShardRecord {
     /// The run id.
     pub run_id: String,

@@ -157,7 +157,7 @@ fn three_shards_merge_to_the_scenario_total_with_nothing_lost() {
     assert!(m.offsets.ok, "{:?}", m.offsets);
     // On disk, once for the whole topic, from shard 1's DescribeLogDirs sizes.
     assert_eq!(m.on_disk.method, "describe_log_dirs", "{:?}", m.on_disk);
-    assert!(m.on_disk.ok, "{:?}", m.on_disk);
+    assert_eq!(m.on_disk.ok, Some(true), "{:?}", m.on_disk);
     let sum: u64 = shards.iter().map(|s| s.produce.latency_ms.count).sum();
     assert_eq!(m.produce.latency_ms.count, sum);
     assert_eq!(
