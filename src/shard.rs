@@ -231,6 +231,9 @@ impl ShardRun {
     }
 }
 
+/// Replica sizes of a topic, `((partition, broker id), bytes)`, as DescribeLogDirs gives them.
+pub type ReplicaSizes = Vec<((i32, i32), u64)>;
+
 /// A shard's record in its run folder (`shard.json`): written when it starts (`finished`
 /// false) and again at the end with the offsets and counters the merge needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -273,9 +276,9 @@ pub struct ShardRecord {
     pub per_partition_bytes: Vec<u64>,
     /// Shard 1 only, with `verify.on_disk`: the brokers' replica sizes of the topic
     /// (DescribeLogDirs) before producing, `((partition, broker), bytes)`, or why not.
-    pub log_dirs_before: Option<Result<Vec<((i32, i32), u64)>, String>>,
+    pub log_dirs_before: Option<Result<ReplicaSizes, String>>,
     /// Shard 1 only: the same once every shard has produced and drained.
-    pub log_dirs_after: Option<Result<Vec<((i32, i32), u64)>, String>>,
+    pub log_dirs_after: Option<Result<ReplicaSizes, String>>,
     /// Shard 1 only: (partition, leader, replicas, in-sync replicas) after the run.
     pub roles: Vec<(i32, i32, Vec<i32>, Vec<i32>)>,
     /// End-to-end latencies recorded from messages this shard produced itself.
