@@ -300,7 +300,7 @@ impl ShardRecord {
         let path = dir.join(SHARD_JSON);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
-                "{} is not a shard's run folder (no {SHARD_JSON}: was it run with --shard I/N?)",
+                "{} is not a shard's run folder (no {SHARD_JSON}: was it run with --shard I/N, and did it get through its set-up: topic, groups, producer clients?)",
                 dir.display()
             )
         })?;
