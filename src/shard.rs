@@ -95,8 +95,8 @@ impl Shard {
                 "JOB_COMPLETION_INDEX+1 / KBENCH_SHARDS".to_string(),
             )
         } else {
-            if flags.run_id.is_some() {
-                bail!("--run-id is only for a sharded run: give --shard I/N too");
+            if flags.run_id.is_some() || flags.barrier_timeout_s.is_some() {
+                bail!("--run-id and --barrier-timeout are only for a sharded run: give --shard I/N too");
             }
             return Ok(None);
         };
@@ -493,6 +493,13 @@ mod tests {
         assert!(Shard::resolve(&ShardFlags::default(), env(&[]))
             .unwrap()
             .is_none());
+        let s = Shard::resolve(
+            &ShardFlags::default(),
+            env(&[("KBENCH_SHARD", "3/3"), ("KBENCH_RUN_ID", "e")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((s.index, s.count), (3, 3));
     }
 
     #[test]
