@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub overrides: Vec<scenario::Override>,
     /// `--json`: stdout holds the summary only; the tables go to stderr.
     pub json: bool,
+    /// `--shard I/N --run-id ID`: run this process's share of the scenario ([`crate::shard`]).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Whether the human-readable results (tables, verdict lines) go to stderr because stdout
@@ -102,7 +104,7 @@ pub async fn run_source(
     interrupt: &Stop,
 ) -> (anyhow::Result<Outcome>, Option<PathBuf>) {
     HUMAN_TO_STDERR.store(opts.json, std::sync::atomic::Ordering::Relaxed);
-    let loaded = match source.text().and_then(|text| {
+    let mut loaded = match source.text().and_then(|text| {
         scenario::load_overridden(
             &text,
             &source.path(),
@@ -112,6 +114,13 @@ pub async fn run_source(
     }) {
         Ok(l) => l,
         Err(e) => return (Err(e.into()), None),
+    };
+    let shard_run = match &opts.shard {
+        Some(shard) => match plan_shard(shard, &mut loaded, opts.bootstrap.is_some()) {
+            Ok(r) => Some(r),
+            Err(e) => return (Err(e), None),
+        },
+        None => None,
     };
     eprintln!("kbench: {}", source.describe());
     for v in &loaded.variants {
@@ -162,9 +171,41 @@ pub async fn run_source(
     let args = ClusterArgs {
         bootstrap: opts.bootstrap.as_deref(),
         client_settings: &client_settings,
+        shard: shard_run.as_ref(),
     };
     let result = run_loaded(&loaded, &out, &args, interrupt).await;
     (result, Some(out))
+}
+
+/// A sharded run: one scenario (no matrix, one run) against an external cluster; this
+/// process's share replaces it in `loaded`.
+fn plan_shard(
+    shard: &crate::shard::Shard,
+    loaded: &mut Loaded,
+    bootstrap_flag: bool,
+) -> anyhow::Result<crate::shard::ShardRun> {
+    let label = shard.label();
+    if loaded.variants.len() != 1 {
+        bail!("--shard {label}: the scenario is a matrix of {} runs; shard one scenario at a time (pick a cell with --set)", loaded.variants.len());
+    }
+    let v = &mut loaded.variants[0];
+    if v.scenario.runs > 1 {
+        bail!("--shard {label}: runs = {} is not supported in a sharded run (repeat the sharded run instead)", v.scenario.runs);
+    }
+    if !bootstrap_flag && v.scenario.cluster.bootstrap.is_none() {
+        bail!("--shard {label}: a sharded run needs an external cluster every shard can reach (--bootstrap HOST:PORT); embedded brokers would give each shard its own cluster");
+    }
+    let (run, s) = crate::shard::ShardRun::plan(shard.clone(), &v.scenario)?;
+    eprintln!(
+        "kbench: shard {label} of run {}: producers {}..{}, {} member(s) per group",
+        shard.run_id,
+        run.first_producer,
+        run.first_producer + s.producers.count,
+        s.consumers.members
+    );
+    eprintln!("kbench: shard {label}: delivery, offsets and on-disk are judged by `kbench merge` of every shard's folder, not here");
+    v.scenario = s;
+    Ok(run)
 }
 
 /// What `--json` prints for a run folder: its `summary.json` (a run, or a run set's), or for
@@ -183,6 +224,8 @@ pub struct ClusterArgs<'a> {
     pub bootstrap: Option<&'a str>,
     /// `--client-config`: settings every client gets (they win over `[cluster] client_configs`).
     pub client_settings: &'a BTreeMap<String, String>,
+    /// `--shard`: this process's share of a sharded run.
+    pub shard: Option<&'a crate::shard::ShardRun>,
 }
 
 impl ClusterArgs<'_> {
@@ -588,14 +631,24 @@ async fn run_prepared(
     let sampler = Sampler::start_at(t0, s.sampling.interval.0, watched);
 
     // Topic.
-    let run_tag: u32 = rand::random::<u32>() | 1;
+    let shard = args.shard;
+    let run_tag: u32 = shard.map_or_else(
+        || rand::random::<u32>() | 1,
+        |r| crate::shard::run_tag(&r.shard.run_id),
+    );
     let run_id = format!("{run_tag:08x}");
     let topic = s
         .topic
         .name
         .clone()
         .unwrap_or_else(|| format!("kbench-{}-{run_id}", s.name));
-    let partitions = topic::ensure(s, &cluster, &topic, SETUP_TIMEOUT).await?;
+    let partitions = match shard {
+        // Shard 1 creates the topic; the others wait for it (bounded).
+        Some(r) if r.shard.index != 1 => {
+            topic::wait_ready(&cluster, &topic, r.shard.barrier_timeout, false).await?
+        }
+        _ => topic::ensure(s, &cluster, &topic, SETUP_TIMEOUT).await?,
+    };
     if partitions != s.topic.partitions {
         eprintln!("kbench: topic {topic} already exists with {partitions} partitions (scenario says {}); using it as is", s.topic.partitions);
     }
@@ -645,6 +698,12 @@ async fn run_prepared(
     let group_meters: Vec<Vec<Arc<ConsumerMeter>>> = (0..s.consumers.groups)
         .map(|_| (0..s.consumers.members).map(|_| Arc::default()).collect())
         .collect();
+    if let Some(r) = shard {
+        let local = r.first_producer..r.first_producer + s.producers.count;
+        for m in group_meters.iter().flatten() {
+            m.with_state(|st| st.local_producers = Some(local.clone()));
+        }
+    }
     let group_ids: Vec<String> = (0..s.consumers.groups)
         .map(|g| format!("kbench-{}-{run_id}-g{g}", s.name))
         .collect();
@@ -701,6 +760,7 @@ async fn run_prepared(
         ids: &group_ids,
         topic: &consume_topic,
         partitions: consume_partitions,
+        shard,
     };
     if s.consumers.groups > 0 && !catch_up {
         groups.await_assignment(&mut target, interrupt).await?;
@@ -769,7 +829,7 @@ async fn run_prepared(
     let clients_t0 = t_s();
     for (i, meter) in producer_meters.iter().enumerate() {
         let task = producer::ProducerTask {
-            index: i as u32,
+            index: shard.map_or(0, |r| r.first_producer) + i as u32,
             run_tag,
             topic: topic.clone(),
             partitions,
@@ -803,6 +863,24 @@ async fn run_prepared(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let clients_s = t_s() - clients_t0;
+    let mut record = shard.map(|r| shard_record(r, &topic, &marks_before));
+    // The on-disk check of a sharded run is made once, from shard 1's sizes (by the merge).
+    let sizes_by_shard_1 = shard.is_some_and(|r| r.shard.index == 1 && r.whole.verify.on_disk);
+    if let (true, Some(rec)) = (sizes_by_shard_1, record.as_mut()) {
+        rec.log_dirs_before = Some(
+            verify::log_dirs::snapshot(&cluster, &topic, partitions)
+                .await
+                .map(|m| m.into_iter().collect())
+                .map_err(|e| format!("{e:#}")),
+        );
+    }
+    if let (Some(r), Some(rec)) = (shard, record.as_mut()) {
+        rec.write(out)?;
+        let start_us = start_barrier(r, &cluster, &topic, interrupt).await?;
+        rec.start_wall_us = start_us;
+        rec.start_t_s = t_s();
+        rec.write(out)?;
+    }
     let produce_start_us = now_us();
     let produce_start = Instant::now();
     let _ = pipeline_produce_start.set(produce_start);
@@ -833,7 +911,12 @@ async fn run_prepared(
     // Produce phase.
     let interval = s.sampling.interval.0;
     let progress = progress_bar(s);
-    let mut next_row = t0 + interval;
+    // A shard's rows start at the agreed start, so the shards' intervals line up.
+    let mut next_row = if shard.is_some() {
+        Instant::now() + interval
+    } else {
+        t0 + interval
+    };
     let mut last_progress = (0u64, 0u64, Instant::now());
     let produce_limit = Instant::now() + s.producers.time_limit.0;
     let mut stopped_early = false;
@@ -935,6 +1018,22 @@ async fn run_prepared(
         "producer",
         &mut failures,
     );
+    if let Some(r) = shard {
+        // Drain only once every shard has stopped producing: the end offsets are final then.
+        let (c, control, sh) = (
+            cluster.clone(),
+            crate::shard::control_topic(&topic),
+            r.shard.clone(),
+        );
+        let done =
+            tokio::task::spawn_blocking(move || crate::shard::barrier(&c, &control, &sh, "done"))
+                .await
+                .map_err(|e| anyhow::anyhow!("shard barrier task failed: {e}"))
+                .and_then(|r| r);
+        if let Err(e) = done {
+            failures.push(format!("{e:#}"));
+        }
+    }
     let producers_done = t_s();
     phase(&mut events, producers_done, "producers_done", "");
     // Producers stop on their own at the time limit: a run that ended with messages never
@@ -1102,6 +1201,11 @@ async fn run_prepared(
                 };
                 let deadline = Instant::now() + bound;
                 loop {
+                    // A shard drains the partitions its own members hold.
+                    let after = &match shard {
+                        Some(_) => held_only(&group_meters, after),
+                        None => after.clone(),
+                    };
                     let behind = lagging(&group_meters, &group_ids, &consume_marks_before, after);
                     if behind.is_none() {
                         break;
@@ -1354,6 +1458,12 @@ async fn run_prepared(
         )
     });
     failures.extend(delivery_failures);
+    if shard.is_some() {
+        // One shard's acks against its own members' receipts mean nothing: the merge judges.
+        delivery.expected = "judged by kbench merge (sharded run)".into();
+        (delivery.lost, delivery.unexpected) = (0, 0);
+        delivery.per_group.clear();
+    }
     delivery.faults = fault_summaries;
     if s.producers.transactional {
         delivery.transactions = Some(transactions_summary(&txns, 0));
@@ -1520,6 +1630,57 @@ async fn run_prepared(
     };
     crate::report::write_run(out, &data)
         .with_context(|| format!("writing the report into {}", out.display()))?;
+    if let Some(mut rec) = record {
+        crate::shard::write_ledgers(out, &acks, &group_ledgers)?;
+        let mut cross = latency_histogram();
+        for m in group_meters.iter().flatten() {
+            let _ = m.with_state(|st| cross.add(&st.cross_latency));
+        }
+        let path = out.join(crate::shard::E2E_CROSS_HDR);
+        std::fs::write(&path, crate::report::hgrm::encode_hdr(&cross)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        rec.e2e_local = data.e2e_latency.len();
+        rec.per_partition_bytes =
+            producer_meters
+                .iter()
+                .fold(vec![0u64; per_partition.len()], |mut v, m| {
+                    m.with_state(|st| {
+                        for (i, b) in st.per_partition_bytes.iter().enumerate() {
+                            if let Some(x) = v.get_mut(i) {
+                                *x += b;
+                            }
+                        }
+                    });
+                    v
+                });
+        if sizes_by_shard_1 {
+            rec.log_dirs_after = Some(
+                verify::log_dirs::snapshot(&cluster, &topic, partitions)
+                    .await
+                    .map(|m| m.into_iter().collect())
+                    .map_err(|e| format!("{e:#}")),
+            );
+            let (c, t) = (cluster.clone(), topic.clone());
+            if let Ok(Ok(roles)) =
+                tokio::task::spawn_blocking(move || verify::log_dirs::partition_roles(&c, &t)).await
+            {
+                rec.roles = roles
+                    .into_iter()
+                    .map(|(p, r)| (p, r.leader, r.replicas, r.isr))
+                    .collect();
+            }
+        }
+        rec.e2e_cross = cross.len();
+        rec.marks_after = marks_after.clone().unwrap_or_default();
+        rec.per_partition = per_partition;
+        rec.per_partition_other = per_partition_other;
+        rec.groups = group_ledgers
+            .iter()
+            .map(|(id, g)| (id.clone(), crate::shard::counters(g)))
+            .collect();
+        rec.finished = true;
+        rec.write(out)?;
+    }
     Ok(summary)
 }
 
@@ -1530,6 +1691,8 @@ struct Groups<'a> {
     ids: &'a [String],
     topic: &'a str,
     partitions: i32,
+    /// In a sharded run, only this shard's members are seen here.
+    shard: Option<&'a crate::shard::ShardRun>,
 }
 
 impl Groups<'_> {
@@ -1552,9 +1715,16 @@ impl Groups<'_> {
                 .iter()
                 .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
                 .collect();
-            let settled = self.meters.iter().zip(&assigned).all(|(ms, a)| {
-                *a >= consume_partitions as usize && members_assigned(ms) >= busy_members
-            });
+            let settled = self
+                .meters
+                .iter()
+                .zip(&assigned)
+                .all(|(ms, a)| match self.shard {
+                    Some(r) => r.members_settled(members_assigned(ms), consume_partitions),
+                    None => {
+                        *a >= consume_partitions as usize && members_assigned(ms) >= busy_members
+                    }
+                });
             if settled {
                 return Ok(());
             }
@@ -1853,6 +2023,74 @@ impl fault::Members for RunMembers<'_> {
         self.handles.push(handle);
         Ok(())
     }
+}
+
+/// What a shard's record says before it has run.
+fn shard_record(
+    r: &crate::shard::ShardRun,
+    topic: &str,
+    marks_before: &BTreeMap<i32, (i64, i64)>,
+) -> crate::shard::ShardRecord {
+    crate::shard::ShardRecord {
+        run_id: r.shard.run_id.clone(),
+        index: r.shard.index,
+        count: r.shard.count,
+        host: hostname(),
+        scenario: serde_json::to_value(&r.whole).unwrap_or_default(),
+        producers: (r.first_producer, r.shard.share(r.whole.producers.count).1),
+        members: r.shard.share(r.members_total).1,
+        topic: topic.to_string(),
+        marks_before: marks_before.clone(),
+        ..Default::default()
+    }
+}
+
+/// The start barrier of a shard: every shard has arrived, then the agreed start has come.
+async fn start_barrier(
+    r: &crate::shard::ShardRun,
+    cluster: &ClusterAccess,
+    topic: &str,
+    interrupt: &Stop,
+) -> anyhow::Result<u64> {
+    let control = crate::shard::control_topic(topic);
+    let mut cs = r.whole.clone();
+    cs.topic.partitions = 1;
+    cs.topic.name = Some(control.clone());
+    topic::ensure(&cs, cluster, &control, SETUP_TIMEOUT).await?;
+    eprintln!(
+        "kbench: shard {}: waiting for the other shards on {control}",
+        r.shard.label()
+    );
+    let (c, sh) = (cluster.clone(), r.shard.clone());
+    let latest =
+        tokio::task::spawn_blocking(move || crate::shard::barrier(&c, &control, &sh, "arrive"))
+            .await
+            .map_err(|e| anyhow::anyhow!("shard barrier task failed: {e}"))??;
+    let start = crate::shard::start_after(latest);
+    while now_us() < start {
+        if interrupt.is_raised() {
+            bail!("interrupted at the shard start barrier");
+        }
+        tokio::time::sleep(Duration::from_micros((start - now_us()).min(20_000))).await;
+    }
+    Ok(start)
+}
+
+/// The end offsets of the partitions some local member holds.
+fn held_only(
+    groups: &[Vec<Arc<ConsumerMeter>>],
+    after: &BTreeMap<i32, (i64, i64)>,
+) -> BTreeMap<i32, (i64, i64)> {
+    let held: std::collections::BTreeSet<i32> = groups
+        .iter()
+        .flatten()
+        .flat_map(|m| m.with_state(|st| st.held.clone()))
+        .collect();
+    after
+        .iter()
+        .filter(|(p, _)| held.contains(p))
+        .map(|(p, w)| (*p, *w))
+        .collect()
 }
 
 /// The first group still short of the end offsets, described; `None` when every group is there.

@@ -111,7 +111,7 @@ pub async fn ensure(
 /// (`full_isr`), every replica in its ISR: a replicated topic is only used once all its
 /// replicas are in sync, so the first acks = all writes do not meet a half-formed ISR. A topic
 /// that already existed is used as it is (a replica may be down on purpose).
-async fn wait_ready(
+pub async fn wait_ready(
     cluster: &ClusterAccess,
     topic: &str,
     timeout: Duration,
