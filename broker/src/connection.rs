@@ -27,7 +27,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestKind, ResponseHeader, ResponseKind,
 };
 use kafka_protocol::protocol::Encodable;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -136,7 +136,12 @@ async fn read_frames(
             tracing::warn!(%peer, size, limit = max, "closing connection: request size is negative or exceeds socket.request.max.bytes");
             return;
         }
-        let frame = match tokio::time::timeout(idle, read_exactly(&mut rd, size as usize)).await {
+        let frame = match tokio::time::timeout(
+            idle,
+            crate::wire::read_exactly(&mut rd, size as usize),
+        )
+        .await
+        {
             Ok(Ok(frame)) => frame,
             Ok(Err(_)) => {
                 tracing::debug!(%peer, size, "connection closed mid-request");
@@ -151,22 +156,6 @@ async fn read_frames(
             return;
         }
     }
-}
-
-/// Reads exactly `n` bytes into a fresh buffer, without zeroing it first (frames are up to
-/// `socket.request.max.bytes`; a memset of each was a visible cost under load).
-pub(crate) async fn read_exactly<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    n: usize,
-) -> std::io::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(n);
-    while buf.len() < n {
-        let want = n - buf.len();
-        if rd.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(buf)
 }
 
 /// Writes one outcome; `false` when the connection must end.

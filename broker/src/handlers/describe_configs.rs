@@ -7,7 +7,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
-use super::{str_bytes, RequestContext};
+use super::RequestContext;
+use crate::wire::str_bytes;
 use crate::topics::TopicConfigs;
 
 /// One config entry of a DescribeConfigs answer.

@@ -10,8 +10,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::{str_bytes, RequestContext};
-use crate::topic_configs::Alteration;
+use super::RequestContext;
+use crate::wire::str_bytes;
+use crate::topics::configs::Alteration;
 use crate::topics::TopicError;
 
 const RESOURCE_TOPIC: i8 = 2;

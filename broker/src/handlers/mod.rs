@@ -113,8 +113,3 @@ pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
 pub(crate) fn unknown_partition() -> i16 {
     kafka_protocol::error::ResponseError::UnknownTopicOrPartition.code()
 }
-
-/// A protocol string from a Rust string.
-pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
-    kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
-}

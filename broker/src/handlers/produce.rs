@@ -21,7 +21,7 @@
 //! high watermark is the log end, so acks=all answers at once, as acks=1 does.
 //!
 //! Transactional batches go through the same path: the partition opens the producer's
-//! transaction at its first batch (see [`crate::partition_txns`]). Kafka (KIP-890) refuses a
+//! transaction at its first batch (see [`crate::partition::txns`]). Kafka (KIP-890) refuses a
 //! transactional batch for a partition the coordinator has not added to the transaction with
 //! INVALID_TXN_STATE; kbroker accepts it for now (no verification against the coordinator).
 
@@ -31,7 +31,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{str_bytes, unknown_partition, RequestContext};
+use super::{unknown_partition, RequestContext};
+use crate::wire::str_bytes;
 use crate::log::{batch, display_chain, LogError};
 use crate::partition::{AppendError, Appended, LeaderAppendError, Partition};
 
@@ -49,11 +50,11 @@ struct Waiting {
     required: usize,
 }
 
-/// Waits until `w`'s append is committed (see [`crate::committed`]) and the ISR is still at
+/// Waits until `w`'s append is committed (see [`crate::partition::committed`]) and the ISR is still at
 /// least `min.insync.replicas`; `Err((code, message))` otherwise.
 async fn wait_committed(w: &Waiting, deadline: tokio::time::Instant) -> Result<(), (i16, String)> {
     let p = &w.partition;
-    crate::committed::wait_committed(
+    crate::partition::committed::wait_committed(
         p,
         w.appended.last_offset,
         w.appended.leader_epoch,

@@ -183,7 +183,7 @@ pub(crate) async fn write_as_leader(
         })?
     };
     let deadline = tokio::time::Instant::now() + MARKER_COMMIT_TIMEOUT;
-    crate::committed::wait_committed(&p, offset, epoch, deadline)
+    crate::partition::committed::wait_committed(&p, offset, epoch, deadline)
         .await
         .map_err(|e| (e.code(), e.to_string()))
 }

@@ -1,0 +1,34 @@
+//! The Kafka wire below the APIs: length-prefixed frames and the helpers both ends share.
+//!
+//! The broker reads request frames from clients ([`crate::connection`]) and, as a client of other
+//! brokers, writes requests and reads response frames ([`client`]: a follower's fetches, the
+//! transaction coordinator's WriteTxnMarkers). Both sides read a frame the same way and build
+//! protocol strings the same way, so those live here, below everything that speaks Kafka, rather
+//! than in the connection or the handlers (which replication and the transaction coordinator
+//! must not reach up to).
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+pub(crate) mod client;
+
+/// Reads exactly `n` bytes into a fresh buffer, without zeroing it first (frames are up to
+/// `socket.request.max.bytes`; a memset of each was a visible cost under load).
+pub(crate) async fn read_exactly<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    n: usize,
+) -> std::io::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(n);
+    while buf.len() < n {
+        let want = n - buf.len();
+        if rd.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf)
+}
+
+/// A protocol string from a Rust string.
+pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
+}
