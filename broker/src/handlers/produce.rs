@@ -85,10 +85,6 @@ fn min_insync(topic: &crate::topics::Topic, default: i32) -> usize {
         .max(1) as usize
 }
 
-pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceResponse {
-    append(ctx, req).complete().await
-}
-
 /// A produce request whose batches are appended; acks=all partitions may still wait for
 /// replication. Owns everything it needs, so the connection can pipeline it (see
 /// [`crate::connection`]).
@@ -132,7 +128,7 @@ impl Staged {
 }
 
 /// Validates and appends every partition's batches, in request order, now.
-pub(crate) fn append(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
+pub(crate) fn stage(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
     let broker = ctx.broker;
     let acks_ok = matches!(req.acks, -1..=1);
     let now = crate::clock::now_ms();
