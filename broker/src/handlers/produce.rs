@@ -32,7 +32,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{unknown_partition, RequestContext};
-use crate::wire::str_bytes;
+use crate::wire::{str_bytes, KafkaError};
 use crate::log::{batch, display_chain, LogError};
 use crate::partition::{AppendError, Appended, LeaderAppendError, Partition};
 
@@ -51,8 +51,8 @@ struct Waiting {
 }
 
 /// Waits until `w`'s append is committed (see [`crate::partition::committed`]) and the ISR is still at
-/// least `min.insync.replicas`; `Err((code, message))` otherwise.
-async fn wait_committed(w: &Waiting, deadline: tokio::time::Instant) -> Result<(), (i16, String)> {
+/// least `min.insync.replicas`.
+async fn wait_committed(w: &Waiting, deadline: tokio::time::Instant) -> Result<(), KafkaError> {
     let p = &w.partition;
     crate::partition::committed::wait_committed(
         p,
@@ -61,11 +61,11 @@ async fn wait_committed(w: &Waiting, deadline: tokio::time::Instant) -> Result<(
         deadline,
     )
     .await
-    .map_err(|e| (e.code(), e.to_string()))?;
+    .map_err(|e| KafkaError::with_code(e.code(), e.to_string()))?;
     let isr = p.isr_len();
     if isr < w.required {
-        return Err((
-            ResponseError::NotEnoughReplicasAfterAppend.code(),
+        return Err(KafkaError::new(
+            ResponseError::NotEnoughReplicasAfterAppend,
             format!(
                 "{}-{}: written, but the ISR shrank to {isr} below min.insync.replicas {}",
                 p.topic, p.index, w.required
@@ -117,9 +117,9 @@ impl Staged {
                 futures::future::join_all(waiting.iter().map(|w| wait_committed(w, deadline)))
                     .await;
             for (w, outcome) in waiting.iter().zip(outcomes) {
-                if let Err((code, message)) = outcome {
+                if let Err(e) = outcome {
                     let pr = &mut resp.responses[w.topic].partition_responses[w.slot];
-                    refuse(peer, version, pr, code, &message);
+                    refuse(peer, version, pr, &e);
                 }
             }
         }
@@ -154,21 +154,24 @@ pub(crate) fn stage(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
                 .and_then(|t| t.partition(p.index));
             let mut appended_to = None;
             let result = match (acks_ok, partition, p.records, max_bytes) {
-                (false, ..) => Err((
-                    ResponseError::InvalidRequiredAcks.code(),
+                (false, ..) => Err(KafkaError::new(
+                    ResponseError::InvalidRequiredAcks,
                     format!("acks={} is invalid: use -1 (all), 0 or 1", req.acks),
                 )),
-                (_, None, ..) | (_, _, _, None) => Err((
+                (_, None, ..) | (_, _, _, None) => Err(KafkaError::with_code(
                     unknown_partition(),
                     format!("{name}-{} is not hosted by this broker", p.index),
                 )),
-                (_, _, None, _) => Err((
-                    ResponseError::InvalidRecord.code(),
+                (_, _, None, _) => Err(KafkaError::new(
+                    ResponseError::InvalidRecord,
                     "produce request carries no records".to_owned(),
                 )),
                 (_, Some(partition), Some(records), Some(max)) => {
                     match batch::validate_produce(&records, max) {
-                        Err(e) => Err((e.kafka_error_code(), format!("{name}-{}: {e}", p.index))),
+                        Err(e) => Err(KafkaError::with_code(
+                            e.kafka_error_code(),
+                            format!("{name}-{}: {e}", p.index),
+                        )),
                         Ok(headers) => {
                             appended_to = Some(partition.clone());
                             partition
@@ -193,7 +196,7 @@ pub(crate) fn stage(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
                         });
                     }
                 }
-                Err((code, message)) => refuse(ctx.peer, ctx.version, &mut pr, code, &message),
+                Err(e) => refuse(ctx.peer, ctx.version, &mut pr, &e),
             }
             topic_resp.partition_responses.push(pr);
         }
@@ -211,13 +214,13 @@ pub(crate) fn stage(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
 /// The code and message answering an append the partition refused. Storage errors (a full
 /// disk: KAFKA_STORAGE_ERROR, nothing written) are logged once per log directory by the log
 /// layer rather than once per request here; other log errors (corruption) are logged here.
-fn refused_append(topic: &str, index: i32, e: &LeaderAppendError) -> (i16, String) {
+fn refused_append(topic: &str, index: i32, e: &LeaderAppendError) -> KafkaError {
     if let LeaderAppendError::Append(AppendError::Log(log_error)) = e {
         if !matches!(log_error, LogError::Io { .. }) {
             tracing::error!(topic, partition = index, error = %display_chain(e), "append failed");
         }
     }
-    (e.code(), format!("{topic}-{index}: {}", display_chain(e)))
+    KafkaError::with_code(e.code(), format!("{topic}-{index}: {}", display_chain(e)))
 }
 
 /// Fills a partition's response with an error.
@@ -225,13 +228,12 @@ fn refuse(
     peer: std::net::SocketAddr,
     version: i16,
     pr: &mut PartitionProduceResponse,
-    code: i16,
-    message: &str,
+    e: &KafkaError,
 ) {
-    tracing::debug!(%peer, "produce refused: {message}");
-    pr.error_code = code;
+    tracing::debug!(%peer, "produce refused: {}", e.message);
+    pr.error_code = e.code;
     pr.base_offset = -1;
     if version >= 8 {
-        pr.error_message = Some(str_bytes(message));
+        pr.error_message = Some(str_bytes(&e.message));
     }
 }

@@ -141,7 +141,7 @@ impl ClusterMarkers {
             ))),
             Route::Local => write_as_leader(&self.topics, &self.groups, topic, partition, marker)
                 .await
-                .map_err(|(code, message)| classify(code, message)),
+                .map_err(|e| classify(e.code, e.message)),
             Route::Remote { broker, host, port } => {
                 let code = self
                     .send(broker, &host, port, topic, partition, marker)

@@ -8,6 +8,7 @@
 //! must not reach up to).
 
 use bytes::{BufMut, BytesMut};
+use kafka_protocol::error::ResponseError;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub(crate) mod client;
@@ -26,6 +27,38 @@ pub(crate) async fn read_exactly<R: AsyncRead + Unpin>(
         }
     }
     Ok(buf)
+}
+
+/// A Kafka error as a response carries it: the protocol's error code, and the message that goes
+/// to the client (the responses' `error_message` fields, where the version has one) and to the
+/// log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KafkaError {
+    /// The error code ([`ResponseError::code`]).
+    pub(crate) code: i16,
+    /// What happened, naming the resource.
+    pub(crate) message: String,
+}
+
+impl KafkaError {
+    /// An error of a known kind.
+    pub(crate) fn new(error: ResponseError, message: impl Into<String>) -> KafkaError {
+        KafkaError::with_code(error.code(), message)
+    }
+
+    /// An error whose code another layer worked out (e.g. a log or topic error's own mapping).
+    pub(crate) fn with_code(code: i16, message: impl Into<String>) -> KafkaError {
+        KafkaError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for KafkaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (error code {})", self.message, self.code)
+    }
 }
 
 /// A protocol string from a Rust string.
