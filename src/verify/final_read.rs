@@ -18,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::ledger::{verdict, AckLedger, GroupLedger};
 use crate::measure::Identity;
 use crate::summary::{FinalRead, PartitionLoss};
-use crate::target::{topic, ClusterAccess};
+use crate::sut::{topic, ClusterAccess};
 use crate::workload::payload::Check;
 
 /// Reads `topic` (`partitions` partitions) from the start to its current end, recording every

@@ -1,5 +1,7 @@
-//! The cluster a run is pointed at: an embedded cluster of `kbroker` processes that kbench starts
-//! (and always stops), or an external cluster given by `--bootstrap`, used as is.
+//! The system under test: the cluster a run is pointed at, an embedded cluster of `kbroker`
+//! processes that kbench starts (and always stops), or an external cluster given by
+//! `--bootstrap`, used as is. (Named `sut`, not `target`, so that it is not mistaken for Cargo's
+//! build folder; `summary.json` still calls it the run's `target`.)
 //!
 //! Both are only ever talked to through rdkafka and the Kafka protocol, so everything the run
 //! does against kbroker it does unchanged against Apache Kafka or Redpanda.
