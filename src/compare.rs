@@ -32,6 +32,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::report::charts::comparison::{write_bar_chart, write_panel_chart, BarChart};
+use crate::report::charts::{write_chart, Chart, Line, XAxis};
 use crate::report::html::esc;
 use crate::report::SUMMARY_JSON;
 use crate::runset::{figure, Better, Metric, RunSet, METRICS};
@@ -328,12 +329,13 @@ pub fn run(
         outcome.markdown.push_str(&verdict_markdown(&outcome, opts));
     }
     if let Some(dir) = out {
-        write_files(dir, &outcome)?;
+        let curve = sweeps_rate(&sets).then(|| latency_curve(&outcome.rows));
+        write_files(dir, &outcome, curve.as_ref())?;
     }
     Ok(outcome)
 }
 
-fn write_files(dir: &Path, outcome: &CompareOutcome) -> anyhow::Result<()> {
+fn write_files(dir: &Path, outcome: &CompareOutcome, curve: Option<&Chart>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
@@ -348,11 +350,72 @@ fn write_files(dir: &Path, outcome: &CompareOutcome) -> anyhow::Result<()> {
     for chart in charts(&outcome.rows) {
         write_bar_chart(dir, &chart)?;
     }
-    write_panel_chart(dir, COMPARISON_CHART, &panels(&outcome.rows))?;
+    let mut figures = vec![(
+        "What was measured, per run".to_string(),
+        write_panel_chart(dir, COMPARISON_CHART, &panels(&outcome.rows))?,
+    )];
+    let _ = std::fs::remove_file(dir.join(format!("{LATENCY_CURVE}.svg")));
+    let _ = std::fs::remove_file(dir.join(format!("{LATENCY_CURVE}.png")));
+    let mut notes = Vec::new();
+    if let Some(curve) = curve {
+        match curve.not_drawn() {
+            None => figures.push((curve.title.clone(), write_chart(dir, curve)?)),
+            Some(why) => notes.push(format!("{}: not drawn: {why}.", curve.title)),
+        }
+    }
     write(
         COMPARISON_HTML,
-        html_page(&outcome.rows, &verdict_text(outcome)).as_bytes(),
+        html_page(&outcome.rows, &verdict_text(outcome), &figures, &notes).as_bytes(),
     )
+}
+
+/// The matrix key whose sweep draws the latency-throughput curve.
+pub const RATE_KEY: &str = "producers.total_rate";
+/// Stem of the latency-throughput curve's files.
+pub const LATENCY_CURVE: &str = "latency_throughput";
+
+/// Whether the inputs are the cells of a matrix that sweeps the produce rate.
+fn sweeps_rate(sets: &[RunSet]) -> bool {
+    let rates: std::collections::BTreeSet<&String> = sets
+        .iter()
+        .filter_map(|s| s.first().scenario.matrix_cell.get(RATE_KEY))
+        .collect();
+    sets.len() > 1 && rates.len() > 1
+}
+
+/// The latency-throughput curve: p50 and p99 of produce and end-to-end latency against the
+/// achieved produce rate, one point per input (a cell's medians), in rate order. Latencies
+/// that were not measured (0) leave their line out.
+pub(crate) fn latency_curve(rows: &[CompareRow]) -> Chart {
+    let mut sorted: Vec<&CompareRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| a.produce_msgs_per_s.total_cmp(&b.produce_msgs_per_s));
+    let line = |label: &str, color: usize, f: fn(&CompareRow) -> f64| {
+        Line::new(
+            label,
+            color,
+            sorted
+                .iter()
+                .filter(|r| f(r) > 0.0)
+                .map(|r| (r.produce_msgs_per_s, f(r)))
+                .collect(),
+        )
+    };
+    Chart {
+        stem: LATENCY_CURVE,
+        title: "latency against achieved throughput (one point per rate)".into(),
+        x: XAxis::Rate,
+        y_desc: "latency (ms, log scale)".into(),
+        y_log: true,
+        lines: vec![
+            line("produce p50", 0, |r| r.produce_p50_ms),
+            line("produce p99", 2, |r| r.produce_p99_ms),
+            line("end-to-end p50", 1, |r| r.e2e_p50_ms),
+            line("end-to-end p99", 3, |r| r.e2e_p99_ms),
+        ],
+        warmup_end_s: None,
+        events: Vec::new(),
+        skip: None,
+    }
 }
 
 /// Candidate against base, per metric the base measured.
@@ -1001,47 +1064,104 @@ fn axis_label(r: &CompareRow) -> String {
         .replace("replication_factor=", "RF=")
 }
 
-/// The four panels of the comparison chart: throughput, p99 produce latency, acknowledged
-/// loss and recovery time (a run that never recovered is drawn at its fault-to-end time, 0
-/// when it had no fault; the table says which).
+/// The panels of the comparison chart, only for what was measured: throughput always; p99
+/// produce and end-to-end latency when any input has it; acknowledged messages lost when any
+/// input lost some; recovery time when any input had a fault (a run that never recovered is
+/// drawn at its fault-to-end time; the table says which).
 pub(crate) fn panels(rows: &[CompareRow]) -> Vec<BarChart> {
-    let bars =
-        |f: &dyn Fn(&CompareRow) -> f64| rows.iter().map(|r| (axis_label(r), f(r))).collect();
-    vec![
-        BarChart {
-            stem: COMPARISON_CHART,
-            title: "produce throughput (acked msgs/s)".into(),
-            y_desc: "messages/s".into(),
-            bars: bars(&|r| r.produce_msgs_per_s),
-        },
-        BarChart {
-            stem: COMPARISON_CHART,
-            title: "produce latency p99 (ms)".into(),
-            y_desc: "ms".into(),
-            bars: bars(&|r| r.produce_p99_ms),
-        },
-        BarChart {
-            stem: COMPARISON_CHART,
-            title: "acknowledged messages lost".into(),
-            y_desc: "messages".into(),
-            bars: bars(&|r| r.acked_lost as f64),
-        },
-        BarChart {
+    let bars = |f: &dyn Fn(&CompareRow) -> f64| -> Vec<(String, f64)> {
+        rows.iter().map(|r| (axis_label(r), f(r))).collect()
+    };
+    let measured = |b: &[(String, f64)]| b.iter().any(|(_, v)| *v > 0.0);
+    let mut out = vec![BarChart {
+        stem: COMPARISON_CHART,
+        title: "produce throughput (acked msgs/s)".into(),
+        y_desc: "messages/s".into(),
+        bars: bars(&|r| r.produce_msgs_per_s),
+    }];
+    let candidates = [
+        (
+            "produce latency p99 (ms)",
+            "ms",
+            bars(&|r| r.produce_p99_ms),
+        ),
+        (
+            "end-to-end latency p99 (ms)",
+            "ms",
+            bars(&|r| r.e2e_p99_ms),
+        ),
+        (
+            "acknowledged messages lost",
+            "messages",
+            bars(&|r| r.acked_lost as f64),
+        ),
+    ];
+    for (title, y_desc, b) in candidates {
+        if measured(&b) {
+            out.push(BarChart {
+                stem: COMPARISON_CHART,
+                title: title.into(),
+                y_desc: y_desc.into(),
+                bars: b,
+            });
+        }
+    }
+    if rows.iter().any(|r| r.faults > 0) {
+        out.push(BarChart {
             stem: COMPARISON_CHART,
             title: "time to recover from the fault (s, longest)".into(),
             y_desc: "s".into(),
             bars: bars(&|r| r.recovery_s.unwrap_or(0.0)),
-        },
-    ]
+        });
+    }
+    out
 }
 
-/// The comparison page (`report.html`): the table with every figure, the one chart, and the
-/// regression verdict when there is one. Self-contained but for the chart's SVG beside it.
-pub fn html_page(rows: &[CompareRow], verdict: &str) -> String {
+/// The comparison page (`report.html`): which inputs passed, the charts (inline SVG: the
+/// measured figures side by side, and the latency-throughput curve for a rate sweep), the
+/// regression verdict when there is one, then the table with every figure. Self-contained.
+pub fn html_page(
+    rows: &[CompareRow],
+    verdict: &str,
+    figures: &[(String, String)],
+    notes: &[String],
+) -> String {
     let mut o = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kbench comparison</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style></head><body>\n<h1>kbench comparison</h1>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kbench comparison</title>\n<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}svg{max-width:100%;height:auto}figure{margin:1em 0}figcaption{font-weight:bold}.verdict{padding:.8em 1em;border-radius:4px;font-size:1.2em}.pass{background:#dff0d8}.fail{background:#f2dede}</style></head><body>\n<h1>kbench comparison</h1>\n",
     );
-    o.push_str("<p>acked lost = acknowledged messages no consumer read (with acks=0 a message counts as acknowledged once sent); recovery s = longest time from a fault until produce throughput was back to 90 % of its pre-fault rate.</p>\n<table><tr>");
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.label.as_str())
+        .collect();
+    let (class, text) = if failed.is_empty() {
+        ("pass", format!("all {} input(s) passed their checks", rows.len()))
+    } else {
+        (
+            "fail",
+            format!(
+                "{} of {} input(s) FAILED their checks: {}",
+                failed.len(),
+                rows.len(),
+                failed.join(", ")
+            ),
+        )
+    };
+    let _ = writeln!(o, "<div class=\"verdict {class}\">{}</div>", esc(&text));
+    if !verdict.is_empty() {
+        let _ = writeln!(o, "<pre>{}</pre>", esc(verdict));
+    }
+    for (title, svg) in figures {
+        let _ = writeln!(
+            o,
+            "<figure class=\"chart\"><figcaption>{}</figcaption>\n{svg}</figure>",
+            esc(title)
+        );
+    }
+    for n in notes {
+        let _ = writeln!(o, "<p>{}</p>", esc(n));
+    }
+    o.push_str("<h2>Every figure</h2><p>acked lost = acknowledged messages no consumer read (with acks=0 a message counts as acknowledged once sent); recovery s = longest time from a fault until produce throughput was back to 90 % of its pre-fault rate.</p>\n<table><tr>");
     for h in HEADERS {
         let _ = write!(o, "<th>{}</th>", esc(h));
     }
@@ -1053,15 +1173,7 @@ pub fn html_page(rows: &[CompareRow], verdict: &str) -> String {
         }
         o.push_str("</tr>\n");
     }
-    o.push_str("</table>\n");
-    if !verdict.is_empty() {
-        let _ = writeln!(o, "<pre>{}</pre>", esc(verdict));
-    }
-    let _ = writeln!(
-        o,
-        "<h2>Throughput, latency, loss, recovery</h2><img src=\"{COMPARISON_CHART}.svg\" alt=\"comparison chart\" width=\"1200\">"
-    );
-    o.push_str("</body></html>\n");
+    o.push_str("</table>\n</body></html>\n");
     o
 }
 

@@ -23,27 +23,40 @@ pub(crate) struct BarChart {
     pub(crate) bars: Vec<(String, f64)>,
 }
 
-/// Size of a panel chart (2 × 2 bar charts).
-const PANEL_SIZE: (u32, u32) = (2000, 1100);
+/// Size of one panel of a panel chart.
+const PANEL: (u32, u32) = (800, 440);
 
-/// Draws `panels` (at most four bar charts over the same runs) side by side in one figure,
-/// `<dir>/<stem>.png` and `.svg`, so every figure of a comparison is seen at once.
-pub(crate) fn write_panel_chart(dir: &Path, stem: &str, panels: &[BarChart]) -> anyhow::Result<()> {
+/// Size of a panel chart of `n` panels: two a row.
+fn panel_size(n: usize) -> (u32, u32) {
+    let cols = n.clamp(1, 2) as u32;
+    let rows = n.div_ceil(2).max(1) as u32;
+    (PANEL.0 * cols, PANEL.1 * rows)
+}
+
+/// Draws `panels` (bar charts over the same runs) two a row in one figure,
+/// `<dir>/<stem>.png` and `.svg`, so every figure of a comparison is seen at once; returns the
+/// SVG text.
+pub(crate) fn write_panel_chart(
+    dir: &Path,
+    stem: &str,
+    panels: &[BarChart],
+) -> anyhow::Result<String> {
     register_font();
+    let size = panel_size(panels.len());
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, PANEL_SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         draw_panels(&root, panels).with_context(|| format!("drawing chart {stem}"))?;
         root.present().map_err(plot_err)?;
     }
     let svg_path = dir.join(format!("{stem}.svg"));
     std::fs::write(&svg_path, &svg).with_context(|| format!("writing {}", svg_path.display()))?;
     let png_path = dir.join(format!("{stem}.png"));
-    let root = BitMapBackend::new(&png_path, PANEL_SIZE).into_drawing_area();
+    let root = BitMapBackend::new(&png_path, size).into_drawing_area();
     draw_panels(&root, panels).with_context(|| format!("drawing {}", png_path.display()))?;
     root.present()
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", png_path.display()))?;
-    Ok(())
+    Ok(svg)
 }
 
 fn draw_panels<DB: DrawingBackend>(
@@ -54,7 +67,9 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(plot_err)?;
-    for (area, chart) in root.split_evenly((2, 2)).iter().zip(panels) {
+    let rows = panels.len().div_ceil(2).max(1);
+    let cols = panels.len().clamp(1, 2);
+    for (area, chart) in root.split_evenly((rows, cols)).iter().zip(panels) {
         draw(area, chart)?;
     }
     Ok(())

@@ -23,7 +23,9 @@ use std::sync::Once;
 
 use anyhow::Context;
 use plotters::coord::Shift;
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::summary::{Event, RunData};
 
@@ -88,6 +90,8 @@ pub(crate) enum XAxis {
     Time,
     /// `1/(1-q)` on a log scale, labelled as percentiles (the HdrHistogram plot).
     Percentile,
+    /// Achieved rate (msgs/s), linear: the latency-throughput curve, one marked point per run.
+    Rate,
 }
 
 /// A line chart, described.
@@ -107,9 +111,17 @@ pub(crate) struct Chart {
     pub(crate) lines: Vec<Line>,
     /// End of the warm-up period, seconds (shaded from 0).
     pub(crate) warmup_end_s: Option<f64>,
-    /// Events (faults, ...) as (seconds, label), drawn as vertical lines.
+    /// Events (faults, phases, ...) as (seconds, label), drawn as numbered vertical lines; the
+    /// numbers are explained by a table under the chart ([`Chart::events`] in the report).
     pub(crate) events: Vec<(f64, String)>,
+    /// Why the chart is not drawn even if it has points (set by the chart's builder, e.g. a
+    /// run too short for per-interval rates to mean anything); see [`Chart::not_drawn`].
+    pub(crate) skip: Option<String>,
 }
+
+/// Fewest points a line needs to be drawn: with one or two, a "line" shows nothing a number
+/// would not, and per-interval rates of so few intervals mislead.
+pub(crate) const MIN_POINTS: usize = 3;
 
 impl Chart {
     /// A time chart decorated with the run's warm-up period and events.
@@ -122,6 +134,7 @@ impl Chart {
             y_log: false,
             lines: Vec::new(),
             warmup_end_s: warmup_end(data),
+            skip: None,
             events: data
                 .summary
                 .events
@@ -143,6 +156,48 @@ impl Chart {
     #[cfg(test)]
     pub(crate) fn has_data(&self) -> bool {
         self.lines.iter().any(|l| !l.points.is_empty())
+    }
+
+    /// The lines that are drawn (and named in the legend): those with at least
+    /// [`MIN_POINTS`] points. A reference line (dashed: a target rate) is drawn only beside a
+    /// measured one.
+    pub(crate) fn drawn_lines(&self) -> Vec<&Line> {
+        let measured: Vec<&Line> = self
+            .lines
+            .iter()
+            .filter(|l| !l.dashed && l.points.len() >= MIN_POINTS)
+            .collect();
+        if measured.is_empty() {
+            return measured;
+        }
+        self.lines
+            .iter()
+            .filter(|l| l.points.len() >= MIN_POINTS || (l.dashed && !l.points.is_empty()))
+            .collect()
+    }
+
+    /// Why the chart is not drawn, in words for the report, or `None` when it is.
+    pub(crate) fn not_drawn(&self) -> Option<String> {
+        if let Some(why) = &self.skip {
+            return Some(why.clone());
+        }
+        if !self.drawn_lines().is_empty() {
+            return None;
+        }
+        let most = self.lines.iter().map(|l| l.points.len()).max().unwrap_or(0);
+        Some(match (self.x, most) {
+            (_, 0) => "nothing was measured for it in this run".to_string(),
+            (XAxis::Time, n) => format!(
+                "only {n} sampling interval(s) had a value; a chart needs at least {MIN_POINTS} \
+                 (run longer, or set a shorter [sampling] interval)"
+            ),
+            (XAxis::Percentile, n) => {
+                format!("only {n} distinct latency value(s) were recorded")
+            }
+            (XAxis::Rate, n) => format!(
+                "only {n} run(s) measured it; a curve needs at least {MIN_POINTS} rates"
+            ),
+        })
     }
 }
 
@@ -240,7 +295,15 @@ pub(crate) fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// Draws a described chart on any plotters backend.
+/// Width of the legend panel right of the plot, pixels: the legend never covers data.
+const LEGEND_W: u32 = 210;
+/// Colour of the event markers: grey, so they cannot be taken for a data or target line.
+const EVENT_COLOR: RGBColor = RGBColor(90, 90, 90);
+/// Colour of the target (reference) line: black, dashed.
+const TARGET_COLOR: RGBColor = RGBColor(0, 0, 0);
+
+/// Draws a described chart on any plotters backend: the plot on the left, the legend in a
+/// panel of its own on the right, event numbers above the plot area.
 pub(crate) fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
@@ -250,10 +313,10 @@ where
 {
     register_font();
     root.fill(&WHITE).map_err(plot_err)?;
-    let points = chart.lines.iter().flat_map(|l| l.points.iter());
+    let lines = chart.drawn_lines();
     let (mut x_min, mut x_max) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut y_min_pos, mut y_max) = (f64::INFINITY, 0.0f64);
-    for &(x, y) in points {
+    for &(x, y) in lines.iter().flat_map(|l| l.points.iter()) {
         x_min = x_min.min(x);
         x_max = x_max.max(x);
         if y > 0.0 {
@@ -273,14 +336,18 @@ where
     if y_max <= 0.0 {
         y_max = 1.0;
     }
+    let (w, _) = root.dim_in_pixel();
+    let (plot, legend) = root.split_horizontally(w.saturating_sub(LEGEND_W));
     let title_font = ("sans-serif", 22).into_font();
-    let mut builder = ChartBuilder::on(root);
+    let mut builder = ChartBuilder::on(&plot);
     builder
         .caption(&chart.title, title_font)
         .margin(12)
-        .margin_right(36)
+        .margin_top(if chart.events.is_empty() { 12 } else { 40 })
+        .margin_right(16)
         .x_label_area_size(48)
         .y_label_area_size(80);
+    let mut markers = Vec::new();
     match (chart.x, chart.y_log) {
         (XAxis::Time, false) => {
             let mut c = builder
@@ -294,8 +361,8 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            decorate_time(&mut c, chart, 0.0, y_max * 1.1)?;
-            draw_lines(&mut c, chart)?;
+            markers = decorate_time(&mut c, chart, 0.0, y_max * 1.1)?;
+            draw_lines(&mut c, &lines)?;
         }
         (XAxis::Time, true) => {
             let lo = if y_min_pos.is_finite() {
@@ -305,10 +372,12 @@ where
             };
             let hi = (y_max * 1.5).max(lo * 10.0);
             let mut c = builder
-                .build_cartesian_2d(0.0..x_max.max(1e-3), (lo..hi).log_scale())
+                .build_cartesian_2d(
+                    0.0..x_max.max(1e-3),
+                    (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                )
                 .map_err(plot_err)?;
             c.configure_mesh()
-                .light_line_style(TRANSPARENT)
                 .x_desc("time (s)")
                 .y_desc(&chart.y_desc)
                 .label_style(("sans-serif", 14))
@@ -316,8 +385,42 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            decorate_time(&mut c, chart, lo, hi)?;
-            draw_lines(&mut c, chart)?;
+            markers = decorate_time(&mut c, chart, lo, hi)?;
+            draw_lines(&mut c, &lines)?;
+        }
+        (XAxis::Rate, _) => {
+            let lo = if y_min_pos.is_finite() {
+                y_min_pos * 0.8
+            } else {
+                0.01
+            };
+            let hi = (y_max * 1.5).max(lo * 10.0);
+            let pad = ((x_max - x_min) * 0.05).max(1.0);
+            let mut c = builder
+                .build_cartesian_2d(
+                    (x_min - pad).max(0.0)..x_max + pad,
+                    (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                )
+                .map_err(plot_err)?;
+            c.configure_mesh()
+                .x_desc("achieved produce rate (acknowledged msgs/s)")
+                .y_desc(&chart.y_desc)
+                .label_style(("sans-serif", 14))
+                .axis_desc_style(("sans-serif", 16))
+                .x_label_formatter(&|v| short(*v))
+                .y_label_formatter(&|v| short(*v))
+                .draw()
+                .map_err(plot_err)?;
+            draw_lines(&mut c, &lines)?;
+            for line in &lines {
+                let col = color(line.color);
+                c.draw_series(
+                    line.points
+                        .iter()
+                        .map(|&p| Circle::new(p, 4, col.filled())),
+                )
+                .map_err(plot_err)?;
+            }
         }
         (XAxis::Percentile, _) => {
             // From the median's 2 to at least 99.99 %, a decade past the largest point.
@@ -335,19 +438,40 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            draw_lines(&mut c, chart)?;
+            draw_lines(&mut c, &lines)?;
         }
     }
-    Ok(())
+    draw_event_numbers(root, &markers)?;
+    draw_legend(&legend, chart, &lines)
 }
 
-/// Shades the warm-up period and draws each event as a labelled vertical line.
+/// Tick positions of a log axis over `lo..hi`: 1, 2 and 5 of every decade.
+pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    if !(lo > 0.0 && hi > lo) {
+        return out;
+    }
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = m * decade;
+            if v >= lo && v <= hi {
+                out.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    out
+}
+
+/// Shades the warm-up period and draws each event as a thin grey dotted vertical line; returns
+/// each event's (number, x pixel, top pixel) for [`draw_event_numbers`].
 fn decorate_time<'a, DB, Y>(
     c: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
     chart: &Chart,
     y_lo: f64,
     y_hi: f64,
-) -> anyhow::Result<()>
+) -> anyhow::Result<Vec<(usize, i32, i32)>>
 where
     DB: DrawingBackend + 'a,
     DB::ErrorType: 'static,
@@ -358,41 +482,49 @@ where
             [(0.0, y_lo), (w, y_hi)],
             RGBColor(200, 200, 200).mix(0.35).filled(),
         )))
-        .map_err(plot_err)?
-        .label("warm-up")
-        .legend(|(x, y)| {
-            Rectangle::new(
-                [(x, y - 6), (x + 16, y + 6)],
-                RGBColor(200, 200, 200).mix(0.6).filled(),
-            )
-        });
+        .map_err(plot_err)?;
     }
-    let red = RGBColor(200, 0, 0);
-    // Events close together (run phases) would print their labels over each other: each label
-    // goes one row lower than the previous one, cycling through a few rows, and long labels are
-    // cut short.
-    const LABEL_ROWS: usize = 5;
-    const LABEL_CHARS: usize = 40;
-    for (i, (t, label)) in chart.events.iter().enumerate() {
+    let mut markers = Vec::new();
+    for (i, (t, _)) in chart.events.iter().enumerate() {
         c.draw_series(DashedLineSeries::new(
             [(*t, y_lo), (*t, y_hi)],
-            6,
+            2,
             4,
-            red.stroke_width(2),
+            EVENT_COLOR.stroke_width(1),
         ))
         .map_err(plot_err)?;
-        let row = (i % LABEL_ROWS) as f64;
-        let y = y_hi - (y_hi - y_lo) * 0.06 * row;
-        let text: String = if label.chars().count() > LABEL_CHARS {
-            label.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
-        } else {
-            label.clone()
-        };
-        c.draw_series(std::iter::once(Text::new(
-            format!(" {text}"),
-            (*t, y),
-            ("sans-serif", 13).into_font().color(&red),
-        )))
+        let (x, y) = c.backend_coord(&(*t, y_hi));
+        markers.push((i + 1, x, y));
+    }
+    Ok(markers)
+}
+
+/// The event numbers above the plot area, each over its line; numbers that would touch the
+/// previous one in a row go one row up (three rows), so close events stay readable.
+fn draw_event_numbers<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    markers: &[(usize, i32, i32)],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    const ROWS: usize = 3;
+    const ROW_H: i32 = 13;
+    let font = ("sans-serif", 12).into_font().color(&EVENT_COLOR);
+    let mut last_x = [i32::MIN / 2; ROWS];
+    for &(n, x, top) in markers {
+        let label = n.to_string();
+        let width = 8 * label.len() as i32 + 4;
+        let row = (0..ROWS)
+            .find(|&r| x - last_x[r] >= width)
+            .unwrap_or(n % ROWS);
+        last_x[row] = x;
+        let y = top - 4 - ROW_H * row as i32;
+        root.draw(&Text::new(
+            label,
+            (x, y),
+            font.pos(Pos::new(HPos::Center, VPos::Bottom)),
+        ))
         .map_err(plot_err)?;
     }
     Ok(())
@@ -400,7 +532,7 @@ where
 
 fn draw_lines<'a, DB, X, Y>(
     c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    chart: &Chart,
+    lines: &[&Line],
 ) -> anyhow::Result<()>
 where
     DB: DrawingBackend + 'a,
@@ -408,33 +540,91 @@ where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    for line in &chart.lines {
-        let col = color(line.color);
-        let style = col.stroke_width(2);
+    for line in lines {
         if line.dashed {
             c.draw_series(DashedLineSeries::new(
                 line.points.iter().copied(),
-                8,
-                5,
-                style,
+                10,
+                6,
+                TARGET_COLOR.stroke_width(2),
             ))
-            .map_err(plot_err)?
-            .label(&line.label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], col.stroke_width(2)));
+            .map_err(plot_err)?;
         } else {
+            let style = color(line.color).stroke_width(2);
             c.draw_series(LineSeries::new(line.points.iter().copied(), style))
-                .map_err(plot_err)?
-                .label(&line.label)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], col.stroke_width(2)));
+                .map_err(plot_err)?;
         }
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 14))
-        .draw()
+    Ok(())
+}
+
+/// The legend in its own panel: one entry per drawn line (a reference line dashed, as on the
+/// plot), the warm-up shade, and a pointer to the event table.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    chart: &Chart,
+    lines: &[&Line],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let font = TextStyle::from(("sans-serif", 14).into_font());
+    let mut y = 70;
+    let row = |y: i32| (y, y + 22);
+    for line in lines {
+        let (mid, next) = row(y);
+        if line.dashed {
+            for x0 in [8, 22] {
+                area.draw(&PathElement::new(
+                    [(x0, mid), (x0 + 9, mid)],
+                    TARGET_COLOR.stroke_width(2),
+                ))
+                .map_err(plot_err)?;
+            }
+        } else {
+            area.draw(&PathElement::new(
+                [(8, mid), (32, mid)],
+                color(line.color).stroke_width(3),
+            ))
+            .map_err(plot_err)?;
+        }
+        area.draw(&Text::new(
+            line.label.clone(),
+            (40, mid),
+            font.clone().pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
         .map_err(plot_err)?;
+        y = next;
+    }
+    if chart.x == XAxis::Time && chart.warmup_end_s.is_some_and(|w| w > 0.0) {
+        let (mid, next) = row(y);
+        area.draw(&Rectangle::new(
+            [(8, mid - 7), (32, mid + 7)],
+            RGBColor(200, 200, 200).mix(0.6).filled(),
+        ))
+        .map_err(plot_err)?;
+        area.draw(&Text::new(
+            "warm-up",
+            (40, mid),
+            font.clone().pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(plot_err)?;
+        y = next;
+    }
+    if !chart.events.is_empty() {
+        let (mid, _) = row(y);
+        area.draw(&PathElement::new(
+            [(20, mid - 9), (20, mid + 9)],
+            EVENT_COLOR.stroke_width(1),
+        ))
+        .map_err(plot_err)?;
+        area.draw(&Text::new(
+            "events 1.. (table below)",
+            (40, mid),
+            font.pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(plot_err)?;
+    }
     Ok(())
 }
 
