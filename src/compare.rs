@@ -1154,7 +1154,7 @@ pub fn html_page(
     for (title, svg) in figures {
         let _ = writeln!(
             o,
-            "<figure class=\"chart\"><figcaption>{}</figcaption>\n{svg}</figure>",
+            "<figure class=\"chart\" title=\"{}\">{svg}</figure>",
             esc(title)
         );
     }
@@ -1173,7 +1173,7 @@ pub fn html_page(
         }
         o.push_str("</tr>\n");
     }
-    o.push_str("</table>\n</body></html>\n");
+    o.push_str("</table></div>\n</body></html>\n");
     o
 }
 

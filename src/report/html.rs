@@ -463,12 +463,8 @@ fn figures(o: &mut String, charts: &[Figure]) {
     for f in charts {
         match (&f.svg, &f.not_drawn) {
             (Some(svg), _) => {
-                let _ = writeln!(
-                    o,
-                    "<figure class=\"chart\"><figcaption>{}</figcaption>\n{}",
-                    esc(&f.title),
-                    svg
-                );
+                // The chart draws its own title: no caption over it.
+                let _ = writeln!(o, "<figure class=\"chart\">{svg}");
                 if !f.events.is_empty() {
                     o.push_str("<table class=\"events\"><tr><th>#</th><th>t (s)</th><th>event</th></tr>");
                     for (i, (t, label)) in f.events.iter().enumerate() {
@@ -514,7 +510,7 @@ td:first-child,th:first-child{text-align:left}.verdict{padding:.8em 1em;border-r
 .pass{background:#dff0d8}.fail{background:#f2dede}figure{margin:1em 0}figcaption{font-weight:bold}\
 pre{background:#f6f6f6;padding:1em;overflow:auto}svg{max-width:100%;height:auto}\
 .headline{display:flex;flex-wrap:wrap;gap:.6em;margin:1em 0}.tile{flex:1 1 150px;border:1px solid #ccc;border-radius:4px;padding:.5em .8em}\
-.tile .name{color:#555;font-size:.9em}.tile .value{font-size:1.6em;font-weight:bold}.tile .note{color:#555;font-size:.8em}\
+.tile .name{color:#555;font-size:.9em}.tile .value{font-size:1.4em;font-weight:bold}.tile .note{color:#555;font-size:.8em}\
 table.events{font-size:.85em}table.events td{text-align:left}.not-drawn{color:#555}";
 
 fn kv_table(o: &mut String, title: &str, rows: &[(&str, String)]) {

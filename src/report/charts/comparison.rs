@@ -24,7 +24,7 @@ pub(crate) struct BarChart {
 }
 
 /// Size of one panel of a panel chart.
-const PANEL: (u32, u32) = (800, 440);
+const PANEL: (u32, u32) = (640, 380);
 
 /// Size of a panel chart of `n` panels: two a row.
 fn panel_size(n: usize) -> (u32, u32) {

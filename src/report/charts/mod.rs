@@ -144,7 +144,7 @@ impl Chart {
                     let label = if e.detail.is_empty() {
                         e.kind.clone()
                     } else {
-                        e.detail.clone()
+                        format!("{}: {}", e.kind, e.detail)
                     };
                     (e.t_s, label)
                 })
