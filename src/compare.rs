@@ -1161,7 +1161,7 @@ pub fn html_page(
     for n in notes {
         let _ = writeln!(o, "<p>{}</p>", esc(n));
     }
-    o.push_str("<h2>Every figure</h2><p>acked lost = acknowledged messages no consumer read (with acks=0 a message counts as acknowledged once sent); recovery s = longest time from a fault until produce throughput was back to 90 % of its pre-fault rate.</p>\n<table><tr>");
+    o.push_str("<h2>Every figure</h2><p>acked lost = acknowledged messages no consumer read (with acks=0 a message counts as acknowledged once sent); recovery s = longest time from a fault until produce throughput was back to 90 % of its pre-fault rate.</p>\n<div style=\"overflow-x:auto\"><table style=\"font-size:.85em\"><tr>");
     for h in HEADERS {
         let _ = write!(o, "<th>{}</th>", esc(h));
     }
