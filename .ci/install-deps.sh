@@ -15,7 +15,8 @@
 #        SASL clusters. openssl: compat/kafka/kafka.sh makes a CA for its sasl_tls clusters.
 #        A Java 17+ runtime and Maven when missing (the machine image has both): tests/kafka.rs
 #        runs a real Apache Kafka from Maven Central's jars, fetched here once.
-#   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs).
+#   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs)
+#        and kubernetes-validate (deploy/kubernetes/validate.sh).
 #
 #   cargo-fuzz (crates.io, `cargo install --locked`) and the nightly toolchain (rustup, when the
 #        machine lacks it) for the fuzz targets in fuzz/.
@@ -83,6 +84,11 @@ v = confluent_kafka.__version__
 print(f"install-deps: confluent-kafka {v} "
       f"(librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")
 PY
+
+# The Kubernetes manifests of deploy/kubernetes are validated offline against the API schemas
+# that kubernetes-validate (PyPI) ships (deploy/kubernetes/validate.sh). Pinned like the rest.
+"$VENV/bin/python" -m pip install -q "kubernetes-validate==1.37.0"
+echo "install-deps: $("$VENV/bin/kubernetes-validate" --version 2>&1 | head -1)"
 
 # Apache Kafka's jars (compat/kafka/pom.xml) into ~/.cache/kbench, once.
 echo "install-deps: Apache Kafka jars in $("$REPO/compat/kafka/kafka.sh" libs)"

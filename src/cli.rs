@@ -1,4 +1,4 @@
-//! The command line: `kbench run | validate | compare | report | cluster up | kill | stop |
+//! The command line: `kbench run | validate | compare | report | merge | cluster up | kill | stop |
 //! start | down | describe` (and the hidden `broker`, which
 //! is how kbench starts embedded brokers: it re-executes itself as one).
 //!
@@ -63,8 +63,33 @@ pub enum Command {
         /// stderr).
         #[arg(long)]
         json: bool,
+        /// Run shard I of N of the scenario (1-based; also KBENCH_SHARD=I/N, or a Kubernetes
+        /// Indexed Job's JOB_COMPLETION_INDEX with KBENCH_SHARDS=N); needs --run-id and
+        /// --bootstrap. Merge the shards' folders with `kbench merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// The run id every shard of one run shares (also KBENCH_RUN_ID); names its topic,
+        /// groups and start barrier.
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        /// Seconds a shard waits for the others at the start and end barriers [default: 120].
+        #[arg(long, value_name = "SECS")]
+        barrier_timeout: Option<u64>,
         #[command(flatten)]
         quick: Box<QuickFlags>,
+    },
+    /// Merge the run folders of the shards of one sharded run into one report and verdict.
+    Merge {
+        /// Every shard's run folder (one per shard).
+        #[arg(value_name = "RUN_DIR", required = true)]
+        run_dirs: Vec<PathBuf>,
+        /// Folder for the merged report.
+        #[arg(short = 'o', long, value_name = "DIR")]
+        out: PathBuf,
+        /// The hosts' clocks are synchronised: include end-to-end latency of messages
+        /// consumed on another shard's host than the one that produced them.
+        #[arg(long)]
+        clocks_synced: bool,
     },
     /// Parse and check a scenario without running it.
     Validate {
@@ -268,6 +293,8 @@ Examples:
   kbench scenarios                   the built-in scenarios, one line each
   kbench run -b HOST:9092 --producers 4 --messages 1M --size 1KiB --acks all
   kbench compare base candidate      two runs or run sets side by side
+  kbench run S -b HOST:9092 --shard 2/3 --run-id R   shard 2 of 3 of one run (on its host)
+  kbench merge shard-1 shard-2 shard-3 --out merged  one report from the shards' folders
 
 Exit codes: 0 passed; 1 ran and an expectation failed (compare: a regression); 2 could not
 run (bad scenario or flag, unreachable cluster, interrupted).";
@@ -393,8 +420,20 @@ async fn dispatch(command: Command) -> ExitCode {
             sets,
             runs,
             json,
+            shard,
+            run_id,
+            barrier_timeout,
             quick,
         } => {
+            let flags = crate::shard::ShardFlags {
+                shard,
+                run_id,
+                barrier_timeout_s: barrier_timeout,
+            };
+            let shard = match crate::shard::Shard::resolve(&flags, |k| std::env::var(k).ok()) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
             let source = match crate::scenario::builtin::Source::resolve(scenario.as_deref()) {
                 Ok(s) => s,
                 Err(e) => return fail(&e.into()),
@@ -416,6 +455,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 out,
                 overrides,
                 json,
+                shard,
             };
             let (result, out) = crate::run::run_source(&source, &opts, &interrupt).await;
             if json {
@@ -537,6 +577,22 @@ async fn dispatch(command: Command) -> ExitCode {
             Ok(()) => {
                 println!("{}: report rebuilt", run_dir.display());
                 ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Merge {
+            run_dirs,
+            out,
+            clocks_synced,
+        } => match crate::merge::merge(&run_dirs, &out, clocks_synced) {
+            Ok(summary) => {
+                print!("{}", crate::report::terminal_table(&summary));
+                println!("kbench: merged report in {}", out.display());
+                if summary.verdict.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
             }
             Err(e) => fail(&e),
         },

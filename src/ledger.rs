@@ -137,6 +137,65 @@ impl GroupLedger {
     }
 }
 
+impl GroupLedger {
+    /// A ledger read back from a run folder ([`read_bitmaps`] and the counters): the order
+    /// check's positions are not kept there, so a merged ledger adds no reorders of its own.
+    pub fn from_parts(
+        received: BTreeMap<u32, RoaringBitmap>,
+        [consumed, duplicated, reordered, foreign, corrupted]: [u64; 5],
+    ) -> Self {
+        GroupLedger {
+            received,
+            consumed,
+            duplicated,
+            reordered,
+            foreign,
+            corrupted,
+            last: BTreeMap::new(),
+        }
+    }
+}
+
+/// Writes bitmaps per producer index as `(u32 LE producer, u64 LE length, bitmap in roaring's
+/// portable serialization)` records, one after another: readable by any roaring library.
+pub fn write_bitmaps(
+    bitmaps: &BTreeMap<u32, RoaringBitmap>,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    for (p, bits) in bitmaps {
+        out.write_all(&p.to_le_bytes())?;
+        out.write_all(&(bits.serialized_size() as u64).to_le_bytes())?;
+        bits.serialize_into(&mut *out)?;
+    }
+    Ok(())
+}
+
+/// Reads what [`write_bitmaps`] wrote; a truncated or corrupt record is an error naming its
+/// byte offset.
+pub fn read_bitmaps(bytes: &[u8]) -> Result<BTreeMap<u32, RoaringBitmap>, String> {
+    let mut out = BTreeMap::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let head = bytes
+            .get(at..at + 12)
+            .ok_or_else(|| format!("truncated record header at byte {at}"))?;
+        let p = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let mut len8 = [0u8; 8];
+        len8.copy_from_slice(&head[4..12]);
+        let len = usize::try_from(u64::from_le_bytes(len8))
+            .map_err(|_| format!("record length too large at byte {at}"))?;
+        let body = bytes
+            .get(at + 12..(at + 12).saturating_add(len))
+            .filter(|b| b.len() == len)
+            .ok_or_else(|| format!("truncated bitmap of producer {p} at byte {at}"))?;
+        let bits = RoaringBitmap::deserialize_from(body)
+            .map_err(|e| format!("bad bitmap of producer {p} at byte {at}: {e}"))?;
+        out.insert(p, bits);
+        at += 12 + len;
+    }
+    Ok(out)
+}
+
 /// The delivery verdict of one group against the acknowledgements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupVerdict {
@@ -318,6 +377,17 @@ mod tests {
         let mut b = AckLedger::default();
         b.merge(&a);
         assert_eq!(b.aborted_total(), 50);
+    }
+
+    #[test]
+    fn bitmaps_round_trip_and_truncation_is_named() {
+        let a = acked(1000, 3);
+        let mut bytes = Vec::new();
+        write_bitmaps(&a.acked, &mut bytes).unwrap();
+        assert_eq!(read_bitmaps(&bytes).unwrap(), a.acked);
+        let err = read_bitmaps(&bytes[..bytes.len() - 3]).unwrap_err();
+        assert!(err.contains("truncated bitmap of producer 2"), "{err}");
+        assert!(read_bitmaps(&[]).unwrap().is_empty());
     }
 
     #[test]

@@ -452,6 +452,15 @@ pub struct ConsumerState {
     pub assignments: u64,
     /// Time of the last message, µs since the epoch.
     pub last_recv_us: u64,
+    /// Time of the first message, µs since the epoch (0 = none yet).
+    pub first_recv_us: u64,
+    /// Partitions currently assigned, by index (a shard drains these).
+    pub held: Vec<i32>,
+    /// In a sharded run, the producer indexes of this shard: end-to-end latency of other
+    /// shards' messages (another host's clock) goes to `cross_latency` instead of `latency`.
+    pub local_producers: Option<std::ops::Range<u32>>,
+    /// End-to-end latency of the measured window of messages other shards produced, µs.
+    pub cross_latency: Histogram<u64>,
 }
 
 impl Default for ConsumerMeter {
@@ -468,8 +477,12 @@ impl Default for ConsumerMeter {
                 ledger: GroupLedger::default(),
                 next_offsets: BTreeMap::new(),
                 assigned: 0,
+                held: Vec::new(),
+                local_producers: None,
+                cross_latency: latency_histogram(),
                 assignments: 0,
                 last_recv_us: 0,
+                first_recv_us: 0,
             }),
         }
     }
@@ -511,7 +524,15 @@ impl ConsumerMeter {
                 if id.sent_us >= warmup_end {
                     s.measured.0 += 1;
                     s.measured.1 += bytes;
-                    let _ = s.latency.record(latency);
+                    let cross = s
+                        .local_producers
+                        .as_ref()
+                        .is_some_and(|r| !r.contains(&id.producer));
+                    if cross {
+                        let _ = s.cross_latency.record(latency);
+                    } else {
+                        let _ = s.latency.record(latency);
+                    }
                 }
                 s.ledger.receive(id.producer, id.seq, partition);
             }
@@ -519,6 +540,9 @@ impl ConsumerMeter {
             Identity::Foreign => s.ledger.receive_foreign(),
         }
         s.last_recv_us = s.last_recv_us.max(now);
+        if s.first_recv_us == 0 {
+            s.first_recv_us = now;
+        }
     }
 
     /// A partition reached its end or was positioned without a message: remember the position.

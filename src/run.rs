@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub overrides: Vec<scenario::Override>,
     /// `--json`: stdout holds the summary only; the tables go to stderr.
     pub json: bool,
+    /// `--shard I/N --run-id ID`: run this process's share of the scenario ([`crate::shard`]).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Whether the human-readable results (tables, verdict lines) go to stderr because stdout
@@ -102,7 +104,7 @@ pub async fn run_source(
     interrupt: &Stop,
 ) -> (anyhow::Result<Outcome>, Option<PathBuf>) {
     HUMAN_TO_STDERR.store(opts.json, std::sync::atomic::Ordering::Relaxed);
-    let loaded = match source.text().and_then(|text| {
+    let mut loaded = match source.text().and_then(|text| {
         scenario::load_overridden(
             &text,
             &source.path(),
@@ -112,6 +114,13 @@ pub async fn run_source(
     }) {
         Ok(l) => l,
         Err(e) => return (Err(e.into()), None),
+    };
+    let shard_run = match &opts.shard {
+        Some(shard) => match plan_shard(shard, &mut loaded, opts.bootstrap.is_some()) {
+            Ok(r) => Some(r),
+            Err(e) => return (Err(e), None),
+        },
+        None => None,
     };
     eprintln!("kbench: {}", source.describe());
     for v in &loaded.variants {
@@ -162,9 +171,41 @@ pub async fn run_source(
     let args = ClusterArgs {
         bootstrap: opts.bootstrap.as_deref(),
         client_settings: &client_settings,
+        shard: shard_run.as_ref(),
     };
     let result = run_loaded(&loaded, &out, &args, interrupt).await;
     (result, Some(out))
+}
+
+/// A sharded run: one scenario (no matrix, one run) against an external cluster; this
+/// process's share replaces it in `loaded`.
+fn plan_shard(
+    shard: &crate::shard::Shard,
+    loaded: &mut Loaded,
+    bootstrap_flag: bool,
+) -> anyhow::Result<crate::shard::ShardRun> {
+    let label = shard.label();
+    if loaded.variants.len() != 1 {
+        bail!("--shard {label}: the scenario is a matrix of {} runs; shard one scenario at a time (pick a cell with --set)", loaded.variants.len());
+    }
+    let v = &mut loaded.variants[0];
+    if v.scenario.runs > 1 {
+        bail!("--shard {label}: runs = {} is not supported in a sharded run (repeat the sharded run instead)", v.scenario.runs);
+    }
+    if !bootstrap_flag && v.scenario.cluster.bootstrap.is_none() {
+        bail!("--shard {label}: a sharded run needs an external cluster every shard can reach (--bootstrap HOST:PORT); embedded brokers would give each shard its own cluster");
+    }
+    let (run, s) = crate::shard::ShardRun::plan(shard.clone(), &v.scenario)?;
+    eprintln!(
+        "kbench: shard {label} of run {}: producers {}..{}, {} member(s) per group",
+        shard.run_id,
+        run.first_producer,
+        run.first_producer + s.producers.count,
+        s.consumers.members
+    );
+    eprintln!("kbench: shard {label}: delivery, offsets and on-disk are judged by `kbench merge` of every shard's folder, not here");
+    v.scenario = s;
+    Ok(run)
 }
 
 /// What `--json` prints for a run folder: its `summary.json` (a run, or a run set's), or for
@@ -183,6 +224,8 @@ pub struct ClusterArgs<'a> {
     pub bootstrap: Option<&'a str>,
     /// `--client-config`: settings every client gets (they win over `[cluster] client_configs`).
     pub client_settings: &'a BTreeMap<String, String>,
+    /// `--shard`: this process's share of a sharded run.
+    pub shard: Option<&'a crate::shard::ShardRun>,
 }
 
 impl ClusterArgs<'_> {
@@ -262,11 +305,17 @@ async fn run_variant(
             Outcome::Failed
         }
     };
+    if let Some(m) = &v.scenario.max_rate {
+        return run_max_rate(v, m, file, out, args, interrupt).await;
+    }
     let n = v.scenario.runs;
     if n <= 1 {
         let summary = run_one(&v.scenario, file, &v.matrix_values, out, args, interrupt).await?;
         discard_broker_data(&v.scenario, &summary, out);
         say(&crate::report::terminal_table(&summary));
+        if let Some(c) = &summary.catch_up {
+            say(&format!("{}\n", crate::catch_up::terminal_line(c)));
+        }
         say(&fault::terminal_lines(&summary.delivery.faults));
         say(&format!("{}\n", summary.durability.line()));
         return Ok(outcome(summary.verdict.passed));
@@ -296,6 +345,98 @@ async fn run_variant(
     aggregate.write(out)?;
     say(&aggregate.terminal());
     Ok(outcome(passed))
+}
+
+/// Runs the search for the maximum sustainable rate ([`crate::max_rate`]): each step a whole
+/// run of the scenario at the step's total rate for `step_duration`, into `out/step-K`; then
+/// `out/summary.json`, the summary of the step at the rate found (of the first step when none
+/// was sustained) with the `max_rate` section holding every step. Passed when a rate was found
+/// and that step's own expectations held.
+async fn run_max_rate(
+    v: &scenario::Variant,
+    m: &scenario::MaxRate,
+    file: &Path,
+    out: &Path,
+    args: &ClusterArgs<'_>,
+    interrupt: &Stop,
+) -> anyhow::Result<Outcome> {
+    use crate::max_rate::{judge, Search, ACHIEVED_MIN_RATIO};
+    std::fs::create_dir_all(out).with_context(|| {
+        format!(
+            "cannot create the output directory {} (choose another with --out DIR)",
+            out.display()
+        )
+    })?;
+    let bound_ms = m.p99_bound.0.as_secs_f64() * 1000.0;
+    let mut search = Search::new(m.start_rate.0, m.ceiling.0, m.max_steps, m.precision);
+    let mut steps = Vec::new();
+    let mut first: Option<Summary> = None;
+    let mut best: Option<(f64, Summary)> = None;
+    while let Some(rate) = search.next_rate() {
+        let name = format!("step-{}", steps.len() + 1);
+        let dir = out.join(&name);
+        let mut s = v.scenario.clone();
+        s.max_rate = None;
+        s.producers.total_rate = Some(scenario::units::Rate(rate));
+        s.producers.duration = Some(m.step_duration);
+        eprintln!(
+            "kbench: max-rate {name}: target {rate:.0} msgs/s for {:?}",
+            m.step_duration.0
+        );
+        let summary = run_one(&s, file, &v.matrix_values, &dir, args, interrupt)
+            .await
+            .with_context(|| format!("max-rate {name} at {rate:.0} msgs/s"))?;
+        discard_broker_data(&s, &summary, &dir);
+        let step = judge(rate, bound_ms, &summary, &name);
+        say(&format!(
+            "{name}: target {rate:.0} msgs/s, achieved {:.0}, p50 {:.2} ms, p99 {:.2} ms: {}\n",
+            step.achieved_msgs_per_s, step.p50_ms, step.p99_ms, step.verdict
+        ));
+        search.record(rate, step.sustained);
+        if step.sustained && best.as_ref().is_none_or(|(r, _)| rate > *r) {
+            best = Some((rate, summary.clone()));
+        }
+        first.get_or_insert(summary);
+        steps.push(step);
+        if interrupt.is_raised() {
+            bail!(
+                "interrupted after max-rate {name} (the steps so far are in {})",
+                out.display()
+            );
+        }
+    }
+    let result = crate::summary::MaxRateSummary {
+        found_msgs_per_s: search.found(),
+        p99_bound_ms: bound_ms,
+        achieved_min_ratio: ACHIEVED_MIN_RATIO,
+        step_s: m.step_duration.0.as_secs_f64(),
+        stopped: search.stopped().to_string(),
+        steps,
+    };
+    let mut summary = best.map(|(_, s)| s).or(first).unwrap_or_default();
+    if result.found_msgs_per_s.is_none() {
+        summary.verdict.passed = false;
+        summary
+            .verdict
+            .failures
+            .insert(0, format!("max-rate: {}", result.stopped));
+    }
+    say(&crate::max_rate::terminal(&result));
+    summary.max_rate = Some(result);
+    std::fs::write(out.join(crate::report::SUMMARY_JSON), summary.to_json()?).with_context(
+        || {
+            format!(
+                "writing {}",
+                out.join(crate::report::SUMMARY_JSON).display()
+            )
+        },
+    )?;
+    eprintln!("kbench: max-rate steps and summary in {}", out.display());
+    Ok(if summary.verdict.passed {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    })
 }
 
 /// Removes the embedded brokers' log data (`<out>/brokers/<id>/data`) of a run that passed,
@@ -431,9 +572,9 @@ fn write_not_started(
             let _ = std::fs::remove_file(path);
         }
     }
-    match serde_json::to_string_pretty(&summary) {
+    match summary.to_json() {
         Ok(json) => {
-            if let Err(e) = std::fs::write(out.join(crate::report::SUMMARY_JSON), json + "\n") {
+            if let Err(e) = std::fs::write(out.join(crate::report::SUMMARY_JSON), json) {
                 eprintln!(
                     "kbench: cannot write {}: {e}",
                     out.join("summary.json").display()
@@ -490,14 +631,24 @@ async fn run_prepared(
     let sampler = Sampler::start_at(t0, s.sampling.interval.0, watched);
 
     // Topic.
-    let run_tag: u32 = rand::random::<u32>() | 1;
+    let shard = args.shard;
+    let run_tag: u32 = shard.map_or_else(
+        || rand::random::<u32>() | 1,
+        |r| crate::shard::run_tag(&r.shard.run_id),
+    );
     let run_id = format!("{run_tag:08x}");
     let topic = s
         .topic
         .name
         .clone()
         .unwrap_or_else(|| format!("kbench-{}-{run_id}", s.name));
-    let partitions = topic::ensure(s, &cluster, &topic, SETUP_TIMEOUT).await?;
+    let partitions = match shard {
+        // Shard 1 creates the topic; the others wait for it (bounded).
+        Some(r) if r.shard.index != 1 => {
+            topic::wait_ready(&cluster, &topic, r.shard.barrier_timeout, false).await?
+        }
+        _ => topic::ensure(s, &cluster, &topic, SETUP_TIMEOUT).await?,
+    };
     if partitions != s.topic.partitions {
         eprintln!("kbench: topic {topic} already exists with {partitions} partitions (scenario says {}); using it as is", s.topic.partitions);
     }
@@ -547,6 +698,12 @@ async fn run_prepared(
     let group_meters: Vec<Vec<Arc<ConsumerMeter>>> = (0..s.consumers.groups)
         .map(|_| (0..s.consumers.members).map(|_| Arc::default()).collect())
         .collect();
+    if let Some(r) = shard {
+        let local = r.first_producer..r.first_producer + s.producers.count;
+        for m in group_meters.iter().flatten() {
+            m.with_state(|st| st.local_producers = Some(local.clone()));
+        }
+    }
     let group_ids: Vec<String> = (0..s.consumers.groups)
         .map(|g| format!("kbench-{}-{run_id}-g{g}", s.name))
         .collect();
@@ -564,6 +721,8 @@ async fn run_prepared(
         None => Check::new(run_tag),
     };
     let mut member_tasks: Vec<consumer::MemberTask> = Vec::new();
+    // Catch-up: the groups start only once the producers are done (the backlog is built).
+    let catch_up = s.consumers.begin == scenario::Begin::AfterProduce;
     let mut tasks = Tasks {
         producers: Vec::new(),
         consumers: Vec::new(),
@@ -588,63 +747,30 @@ async fn run_prepared(
                 kill: Stop::default(),
             };
             member_tasks.push(task.clone());
-            tasks
-                .consumers
-                .push(consumer::spawn(task).context("cannot start a consumer thread")?);
+            if !catch_up {
+                tasks
+                    .consumers
+                    .push(consumer::spawn(task).context("cannot start a consumer thread")?);
+            }
         }
     }
-    if s.consumers.groups > 0 {
-        eprintln!(
-            "kbench: waiting for {} group(s) of {} member(s) to be assigned {consume_partitions} partitions of {consume_topic}",
-            s.consumers.groups, s.consumers.members
-        );
-        let deadline = Instant::now() + s.consumers.assign_timeout.0;
-        // Settled means every partition assigned *and* every member that can have one holding
-        // one: the first member to join is briefly given everything, and producing then would
-        // put the second rebalance inside the measured run.
-        let busy_members = (s.consumers.members as usize).min(consume_partitions as usize);
-        loop {
-            let assigned: Vec<usize> = group_meters
-                .iter()
-                .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
-                .collect();
-            let settled = group_meters.iter().zip(&assigned).all(|(ms, a)| {
-                *a >= consume_partitions as usize && members_assigned(ms) >= busy_members
-            });
-            if settled {
-                break;
-            }
-            if let Some(dead) = target.dead_broker() {
-                bail!("{dead}");
-            }
-            if interrupt.is_raised() {
-                bail!("interrupted while waiting for consumer group assignment");
-            }
-            if Instant::now() >= deadline {
-                let g = (0..assigned.len())
-                    .find(|&g| {
-                        assigned[g] < consume_partitions as usize
-                            || members_assigned(&group_meters[g]) < busy_members
-                    })
-                    .unwrap_or(0);
-                bail!(
-                    "consumer group {} has {} of {consume_partitions} partitions of {consume_topic} assigned, to {} of {} members, after {:?} (consumers.assign_timeout); is the group coordinator working?",
-                    group_ids[g],
-                    assigned[g],
-                    members_assigned(&group_meters[g]),
-                    s.consumers.members,
-                    s.consumers.assign_timeout.0
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let groups = Groups {
+        s,
+        meters: &group_meters,
+        ids: &group_ids,
+        topic: &consume_topic,
+        partitions: consume_partitions,
+        shard,
+    };
+    if s.consumers.groups > 0 && !catch_up {
+        groups.await_assignment(&mut target, interrupt).await?;
         if s.consumers.start == Start::Latest {
             // Let every member resolve "latest" before the first message is written.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    if s.consumers.groups > 0 {
+    if s.consumers.groups > 0 && !catch_up {
         phase(
             &mut events,
             t_s(),
@@ -703,7 +829,7 @@ async fn run_prepared(
     let clients_t0 = t_s();
     for (i, meter) in producer_meters.iter().enumerate() {
         let task = producer::ProducerTask {
-            index: i as u32,
+            index: shard.map_or(0, |r| r.first_producer) + i as u32,
             run_tag,
             topic: topic.clone(),
             partitions,
@@ -737,6 +863,24 @@ async fn run_prepared(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let clients_s = t_s() - clients_t0;
+    let mut record = shard.map(|r| shard_record(r, &topic, &marks_before));
+    // The on-disk check of a sharded run is made once, from shard 1's sizes (by the merge).
+    let sizes_by_shard_1 = shard.is_some_and(|r| r.shard.index == 1 && r.whole.verify.on_disk);
+    if let (true, Some(rec)) = (sizes_by_shard_1, record.as_mut()) {
+        rec.log_dirs_before = Some(
+            verify::log_dirs::snapshot(&cluster, &topic, partitions)
+                .await
+                .map(|m| m.into_iter().collect())
+                .map_err(|e| format!("{e:#}")),
+        );
+    }
+    if let (Some(r), Some(rec)) = (shard, record.as_mut()) {
+        rec.write(out)?;
+        let start_us = start_barrier(r, &cluster, &topic, interrupt).await?;
+        rec.start_wall_us = start_us;
+        rec.start_t_s = t_s();
+        rec.write(out)?;
+    }
     let produce_start_us = now_us();
     let produce_start = Instant::now();
     let _ = pipeline_produce_start.set(produce_start);
@@ -767,7 +911,12 @@ async fn run_prepared(
     // Produce phase.
     let interval = s.sampling.interval.0;
     let progress = progress_bar(s);
-    let mut next_row = t0 + interval;
+    // A shard's rows start at the agreed start, so the shards' intervals line up.
+    let mut next_row = if shard.is_some() {
+        Instant::now() + interval
+    } else {
+        t0 + interval
+    };
     let mut last_progress = (0u64, 0u64, Instant::now());
     let produce_limit = Instant::now() + s.producers.time_limit.0;
     let mut stopped_early = false;
@@ -869,6 +1018,22 @@ async fn run_prepared(
         "producer",
         &mut failures,
     );
+    if let Some(r) = shard {
+        // Drain only once every shard has stopped producing: the end offsets are final then.
+        let (c, control, sh) = (
+            cluster.clone(),
+            crate::shard::control_topic(&topic),
+            r.shard.clone(),
+        );
+        let done =
+            tokio::task::spawn_blocking(move || crate::shard::barrier(&c, &control, &sh, "done"))
+                .await
+                .map_err(|e| anyhow::anyhow!("shard barrier task failed: {e}"))
+                .and_then(|r| r);
+        if let Err(e) = done {
+            failures.push(format!("{e:#}"));
+        }
+    }
     let producers_done = t_s();
     phase(&mut events, producers_done, "producers_done", "");
     // Producers stop on their own at the time limit: a run that ended with messages never
@@ -925,6 +1090,41 @@ async fn run_prepared(
             };
             events.extend(sup.poll_follow_ups(t_s(), &mut hands));
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // Catch-up: the backlog is built; drop the page cache and start the groups now.
+    let mut catch_up_times = crate::catch_up::Times::default();
+    let mut page_cache = String::new();
+    if catch_up {
+        catch_up_times.last_ack_us = producer_meters
+            .iter()
+            .map(|m| m.with_state(|st| st.last_ack_us))
+            .max()
+            .unwrap_or(0);
+        page_cache = crate::catch_up::drop_page_cache(
+            s.consumers.drop_page_cache,
+            target.info().kind == crate::summary::TargetKind::Embedded,
+        );
+        eprintln!("kbench: backlog built; page cache {page_cache}; starting the consumer groups");
+        catch_up_times.started_us = now_us();
+        phase(&mut events, t_s(), "consumers_start", &page_cache);
+        for task in &member_tasks {
+            tasks
+                .consumers
+                .push(consumer::spawn(task.clone()).context("cannot start a consumer thread")?);
+        }
+        match groups.await_assignment(&mut target, interrupt).await {
+            Ok(()) => {
+                catch_up_times.assigned_us = now_us();
+                phase(
+                    &mut events,
+                    t_s(),
+                    "consumers_assigned",
+                    &group_ids.join(","),
+                );
+            }
+            Err(e) => failures.push(format!("catch-up: {e:#}")),
         }
     }
 
@@ -1001,6 +1201,11 @@ async fn run_prepared(
                 };
                 let deadline = Instant::now() + bound;
                 loop {
+                    // A shard drains the partitions its own members hold.
+                    let after = &match shard {
+                        Some(_) => held_only(&group_meters, after),
+                        None => after.clone(),
+                    };
                     let behind = lagging(&group_meters, &group_ids, &consume_marks_before, after);
                     if behind.is_none() {
                         break;
@@ -1159,22 +1364,24 @@ async fn run_prepared(
     .into();
     produce.failed_latency_ms = Percentiles::from_histogram(&failed_hist);
     if produce.acked + produce.failed > 0 {
-        produce.error_rate = produce.failed as f64 / (produce.acked + produce.failed) as f64;
+        produce.error_ratio = produce.failed as f64 / (produce.acked + produce.failed) as f64;
     }
     produce.setup_s = produce_t0;
     produce.clients_s = clients_s;
     produce.never_sent = never_sent;
     produce.time_limited = time_limited;
-    produce.target_rate = s
+    produce.target_msgs_per_s = s
         .producers
         .rate_each()
         .map(|r| r * f64::from(s.producers.count));
-    produce.rate_reached = produce.target_rate.map(|t| produce.msgs_per_s >= 0.95 * t);
+    produce.rate_reached = produce
+        .target_msgs_per_s
+        .map(|t| produce.msgs_per_s >= 0.95 * t);
     if s.verify.require_rate && produce.rate_reached == Some(false) {
         failures.push(format!(
             "rate: reached {:.0} msg/s of the {:.0} msg/s target (below 95 %)",
             produce.msgs_per_s,
-            produce.target_rate.unwrap_or_default()
+            produce.target_msgs_per_s.unwrap_or_default()
         ));
     }
     if produce.failed > 0 && s.verify.delivery != scenario::Delivery::None {
@@ -1191,7 +1398,7 @@ async fn run_prepared(
         groups: s.consumers.groups,
         ..Default::default()
     };
-    let mut groups = Vec::new();
+    let mut group_ledgers = Vec::new();
     let mut last_recv_us = 0;
     let mut consumed_measured = (0u64, 0u64);
     for (g, members) in group_meters.iter().enumerate() {
@@ -1213,23 +1420,50 @@ async fn run_prepared(
         if ledger.foreign > 0 {
             *errors.entry("consume:ForeignMessage".into()).or_insert(0) += ledger.foreign;
         }
-        groups.push((group_ids[g].clone(), ledger));
+        group_ledgers.push((group_ids[g].clone(), ledger));
     }
-    consume.duration_s = last_recv_us.saturating_sub(warmup_end.get()) as f64 / 1e6;
+    // A catch-up's consumers read only from their start: their window begins there.
+    let consume_from = warmup_end.get().max(catch_up_times.started_us);
+    consume.duration_s = last_recv_us.saturating_sub(consume_from) as f64 / 1e6;
     if consume.duration_s > 0.0 {
         consume.msgs_per_s = consumed_measured.0 as f64 / consume.duration_s;
         consume.mib_per_s = consumed_measured.1 as f64 / MIB / consume.duration_s;
     }
     consume.e2e_latency_ms = Percentiles::from_histogram(&e2e_hist);
+    if catch_up {
+        catch_up_times.last_recv_us = last_recv_us;
+        catch_up_times.first_recv_us = group_meters
+            .iter()
+            .flatten()
+            .map(|m| m.with_state(|st| st.first_recv_us))
+            .filter(|&t| t > 0)
+            .min()
+            .unwrap_or(0);
+    }
 
     let (mut delivery, delivery_failures) = verify::delivery::check(
         s.verify.delivery,
         s.verify.order,
         s.consumers.isolation,
         &acks,
-        &groups,
+        &group_ledgers,
     );
+    let catch_up = catch_up.then(|| {
+        crate::catch_up::summarize(
+            (produce.acked, acked_bytes),
+            (consume.messages, consume.bytes),
+            catch_up_times,
+            std::mem::take(&mut page_cache),
+            !delivery.per_group.is_empty() && delivery.per_group.iter().all(|g| g.lost == 0),
+        )
+    });
     failures.extend(delivery_failures);
+    if shard.is_some() {
+        // One shard's acks against its own members' receipts mean nothing: the merge judges.
+        delivery.expected = "judged by kbench merge (sharded run)".into();
+        (delivery.lost, delivery.unexpected) = (0, 0);
+        delivery.per_group.clear();
+    }
     delivery.faults = fault_summaries;
     if s.producers.transactional {
         delivery.transactions = Some(transactions_summary(&txns, 0));
@@ -1384,6 +1618,8 @@ async fn run_prepared(
             failures,
         },
         warnings,
+        catch_up,
+        max_rate: None,
     };
     let data = RunData {
         summary: summary.clone(),
@@ -1394,7 +1630,129 @@ async fn run_prepared(
     };
     crate::report::write_run(out, &data)
         .with_context(|| format!("writing the report into {}", out.display()))?;
+    if let Some(mut rec) = record {
+        crate::shard::write_ledgers(out, &acks, &group_ledgers)?;
+        let mut cross = latency_histogram();
+        for m in group_meters.iter().flatten() {
+            let _ = m.with_state(|st| cross.add(&st.cross_latency));
+        }
+        let path = out.join(crate::shard::E2E_CROSS_HDR);
+        std::fs::write(&path, crate::report::hgrm::encode_hdr(&cross)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        rec.e2e_local = data.e2e_latency.len();
+        rec.per_partition_bytes =
+            producer_meters
+                .iter()
+                .fold(vec![0u64; per_partition.len()], |mut v, m| {
+                    m.with_state(|st| {
+                        for (i, b) in st.per_partition_bytes.iter().enumerate() {
+                            if let Some(x) = v.get_mut(i) {
+                                *x += b;
+                            }
+                        }
+                    });
+                    v
+                });
+        if sizes_by_shard_1 {
+            rec.log_dirs_after = Some(
+                verify::log_dirs::snapshot(&cluster, &topic, partitions)
+                    .await
+                    .map(|m| m.into_iter().collect())
+                    .map_err(|e| format!("{e:#}")),
+            );
+            let (c, t) = (cluster.clone(), topic.clone());
+            if let Ok(Ok(roles)) =
+                tokio::task::spawn_blocking(move || verify::log_dirs::partition_roles(&c, &t)).await
+            {
+                rec.roles = roles
+                    .into_iter()
+                    .map(|(p, r)| (p, r.leader, r.replicas, r.isr))
+                    .collect();
+            }
+        }
+        rec.e2e_cross = cross.len();
+        rec.marks_after = marks_after.clone().unwrap_or_default();
+        rec.per_partition = per_partition;
+        rec.per_partition_other = per_partition_other;
+        rec.groups = group_ledgers
+            .iter()
+            .map(|(id, g)| (id.clone(), crate::shard::counters(g)))
+            .collect();
+        rec.finished = true;
+        rec.write(out)?;
+    }
     Ok(summary)
+}
+
+/// The consumer groups of a run, as the wait for their assignment sees them.
+struct Groups<'a> {
+    s: &'a Scenario,
+    meters: &'a [Vec<Arc<ConsumerMeter>>],
+    ids: &'a [String],
+    topic: &'a str,
+    partitions: i32,
+    /// In a sharded run, only this shard's members are seen here.
+    shard: Option<&'a crate::shard::ShardRun>,
+}
+
+impl Groups<'_> {
+    /// Waits until every group is settled: every partition assigned *and* every member that
+    /// can have one holding one (the first member to join is briefly given everything, and
+    /// producing then would put the second rebalance inside the measured run). Bounded by
+    /// `consumers.assign_timeout`; an error names the group and the counts.
+    async fn await_assignment(&self, target: &mut Target, interrupt: &Stop) -> anyhow::Result<()> {
+        let s = self.s;
+        let (consume_partitions, consume_topic) = (self.partitions, self.topic);
+        eprintln!(
+            "kbench: waiting for {} group(s) of {} member(s) to be assigned {consume_partitions} partitions of {consume_topic}",
+            s.consumers.groups, s.consumers.members
+        );
+        let deadline = Instant::now() + s.consumers.assign_timeout.0;
+        let busy_members = (s.consumers.members as usize).min(consume_partitions as usize);
+        loop {
+            let assigned: Vec<usize> = self
+                .meters
+                .iter()
+                .map(|ms| ms.iter().map(|m| m.with_state(|st| st.assigned)).sum())
+                .collect();
+            let settled = self
+                .meters
+                .iter()
+                .zip(&assigned)
+                .all(|(ms, a)| match self.shard {
+                    Some(r) => r.members_settled(members_assigned(ms), consume_partitions),
+                    None => {
+                        *a >= consume_partitions as usize && members_assigned(ms) >= busy_members
+                    }
+                });
+            if settled {
+                return Ok(());
+            }
+            if let Some(dead) = target.dead_broker() {
+                bail!("{dead}");
+            }
+            if interrupt.is_raised() {
+                bail!("interrupted while waiting for consumer group assignment");
+            }
+            if Instant::now() >= deadline {
+                let g = (0..assigned.len())
+                    .find(|&g| {
+                        assigned[g] < consume_partitions as usize
+                            || members_assigned(&self.meters[g]) < busy_members
+                    })
+                    .unwrap_or(0);
+                bail!(
+                    "consumer group {} has {} of {consume_partitions} partitions of {consume_topic} assigned, to {} of {} members, after {:?} (consumers.assign_timeout); is the group coordinator working?",
+                    self.ids[g],
+                    assigned[g],
+                    members_assigned(&self.meters[g]),
+                    s.consumers.members,
+                    s.consumers.assign_timeout.0
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The final read of the producers' topic ([`verify::final_read`]), when the cluster is whole:
@@ -1665,6 +2023,74 @@ impl fault::Members for RunMembers<'_> {
         self.handles.push(handle);
         Ok(())
     }
+}
+
+/// What a shard's record says before it has run.
+fn shard_record(
+    r: &crate::shard::ShardRun,
+    topic: &str,
+    marks_before: &BTreeMap<i32, (i64, i64)>,
+) -> crate::shard::ShardRecord {
+    crate::shard::ShardRecord {
+        run_id: r.shard.run_id.clone(),
+        index: r.shard.index,
+        count: r.shard.count,
+        host: hostname(),
+        scenario: serde_json::to_value(&r.whole).unwrap_or_default(),
+        producers: (r.first_producer, r.shard.share(r.whole.producers.count).1),
+        members: r.shard.share(r.members_total).1,
+        topic: topic.to_string(),
+        marks_before: marks_before.clone(),
+        ..Default::default()
+    }
+}
+
+/// The start barrier of a shard: every shard has arrived, then the agreed start has come.
+async fn start_barrier(
+    r: &crate::shard::ShardRun,
+    cluster: &ClusterAccess,
+    topic: &str,
+    interrupt: &Stop,
+) -> anyhow::Result<u64> {
+    let control = crate::shard::control_topic(topic);
+    let mut cs = r.whole.clone();
+    cs.topic.partitions = 1;
+    cs.topic.name = Some(control.clone());
+    topic::ensure(&cs, cluster, &control, SETUP_TIMEOUT).await?;
+    eprintln!(
+        "kbench: shard {}: waiting for the other shards on {control}",
+        r.shard.label()
+    );
+    let (c, sh) = (cluster.clone(), r.shard.clone());
+    let latest =
+        tokio::task::spawn_blocking(move || crate::shard::barrier(&c, &control, &sh, "arrive"))
+            .await
+            .map_err(|e| anyhow::anyhow!("shard barrier task failed: {e}"))??;
+    let start = crate::shard::start_after(latest);
+    while now_us() < start {
+        if interrupt.is_raised() {
+            bail!("interrupted at the shard start barrier");
+        }
+        tokio::time::sleep(Duration::from_micros((start - now_us()).min(20_000))).await;
+    }
+    Ok(start)
+}
+
+/// The end offsets of the partitions some local member holds.
+fn held_only(
+    groups: &[Vec<Arc<ConsumerMeter>>],
+    after: &BTreeMap<i32, (i64, i64)>,
+) -> BTreeMap<i32, (i64, i64)> {
+    let held: std::collections::BTreeSet<i32> = groups
+        .iter()
+        .flatten()
+        .flat_map(|m| m.with_state(|st| st.held.clone()))
+        .collect();
+    after
+        .iter()
+        .filter(|(p, _)| held.contains(p))
+        .map(|(p, w)| (*p, *w))
+        .collect()
 }
 
 /// The first group still short of the end offsets, described; `None` when every group is there.

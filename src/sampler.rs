@@ -21,6 +21,7 @@ use sysinfo::{
     CpuRefreshKind, MemoryRefreshKind, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System,
 };
 
+use crate::summary::cpu_share_of_machine;
 pub use crate::summary::{
     NetCounts, ProcessRow, ProcessSummary, SystemData, SystemRow, SystemSummary,
 };
@@ -153,7 +154,7 @@ pub fn summarize(rows: &[SystemRow], interval: Duration) -> SystemSummary {
                 cpu_avg_pct: sum / count.max(1) as f64,
                 cpu_max_pct: max,
                 rss_max_bytes: rss,
-                bytes_written: written,
+                written_bytes: written,
             }
         })
         .collect();
@@ -243,7 +244,7 @@ impl Probe {
                 Some(p) => ProcessRow {
                     label: label.clone(),
                     pid: pid.as_u32(),
-                    cpu_pct: f64::from(p.cpu_usage()),
+                    cpu_pct: cpu_share_of_machine(f64::from(p.cpu_usage()), cpus.len()),
                     rss_bytes: p.memory(),
                     written_bytes: p.disk_usage().written_bytes,
                 },
@@ -443,6 +444,6 @@ mod tests {
         assert_eq!(s.disk_write_bytes, 20);
         assert_eq!(s.processes[0].cpu_avg_pct, 100.0);
         assert_eq!(s.processes[0].rss_max_bytes, 150);
-        assert_eq!(s.processes[0].bytes_written, 10);
+        assert_eq!(s.processes[0].written_bytes, 10);
     }
 }

@@ -6,10 +6,16 @@
 //! constructors, so both sides can depend on it without depending on each other.
 //!
 //! Rules for the schema:
-//! - field names are snake_case and stable; a field is only ever added (with `#[serde(default)]`
-//!   so older `summary.json` files still load), never renamed;
-//! - every number carries its unit in the field name (`_s`, `_ms`, `_us`, `_bytes`, `_pct`,
-//!   `msgs_per_s`, `mib_per_s`) or in its doc comment;
+//! - field names are snake_case and stable; a field is added with `#[serde(default)]` so older
+//!   `summary.json` files still load; a rename bumps [`SCHEMA_VERSION`] and keeps the old name as
+//!   a serde `alias`, and [`Summary::from_json`] upgrades what an alias cannot (a unit change);
+//! - every number carries its unit in its own name (`_s`, `_ms`, `_bytes`, `_pct`, `_ratio`,
+//!   `_msgs_per_s`, `_mib_per_s`) or in the name of the object holding it (`latency_ms.p99`);
+//!   bare nouns (`messages`, `acked`, `lost`) are counts;
+//! - every CPU % is a share of the **whole machine** (0–100, all cores busy = 100), the
+//!   machine's total and each process's alike ([`cpu_share_of_machine`]);
+//! - floats are written rounded ([`Summary::to_json`]): 3 decimals from 1 up, 4 significant
+//!   digits below 1;
 //! - counts are counted, not estimated (DESIGN.md, "Measurement rules");
 //! - latency histograms are kept in microseconds ([`latency_histogram`]); the summary shows them
 //!   in milliseconds ([`Percentiles`]).
@@ -22,8 +28,38 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `summary.json` schema written by this build. Bumped only on an incompatible
-/// change (which the rules above try to avoid).
-pub const SCHEMA_VERSION: u32 = 1;
+/// change (which the rules above try to avoid). `docs/summary-json.md` lists the changes.
+///
+/// 2: units in every name (`on_disk.growth_bytes`, `produce.target_msgs_per_s`,
+/// `produce.error_ratio`, `system.processes[].written_bytes`), process CPU as a share of the
+/// whole machine (it was % of one core), rounded floats, `catch_up` and `max_rate` sections.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest `summary.json` schema this build still reads ([`Summary::from_json`] upgrades it).
+pub const OLDEST_READABLE_SCHEMA: u32 = 1;
+
+/// A process's CPU use as sysinfo and `top` give it (% of one core, 200 = two cores busy) as a
+/// share of the whole machine of `cores` logical CPUs (0–100), the one base of every CPU %.
+pub fn cpu_share_of_machine(pct_of_one_core: f64, cores: usize) -> f64 {
+    pct_of_one_core / cores.max(1) as f64
+}
+
+/// Why a `summary.json` cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Not JSON, or not a summary.
+    #[error("not a kbench summary: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Written by a newer (or unknown) kbench.
+    #[error(
+        "summary.json has schema_version {found}; this kbench reads versions \
+         {OLDEST_READABLE_SCHEMA} to {SCHEMA_VERSION}: use the kbench that wrote it (or a newer one)"
+    )]
+    Version {
+        /// The version in the file.
+        found: u64,
+    },
+}
 
 /// Bytes in one MiB, the unit of every `mib_per_s` figure.
 pub const MIB: f64 = 1024.0 * 1024.0;
@@ -110,6 +146,167 @@ pub struct Summary {
     /// mean anything ([`window_warnings`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The catch-up figures (`consumers.begin = "after-produce"`): the backlog built with the
+    /// consumers stopped and how fast they drained it; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpSummary>,
+    /// The maximum sustainable rate search (`[max_rate]`): every step walked and the rate
+    /// found; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<MaxRateSummary>,
+}
+
+impl Summary {
+    /// Reads a `summary.json` of this schema or an older readable one, upgraded to this one:
+    /// renamed fields are read by their serde aliases; version 1's process CPU (% of one core)
+    /// becomes a share of the whole machine. A newer or unknown version is refused, naming it.
+    /// A file without `schema_version` is taken as version 1 (it predates the field).
+    pub fn from_json(text: &str) -> Result<Summary, SchemaError> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let found = value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1)
+            .max(1);
+        if found > u64::from(SCHEMA_VERSION) || found < u64::from(OLDEST_READABLE_SCHEMA) {
+            return Err(SchemaError::Version { found });
+        }
+        let mut s: Summary = serde_json::from_value(value)?;
+        if found == 1 {
+            let cores = s.system.cores as usize;
+            for p in &mut s.system.processes {
+                p.cpu_avg_pct = cpu_share_of_machine(p.cpu_avg_pct, cores);
+                p.cpu_max_pct = cpu_share_of_machine(p.cpu_max_pct, cores);
+            }
+        }
+        s.schema_version = SCHEMA_VERSION;
+        Ok(s)
+    }
+
+    /// The `summary.json` text: pretty JSON with every float of the figures rounded
+    /// ([`rounded_json`]); the resolved scenario (`config`) is written as it is.
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        rounded_json(self)
+    }
+}
+
+/// Pretty JSON of `value` (a run's or a run set's `summary.json`) with every float rounded by
+/// [`round_figure`], except under a top-level `config` (the resolved scenario, written as
+/// given).
+pub fn rounded_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
+    let mut value = serde_json::to_value(value)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        for (key, v) in map.iter_mut() {
+            if key != "config" {
+                round_floats(v);
+            }
+        }
+    }
+    Ok(serde_json::to_string_pretty(&value)? + "\n")
+}
+
+/// A figure as `summary.json` writes it: 3 decimals from 1 up (327123.457 msgs/s, 12.346 ms),
+/// 4 significant digits below 1 (0.0001234 as an error ratio), so small figures keep their
+/// meaning and large ones lose only noise.
+pub fn round_figure(v: f64) -> f64 {
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    let decimals = if v.abs() >= 1.0 {
+        3
+    } else {
+        (3 - v.abs().log10().floor() as i32).min(15)
+    };
+    let scale = 10f64.powi(decimals);
+    (v * scale).round() / scale
+}
+
+fn round_floats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(r) = n
+                .as_f64()
+                .map(round_figure)
+                .and_then(serde_json::Number::from_f64)
+            {
+                *n = r;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(round_floats),
+        serde_json::Value::Object(map) => map.values_mut().for_each(round_floats),
+        _ => {}
+    }
+}
+
+/// The catch-up figures: a backlog produced with the consumer groups stopped, then drained.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CatchUpSummary {
+    /// Messages acknowledged before the consumers started: the backlog.
+    pub backlog_messages: u64,
+    /// Payload bytes of the backlog (acknowledged, one copy).
+    pub backlog_bytes: u64,
+    /// Whether the page cache was dropped between producing and draining, so the drain read
+    /// from disk: `"dropped"`, or `"not dropped: <why>"` (not root, an external cluster, ...).
+    pub page_cache: String,
+    /// Seconds from the last acknowledgement to the consumers' start (sync, cache drop).
+    pub pause_s: f64,
+    /// Seconds from the consumers' start to every group settled (every partition assigned, every
+    /// member holding one); may come after the drain, since the first member to join reads
+    /// everything until the group rebalances.
+    pub assign_s: f64,
+    /// Seconds from the consumers' start to the first message received.
+    pub first_message_s: f64,
+    /// Seconds from the consumers' start to the last message received: the drain time.
+    pub drain_s: f64,
+    /// Messages received by all groups during the drain.
+    pub drained_messages: u64,
+    /// Payload bytes received by all groups during the drain.
+    pub drained_bytes: u64,
+    /// `drained_messages / drain_s`.
+    pub drain_msgs_per_s: f64,
+    /// `drained_bytes / drain_s`, MiB (2^20 bytes) per second.
+    pub drain_mib_per_s: f64,
+    /// Whether every group read the whole backlog.
+    pub complete: bool,
+}
+
+/// The search for the maximum sustainable rate: steps of increasing target rate (doubling,
+/// then bisection), each judged sustainable when the achieved rate is at least
+/// `achieved_min_ratio` of the target and the produce p99 within `p99_bound_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaxRateSummary {
+    /// The highest sustainable target rate found, msgs/s (all producers); `null` when no step
+    /// was sustainable (not even the first).
+    pub found_msgs_per_s: Option<f64>,
+    /// The latency bound: produce p99 must be at most this, ms.
+    pub p99_bound_ms: f64,
+    /// The achieved rate must be at least this share of the target (0.95).
+    pub achieved_min_ratio: f64,
+    /// Length of each step's produce phase, s.
+    pub step_s: f64,
+    /// Why the search stopped.
+    pub stopped: String,
+    /// Every step in the order walked.
+    pub steps: Vec<MaxRateStep>,
+}
+
+/// One step of the max-rate search.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaxRateStep {
+    /// Target rate, msgs/s (all producers).
+    pub target_msgs_per_s: f64,
+    /// Achieved (acknowledged) rate, msgs/s.
+    pub achieved_msgs_per_s: f64,
+    /// Produce latency median, ms.
+    pub p50_ms: f64,
+    /// Produce latency 99th percentile, ms.
+    pub p99_ms: f64,
+    /// `"sustained"` or `"not sustained: <why>"`.
+    pub verdict: String,
+    /// Whether the step was sustainable.
+    pub sustained: bool,
+    /// The step's run folder, relative to the search's folder.
+    pub dir: String,
 }
 
 /// When, where and by what a run was made.
@@ -197,7 +394,8 @@ pub struct ProduceSummary {
     /// Acknowledged payload MiB (2^20 bytes) per second over the measured window.
     pub mib_per_s: f64,
     /// Target rate for all producers together, in messages per second; `None` = flat out.
-    pub target_rate: Option<f64>,
+    #[serde(alias = "target_rate")]
+    pub target_msgs_per_s: Option<f64>,
     /// Whether the achieved rate reached the target (within the scenario's tolerance);
     /// `None` when there is no target.
     pub rate_reached: Option<bool>,
@@ -215,8 +413,8 @@ pub struct ProduceSummary {
     #[serde(default)]
     pub failed_latency_ms: Percentiles,
     /// `failed / (acked + failed)`, 0..=1: the share of deliveries that failed.
-    #[serde(default)]
-    pub error_rate: f64,
+    #[serde(default, alias = "error_rate")]
+    pub error_ratio: f64,
     /// Seconds from the start of the run to the first send: brokers, topic, consumer groups
     /// joining, producer clients and `init_transactions`. Outside the measured window.
     #[serde(default)]
@@ -243,7 +441,8 @@ pub struct ConsumeSummary {
     pub messages: u64,
     /// Payload bytes received, summed over all groups.
     pub bytes: u64,
-    /// Length of the measured window, in seconds (warm-up end to last message received).
+    /// Length of the measured window, in seconds: warm-up end (in a catch-up, the consumers'
+    /// start) to the last message received.
     pub duration_s: f64,
     /// Messages received per second over the measured window, all groups.
     pub msgs_per_s: f64,
@@ -483,12 +682,13 @@ pub struct OnDiskSummary {
     /// Bytes under the log dirs after the run, all brokers.
     pub bytes_after: u64,
     /// `bytes_after - bytes_before`, bytes (negative if retention deleted more than was written).
-    pub growth: i64,
+    #[serde(alias = "growth")]
+    pub growth_bytes: i64,
     /// Acknowledged payload bytes (key + value), one copy.
     pub payload_bytes: u64,
     /// Replication factor of the topic.
     pub replication_factor: u32,
-    /// `growth / (payload_bytes × replication_factor)`: > 1 is record overhead, < 1 is
+    /// `growth_bytes / (payload_bytes × replication_factor)`: > 1 is record overhead, < 1 is
     /// compression.
     pub overhead_ratio: f64,
     /// Whether every replica holds what it must (see [`ReplicaDisk::ok`]); `None` when not
@@ -536,9 +736,9 @@ pub struct SystemSummary {
     /// Number of samples taken.
     #[serde(default)]
     pub samples: u64,
-    /// Mean machine CPU use, % of all cores (0–100).
+    /// Mean machine CPU use, % of the whole machine (0–100).
     pub cpu_avg_pct: f64,
-    /// Highest machine CPU use in one interval, % of all cores (0–100).
+    /// Highest machine CPU use in one interval, % of the whole machine (0–100).
     pub cpu_max_pct: f64,
     /// Highest memory in use, bytes.
     pub mem_max_bytes: u64,
@@ -569,15 +769,16 @@ pub struct ProcessSummary {
     pub label: String,
     /// Process id.
     pub pid: u32,
-    /// Mean CPU use, % of **one** core (like `top`; 200 = two cores busy).
+    /// Mean CPU use, % of the whole machine (0–100; on 4 cores, one busy core is 25).
     pub cpu_avg_pct: f64,
-    /// Highest CPU use in one interval, % of one core.
+    /// Highest CPU use in one interval, % of the whole machine.
     #[serde(default)]
     pub cpu_max_pct: f64,
     /// Highest resident set size, bytes.
     pub rss_max_bytes: u64,
     /// Bytes the process wrote to storage during the run.
-    pub bytes_written: u64,
+    #[serde(alias = "bytes_written")]
+    pub written_bytes: u64,
 }
 
 /// The durability verdict of a run (`durability` in `summary.json`): the settings that decide
@@ -846,7 +1047,7 @@ pub struct SystemData {
 pub struct SystemRow {
     /// End of the interval, seconds since the sampler started (the run's clock).
     pub t_s: f64,
-    /// Machine CPU use, % of all cores (0–100).
+    /// Machine CPU use, % of the whole machine (0–100).
     pub cpu_total_pct: f64,
     /// CPU use of each logical core, % of that core (0–100), in core order.
     pub cpu_per_core_pct: Vec<f64>,
@@ -884,7 +1085,8 @@ pub struct ProcessRow {
     pub label: String,
     /// Process id.
     pub pid: u32,
-    /// CPU use, % of **one** core (200 = two cores busy); 0 once the process has exited.
+    /// CPU use, % of the whole machine (0–100, [`cpu_share_of_machine`]); 0 once the process
+    /// has exited.
     pub cpu_pct: f64,
     /// Resident set size, bytes; 0 once the process has exited.
     pub rss_bytes: u64,
@@ -965,7 +1167,7 @@ mod tests {
                 duration_s: 2.0,
                 msgs_per_s: 500.0,
                 mib_per_s: 0.49,
-                target_rate: Some(500.0),
+                target_msgs_per_s: Some(500.0),
                 rate_reached: Some(true),
                 latency_ms: Percentiles::from_histogram(&h),
                 ..Default::default()
@@ -993,7 +1195,7 @@ mod tests {
             },
             on_disk: OnDiskSummary {
                 ok: None,
-                growth: -5,
+                growth_bytes: -5,
                 ..Default::default()
             },
             ..Default::default()
@@ -1103,6 +1305,40 @@ mod tests {
         assert_eq!(s, back);
         assert!(json.contains("\"kind\": \"embedded\""));
         assert!(json.contains("\"e2e_latency_ms\""));
+    }
+
+    #[test]
+    fn figures_are_written_rounded_and_the_config_as_given() {
+        assert_eq!(round_figure(36883.933333333334), 36883.933);
+        assert_eq!(round_figure(-1.23456), -1.235);
+        assert_eq!(round_figure(0.000123456), 0.0001235);
+        assert_eq!(round_figure(0.0), 0.0);
+        let mut s = sample_summary();
+        s.produce.msgs_per_s = 1234.56789;
+        s.produce.error_ratio = 0.000012345;
+        s.config = serde_json::json!({"producers": {"abort_ratio": 0.123456789}});
+        let text = s.to_json().unwrap();
+        assert!(text.contains("\"msgs_per_s\": 1234.568,"), "{text}");
+        assert!(text.contains("\"error_ratio\": 0.00001235"), "{text}");
+        assert!(text.contains("0.123456789"), "config is written as given");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_naming_both_versions() {
+        let text = sample_summary().to_json().unwrap().replace(
+            &format!("\"schema_version\": {SCHEMA_VERSION}"),
+            "\"schema_version\": 7",
+        );
+        let e = Summary::from_json(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("schema_version 7") && e.contains("versions 1 to 2"),
+            "{e}"
+        );
+        // This version reads back what it writes, and rounding a rounded summary changes
+        // nothing.
+        let once = Summary::from_json(&sample_summary().to_json().unwrap()).unwrap();
+        assert_eq!(once.produce.latency_ms.mean, 50.006);
+        assert_eq!(Summary::from_json(&once.to_json().unwrap()).unwrap(), once);
     }
 
     #[test]

@@ -344,7 +344,7 @@ fn cluster_up_serves_describe_and_leaves_no_broker_behind() {
     );
     assert_eq!(summary["on_disk"]["ok"], true, "{summary:#}");
     assert!(
-        summary["on_disk"]["growth"].as_i64().unwrap() > 0,
+        summary["on_disk"]["growth_bytes"].as_i64().unwrap() > 0,
         "{summary:#}"
     );
 

@@ -34,7 +34,7 @@ fn smoke_scenario_passes_with_correct_counts_and_a_full_report() {
         10_000
     );
     assert_eq!(s.on_disk.ok, Some(true), "{:?}", s.on_disk);
-    assert!(s.on_disk.growth as u64 >= 10_000 * 1024);
+    assert!(s.on_disk.growth_bytes as u64 >= 10_000 * 1024);
     assert_eq!(s.config["producers"]["message_size"], "1KiB");
     assert!(s.produce.latency_ms.count > 0 && s.consume.e2e_latency_ms.count > 0);
     // Report files exist and parse.

@@ -95,7 +95,7 @@ pub fn report_html(s: &Summary, charts: &[Figure]) -> String {
         "<tr><td>consume ({} group(s))</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td></td></tr></table>",
         c.groups, c.messages, bytes(c.bytes), c.msgs_per_s, c.mib_per_s, c.duration_s
     );
-    if let Some(rate) = p.target_rate {
+    if let Some(rate) = p.target_msgs_per_s {
         let _ = writeln!(
             o,
             "<p>Target rate {rate:.0} msgs/s: {}</p>",
@@ -127,7 +127,7 @@ pub fn report_html(s: &Summary, charts: &[Figure]) -> String {
     let _ = writeln!(
         o,
         "<p>Error rate {:.2} % ({} of {} deliveries failed). Set-up before the first send {:.2} s (producer clients {:.2} s), outside the measured window.</p>",
-        p.error_rate * 100.0,
+        p.error_ratio * 100.0,
         p.failed,
         p.acked + p.failed,
         p.setup_s,
@@ -267,7 +267,7 @@ pub fn report_html(s: &Summary, charts: &[Figure]) -> String {
             ("method", od.method.clone()),
             ("before", bytes(od.bytes_before)),
             ("after", bytes(od.bytes_after)),
-            ("growth", format!("{} bytes", od.growth)),
+            ("growth_bytes", format!("{} bytes", od.growth_bytes)),
             ("payload", bytes(od.payload_bytes)),
             ("replication factor", od.replication_factor.to_string()),
             (
@@ -291,7 +291,7 @@ pub fn report_html(s: &Summary, charts: &[Figure]) -> String {
         (
             "CPU avg / max",
             format!(
-                "{:.1} % / {:.1} % of {} cores",
+                "{:.1} % / {:.1} % of the machine ({} cores)",
                 sy.cpu_avg_pct, sy.cpu_max_pct, sy.cores
             ),
         ),
@@ -320,17 +320,45 @@ pub fn report_html(s: &Summary, charts: &[Figure]) -> String {
         sys.push((
             "process",
             format!(
-                "{} (pid {}): CPU avg {:.1} % max {:.1} % of one core, RSS max {}, wrote {}",
+                "{} (pid {}): CPU avg {:.1} % max {:.1} % of the machine, RSS max {}, wrote {}",
                 pr.label,
                 pr.pid,
                 pr.cpu_avg_pct,
                 pr.cpu_max_pct,
                 bytes(pr.rss_max_bytes),
-                bytes(pr.bytes_written)
+                bytes(pr.written_bytes)
             ),
         ));
     }
     kv_table(&mut o, "System", &sys);
+    if let Some(c) = &s.catch_up {
+        let rows = [
+            (
+                "backlog",
+                format!(
+                    "{} messages, {}",
+                    c.backlog_messages,
+                    bytes(c.backlog_bytes)
+                ),
+            ),
+            ("page cache", c.page_cache.clone()),
+            (
+                "drain",
+                format!(
+                    "{} messages in {:.2} s: {:.0} msgs/s, {:.1} MiB/s",
+                    c.drained_messages, c.drain_s, c.drain_msgs_per_s, c.drain_mib_per_s
+                ),
+            ),
+            (
+                "first message / group settled",
+                format!(
+                    "{:.2} s / {:.2} s after the start",
+                    c.first_message_s, c.assign_s
+                ),
+            ),
+        ];
+        kv_table(&mut o, "Catch-up", &rows);
+    }
 
     if !s.errors.is_empty() {
         let rows: Vec<(&str, String)> = s
@@ -376,7 +404,7 @@ fn headline(o: &mut String, s: &Summary) {
         format!(
             "{:.1} MiB/s acknowledged{}",
             p.mib_per_s,
-            match (p.target_rate, p.rate_reached) {
+            match (p.target_msgs_per_s, p.rate_reached) {
                 (Some(r), Some(false)) => format!(", target {} NOT reached", thousands(r)),
                 (Some(r), _) => format!(", target {}", thousands(r)),
                 _ => String::new(),
@@ -428,7 +456,7 @@ fn headline(o: &mut String, s: &Summary) {
         if od.payload_bytes > 0 {
             format!(
                 "grew {} for {} payload × RF {} (ratio {:.3})",
-                bytes(od.growth.max(0) as u64),
+                bytes(od.growth_bytes.max(0) as u64),
                 bytes(od.payload_bytes),
                 od.replication_factor,
                 od.overhead_ratio
@@ -440,7 +468,7 @@ fn headline(o: &mut String, s: &Summary) {
     if p.failed > 0 {
         tiles.push((
             "failed deliveries",
-            format!("{:.2} %", p.error_rate * 100.0),
+            format!("{:.2} %", p.error_ratio * 100.0),
             format!("{} of {}", p.failed, p.acked + p.failed),
         ));
     }

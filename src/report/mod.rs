@@ -72,7 +72,7 @@ pub fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
 /// Writes every report file of a run into `dir` (which [`prepare_dir`] created).
 pub fn write_run(dir: &Path, data: &RunData) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let summary = serde_json::to_string_pretty(&data.summary)? + "\n";
+    let summary = data.summary.to_json()?;
     write(dir, SUMMARY_JSON, summary.as_bytes())?;
     write(dir, TIMESERIES_CSV, &csv::timeseries_csv(&data.intervals)?)?;
     write(dir, SYSTEM_CSV, &csv::system_csv(&data.system.rows)?)?;
@@ -140,8 +140,12 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
             set.runs
         );
     }
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a kbench summary", path.display()))
+    Summary::from_json(&text).map_err(|e| match e {
+        crate::summary::SchemaError::Json(e) => {
+            anyhow::Error::new(e).context(format!("{} is not a kbench summary", path.display()))
+        }
+        e => anyhow::anyhow!("{}: {e}", path.display()),
+    })
 }
 
 /// Paths of every chart file the run `data` gets in `dir` (PNG and SVG of each chart drawn).
@@ -237,7 +241,9 @@ mod tests {
             assert!(f.exists(), "{} missing", f.display());
         }
         let back = read_run(dir.path()).unwrap();
-        assert_eq!(back.summary, data.summary);
+        // summary.json holds the figures rounded (Summary::to_json).
+        let rounded = Summary::from_json(&data.summary.to_json().unwrap()).unwrap();
+        assert_eq!(back.summary, rounded);
         assert_eq!(back.intervals, data.intervals);
         assert_eq!(back.produce_latency.len(), data.produce_latency.len());
         assert_eq!(back.system.rows.len(), data.system.rows.len());

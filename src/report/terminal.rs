@@ -42,7 +42,7 @@ pub fn terminal_table(s: &Summary) -> String {
         "{:<10} {:>12} {:>12.0} {:>10.2} {:>9.2}",
         "consume", c.messages, c.msgs_per_s, c.mib_per_s, c.duration_s
     );
-    if let Some(target) = p.target_rate {
+    if let Some(target) = p.target_msgs_per_s {
         let reached = match p.rate_reached {
             Some(true) => "reached",
             Some(false) => "NOT reached",
@@ -70,7 +70,7 @@ pub fn terminal_table(s: &Summary) -> String {
         "errors: {} of {} deliveries failed ({:.2} %){}; set-up {:.2} s before the first send (clients {:.2} s)",
         p.failed,
         p.acked + p.failed,
-        p.error_rate * 100.0,
+        p.error_ratio * 100.0,
         if acks0 {
             "; acks=0: latency is the time to send, nothing is acknowledged"
         } else {
@@ -137,7 +137,7 @@ pub fn terminal_table(s: &Summary) -> String {
         let _ = writeln!(
             o,
             "on disk: grew {} for {} payload × RF {} (ratio {:.3}) — {ok}",
-            bytes(od.growth.max(0) as u64),
+            bytes(od.growth_bytes.max(0) as u64),
             bytes(od.payload_bytes),
             od.replication_factor,
             od.overhead_ratio
@@ -147,7 +147,7 @@ pub fn terminal_table(s: &Summary) -> String {
     if sys.samples > 0 {
         let _ = writeln!(
             o,
-            "system: CPU avg {:.0}% max {:.0}%, memory max {}, network {}, disk written {}",
+            "system: CPU avg {:.0}% max {:.0}% of the machine, memory max {}, network {}, disk written {}",
             sys.cpu_avg_pct,
             sys.cpu_max_pct,
             bytes(sys.mem_max_bytes),

@@ -106,15 +106,33 @@ pub fn sets(args: &[String]) -> Vec<Override> {
 /// groups, topic and brokers, and the delivery expected.
 pub fn plan_line(s: &Scenario, label: Option<&str>) -> String {
     let p = &s.producers;
-    let amount = match p.stop() {
+    let mut amount = match p.stop() {
         Stop::Messages(n) => format!("{n} messages each"),
         Stop::Duration(d) => format!("for {}", units::format_duration(d)),
     };
-    let rate = p.rate_each().map_or("flat out".to_string(), |r| {
+    let mut rate = p.rate_each().map_or("flat out".to_string(), |r| {
         format!("at {} each", units::format_rate(r))
     });
+    if let Some(m) = &s.max_rate {
+        amount = format!(
+            "up to {} steps of {}",
+            m.max_steps,
+            units::format_duration(m.step_duration.0)
+        );
+        rate = format!(
+            "max-rate search from {} to {} in total, p99 ≤ {}",
+            units::format_rate(m.start_rate.0),
+            units::format_rate(m.ceiling.0),
+            units::format_duration(m.p99_bound.0)
+        );
+    }
+    let groups_begin = if s.consumers.begin == Begin::AfterProduce {
+        " started after producing (catch-up)"
+    } else {
+        ""
+    };
     format!(
-        "{}{}: {} producer(s) × {amount} of {} ({} B) ({rate}, acks={}), {} group(s) × {} member(s), {} partition(s) RF {}{}, {} broker(s), delivery {}",
+        "{}{}: {} producer(s) × {amount} of {} ({} B) ({rate}, acks={}), {} group(s) × {} member(s){groups_begin}, {} partition(s) RF {}{}, {} broker(s), delivery {}",
         s.name,
         label.map(|l| format!(" [{l}]")).unwrap_or_default(),
         p.count,
@@ -974,6 +992,54 @@ members = 2
             e.contains("x.toml:7:1") && e.contains("identity header"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn catch_up_and_max_rate_keys_are_checked_and_named() {
+        let base = "name = \"t\"\n";
+        let err = |sets: &[&str]| load_text(base, sets).unwrap_err().to_string();
+        let e = err(&["consumers.drop_page_cache=true"]);
+        assert!(
+            e.contains("consumers.drop_page_cache") && e.contains("after-produce"),
+            "{e}"
+        );
+        let e = err(&["consumers.begin=after-produce", "consumers.start=latest"]);
+        assert!(
+            e.contains("consumers.start") && e.contains("skip the whole backlog"),
+            "{e}"
+        );
+        let l = load_text(
+            base,
+            &[
+                "consumers.begin=after-produce",
+                "consumers.drop_page_cache=true",
+            ],
+        )
+        .unwrap();
+        assert_eq!(l.variants[0].scenario.consumers.begin, Begin::AfterProduce);
+        let search =
+            "name = \"t\"\n[max_rate]\np99_bound = \"50ms\"\nstart_rate = 100\nceiling = 1000\n";
+        let l = load_text(search, &[]).unwrap();
+        let m = l.variants[0].scenario.max_rate.clone().unwrap();
+        assert_eq!((m.max_steps, m.precision), (8, 0.1));
+        let e = load_text(search, &["producers.messages_each=5"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_rate") && e.contains("remove producers.messages_each"),
+            "{e}"
+        );
+        let e = load_text(search, &["max_rate.ceiling=10"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_rate.ceiling") && e.contains("at least start_rate"),
+            "{e}"
+        );
+        let e = load_text(search, &["max_rate.max_steps=0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_rate.max_steps = 0"), "{e}");
     }
 
     #[test]

@@ -61,6 +61,126 @@ pub struct Scenario {
     /// Dotted key → list of values: one run per combination.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, Vec<toml::Value>>,
+    /// Search for the maximum sustainable rate (`[max_rate]`): one run per step, see
+    /// [`MaxRate`] and `crate::max_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<MaxRate>,
+}
+
+/// `[max_rate]`: the search for the highest total produce rate the cluster sustains (the
+/// achieved rate at least 95 % of the target and the produce p99 within `p99_bound`). Each step
+/// is a whole run of `step_duration` at one target rate: the rate doubles from `start_rate`
+/// until a step fails or `ceiling` is reached, then the search bisects between the highest
+/// sustained and the lowest failed rate until they are within `precision` of each other or
+/// `max_steps` steps were run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxRate {
+    /// Produce p99 latency bound of a sustained step.
+    pub p99_bound: Dur,
+    /// Target rate of the first step, msgs/s over all producers.
+    pub start_rate: Rate,
+    /// Highest target rate tried, msgs/s over all producers.
+    pub ceiling: Rate,
+    /// Most steps run (each a whole run).
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+    /// Produce phase of each step (`producers.duration` of the step).
+    #[serde(default = "default_step_duration")]
+    pub step_duration: Dur,
+    /// Bisection stops when `(failed − sustained) / sustained` is at most this.
+    #[serde(default = "default_precision")]
+    pub precision: f64,
+}
+
+fn default_max_steps() -> u32 {
+    8
+}
+
+fn default_step_duration() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+fn default_precision() -> f64 {
+    0.1
+}
+
+/// Most steps a max-rate search may run.
+pub const MAX_RATE_STEPS: u32 = 30;
+
+impl MaxRate {
+    fn validate(&self, s: &Scenario) -> Result<(), Invalid> {
+        if self.start_rate.0.is_nan() || self.start_rate.0 <= 0.0 {
+            return Err(invalid("max_rate.start_rate", "start_rate must be above 0"));
+        }
+        if self.ceiling.0 < self.start_rate.0 {
+            return Err(invalid(
+                "max_rate.ceiling",
+                format!(
+                    "ceiling = {} must be at least start_rate = {}",
+                    self.ceiling.0, self.start_rate.0
+                ),
+            ));
+        }
+        if self.max_steps == 0 || self.max_steps > MAX_RATE_STEPS {
+            return Err(invalid(
+                "max_rate.max_steps",
+                format!(
+                    "max_steps = {} must be 1..={MAX_RATE_STEPS}",
+                    self.max_steps
+                ),
+            ));
+        }
+        if self.step_duration.0 < Duration::from_secs(1) {
+            return Err(invalid(
+                "max_rate.step_duration",
+                "step_duration must be at least 1s (a step's rate and p99 need a few intervals)",
+            ));
+        }
+        if self.p99_bound.0.is_zero() {
+            return Err(invalid(
+                "max_rate.p99_bound",
+                "p99_bound must be longer than 0s",
+            ));
+        }
+        if !(self.precision > 0.0 && self.precision < 1.0) {
+            return Err(invalid(
+                "max_rate.precision",
+                format!("precision = {} must be above 0 and below 1", self.precision),
+            ));
+        }
+        if !s.matrix.is_empty() {
+            return Err(invalid(
+                "max_rate",
+                "max_rate cannot be combined with [matrix] (each step is already a run of its own)",
+            ));
+        }
+        if s.runs > 1 {
+            return Err(invalid(
+                "max_rate",
+                "max_rate runs each step once; set runs = 1",
+            ));
+        }
+        let p = &s.producers;
+        if p.messages_each.is_some()
+            || p.duration.is_some()
+            || p.rate.is_some()
+            || p.total_rate.is_some()
+        {
+            return Err(invalid(
+                "max_rate",
+                "max_rate sets each step's producers.total_rate and producers.duration \
+                 (max_rate.step_duration): remove producers.messages_each, duration, rate and total_rate",
+            ));
+        }
+        if self.step_duration.0 + p.warmup.0 > p.time_limit.0 {
+            return Err(invalid(
+                "producers.time_limit",
+                "time_limit must exceed max_rate.step_duration + warmup",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[cluster]`
@@ -429,6 +549,17 @@ pub enum Start {
     Latest,
 }
 
+/// When the consumer groups start reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Begin {
+    /// Subscribed and assigned before the first message is sent (the default).
+    WithProducers,
+    /// Started once every producer is done: the topic holds a backlog to catch up on (the
+    /// catch-up test, OpenMessaging's `consumerBacklogSizeGB`).
+    AfterProduce,
+}
+
 /// `[consumers]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -443,6 +574,12 @@ pub struct Consumers {
     pub commit: Commit,
     /// Start position of a new group.
     pub start: Start,
+    /// When the groups start reading: `"with-producers"` or `"after-produce"` (catch-up).
+    pub begin: Begin,
+    /// With `begin = "after-produce"`: sync, then drop the page cache (`echo 1 >
+    /// /proc/sys/vm/drop_caches`, needs root and embedded brokers on this machine) before the
+    /// groups start, so the drain reads from disk; the summary says whether it was dropped.
+    pub drop_page_cache: bool,
     /// How long consumers may take to reach the end offsets after producers finish.
     pub drain_timeout: Dur,
     /// How long to wait for every partition to be assigned before producing.
@@ -459,6 +596,8 @@ impl Default for Consumers {
             isolation: Isolation::ReadCommitted,
             commit: Commit::Auto,
             start: Start::Earliest,
+            begin: Begin::WithProducers,
+            drop_page_cache: false,
             drain_timeout: Dur(Duration::from_secs(30)),
             assign_timeout: Dur(Duration::from_secs(30)),
             client_configs: BTreeMap::new(),
@@ -1483,6 +1622,34 @@ impl Scenario {
                 "delivery = \"{}\" needs consumers; set consumers.groups ≥ 1 or delivery = \"none\"",
                 self.verify.delivery.as_str()
             )));
+        }
+        if k.begin == Begin::AfterProduce {
+            if k.groups == 0 {
+                return Err(invalid(
+                    "consumers.begin",
+                    "begin = \"after-produce\" needs consumers; set consumers.groups ≥ 1",
+                ));
+            }
+            if k.start == Start::Latest {
+                return Err(invalid(
+                    "consumers.start",
+                    "start = \"latest\" with begin = \"after-produce\" would skip the whole backlog; use start = \"earliest\"",
+                ));
+            }
+            if self.pipeline.is_some() || !self.faults.is_empty() {
+                return Err(invalid(
+                    "consumers.begin",
+                    "begin = \"after-produce\" cannot be combined with [pipeline] or [[faults]]",
+                ));
+            }
+        } else if k.drop_page_cache {
+            return Err(invalid(
+                "consumers.drop_page_cache",
+                "drop_page_cache needs begin = \"after-produce\" (the cache is dropped between producing and consuming)",
+            ));
+        }
+        if let Some(m) = &self.max_rate {
+            m.validate(self)?;
         }
         if self.verify.require_rate && p.rate_each().is_none() {
             return Err(invalid(

@@ -111,7 +111,7 @@ pub async fn ensure(
 /// (`full_isr`), every replica in its ISR: a replicated topic is only used once all its
 /// replicas are in sync, so the first acks = all writes do not meet a half-formed ISR. A topic
 /// that already existed is used as it is (a replica may be down on purpose).
-async fn wait_ready(
+pub async fn wait_ready(
     cluster: &ClusterAccess,
     topic: &str,
     timeout: Duration,
@@ -235,8 +235,9 @@ pub fn watermarks(
     Ok(out)
 }
 
-/// Errors a metadata change in progress explains, worth asking again.
-fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+/// Errors a metadata change in progress or a broker that is down explains, worth asking again
+/// (librdkafka reconnects and refreshes metadata by itself).
+pub(crate) fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(
         e.rdkafka_error_code(),
@@ -247,6 +248,7 @@ fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
                 | C::FencedLeaderEpoch
                 | C::UnknownLeaderEpoch
                 | C::BrokerTransportFailure
+                | C::AllBrokersDown
         )
     )
 }

@@ -23,7 +23,9 @@ use crate::workload::payload::{Check, Identity};
 /// Reads `topic` (`partitions` partitions) from the start to its current end, recording every
 /// record of this run in a ledger (with per-partition counts of distinct messages found).
 /// Bounded by `bound`; a read that does not reach the end in time is an error naming the
-/// partition.
+/// partition (and the last transient error seen, if any). A broker that is down (a fault left
+/// it stopped, or the bootstrap list names it) is not an error by itself: librdkafka reports
+/// its refused connections and goes on with the others, and so does the read.
 pub fn read(
     cluster: &ClusterAccess,
     topic_name: &str,
@@ -53,6 +55,7 @@ pub fn read(
     let mut found = vec![0u64; partitions.max(0) as usize];
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let deadline = Instant::now() + bound;
+    let mut last_transient: Option<String> = None;
     let done = |next: &BTreeMap<i32, i64>| {
         ends.iter()
             .all(|(p, (low, high))| high <= low || next.get(p).is_some_and(|n| n >= high))
@@ -63,8 +66,12 @@ pub fn read(
                 .iter()
                 .find(|(p, (low, high))| high > low && next.get(p).is_none_or(|n| n < high))
                 .map_or((&-1, &(0, 0)), |(p, w)| (p, w));
+            let why = last_transient
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
             return Err(format!(
-                "final read: {topic_name}-{p} not read to its end offset {high} within {bound:?} (at {})",
+                "final read: {topic_name}-{p} not read to its end offset {high} within {bound:?} (at {}){why}",
                 next.get(p).copied().unwrap_or(0)
             ));
         }
@@ -90,6 +97,7 @@ pub fn read(
                     Identity::Foreign => ledger.receive_foreign(),
                 }
             }
+            Some(Err(e)) if topic::is_transient(&e) => last_transient = Some(e.to_string()),
             Some(Err(e)) => return Err(format!("final read of {topic_name}: {e}")),
             None => {
                 // Markers and aborted records move the position without a message.
@@ -123,7 +131,7 @@ pub fn judge(
         .enumerate()
         .filter_map(|(p, acked)| {
             let held = found.get(p).copied().unwrap_or(0);
-            (held < *acked).then_some(PartitionLoss {
+            (held < *acked).then(|| PartitionLoss {
                 partition: p as i32,
                 acked: *acked,
                 held,

@@ -426,7 +426,7 @@ fn summarize(
         method: method.into(),
         bytes_before: before,
         bytes_after: after,
-        growth,
+        growth_bytes: growth,
         payload_bytes: e.payload_bytes,
         replication_factor: e.replication_factor,
         overhead_ratio: ratio,

@@ -56,8 +56,15 @@ impl ClientContext for Context {}
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => self.meter.assigned(tpl.count()),
-            Rebalance::Revoke(_) => self.meter.assigned(0),
+            Rebalance::Assign(tpl) => {
+                self.meter.assigned(tpl.count());
+                let held = tpl.elements().iter().map(|e| e.partition()).collect();
+                self.meter.with_state(|st| st.held = held);
+            }
+            Rebalance::Revoke(_) => {
+                self.meter.assigned(0);
+                self.meter.with_state(|st| st.held.clear());
+            }
             Rebalance::Error(e) => self.meter.error(&error_kind(e)),
         }
     }

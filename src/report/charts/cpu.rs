@@ -1,6 +1,6 @@
-//! CPU over time: the machine's total CPU use (% of all cores), the brokers' share and
-//! kbench's share on the same scale (process CPU, which sysinfo gives as % of one core,
-//! divided by the number of cores).
+//! CPU over time: the machine's total CPU use, the brokers' share and kbench's share, all on
+//! the one base of every CPU % in kbench: % of the whole machine (the sampler already divides
+//! process CPU by the number of cores).
 
 use super::{is_broker, Chart, Line};
 use crate::summary::RunData;
@@ -17,14 +17,13 @@ pub(crate) fn chart(data: &RunData) -> Chart {
     let share = |pick: &dyn Fn(&str) -> bool| -> Vec<(f64, f64)> {
         rows.iter()
             .map(|r| {
-                let cores = r.cpu_per_core_pct.len().max(1) as f64;
                 let sum: f64 = r
                     .processes
                     .iter()
                     .filter(|p| pick(&p.label))
                     .map(|p| p.cpu_pct)
                     .sum();
-                (r.t_s, sum / cores)
+                (r.t_s, sum)
             })
             .collect()
     };

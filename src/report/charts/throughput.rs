@@ -48,7 +48,10 @@ pub(crate) fn messages(data: &RunData) -> Chart {
         1,
         per_s(data, |r| r.consumed_msgs, 1.0),
     ));
-    if let (Some(rate), Some(last)) = (data.summary.produce.target_rate, data.intervals.last()) {
+    if let (Some(rate), Some(last)) = (
+        data.summary.produce.target_msgs_per_s,
+        data.intervals.last(),
+    ) {
         let mut l = Line::new(
             format!("target {rate:.0} msgs/s"),
             3,
