@@ -1085,11 +1085,7 @@ pub(crate) fn panels(rows: &[CompareRow]) -> Vec<BarChart> {
             "ms",
             bars(&|r| r.produce_p99_ms),
         ),
-        (
-            "end-to-end latency p99 (ms)",
-            "ms",
-            bars(&|r| r.e2e_p99_ms),
-        ),
+        ("end-to-end latency p99 (ms)", "ms", bars(&|r| r.e2e_p99_ms)),
         (
             "acknowledged messages lost",
             "messages",
@@ -1135,7 +1131,10 @@ pub fn html_page(
         .map(|r| r.label.as_str())
         .collect();
     let (class, text) = if failed.is_empty() {
-        ("pass", format!("all {} input(s) passed their checks", rows.len()))
+        (
+            "pass",
+            format!("all {} input(s) passed their checks", rows.len()),
+        )
     } else {
         (
             "fail",

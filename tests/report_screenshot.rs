@@ -53,7 +53,11 @@ fn screenshot(page: &Path, png: &Path, size: (u32, u32)) -> Vec<[u8; 3]> {
         .arg(format!("file://{}", page.display()))
         .output()
         .expect("run chromium");
-    assert!(png.exists(), "chromium wrote no screenshot: {}", common::show(&out));
+    assert!(
+        png.exists(),
+        "chromium wrote no screenshot: {}",
+        common::show(&out)
+    );
     decode(png)
 }
 
@@ -93,9 +97,9 @@ fn chart_svgs(html: &str) -> Vec<&str> {
 /// (the legend's samples have two), or a bar of a data colour.
 fn has_data(svg: &str) -> bool {
     svg.split('<').any(|el| {
-        let coloured = DATA_COLOURS
-            .iter()
-            .any(|c| el.contains(&format!("stroke=\"{c}\"")) || el.contains(&format!("fill=\"{c}\"")));
+        let coloured = DATA_COLOURS.iter().any(|c| {
+            el.contains(&format!("stroke=\"{c}\"")) || el.contains(&format!("fill=\"{c}\""))
+        });
         let line = el.starts_with("polyline")
             && el
                 .split("points=\"")
@@ -112,7 +116,13 @@ fn check_report(dir: &Path, html_name: &str) -> Result<(), String> {
     let html = std::fs::read_to_string(dir.join(html_name)).map_err(|e| e.to_string())?;
     let files = std::fs::read_dir(dir)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "svg"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "svg")
+        })
         .count();
     let svgs = chart_svgs(&html);
     if svgs.len() != files || files == 0 {
@@ -132,7 +142,11 @@ fn check_report(dir: &Path, html_name: &str) -> Result<(), String> {
             format!("<!DOCTYPE html><html><body style=\"margin:0\">{svg}</body></html>"),
         )
         .unwrap();
-        let pixels = screenshot(&page, &shots.path().join(format!("chart-{i}.png")), CHART_WINDOW);
+        let pixels = screenshot(
+            &page,
+            &shots.path().join(format!("chart-{i}.png")),
+            CHART_WINDOW,
+        );
         let n = coloured(&pixels);
         if n < MIN_CHART_PIXELS {
             return Err(format!(
@@ -144,7 +158,9 @@ fn check_report(dir: &Path, html_name: &str) -> Result<(), String> {
     let pixels = screenshot(&dir.join(html_name), &dir.join("report.png"), WINDOW);
     let dark = pixels.iter().filter(|p| p.iter().all(|c| *c < 100)).count();
     if dark < 2_000 {
-        return Err(format!("the top of {html_name} is blank on screen ({dark} dark pixels)"));
+        return Err(format!(
+            "the top of {html_name} is blank on screen ({dark} dark pixels)"
+        ));
     }
     Ok(())
 }
@@ -168,10 +184,17 @@ fn report_html_shows_every_chart_in_chromium_and_the_check_catches_a_missing_or_
     assert!(o.status.success(), "{}", common::show(&o));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     // Verdict, headline numbers, charts, then the tables.
-    let at = |s: &str| html.find(s).unwrap_or_else(|| panic!("{s} missing from report.html"));
+    let at = |s: &str| {
+        html.find(s)
+            .unwrap_or_else(|| panic!("{s} missing from report.html"))
+    };
     assert!(at("PASSED") < at("class=\"headline\"") && at("class=\"headline\"") < at("<svg"));
     assert!(at("<svg") < at("<h2>Details"));
-    assert_eq!(chart_svgs(&html).len(), 9, "every chart of this run is drawn");
+    assert_eq!(
+        chart_svgs(&html).len(),
+        9,
+        "every chart of this run is drawn"
+    );
     check_report(&dir, "report.html").unwrap();
 
     // The check fails when it should, on the same report:
@@ -196,7 +219,10 @@ fn report_html_shows_every_chart_in_chromium_and_the_check_catches_a_missing_or_
     // a chart whose data is in the SVG but not on screen.
     let hidden = svgs[1].replace("<polyline", "<polyline visibility=\"hidden\"");
     let err = variant("hidden.html", html.replacen(&svgs[1], &hidden, 1));
-    assert!(err.contains("chart 2 of hidden.html is blank on screen"), "{err}");
+    assert!(
+        err.contains("chart 2 of hidden.html is blank on screen"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -228,7 +254,10 @@ delivery = "exactly-once"
     let o = common::run(&scenario, &[], &dir);
     assert!(o.status.success(), "{}", common::show(&o));
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html.contains("latency against achieved throughput"), "no curve");
+    assert!(
+        html.contains("latency against achieved throughput"),
+        "no curve"
+    );
     // No loss and no fault: no all-zero loss or recovery panels.
     let panels = std::fs::read_to_string(dir.join("comparison.svg")).unwrap();
     assert!(!panels.contains("messages lost") && !panels.contains("recover"));

@@ -419,7 +419,10 @@ fn headline(o: &mut String, s: &Summary) {
     tiles.push((
         produce_name,
         format!("{:.2} ms", p.latency_ms.p99),
-        format!("p50 {:.2} ms, max {:.2} ms", p.latency_ms.p50, p.latency_ms.max),
+        format!(
+            "p50 {:.2} ms, max {:.2} ms",
+            p.latency_ms.p50, p.latency_ms.max
+        ),
     ));
     if c.e2e_latency_ms.count > 0 {
         tiles.push((
@@ -494,7 +497,9 @@ fn figures(o: &mut String, charts: &[Figure]) {
                 // The chart draws its own title: no caption over it.
                 let _ = writeln!(o, "<figure class=\"chart\">{svg}");
                 if !f.events.is_empty() {
-                    o.push_str("<table class=\"events\"><tr><th>#</th><th>t (s)</th><th>event</th></tr>");
+                    o.push_str(
+                        "<table class=\"events\"><tr><th>#</th><th>t (s)</th><th>event</th></tr>",
+                    );
                     for (i, (t, label)) in f.events.iter().enumerate() {
                         let _ = write!(
                             o,
@@ -588,7 +593,10 @@ mod tests {
             },
         ];
         let html = report_html(&s, &figures);
-        let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
+        let at = |needle: &str| {
+            html.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing"))
+        };
         // Verdict, then the headline numbers, then the charts, then the detail tables.
         assert!(at("PASSED") < at("class=\"headline\""));
         assert!(at("class=\"headline\"") < at("<svg>x</svg>"));

@@ -22,8 +22,8 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::Context;
-use plotters::coord::Shift;
 use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -194,9 +194,9 @@ impl Chart {
             (XAxis::Percentile, n) => {
                 format!("only {n} distinct latency value(s) were recorded")
             }
-            (XAxis::Rate, n) => format!(
-                "only {n} run(s) measured it; a curve needs at least {MIN_POINTS} rates"
-            ),
+            (XAxis::Rate, n) => {
+                format!("only {n} run(s) measured it; a curve needs at least {MIN_POINTS} rates")
+            }
         })
     }
 }
@@ -414,12 +414,8 @@ where
             draw_lines(&mut c, &lines)?;
             for line in &lines {
                 let col = color(line.color);
-                c.draw_series(
-                    line.points
-                        .iter()
-                        .map(|&p| Circle::new(p, 4, col.filled())),
-                )
-                .map_err(plot_err)?;
+                c.draw_series(line.points.iter().map(|&p| Circle::new(p, 4, col.filled())))
+                    .map_err(plot_err)?;
             }
         }
         (XAxis::Percentile, _) => {
