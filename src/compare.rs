@@ -1066,8 +1066,8 @@ fn axis_label(r: &CompareRow) -> String {
 
 /// The panels of the comparison chart, only for what was measured: throughput always; p99
 /// produce and end-to-end latency when any input has it; acknowledged messages lost when any
-/// input lost some; recovery time when any input had a fault (a run that never recovered is
-/// drawn at its fault-to-end time; the table says which).
+/// input lost some; recovery time when any input had a fault (a run that never recovered has
+/// no bar and says "not recovered").
 pub(crate) fn panels(rows: &[CompareRow]) -> Vec<BarChart> {
     let bars = |f: &dyn Fn(&CompareRow) -> f64| -> Vec<(String, f64)> {
         rows.iter().map(|r| (axis_label(r), f(r))).collect()
@@ -1078,6 +1078,7 @@ pub(crate) fn panels(rows: &[CompareRow]) -> Vec<BarChart> {
         title: "produce throughput (acked msgs/s)".into(),
         y_desc: "messages/s".into(),
         bars: bars(&|r| r.produce_msgs_per_s),
+        missing: "",
     }];
     let candidates = [
         (
@@ -1099,6 +1100,7 @@ pub(crate) fn panels(rows: &[CompareRow]) -> Vec<BarChart> {
                 title: title.into(),
                 y_desc: y_desc.into(),
                 bars: b,
+                missing: "",
             });
         }
     }
@@ -1107,7 +1109,12 @@ pub(crate) fn panels(rows: &[CompareRow]) -> Vec<BarChart> {
             stem: COMPARISON_CHART,
             title: "time to recover from the fault (s, longest)".into(),
             y_desc: "s".into(),
-            bars: bars(&|r| r.recovery_s.unwrap_or(0.0)),
+            bars: bars(&|r| match (r.faults, r.recovery_s) {
+                (0, _) => 0.0,
+                (_, Some(s)) => s,
+                (_, None) => f64::NAN,
+            }),
+            missing: "not recovered",
         });
     }
     out
@@ -1176,28 +1183,43 @@ pub fn html_page(
     o
 }
 
+/// One chart file per figure (`compare_*.png`/`.svg`): throughput always, the p99 latencies
+/// only when some input measured them (as the panels).
 fn charts(rows: &[CompareRow]) -> Vec<BarChart> {
-    let bars = |f: fn(&CompareRow) -> f64| rows.iter().map(|r| (r.label.clone(), f(r))).collect();
-    vec![
-        BarChart {
-            stem: "compare_throughput",
-            title: "produce throughput (acked msgs/s)".into(),
-            y_desc: "messages/s".into(),
-            bars: bars(|r| r.produce_msgs_per_s),
-        },
-        BarChart {
-            stem: "compare_p99",
-            title: "produce latency p99 (ms)".into(),
-            y_desc: "ms".into(),
-            bars: bars(|r| r.produce_p99_ms),
-        },
-        BarChart {
-            stem: "compare_e2e_p99",
-            title: "end-to-end latency p99 (ms)".into(),
-            y_desc: "ms".into(),
-            bars: bars(|r| r.e2e_p99_ms),
-        },
-    ]
+    let bars = |f: fn(&CompareRow) -> f64| -> Vec<(String, f64)> {
+        rows.iter().map(|r| (r.label.clone(), f(r))).collect()
+    };
+    let chart = |stem, title: &str, y_desc: &str, bars| BarChart {
+        stem,
+        title: title.into(),
+        y_desc: y_desc.into(),
+        bars,
+        missing: "",
+    };
+    let mut out = vec![chart(
+        "compare_throughput",
+        "produce throughput (acked msgs/s)",
+        "messages/s",
+        bars(|r| r.produce_msgs_per_s),
+    )];
+    for (stem, title, f) in [
+        (
+            "compare_p99",
+            "produce latency p99 (ms)",
+            (|r| r.produce_p99_ms) as fn(&CompareRow) -> f64,
+        ),
+        (
+            "compare_e2e_p99",
+            "end-to-end latency p99 (ms)",
+            |r| r.e2e_p99_ms,
+        ),
+    ] {
+        let b = bars(f);
+        if b.iter().any(|(_, v)| *v > 0.0) {
+            out.push(chart(stem, title, "ms", b));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1320,13 +1342,14 @@ mod tests {
     #[test]
     fn matrix_comparison_shows_loss_and_recovery_per_cell() {
         let dir = tempfile::tempdir().unwrap();
-        let a = write_cell(dir.path(), "acks-1_rf1", "1", 1, 120, Some(2.5));
+        // Figures no axis tick lands on (123 and 41 lost, 13.7 s), so the bar labels are found.
+        let a = write_cell(dir.path(), "acks-1_rf1", "1", 1, 123, Some(13.7));
         let b = write_cell(dir.path(), "acks-all_rf3", "all", 3, 0, Some(1.0));
-        let c = write_cell(dir.path(), "acks-0_rf3", "0", 3, 40, None);
+        let c = write_cell(dir.path(), "acks-0_rf3", "0", 3, 41, None);
         let out = dir.path().join("cmp");
         let o = run(&[a, b, c], &Options::default(), Some(&out)).unwrap();
-        assert_eq!(o.rows[0].acked_lost, 120);
-        assert_eq!(o.rows[0].recovery_s, Some(2.5));
+        assert_eq!(o.rows[0].acked_lost, 123);
+        assert_eq!(o.rows[0].recovery_s, Some(13.7));
         assert_eq!(o.rows[0].recovered, "yes");
         assert_eq!(o.rows[0].produce_errors, 7);
         assert_eq!(o.rows[1].min_insync_replicas, "2");
@@ -1340,7 +1363,7 @@ mod tests {
             o.table
         );
         assert!(
-            lines[1].contains("1/1/-") && lines[1].contains("2.50"),
+            lines[1].contains("1/1/-") && lines[1].contains("13.70"),
             "{}",
             lines[1]
         );
@@ -1361,15 +1384,31 @@ mod tests {
             "{header}"
         );
         let html = std::fs::read_to_string(out.join(COMPARISON_HTML)).unwrap();
-        assert!(
-            html.contains("<td>120</td>") && html.contains("comparison.svg"),
-            "{html}"
-        );
-        let svg = std::fs::read_to_string(out.join("comparison.svg")).unwrap();
-        assert!(
-            svg.contains("acknowledged messages lost") && svg.contains("acks=all"),
-            "chart lacks a panel or labels"
-        );
+        assert!(html.contains("<td>123</td>"), "{html}");
+        // The chart is in the page (inline SVG): a loss panel and a recovery panel, each with
+        // a labelled bar per cell.
+        let start = html.find("<svg").expect("no inline chart in report.html");
+        let svg = &html[start..start + html[start..].find("</svg>").expect("unclosed <svg")];
+        let texts: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| t.rsplit_once('>').map(|(_, s)| s.trim()))
+            .collect();
+        for want in [
+            "acknowledged messages lost",
+            "time to recover from the fault (s, longest)",
+            "acks=1 topic=rf1",
+            "acks=all topic=rf3",
+            "acks=0 topic=rf3",
+            "123",
+            "41",
+            "13.7",
+            "not recovered",
+        ] {
+            assert!(
+                texts.contains(&want),
+                "the inline chart lacks the text {want:?}: {texts:?}"
+            );
+        }
     }
 
     #[test]

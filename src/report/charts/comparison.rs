@@ -19,8 +19,11 @@ pub(crate) struct BarChart {
     pub(crate) title: String,
     /// y axis description with its unit.
     pub(crate) y_desc: String,
-    /// (run label, value) in input order.
+    /// (run label, value) in input order; a NaN value is a run without one (no bar, and
+    /// [`BarChart::missing`] written where the bar would stand).
     pub(crate) bars: Vec<(String, f64)>,
+    /// What a NaN bar says, e.g. "not recovered".
+    pub(crate) missing: &'static str,
 }
 
 /// Size of one panel of a panel chart.
@@ -104,6 +107,7 @@ where
         .bars
         .iter()
         .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max)
         .max(1e-9)
         * 1.15;
@@ -128,7 +132,14 @@ where
         .y_label_formatter(&|v| super::short(*v))
         .draw()
         .map_err(plot_err)?;
-    c.draw_series(chart.bars.iter().enumerate().map(|(i, (_, v))| {
+    let drawn = || {
+        chart
+            .bars
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, v))| v.is_finite())
+    };
+    c.draw_series(drawn().map(|(i, (_, v))| {
         let mut r = Rectangle::new(
             [
                 (SegmentValue::Exact(i), 0.0),
@@ -141,9 +152,13 @@ where
     }))
     .map_err(plot_err)?;
     c.draw_series(chart.bars.iter().enumerate().map(|(i, (_, v))| {
+        let (text, y) = match v.is_finite() {
+            true => (super::short(*v), *v),
+            false => (chart.missing.to_string(), 0.0),
+        };
         Text::new(
-            super::short(*v),
-            (SegmentValue::CenterOf(i), *v),
+            text,
+            (SegmentValue::CenterOf(i), y),
             TextStyle::from(("sans-serif", 14).into_font())
                 .pos(Pos::new(HPos::Center, VPos::Bottom)),
         )
