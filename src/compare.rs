@@ -1208,11 +1208,9 @@ fn charts(rows: &[CompareRow]) -> Vec<BarChart> {
             "produce latency p99 (ms)",
             (|r| r.produce_p99_ms) as fn(&CompareRow) -> f64,
         ),
-        (
-            "compare_e2e_p99",
-            "end-to-end latency p99 (ms)",
-            |r| r.e2e_p99_ms,
-        ),
+        ("compare_e2e_p99", "end-to-end latency p99 (ms)", |r| {
+            r.e2e_p99_ms
+        }),
     ] {
         let b = bars(f);
         if b.iter().any(|(_, v)| *v > 0.0) {
@@ -1408,6 +1406,82 @@ mod tests {
                 texts.contains(&want),
                 "the inline chart lacks the text {want:?}: {texts:?}"
             );
+        }
+    }
+
+    #[test]
+    fn comparison_panels_only_for_what_was_measured() {
+        let row = |label: &str, lost: u64, faults: u32, e2e: f64| CompareRow {
+            label: label.into(),
+            produce_msgs_per_s: 5000.0,
+            produce_p99_ms: 4.0,
+            e2e_p99_ms: e2e,
+            acked_lost: lost,
+            faults,
+            recovery_s: (faults > 0).then_some(2.0),
+            ..testdata_row()
+        };
+        let titles = |rows: &[CompareRow]| -> Vec<String> {
+            panels(rows).into_iter().map(|p| p.title).collect()
+        };
+        // Nothing lost, no fault, no consumers: throughput and produce p99 only.
+        let quiet = [row("a", 0, 0, 0.0), row("b", 0, 0, 0.0)];
+        assert_eq!(
+            titles(&quiet),
+            [
+                "produce throughput (acked msgs/s)",
+                "produce latency p99 (ms)"
+            ]
+        );
+        // Consumers in one run: the end-to-end panel; a loss in one run: the loss panel; a
+        // fault in one run: the recovery panel.
+        let busy = [row("a", 0, 0, 9.0), row("b", 17, 1, 0.0)];
+        assert_eq!(
+            titles(&busy),
+            [
+                "produce throughput (acked msgs/s)",
+                "produce latency p99 (ms)",
+                "end-to-end latency p99 (ms)",
+                "acknowledged messages lost",
+                "time to recover from the fault (s, longest)"
+            ]
+        );
+        // Drawn, the quiet comparison has no all-zero panel and no row of "0" ticks.
+        let dir = tempfile::tempdir().unwrap();
+        let svg = write_panel_chart(dir.path(), COMPARISON_CHART, &panels(&quiet)).unwrap();
+        let zeros = svg.matches(">0</text>").count();
+        assert!(zeros <= 2, "{zeros} \"0\" labels: an all-zero panel?");
+        assert!(!svg.contains("lost") && !svg.contains("recover"));
+    }
+
+    /// A comparison row with nothing measured.
+    fn testdata_row() -> CompareRow {
+        CompareRow {
+            label: String::new(),
+            source: String::new(),
+            runs: 1,
+            produce_msgs_per_s: 0.0,
+            produce_mib_per_s: 0.0,
+            consume_msgs_per_s: 0.0,
+            produce_p50_ms: 0.0,
+            produce_p99_ms: 0.0,
+            produce_p999_ms: 0.0,
+            e2e_p50_ms: 0.0,
+            e2e_p99_ms: 0.0,
+            e2e_p999_ms: 0.0,
+            lost: 0,
+            duplicated: 0,
+            on_disk_ratio: 0.0,
+            on_disk: "-".into(),
+            passed: true,
+            acks: String::new(),
+            replication_factor: 0,
+            min_insync_replicas: String::new(),
+            acked_lost: 0,
+            faults: 0,
+            recovery_s: None,
+            recovered: "-".into(),
+            produce_errors: 0,
         }
     }
 

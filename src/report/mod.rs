@@ -264,6 +264,24 @@ mod tests {
     }
 
     #[test]
+    fn a_run_too_short_to_chart_gets_a_sentence_not_a_chart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = testdata::run_data();
+        data.intervals.truncate(2);
+        prepare_dir(dir.path()).unwrap();
+        write_run(dir.path(), &data).unwrap();
+        let html = std::fs::read_to_string(dir.path().join(REPORT_HTML)).unwrap();
+        assert!(
+            html.contains("not drawn: producing lasted") && html.contains("too short to chart"),
+            "{html}"
+        );
+        assert!(!dir.path().join("throughput_msgs.svg").exists());
+        assert!(!chart_files(dir.path(), &data)
+            .iter()
+            .any(|f| f.ends_with("throughput_msgs.svg")));
+    }
+
+    #[test]
     fn rebuild_names_a_dir_without_summary() {
         let dir = tempfile::tempdir().unwrap();
         let err = rebuild(dir.path()).unwrap_err();
