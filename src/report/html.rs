@@ -489,14 +489,25 @@ fn headline(o: &mut String, s: &Summary) {
 }
 
 /// The charts, inline, each followed by its event table or replaced by why it is not drawn.
+/// The same events under several charts are tabled once, under the first of them; the others
+/// point to it.
 fn figures(o: &mut String, charts: &[Figure]) {
     o.push_str("<h2>Charts</h2>\n");
+    let mut tabled: Option<&Figure> = None;
     for f in charts {
         match (&f.svg, &f.not_drawn) {
             (Some(svg), _) => {
                 // The chart draws its own title: no caption over it.
                 let _ = writeln!(o, "<figure class=\"chart\">{svg}");
-                if !f.events.is_empty() {
+                if let Some(first) = tabled.filter(|t| !f.events.is_empty() && t.events == f.events)
+                {
+                    let _ = write!(
+                        o,
+                        "<p class=\"events-ref\">Events numbered as in the table under {}.</p>",
+                        esc(&first.title)
+                    );
+                } else if !f.events.is_empty() {
+                    tabled = Some(f);
                     o.push_str(
                         "<table class=\"events\"><tr><th>#</th><th>t (s)</th><th>event</th></tr>",
                     );

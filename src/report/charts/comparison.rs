@@ -111,21 +111,27 @@ where
         .fold(0.0f64, f64::max)
         .max(1e-9)
         * 1.15;
-    let labels: Vec<String> = chart.bars.iter().map(|(l, _)| l.clone()).collect();
+    // Each bar's label wrapped to the bar's width, drawn under it line by line (plotters'
+    // own axis labels are one line each and ran into each other on a matrix's cells).
+    let (w, _) = root.dim_in_pixel();
+    let per_bar = (w.saturating_sub(110) / n as u32) as usize;
+    let labels: Vec<Vec<String>> = chart
+        .bars
+        .iter()
+        .map(|(l, _)| wrap(l, (per_bar / LABEL_CHAR_W).max(6)))
+        .collect();
+    let label_lines = labels.iter().map(Vec::len).max().unwrap_or(1) as u32;
     let mut c = ChartBuilder::on(root)
         .caption(&chart.title, ("sans-serif", 22))
         .margin(12)
-        .x_label_area_size(48)
+        .x_label_area_size(16 + LABEL_LINE_H as u32 * label_lines)
         .y_label_area_size(80)
         .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..y_max)
         .map_err(plot_err)?;
     c.configure_mesh()
         .disable_x_mesh()
         .x_labels(n)
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
+        .x_label_formatter(&|_| String::new())
         .y_desc(&chart.y_desc)
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
@@ -164,5 +170,59 @@ where
         )
     }))
     .map_err(plot_err)?;
+    let font =
+        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    // backend_coord is in the whole figure's pixels; a panel draws relative to its corner.
+    let (x0, y0) = root.get_base_pixel();
+    for (i, lines) in labels.iter().enumerate() {
+        let (x, y) = c.backend_coord(&(SegmentValue::CenterOf(i), 0.0));
+        let (x, y) = (x - x0, y - y0);
+        for (k, line) in lines.iter().enumerate() {
+            root.draw(&Text::new(
+                line.clone(),
+                (x, y + 10 + LABEL_LINE_H * k as i32),
+                font.clone(),
+            ))
+            .map_err(plot_err)?;
+        }
+    }
     Ok(())
+}
+
+/// Average width of a 13 px label character, and the height of a label line, pixels.
+const LABEL_CHAR_W: usize = 7;
+const LABEL_LINE_H: i32 = 16;
+
+/// `text` in lines of at most `width` characters, broken at spaces (a longer word is a line
+/// of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(l) if l.chars().count() + 1 + word.chars().count() <= width => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_wrap_at_spaces() {
+        assert_eq!(
+            wrap("acks=all minISR=2 RF=3", 10),
+            ["acks=all", "minISR=2", "RF=3"]
+        );
+        assert_eq!(wrap("acks=0 RF=1", 12), ["acks=0 RF=1"]);
+        assert_eq!(wrap("", 5), [""]);
+    }
 }

@@ -295,8 +295,24 @@ pub(crate) fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// Width of the legend panel right of the plot, pixels: the legend never covers data.
-const LEGEND_W: u32 = 210;
+/// Height of the title band above the plot, pixels.
+const TITLE_H: u32 = 36;
+/// Rows of event numbers above the plot area, and their height in pixels.
+const EVENT_ROWS: usize = 3;
+const EVENT_ROW_H: i32 = 13;
+
+/// Width of the legend panel right of the plot, pixels: wide enough for the longest label
+/// (14 px DejaVu Sans averages about 7.5 px a character) so the legend never covers data and
+/// no label is cut at the edge.
+fn legend_width(lines: &[&Line]) -> u32 {
+    let longest = lines
+        .iter()
+        .map(|l| l.label.chars().count())
+        .chain(std::iter::once("events 1.. (table below)".len()))
+        .max()
+        .unwrap_or(0);
+    (longest as u32 * 15 / 2 + 52).clamp(180, 340)
+}
 /// Colour of the event markers: grey, so they cannot be taken for a data or target line.
 const EVENT_COLOR: RGBColor = RGBColor(90, 90, 90);
 /// Colour of the target (reference) line: black, dashed.
@@ -337,13 +353,25 @@ where
         y_max = 1.0;
     }
     let (w, _) = root.dim_in_pixel();
-    let (plot, legend) = root.split_horizontally(w.saturating_sub(LEGEND_W));
-    let title_font = ("sans-serif", 22).into_font();
+    // The title in a band of its own, then the event numbers' rows above the plot area (in its
+    // top margin), so numbers never run into the title.
+    let (title_band, body) = root.split_vertically(TITLE_H);
+    let (plot, legend) = body.split_horizontally(w.saturating_sub(legend_width(&lines)));
+    title_band
+        .draw(&Text::new(
+            chart.title.clone(),
+            ((w.saturating_sub(legend_width(&lines)) / 2) as i32, 8),
+            TextStyle::from(("sans-serif", 22).into_font()).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .map_err(plot_err)?;
     let mut builder = ChartBuilder::on(&plot);
     builder
-        .caption(&chart.title, title_font)
         .margin(12)
-        .margin_top(if chart.events.is_empty() { 12 } else { 40 })
+        .margin_top(if chart.events.is_empty() {
+            12
+        } else {
+            EVENT_ROWS as u32 * EVENT_ROW_H as u32 + 8
+        })
         .margin_right(16)
         .x_label_area_size(48)
         .y_label_area_size(80);
@@ -362,7 +390,7 @@ where
                 .draw()
                 .map_err(plot_err)?;
             markers = decorate_time(&mut c, chart, 0.0, y_max * 1.1)?;
-            draw_lines(&mut c, &lines)?;
+            draw_lines(&mut c, &lines, true)?;
         }
         (XAxis::Time, true) => {
             let lo = if y_min_pos.is_finite() {
@@ -386,7 +414,7 @@ where
                 .draw()
                 .map_err(plot_err)?;
             markers = decorate_time(&mut c, chart, lo, hi)?;
-            draw_lines(&mut c, &lines)?;
+            draw_lines(&mut c, &lines, true)?;
         }
         (XAxis::Rate, _) => {
             let lo = if y_min_pos.is_finite() {
@@ -411,7 +439,7 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            draw_lines(&mut c, &lines)?;
+            draw_lines(&mut c, &lines, false)?;
             for line in &lines {
                 let col = color(line.color);
                 c.draw_series(line.points.iter().map(|&p| Circle::new(p, 4, col.filled())))
@@ -434,7 +462,7 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            draw_lines(&mut c, &lines)?;
+            draw_lines(&mut c, &lines, false)?;
         }
     }
     draw_event_numbers(root, &markers)?;
@@ -504,8 +532,8 @@ fn draw_event_numbers<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    const ROWS: usize = 3;
-    const ROW_H: i32 = 13;
+    const ROWS: usize = EVENT_ROWS;
+    const ROW_H: i32 = EVENT_ROW_H;
     let font = ("sans-serif", 12).into_font().color(&EVENT_COLOR);
     let mut last_x = [i32::MIN / 2; ROWS];
     for &(n, x, top) in markers {
@@ -529,6 +557,7 @@ where
 fn draw_lines<'a, DB, X, Y>(
     c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     lines: &[&Line],
+    break_gaps: bool,
 ) -> anyhow::Result<()>
 where
     DB: DrawingBackend + 'a,
@@ -547,11 +576,49 @@ where
             .map_err(plot_err)?;
         } else {
             let style = color(line.color).stroke_width(2);
-            c.draw_series(LineSeries::new(line.points.iter().copied(), style))
-                .map_err(plot_err)?;
+            let parts = if break_gaps {
+                segments(&line.points)
+            } else {
+                vec![&line.points[..]]
+            };
+            for part in parts {
+                if let [p] = part {
+                    c.draw_series(std::iter::once(Circle::new(*p, 2, style.filled())))
+                        .map_err(plot_err)?;
+                } else {
+                    c.draw_series(LineSeries::new(part.iter().copied(), style))
+                        .map_err(plot_err)?;
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// A time line split where it has no value for a while (more than 2.5 times its usual step,
+/// e.g. no acknowledgement while a broker was down), so the chart shows a gap there rather
+/// than a straight line through intervals that measured nothing.
+pub(crate) fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
+    let mut steps: Vec<f64> = points
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|d| *d > 0.0)
+        .collect();
+    if steps.is_empty() {
+        return vec![points];
+    }
+    steps.sort_by(f64::total_cmp);
+    let usual = steps[steps.len() / 2];
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..points.len() {
+        if points[i].0 - points[i - 1].0 > 2.5 * usual {
+            out.push(&points[start..i]);
+            start = i;
+        }
+    }
+    out.push(&points[start..]);
+    out
 }
 
 /// The legend in its own panel: one entry per drawn line (a reference line dashed, as on the
@@ -565,7 +632,7 @@ where
     DB::ErrorType: 'static,
 {
     let font = TextStyle::from(("sans-serif", 14).into_font());
-    let mut y = 70;
+    let mut y = 30;
     let row = |y: i32| (y, y + 22);
     for line in lines {
         let (mid, next) = row(y);
@@ -783,6 +850,15 @@ mod tests {
         let labels = texts(&render_svg(&c).unwrap());
         assert!(!labels.iter().any(|l| l == "p99"), "{labels:?}");
         assert!(labels.iter().any(|l| l == "p50"), "{labels:?}");
+    }
+
+    #[test]
+    fn a_time_line_breaks_where_it_has_no_value() {
+        let pts = [(1.0, 1.0), (2.0, 1.0), (3.0, 1.0), (7.0, 2.0), (8.0, 2.0)];
+        let parts = segments(&pts);
+        assert_eq!(parts, [&pts[..3], &pts[3..]]);
+        assert_eq!(segments(&pts[..3]), [&pts[..3]]);
+        assert_eq!(segments(&pts[..1]), [&pts[..1]]);
     }
 
     #[test]
