@@ -66,13 +66,18 @@ pub(crate) struct Line {
     pub(crate) label: String,
     /// Index into the palette.
     pub(crate) color: usize,
-    /// (x, y) points in axis units.
+    /// (x, y) points in axis units; a NaN y is a gap (no value there: the line breaks).
     pub(crate) points: Vec<(f64, f64)>,
     /// Drawn dashed (a reference such as a target rate) rather than solid.
     pub(crate) dashed: bool,
 }
 
 impl Line {
+    /// Points with a value (not gaps).
+    pub(crate) fn measured(&self) -> usize {
+        self.points.iter().filter(|p| p.1.is_finite()).count()
+    }
+
     pub(crate) fn new(label: impl Into<String>, color: usize, points: Vec<(f64, f64)>) -> Line {
         Line {
             label: label.into(),
@@ -155,7 +160,7 @@ impl Chart {
     /// Whether any line has a point.
     #[cfg(test)]
     pub(crate) fn has_data(&self) -> bool {
-        self.lines.iter().any(|l| !l.points.is_empty())
+        self.lines.iter().any(|l| l.measured() > 0)
     }
 
     /// The lines that are drawn (and named in the legend): those with at least
@@ -165,14 +170,14 @@ impl Chart {
         let measured: Vec<&Line> = self
             .lines
             .iter()
-            .filter(|l| !l.dashed && l.points.len() >= MIN_POINTS)
+            .filter(|l| !l.dashed && l.measured() >= MIN_POINTS)
             .collect();
         if measured.is_empty() {
             return measured;
         }
         self.lines
             .iter()
-            .filter(|l| l.points.len() >= MIN_POINTS || (l.dashed && !l.points.is_empty()))
+            .filter(|l| l.measured() >= MIN_POINTS || (l.dashed && l.measured() > 0))
             .collect()
     }
 
@@ -184,7 +189,7 @@ impl Chart {
         if !self.drawn_lines().is_empty() {
             return None;
         }
-        let most = self.lines.iter().map(|l| l.points.len()).max().unwrap_or(0);
+        let most = self.lines.iter().map(Line::measured).max().unwrap_or(0);
         Some(match (self.x, most) {
             (_, 0) => "nothing was measured for it in this run".to_string(),
             (XAxis::Time, n) => format!(
@@ -390,7 +395,7 @@ where
                 .draw()
                 .map_err(plot_err)?;
             markers = decorate_time(&mut c, chart, 0.0, y_max * 1.1)?;
-            draw_lines(&mut c, &lines, true)?;
+            draw_lines(&mut c, &lines)?;
         }
         (XAxis::Time, true) => {
             let lo = if y_min_pos.is_finite() {
@@ -414,7 +419,7 @@ where
                 .draw()
                 .map_err(plot_err)?;
             markers = decorate_time(&mut c, chart, lo, hi)?;
-            draw_lines(&mut c, &lines, true)?;
+            draw_lines(&mut c, &lines)?;
         }
         (XAxis::Rate, _) => {
             let lo = if y_min_pos.is_finite() {
@@ -439,7 +444,7 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            draw_lines(&mut c, &lines, false)?;
+            draw_lines(&mut c, &lines)?;
             for line in &lines {
                 let col = color(line.color);
                 c.draw_series(line.points.iter().map(|&p| Circle::new(p, 4, col.filled())))
@@ -462,7 +467,7 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            draw_lines(&mut c, &lines, false)?;
+            draw_lines(&mut c, &lines)?;
         }
     }
     draw_event_numbers(root, &markers)?;
@@ -502,8 +507,15 @@ where
     Y: Ranged<ValueType = f64>,
 {
     if let Some(w) = chart.warmup_end_s.filter(|w| *w > 0.0) {
+        // Warm-up runs from the producers' start (set-up before it is not warm-up).
+        let from = chart
+            .events
+            .iter()
+            .find(|(_, label)| label.starts_with("producers_start"))
+            .map_or(0.0, |(t, _)| *t)
+            .min(w);
         c.draw_series(std::iter::once(Rectangle::new(
-            [(0.0, y_lo), (w, y_hi)],
+            [(from, y_lo), (w, y_hi)],
             RGBColor(200, 200, 200).mix(0.35).filled(),
         )))
         .map_err(plot_err)?;
@@ -557,7 +569,6 @@ where
 fn draw_lines<'a, DB, X, Y>(
     c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     lines: &[&Line],
-    break_gaps: bool,
 ) -> anyhow::Result<()>
 where
     DB: DrawingBackend + 'a,
@@ -576,12 +587,7 @@ where
             .map_err(plot_err)?;
         } else {
             let style = color(line.color).stroke_width(2);
-            let parts = if break_gaps {
-                segments(&line.points)
-            } else {
-                vec![&line.points[..]]
-            };
-            for part in parts {
+            for part in segments(&line.points) {
                 if let [p] = part {
                     c.draw_series(std::iter::once(Circle::new(*p, 2, style.filled())))
                         .map_err(plot_err)?;
@@ -595,30 +601,14 @@ where
     Ok(())
 }
 
-/// A time line split where it has no value for a while (more than 2.5 times its usual step,
-/// e.g. no acknowledgement while a broker was down), so the chart shows a gap there rather
-/// than a straight line through intervals that measured nothing.
+/// A line's runs of points between its gaps (NaN values: e.g. no acknowledgement while a
+/// broker was down), so the chart shows a gap there rather than a straight line through
+/// intervals that measured nothing.
 pub(crate) fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
-    let mut steps: Vec<f64> = points
-        .windows(2)
-        .map(|w| w[1].0 - w[0].0)
-        .filter(|d| *d > 0.0)
-        .collect();
-    if steps.is_empty() {
-        return vec![points];
-    }
-    steps.sort_by(f64::total_cmp);
-    let usual = steps[steps.len() / 2];
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..points.len() {
-        if points[i].0 - points[i - 1].0 > 2.5 * usual {
-            out.push(&points[start..i]);
-            start = i;
-        }
-    }
-    out.push(&points[start..]);
-    out
+    points
+        .split(|p| !p.1.is_finite())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// The legend in its own panel: one entry per drawn line (a reference line dashed, as on the
@@ -854,11 +844,20 @@ mod tests {
 
     #[test]
     fn a_time_line_breaks_where_it_has_no_value() {
-        let pts = [(1.0, 1.0), (2.0, 1.0), (3.0, 1.0), (7.0, 2.0), (8.0, 2.0)];
-        let parts = segments(&pts);
-        assert_eq!(parts, [&pts[..3], &pts[3..]]);
+        let gap = (4.0, f64::NAN);
+        let pts = [
+            (1.0, 1.0),
+            (2.0, 1.0),
+            (3.0, 1.0),
+            gap,
+            (7.0, 2.0),
+            (8.0, 2.0),
+            gap,
+        ];
+        assert_eq!(segments(&pts), [&pts[..3], &pts[4..6]]);
         assert_eq!(segments(&pts[..3]), [&pts[..3]]);
-        assert_eq!(segments(&pts[..1]), [&pts[..1]]);
+        let line = Line::new("p99", 0, pts.to_vec());
+        assert_eq!(line.measured(), 5);
     }
 
     #[test]
