@@ -374,13 +374,18 @@ pub const RATE_KEY: &str = "producers.total_rate";
 /// Stem of the latency-throughput curve's files.
 pub const LATENCY_CURVE: &str = "latency_throughput";
 
-/// Whether the inputs are the cells of a matrix that sweeps the produce rate.
+/// Whether the inputs sweep the produce rate: the cells of a matrix over [`RATE_KEY`], or at
+/// least three runs with different target rates (e.g. the steps of a max-rate search; two
+/// runs at two rates are an A/B comparison, not a curve).
 fn sweeps_rate(sets: &[RunSet]) -> bool {
-    let rates: std::collections::BTreeSet<&String> = sets
-        .iter()
-        .filter_map(|s| s.first().scenario.matrix_cell.get(RATE_KEY))
-        .collect();
-    sets.len() > 1 && rates.len() > 1
+    let distinct = |f: &dyn Fn(&Summary) -> Option<String>| -> usize {
+        let rates: Option<std::collections::BTreeSet<String>> =
+            sets.iter().map(|s| f(s.first())).collect();
+        rates.map_or(0, |r| r.len())
+    };
+    distinct(&|s| s.scenario.matrix_cell.get(RATE_KEY).cloned()) > 1
+        || distinct(&|s| s.produce.target_msgs_per_s.map(|r| format!("{r}")))
+            >= crate::report::charts::MIN_POINTS
 }
 
 /// The latency-throughput curve: p50 and p99 of produce and end-to-end latency against the
@@ -1243,6 +1248,38 @@ mod tests {
         std::fs::create_dir_all(&run).unwrap();
         std::fs::write(run.join(SUMMARY_JSON), serde_json::to_string(&s).unwrap()).unwrap();
         run
+    }
+
+    #[test]
+    fn runs_at_three_target_rates_draw_the_latency_curve_and_two_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let step = |name: &str, rate: f64| {
+            let run = write_run(dir.path(), name, rate * 0.99, rate / 100.0);
+            let path = run.join(SUMMARY_JSON);
+            let mut s: Summary =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            s.produce.target_msgs_per_s = Some(rate);
+            std::fs::write(&path, serde_json::to_string(&s).unwrap()).unwrap();
+            run
+        };
+        let steps = [
+            step("step-1", 1000.0),
+            step("step-2", 4000.0),
+            step("step-3", 2000.0),
+        ];
+        let curve = "latency against achieved throughput";
+        let out = dir.path().join("three");
+        run(&steps, &Options::default(), Some(&out)).unwrap();
+        let html = std::fs::read_to_string(out.join(COMPARISON_HTML)).unwrap();
+        assert!(
+            html.contains(curve) && !html.contains("not drawn"),
+            "{html}"
+        );
+        assert!(out.join(format!("{LATENCY_CURVE}.svg")).exists());
+        let out = dir.path().join("two");
+        run(&steps[..2], &Options::default(), Some(&out)).unwrap();
+        let html = std::fs::read_to_string(out.join(COMPARISON_HTML)).unwrap();
+        assert!(!html.contains(curve), "an A/B comparison drew a curve");
     }
 
     #[test]
