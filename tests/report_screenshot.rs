@@ -22,11 +22,13 @@ const DATA_COLOURS: [&str; 7] = [
     "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2",
 ];
 
+/// Chromium on `PATH`, or a failure saying how to install it (never a silent skip).
 fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser"] {
-        if let Ok(o) = Command::new("which").arg(name).output() {
-            if o.status.success() {
-                return PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            if dir.join(name).is_file() {
+                return dir.join(name);
             }
         }
     }
