@@ -31,12 +31,13 @@ pub(crate) fn produce(data: &RunData) -> Chart {
         data,
     );
     c.y_log = true;
+    // Top to bottom as on the chart; max first, drawn wide under p99 where they meet.
     c.lines
-        .push(Line::new("p50", 0, ms(data, |r| r.produce_p50_us)));
+        .push(Line::new("max", 3, ms(data, |r| r.produce_max_us)));
     c.lines
         .push(Line::new("p99", 1, ms(data, |r| r.produce_p99_us)));
     c.lines
-        .push(Line::new("max", 3, ms(data, |r| r.produce_max_us)));
+        .push(Line::new("p50", 0, ms(data, |r| r.produce_p50_us)));
     c
 }
 
@@ -52,11 +53,12 @@ pub(crate) fn end_to_end(data: &RunData) -> Chart {
         data,
     );
     c.y_log = true;
+    // Top to bottom as on the chart; max first, drawn wide under p99 where they meet.
     c.lines
-        .push(Line::new("p50", 0, ms(data, |r| r.e2e_p50_us)));
+        .push(Line::new("max", 3, ms(data, |r| r.e2e_max_us)));
     c.lines
         .push(Line::new("p99", 1, ms(data, |r| r.e2e_p99_us)));
     c.lines
-        .push(Line::new("max", 3, ms(data, |r| r.e2e_max_us)));
+        .push(Line::new("p50", 0, ms(data, |r| r.e2e_p50_us)));
     c
 }

@@ -576,7 +576,7 @@ where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    for line in lines {
+    for (i, line) in lines.iter().enumerate() {
         if line.dashed {
             c.draw_series(DashedLineSeries::new(
                 line.points.iter().copied(),
@@ -586,7 +586,7 @@ where
             ))
             .map_err(plot_err)?;
         } else {
-            let style = color(line.color).stroke_width(2);
+            let style = color(line.color).stroke_width(line_width(lines, i));
             for part in segments(&line.points) {
                 if let [p] = part {
                     c.draw_series(std::iter::once(Circle::new(*p, 2, style.filled())))
@@ -599,6 +599,19 @@ where
         }
     }
     Ok(())
+}
+
+/// Stroke width of the `i`-th of the drawn `lines`: the first solid line of several is drawn
+/// wide, under the others, so where two lines coincide (produced = consumed) both show: the
+/// first as a border around the next.
+fn line_width(lines: &[&Line], i: usize) -> u32 {
+    let solid = lines.iter().filter(|l| !l.dashed).count();
+    let first_solid = lines.iter().position(|l| !l.dashed);
+    if solid > 1 && first_solid == Some(i) {
+        5
+    } else {
+        2
+    }
 }
 
 /// A line's runs of points between its gaps (NaN values: e.g. no acknowledgement while a
@@ -624,7 +637,7 @@ where
     let font = TextStyle::from(("sans-serif", 14).into_font());
     let mut y = 30;
     let row = |y: i32| (y, y + 22);
-    for line in lines {
+    for (i, line) in lines.iter().enumerate() {
         let (mid, next) = row(y);
         if line.dashed {
             for x0 in [8, 22] {
@@ -637,7 +650,7 @@ where
         } else {
             area.draw(&PathElement::new(
                 [(8, mid), (32, mid)],
-                color(line.color).stroke_width(3),
+                color(line.color).stroke_width(line_width(lines, i).max(3)),
             ))
             .map_err(plot_err)?;
         }
