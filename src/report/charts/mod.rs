@@ -455,8 +455,18 @@ where
             // From the median's 2 to at least 99.99 %, a decade past the largest point.
             let decades = x_max.max(10.0).log10().ceil();
             let hi_x = 10f64.powf(decades.max(4.0));
+            // Ticks at the median and every nine: 50 %, 90 %, 99 %, ...
+            let mut ticks = vec![1.0, 2.0];
+            let mut t = 10.0;
+            while t <= hi_x * 1.001 {
+                ticks.push(t);
+                t *= 10.0;
+            }
             let mut c = builder
-                .build_cartesian_2d((1.0..hi_x).log_scale(), 0.0..y_max * 1.1)
+                .build_cartesian_2d(
+                    (1.0..hi_x).log_scale().with_key_points(ticks),
+                    0.0..y_max * 1.1,
+                )
                 .map_err(plot_err)?;
             c.configure_mesh()
                 .x_desc("percentile")
@@ -721,9 +731,13 @@ pub(crate) fn short(v: f64) -> String {
     format!("{s}{suffix}")
 }
 
-/// Label of a `1/(1-q)` axis position: powers of ten become `90%`, `99%`, `99.9%`, ...; other
+/// Label of a `1/(1-q)` axis position: 2 is the median `50%`, powers of ten become `90%`, `99%`,
+/// `99.9%`, ...; other
 /// positions get no label.
 pub(crate) fn percentile_label(x: f64) -> String {
+    if (x - 2.0).abs() < 1e-9 {
+        return "50%".into();
+    }
     let l = x.log10();
     if (l - l.round()).abs() > 1e-6 {
         return String::new();
@@ -750,6 +764,7 @@ mod tests {
         assert_eq!(percentile_label(1000.0), "99.9%");
         assert_eq!(percentile_label(10000.0), "99.99%");
         assert_eq!(percentile_label(20.0), "");
+        assert_eq!(percentile_label(2.0), "50%");
     }
 
     #[test]
