@@ -555,7 +555,7 @@ td:first-child,th:first-child{text-align:left}.verdict{padding:.8em 1em;border-r
 pre{background:#f6f6f6;padding:1em;overflow:auto}svg{max-width:100%;height:auto}\
 .headline{display:flex;flex-wrap:wrap;gap:.6em;margin:1em 0}.tile{flex:1 1 150px;border:1px solid #ccc;border-radius:4px;padding:.5em .8em}\
 .tile .name{color:#555;font-size:.9em}.tile .value{font-size:1.4em;font-weight:bold}.tile .note{color:#555;font-size:.8em}\
-table.events{font-size:.85em}table.events td{text-align:left}.not-drawn{color:#555}";
+table.events{font-size:.85em}table.events td,table.events th{text-align:left}.not-drawn{color:#555}";
 
 fn kv_table(o: &mut String, title: &str, rows: &[(&str, String)]) {
     let _ = writeln!(o, "<h2>{}</h2><table>", esc(title));
