@@ -250,6 +250,20 @@ pub fn merge(dirs: &[PathBuf], out: &Path, clocks_synced: bool) -> anyhow::Resul
         failures,
     };
     s.warnings = warnings;
+    s.hosts = parts
+        .iter()
+        .map(|p| crate::summary::HostSummary {
+            shard: format!("{}/{}", p.record.index, p.record.count),
+            host: p.record.host.clone(),
+            finished: p.data.is_some(),
+            acked: p.data.as_ref().map_or(0, |d| d.summary.produce.acked),
+            system: p
+                .data
+                .as_ref()
+                .map(|d| d.summary.system.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
     let interval = whole.sampling.interval.0.as_secs_f64();
     let data = RunData {
         summary: s.clone(),
@@ -516,7 +530,8 @@ fn merge_intervals(parts: &[&Part], interval: f64) -> Vec<IntervalRow> {
 }
 
 /// `shards.json`: each shard's folder, host, whether it finished, and its figures and system
-/// stats side by side (the merged report's system charts are shard 1's host).
+/// stats side by side (the merged report's system charts are shard 1's host; every shard's
+/// sampler rows are copied beside them as `system-shard-I.csv`).
 fn write_shards(out: &Path, parts: &[Part]) -> anyhow::Result<()> {
     let rows: Vec<serde_json::Value> = parts
         .iter()
@@ -541,6 +556,16 @@ fn write_shards(out: &Path, parts: &[Part]) -> anyhow::Result<()> {
     let path = out.join(SHARDS_JSON);
     std::fs::write(&path, serde_json::to_string_pretty(&rows)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
+    for p in parts.iter().filter(|p| p.data.is_some()) {
+        let (from, to) = (
+            p.dir.join(crate::report::SYSTEM_CSV),
+            out.join(format!("system-shard-{}.csv", p.record.index)),
+        );
+        if from.exists() {
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
     for p in parts {
         match &p.data {
             Some(d) => eprintln!(

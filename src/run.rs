@@ -1620,6 +1620,7 @@ async fn run_prepared(
         warnings,
         catch_up,
         max_rate: None,
+        hosts: Vec::new(),
     };
     let data = RunData {
         summary: summary.clone(),

@@ -33,7 +33,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{write_bitmaps, AckLedger, GroupLedger};
-use crate::scenario::{Delivery, Scenario};
+use crate::scenario::{Begin, Delivery, Scenario};
 use crate::target::ClusterAccess;
 
 /// File name of a shard's record in its run folder.
@@ -201,6 +201,12 @@ impl ShardRun {
                 "scenario {}: a pipeline is not supported in a sharded run",
                 whole.name
             );
+        }
+        if whole.max_rate.is_some() {
+            bail!("scenario {}: a [max_rate] search is not supported in a sharded run (each step is its own run; search on one host, or shard a run at a fixed producers.total_rate)", whole.name);
+        }
+        if whole.consumers.begin == Begin::AfterProduce {
+            bail!("scenario {}: consumers.begin = \"after-produce\" (catch-up) is not supported in a sharded run (a shard's consumers would start while other shards still produce)", whole.name);
         }
         let (first_producer, producers) = shard.share(whole.producers.count);
         let (_, members) = shard.share(whole.consumers.members);
@@ -554,6 +560,20 @@ mod tests {
         // Shard 3 of 3 has no member: it still runs (and joins the barriers).
         let (_, s3) = ShardRun::plan(shard(3, 3), &whole).unwrap();
         assert_eq!((s3.producers.count, s3.consumers.members), (1, 0));
+    }
+
+    #[test]
+    fn workloads_a_shard_cannot_run_alone_are_refused_by_name() {
+        let refused = |toml: &str| {
+            let e = ShardRun::plan(shard(1, 2), &scenario(toml)).unwrap_err();
+            format!("{e:#}")
+        };
+        let e = refused(
+            "name = \"t\"\n[max_rate]\np99_bound = \"50ms\"\nstart_rate = 100\nceiling = 1000\n",
+        );
+        assert!(e.contains("[max_rate]"), "{e}");
+        let e = refused("name = \"t\"\n[consumers]\nbegin = \"after-produce\"\n");
+        assert!(e.contains("after-produce"), "{e}");
     }
 
     #[test]

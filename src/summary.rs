@@ -154,6 +154,25 @@ pub struct Summary {
     /// found; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<MaxRateSummary>,
+    /// A merged sharded run (`kbench merge`): each shard's host and what its system sampler saw,
+    /// side by side (`system` above is shard 1's host); absent for a single run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostSummary>,
+}
+
+/// One shard's host in a merged run: which shard, where it ran, and its machine's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostSummary {
+    /// The shard, `I/N`.
+    pub shard: String,
+    /// The host name the shard recorded.
+    pub host: String,
+    /// Whether the shard finished (a killed shard left no figures).
+    pub finished: bool,
+    /// Messages the shard's producers had acknowledged.
+    pub acked: u64,
+    /// What the shard's system sampler saw (all zero if it did not finish).
+    pub system: SystemSummary,
 }
 
 impl Summary {

@@ -172,9 +172,22 @@ fn three_shards_merge_to_the_scenario_total_with_nothing_lost() {
         "timeseries.csv",
         "produce_latency.hdr",
         "shards.json",
+        "system-shard-1.csv",
+        "system-shard-3.csv",
     ] {
         assert!(tmp.path().join("merged").join(f).exists(), "{f} missing");
     }
+    // Every shard's host side by side, in summary.json and in report.html.
+    assert_eq!(
+        m.hosts.iter().map(|h| h.shard.as_str()).collect::<Vec<_>>(),
+        ["1/3", "2/3", "3/3"]
+    );
+    assert!(m
+        .hosts
+        .iter()
+        .all(|h| h.finished && h.acked == 2_000 && h.system.samples > 0));
+    let html = std::fs::read_to_string(tmp.path().join("merged").join("report.html")).unwrap();
+    assert!(html.contains("<h2>Hosts"), "no hosts table in report.html");
 
     // A shard missing from the merge, or given twice: exit 2 naming it.
     let o = merge(&dirs(&runs)[..2], &tmp.path().join("m2"));

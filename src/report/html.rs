@@ -331,6 +331,35 @@ pub fn report_html(s: &Summary, charts: &[Figure]) -> String {
         ));
     }
     kv_table(&mut o, "System", &sys);
+    if !s.hosts.is_empty() {
+        o.push_str("<h2>Hosts (one per shard; the System table above is shard 1's)</h2><table><tr><th>shard</th><th>host</th><th>acked</th><th>CPU avg / max (% of machine)</th><th>memory max</th><th>network rx / tx</th><th>disk written</th></tr>\n");
+        for h in &s.hosts {
+            let y = &h.system;
+            if h.finished {
+                let _ = writeln!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1} / {:.1}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
+                    esc(&h.shard),
+                    esc(&h.host),
+                    h.acked,
+                    y.cpu_avg_pct,
+                    y.cpu_max_pct,
+                    bytes(y.mem_max_bytes),
+                    bytes(y.net_rx_bytes),
+                    bytes(y.net_tx_bytes),
+                    bytes(y.disk_write_bytes)
+                );
+            } else {
+                let _ = writeln!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td colspan=\"5\">did not finish</td></tr>",
+                    esc(&h.shard),
+                    esc(&h.host)
+                );
+            }
+        }
+        o.push_str("</table>\n");
+    }
     if let Some(c) = &s.catch_up {
         let rows = [
             (

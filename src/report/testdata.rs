@@ -210,6 +210,7 @@ pub(crate) fn run_data() -> RunData {
         warnings: Vec::new(),
         catch_up: None,
         max_rate: None,
+        hosts: Vec::new(),
     };
     RunData {
         summary,

@@ -21,7 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
 
 use crate::summary::{TargetInfo, TargetKind};
-pub use access::{is_secret, load_client_config, ClientConfigError, ClusterAccess};
+pub use access::{load_client_config, ClientConfigError, ClusterAccess};
 pub use embedded::EmbeddedCluster;
 
 /// Why the cluster cannot be used.
