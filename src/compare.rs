@@ -347,6 +347,12 @@ fn write_files(dir: &Path, outcome: &CompareOutcome, curve: Option<&Chart>) -> a
     if !outcome.verdicts.is_empty() {
         write(VERDICTS_CSV, &outcome.verdicts_csv()?)?;
     }
+    // A figure not measured this time leaves no chart from an earlier comparison behind.
+    for stem in ["compare_p99", "compare_e2e_p99"] {
+        for ext in ["png", "svg"] {
+            let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+        }
+    }
     for chart in charts(&outcome.rows) {
         write_bar_chart(dir, &chart)?;
     }

@@ -103,14 +103,15 @@ where
 {
     root.fill(&WHITE).map_err(plot_err)?;
     let n = chart.bars.len().max(1);
-    let y_max = chart
+    let highest = chart
         .bars
         .iter()
         .map(|(_, v)| *v)
         .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max)
-        .max(1e-9)
-        * 1.15;
+        .fold(0.0f64, f64::max);
+    // Nothing above zero (every cell 0 or without a value): a 0..1 axis, not a hair-thin range
+    // whose ticks all read "0".
+    let y_max = if highest > 0.0 { highest * 1.15 } else { 1.0 };
     // Each bar's label wrapped to the bar's width, drawn under it line by line (plotters'
     // own axis labels are one line each and ran into each other on a matrix's cells).
     let (w, _) = root.dim_in_pixel();
@@ -215,6 +216,27 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panel_with_no_value_above_zero_has_readable_ticks() {
+        let dir = tempfile::tempdir().unwrap();
+        let chart = BarChart {
+            stem: "t",
+            title: "time to recover".into(),
+            y_desc: "s".into(),
+            bars: vec![("a".into(), f64::NAN), ("b".into(), f64::NAN)],
+            missing: "not recovered",
+        };
+        let svg = write_bar_chart(dir.path(), &chart).unwrap();
+        let texts: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| t.rsplit_once('>').map(|(_, s)| s.trim()))
+            .collect();
+        let count = |want: &str| texts.iter().filter(|t| **t == want).count();
+        assert!(count("0") <= 1, "ticks read 0: {texts:?}");
+        assert!(count("0.5") == 1, "no 0..1 axis: {texts:?}");
+        assert_eq!(count("not recovered"), 2, "{texts:?}");
+    }
 
     #[test]
     fn labels_wrap_at_spaces() {
