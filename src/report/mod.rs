@@ -132,12 +132,13 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
             path.display()
         )
     })?;
-    if let Ok(set) = serde_json::from_str::<crate::runset::RunSetSummary>(&text) {
+    let value: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+    if let Some(set) = value.filter(|v| v["kind"] == crate::summary::RUN_SET_KIND) {
         anyhow::bail!(
             "{} is the summary of a run set of {} runs, not of one run: give the set's folder, \
              or one of its run-K folders",
             path.display(),
-            set.runs
+            set["runs"]
         );
     }
     Summary::from_json(&text).map_err(|e| match e {
