@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     pub log_retention_bytes: Option<u64>,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: the pause between two passes of the log cleaner over the
+    /// compacted topics (Kafka's default 15 s).
+    pub log_cleaner_backoff_ms: u64,
     /// `log.flush.interval.messages`; `None` leaves flushing to the OS (Kafka's default).
     pub log_flush_interval_messages: Option<u64>,
     /// `log.flush.interval.ms`; `None` leaves flushing to the OS (Kafka's default).
@@ -189,6 +192,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log.retention.hours",
     "log.retention.bytes",
     "log.retention.check.interval.ms",
+    "log.cleaner.backoff.ms",
     "log.flush.interval.messages",
     "log.flush.interval.ms",
     "log.index.interval.bytes",
@@ -521,6 +525,7 @@ impl BrokerConfig {
                 1,
                 i64::MAX,
             )? as u64,
+            log_cleaner_backoff_ms: p.int("log.cleaner.backoff.ms", 15_000, 1, i64::MAX)? as u64,
             log_flush_interval_messages: (flush_messages != i64::MAX)
                 .then_some(flush_messages as u64),
             log_flush_interval_ms: flush_ms,
@@ -615,6 +620,10 @@ impl BrokerConfig {
             (
                 "log.retention.check.interval.ms",
                 Some(self.log_retention_check_interval_ms.to_string()),
+            ),
+            (
+                "log.cleaner.backoff.ms",
+                Some(self.log_cleaner_backoff_ms.to_string()),
             ),
             (
                 "log.flush.interval.messages",
