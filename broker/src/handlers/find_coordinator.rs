@@ -56,12 +56,14 @@ async fn locate(ctx: &RequestContext<'_>, key_type: i8, key: &str) -> (i16, i32,
         let Some(view) = broker.topic_view(topic) else {
             let live = broker.live_brokers().len() as i16;
             let replication_factor = i32::from(rf.min(live).max(1));
-            let configs = min_isr
-                .map(|m| {
-                    let m = m.clamp(1, replication_factor);
-                    [("min.insync.replicas".to_owned(), m.to_string())].into()
-                })
-                .unwrap_or_default();
+            // Internal topics are compacted, as in Kafka: the log cleaner bounds them by the
+            // live state (the single broker's own stores use snapshots instead).
+            let mut configs: std::collections::BTreeMap<String, String> =
+                [("cleanup.policy".to_owned(), "compact".to_owned())].into();
+            if let Some(m) = min_isr {
+                let m = m.clamp(1, replication_factor);
+                configs.insert("min.insync.replicas".to_owned(), m.to_string());
+            }
             let spec = crate::cluster::CreateTopicSpec {
                 name: topic.to_owned(),
                 partitions,
