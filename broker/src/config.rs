@@ -130,6 +130,12 @@ pub struct BrokerConfig {
     /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state` (capped
     /// at its replication factor).
     pub transaction_state_log_min_isr: i32,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets` in a cluster
+    /// (Kafka's default 100 MiB; small segments let the log cleaner compact sooner).
+    pub offsets_topic_segment_bytes: u64,
+    /// `transaction.state.log.segment.bytes`: `segment.bytes` of `__transaction_state` in a
+    /// cluster (Kafka's default 100 MiB).
+    pub transaction_state_log_segment_bytes: u64,
     /// Every property as given (file then overrides), for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
 }
@@ -224,6 +230,8 @@ const KNOWN_KEYS: &[&str] = &[
     "transaction.state.log.replication.factor",
     "transaction.state.log.num.partitions",
     "transaction.state.log.min.isr",
+    "offsets.topic.segment.bytes",
+    "transaction.state.log.segment.bytes",
     // Read by the group and transaction coordinators from `raw`.
     "offset.metadata.max.bytes",
     "offsets.retention.check.interval.ms",
@@ -502,6 +510,18 @@ impl BrokerConfig {
                 1,
                 i32::MAX as i64,
             )? as i32,
+            offsets_topic_segment_bytes: p.int(
+                "offsets.topic.segment.bytes",
+                104_857_600,
+                14,
+                i32::MAX as i64,
+            )? as u64,
+            transaction_state_log_segment_bytes: p.int(
+                "transaction.state.log.segment.bytes",
+                104_857_600,
+                14,
+                i32::MAX as i64,
+            )? as u64,
             node_id,
             listener,
             advertised,
@@ -741,6 +761,14 @@ impl BrokerConfig {
             (
                 "transaction.state.log.min.isr",
                 Some(self.transaction_state_log_min_isr.to_string()),
+            ),
+            (
+                "offsets.topic.segment.bytes",
+                Some(self.offsets_topic_segment_bytes.to_string()),
+            ),
+            (
+                "transaction.state.log.segment.bytes",
+                Some(self.transaction_state_log_segment_bytes.to_string()),
             ),
         ]
     }
