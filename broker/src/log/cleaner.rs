@@ -200,8 +200,24 @@ impl Cleaning {
         let mut start = 0;
         while start < self.segments.len() {
             let end = self.group_end(start);
-            let group =
-                self.write_group(&self.segments[start..end], &map, &mut producers, &mut stats)?;
+            let path = self
+                .dir
+                .join(format!("{:020}.log.cleaned", self.segments[start].base));
+            let written = self.write_group(
+                &self.segments[start..end],
+                &path,
+                &map,
+                &mut producers,
+                &mut stats,
+            );
+            let group = match written {
+                Ok(group) => group,
+                Err(e) => {
+                    // A segment deleted by retention meanwhile, a full disk: leave no file.
+                    let _ = fs::remove_file(&path);
+                    return Err(e);
+                }
+            };
             hook(&group.path);
             stats.bytes_before += group.originals.iter().map(|s| s.size).sum::<u64>();
             stats.bytes_after += group.size;
@@ -297,18 +313,17 @@ impl Cleaning {
     fn write_group(
         &self,
         group: &[SealedSegment],
+        path: &Path,
         map: &OffsetMap,
         txns: &mut TxnTracker,
         stats: &mut CleanStats,
     ) -> Result<CleanedGroup, LogError> {
-        let base = group[0].base;
-        let path = self.dir.join(format!("{base:020}.log.cleaned"));
         let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)
-            .map_err(io_err("cannot create cleaned segment", &path))?;
+            .open(path)
+            .map_err(io_err("cannot create cleaned segment", path))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut size = 0u64;
         let horizon = self.now_ms.saturating_sub(self.config.delete_retention_ms);
@@ -319,19 +334,19 @@ impl Cleaning {
                 let kept = self.clean_batch(&header, &bytes, map, txns, horizon, segment, stats)?;
                 if let Some(kept) = kept {
                     out.write_all(&kept)
-                        .map_err(io_err("cannot write cleaned segment", &path))?;
+                        .map_err(io_err("cannot write cleaned segment", path))?;
                     size += kept.len() as u64;
                 }
             }
         }
         let file = out
             .into_inner()
-            .map_err(|e| io_err("cannot write cleaned segment", &path)(e.into_error()))?;
+            .map_err(|e| io_err("cannot write cleaned segment", path)(e.into_error()))?;
         file.sync_all()
-            .map_err(io_err("cannot fsync cleaned segment", &path))?;
+            .map_err(io_err("cannot fsync cleaned segment", path))?;
         Ok(CleanedGroup {
             originals: group.to_vec(),
-            path,
+            path: path.to_path_buf(),
             size,
         })
     }
@@ -886,6 +901,41 @@ mod tests {
                 .filter(|e| e.0 >= 5)
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_segment_deleted_before_it_is_read_ends_the_cleaning_without_leftovers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = updated_log(tmp.path());
+        let original = contents(&log);
+        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
+        // Retention deletes the next group's segment once the first group is swapped in.
+        let cut = log.segment_base_offsets()[2];
+        let mut first = true;
+        let err = cleaning
+            .run(&|_| {}, &mut |group| {
+                let installed = log.install_cleaned(group)?;
+                if std::mem::take(&mut first) {
+                    log.delete_records_before(cut)?;
+                    log.apply_retention(NOW)?;
+                }
+                Ok(installed)
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("cannot open segment for cleaning"),
+            "{err}"
+        );
+        let cleaned = fs::read_dir(tmp.path())
+            .expect("read_dir")
+            .filter(|e| {
+                let name = e.as_ref().expect("entry").file_name();
+                name.to_string_lossy().ends_with(".cleaned")
+            })
+            .count();
+        assert_eq!(cleaned, 0);
+        let kept: Vec<_> = original.into_iter().filter(|e| e.0 >= cut).collect();
+        assert_eq!(contents(&log), kept);
     }
 
     #[test]
