@@ -257,8 +257,7 @@ impl Cleaning {
     /// Pass 1; see the module docs.
     fn build_map(&self, stats: &mut CleanStats) -> Result<OffsetMap, LogError> {
         let mut map = OffsetMap::default();
-        // Producer id → (keys with offsets, base offsets) of its open transaction.
-        let mut open: HashMap<i64, (Vec<(Vec<u8>, i64)>, Vec<i64>)> = HashMap::new();
+        let mut open: HashMap<i64, OpenTxn> = HashMap::new();
         for segment in &self.segments {
             stats.bytes_read += segment.size;
             let dirty = segment.next_base > self.dirty_from;
@@ -416,6 +415,10 @@ impl Cleaning {
         }
     }
 }
+
+/// A producer's transaction seen by pass 1 before its marker: its keys with their offsets and
+/// the base offsets of its batches.
+type OpenTxn = (Vec<(Vec<u8>, i64)>, Vec<i64>);
 
 /// Pass 2's view of transactions: whether data of a producer's current transaction was kept.
 #[derive(Default)]
