@@ -40,8 +40,10 @@
 //! surviving batch ([`super::segment::Segment::find_batch`] looks for the first batch ending at
 //! or after the offset).
 //!
-//! Unlike Kafka, the key map is not bounded by a dedupe buffer size (it holds every distinct
-//! key of the dirty section), and the checkpoint is one file per partition, not per log dir.
+//! The key map holds whole keys (no hash collisions to fear) and is bounded by a key count
+//! rather than Kafka's `log.cleaner.dedupe.buffer.size`: pass 1 stops at the end of the segment
+//! where the map is full, and only that much of the dirty section is cleaned this time. The
+//! checkpoint is one file per partition, not per log dir.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -51,6 +53,11 @@ use std::path::{Path, PathBuf};
 use super::batch::{self, BatchHeader, Compression, BATCH_HEADER_LEN};
 use super::partition_log::{read_checkpoint, write_checkpoint};
 use super::{io_err, CompactionConfig, LogError};
+
+/// Most distinct keys pass 1 collects before it stops at the end of a segment (Kafka bounds its
+/// map by `log.cleaner.dedupe.buffer.size`); the rest of the dirty section waits for the next
+/// cleaning. Tens of bytes per key plus the key itself: a few hundred MB at most.
+const MAX_MAP_KEYS: usize = 2_000_000;
 
 /// The cleaner checkpoint file in a partition directory.
 pub(super) const CLEANER_CHECKPOINT: &str = "cleaner-offset.checkpoint";
@@ -114,6 +121,8 @@ pub struct Cleaning {
     /// Start of the dirty section (the old checkpoint).
     dirty_from: i64,
     now_ms: i64,
+    /// Pass 1 stops after the segment where the key map reaches this many keys.
+    max_keys: usize,
 }
 
 /// Decides whether the log needs cleaning; see the module docs. `segments` are the sealed
@@ -168,6 +177,7 @@ pub(super) fn plan(
         segments,
         dirty_from,
         now_ms,
+        max_keys: MAX_MAP_KEYS,
     })
 }
 
@@ -190,12 +200,14 @@ impl Cleaning {
     /// the log changed meanwhile, which ends the cleaning without harm). Finally the cleaner
     /// checkpoint moves to the end of what was cleaned.
     pub fn run(
-        self,
+        mut self,
         hook: CleanerHook<'_>,
         install: &mut dyn FnMut(CleanedGroup) -> Result<bool, LogError>,
     ) -> Result<CleanStats, LogError> {
         let mut stats = CleanStats::default();
-        let map = self.build_map(&mut stats)?;
+        let (map, mapped) = self.build_map(&mut stats)?;
+        // Only what the map covers is cleaned this time.
+        self.segments.truncate(mapped);
         let mut producers = TxnTracker::default();
         let mut start = 0;
         while start < self.segments.len() {
@@ -254,11 +266,17 @@ impl Cleaning {
         end
     }
 
-    /// Pass 1; see the module docs.
-    fn build_map(&self, stats: &mut CleanStats) -> Result<OffsetMap, LogError> {
+    /// Pass 1; see the module docs. Returns the map and how many segments it covers (all,
+    /// unless the map reached `max_keys`).
+    fn build_map(&self, stats: &mut CleanStats) -> Result<(OffsetMap, usize), LogError> {
         let mut map = OffsetMap::default();
         let mut open: HashMap<i64, OpenTxn> = HashMap::new();
+        let mut mapped = 0;
         for segment in &self.segments {
+            if map.latest.len() >= self.max_keys {
+                break;
+            }
+            mapped += 1;
             stats.bytes_read += segment.size;
             let dirty = segment.next_base > self.dirty_from;
             for item in SegmentBatches::open(segment)? {
@@ -305,7 +323,7 @@ impl Cleaning {
         for (_, (_, bases)) in open {
             map.unresolved.extend(bases);
         }
-        Ok(map)
+        Ok((map, mapped))
     }
 
     /// Pass 2 for one group; see the module docs.
@@ -939,6 +957,27 @@ mod tests {
         assert_eq!(cleaned, 0);
         let kept: Vec<_> = original.into_iter().filter(|e| e.0 >= cut).collect();
         assert_eq!(contents(&log), kept);
+    }
+
+    #[test]
+    fn a_full_key_map_leaves_the_rest_of_the_dirty_section_for_the_next_cleaning() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut log, latest) = updated_log(tmp.path());
+        let bases = log.segment_base_offsets();
+        let mut cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
+        cleaning.max_keys = 3; // reached within the first segment (4 records of 3 keys)
+        let stats = cleaning
+            .run(&|_| {}, &mut |group| log.install_cleaned(group))
+            .expect("clean");
+        assert_eq!(stats.clean_to, bases[1], "{stats:?}");
+        assert_eq!(stats.groups, 1);
+        // The next cleaning goes on from there (the log is still dirty enough).
+        let stats = clean(&mut log, NOW).expect("still due");
+        assert_eq!(stats.clean_to, *bases.last().expect("active"));
+        let got = contents(&log);
+        for entry in &latest {
+            assert!(got.contains(entry), "{entry:?} missing from {got:?}");
+        }
     }
 
     #[test]
