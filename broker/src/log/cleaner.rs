@@ -693,6 +693,30 @@ mod tests {
     }
 
     #[test]
+    fn a_fetch_at_any_offset_gets_the_next_surviving_batch_through_the_index() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            index_interval_bytes: 1, // an index entry for (almost) every batch
+            ..config(2000)
+        };
+        let mut log = PartitionLog::open(tmp.path(), cfg.clone()).expect("open");
+        for i in 0..200 {
+            put(&mut log, &format!("k{}", i % 7), Some("v"), 1000);
+        }
+        clean(&mut log, NOW).expect("due");
+        drop(log);
+        let log = PartitionLog::open(tmp.path(), cfg).expect("reopen");
+        let survivors: Vec<i64> = contents(&log).iter().map(|e| e.0).collect();
+        assert!(survivors.len() < 200);
+        for offset in 0..log.log_end_offset() {
+            let got = log.read(offset, 1, i64::MAX).expect("read");
+            let first = BatchHeader::parse(&got).expect("a batch").base_offset;
+            let want = survivors.iter().find(|&&o| o >= offset).copied();
+            assert_eq!(Some(first), want, "fetch at {offset}");
+        }
+    }
+
+    #[test]
     fn nothing_is_cleaned_below_the_dirty_ratio_or_past_the_bound() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (log, _) = updated_log(tmp.path());
