@@ -219,3 +219,80 @@ fn confluent_kafka_reads_only_the_newest_record_per_key() {
 fn confluent_kafka_cannot_write_a_keyless_record_to_a_compacted_topic() {
     python_scenario("keyless");
 }
+
+/// In a cluster (here of one broker, its own controller) `__consumer_offsets` is a compacted
+/// topic: after thousands of commits the cleaner shrinks it, and after a kill -9 and restart
+/// the coordinator replays the compacted log to the latest committed offsets.
+#[test]
+fn compacted_consumer_offsets_keep_the_latest_commits_across_a_restart() {
+    use rdkafka::consumer::CommitMode;
+    let mut cluster = common::cluster::TestCluster::start(
+        1,
+        &[],
+        &[
+            CLEANER_FAST,
+            "offsets.topic.num.partitions=1",
+            "offsets.topic.segment.bytes=8192",
+        ],
+    );
+    cluster.create_topic("t", 10, 1, &[]);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", "g")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let rounds = 300;
+    let deadline = Instant::now() + TIMEOUT;
+    for round in 1..=rounds {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..10 {
+            tpl.add_partition_offset("t", p, Offset::Offset(round))
+                .expect("offset");
+        }
+        // The coordinator may still be loading right after the topic is created.
+        while let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            assert!(Instant::now() < deadline, "commit {round}: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(
+        cluster.broker(1).wait_for_log(
+            "log cleaner compacted the partition topic=__consumer_offsets",
+            TIMEOUT
+        ),
+        "__consumer_offsets was not compacted\n{}",
+        cluster.log_tails(30)
+    );
+    drop(consumer);
+
+    cluster.kill9(1);
+    cluster.restart(1);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", "g")
+        .create()
+        .expect("consumer");
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..10 {
+        wanted.add_partition("t", p);
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    let committed = loop {
+        match consumer.committed_offsets(wanted.clone(), Duration::from_secs(5)) {
+            Ok(c) if c.elements().iter().all(|e| e.offset() != Offset::Invalid) => break c,
+            other => {
+                assert!(Instant::now() < deadline, "committed offsets: {other:?}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    for e in committed.elements() {
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(rounds),
+            "partition {}",
+            e.partition()
+        );
+    }
+}
