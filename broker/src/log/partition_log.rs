@@ -765,6 +765,9 @@ impl PartitionLog {
         for segment in self.segments.drain(start..end) {
             segment.delete()?;
         }
+        // The deletions are durable before the swap file takes the first segment's name: after
+        // a power loss, no replaced segment can reappear beside the cleaned one.
+        sync_dir(&self.dir)?;
         let target = self.dir.join(super::segment::log_file_name(first.base));
         fs::rename(&swap, &target).map_err(io_err("cannot install cleaned segment", &target))?;
         sync_dir(&self.dir)?;
