@@ -567,6 +567,10 @@ pub(super) fn complete_swaps(dir: &Path) -> Result<(), LogError> {
                 Err(e) => return Err(io_err("cannot delete a cleaned-over segment", path)(e)),
             }
         }
+        // As in the swap itself: the deletions are durable before the rename.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("cannot fsync partition directory", dir))?;
         let target = dir.join(super::segment::log_file_name(base));
         fs::rename(&swap, &target).map_err(io_err("cannot install swapped segment", &swap))?;
     }
