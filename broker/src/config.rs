@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     pub log_retention_bytes: Option<u64>,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: the pause between two passes of the log cleaner over the
+    /// compacted topics (Kafka's default 15 s).
+    pub log_cleaner_backoff_ms: u64,
     /// `log.flush.interval.messages`; `None` leaves flushing to the OS (Kafka's default).
     pub log_flush_interval_messages: Option<u64>,
     /// `log.flush.interval.ms`; `None` leaves flushing to the OS (Kafka's default).
@@ -136,6 +139,12 @@ pub struct BrokerConfig {
     /// `transaction.state.log.min.isr`: `min.insync.replicas` of `__transaction_state` (capped
     /// at its replication factor).
     pub transaction_state_log_min_isr: i32,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets` in a cluster
+    /// (Kafka's default 100 MiB; small segments let the log cleaner compact sooner).
+    pub offsets_topic_segment_bytes: u64,
+    /// `transaction.state.log.segment.bytes`: `segment.bytes` of `__transaction_state` in a
+    /// cluster (Kafka's default 100 MiB).
+    pub transaction_state_log_segment_bytes: u64,
     /// Every property as given (file then overrides), for DescribeConfigs.
     pub raw: BTreeMap<String, String>,
 }
@@ -198,6 +207,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log.retention.hours",
     "log.retention.bytes",
     "log.retention.check.interval.ms",
+    "log.cleaner.backoff.ms",
     "log.flush.interval.messages",
     "log.flush.interval.ms",
     "log.index.interval.bytes",
@@ -229,6 +239,8 @@ const KNOWN_KEYS: &[&str] = &[
     "transaction.state.log.replication.factor",
     "transaction.state.log.num.partitions",
     "transaction.state.log.min.isr",
+    "offsets.topic.segment.bytes",
+    "transaction.state.log.segment.bytes",
     "offset.metadata.max.bytes",
     "offsets.retention.check.interval.ms",
     "transaction.max.timeout.ms",
@@ -506,6 +518,18 @@ impl BrokerConfig {
                 1,
                 i32::MAX as i64,
             )? as i32,
+            offsets_topic_segment_bytes: p.int(
+                "offsets.topic.segment.bytes",
+                104_857_600,
+                14,
+                i32::MAX as i64,
+            )? as u64,
+            transaction_state_log_segment_bytes: p.int(
+                "transaction.state.log.segment.bytes",
+                104_857_600,
+                14,
+                i32::MAX as i64,
+            )? as u64,
             node_id,
             listener,
             advertised,
@@ -529,6 +553,7 @@ impl BrokerConfig {
                 1,
                 i64::MAX,
             )? as u64,
+            log_cleaner_backoff_ms: p.int("log.cleaner.backoff.ms", 15_000, 1, i64::MAX)? as u64,
             log_flush_interval_messages: (flush_messages != i64::MAX)
                 .then_some(flush_messages as u64),
             log_flush_interval_ms: flush_ms,
@@ -647,6 +672,10 @@ impl BrokerConfig {
             (
                 "log.retention.check.interval.ms",
                 Some(self.log_retention_check_interval_ms.to_string()),
+            ),
+            (
+                "log.cleaner.backoff.ms",
+                Some(self.log_cleaner_backoff_ms.to_string()),
             ),
             (
                 "log.flush.interval.messages",
@@ -780,6 +809,14 @@ impl BrokerConfig {
             (
                 "transaction.state.log.min.isr",
                 Some(self.transaction_state_log_min_isr.to_string()),
+            ),
+            (
+                "offsets.topic.segment.bytes",
+                Some(self.offsets_topic_segment_bytes.to_string()),
+            ),
+            (
+                "transaction.state.log.segment.bytes",
+                Some(self.transaction_state_log_segment_bytes.to_string()),
             ),
         ]
     }

@@ -54,6 +54,7 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(retention_loop(broker.clone(), stop_rx.clone()));
+    let cleaner = tokio::spawn(cleaner_loop(broker.clone(), stop_rx.clone()));
     let sync = match (&broker.cluster, &broker.replicas) {
         (Some(cluster), Some(replicas)) => Some(tokio::spawn(crate::metadata_sync::run(
             broker.node_id(),
@@ -115,6 +116,7 @@ pub async fn run(
         connections.abort_all();
     }
     retention.abort();
+    cleaner.abort();
     tokio::task::block_in_place(|| broker.shutdown());
     if let Some(cluster) = &broker.cluster {
         cluster.stop().await;
@@ -164,6 +166,40 @@ async fn join_cluster(
     crate::cluster::Cluster::start(cfg, listener, JOIN_DEADLINE)
         .await
         .map_err(|e| StartError::Cluster(e.to_string()))
+}
+
+/// Environment variable for tests only: milliseconds the log cleaner sleeps after writing
+/// each `.cleaned` file, before swapping it in, so a test can kill the broker mid-clean.
+const CLEANER_PAUSE_ENV: &str = "KBROKER_TEST_CLEANER_PAUSE_MS";
+
+/// Runs the log cleaner over the compacted topics every `log.cleaner.backoff.ms`.
+async fn cleaner_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config.log_cleaner_backoff_ms);
+    let pause = std::env::var(CLEANER_PAUSE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let b = broker.clone();
+                let now = crate::clock::now_ms();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let hook = |path: &std::path::Path| {
+                        if let Some(pause) = pause {
+                            tracing::info!(file = %path.display(), "cleaned segment written; pausing before the swap ({CLEANER_PAUSE_ENV})");
+                            std::thread::sleep(pause);
+                        }
+                    };
+                    b.topics.clean_compacted(now, &hook);
+                })
+                .await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Deletes old segments every `log.retention.check.interval.ms`.

@@ -29,7 +29,8 @@
 //! [`OffsetStore::lead`]). A commit is answered once the leader has written it, as with acks=1:
 //! followers have it milliseconds later; a coordinator that dies in between loses those last
 //! commits (its consumers re-read a little, at-least-once), where Kafka would wait for the ISR.
-//! Snapshots are not taken there: the replicated log keeps growing for the life of the topic.
+//! Snapshots are not taken there: the topic is created with `cleanup.policy=compact`, so the
+//! log cleaner keeps it bounded by the live state, as in Kafka.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

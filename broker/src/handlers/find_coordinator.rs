@@ -39,12 +39,13 @@ async fn locate(ctx: &RequestContext<'_>, key_type: i8, key: &str) -> (i16, i32,
             StrBytes::default(),
             -1,
         );
-        let (topic, partitions, rf, min_isr) = if key_type == GROUP {
+        let (topic, partitions, rf, min_isr, segment_bytes) = if key_type == GROUP {
             (
                 "__consumer_offsets",
                 broker.config.offsets_topic_num_partitions,
                 broker.config.offsets_topic_replication_factor,
                 None,
+                broker.config.offsets_topic_segment_bytes,
             )
         } else {
             (
@@ -52,17 +53,23 @@ async fn locate(ctx: &RequestContext<'_>, key_type: i8, key: &str) -> (i16, i32,
                 broker.config.transaction_state_log_num_partitions,
                 broker.config.transaction_state_log_replication_factor,
                 Some(broker.config.transaction_state_log_min_isr),
+                broker.config.transaction_state_log_segment_bytes,
             )
         };
         let Some(view) = broker.topic_view(topic) else {
             let live = broker.live_brokers().len() as i16;
             let replication_factor = i32::from(rf.min(live).max(1));
-            let configs = min_isr
-                .map(|m| {
-                    let m = m.clamp(1, replication_factor);
-                    [("min.insync.replicas".to_owned(), m.to_string())].into()
-                })
-                .unwrap_or_default();
+            // Internal topics are compacted, as in Kafka: the log cleaner bounds them by the
+            // live state (the single broker's own stores use snapshots instead).
+            let mut configs: std::collections::BTreeMap<String, String> = [
+                ("cleanup.policy".to_owned(), "compact".to_owned()),
+                ("segment.bytes".to_owned(), segment_bytes.to_string()),
+            ]
+            .into();
+            if let Some(m) = min_isr {
+                let m = m.clamp(1, replication_factor);
+                configs.insert("min.insync.replicas".to_owned(), m.to_string());
+            }
             let spec = crate::cluster::CreateTopicSpec {
                 name: topic.to_owned(),
                 partitions,

@@ -140,6 +140,9 @@ pub(crate) fn stage(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
         let name = topic_data.name.0.as_str();
         let topic = broker.topics.get(name);
         let max_bytes = topic.as_ref().map(|t| t.max_message_bytes);
+        let compacted = topic
+            .as_ref()
+            .is_some_and(|t| crate::topics::configs::is_compacted(&t.configs));
         let required = match (&topic, req.acks) {
             (Some(t), -1) => min_insync(t, broker.config.min_insync_replicas),
             _ => 0,
@@ -167,7 +170,13 @@ pub(crate) fn stage(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
                     "produce request carries no records".to_owned(),
                 )),
                 (_, Some(partition), Some(records), Some(max)) => {
-                    match batch::validate_produce(&records, max) {
+                    let checked = batch::validate_produce(&records, max).and_then(|headers| {
+                        if compacted {
+                            batch::check_keys_present(&records, &headers)?;
+                        }
+                        Ok(headers)
+                    });
+                    match checked {
                         Err(e) => Err(KafkaError::with_code(
                             e.kafka_error_code(),
                             format!("{name}-{}: {e}", p.index),

@@ -735,6 +735,125 @@ fn get_nullable_bytes(b: &[u8], pos: &mut usize) -> Option<Option<Bytes>> {
     Some(Some(out))
 }
 
+/// Checks that every record of a produce payload for a compacted topic has a key (Kafka's
+/// `LogValidator` rule), refusing with INVALID_RECORD and Kafka's words otherwise. `headers`
+/// are the payload's batches from [`validate_produce`]. Compressed batches are not opened (the
+/// broker never decompresses client data) and pass.
+pub fn check_keys_present(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchError> {
+    let mut position = 0;
+    for header in headers {
+        let batch = &bytes[position..position + header.len_total()];
+        if header.compression() == Some(Compression::None) {
+            let spans = record_spans(batch).map_err(|e| match e {
+                BatchError::CorruptMessage { reason, .. } => BatchError::corrupt(position, reason),
+                other => other,
+            })?;
+            if spans.iter().any(|s| s.key.is_none()) {
+                return Err(BatchError::invalid(
+                    position,
+                    "Compacted topic cannot accept message without key",
+                ));
+            }
+        }
+        position += header.len_total();
+    }
+    Ok(())
+}
+
+/// Where one record of an uncompressed batch lies, and what the cleaner needs of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordSpan {
+    /// Byte range of the whole record (length prefix included) within the batch.
+    pub(crate) range: std::ops::Range<usize>,
+    /// The record's offset relative to the batch's base offset.
+    pub(crate) offset_delta: i32,
+    /// Byte range of the key within the batch, `None` for a null key.
+    pub(crate) key: Option<std::ops::Range<usize>>,
+    /// Whether the value is null (a tombstone).
+    pub(crate) null_value: bool,
+}
+
+/// Walks the records of one uncompressed batch without copying them (the cleaner's view: byte
+/// ranges, offset delta, key, whether the value is null). Compressed batches are refused, as
+/// by [`decode_records`].
+pub(crate) fn record_spans(batch: &[u8]) -> Result<Vec<RecordSpan>, BatchError> {
+    let header = parse_framed(batch, 0)?;
+    let base = header.base_offset;
+    if header.compression() != Some(Compression::None) {
+        return Err(BatchError::invalid(
+            0,
+            format!("cannot read records of a compressed batch (base offset {base})"),
+        ));
+    }
+    let data = &batch[..header.len_total()];
+    let mut pos = BATCH_HEADER_LEN;
+    let mut spans = Vec::with_capacity((data.len() - pos) / 7);
+    let mut index = 0usize;
+    while pos < data.len() {
+        let bad = |what: &str| {
+            BatchError::corrupt(
+                0,
+                format!("record {index} of batch (base offset {base}): {what}"),
+            )
+        };
+        let start = pos;
+        let len = get_varint(data, &mut pos).ok_or_else(|| bad("bad length varint"))?;
+        let len = usize::try_from(len).map_err(|_| bad("negative record length"))?;
+        let end = pos
+            .checked_add(len)
+            .filter(|&end| end <= data.len() && len > 0)
+            .ok_or_else(|| bad("record runs past the end of the batch"))?;
+        let mut p = pos + 1; // record attributes
+        get_varlong(&data[..end], &mut p).ok_or_else(|| bad("bad timestampDelta"))?;
+        let offset_delta =
+            get_varint(&data[..end], &mut p).ok_or_else(|| bad("bad offsetDelta"))?;
+        let key_len = get_varint(&data[..end], &mut p).ok_or_else(|| bad("bad key length"))?;
+        let key = if key_len < 0 {
+            None
+        } else {
+            let key_end = p + key_len as usize;
+            if key_end > end {
+                return Err(bad("key runs past the record"));
+            }
+            let range = p..key_end;
+            p = key_end;
+            Some(range)
+        };
+        let value_len = get_varint(&data[..end], &mut p).ok_or_else(|| bad("bad value length"))?;
+        spans.push(RecordSpan {
+            range: start..end,
+            offset_delta,
+            key,
+            null_value: value_len < 0,
+        });
+        pos = end;
+        index += 1;
+    }
+    Ok(spans)
+}
+
+/// A copy of the uncompressed batch `batch` holding only the records at `kept` (ranges from
+/// [`record_spans`], in order), with the header otherwise unchanged: base offset,
+/// `lastOffsetDelta`, timestamps, producer id, epoch and base sequence stay, so the surviving
+/// records keep their offsets and a producer's sequence state is still derivable. Length,
+/// `recordsCount` and CRC are recomputed. An empty `kept` gives an empty batch (Kafka keeps such
+/// a batch to preserve the last sequence of a producer).
+pub(crate) fn filtered_batch(batch: &[u8], kept: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let body: usize = kept.iter().map(|r| r.len()).sum();
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body);
+    out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+    for r in kept {
+        out.extend_from_slice(&batch[r.clone()]);
+    }
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
+    let count = kept.len() as i32;
+    out[BATCH_HEADER_LEN - 4..BATCH_HEADER_LEN].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -10,6 +10,10 @@
 //! - [`PartitionLog`]: the ordered segments of one partition: append, read, retention,
 //!   truncation, recovery on open, and the checkpoints (log start offset, recovery point).
 //!
+//! - `cleaner`: log compaction (`cleanup.policy=compact`): rewrites sealed segments keeping
+//!   the newest record per key, installed through a crash-safe `.cleaned` → `.swap` → `.log`
+//!   swap that [`PartitionLog::open`] completes or discards.
+//!
 //! Beside them, `dir_health` reports log directories whose appends fail (a full disk) once,
 //! by name. A failed append leaves the log as it was and answers [`LogError::Io`], which
 //! clients get as KAFKA_STORAGE_ERROR.
@@ -18,6 +22,7 @@
 //! the error type shared by the layers ([`LogError`]).
 
 pub mod batch;
+mod cleaner;
 mod dir_health;
 mod index;
 mod partition_log;
@@ -31,10 +36,11 @@ pub use batch::{
     build_batch, decode_records, validate_produce, BatchError, BatchHeader, Compression, KeyValue,
     Record, RecordHeader,
 };
+pub use cleaner::{CleanStats, CleanedGroup, CleanerHook, Cleaning};
 pub use partition_log::{AppendInfo, LogBatches, PartitionLog};
 
 /// Per-partition log settings, named after Kafka's topic configs (`segment.bytes`, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll to a new segment before the active one would exceed this size.
     pub segment_bytes: u64,
@@ -55,6 +61,37 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `max.message.bytes`: largest batch accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Compaction settings when `cleanup.policy` includes `compact`; `None` for a log that is
+    /// never compacted.
+    pub compaction: Option<CompactionConfig>,
+}
+
+/// Kafka's compaction settings of a topic (`cleanup.policy=compact`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactionConfig {
+    /// `min.cleanable.dirty.ratio`: clean once the uncleaned ("dirty") bytes are at least this
+    /// share of the cleanable log (Kafka's default 0.5).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a segment whose newest record is younger stays uncleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty segment whose newest record is older than this is
+    /// cleaned whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long tombstones (null values) and transaction markers whose
+    /// data is gone are kept (Kafka's default one day).
+    pub delete_retention_ms: i64,
+}
+
+impl Default for CompactionConfig {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        CompactionConfig {
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -70,6 +107,7 @@ impl Default for LogConfig {
             flush_interval_ms: None,
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
+            compaction: None,
         }
     }
 }

@@ -29,13 +29,15 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader, BATCH_HEADER_LEN};
+use super::cleaner::{self, CleanedGroup, Cleaning, SealedSegment};
 use super::dir_health;
 use super::segment::{Segment, SegmentMark};
 use super::{io_err, LogConfig, LogError};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset.checkpoint";
 const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset.checkpoint";
-/// Suffixes of files left over by an interrupted operation; removed on open.
+/// Suffixes of files left over by an interrupted operation; removed on open (after the
+/// cleaner's committed swaps are completed, see [`cleaner::complete_swaps`]).
 const STRAY_SUFFIXES: [&str; 4] = [".deleted", ".cleaned", ".swap", ".tmp"];
 /// Bytes fetched per step by [`LogBatches`].
 const ITER_CHUNK_BYTES: usize = 1 << 20;
@@ -88,6 +90,7 @@ impl PartitionLog {
     pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
         check_config(dir, &config)?;
         fs::create_dir_all(dir).map_err(io_err("cannot create partition directory", dir))?;
+        cleaner::complete_swaps(dir)?;
         let bases = scan_dir(dir)?;
         let log_start_ckpt = read_checkpoint(&dir.join(LOG_START_CHECKPOINT));
         let recovery_point = read_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT)).unwrap_or(0);
@@ -702,6 +705,83 @@ impl PartitionLog {
         self.write_recovery_checkpoint()
     }
 
+    /// Decides whether the log is due for compaction (see [`super::cleaner`]); `None` when
+    /// the topic is not compacted or the log is not dirty enough. Nothing at or past
+    /// `uncleanable` (the caller's last stable offset or high watermark) is cleaned. Run the
+    /// answer with [`Cleaning::run`] without holding the log's lock, installing each group
+    /// with [`PartitionLog::install_cleaned`].
+    pub fn plan_clean(&self, uncleanable: i64, now_ms: i64) -> Option<Cleaning> {
+        let compaction = self.config.compaction.as_ref()?;
+        let sealed = self.segments[..self.segments.len() - 1]
+            .iter()
+            .zip(&self.segments[1..])
+            .filter(|(s, _)| s.next_offset() > self.log_start_offset)
+            .map(|(s, next)| SealedSegment {
+                base: s.base_offset(),
+                next_base: next.base_offset(),
+                size: s.size(),
+                max_timestamp: s.max_timestamp(),
+                path: s.log_path().to_path_buf(),
+            })
+            .collect();
+        cleaner::plan(
+            &self.dir,
+            compaction,
+            self.config.segment_bytes,
+            sealed,
+            uncleanable.min(self.active().base_offset()),
+            now_ms,
+        )
+    }
+
+    /// Swaps a cleaned group of segments in (see [`super::cleaner`] for the crash-safe
+    /// sequence). Returns `false`, deleting the cleaned file, when the segments it replaces
+    /// are no longer exactly the ones that were read (retention or truncation ran meanwhile).
+    pub fn install_cleaned(&mut self, group: CleanedGroup) -> Result<bool, LogError> {
+        let first = &group.originals[0];
+        let next_base = group.originals[group.originals.len() - 1].next_base;
+        let start = self
+            .segments
+            .partition_point(|s| s.base_offset() < first.base);
+        let end = start + group.originals.len();
+        let unchanged = end < self.segments.len()
+            && self.segments[end].base_offset() == next_base
+            && self.segments[start..end]
+                .iter()
+                .zip(&group.originals)
+                .all(|(s, o)| s.base_offset() == o.base && s.size() == o.size);
+        if !unchanged {
+            fs::remove_file(&group.path).map_err(io_err(
+                "cannot remove an outdated cleaned segment",
+                &group.path,
+            ))?;
+            return Ok(false);
+        }
+        let swap = self
+            .dir
+            .join(cleaner::swap_file_name(first.base, next_base));
+        fs::rename(&group.path, &swap).map_err(io_err("cannot rename cleaned segment", &swap))?;
+        sync_dir(&self.dir)?;
+        for segment in self.segments.drain(start..end) {
+            segment.delete()?;
+        }
+        // The deletions are durable before the swap file takes the first segment's name: after
+        // a power loss, no replaced segment can reappear beside the cleaned one.
+        sync_dir(&self.dir)?;
+        let target = self.dir.join(super::segment::log_file_name(first.base));
+        fs::rename(&swap, &target).map_err(io_err("cannot install cleaned segment", &target))?;
+        sync_dir(&self.dir)?;
+        let segment = Segment::open(
+            &self.dir,
+            first.base,
+            Some(next_base),
+            false,
+            self.config.index_interval_bytes,
+        )?;
+        self.segments.insert(start, segment);
+        Ok(true)
+    }
+
     /// Flushes and closes the log; the next open then needs no recovery scan.
     pub fn close(mut self) -> Result<(), LogError> {
         self.flush()
@@ -850,7 +930,7 @@ fn scan_dir(dir: &Path) -> Result<Vec<i64>, LogError> {
 }
 
 /// Reads a checkpoint file (`0` version line, then the offset); `None` if missing or unreadable.
-fn read_checkpoint(path: &Path) -> Option<i64> {
+pub(super) fn read_checkpoint(path: &Path) -> Option<i64> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
@@ -870,7 +950,7 @@ fn read_checkpoint(path: &Path) -> Option<i64> {
 }
 
 /// Writes a checkpoint atomically: temp file, fsync, rename.
-fn write_checkpoint(path: &Path, offset: i64) -> Result<(), LogError> {
+pub(super) fn write_checkpoint(path: &Path, offset: i64) -> Result<(), LogError> {
     let tmp = path.with_extension("checkpoint.tmp");
     let mut file = File::create(&tmp).map_err(io_err("cannot create checkpoint", &tmp))?;
     file.write_all(format!("0\n{offset}\n").as_bytes())

@@ -205,8 +205,11 @@ impl Segment {
             );
         }
         segment.rescan(true, index_interval_bytes)?;
-        if next_base.is_some() {
-            // Not the last segment: nothing more will be appended to it.
+        if let Some(next_base) = next_base {
+            // Not the last segment: nothing more will be appended to it. It spans up to the
+            // next segment even when its last batches are gone (removed by the log cleaner),
+            // so that the closing time index entry marks it sealed on the next open.
+            segment.next_offset = segment.next_offset.max(next_base);
             segment.seal(false)?;
         } else {
             segment.persist_indexes(false)?;
@@ -254,6 +257,11 @@ impl Segment {
     /// Bytes in the `.log` file.
     pub(crate) fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Largest batch `maxTimestamp` in the segment, -1 when none.
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
     }
 
     /// Path of the `.log` file.

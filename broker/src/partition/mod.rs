@@ -44,7 +44,9 @@ pub(crate) mod txns;
 
 use crate::log::batch;
 use crate::log::txn_index::AbortedTxn;
-use crate::log::{AppendInfo, BatchHeader, LogConfig, LogError, PartitionLog};
+use crate::log::{
+    AppendInfo, BatchHeader, CleanStats, CleanerHook, LogConfig, LogError, PartitionLog,
+};
 use epoch_cache::EpochCache;
 pub(crate) use leader_state::LeaderAndIsr;
 use leader_state::LeaderState;
@@ -610,6 +612,31 @@ impl Partition {
         }
         inner.txns.checkpoint(end)?;
         Ok(deleted)
+    }
+
+    /// Compacts the log when its topic is compacted and the log is due (see
+    /// [`crate::log::Cleaning`]): the plan is made under the lock, the segments are read and
+    /// rewritten without it, and each cleaned group is swapped in under it. Nothing at or past
+    /// the last stable offset (hence the high watermark) is cleaned. `hook` runs after each
+    /// cleaned file is written, before its swap. `None` when there was nothing to do.
+    pub(crate) fn clean(
+        &self,
+        now_ms: i64,
+        hook: CleanerHook<'_>,
+    ) -> Result<Option<CleanStats>, LogError> {
+        let cleaning = {
+            let inner = self.inner();
+            let lso = inner
+                .txns
+                .last_stable_offset(inner.high_watermark, inner.log.log_start_offset());
+            inner.log.plan_clean(lso.min(inner.high_watermark), now_ms)
+        };
+        let Some(cleaning) = cleaning else {
+            return Ok(None);
+        };
+        cleaning
+            .run(hook, &mut |group| self.inner().log.install_cleaned(group))
+            .map(Some)
     }
 
     /// This broker's role for the partition.

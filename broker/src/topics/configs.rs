@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::BrokerConfig;
-use crate::log::LogConfig;
+use crate::log::{CompactionConfig, LogConfig};
 use crate::topics::TopicError;
 
 /// How a value is checked (Kafka's `ConfigDef` type and validator for the key).
@@ -59,7 +59,7 @@ const KEYS: &[TopicKey] = &[
     TopicKey {
         name: "cleanup.policy",
         kind: Kind::ListOf(&["delete", "compact"]),
-        enforced: false,
+        enforced: true,
         default: |_| "delete".into(),
     },
     TopicKey {
@@ -89,7 +89,7 @@ const KEYS: &[TopicKey] = &[
     TopicKey {
         name: "delete.retention.ms",
         kind: Kind::Long(0),
-        enforced: false,
+        enforced: true,
         default: |_| "86400000".into(),
     },
     TopicKey {
@@ -157,7 +157,7 @@ const KEYS: &[TopicKey] = &[
     TopicKey {
         name: "max.compaction.lag.ms",
         kind: Kind::Long(1),
-        enforced: false,
+        enforced: true,
         default: |_| i64::MAX.to_string(),
     },
     TopicKey {
@@ -193,13 +193,13 @@ const KEYS: &[TopicKey] = &[
     TopicKey {
         name: "min.cleanable.dirty.ratio",
         kind: Kind::Ratio,
-        enforced: false,
+        enforced: true,
         default: |_| "0.5".into(),
     },
     TopicKey {
         name: "min.compaction.lag.ms",
         kind: Kind::Long(0),
-        enforced: false,
+        enforced: true,
         default: |_| "0".into(),
     },
     TopicKey {
@@ -334,19 +334,44 @@ impl<'a> TopicConfigs<'a> {
     }
 
     /// The storage settings for this topic's partitions.
+    /// `cleanup.policy=compact` alone turns time and size retention off, as in Kafka;
+    /// `compact,delete` applies both.
     pub(crate) fn log_config(&self) -> LogConfig {
         let positive = |v: i64| (v >= 0 && v != i64::MAX).then_some(v as u64);
+        let policy = self.value("cleanup.policy");
+        let has = |word: &str| policy.split(',').any(|w| w.trim() == word);
+        let delete = has("delete");
+        let compaction = has("compact").then(|| CompactionConfig {
+            min_cleanable_dirty_ratio: self
+                .value("min.cleanable.dirty.ratio")
+                .trim()
+                .parse()
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: self.int("min.compaction.lag.ms").max(0),
+            max_compaction_lag_ms: self.int("max.compaction.lag.ms").max(1),
+            delete_retention_ms: self.int("delete.retention.ms").max(0),
+        });
         LogConfig {
             segment_bytes: self.int("segment.bytes") as u64,
             segment_ms: positive(self.int("segment.ms")),
-            retention_ms: { (self.int("retention.ms") >= 0).then(|| self.int("retention.ms")) },
-            retention_bytes: positive(self.int("retention.bytes")),
+            retention_ms: (delete && self.int("retention.ms") >= 0)
+                .then(|| self.int("retention.ms")),
+            retention_bytes: positive(self.int("retention.bytes")).filter(|_| delete),
             flush_interval_messages: positive(self.int("flush.messages")),
             flush_interval_ms: positive(self.int("flush.ms")),
             index_interval_bytes: self.int("index.interval.bytes") as u32,
             max_message_bytes: self.int("max.message.bytes") as usize,
+            compaction,
         }
     }
+}
+
+/// Whether a topic with these overrides is compacted (`cleanup.policy` includes `compact`;
+/// the broker default is `delete`).
+pub(crate) fn is_compacted(overrides: &BTreeMap<String, String>) -> bool {
+    overrides
+        .get("cleanup.policy")
+        .is_some_and(|p| p.split(',').any(|w| w.trim() == "compact"))
 }
 
 fn invalid(msg: String) -> TopicError {

@@ -628,6 +628,33 @@ impl Topics {
         }
     }
 
+    /// Compacts every hosted partition of the compacted topics that is due (the log cleaner's
+    /// pass; see [`crate::log::Cleaning`]). `hook` runs after each cleaned file is written.
+    pub(crate) fn clean_compacted(&self, now_ms: i64, hook: crate::log::CleanerHook<'_>) {
+        for t in self.all() {
+            if !crate::topics::configs::is_compacted(&t.configs) {
+                continue;
+            }
+            for p in t.hosted() {
+                match p.clean(now_ms, hook) {
+                    Ok(None) => {}
+                    Ok(Some(stats)) => tracing::info!(
+                        topic = %p.topic,
+                        partition = p.index,
+                        bytes_before = stats.bytes_before,
+                        bytes_after = stats.bytes_after,
+                        records_removed = stats.records_removed,
+                        clean_to = stats.clean_to,
+                        "log cleaner compacted the partition"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "log cleaning failed")
+                    }
+                }
+            }
+        }
+    }
+
     /// Flushes every partition (on shutdown).
     pub(crate) fn flush_all(&self) {
         for t in self.all() {

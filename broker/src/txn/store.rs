@@ -15,7 +15,8 @@
 //!
 //! That is the single broker. In a cluster `__transaction_state` is a replicated topic of many
 //! partitions, written by the coordinator through the partition it leads; [`replay`] and
-//! [`encode_batch`] are shared with that path, and no snapshot is taken there.
+//! [`encode_batch`] are shared with that path, and no snapshot is taken there: the topic is
+//! created with `cleanup.policy=compact` and the log cleaner keeps it small.
 
 use std::collections::HashMap;
 use std::path::Path;

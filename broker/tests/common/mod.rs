@@ -27,6 +27,8 @@ pub struct TestBroker {
     /// The log dir (kept across restarts of the same broker).
     pub log_dir: PathBuf,
     overrides: Vec<String>,
+    /// Environment variables given to the process (kept across restarts until cleared).
+    pub env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
     log_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -34,17 +36,31 @@ pub struct TestBroker {
 impl TestBroker {
     /// Starts a broker with a fresh log dir and the given `key=value` overrides.
     pub fn start(overrides: &[&str]) -> TestBroker {
+        Self::start_with_env(overrides, &[])
+    }
+
+    /// [`TestBroker::start`] with environment variables for the process (test hooks).
+    pub fn start_with_env(overrides: &[&str], env: &[(&str, &str)]) -> TestBroker {
         let tmp = tempfile::tempdir().expect("temp dir");
         let log_dir = tmp.path().join("data");
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-        let mut b = Self::spawn(&log_dir, "0", &overrides);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut b = Self::spawn(&log_dir, "0", &overrides, &env);
         b._tmp = Some(tmp);
         b
     }
 
-    fn spawn(log_dir: &Path, port: &str, overrides: &[String]) -> TestBroker {
+    fn spawn(
+        log_dir: &Path,
+        port: &str,
+        overrides: &[String],
+        env: &[(String, String)],
+    ) -> TestBroker {
         let listeners = format!("listeners=PLAINTEXT://127.0.0.1:{port}");
-        let (mut b, rx) = Self::launch(log_dir, &listeners, overrides);
+        let (mut b, rx) = Self::launch_with_env(log_dir, &listeners, overrides, env);
         b.await_ready(rx, Duration::from_secs(30));
         b
     }
@@ -56,7 +72,17 @@ impl TestBroker {
         listeners: &str,
         overrides: &[String],
     ) -> (TestBroker, mpsc::Receiver<String>) {
+        Self::launch_with_env(log_dir, listeners, overrides, &[])
+    }
+
+    fn launch_with_env(
+        log_dir: &Path,
+        listeners: &str,
+        overrides: &[String],
+        env: &[(String, String)],
+    ) -> (TestBroker, mpsc::Receiver<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kbroker"));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--override")
             .arg(listeners)
             .arg("--override")
@@ -91,6 +117,7 @@ impl TestBroker {
             bootstrap: String::new(),
             log_dir: log_dir.to_owned(),
             overrides: overrides.to_vec(),
+            env: env.to_vec(),
             _tmp: None,
             log_lines: lines,
         };
@@ -164,7 +191,7 @@ impl TestBroker {
     pub fn restart(&mut self) {
         self.kill9();
         let port = self.port();
-        let mut fresh = Self::spawn(&self.log_dir, &port, &self.overrides);
+        let mut fresh = Self::spawn(&self.log_dir, &port, &self.overrides, &self.env);
         self.child = fresh.child.take();
         self.bootstrap = fresh.bootstrap.clone();
         self.log_lines = fresh.log_lines.clone();
