@@ -28,9 +28,6 @@ pub(crate) mod records;
 pub(crate) mod state;
 pub(crate) mod store;
 
-#[cfg(test)]
-mod coordinator_tests;
-
 pub(crate) use coordinator::TransactionCoordinator;
 
 use crate::config::BrokerConfig;

@@ -912,3 +912,6 @@ impl Inner {
         }) && self.coordinator_epoch(&c.transactional_id) == marker.coordinator_epoch
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::markers::{Marker, MarkerError, MarkerWriter};
-use super::state::{TxnError, TxnState};
-use super::{TransactionCoordinator, TxnConfig};
 use crate::group::store::OFFSETS_TOPIC;
 use crate::producer_ids::ProducerIds;
+use crate::txn::markers::{Marker, MarkerError, MarkerWriter};
+use crate::txn::state::{TxnError, TxnState};
+use crate::txn::{TransactionCoordinator, TxnConfig};
 
 /// Records markers; fails the next `fail` writes.
 #[derive(Default)]
@@ -459,9 +459,9 @@ async fn replay_completes_prepared_transactions_and_keeps_open_ones() {
 fn txn_partition(dir: &std::path::Path, index: i32) -> Arc<crate::partition::Partition> {
     Arc::new(
         crate::partition::Partition::open(
-            super::store::TXN_TOPIC,
+            crate::txn::store::TXN_TOPIC,
             index,
-            &dir.join(format!("{}-{index}", super::store::TXN_TOPIC)),
+            &dir.join(format!("{}-{index}", crate::txn::store::TXN_TOPIC)),
             crate::log::LogConfig::default(),
         )
         .unwrap(),
