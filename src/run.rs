@@ -628,7 +628,7 @@ async fn run_prepared(
     phase(&mut events, t_s(), "cluster_ready", &bootstrap);
     let mut watched = vec![("kbench".to_string(), std::process::id())];
     watched.extend(target.processes());
-    let sampler = Sampler::start_at(t0, s.sampling.interval.0, watched);
+    let sampler = Sampler::start_at(t0, s.sampling.interval.0, watched.clone());
 
     // Topic.
     let shard = args.shard;
@@ -943,6 +943,7 @@ async fn run_prepared(
                 members: &mut members,
             };
             events.extend(sup.poll(produce_start.elapsed(), acked, t_s(), &mut hands));
+            watch_new_processes(&sampler, &target, &mut watched);
         }
         let phase = if now_us() < warmup_end.get() {
             Phase::WarmUp
@@ -1089,6 +1090,7 @@ async fn run_prepared(
                 members: &mut members,
             };
             events.extend(sup.poll_follow_ups(t_s(), &mut hands));
+            watch_new_processes(&sampler, &target, &mut watched);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -2278,6 +2280,18 @@ fn transactions_summary(
         aborted_on_error: t.aborted_on_error,
         left_open,
         commit_latency_ms: Percentiles::from_histogram(&t.commit_latency),
+    }
+}
+
+/// Has the sampler watch every process the target runs that it does not watch yet: a broker
+/// restarted by a fault is a new process (a new pid under the same label), and without this
+/// its CPU and memory would read 0 from the restart on.
+fn watch_new_processes(sampler: &Sampler, target: &Target, watched: &mut Vec<(String, u32)>) {
+    for p in target.processes() {
+        if !watched.contains(&p) {
+            sampler.watch(p.0.clone(), p.1);
+            watched.push(p);
+        }
     }
 }
 

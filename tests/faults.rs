@@ -49,6 +49,21 @@ fn acked_writes_survive_a_broker_kill_9_and_restart() {
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("fault: kill broker 1 at"), "{stdout}");
+    // The restarted broker is a new process, and the sampler watches it too: the system
+    // figures do not read 0 for the brokers from the restart on.
+    let brokers: Vec<_> = s
+        .system
+        .processes
+        .iter()
+        .filter(|p| p.label == "broker-1")
+        .collect();
+    assert_eq!(
+        brokers.len(),
+        2,
+        "the broker before and after its restart: {brokers:?}"
+    );
+    assert_ne!(brokers[0].pid, brokers[1].pid);
+    assert!(brokers[1].rss_max_bytes > 0, "{:?}", brokers[1]);
 }
 
 /// The group's fail-over on one broker: what the member kill proves does not depend on the
