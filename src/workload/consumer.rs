@@ -148,15 +148,13 @@ fn run(task: MemberTask) -> Result<(), String> {
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                let payload = m.payload().unwrap_or_default();
-                let bytes = (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
-                let id = task.check.identify(payload);
-                task.meter.received(
-                    id,
+                record_message(
+                    &task.check,
+                    &task.meter,
+                    m.payload().unwrap_or_default(),
+                    m.key().map_or(0, <[u8]>::len),
                     m.partition(),
                     m.offset(),
-                    bytes,
-                    now_us(),
                     warmup_end.get(),
                 );
                 uncommitted += 1;
@@ -183,6 +181,24 @@ fn run(task: MemberTask) -> Result<(), String> {
         commit_now(&consumer, Commit::ManualSync, &task.meter);
     }
     Ok(())
+}
+
+/// What one consumed message costs kbench: check it (run tag, length, CRC32C of the whole
+/// message, a pipeline's transform), take the time, record it in the member's meter (counters,
+/// histograms, ledger, offsets). Public for the instruction-count guard
+/// (`benches/hot_path.rs`), which drives exactly this.
+pub fn record_message(
+    check: &Check,
+    meter: &ConsumerMeter,
+    payload: &[u8],
+    key_len: usize,
+    partition: i32,
+    offset: i64,
+    warmup_end: u64,
+) {
+    let bytes = (payload.len() + key_len) as u64;
+    let id = check.identify(payload);
+    meter.received(id, partition, offset, bytes, now_us(), warmup_end);
 }
 
 /// Destroys the client the way a crashed process would leave it: no LeaveGroup, no commit.

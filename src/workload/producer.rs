@@ -19,7 +19,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
-use super::payload::{read_header, write_header, Filler, KeyChooser};
+use super::payload::{read_header, Filler, KeyChooser};
 use super::rate::{sleep_until, Pacer};
 use super::{apply_client_configs, error_kind, StartGate, Stop};
 use crate::measure::{now_us, ProducerMeter, TxnEnd, WarmupEnd};
@@ -75,28 +75,49 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(m) => {
-                let payload = m.payload().unwrap_or_default();
-                let bytes = (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
-                match read_header(payload, self.run_tag) {
-                    Some(id) => self.meter.acked(
-                        self.index,
-                        id.seq,
-                        m.partition(),
-                        bytes,
-                        id.sent_us,
-                        now_us(),
-                        self.warmup_end.get(),
-                    ),
-                    None => self.meter.error("UnreadableDeliveryReport"),
-                }
-            }
+            Ok(m) => record_ack(
+                &self.meter,
+                self.index,
+                self.run_tag,
+                m.payload().unwrap_or_default(),
+                m.key().map_or(0, <[u8]>::len),
+                m.partition(),
+                self.warmup_end.get(),
+            ),
             Err((e, m)) => self.meter.failed(
                 &error_kind(e),
                 read_header(m.payload().unwrap_or_default(), self.run_tag).map(|id| id.sent_us),
                 now_us(),
             ),
         }
+    }
+}
+
+/// What a delivery report of an acknowledged message costs kbench, per message: read the
+/// identity back from the payload librdkafka hands back, take the time, record it in the
+/// task's meter (counters, two histograms, ledger, per-partition counts). Public for the
+/// instruction-count guard (`benches/hot_path.rs`), which drives exactly this.
+pub fn record_ack(
+    meter: &ProducerMeter,
+    index: u32,
+    run_tag: u32,
+    payload: &[u8],
+    key_len: usize,
+    partition: i32,
+    warmup_end: u64,
+) {
+    let bytes = (payload.len() + key_len) as u64;
+    match read_header(payload, run_tag) {
+        Some(id) => meter.acked(
+            index,
+            id.seq,
+            partition,
+            bytes,
+            id.sent_us,
+            now_us(),
+            warmup_end,
+        ),
+        None => meter.error("UnreadableDeliveryReport"),
     }
 }
 
@@ -274,8 +295,8 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 begin(&producer, &task, t, seq)?;
             }
         }
-        task.filler.fill(&mut buf, task.index, seq);
-        write_header(&mut buf, task.run_tag, task.index, seq, sent_us);
+        task.filler
+            .build(&mut buf, task.run_tag, task.index, seq, sent_us);
         let (key, partition) = keys.choose(task.index, seq);
         let mut record: BaseRecord<'_, [u8], [u8], ()> =
             BaseRecord::to(&task.topic).payload(&buf[..]);
