@@ -13,6 +13,7 @@
 #        linker script). python3-venv only when the python3 on PATH cannot make a virtualenv.
 #        libssl-dev: librdkafka links the system OpenSSL (rdkafka's "ssl" feature) for TLS and
 #        SASL clusters. openssl: compat/kafka/kafka.sh makes a CA for its sasl_tls clusters.
+#        valgrind: benches/hot-path-guard.sh counts the per-message instructions with callgrind.
 #        A Java 17+ runtime and Maven when missing (the machine image has both): tests/kafka.rs
 #        runs a real Apache Kafka from Maven Central's jars, fetched here once.
 #   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs)
@@ -39,7 +40,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(kcat build-essential pkg-config iproute2 libssl-dev openssl)
+APT_PACKAGES=(kcat build-essential pkg-config iproute2 libssl-dev openssl valgrind)
 if ! command -v java >/dev/null 2>&1; then
     APT_PACKAGES+=(openjdk-17-jre-headless)
 fi
