@@ -83,7 +83,7 @@ kbench_run() { # DIR FILE SETS... -> runs kbench, prints its CPU seconds
   shift 2
   local sets=()
   for s in "$@"; do sets+=(--set "$s"); done
-  cpu_of "$d.log" "$kbench" run "$file" --bootstrap "$BOOTSTRAP" --out "$d" "${sets[@]}"
+  cpu_of "$d.log" timeout 900 "$kbench" run "$file" --bootstrap "$BOOTSTRAP" --out "$d" "${sets[@]}"
 }
 summary() { # SUMMARY SECTION KEY
   python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]], 1))" "$@"
@@ -109,11 +109,13 @@ produce_rdperf() { # ROUND P
   # The topic, made by kbench (one message), so both sides write the same partition count.
   kbench_run "$d/topic" "$root/benches/producer-path.toml" "topic.name=perf" \
     "producers.messages_each=1" "topic.partitions=$parts" >/dev/null
+  local jobs=()
   for i in $(seq 1 "$p"); do
-    cpu_of "$d/rdperf-$i.log" "$rdperf" -P -t perf -b "$BOOTSTRAP" -s 1024 -c $((messages / p)) \
-      -X acks=1 -X linger.ms=5 -X batch.size=1048576 >"$d/rdperf-$i.cpuline" &
+    cpu_of "$d/rdperf-$i.log" timeout 600 "$rdperf" -P -t perf -b "$BOOTSTRAP" -s 1024 \
+      -c $((messages / p)) -X acks=1 -X linger.ms=5 -X batch.size=1048576 >"$d/rdperf-$i.cpuline" &
+    jobs+=($!)
   done
-  wait
+  wait "${jobs[@]}" # these, not the broker (a background job too)
   local cpu=0 ms=0 line t
   for i in $(seq 1 "$p"); do
     cpu=$(python3 -c "print($cpu + $(cat "$d/rdperf-$i.cpuline"))")
