@@ -90,7 +90,8 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
                     if phase == "ack" {
                         record_ack(&producer, p, RUN_TAG, m, 0, partition, 0);
                     } else {
-                        record_message(&check, &consumer, m, 0, partition, seq as i64, 0);
+                        let now = now_us();
+                        record_message(&check, &consumer, m, 0, partition, seq as i64, now, 0);
                     }
                 }
                 other => return Err(format!("hot_path: unknown phase {other:?} (produce, produce-copy-and-seal, ack, consume)")),
