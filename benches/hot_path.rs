@@ -103,7 +103,10 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let result = if args.is_empty() {
         // `cargo bench`: every phase natively, ns per message.
         ["produce", "produce-copy-and-seal", "ack", "consume"]
@@ -112,7 +115,10 @@ fn main() {
                 let n = SAMPLE;
                 let t = Instant::now();
                 run(phase, n, 1)?;
-                println!("{phase:>22}: {:.0} ns/message", t.elapsed().as_nanos() as f64 / n as f64);
+                println!(
+                    "{phase:>22}: {:.0} ns/message",
+                    t.elapsed().as_nanos() as f64 / n as f64
+                );
                 Ok(())
             })
     } else {

@@ -434,13 +434,21 @@ mod tests {
         ] {
             let f = Filler::new(kind, 4.0, size, 7);
             let mut fast = vec![0u8; size];
-            for (producer, seq) in [(0, 0), (3, 1), (15, 65_535), (u32::MAX, u64::from(u32::MAX))] {
+            for (producer, seq) in [
+                (0, 0),
+                (3, 1),
+                (15, 65_535),
+                (u32::MAX, u64::from(u32::MAX)),
+            ] {
                 let sent = seq.wrapping_add(1_700_000_000_000_000);
                 f.build(&mut fast, 9, producer, seq, sent);
                 let mut slow = vec![0u8; size];
                 slow[HEADER..].copy_from_slice(f.body(producer, seq));
                 write_header(&mut slow, 9, producer, seq, sent);
-                assert_eq!(fast, slow, "{kind:?} {size} B, producer {producer} seq {seq}");
+                assert_eq!(
+                    fast, slow,
+                    "{kind:?} {size} B, producer {producer} seq {seq}"
+                );
                 assert!(matches!(Check::new(9).identify(&fast), Identity::Ours(_)));
             }
         }
