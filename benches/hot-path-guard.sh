@@ -25,13 +25,15 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 command -v valgrind >/dev/null || { echo "hot-path-guard: valgrind not found (apt-get install valgrind)" >&2; exit 2; }
-bin=$(cd "$root" && cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
+# A release build of the bench target (not `cargo bench`, whose profile would build everything a
+# second time next to CI's `cargo build --release --bin kbench --bench hot_path`).
+bin=$(cd "$root" && cargo build --release --bench hot_path --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "hot_path" and m.get("executable"):
         print(m["executable"])')
-[[ -x "$bin" ]] || { echo "hot-path-guard: could not build benches/hot_path.rs (cargo bench --bench hot_path --no-run)" >&2; exit 2; }
+[[ -x "$bin" ]] || { echo "hot-path-guard: could not build benches/hot_path.rs (cargo build --release --bench hot_path)" >&2; exit 2; }
 baseline="$root/benches/hot-path-baseline.txt"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
