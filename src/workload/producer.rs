@@ -10,13 +10,14 @@
 //! task goes on; a retriable one is retried; a fatal one (fenced by another instance with the
 //! same `transactional.id`) ends the task with an error naming the id.
 
+use std::ffi::CString;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::payload::{read_header, Filler, KeyChooser};
@@ -262,7 +263,8 @@ fn run(task: ProducerTask) -> Result<(), String> {
         return Ok(());
     };
     let size = p.message_size.0 as usize;
-    let mut buf = vec![0u8; size];
+    let sender = Sender::new(&producer, &task.topic)
+        .map_err(|e| format!("producer {}: topic {:?}: {e}", task.index, task.topic))?;
     let mut keys = KeyChooser::new(p.keys, p.key_set, task.partitions);
     let pacer = p.rate_each().map(|r| Pacer::new(start_us, r));
     let limit_us = start_us + p.time_limit.0.as_micros() as u64;
@@ -295,34 +297,33 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 begin(&producer, &task, t, seq)?;
             }
         }
+        let Some(mut payload) = sender.alloc(size) else {
+            task.meter.error("OutOfMemory");
+            std::thread::sleep(Duration::from_millis(1));
+            seq += 1;
+            continue;
+        };
         task.filler
-            .build(&mut buf, task.run_tag, task.index, seq, sent_us);
+            .build(payload.bytes_mut(), task.run_tag, task.index, seq, sent_us);
         let (key, partition) = keys.choose(task.index, seq);
-        let mut record: BaseRecord<'_, [u8], [u8], ()> =
-            BaseRecord::to(&task.topic).payload(&buf[..]);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(part) = partition {
-            record = record.partition(part);
-        }
         let bytes = (size + key.map_or(0, <[u8]>::len)) as u64;
         loop {
-            match producer.send(record) {
+            match sender.send(payload, partition, key) {
                 Ok(()) => {
                     task.meter.sent(bytes);
                     break;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err((RDKafkaErrorCode::QueueFull, back)) => {
                     // librdkafka's queue is full: wait for delivery reports to make room.
                     std::thread::sleep(Duration::from_micros(500));
                     if task.stop.is_raised() || now_us() >= limit_us {
                         break;
                     }
-                    record = back;
+                    payload = back;
                 }
-                Err((e, _)) => {
-                    task.meter.error(&error_kind(&e));
+                Err((code, _)) => {
+                    task.meter
+                        .error(&error_kind(&KafkaError::MessageProduction(code)));
                     // Do not spin on a persistent error.
                     std::thread::sleep(Duration::from_millis(1));
                     break;
@@ -354,6 +355,113 @@ fn run(task: ProducerTask) -> Result<(), String> {
         producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
     }
     Ok(())
+}
+
+/// Produces messages librdkafka owns from the start: each payload is built in memory librdkafka
+/// allocated (`rd_kafka_mem_malloc`) and handed over with `RD_KAFKA_MSG_F_FREE`, so it is not
+/// copied again (rust-rdkafka's `send` always asks for `RD_KAFKA_MSG_F_COPY`: a second copy of
+/// every payload) and no topic name is allocated per message (`send` makes a `CString` each
+/// time). Delivery reports are the same as `send`'s: the delivery opaque is `()` (null).
+struct Sender<'a> {
+    producer: &'a ThreadedProducer<Context>,
+    topic: CString,
+}
+
+/// A payload buffer in librdkafka's allocator, ours until librdkafka accepts it.
+struct OwnedPayload<'a> {
+    producer: &'a ThreadedProducer<Context>,
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY (for every `unsafe` block below): `producer.client().native_ptr()` is the live
+// `rd_kafka_t` of a producer that outlives the `Sender` and every `OwnedPayload` (both borrow
+// it). An `OwnedPayload` is `len` bytes from `rd_kafka_mem_malloc`, owned by exactly one value:
+// freed with `rd_kafka_mem_free` when dropped, or given to librdkafka by a successful
+// `rd_kafka_producev` with `RD_KAFKA_MSG_F_FREE` (librdkafka frees it after the delivery report;
+// on an error it stays ours, which is why `send` hands it back). The variadic arguments follow
+// rust-rdkafka's own `BaseProducer::send` (types and order per rdkafka.h's `RD_KAFKA_V_*`).
+#[allow(unsafe_code)]
+impl<'a> Sender<'a> {
+    fn new(producer: &'a ThreadedProducer<Context>, topic: &str) -> Result<Self, String> {
+        let topic = CString::new(topic).map_err(|e| format!("not a valid topic name: {e}"))?;
+        Ok(Sender { producer, topic })
+    }
+
+    /// A buffer of `len` bytes (uninitialised until written), or `None` if out of memory.
+    fn alloc(&self, len: usize) -> Option<OwnedPayload<'a>> {
+        let rk = self.producer.client().native_ptr();
+        let ptr = unsafe { rdkafka::bindings::rd_kafka_mem_malloc(rk, len.max(1)) };
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())?;
+        // Zeroed once so the slice below never exposes uninitialised bytes.
+        unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
+        Some(OwnedPayload {
+            producer: self.producer,
+            ptr,
+            len,
+        })
+    }
+
+    /// Hands `payload` to librdkafka (partition `None` = the partitioner's choice; the key is
+    /// copied); on an error returns it with librdkafka's code.
+    fn send(
+        &self,
+        payload: OwnedPayload<'a>,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+    ) -> Result<(), (RDKafkaErrorCode, OwnedPayload<'a>)> {
+        use rdkafka::bindings::rd_kafka_vtype_t::*;
+        let (key_ptr, key_len) = key.map_or((std::ptr::null(), 0), |k| (k.as_ptr(), k.len()));
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_producev(
+                self.producer.client().native_ptr(),
+                RD_KAFKA_VTYPE_TOPIC,
+                self.topic.as_ptr(),
+                RD_KAFKA_VTYPE_PARTITION,
+                partition.unwrap_or(-1),
+                RD_KAFKA_VTYPE_MSGFLAGS,
+                rdkafka::bindings::RD_KAFKA_MSG_F_FREE,
+                RD_KAFKA_VTYPE_VALUE,
+                payload.ptr.as_ptr().cast::<std::os::raw::c_void>(),
+                payload.len,
+                RD_KAFKA_VTYPE_KEY,
+                key_ptr.cast::<std::os::raw::c_void>(),
+                key_len,
+                RD_KAFKA_VTYPE_OPAQUE,
+                std::ptr::null_mut::<std::os::raw::c_void>(),
+                RD_KAFKA_VTYPE_TIMESTAMP,
+                0i64,
+                RD_KAFKA_VTYPE_HEADERS,
+                std::ptr::null_mut::<rdkafka::bindings::rd_kafka_headers_t>(),
+                RD_KAFKA_VTYPE_END,
+            )
+        };
+        if err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            std::mem::forget(payload); // librdkafka's now
+            Ok(())
+        } else {
+            Err((err.into(), payload))
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+impl OwnedPayload<'_> {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+#[allow(unsafe_code)]
+impl Drop for OwnedPayload<'_> {
+    fn drop(&mut self) {
+        unsafe {
+            rdkafka::bindings::rd_kafka_mem_free(
+                self.producer.client().native_ptr(),
+                self.ptr.as_ptr().cast(),
+            )
+        };
+    }
 }
 
 /// Bound on each transaction call (init, commit, abort).
