@@ -643,6 +643,42 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_payload_comes_back_to_the_sender_and_an_accepted_one_is_librdkafkas() {
+        let ctx = Context {
+            index: 0,
+            run_tag: 1,
+            meter: Arc::new(ProducerMeter::default()),
+            warmup_end: Arc::new(WarmupEnd::default()),
+        };
+        // Nothing listens there: librdkafka queues locally, one message at most.
+        let producer: ThreadedProducer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("queue.buffering.max.messages", "1")
+            .set("message.timeout.ms", "1000")
+            .create_with_context(ctx)
+            .expect("client");
+        let sender = Sender::new(&producer, "t").expect("topic");
+        let filler = Filler::new(crate::scenario::PayloadKind::Random, 1.0, 64, 1);
+        let mut first = sender.alloc(64).expect("memory");
+        filler.build(first.bytes_mut(), 1, 0, 0, 7);
+        assert!(sender.send(first, Some(0), None).is_ok());
+        let mut second = sender.alloc(64).expect("memory");
+        filler.build(second.bytes_mut(), 1, 0, 1, 7);
+        match sender.send(second, Some(0), Some(b"k")) {
+            Err((RDKafkaErrorCode::QueueFull, mut back)) => {
+                // Still ours, intact: it can be sent again (or is freed when dropped).
+                let id = read_header(back.bytes_mut(), 1).expect("our message");
+                assert_eq!((id.seq, id.sent_us), (1, 7));
+            }
+            other => panic!("expected QueueFull, got {:?}", other.map_err(|e| e.0)),
+        }
+        let e = Sender::new(&producer, "bad\0topic")
+            .err()
+            .expect("a NUL is refused");
+        assert!(e.contains("not a valid topic name"), "{e}");
+    }
+
+    #[test]
     fn abort_plan_aborts_exactly_the_share_and_is_reproducible() {
         for (ratio, index) in [(0.1, 0), (0.25, 3), (0.5, 7), (1.0, 1)] {
             let plan = AbortPlan::new(ratio, index);
