@@ -14,6 +14,8 @@
 #        libssl-dev: librdkafka links the system OpenSSL (rdkafka's "ssl" feature) for TLS and
 #        SASL clusters. openssl: compat/kafka/kafka.sh makes a CA for its sasl_tls clusters.
 #        valgrind: benches/hot-path-guard.sh counts the per-message instructions with callgrind.
+#        chromium: tests/report_screenshot.rs renders report.html headless and checks each chart is
+#        on screen (its text uses fonts-dejavu-core, which chromium's fontconfig pulls in).
 #        A Java 17+ runtime and Maven when missing (the machine image has both): tests/kafka.rs
 #        runs a real Apache Kafka from Maven Central's jars, fetched here once.
 #   <repo>/.venv: a virtualenv with compat/requirements.txt (confluent-kafka, kafka-python, codecs)
@@ -40,7 +42,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(kcat build-essential pkg-config iproute2 libssl-dev openssl valgrind)
+APT_PACKAGES=(kcat build-essential pkg-config iproute2 libssl-dev openssl valgrind chromium)
 if ! command -v java >/dev/null 2>&1; then
     APT_PACKAGES+=(openjdk-17-jre-headless)
 fi

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::run::{Outcome, RunOptions};
-use crate::target::{load_client_config, ClusterAccess};
+use crate::sut::{load_client_config, ClusterAccess};
 use crate::workload::Stop;
 
 /// Benchmark and load-test Kafka: scenario in, verified report out.
@@ -725,8 +725,8 @@ fn watch_signals(interrupt: Stop) {
         eprintln!("\nkbench: stopping (press Ctrl-C again to kill the brokers and exit at once)");
         interrupt.raise();
         let _ = tokio::signal::ctrl_c().await;
-        crate::target::embedded::kill_registered();
-        crate::target::netns::remove_registered();
+        crate::sut::embedded::kill_registered();
+        crate::sut::netns::remove_registered();
         std::process::exit(2);
     });
 }

@@ -32,6 +32,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::report::charts::comparison::{write_bar_chart, write_panel_chart, BarChart};
+use crate::report::charts::{write_chart, Chart, Line, XAxis};
 use crate::report::html::esc;
 use crate::report::SUMMARY_JSON;
 use crate::runset::{figure, Better, Metric, RunSet, METRICS};
@@ -328,12 +329,13 @@ pub fn run(
         outcome.markdown.push_str(&verdict_markdown(&outcome, opts));
     }
     if let Some(dir) = out {
-        write_files(dir, &outcome)?;
+        let curve = sweeps_rate(&sets).then(|| latency_curve(&outcome.rows));
+        write_files(dir, &outcome, curve.as_ref())?;
     }
     Ok(outcome)
 }
 
-fn write_files(dir: &Path, outcome: &CompareOutcome) -> anyhow::Result<()> {
+fn write_files(dir: &Path, outcome: &CompareOutcome, curve: Option<&Chart>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
@@ -345,14 +347,86 @@ fn write_files(dir: &Path, outcome: &CompareOutcome) -> anyhow::Result<()> {
     if !outcome.verdicts.is_empty() {
         write(VERDICTS_CSV, &outcome.verdicts_csv()?)?;
     }
+    // A figure not measured this time leaves no chart from an earlier comparison behind.
+    for stem in ["compare_p99", "compare_e2e_p99"] {
+        for ext in ["png", "svg"] {
+            let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+        }
+    }
     for chart in charts(&outcome.rows) {
         write_bar_chart(dir, &chart)?;
     }
-    write_panel_chart(dir, COMPARISON_CHART, &panels(&outcome.rows))?;
+    let mut figures = vec![(
+        "What was measured, per run".to_string(),
+        write_panel_chart(dir, COMPARISON_CHART, &panels(&outcome.rows))?,
+    )];
+    let _ = std::fs::remove_file(dir.join(format!("{LATENCY_CURVE}.svg")));
+    let _ = std::fs::remove_file(dir.join(format!("{LATENCY_CURVE}.png")));
+    let mut notes = Vec::new();
+    if let Some(curve) = curve {
+        match curve.not_drawn() {
+            None => figures.push((curve.title.clone(), write_chart(dir, curve)?)),
+            Some(why) => notes.push(format!("{}: not drawn: {why}.", curve.title)),
+        }
+    }
     write(
         COMPARISON_HTML,
-        html_page(&outcome.rows, &verdict_text(outcome)).as_bytes(),
+        html_page(&outcome.rows, &verdict_text(outcome), &figures, &notes).as_bytes(),
     )
+}
+
+/// The matrix key whose sweep draws the latency-throughput curve.
+pub const RATE_KEY: &str = "producers.total_rate";
+/// Stem of the latency-throughput curve's files.
+pub const LATENCY_CURVE: &str = "latency_throughput";
+
+/// Whether the inputs sweep the produce rate: the cells of a matrix over [`RATE_KEY`], or at
+/// least three runs with different target rates (e.g. the steps of a max-rate search; two
+/// runs at two rates are an A/B comparison, not a curve).
+fn sweeps_rate(sets: &[RunSet]) -> bool {
+    let distinct = |f: &dyn Fn(&Summary) -> Option<String>| -> usize {
+        let rates: Option<std::collections::BTreeSet<String>> =
+            sets.iter().map(|s| f(s.first())).collect();
+        rates.map_or(0, |r| r.len())
+    };
+    distinct(&|s| s.scenario.matrix_cell.get(RATE_KEY).cloned()) > 1
+        || distinct(&|s| s.produce.target_msgs_per_s.map(|r| format!("{r}")))
+            >= crate::report::charts::MIN_POINTS
+}
+
+/// The latency-throughput curve: p50 and p99 of produce and end-to-end latency against the
+/// achieved produce rate, one point per input (a cell's medians), in rate order. Latencies
+/// that were not measured (0) leave their line out.
+pub(crate) fn latency_curve(rows: &[CompareRow]) -> Chart {
+    let mut sorted: Vec<&CompareRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| a.produce_msgs_per_s.total_cmp(&b.produce_msgs_per_s));
+    let line = |label: &str, color: usize, f: fn(&CompareRow) -> f64| {
+        Line::new(
+            label,
+            color,
+            sorted
+                .iter()
+                .filter(|r| f(r) > 0.0)
+                .map(|r| (r.produce_msgs_per_s, f(r)))
+                .collect(),
+        )
+    };
+    Chart {
+        stem: LATENCY_CURVE,
+        title: "latency against achieved throughput (one point per rate)".into(),
+        x: XAxis::Rate,
+        y_desc: "latency (ms, log scale)".into(),
+        y_log: true,
+        lines: vec![
+            line("produce p50", 0, |r| r.produce_p50_ms),
+            line("produce p99", 2, |r| r.produce_p99_ms),
+            line("end-to-end p50", 1, |r| r.e2e_p50_ms),
+            line("end-to-end p99", 3, |r| r.e2e_p99_ms),
+        ],
+        warmup_end_s: None,
+        events: Vec::new(),
+        skip: None,
+    }
 }
 
 /// Candidate against base, per metric the base measured.
@@ -1001,47 +1075,110 @@ fn axis_label(r: &CompareRow) -> String {
         .replace("replication_factor=", "RF=")
 }
 
-/// The four panels of the comparison chart: throughput, p99 produce latency, acknowledged
-/// loss and recovery time (a run that never recovered is drawn at its fault-to-end time, 0
-/// when it had no fault; the table says which).
+/// The panels of the comparison chart, only for what was measured: throughput always; p99
+/// produce and end-to-end latency when any input has it; acknowledged messages lost when any
+/// input lost some; recovery time when any input had a fault (a run that never recovered has
+/// no bar and says "not recovered").
 pub(crate) fn panels(rows: &[CompareRow]) -> Vec<BarChart> {
-    let bars =
-        |f: &dyn Fn(&CompareRow) -> f64| rows.iter().map(|r| (axis_label(r), f(r))).collect();
-    vec![
-        BarChart {
-            stem: COMPARISON_CHART,
-            title: "produce throughput (acked msgs/s)".into(),
-            y_desc: "messages/s".into(),
-            bars: bars(&|r| r.produce_msgs_per_s),
-        },
-        BarChart {
-            stem: COMPARISON_CHART,
-            title: "produce latency p99 (ms)".into(),
-            y_desc: "ms".into(),
-            bars: bars(&|r| r.produce_p99_ms),
-        },
-        BarChart {
-            stem: COMPARISON_CHART,
-            title: "acknowledged messages lost".into(),
-            y_desc: "messages".into(),
-            bars: bars(&|r| r.acked_lost as f64),
-        },
-        BarChart {
+    let bars = |f: &dyn Fn(&CompareRow) -> f64| -> Vec<(String, f64)> {
+        rows.iter().map(|r| (axis_label(r), f(r))).collect()
+    };
+    let measured = |b: &[(String, f64)]| b.iter().any(|(_, v)| *v > 0.0);
+    let mut out = vec![BarChart {
+        stem: COMPARISON_CHART,
+        title: "produce throughput (acked msgs/s)".into(),
+        y_desc: "messages/s".into(),
+        bars: bars(&|r| r.produce_msgs_per_s),
+        missing: "",
+    }];
+    let candidates = [
+        (
+            "produce latency p99 (ms)",
+            "ms",
+            bars(&|r| r.produce_p99_ms),
+        ),
+        ("end-to-end latency p99 (ms)", "ms", bars(&|r| r.e2e_p99_ms)),
+        (
+            "acknowledged messages lost",
+            "messages",
+            bars(&|r| r.acked_lost as f64),
+        ),
+    ];
+    for (title, y_desc, b) in candidates {
+        if measured(&b) {
+            out.push(BarChart {
+                stem: COMPARISON_CHART,
+                title: title.into(),
+                y_desc: y_desc.into(),
+                bars: b,
+                missing: "",
+            });
+        }
+    }
+    if rows.iter().any(|r| r.faults > 0) {
+        out.push(BarChart {
             stem: COMPARISON_CHART,
             title: "time to recover from the fault (s, longest)".into(),
             y_desc: "s".into(),
-            bars: bars(&|r| r.recovery_s.unwrap_or(0.0)),
-        },
-    ]
+            bars: bars(&|r| match (r.faults, r.recovery_s) {
+                (0, _) => 0.0,
+                (_, Some(s)) => s,
+                (_, None) => f64::NAN,
+            }),
+            missing: "not recovered",
+        });
+    }
+    out
 }
 
-/// The comparison page (`report.html`): the table with every figure, the one chart, and the
-/// regression verdict when there is one. Self-contained but for the chart's SVG beside it.
-pub fn html_page(rows: &[CompareRow], verdict: &str) -> String {
+/// The comparison page (`report.html`): which inputs passed, the charts (inline SVG: the
+/// measured figures side by side, and the latency-throughput curve for a rate sweep), the
+/// regression verdict when there is one, then the table with every figure. Self-contained.
+pub fn html_page(
+    rows: &[CompareRow],
+    verdict: &str,
+    figures: &[(String, String)],
+    notes: &[String],
+) -> String {
     let mut o = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kbench comparison</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style></head><body>\n<h1>kbench comparison</h1>\n",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kbench comparison</title>\n<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}svg{max-width:100%;height:auto}figure{margin:1em 0}figcaption{font-weight:bold}.verdict{padding:.8em 1em;border-radius:4px;font-size:1.2em}.pass{background:#dff0d8}.fail{background:#f2dede}</style></head><body>\n<h1>kbench comparison</h1>\n",
     );
-    o.push_str("<p>acked lost = acknowledged messages no consumer read (with acks=0 a message counts as acknowledged once sent); recovery s = longest time from a fault until produce throughput was back to 90 % of its pre-fault rate.</p>\n<table><tr>");
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.label.as_str())
+        .collect();
+    let (class, text) = if failed.is_empty() {
+        (
+            "pass",
+            format!("all {} input(s) passed their checks", rows.len()),
+        )
+    } else {
+        (
+            "fail",
+            format!(
+                "{} of {} input(s) FAILED their checks: {}",
+                failed.len(),
+                rows.len(),
+                failed.join(", ")
+            ),
+        )
+    };
+    let _ = writeln!(o, "<div class=\"verdict {class}\">{}</div>", esc(&text));
+    if !verdict.is_empty() {
+        let _ = writeln!(o, "<pre>{}</pre>", esc(verdict));
+    }
+    for (title, svg) in figures {
+        let _ = writeln!(
+            o,
+            "<figure class=\"chart\" title=\"{}\">{svg}</figure>",
+            esc(title)
+        );
+    }
+    for n in notes {
+        let _ = writeln!(o, "<p>{}</p>", esc(n));
+    }
+    o.push_str("<h2>Every figure</h2><p>acked lost = acknowledged messages no consumer read (with acks=0 a message counts as acknowledged once sent); recovery s = longest time from a fault until produce throughput was back to 90 % of its pre-fault rate.</p>\n<div style=\"overflow-x:auto\"><table style=\"font-size:.85em\"><tr>");
     for h in HEADERS {
         let _ = write!(o, "<th>{}</th>", esc(h));
     }
@@ -1053,40 +1190,45 @@ pub fn html_page(rows: &[CompareRow], verdict: &str) -> String {
         }
         o.push_str("</tr>\n");
     }
-    o.push_str("</table>\n");
-    if !verdict.is_empty() {
-        let _ = writeln!(o, "<pre>{}</pre>", esc(verdict));
-    }
-    let _ = writeln!(
-        o,
-        "<h2>Throughput, latency, loss, recovery</h2><img src=\"{COMPARISON_CHART}.svg\" alt=\"comparison chart\" width=\"1200\">"
-    );
-    o.push_str("</body></html>\n");
+    o.push_str("</table></div>\n</body></html>\n");
     o
 }
 
+/// One chart file per figure (`compare_*.png`/`.svg`): throughput always, the p99 latencies
+/// only when some input measured them (as the panels).
 fn charts(rows: &[CompareRow]) -> Vec<BarChart> {
-    let bars = |f: fn(&CompareRow) -> f64| rows.iter().map(|r| (r.label.clone(), f(r))).collect();
-    vec![
-        BarChart {
-            stem: "compare_throughput",
-            title: "produce throughput (acked msgs/s)".into(),
-            y_desc: "messages/s".into(),
-            bars: bars(|r| r.produce_msgs_per_s),
-        },
-        BarChart {
-            stem: "compare_p99",
-            title: "produce latency p99 (ms)".into(),
-            y_desc: "ms".into(),
-            bars: bars(|r| r.produce_p99_ms),
-        },
-        BarChart {
-            stem: "compare_e2e_p99",
-            title: "end-to-end latency p99 (ms)".into(),
-            y_desc: "ms".into(),
-            bars: bars(|r| r.e2e_p99_ms),
-        },
-    ]
+    let bars = |f: fn(&CompareRow) -> f64| -> Vec<(String, f64)> {
+        rows.iter().map(|r| (r.label.clone(), f(r))).collect()
+    };
+    let chart = |stem, title: &str, y_desc: &str, bars| BarChart {
+        stem,
+        title: title.into(),
+        y_desc: y_desc.into(),
+        bars,
+        missing: "",
+    };
+    let mut out = vec![chart(
+        "compare_throughput",
+        "produce throughput (acked msgs/s)",
+        "messages/s",
+        bars(|r| r.produce_msgs_per_s),
+    )];
+    for (stem, title, f) in [
+        (
+            "compare_p99",
+            "produce latency p99 (ms)",
+            (|r| r.produce_p99_ms) as fn(&CompareRow) -> f64,
+        ),
+        ("compare_e2e_p99", "end-to-end latency p99 (ms)", |r| {
+            r.e2e_p99_ms
+        }),
+    ] {
+        let b = bars(f);
+        if b.iter().any(|(_, v)| *v > 0.0) {
+            out.push(chart(stem, title, "ms", b));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1112,6 +1254,38 @@ mod tests {
         std::fs::create_dir_all(&run).unwrap();
         std::fs::write(run.join(SUMMARY_JSON), serde_json::to_string(&s).unwrap()).unwrap();
         run
+    }
+
+    #[test]
+    fn runs_at_three_target_rates_draw_the_latency_curve_and_two_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let step = |name: &str, rate: f64| {
+            let run = write_run(dir.path(), name, rate * 0.99, rate / 100.0);
+            let path = run.join(SUMMARY_JSON);
+            let mut s: Summary =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            s.produce.target_msgs_per_s = Some(rate);
+            std::fs::write(&path, serde_json::to_string(&s).unwrap()).unwrap();
+            run
+        };
+        let steps = [
+            step("step-1", 1000.0),
+            step("step-2", 4000.0),
+            step("step-3", 2000.0),
+        ];
+        let curve = "latency against achieved throughput";
+        let out = dir.path().join("three");
+        run(&steps, &Options::default(), Some(&out)).unwrap();
+        let html = std::fs::read_to_string(out.join(COMPARISON_HTML)).unwrap();
+        assert!(
+            html.contains(curve) && !html.contains("not drawn"),
+            "{html}"
+        );
+        assert!(out.join(format!("{LATENCY_CURVE}.svg")).exists());
+        let out = dir.path().join("two");
+        run(&steps[..2], &Options::default(), Some(&out)).unwrap();
+        let html = std::fs::read_to_string(out.join(COMPARISON_HTML)).unwrap();
+        assert!(!html.contains(curve), "an A/B comparison drew a curve");
     }
 
     #[test]
@@ -1209,13 +1383,14 @@ mod tests {
     #[test]
     fn matrix_comparison_shows_loss_and_recovery_per_cell() {
         let dir = tempfile::tempdir().unwrap();
-        let a = write_cell(dir.path(), "acks-1_rf1", "1", 1, 120, Some(2.5));
+        // Figures no axis tick lands on (123 and 41 lost, 13.7 s), so the bar labels are found.
+        let a = write_cell(dir.path(), "acks-1_rf1", "1", 1, 123, Some(13.7));
         let b = write_cell(dir.path(), "acks-all_rf3", "all", 3, 0, Some(1.0));
-        let c = write_cell(dir.path(), "acks-0_rf3", "0", 3, 40, None);
+        let c = write_cell(dir.path(), "acks-0_rf3", "0", 3, 41, None);
         let out = dir.path().join("cmp");
         let o = run(&[a, b, c], &Options::default(), Some(&out)).unwrap();
-        assert_eq!(o.rows[0].acked_lost, 120);
-        assert_eq!(o.rows[0].recovery_s, Some(2.5));
+        assert_eq!(o.rows[0].acked_lost, 123);
+        assert_eq!(o.rows[0].recovery_s, Some(13.7));
         assert_eq!(o.rows[0].recovered, "yes");
         assert_eq!(o.rows[0].produce_errors, 7);
         assert_eq!(o.rows[1].min_insync_replicas, "2");
@@ -1229,7 +1404,7 @@ mod tests {
             o.table
         );
         assert!(
-            lines[1].contains("1/1/-") && lines[1].contains("2.50"),
+            lines[1].contains("1/1/-") && lines[1].contains("13.70"),
             "{}",
             lines[1]
         );
@@ -1250,15 +1425,107 @@ mod tests {
             "{header}"
         );
         let html = std::fs::read_to_string(out.join(COMPARISON_HTML)).unwrap();
-        assert!(
-            html.contains("<td>120</td>") && html.contains("comparison.svg"),
-            "{html}"
+        assert!(html.contains("<td>123</td>"), "{html}");
+        // The chart is in the page (inline SVG): a loss panel and a recovery panel, each with
+        // a labelled bar per cell.
+        let start = html.find("<svg").expect("no inline chart in report.html");
+        let svg = &html[start..start + html[start..].find("</svg>").expect("unclosed <svg")];
+        let texts: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| t.rsplit_once('>').map(|(_, s)| s.trim()))
+            .collect();
+        for want in [
+            "acknowledged messages lost",
+            "time to recover from the fault (s, longest)",
+            "acks=1 topic=rf1",
+            "acks=all topic=rf3",
+            "acks=0 topic=rf3",
+            "123",
+            "41",
+            "13.7",
+            "not recovered",
+        ] {
+            assert!(
+                texts.contains(&want),
+                "the inline chart lacks the text {want:?}: {texts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn comparison_panels_only_for_what_was_measured() {
+        let row = |label: &str, lost: u64, faults: u32, e2e: f64| CompareRow {
+            label: label.into(),
+            produce_msgs_per_s: 5000.0,
+            produce_p99_ms: 4.0,
+            e2e_p99_ms: e2e,
+            acked_lost: lost,
+            faults,
+            recovery_s: (faults > 0).then_some(2.0),
+            ..testdata_row()
+        };
+        let titles = |rows: &[CompareRow]| -> Vec<String> {
+            panels(rows).into_iter().map(|p| p.title).collect()
+        };
+        // Nothing lost, no fault, no consumers: throughput and produce p99 only.
+        let quiet = [row("a", 0, 0, 0.0), row("b", 0, 0, 0.0)];
+        assert_eq!(
+            titles(&quiet),
+            [
+                "produce throughput (acked msgs/s)",
+                "produce latency p99 (ms)"
+            ]
         );
-        let svg = std::fs::read_to_string(out.join("comparison.svg")).unwrap();
-        assert!(
-            svg.contains("acknowledged messages lost") && svg.contains("acks=all"),
-            "chart lacks a panel or labels"
+        // Consumers in one run: the end-to-end panel; a loss in one run: the loss panel; a
+        // fault in one run: the recovery panel.
+        let busy = [row("a", 0, 0, 9.0), row("b", 17, 1, 0.0)];
+        assert_eq!(
+            titles(&busy),
+            [
+                "produce throughput (acked msgs/s)",
+                "produce latency p99 (ms)",
+                "end-to-end latency p99 (ms)",
+                "acknowledged messages lost",
+                "time to recover from the fault (s, longest)"
+            ]
         );
+        // Drawn, the quiet comparison has no all-zero panel and no row of "0" ticks.
+        let dir = tempfile::tempdir().unwrap();
+        let svg = write_panel_chart(dir.path(), COMPARISON_CHART, &panels(&quiet)).unwrap();
+        let zeros = svg.matches(">0</text>").count();
+        assert!(zeros <= 2, "{zeros} \"0\" labels: an all-zero panel?");
+        assert!(!svg.contains("lost") && !svg.contains("recover"));
+    }
+
+    /// A comparison row with nothing measured.
+    fn testdata_row() -> CompareRow {
+        CompareRow {
+            label: String::new(),
+            source: String::new(),
+            runs: 1,
+            produce_msgs_per_s: 0.0,
+            produce_mib_per_s: 0.0,
+            consume_msgs_per_s: 0.0,
+            produce_p50_ms: 0.0,
+            produce_p99_ms: 0.0,
+            produce_p999_ms: 0.0,
+            e2e_p50_ms: 0.0,
+            e2e_p99_ms: 0.0,
+            e2e_p999_ms: 0.0,
+            lost: 0,
+            duplicated: 0,
+            on_disk_ratio: 0.0,
+            on_disk: "-".into(),
+            passed: true,
+            acks: String::new(),
+            replication_factor: 0,
+            min_insync_replicas: String::new(),
+            acked_lost: 0,
+            faults: 0,
+            recovery_s: None,
+            recovered: "-".into(),
+            produce_errors: 0,
+        }
     }
 
     #[test]

@@ -26,8 +26,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use crate::measure::HeldUp;
 use crate::scenario::{BrokerRef, Fault, FaultAction, FaultClients, FaultTrigger};
 use crate::summary::{Event, FaultSummary, IntervalRow, Unavailability};
-use crate::target::netns::{ClientSide, Cut};
-use crate::target::{controller_id, ClusterAccess, Target};
+use crate::sut::netns::{ClientSide, Cut};
+use crate::sut::{controller_id, ClusterAccess, Target};
 
 /// Bound on a metadata look-up that resolves `leader:` or `controller`.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);

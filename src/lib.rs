@@ -21,6 +21,6 @@ pub mod scenario;
 pub mod shard;
 pub mod stats;
 pub mod summary;
-pub mod target;
+pub mod sut;
 pub mod verify;
 pub mod workload;

@@ -22,7 +22,6 @@ use hdrhistogram::Histogram;
 
 use crate::ledger::{AckLedger, GroupLedger};
 use crate::summary::{latency_histogram, IntervalRow};
-use crate::workload::payload::Identity;
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
@@ -488,6 +487,18 @@ impl Default for ConsumerMeter {
             }),
         }
     }
+}
+
+/// What a consumer makes of a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// One of this run's messages, intact.
+    Ours(Received),
+    /// One of this run's messages (by its run tag) whose length, checksum or transform does not
+    /// check out: not delivered, counted as corrupted.
+    Corrupted,
+    /// Not a message of this run (other writers, older runs).
+    Foreign,
 }
 
 /// Identity of a received message, as decoded from its payload.

@@ -32,7 +32,7 @@ use crate::summary::{
     latency_histogram, ConsumeSummary, Event, Percentiles, ProduceSummary, RunData, RunInfo,
     ScenarioInfo, Summary, Verdict, MIB, SCHEMA_VERSION,
 };
-use crate::target::{load_client_config, topic, ClusterAccess, EmbeddedCluster, Target};
+use crate::sut::{load_client_config, topic, ClusterAccess, EmbeddedCluster, Target};
 use crate::verify;
 use crate::workload::payload::{Check, Filler};
 use crate::workload::pipeline::{self, PipelineMeter};
@@ -152,7 +152,7 @@ pub async fn run_source(
         } else {
             format!("{}: cluster.bootstrap = \"{b}\"", source.path().display())
         };
-        match crate::target::probe::reach_all(b).await {
+        match crate::sut::probe::reach_all(b).await {
             Ok(unreachable) => {
                 for u in unreachable {
                     eprintln!(

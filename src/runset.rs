@@ -29,8 +29,7 @@ use crate::summary::Summary;
 pub const RUN_DIR_PREFIX: &str = "run-";
 /// The set's page.
 pub const RUN_SET_HTML: &str = "report.html";
-/// `kind` of a run set's `summary.json` (a single run's has none).
-pub const RUN_SET_KIND: &str = "run-set";
+pub use crate::summary::RUN_SET_KIND;
 
 /// Which way a metric gets better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

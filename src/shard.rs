@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ledger::{write_bitmaps, AckLedger, GroupLedger};
 use crate::scenario::{Begin, Delivery, Scenario};
-use crate::target::ClusterAccess;
+use crate::sut::ClusterAccess;
 
 /// File name of a shard's record in its run folder.
 pub const SHARD_JSON: &str = "shard.json";

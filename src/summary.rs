@@ -35,6 +35,9 @@ use serde::{Deserialize, Serialize};
 /// whole machine (it was % of one core), rounded floats, `catch_up` and `max_rate` sections.
 pub const SCHEMA_VERSION: u32 = 2;
 
+/// `kind` of a run set's `summary.json` (a single run's has none).
+pub const RUN_SET_KIND: &str = "run-set";
+
 /// The oldest `summary.json` schema this build still reads ([`Summary::from_json`] upgrades it).
 pub const OLDEST_READABLE_SCHEMA: u32 = 1;
 

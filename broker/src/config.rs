@@ -102,6 +102,15 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `offsets.retention.minutes`.
     pub offsets_retention_minutes: u64,
+    /// `offsets.retention.check.interval.ms`: how often expired committed offsets are removed.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
+    pub offset_metadata_max_bytes: usize,
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often transactions
+    /// past their timeout are aborted.
+    pub transaction_abort_check_interval_ms: u64,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.min.session.timeout.ms`.
@@ -220,7 +229,6 @@ const KNOWN_KEYS: &[&str] = &[
     "transaction.state.log.replication.factor",
     "transaction.state.log.num.partitions",
     "transaction.state.log.min.isr",
-    // Read by the group and transaction coordinators from `raw`.
     "offset.metadata.max.bytes",
     "offsets.retention.check.interval.ms",
     "transaction.max.timeout.ms",
@@ -538,6 +546,30 @@ impl BrokerConfig {
                 as i32,
             offsets_retention_minutes: p.int("offsets.retention.minutes", 10_080, 1, i64::MAX)?
                 as u64,
+            offsets_retention_check_interval_ms: p.int(
+                "offsets.retention.check.interval.ms",
+                600_000,
+                1,
+                i64::MAX,
+            )? as u64,
+            offset_metadata_max_bytes: p.int(
+                "offset.metadata.max.bytes",
+                4096,
+                0,
+                i32::MAX as i64,
+            )? as usize,
+            transaction_max_timeout_ms: p.int(
+                "transaction.max.timeout.ms",
+                900_000,
+                1,
+                i32::MAX as i64,
+            )? as i32,
+            transaction_abort_check_interval_ms: p.int(
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                10_000,
+                1,
+                i64::MAX,
+            )? as u64,
             group_initial_rebalance_delay_ms: p.int(
                 "group.initial.rebalance.delay.ms",
                 3000,
@@ -648,6 +680,22 @@ impl BrokerConfig {
             (
                 "offsets.retention.minutes",
                 Some(self.offsets_retention_minutes.to_string()),
+            ),
+            (
+                "offsets.retention.check.interval.ms",
+                Some(self.offsets_retention_check_interval_ms.to_string()),
+            ),
+            (
+                "offset.metadata.max.bytes",
+                Some(self.offset_metadata_max_bytes.to_string()),
+            ),
+            (
+                "transaction.max.timeout.ms",
+                Some(self.transaction_max_timeout_ms.to_string()),
+            ),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                Some(self.transaction_abort_check_interval_ms.to_string()),
             ),
             (
                 "group.initial.rebalance.delay.ms",
@@ -1080,6 +1128,57 @@ mod tests {
             "{e}"
         );
         assert!(matches!(load(&["novalue"]), Err(ConfigError::Override(_))));
+    }
+
+    #[test]
+    fn coordinator_settings_are_checked_not_silently_defaulted() {
+        // These four were read by the coordinators from the raw map, and a bad value fell back
+        // to the default without a word.
+        for (kv, key) in [
+            ("transaction.max.timeout.ms=0", "transaction.max.timeout.ms"),
+            (
+                "transaction.max.timeout.ms=15min",
+                "transaction.max.timeout.ms",
+            ),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms=-5",
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            ),
+            (
+                "offsets.retention.check.interval.ms=0",
+                "offsets.retention.check.interval.ms",
+            ),
+            ("offset.metadata.max.bytes=4k", "offset.metadata.max.bytes"),
+        ] {
+            let e = load(&[kv]).unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains(kv.split('=').nth(1).unwrap()),
+                "{kv}: {e}"
+            );
+        }
+        let c = load(&[
+            "transaction.max.timeout.ms=60000",
+            "offset.metadata.max.bytes=100",
+        ])
+        .unwrap();
+        assert_eq!(c.transaction_max_timeout_ms, 60_000);
+        assert_eq!(
+            crate::txn::TxnConfig::from_broker(&c).max_timeout_ms,
+            60_000
+        );
+        assert_eq!(
+            crate::group::GroupConfig::from_broker(&c).offset_metadata_max_bytes,
+            100
+        );
+        let d = load(&[]).unwrap();
+        assert_eq!(
+            crate::group::GroupConfig::from_broker(&d).offsets_retention_check_interval_ms,
+            600_000
+        );
+        assert_eq!(
+            crate::txn::TxnConfig::from_broker(&d).abort_check_interval_ms,
+            10_000
+        );
     }
 
     #[test]

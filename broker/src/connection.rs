@@ -8,8 +8,9 @@
 //!
 //! Requests on one connection are processed in order and answered in order, which is Kafka's
 //! guarantee to clients (and what idempotent producers rely on). Within that guarantee,
-//! consecutive Produce requests are pipelined: each is appended as soon as it arrives, in
-//! order, and only its wait for replication (acks=all) overlaps with the next ones, up to
+//! consecutive requests of a staged API (Produce; [`handlers::Handling`]) are pipelined: each
+//! is appended as soon as it arrives, in order, and only its wait for replication (acks=all)
+//! overlaps with the next ones, up to
 //! [`MAX_PIPELINED`] outstanding responses. Without this a producer connection would carry one
 //! acks=all request per replication round trip, however many requests the client keeps in
 //! flight. Any other request first waits until every earlier response is sent, so it sees the
@@ -27,13 +28,13 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestKind, ResponseHeader, ResponseKind,
 };
 use kafka_protocol::protocol::Encodable;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::{self, RequestContext};
+use crate::handlers::{self, Handling, RequestContext};
 use crate::request::{self, Request, RequestError};
 
 /// Produce responses that may be outstanding on one connection: the Java client's default
@@ -93,17 +94,40 @@ pub(crate) async fn serve(
                     drain(&mut pending, &mut wr, peer).await;
                     return;
                 };
-                if is_produce(&frame) {
-                    pending.push_back(stage_produce(&broker, peer, frame));
-                    continue;
-                }
-                if !drain(&mut pending, &mut wr, peer).await {
-                    return;
-                }
-                let outcome = handle_frame(&broker, peer, frame).await;
-                if !send(&mut wr, peer, outcome).await {
-                    return;
-                }
+                let request = match decode_frame(frame) {
+                    Ok(request) => request,
+                    Err(outcome) => {
+                        pending.push_back(Box::pin(std::future::ready(outcome)));
+                        continue;
+                    }
+                };
+                let (api_key, version, correlation_id) =
+                    (request.api_key, request.version, request.correlation_id);
+                // acks=0: the client reads no response.
+                let silent = matches!(&request.body, RequestKind::Produce(p) if p.acks == 0);
+                let answer = move |response: ResponseKind| match silent {
+                    true => Outcome::NoReply,
+                    false => reply(api_key, version, correlation_id, &response, peer),
+                };
+                let ctx = RequestContext {
+                    broker: &broker,
+                    header: &request.header,
+                    version,
+                    peer,
+                };
+                match handlers::dispatch(&ctx, request.body) {
+                    Handling::Staged(response) => {
+                        pending.push_back(Box::pin(async move { answer(response.await) }));
+                    }
+                    Handling::InTurn(response) => {
+                        if !drain(&mut pending, &mut wr, peer).await {
+                            return;
+                        }
+                        if !send(&mut wr, peer, answer(response.await)).await {
+                            return;
+                        }
+                    }
+                };
             }
             _ = stop.changed() => {
                 drain(&mut pending, &mut wr, peer).await;
@@ -136,7 +160,12 @@ async fn read_frames(
             tracing::warn!(%peer, size, limit = max, "closing connection: request size is negative or exceeds socket.request.max.bytes");
             return;
         }
-        let frame = match tokio::time::timeout(idle, read_exactly(&mut rd, size as usize)).await {
+        let frame = match tokio::time::timeout(
+            idle,
+            crate::wire::read_exactly(&mut rd, size as usize),
+        )
+        .await
+        {
             Ok(Ok(frame)) => frame,
             Ok(Err(_)) => {
                 tracing::debug!(%peer, size, "connection closed mid-request");
@@ -151,22 +180,6 @@ async fn read_frames(
             return;
         }
     }
-}
-
-/// Reads exactly `n` bytes into a fresh buffer, without zeroing it first (frames are up to
-/// `socket.request.max.bytes`; a memset of each was a visible cost under load).
-pub(crate) async fn read_exactly<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    n: usize,
-) -> std::io::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(n);
-    while buf.len() < n {
-        let want = n - buf.len();
-        if rd.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(buf)
 }
 
 /// Writes one outcome; `false` when the connection must end.
@@ -193,62 +206,6 @@ async fn drain(
         }
     }
     true
-}
-
-/// Whether a frame is a Produce request (API key 0), by its first two bytes.
-fn is_produce(frame: &[u8]) -> bool {
-    frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::Produce as i16
-}
-
-/// Appends a produce request now and returns its response to come (after replication, for
-/// acks=all).
-fn stage_produce(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> PendingReply {
-    let d = match decode_frame(frame) {
-        Ok(d) => d,
-        Err(outcome) => return Box::pin(std::future::ready(outcome)),
-    };
-    let RequestKind::Produce(req) = d.body else {
-        // `is_produce` looked at the same API key.
-        return Box::pin(std::future::ready(Outcome::Close(
-            "a produce frame decoded as another API".to_owned(),
-        )));
-    };
-    let silent = req.acks == 0;
-    let ctx = RequestContext {
-        broker,
-        header: &d.header,
-        version: d.version,
-        peer,
-    };
-    let staged = handlers::produce::append(&ctx, req);
-    let (api_key, version, correlation_id) = (d.api_key, d.version, d.correlation_id);
-    Box::pin(async move {
-        let response = ResponseKind::Produce(staged.complete().await);
-        if silent {
-            return Outcome::NoReply;
-        }
-        reply(api_key, version, correlation_id, &response, peer)
-    })
-}
-
-/// Decodes one request frame, dispatches it, and encodes the response frame.
-async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Outcome {
-    let d = match decode_frame(frame) {
-        Ok(d) => d,
-        Err(outcome) => return outcome,
-    };
-    let silent = matches!(&d.body, RequestKind::Produce(p) if p.acks == 0);
-    let ctx = RequestContext {
-        broker,
-        header: &d.header,
-        version: d.version,
-        peer,
-    };
-    let response = handlers::dispatch(&ctx, d.body).await;
-    if silent {
-        return Outcome::NoReply;
-    }
-    reply(d.api_key, d.version, d.correlation_id, &response, peer)
 }
 
 /// Encodes a response frame, or closes the connection if that fails (a kbroker bug).

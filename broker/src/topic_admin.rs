@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::broker::Broker;
 use crate::cluster::{ClusterError, CreateTopicSpec};
 use crate::cluster_view::TopicView;
-use crate::topic_configs::Alteration;
+use crate::topics::configs::Alteration;
 use crate::topics::TopicError;
 
 /// How long to wait for this broker's metadata to show a committed change.
@@ -137,7 +137,7 @@ impl Broker {
             .topic_view(name)
             .ok_or_else(|| TopicError::Unknown(name.to_owned()))?
             .configs;
-        let next = crate::topic_configs::alter(&self.config, &current, changes)?;
+        let next = crate::topics::configs::alter(&self.config, &current, changes)?;
         if validate_only || next == current {
             return Ok(());
         }

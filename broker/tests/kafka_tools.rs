@@ -28,6 +28,7 @@ fn kafka_command_line_tools_against_one_kbroker() {
     };
     let topic = kafka_tools::topics(&t, 1);
     kafka_tools::console_and_groups(&t, &topic, 4);
+    kafka_tools::active_group(&t, &topic, 4);
     kafka_tools::producer_perf(&t, 20_000, &[]);
 }
 

@@ -2,7 +2,7 @@
 //! line in, one JSON reply line out.
 //!
 //! `up` owns the broker processes: it is their parent, so `PR_SET_PDEATHSIG` ties every one
-//! of them to it (see `target::embedded`), and it is the only place a broker is launched. So
+//! of them to it (see `sut::embedded`), and it is the only place a broker is launched. So
 //! `kbench cluster kill | stop | start | down --dir DIR` from another shell does not touch a
 //! broker itself: it asks `up` through this socket, and `up` acts and answers. A socket (not
 //! request files) because the answer is the point: "node 2 is already stopped" comes back to
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::target::embedded::BrokerStatus;
+use crate::sut::embedded::BrokerStatus;
 
 /// The socket's file name inside DIR.
 const SOCKET: &str = "control.sock";

@@ -14,8 +14,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 
-use crate::target::embedded::BrokerStatus;
-use crate::target::{controller_id, ClusterAccess};
+use crate::sut::embedded::BrokerStatus;
+use crate::sut::{controller_id, ClusterAccess};
 
 /// Bound on each request of `describe`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,7 +5,7 @@
 //! - [`up`]: starts the brokers and supervises them: one broker's death leaves the others
 //!   serving; it owns every broker process, so none outlives it.
 //! - [`control`]: the socket in DIR through which `kill | stop | start | down` ask `up` to act,
-//!   so a broker is only ever launched by `up`, through `target::embedded`.
+//!   so a broker is only ever launched by `up`, through `sut::embedded`.
 //! - [`describe`]: brokers (id, address, rack, alive, controller) and topics.
 //!
 //! So one scenario whose fault `command` is `kbench cluster kill --dir D --node {broker}` runs
@@ -21,7 +21,7 @@ use std::path::Path;
 pub use describe::describe;
 pub use up::{parse_racks, up, UpOptions};
 
-use crate::target::embedded::BrokerStatus;
+use crate::sut::embedded::BrokerStatus;
 use control::{Reply, Request};
 
 /// `kbench cluster kill | stop | start --dir DIR --node ID` (and `status`): asks the `up` at

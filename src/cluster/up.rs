@@ -1,6 +1,6 @@
 //! `kbench cluster up`: a local cluster in the foreground that outlives any one broker.
 //!
-//! `up` starts the brokers through `target::embedded` (the one launcher; from the main thread,
+//! `up` starts the brokers through `sut::embedded` (the one launcher; from the main thread,
 //! so `PR_SET_PDEATHSIG` ties them to this process), prints the bootstrap string, writes
 //! `DIR/cluster.env` (`BROKERS=`, `BOOTSTRAP=`, `PID=`, as `compat/kafka/kafka.sh` does) and
 //! then supervises: a broker that exits is reported in one line (which, how, where its log is,
@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use nix::sys::signal::Signal;
 
 use super::control::{self, Reply, Request};
-use crate::target::embedded::{tail, BrokerExit, EmbeddedCluster, Mode, Spec};
+use crate::sut::embedded::{tail, BrokerExit, EmbeddedCluster, Mode, Spec};
 
 /// Bound on starting the brokers, and on a restarted broker joining again.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

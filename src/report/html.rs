@@ -1,14 +1,29 @@
-//! `report.html`: one self-contained page (no external file, script or font) with the verdict
-//! on top, the summary tables, every chart as inline SVG, and the resolved configuration.
-//! A pure function: summary and rendered SVGs in, HTML text out.
+//! `report.html`: one self-contained page (no external file, script or font) read top-down the
+//! way a person asks: did it pass (the verdict), how fast and how safe (a row of headline
+//! numbers), what happened over time (every chart as inline SVG, each with the table of its
+//! numbered events, or a sentence saying why it is not drawn), then the detail tables and the
+//! resolved configuration. A pure function: summary and rendered SVGs in, HTML text out.
 
 use std::fmt::Write;
 
 use super::terminal::bytes;
 use crate::summary::{Percentiles, Summary};
 
-/// The report page. `charts` are (title, SVG text) in display order.
-pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
+/// One chart of the page.
+#[derive(Debug, Clone, Default)]
+pub struct Figure {
+    /// Caption.
+    pub title: String,
+    /// The drawn chart, `None` when it is not drawn.
+    pub svg: Option<String>,
+    /// Why it is not drawn.
+    pub not_drawn: Option<String>,
+    /// The numbered events on it, as (seconds, label); numbered from 1 in this order.
+    pub events: Vec<(f64, String)>,
+}
+
+/// The report page. `charts` in display order.
+pub fn report_html(s: &Summary, charts: &[Figure]) -> String {
     let mut o = String::new();
     let title = format!("kbench — {}", s.scenario.name);
     let _ = write!(
@@ -41,6 +56,10 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
         }
         o.push_str("</ul>\n");
     }
+
+    headline(&mut o, s);
+    figures(&mut o, charts);
+    o.push_str("<h2>Details</h2>\n");
 
     let mut run = vec![
         ("scenario file", s.scenario.file.clone()),
@@ -392,15 +411,6 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
         o.push_str("</table>\n");
     }
 
-    o.push_str("<h2>Charts</h2>\n");
-    for (title, svg) in charts {
-        let _ = writeln!(
-            o,
-            "<figure><figcaption>{}</figcaption>\n{}\n</figure>",
-            esc(title),
-            svg
-        );
-    }
     let config = serde_json::to_string_pretty(&s.config).unwrap_or_default();
     let _ = writeln!(
         o,
@@ -411,11 +421,170 @@ pub fn report_html(s: &Summary, charts: &[(String, String)]) -> String {
     o
 }
 
+/// The headline numbers: throughput, p99 produce and end-to-end latency, lost/duplicated,
+/// on-disk, each a tile with its unit and a line of context.
+fn headline(o: &mut String, s: &Summary) {
+    let p = &s.produce;
+    let c = &s.consume;
+    let d = &s.delivery;
+    let mut tiles: Vec<(&str, String, String)> = vec![(
+        "throughput",
+        format!("{} msgs/s", thousands(p.msgs_per_s)),
+        format!(
+            "{:.1} MiB/s acknowledged{}",
+            p.mib_per_s,
+            match (p.target_msgs_per_s, p.rate_reached) {
+                (Some(r), Some(false)) => format!(", target {} NOT reached", thousands(r)),
+                (Some(r), _) => format!(", target {}", thousands(r)),
+                _ => String::new(),
+            }
+        ),
+    )];
+    let produce_name = if p.latency_means.starts_with("time to send") {
+        "p99 time to send"
+    } else {
+        "p99 produce latency"
+    };
+    tiles.push((
+        produce_name,
+        format!("{:.2} ms", p.latency_ms.p99),
+        format!(
+            "p50 {:.2} ms, max {:.2} ms",
+            p.latency_ms.p50, p.latency_ms.max
+        ),
+    ));
+    if c.e2e_latency_ms.count > 0 {
+        tiles.push((
+            "p99 end-to-end latency",
+            format!("{:.2} ms", c.e2e_latency_ms.p99),
+            format!(
+                "p50 {:.2} ms; consumed {} msgs/s",
+                c.e2e_latency_ms.p50,
+                thousands(c.msgs_per_s)
+            ),
+        ));
+    }
+    tiles.push(if d.expected.is_empty() || d.expected == "none" {
+        (
+            "lost / duplicated",
+            "not verified".into(),
+            "no delivery check in this scenario".into(),
+        )
+    } else {
+        (
+            "lost / duplicated",
+            format!("{} / {}", d.lost, d.duplicated),
+            format!("of {} acknowledged ({})", d.acked, d.expected),
+        )
+    });
+    let od = &s.on_disk;
+    tiles.push((
+        "on disk",
+        match od.ok {
+            Some(true) => "ok".into(),
+            Some(false) => "MISMATCH".into(),
+            None => "not checked".into(),
+        },
+        if od.payload_bytes > 0 {
+            format!(
+                "grew {} for {} payload × RF {} (ratio {:.3})",
+                bytes(od.growth_bytes.max(0) as u64),
+                bytes(od.payload_bytes),
+                od.replication_factor,
+                od.overhead_ratio
+            )
+        } else {
+            String::new()
+        },
+    ));
+    if p.failed > 0 {
+        tiles.push((
+            "failed deliveries",
+            format!("{:.2} %", p.error_ratio * 100.0),
+            format!("{} of {}", p.failed, p.acked + p.failed),
+        ));
+    }
+    o.push_str("<div class=\"headline\">");
+    for (name, value, note) in tiles {
+        let _ = write!(
+            o,
+            "<div class=\"tile\"><div class=\"name\">{}</div><div class=\"value\">{}</div><div class=\"note\">{}</div></div>",
+            esc(name),
+            esc(&value),
+            esc(&note)
+        );
+    }
+    o.push_str("</div>\n");
+}
+
+/// The charts, inline, each followed by its event table or replaced by why it is not drawn.
+/// The same events under several charts are tabled once, under the first of them; the others
+/// point to it.
+fn figures(o: &mut String, charts: &[Figure]) {
+    o.push_str("<h2>Charts</h2>\n");
+    let mut tabled: Option<&Figure> = None;
+    for f in charts {
+        match (&f.svg, &f.not_drawn) {
+            (Some(svg), _) => {
+                // The chart draws its own title: no caption over it.
+                let _ = writeln!(o, "<figure class=\"chart\">{svg}");
+                if let Some(first) = tabled.filter(|t| !f.events.is_empty() && t.events == f.events)
+                {
+                    let _ = write!(
+                        o,
+                        "<p class=\"events-ref\">Events numbered as in the table under {}.</p>",
+                        esc(&first.title)
+                    );
+                } else if !f.events.is_empty() {
+                    tabled = Some(f);
+                    o.push_str(
+                        "<table class=\"events\"><tr><th>#</th><th>t (s)</th><th>event</th></tr>",
+                    );
+                    for (i, (t, label)) in f.events.iter().enumerate() {
+                        let _ = write!(
+                            o,
+                            "<tr><td>{}</td><td>{t:.2}</td><td>{}</td></tr>",
+                            i + 1,
+                            esc(label)
+                        );
+                    }
+                    o.push_str("</table>");
+                }
+                o.push_str("</figure>\n");
+            }
+            (None, why) => {
+                let _ = writeln!(
+                    o,
+                    "<p class=\"not-drawn\"><b>{}</b>: not drawn: {}.</p>",
+                    esc(&f.title),
+                    esc(why.as_deref().unwrap_or("no data"))
+                );
+            }
+        }
+    }
+}
+
+/// `327614` → `327,614`.
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 const STYLE: &str = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 td:first-child,th:first-child{text-align:left}.verdict{padding:.8em 1em;border-radius:4px;font-size:1.2em}\
 .pass{background:#dff0d8}.fail{background:#f2dede}figure{margin:1em 0}figcaption{font-weight:bold}\
-pre{background:#f6f6f6;padding:1em;overflow:auto}svg{max-width:100%;height:auto}";
+pre{background:#f6f6f6;padding:1em;overflow:auto}svg{max-width:100%;height:auto}\
+.headline{display:flex;flex-wrap:wrap;gap:.6em;margin:1em 0}.tile{flex:1 1 150px;border:1px solid #ccc;border-radius:4px;padding:.5em .8em}\
+.tile .name{color:#555;font-size:.9em}.tile .value{font-size:1.4em;font-weight:bold}.tile .note{color:#555;font-size:.8em}\
+table.events{font-size:.85em}table.events td,table.events th{text-align:left}.not-drawn{color:#555}";
 
 fn kv_table(o: &mut String, title: &str, rows: &[(&str, String)]) {
     let _ = writeln!(o, "<h2>{}</h2><table>", esc(title));
@@ -449,10 +618,32 @@ mod tests {
     #[test]
     fn page_has_verdict_first_tables_charts_and_config() {
         let s = testdata::run_data().summary;
-        let html = report_html(&s, &[("Throughput".into(), "<svg>x</svg>".into())]);
-        let verdict = html.find("PASSED").unwrap();
-        assert!(verdict < html.find("<h2>Throughput").unwrap());
-        assert!(html.contains("<svg>x</svg>"));
+        let figures = [
+            Figure {
+                title: "Throughput".into(),
+                svg: Some("<svg>x</svg>".into()),
+                not_drawn: None,
+                events: vec![(1.5, "fault: kill broker 1".into())],
+            },
+            Figure {
+                title: "CPU".into(),
+                svg: None,
+                not_drawn: Some("only 2 sampling interval(s) had a value".into()),
+                events: Vec::new(),
+            },
+        ];
+        let html = report_html(&s, &figures);
+        let at = |needle: &str| {
+            html.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing"))
+        };
+        // Verdict, then the headline numbers, then the charts, then the detail tables.
+        assert!(at("PASSED") < at("class=\"headline\""));
+        assert!(at("class=\"headline\"") < at("<svg>x</svg>"));
+        assert!(at("<svg>x</svg>") < at("<h2>Throughput"));
+        assert!(html.contains("p99 end-to-end latency") && html.contains("lost / duplicated"));
+        assert!(html.contains("<td>1</td><td>1.50</td><td>fault: kill broker 1</td>"));
+        assert!(html.contains("<b>CPU</b>: not drawn: only 2 sampling interval(s)"));
         assert!(html.contains("Configuration (resolved)"));
         assert!(html.contains("&quot;acks&quot;"));
         assert!(!html.contains("<script"));

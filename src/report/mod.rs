@@ -132,12 +132,13 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
             path.display()
         )
     })?;
-    if let Ok(set) = serde_json::from_str::<crate::runset::RunSetSummary>(&text) {
+    let value: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+    if let Some(set) = value.filter(|v| v["kind"] == crate::summary::RUN_SET_KIND) {
         anyhow::bail!(
             "{} is the summary of a run set of {} runs, not of one run: give the set's folder, \
              or one of its run-K folders",
             path.display(),
-            set.runs
+            set["runs"]
         );
     }
     Summary::from_json(&text).map_err(|e| match e {
@@ -148,25 +149,41 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Summary> {
     })
 }
 
-/// Paths of every chart file a run directory gets (PNG and SVG).
-pub fn chart_files(dir: &Path) -> Vec<PathBuf> {
-    let data = RunData::new(Summary::default());
-    charts::run_charts(&data)
+/// Paths of every chart file the run `data` gets in `dir` (PNG and SVG of each chart drawn).
+pub fn chart_files(dir: &Path, data: &RunData) -> Vec<PathBuf> {
+    charts::run_charts(data)
         .iter()
+        .filter(|c| c.not_drawn().is_none())
         .flat_map(|c| ["png", "svg"].map(|ext| dir.join(format!("{}.{ext}", c.stem))))
         .collect()
 }
 
+/// Draws every chart that has enough data and writes `report.html`; a chart that is not drawn
+/// gets no file (a stale one from an earlier drawing is removed) and a sentence in the page.
 fn write_charts_and_html(dir: &Path, data: &RunData) -> anyhow::Result<()> {
-    let mut svgs = Vec::new();
+    let mut figures = Vec::new();
     for chart in charts::run_charts(data) {
-        let svg = charts::write_chart(dir, &chart)?;
-        svgs.push((chart.title.clone(), svg));
+        let not_drawn = chart.not_drawn();
+        let svg = match &not_drawn {
+            None => Some(charts::write_chart(dir, &chart)?),
+            Some(_) => {
+                for ext in ["png", "svg"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{}.{ext}", chart.stem)));
+                }
+                None
+            }
+        };
+        figures.push(html::Figure {
+            title: chart.title.clone(),
+            svg,
+            not_drawn,
+            events: chart.events.clone(),
+        });
     }
     write(
         dir,
         REPORT_HTML,
-        html::report_html(&data.summary, &svgs).as_bytes(),
+        html::report_html(&data.summary, &figures).as_bytes(),
     )
 }
 
@@ -221,7 +238,7 @@ mod tests {
             let len = std::fs::metadata(dir.path().join(name)).unwrap().len();
             assert!(len > 100, "{name} is {len} bytes");
         }
-        for f in chart_files(dir.path()) {
+        for f in chart_files(dir.path(), &data) {
             assert!(f.exists(), "{} missing", f.display());
         }
         let back = read_run(dir.path()).unwrap();
@@ -232,7 +249,7 @@ mod tests {
         assert_eq!(back.produce_latency.len(), data.produce_latency.len());
         assert_eq!(back.system.rows.len(), data.system.rows.len());
         // Redraw after removing the charts and the page.
-        for f in chart_files(dir.path()) {
+        for f in chart_files(dir.path(), &data) {
             std::fs::remove_file(f).unwrap();
         }
         std::fs::remove_file(dir.path().join(REPORT_HTML)).unwrap();
@@ -242,9 +259,27 @@ mod tests {
             html.matches("<svg").count() >= 9,
             "charts missing from report.html"
         );
-        for f in chart_files(dir.path()) {
+        for f in chart_files(dir.path(), &data) {
             assert!(f.exists(), "{} not rebuilt", f.display());
         }
+    }
+
+    #[test]
+    fn a_run_too_short_to_chart_gets_a_sentence_not_a_chart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = testdata::run_data();
+        data.intervals.truncate(2);
+        prepare_dir(dir.path()).unwrap();
+        write_run(dir.path(), &data).unwrap();
+        let html = std::fs::read_to_string(dir.path().join(REPORT_HTML)).unwrap();
+        assert!(
+            html.contains("not drawn: producing lasted") && html.contains("too short to chart"),
+            "{html}"
+        );
+        assert!(!dir.path().join("throughput_msgs.svg").exists());
+        assert!(!chart_files(dir.path(), &data)
+            .iter()
+            .any(|f| f.ends_with("throughput_msgs.svg")));
     }
 
     #[test]

@@ -14,6 +14,15 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use super::units::{Dur, Rate, Size};
 
+/// Keys whose values are secrets: never printed, never written to a report.
+const SECRET_MARKERS: &[&str] = &["password", "secret", "jaas", "ssl.key.pem", "token"];
+
+/// Whether a client setting's value must not be shown.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_MARKERS.iter().any(|m| key.contains(m))
+}
+
 /// Bytes at the start of every payload that carry the message identity (see `workload::payload`).
 pub const IDENTITY_BYTES: u64 = 32;
 
@@ -231,15 +240,6 @@ pub enum ClusterMode {
     Replicated,
     /// Unrelated single-node brokers, each its own cluster.
     Independent,
-}
-
-impl From<ClusterMode> for crate::target::embedded::Mode {
-    fn from(m: ClusterMode) -> Self {
-        match m {
-            ClusterMode::Replicated => crate::target::embedded::Mode::Replicated,
-            ClusterMode::Independent => crate::target::embedded::Mode::Independent,
-        }
-    }
 }
 
 /// `[topic]`
@@ -1688,7 +1688,7 @@ impl Scenario {
                 .and_then(|s| s.get_mut("client_configs"))
             {
                 for (k, v) in configs.iter_mut() {
-                    if crate::target::is_secret(k) {
+                    if is_secret(k) {
                         *v = serde_json::Value::String("****".to_owned());
                     }
                 }

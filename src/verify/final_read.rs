@@ -16,9 +16,10 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::ledger::{verdict, AckLedger, GroupLedger};
+use crate::measure::Identity;
 use crate::summary::{FinalRead, PartitionLoss};
-use crate::target::{topic, ClusterAccess};
-use crate::workload::payload::{Check, Identity};
+use crate::sut::{topic, ClusterAccess};
+use crate::workload::payload::Check;
 
 /// Reads `topic` (`partitions` partitions) from the start to its current end, recording every
 /// record of this run in a ledger (with per-partition counts of distinct messages found).

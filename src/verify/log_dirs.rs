@@ -22,7 +22,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::target::ClusterAccess;
+use crate::sut::ClusterAccess;
 
 /// The DescribeLogDirs version used: the oldest every supported broker accepts.
 const VERSION: i16 = 1;

@@ -15,7 +15,7 @@ use super::payload::Check;
 use super::{apply_client_configs, error_kind, Stop};
 use crate::measure::{now_us, ConsumerMeter, WarmupEnd};
 use crate::scenario::{Commit, Isolation, Scenario, Start};
-use crate::target::ClusterAccess;
+use crate::sut::ClusterAccess;
 
 /// Everything one member needs.
 #[derive(Debug, Clone)]

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 
-use crate::measure::Received;
+use crate::measure::{Identity, Received};
 use crate::scenario::{Keys, PayloadKind, Transform, IDENTITY_BYTES};
 
 /// Header length in bytes.
@@ -72,18 +72,6 @@ pub fn seal(buf: &mut [u8]) {
 /// CRC32C of the header's first 28 bytes and the body.
 fn checksum(payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&payload[..SEALED]), &payload[HEADER..])
-}
-
-/// What a consumer makes of a payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Identity {
-    /// One of this run's messages, intact.
-    Ours(Received),
-    /// One of this run's messages (by its run tag) whose length, checksum or transform does not
-    /// check out: not delivered, counted as corrupted.
-    Corrupted,
-    /// Not a message of this run (other writers, older runs).
-    Foreign,
 }
 
 /// Reads the identity header of a payload without checking the body (the producer's delivery

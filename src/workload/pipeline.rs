@@ -39,7 +39,7 @@ use crate::ledger::AckLedger;
 use crate::measure::{now_us, TxnCounts};
 use crate::scenario::{KillTrigger, Scenario};
 use crate::summary::{Event, WorkerKill};
-use crate::target::ClusterAccess;
+use crate::sut::ClusterAccess;
 
 /// Bound on each transaction call and on committed-offset lookups.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);

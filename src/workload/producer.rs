@@ -25,7 +25,7 @@ use super::rate::{sleep_until, Pacer};
 use super::{apply_client_configs, error_kind, StartGate, Stop};
 use crate::measure::{now_us, ProducerMeter, TxnEnd, WarmupEnd};
 use crate::scenario::{self, Scenario};
-use crate::target::ClusterAccess;
+use crate::sut::ClusterAccess;
 
 /// Everything one producer task needs.
 #[derive(Debug, Clone)]

@@ -840,8 +840,8 @@ async fn snapshots_keep_pending_transactional_offsets() {
 #[tokio::test(start_paused = true)]
 async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded() {
     use crate::log::LogConfig;
+    use crate::partition::LeaderAndIsr;
     use crate::partition::Partition;
-    use crate::replication::LeaderAndIsr;
 
     let dir = tempfile::tempdir().unwrap();
     let c = Arc::new(GroupCoordinator::open_replicated(dir.path(), cfg()));

@@ -68,25 +68,14 @@ impl Default for GroupConfig {
 impl GroupConfig {
     /// The group settings of a broker configuration.
     pub(crate) fn from_broker(config: &BrokerConfig) -> Self {
-        let raw_u64 = |key: &str| {
-            config
-                .raw
-                .get(key)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let defaults = GroupConfig::default();
         GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             min_session_timeout_ms: config.group_min_session_timeout_ms,
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             offsets_retention_minutes: config.offsets_retention_minutes,
-            offsets_retention_check_interval_ms: raw_u64("offsets.retention.check.interval.ms")
-                .filter(|v| *v > 0)
-                .unwrap_or(defaults.offsets_retention_check_interval_ms),
+            offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
             offsets_topic_num_partitions: config.offsets_topic_num_partitions.max(1),
-            offset_metadata_max_bytes: raw_u64("offset.metadata.max.bytes")
-                .map(|v| v as usize)
-                .unwrap_or(defaults.offset_metadata_max_bytes),
+            offset_metadata_max_bytes: config.offset_metadata_max_bytes,
             flush_interval_messages: config.log_flush_interval_messages,
             flush_interval_ms: config.log_flush_interval_ms,
         }

@@ -3,7 +3,8 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::{str_bytes, RequestContext};
+use super::RequestContext;
+use crate::wire::str_bytes;
 
 pub(crate) async fn handle(
     ctx: &RequestContext<'_>,

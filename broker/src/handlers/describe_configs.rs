@@ -7,7 +7,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC};
-use super::{str_bytes, RequestContext};
+use super::RequestContext;
+use crate::wire::{str_bytes, KafkaError};
 use crate::topics::TopicConfigs;
 
 /// One config entry of a DescribeConfigs answer.
@@ -32,7 +33,7 @@ pub(crate) async fn handle(
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
         let name = res.resource_name.to_string();
-        let entries: Result<Vec<Entry>, (i16, String)> = match res.resource_type {
+        let entries: Result<Vec<Entry>, KafkaError> = match res.resource_type {
             // The metadata's view (the cluster's in a cluster): an alteration just committed
             // is described at once by whichever broker is asked.
             RESOURCE_TOPIC => match broker.topic_view(&name) {
@@ -46,20 +47,20 @@ pub(crate) async fn handle(
                         read_only: false,
                     })
                     .collect()),
-                None => Err((
-                    ResponseError::UnknownTopicOrPartition.code(),
+                None => Err(KafkaError::new(
+                    ResponseError::UnknownTopicOrPartition,
                     format!("topic {name} does not exist"),
                 )),
             },
             RESOURCE_BROKER if name.is_empty() || name == broker.node_id().to_string() => {
                 Ok(broker_entries(&broker.config))
             }
-            RESOURCE_BROKER => Err((
-                ResponseError::InvalidRequest.code(),
+            RESOURCE_BROKER => Err(KafkaError::new(
+                ResponseError::InvalidRequest,
                 format!("broker {name} is not this broker ({})", broker.node_id()),
             )),
-            other => Err((
-                ResponseError::InvalidRequest.code(),
+            other => Err(KafkaError::new(
+                ResponseError::InvalidRequest,
                 format!("resource type {other} is not supported (topic = 2, broker = 4)"),
             )),
         };
@@ -78,9 +79,9 @@ pub(crate) async fn handle(
                     r.configs.push(c);
                 }
             }
-            Err((code, msg)) => {
-                r.error_code = code;
-                r.error_message = Some(str_bytes(&msg));
+            Err(e) => {
+                r.error_code = e.code;
+                r.error_message = Some(str_bytes(&e.message));
             }
         }
         resp.results.push(r);

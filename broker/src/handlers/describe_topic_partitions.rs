@@ -17,7 +17,8 @@ use kafka_protocol::messages::{
     BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName,
 };
 
-use super::{str_bytes, RequestContext};
+use super::RequestContext;
+use crate::wire::str_bytes;
 
 /// Kafka's `max.request.partition.size.limit` default.
 const MAX_PARTITIONS: i32 = 2000;

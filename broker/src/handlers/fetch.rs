@@ -136,7 +136,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> Fetch
             let name = if t.topic.0.is_empty() {
                 topics
                     .get_by_id(t.topic_id)
-                    .map(|topic| TopicName(super::str_bytes(&topic.name)))
+                    .map(|topic| TopicName(crate::wire::str_bytes(&topic.name)))
                     .unwrap_or_else(|| t.topic.clone())
             } else {
                 t.topic.clone()

@@ -10,8 +10,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::{str_bytes, RequestContext};
-use crate::topic_configs::Alteration;
+use super::RequestContext;
+use crate::wire::{str_bytes, KafkaError};
+use crate::topics::configs::Alteration;
 use crate::topics::TopicError;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -27,7 +28,7 @@ pub(crate) async fn handle(
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
         let name = res.resource_name.to_string();
-        let outcome: Result<(), (i16, String)> = match res.resource_type {
+        let outcome: Result<(), KafkaError> = match res.resource_type {
             RESOURCE_TOPIC => {
                 let changes: Result<Vec<(String, Alteration)>, TopicError> = res
                     .configs
@@ -45,22 +46,22 @@ pub(crate) async fn handle(
                     }
                     Err(e) => Err(e),
                 };
-                done.map_err(|e| (e.code(), e.to_string()))
+                done.map_err(|e| KafkaError::with_code(e.code(), e.to_string()))
             }
-            RESOURCE_BROKER => Err((
-                ResponseError::InvalidRequest.code(),
+            RESOURCE_BROKER => Err(KafkaError::new(
+                ResponseError::InvalidRequest,
                 "kbroker has no dynamic broker configs: set them in server.properties or with \
                  --override and restart the broker"
                     .to_owned(),
             )),
-            other => Err((
-                ResponseError::InvalidRequest.code(),
+            other => Err(KafkaError::new(
+                ResponseError::InvalidRequest,
                 format!("resource type {other} is not supported (2 = topic)"),
             )),
         };
-        if let Err((code, message)) = outcome {
-            r.error_code = code;
-            r.error_message = Some(str_bytes(&message));
+        if let Err(e) = outcome {
+            r.error_code = e.code;
+            r.error_message = Some(str_bytes(&e.message));
         }
         resp.responses.push(r);
     }

@@ -4,7 +4,8 @@
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
-use super::{str_bytes, RequestContext};
+use super::RequestContext;
+use crate::wire::str_bytes;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = if ctx.version >= 4 {

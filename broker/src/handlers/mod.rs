@@ -4,11 +4,14 @@
 //! `match` and the version ranges that ApiVersions advertises, so the broker never advertises
 //! an API or a version it does not handle. Each handler is
 //! `async fn handle(ctx: &RequestContext<'_>, req: XRequest) -> XResponse` and works on decoded
-//! `kafka-protocol` messages; framing and I/O live in [`crate::connection`].
+//! `kafka-protocol` messages; framing and I/O live in [`crate::connection`]. A *staged* API
+//! (Produce) is split in two instead: `stage(ctx, req)` applies the request now and returns what
+//! `complete()`s into its response later, so that a connection can pipeline it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
@@ -25,17 +28,43 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) peer: SocketAddr,
 }
 
+/// How a request is served, as [`dispatch`] hands it to the connection.
+pub(crate) enum Handling<'a> {
+    /// Its effect is applied already, in arrival order (a Produce request's batches are
+    /// appended); only its response is still to come (acks=all waits for replication), and the
+    /// connection may read and stage the next requests meanwhile.
+    Staged(BoxFuture<'static, ResponseKind>),
+    /// Nothing has happened yet: the connection polls it once every earlier response is sent,
+    /// so the request sees the connection as if requests were handled one at a time.
+    InTurn(BoxFuture<'a, ResponseKind>),
+}
+
 macro_rules! apis {
-    ($( $api:ident => $module:ident, $min:literal ..= $max:literal; )*) => {
+    (
+        staged { $( $sapi:ident => $smodule:ident, $smin:literal ..= $smax:literal; )* }
+        in_turn { $( $api:ident => $module:ident, $min:literal ..= $max:literal; )* }
+    ) => {
+        $( pub(crate) mod $smodule; )*
         $( pub(crate) mod $module; )*
 
         /// Every implemented API with the versions it handles.
-        pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[ $( (ApiKey::$api, $min, $max), )* ];
+        pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+            $( (ApiKey::$sapi, $smin, $smax), )*
+            $( (ApiKey::$api, $min, $max), )*
+        ];
 
-        /// Routes a decoded request to its handler.
-        pub(crate) async fn dispatch(ctx: &RequestContext<'_>, request: RequestKind) -> ResponseKind {
+        /// Routes a decoded request to its handler: a staged API's `stage` runs now and its
+        /// response is left to come; any other API's `handle` runs when the returned future is
+        /// polled.
+        pub(crate) fn dispatch<'a>(ctx: &'a RequestContext<'_>, request: RequestKind) -> Handling<'a> {
             match request {
-                $( RequestKind::$api(r) => ResponseKind::$api($module::handle(ctx, r).await), )*
+                $( RequestKind::$sapi(r) => {
+                    let staged = $smodule::stage(ctx, r);
+                    Handling::Staged(Box::pin(async move { ResponseKind::$sapi(staged.complete().await) }))
+                } )*
+                $( RequestKind::$api(r) => Handling::InTurn(Box::pin(async move {
+                    ResponseKind::$api($module::handle(ctx, r).await)
+                })), )*
                 // `supported_versions` is checked before decoding, so nothing else gets here.
                 other => unreachable!("unregistered API reached dispatch: {other:?}"),
             }
@@ -47,7 +76,10 @@ macro_rules! apis {
 // the highest whose semantics kbroker implements. librdkafka 2.0-2.12, kafka-python and the Java
 // client all negotiate within these.
 apis! {
-    Produce => produce, 3..=9;
+    staged {
+        Produce => produce, 3..=9;
+    }
+    in_turn {
     Fetch => fetch, 4..=12;
     ListOffsets => list_offsets, 1..=6;
     Metadata => metadata, 0..=12;
@@ -79,6 +111,7 @@ apis! {
     DeleteGroups => delete_groups, 0..=2;
     OffsetDelete => offset_delete, 0..=0;
     DescribeTopicPartitions => describe_topic_partitions, 0..=0;
+    }
 }
 
 /// APIs whose advertised minimum is lower than what kbroker decodes.
@@ -112,9 +145,4 @@ pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
 /// Error code for a partition this broker does not host.
 pub(crate) fn unknown_partition() -> i16 {
     kafka_protocol::error::ResponseError::UnknownTopicOrPartition.code()
-}
-
-/// A protocol string from a Rust string.
-pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
-    kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
 }

@@ -12,7 +12,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
-use super::{str_bytes, RequestContext};
+use super::RequestContext;
+use crate::wire::str_bytes;
 use crate::group::state::CommittedOffset;
 use crate::broker::Broker;
 

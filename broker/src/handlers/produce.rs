@@ -21,7 +21,7 @@
 //! high watermark is the log end, so acks=all answers at once, as acks=1 does.
 //!
 //! Transactional batches go through the same path: the partition opens the producer's
-//! transaction at its first batch (see [`crate::partition_txns`]). Kafka (KIP-890) refuses a
+//! transaction at its first batch (see [`crate::partition::txns`]). Kafka (KIP-890) refuses a
 //! transactional batch for a partition the coordinator has not added to the transaction with
 //! INVALID_TXN_STATE; kbroker accepts it for now (no verification against the coordinator).
 
@@ -31,7 +31,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{str_bytes, unknown_partition, RequestContext};
+use super::{unknown_partition, RequestContext};
+use crate::wire::{str_bytes, KafkaError};
 use crate::log::{batch, display_chain, LogError};
 use crate::partition::{AppendError, Appended, LeaderAppendError, Partition};
 
@@ -49,22 +50,22 @@ struct Waiting {
     required: usize,
 }
 
-/// Waits until `w`'s append is committed (see [`crate::committed`]) and the ISR is still at
-/// least `min.insync.replicas`; `Err((code, message))` otherwise.
-async fn wait_committed(w: &Waiting, deadline: tokio::time::Instant) -> Result<(), (i16, String)> {
+/// Waits until `w`'s append is committed (see [`crate::partition::committed`]) and the ISR is still at
+/// least `min.insync.replicas`.
+async fn wait_committed(w: &Waiting, deadline: tokio::time::Instant) -> Result<(), KafkaError> {
     let p = &w.partition;
-    crate::committed::wait_committed(
+    crate::partition::committed::wait_committed(
         p,
         w.appended.last_offset,
         w.appended.leader_epoch,
         deadline,
     )
     .await
-    .map_err(|e| (e.code(), e.to_string()))?;
+    .map_err(|e| KafkaError::with_code(e.code(), e.to_string()))?;
     let isr = p.isr_len();
     if isr < w.required {
-        return Err((
-            ResponseError::NotEnoughReplicasAfterAppend.code(),
+        return Err(KafkaError::new(
+            ResponseError::NotEnoughReplicasAfterAppend,
             format!(
                 "{}-{}: written, but the ISR shrank to {isr} below min.insync.replicas {}",
                 p.topic, p.index, w.required
@@ -82,10 +83,6 @@ fn min_insync(topic: &crate::topics::Topic, default: i32) -> usize {
         .and_then(|v| v.parse::<i32>().ok())
         .unwrap_or(default)
         .max(1) as usize
-}
-
-pub(crate) async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> ProduceResponse {
-    append(ctx, req).complete().await
 }
 
 /// A produce request whose batches are appended; acks=all partitions may still wait for
@@ -120,9 +117,9 @@ impl Staged {
                 futures::future::join_all(waiting.iter().map(|w| wait_committed(w, deadline)))
                     .await;
             for (w, outcome) in waiting.iter().zip(outcomes) {
-                if let Err((code, message)) = outcome {
+                if let Err(e) = outcome {
                     let pr = &mut resp.responses[w.topic].partition_responses[w.slot];
-                    refuse(peer, version, pr, code, &message);
+                    refuse(peer, version, pr, &e);
                 }
             }
         }
@@ -131,7 +128,7 @@ impl Staged {
 }
 
 /// Validates and appends every partition's batches, in request order, now.
-pub(crate) fn append(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
+pub(crate) fn stage(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
     let broker = ctx.broker;
     let acks_ok = matches!(req.acks, -1..=1);
     let now = crate::clock::now_ms();
@@ -157,21 +154,24 @@ pub(crate) fn append(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
                 .and_then(|t| t.partition(p.index));
             let mut appended_to = None;
             let result = match (acks_ok, partition, p.records, max_bytes) {
-                (false, ..) => Err((
-                    ResponseError::InvalidRequiredAcks.code(),
+                (false, ..) => Err(KafkaError::new(
+                    ResponseError::InvalidRequiredAcks,
                     format!("acks={} is invalid: use -1 (all), 0 or 1", req.acks),
                 )),
-                (_, None, ..) | (_, _, _, None) => Err((
+                (_, None, ..) | (_, _, _, None) => Err(KafkaError::with_code(
                     unknown_partition(),
                     format!("{name}-{} is not hosted by this broker", p.index),
                 )),
-                (_, _, None, _) => Err((
-                    ResponseError::InvalidRecord.code(),
+                (_, _, None, _) => Err(KafkaError::new(
+                    ResponseError::InvalidRecord,
                     "produce request carries no records".to_owned(),
                 )),
                 (_, Some(partition), Some(records), Some(max)) => {
                     match batch::validate_produce(&records, max) {
-                        Err(e) => Err((e.kafka_error_code(), format!("{name}-{}: {e}", p.index))),
+                        Err(e) => Err(KafkaError::with_code(
+                            e.kafka_error_code(),
+                            format!("{name}-{}: {e}", p.index),
+                        )),
                         Ok(headers) => {
                             appended_to = Some(partition.clone());
                             partition
@@ -196,7 +196,7 @@ pub(crate) fn append(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
                         });
                     }
                 }
-                Err((code, message)) => refuse(ctx.peer, ctx.version, &mut pr, code, &message),
+                Err(e) => refuse(ctx.peer, ctx.version, &mut pr, &e),
             }
             topic_resp.partition_responses.push(pr);
         }
@@ -214,13 +214,13 @@ pub(crate) fn append(ctx: &RequestContext<'_>, req: ProduceRequest) -> Staged {
 /// The code and message answering an append the partition refused. Storage errors (a full
 /// disk: KAFKA_STORAGE_ERROR, nothing written) are logged once per log directory by the log
 /// layer rather than once per request here; other log errors (corruption) are logged here.
-fn refused_append(topic: &str, index: i32, e: &LeaderAppendError) -> (i16, String) {
+fn refused_append(topic: &str, index: i32, e: &LeaderAppendError) -> KafkaError {
     if let LeaderAppendError::Append(AppendError::Log(log_error)) = e {
         if !matches!(log_error, LogError::Io { .. }) {
             tracing::error!(topic, partition = index, error = %display_chain(e), "append failed");
         }
     }
-    (e.code(), format!("{topic}-{index}: {}", display_chain(e)))
+    KafkaError::with_code(e.code(), format!("{topic}-{index}: {}", display_chain(e)))
 }
 
 /// Fills a partition's response with an error.
@@ -228,13 +228,12 @@ fn refuse(
     peer: std::net::SocketAddr,
     version: i16,
     pr: &mut PartitionProduceResponse,
-    code: i16,
-    message: &str,
+    e: &KafkaError,
 ) {
-    tracing::debug!(%peer, "produce refused: {message}");
-    pr.error_code = code;
+    tracing::debug!(%peer, "produce refused: {}", e.message);
+    pr.error_code = e.code;
     pr.base_offset = -1;
     if version >= 8 {
-        pr.error_message = Some(str_bytes(message));
+        pr.error_message = Some(str_bytes(&e.message));
     }
 }

@@ -114,13 +114,13 @@ async fn replicated(ctx: &RequestContext<'_>, group_id: &str) -> Result<(), i16>
         return Err(E::NotCoordinator.code());
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    crate::committed::wait_committed(&p, p.log_end_offset() - 1, epoch, deadline)
+    crate::partition::committed::wait_committed(&p, p.log_end_offset() - 1, epoch, deadline)
         .await
         .map_err(|e| {
             tracing::info!(group = group_id, "TxnOffsetCommit not replicated: {e}");
             match e {
-                crate::committed::CommitError::LeadershipLost { .. } => E::NotCoordinator.code(),
-                crate::committed::CommitError::TimedOut { .. } => {
+                crate::partition::committed::CommitError::LeadershipLost { .. } => E::NotCoordinator.code(),
+                crate::partition::committed::CommitError::TimedOut { .. } => {
                     E::CoordinatorNotAvailable.code()
                 }
             }

@@ -36,10 +36,10 @@ pub(crate) async fn handle(
                     match write_as_leader(&broker.topics, &broker.groups, topic, p, &marker).await
                     {
                         Ok(()) => 0,
-                        Err((code, message)) => {
+                        Err(e) => {
                             tracing::debug!(peer = %ctx.peer, producer_id = marker.producer_id,
-                                "transaction marker not written: {message}");
-                            code
+                                "transaction marker not written: {}", e.message);
+                            e.code
                         }
                     }
                 }

@@ -22,8 +22,8 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, To
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::client::Connection;
 use super::{ClusterLink, FetcherPartitions, Followed, Key, ReplicationSettings};
+use crate::wire::client::Connection;
 
 /// Fetch version used: the last one naming topics (v13 uses topic ids).
 const FETCH_VERSION: i16 = 12;
@@ -144,7 +144,7 @@ fn build_request(local: i32, s: &ReplicationSettings, wanted: &[(Key, Followed)]
             Some(t) => t.partitions.push(fp),
             None => {
                 let mut t = FetchTopic::default();
-                t.topic = TopicName(crate::handlers::str_bytes(topic));
+                t.topic = TopicName(crate::wire::str_bytes(topic));
                 t.partitions.push(fp);
                 by_topic.push(t);
             }

@@ -17,10 +17,7 @@
 //! role changes see one consistent state. The Kafka-facing parts (Produce acks=all, replica
 //! Fetch, OffsetForLeaderEpoch) are in the request handlers.
 
-pub(crate) mod client;
-pub(crate) mod epoch_cache;
 mod fetcher;
-pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
@@ -32,22 +29,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::partition::Partition;
-
-/// The controller's state of one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LeaderAndIsr {
-    /// The leader's broker id (-1: no leader).
-    pub(crate) leader: i32,
-    /// Bumped at every leader change.
-    pub(crate) leader_epoch: i32,
-    /// Bumped at every change of the partition's state (ISR, replicas, leader).
-    pub(crate) partition_epoch: i32,
-    /// Every replica's broker id.
-    pub(crate) replicas: Vec<i32>,
-    /// The in-sync replicas, leader included.
-    pub(crate) isr: Vec<i32>,
-}
+use crate::partition::{LeaderAndIsr, Partition};
 
 /// What the replication layer needs from the cluster metadata layer.
 pub(crate) trait ClusterLink: Send + Sync + 'static {

@@ -12,11 +12,12 @@ use futures::future::BoxFuture;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 
-use super::client::Connection;
-use super::{ClusterLink, LeaderAndIsr, ReplicaManager, ReplicationSettings};
+use super::{ClusterLink, ReplicaManager, ReplicationSettings};
 use crate::broker::Broker;
 use crate::log::{batch, build_batch, LogConfig};
+use crate::partition::LeaderAndIsr;
 use crate::partition::Partition;
+use crate::wire::client::Connection;
 
 const LEADER: i32 = 1;
 const FOLLOWER: i32 = 2;
@@ -169,7 +170,7 @@ async fn produce(
     pd.index = 0;
     pd.records = Some(records);
     let mut td = TopicProduceData::default();
-    td.name = TopicName(crate::handlers::str_bytes(TOPIC));
+    td.name = TopicName(crate::wire::str_bytes(TOPIC));
     td.partition_data.push(pd);
     let mut req = ProduceRequest::default();
     req.acks = acks;
@@ -409,7 +410,7 @@ fn fetch_request(
     fp.last_fetched_epoch = last_fetched_epoch;
     fp.partition_max_bytes = 1 << 20;
     let mut ft = FetchTopic::default();
-    ft.topic = TopicName(crate::handlers::str_bytes(TOPIC));
+    ft.topic = TopicName(crate::wire::str_bytes(TOPIC));
     ft.partitions.push(fp);
     let mut req = kafka_protocol::messages::FetchRequest::default();
     req.replica_id = kafka_protocol::messages::BrokerId(replica_id);
@@ -521,7 +522,7 @@ async fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
         p.current_leader_epoch = current;
         p.leader_epoch = epoch;
         let mut t = OffsetForLeaderTopic::default();
-        t.topic = TopicName(crate::handlers::str_bytes(TOPIC));
+        t.topic = TopicName(crate::wire::str_bytes(TOPIC));
         t.partitions.push(p);
         let mut req = OffsetForLeaderEpochRequest::default();
         req.replica_id = kafka_protocol::messages::BrokerId(-1);
@@ -612,7 +613,11 @@ fn truncation_rebuilds_transactions_and_the_epoch_cache_and_reopen_keeps_it() {
     let p = Partition::open(TOPIC, 0, dir.path(), LogConfig::default()).unwrap();
     assert_eq!(p.latest_epoch(), 2);
     drop(p);
-    std::fs::remove_file(dir.path().join(super::epoch_cache::EPOCH_CHECKPOINT_FILE)).unwrap();
+    std::fs::remove_file(
+        dir.path()
+            .join(crate::partition::epoch_cache::EPOCH_CHECKPOINT_FILE),
+    )
+    .unwrap();
     let p = Partition::open(TOPIC, 0, dir.path(), LogConfig::default()).unwrap();
     assert_eq!(p.epoch_end_offset(2), (2, 2));
     assert_eq!(

@@ -42,9 +42,9 @@ use super::records::TxnRecord;
 use super::state::{InitDecision, TxnError, TxnMetadata, TxnState};
 use super::store::{TxnStore, TxnStoreError, TXN_TOPIC};
 use super::TxnConfig;
-use crate::committed::{wait_committed, CommitError};
 use crate::group::store::{partition_for, OFFSETS_TOPIC};
 use crate::log::LogError;
+use crate::partition::committed::{wait_committed, CommitError};
 use crate::partition::{Appended, LeaderAppendError, Partition};
 use crate::producer_ids::ProducerIds;
 

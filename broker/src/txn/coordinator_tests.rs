@@ -551,7 +551,7 @@ async fn a_new_coordinator_loads_the_log_and_completes_prepared_transactions() {
         c.unload_partition(0);
     }
     // The partition's new leader: another coordinator, at a newer leader epoch.
-    let leader = crate::replication::LeaderAndIsr {
+    let leader = crate::partition::LeaderAndIsr {
         leader: 1,
         leader_epoch: 5,
         partition_epoch: 1,
@@ -620,7 +620,7 @@ async fn clients_and_markers_wait_until_the_isr_has_the_decision() {
     let ids = Arc::new(ProducerIds::open(dir.path(), 0).unwrap());
     let partition = txn_partition(dir.path(), 0);
     // Led by broker 1 with broker 2 in the ISR: nothing is committed until 2 has fetched it.
-    let state = crate::replication::LeaderAndIsr {
+    let state = crate::partition::LeaderAndIsr {
         leader: 1,
         leader_epoch: 1,
         partition_epoch: 1,

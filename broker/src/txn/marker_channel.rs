@@ -27,8 +27,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::markers::{write_as_leader, Marker, MarkerError, MarkerWriter};
 use crate::cluster::Cluster;
 use crate::group::GroupCoordinator;
-use crate::replication::client::Connection;
 use crate::topics::Topics;
+use crate::wire::client::Connection;
 
 /// The WriteTxnMarkers version sent (the only one the protocol crate encodes).
 const VERSION: i16 = 1;
@@ -141,7 +141,7 @@ impl ClusterMarkers {
             ))),
             Route::Local => write_as_leader(&self.topics, &self.groups, topic, partition, marker)
                 .await
-                .map_err(|(code, message)| classify(code, message)),
+                .map_err(|e| classify(e.code, e.message)),
             Route::Remote { broker, host, port } => {
                 let code = self
                     .send(broker, &host, port, topic, partition, marker)
@@ -170,7 +170,7 @@ impl ClusterMarkers {
         topic: &str,
         partition: i32,
         marker: &Marker,
-    ) -> Result<i16, crate::replication::client::ClientError> {
+    ) -> Result<i16, crate::wire::client::ClientError> {
         let idle = self
             .pool
             .lock()

@@ -22,6 +22,7 @@ use crate::group::store::OFFSETS_TOPIC;
 use crate::group::GroupCoordinator;
 use crate::partition::AppendError;
 use crate::topics::Topics;
+use crate::wire::KafkaError;
 
 /// How long a leader waits for a marker to reach the ISR before answering REQUEST_TIMED_OUT
 /// (the coordinator then retries; the marker is harmless to write twice).
@@ -137,23 +138,23 @@ impl BrokerMarkers {
 /// Writes `marker` to `topic`-`partition`, which this broker must lead, and waits until it is
 /// committed (replicated to the ISR, as acks=all): what a leader does for WriteTxnMarkers.
 /// `__consumer_offsets` partitions go through the group coordinator, which also completes the
-/// producer's pending offsets; they must be loaded here. `Err((kafka error code, message))`.
+/// producer's pending offsets; they must be loaded here.
 pub(crate) async fn write_as_leader(
     topics: &Topics,
     groups: &GroupCoordinator,
     topic: &str,
     partition: i32,
     marker: &Marker,
-) -> Result<(), (i16, String)> {
+) -> Result<(), KafkaError> {
     let Some(p) = topics.partition(topic, partition) else {
-        return Err((
-            E::UnknownTopicOrPartition.code(),
+        return Err(KafkaError::new(
+            E::UnknownTopicOrPartition,
             format!("{topic}-{partition} is not hosted by this broker"),
         ));
     };
     let not_leader = || {
-        (
-            E::NotLeaderOrFollower.code(),
+        KafkaError::new(
+            E::NotLeaderOrFollower,
             format!("this broker does not lead {topic}-{partition}"),
         )
     };
@@ -169,21 +170,22 @@ pub(crate) async fn write_as_leader(
             .complete_offsets(groups, partition)
             .map_err(|e| match e {
                 crate::group::GroupError::NotLeader { .. } => not_leader(),
-                other => (E::KafkaStorageError.code(), other.to_string()),
+                other => KafkaError::new(E::KafkaStorageError, other.to_string()),
             })?;
         // The marker is the last write of the partition at most: wait for the log end.
         p.log_end_offset() - 1
     } else {
         marker.write_to(&p).map_err(|e| match e {
-            AppendError::Sequence(e) => (e.code(), format!("{topic}-{partition}: {e}")),
-            AppendError::Log(e) => (
-                E::KafkaStorageError.code(),
-                format!("{topic}-{partition}: {e}"),
-            ),
+            AppendError::Sequence(e) => {
+                KafkaError::with_code(e.code(), format!("{topic}-{partition}: {e}"))
+            }
+            AppendError::Log(e) => {
+                KafkaError::new(E::KafkaStorageError, format!("{topic}-{partition}: {e}"))
+            }
         })?
     };
     let deadline = tokio::time::Instant::now() + MARKER_COMMIT_TIMEOUT;
-    crate::committed::wait_committed(&p, offset, epoch, deadline)
+    crate::partition::committed::wait_committed(&p, offset, epoch, deadline)
         .await
-        .map_err(|e| (e.code(), e.to_string()))
+        .map_err(|e| KafkaError::with_code(e.code(), e.to_string()))
 }

@@ -64,19 +64,9 @@ impl Default for TxnConfig {
 impl TxnConfig {
     /// The transaction settings of a broker configuration.
     pub(crate) fn from_broker(config: &BrokerConfig) -> Self {
-        let raw = |key: &str| config.raw.get(key).map(|v| v.trim());
-        let defaults = TxnConfig::default();
         TxnConfig {
-            max_timeout_ms: raw("transaction.max.timeout.ms")
-                .and_then(|v| v.parse::<i32>().ok())
-                .filter(|v| *v > 0)
-                .unwrap_or(defaults.max_timeout_ms),
-            abort_check_interval_ms: raw(
-                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-            )
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|v| *v > 0)
-            .unwrap_or(defaults.abort_check_interval_ms),
+            max_timeout_ms: config.transaction_max_timeout_ms,
+            abort_check_interval_ms: config.transaction_abort_check_interval_ms,
             flush_interval_messages: config.log_flush_interval_messages,
             flush_interval_ms: config.log_flush_interval_ms,
         }

@@ -6,7 +6,9 @@
 //! Each step is one JVM (`compat/kafka/kafka.sh run CLASS ...`), bounded by [`TOOL_TIMEOUT`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use super::clients::{kafka_tool, run_client};
 
@@ -357,6 +359,142 @@ pub fn console_and_groups(t: &Target<'_>, topic: &str, partitions: i32) {
             "{out}"
         );
     }
+}
+
+/// A console consumer left running in a group, stopped (SIGTERM to its process group, so the
+/// JVM closes the consumer and leaves the group) when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.0.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// `kafka-consumer-groups --describe --state`: (STATE, #MEMBERS) of `group`, or `None` while
+/// the group is not known yet (Apache Kafka 4.x answers `GroupIdNotFoundException` through the
+/// KIP-848 ConsumerGroupDescribe API, kbroker a Dead group through DescribeGroups: both mean the
+/// consumer has not joined yet). The COORDINATOR column holds a space (`host:port  (id)`), so the
+/// two are read from the end of the row.
+fn group_state(t: &Target<'_>, group: &str) -> Option<(String, String)> {
+    let out = t.tool(GROUPS, &["--describe", "--state", "--group", group], None);
+    if out.contains("GroupIdNotFoundException") || out.contains("does not exist") {
+        return None;
+    }
+    let row = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&group))
+        .unwrap_or_else(|| panic!("no row for {group} in --describe --state:\n{out}"));
+    let n = row.len();
+    assert!(n >= 5, "--describe --state row too short:\n{out}");
+    Some((row[n - 2].to_owned(), row[n - 1].to_owned()))
+}
+
+/// A group with a live member, as an operator looks at it: a console consumer stays in the group
+/// while `kafka-consumer-groups` describes it. `--describe --state` reaches Stable with one
+/// member; `--describe` names that member on every partition (CONSUMER-ID, HOST, CLIENT-ID);
+/// `--describe --members --verbose` gives it all the partitions; once the consumer stops, the
+/// group is Empty with no members (it left; no session timeout to wait for).
+pub fn active_group(t: &Target<'_>, topic: &str, partitions: i32) {
+    let group = unique("cli-active");
+    let consumer = Running(
+        kafka_tool(
+            CONSUMER,
+            &[
+                "--bootstrap-server",
+                t.bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                &group,
+                "--timeout-ms",
+                "120000",
+            ],
+        )
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start the console consumer"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = group_state(t, &group);
+        if state
+            .as_ref()
+            .is_some_and(|(s, m)| s == "Stable" && m == "1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group} not Stable with 1 member within 60 s: {state:?}\n{}",
+            (t.context)()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let out = t.tool(GROUPS, &["--describe", "--group", &group], None);
+    let rows = group_rows(&out, topic);
+    assert_eq!(
+        rows.keys().copied().collect::<Vec<_>>(),
+        (0..partitions).collect::<Vec<_>>(),
+        "a row per partition:\n{out}"
+    );
+    let member = rows[&0]["CONSUMER-ID"].clone();
+    assert!(member.starts_with("console-consumer-"), "{out}");
+    for row in rows.values() {
+        assert_eq!(
+            row["CONSUMER-ID"], member,
+            "one member holds every partition:\n{out}"
+        );
+        assert_eq!(row["HOST"], "/127.0.0.1", "{out}");
+        assert_eq!(row["CLIENT-ID"], "console-consumer", "{out}");
+    }
+
+    let out = t.tool(
+        GROUPS,
+        &["--describe", "--members", "--verbose", "--group", &group],
+        None,
+    );
+    let row: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&group.as_str()))
+        .unwrap_or_else(|| panic!("no member row:\n{out}"));
+    assert_eq!(row.get(1), Some(&member.as_str()), "{out}");
+    assert_eq!(
+        row.get(4),
+        Some(&partitions.to_string().as_str()),
+        "#PARTITIONS:\n{out}"
+    );
+    let all: Vec<String> = (0..partitions).map(|p| p.to_string()).collect();
+    let assignment = format!("{topic}:{}", all.join(","));
+    assert!(
+        row.contains(&assignment.as_str()),
+        "assignment {assignment}:\n{out}"
+    );
+
+    drop(consumer);
+    assert_eq!(
+        group_state(t, &group),
+        Some(("Empty".to_owned(), "0".to_owned())),
+        "after the consumer stopped\n{}",
+        (t.context)()
+    );
 }
 
 /// `kafka-producer-perf-test --num-records N --record-size 100 --throughput -1` to a topic it

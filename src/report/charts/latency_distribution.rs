@@ -40,5 +40,6 @@ pub(crate) fn chart(data: &RunData) -> Chart {
         ],
         warmup_end_s: None,
         events: Vec::new(),
+        skip: None,
     }
 }

@@ -22,8 +22,10 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::Context;
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::summary::{Event, RunData};
 
@@ -64,13 +66,18 @@ pub(crate) struct Line {
     pub(crate) label: String,
     /// Index into the palette.
     pub(crate) color: usize,
-    /// (x, y) points in axis units.
+    /// (x, y) points in axis units; a NaN y is a gap (no value there: the line breaks).
     pub(crate) points: Vec<(f64, f64)>,
     /// Drawn dashed (a reference such as a target rate) rather than solid.
     pub(crate) dashed: bool,
 }
 
 impl Line {
+    /// Points with a value (not gaps).
+    pub(crate) fn measured(&self) -> usize {
+        self.points.iter().filter(|p| p.1.is_finite()).count()
+    }
+
     pub(crate) fn new(label: impl Into<String>, color: usize, points: Vec<(f64, f64)>) -> Line {
         Line {
             label: label.into(),
@@ -88,6 +95,8 @@ pub(crate) enum XAxis {
     Time,
     /// `1/(1-q)` on a log scale, labelled as percentiles (the HdrHistogram plot).
     Percentile,
+    /// Achieved rate (msgs/s), linear: the latency-throughput curve, one marked point per run.
+    Rate,
 }
 
 /// A line chart, described.
@@ -107,9 +116,17 @@ pub(crate) struct Chart {
     pub(crate) lines: Vec<Line>,
     /// End of the warm-up period, seconds (shaded from 0).
     pub(crate) warmup_end_s: Option<f64>,
-    /// Events (faults, ...) as (seconds, label), drawn as vertical lines.
+    /// Events (faults, phases, ...) as (seconds, label), drawn as numbered vertical lines; the
+    /// numbers are explained by a table under the chart ([`Chart::events`] in the report).
     pub(crate) events: Vec<(f64, String)>,
+    /// Why the chart is not drawn even if it has points (set by the chart's builder, e.g. a
+    /// run too short for per-interval rates to mean anything); see [`Chart::not_drawn`].
+    pub(crate) skip: Option<String>,
 }
+
+/// Fewest points a line needs to be drawn: with one or two, a "line" shows nothing a number
+/// would not, and per-interval rates of so few intervals mislead.
+pub(crate) const MIN_POINTS: usize = 3;
 
 impl Chart {
     /// A time chart decorated with the run's warm-up period and events.
@@ -122,6 +139,7 @@ impl Chart {
             y_log: false,
             lines: Vec::new(),
             warmup_end_s: warmup_end(data),
+            skip: None,
             events: data
                 .summary
                 .events
@@ -131,7 +149,7 @@ impl Chart {
                     let label = if e.detail.is_empty() {
                         e.kind.clone()
                     } else {
-                        e.detail.clone()
+                        format!("{}: {}", e.kind, e.detail)
                     };
                     (e.t_s, label)
                 })
@@ -142,7 +160,49 @@ impl Chart {
     /// Whether any line has a point.
     #[cfg(test)]
     pub(crate) fn has_data(&self) -> bool {
-        self.lines.iter().any(|l| !l.points.is_empty())
+        self.lines.iter().any(|l| l.measured() > 0)
+    }
+
+    /// The lines that are drawn (and named in the legend): those with at least
+    /// [`MIN_POINTS`] points. A reference line (dashed: a target rate) is drawn only beside a
+    /// measured one.
+    pub(crate) fn drawn_lines(&self) -> Vec<&Line> {
+        let measured: Vec<&Line> = self
+            .lines
+            .iter()
+            .filter(|l| !l.dashed && l.measured() >= MIN_POINTS)
+            .collect();
+        if measured.is_empty() {
+            return measured;
+        }
+        self.lines
+            .iter()
+            .filter(|l| l.measured() >= MIN_POINTS || (l.dashed && l.measured() > 0))
+            .collect()
+    }
+
+    /// Why the chart is not drawn, in words for the report, or `None` when it is.
+    pub(crate) fn not_drawn(&self) -> Option<String> {
+        if let Some(why) = &self.skip {
+            return Some(why.clone());
+        }
+        if !self.drawn_lines().is_empty() {
+            return None;
+        }
+        let most = self.lines.iter().map(Line::measured).max().unwrap_or(0);
+        Some(match (self.x, most) {
+            (_, 0) => "nothing was measured for it in this run".to_string(),
+            (XAxis::Time, n) => format!(
+                "only {n} sampling interval(s) had a value; a chart needs at least {MIN_POINTS} \
+                 (run longer, or set a shorter [sampling] interval)"
+            ),
+            (XAxis::Percentile, n) => {
+                format!("only {n} distinct latency value(s) were recorded")
+            }
+            (XAxis::Rate, n) => {
+                format!("only {n} run(s) measured it; a curve needs at least {MIN_POINTS} rates")
+            }
+        })
     }
 }
 
@@ -240,7 +300,31 @@ pub(crate) fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// Draws a described chart on any plotters backend.
+/// Height of the title band above the plot, pixels.
+const TITLE_H: u32 = 36;
+/// Rows of event numbers above the plot area, and their height in pixels.
+const EVENT_ROWS: usize = 3;
+const EVENT_ROW_H: i32 = 13;
+
+/// Width of the legend panel right of the plot, pixels: wide enough for the longest label
+/// (14 px DejaVu Sans averages about 7.5 px a character) so the legend never covers data and
+/// no label is cut at the edge.
+fn legend_width(lines: &[&Line]) -> u32 {
+    let longest = lines
+        .iter()
+        .map(|l| l.label.chars().count())
+        .chain(std::iter::once("events 1.. (table below)".len()))
+        .max()
+        .unwrap_or(0);
+    (longest as u32 * 15 / 2 + 52).clamp(180, 340)
+}
+/// Colour of the event markers: grey, so they cannot be taken for a data or target line.
+const EVENT_COLOR: RGBColor = RGBColor(90, 90, 90);
+/// Colour of the target (reference) line: black, dashed.
+const TARGET_COLOR: RGBColor = RGBColor(0, 0, 0);
+
+/// Draws a described chart on any plotters backend: the plot on the left, the legend in a
+/// panel of its own on the right, event numbers above the plot area.
 pub(crate) fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
@@ -250,10 +334,10 @@ where
 {
     register_font();
     root.fill(&WHITE).map_err(plot_err)?;
-    let points = chart.lines.iter().flat_map(|l| l.points.iter());
+    let lines = chart.drawn_lines();
     let (mut x_min, mut x_max) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut y_min_pos, mut y_max) = (f64::INFINITY, 0.0f64);
-    for &(x, y) in points {
+    for &(x, y) in lines.iter().flat_map(|l| l.points.iter()) {
         x_min = x_min.min(x);
         x_max = x_max.max(x);
         if y > 0.0 {
@@ -273,14 +357,30 @@ where
     if y_max <= 0.0 {
         y_max = 1.0;
     }
-    let title_font = ("sans-serif", 22).into_font();
-    let mut builder = ChartBuilder::on(root);
+    let (w, _) = root.dim_in_pixel();
+    // The title in a band of its own, then the event numbers' rows above the plot area (in its
+    // top margin), so numbers never run into the title.
+    let (title_band, body) = root.split_vertically(TITLE_H);
+    let (plot, legend) = body.split_horizontally(w.saturating_sub(legend_width(&lines)));
+    title_band
+        .draw(&Text::new(
+            chart.title.clone(),
+            ((w.saturating_sub(legend_width(&lines)) / 2) as i32, 8),
+            TextStyle::from(("sans-serif", 22).into_font()).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .map_err(plot_err)?;
+    let mut builder = ChartBuilder::on(&plot);
     builder
-        .caption(&chart.title, title_font)
         .margin(12)
-        .margin_right(36)
+        .margin_top(if chart.events.is_empty() {
+            12
+        } else {
+            EVENT_ROWS as u32 * EVENT_ROW_H as u32 + 8
+        })
+        .margin_right(16)
         .x_label_area_size(48)
         .y_label_area_size(80);
+    let mut markers = Vec::new();
     match (chart.x, chart.y_log) {
         (XAxis::Time, false) => {
             let mut c = builder
@@ -294,8 +394,8 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            decorate_time(&mut c, chart, 0.0, y_max * 1.1)?;
-            draw_lines(&mut c, chart)?;
+            markers = decorate_time(&mut c, chart, 0.0, y_max * 1.1)?;
+            draw_lines(&mut c, &lines)?;
         }
         (XAxis::Time, true) => {
             let lo = if y_min_pos.is_finite() {
@@ -305,10 +405,12 @@ where
             };
             let hi = (y_max * 1.5).max(lo * 10.0);
             let mut c = builder
-                .build_cartesian_2d(0.0..x_max.max(1e-3), (lo..hi).log_scale())
+                .build_cartesian_2d(
+                    0.0..x_max.max(1e-3),
+                    (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                )
                 .map_err(plot_err)?;
             c.configure_mesh()
-                .light_line_style(TRANSPARENT)
                 .x_desc("time (s)")
                 .y_desc(&chart.y_desc)
                 .label_style(("sans-serif", 14))
@@ -316,15 +418,55 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            decorate_time(&mut c, chart, lo, hi)?;
-            draw_lines(&mut c, chart)?;
+            markers = decorate_time(&mut c, chart, lo, hi)?;
+            draw_lines(&mut c, &lines)?;
+        }
+        (XAxis::Rate, _) => {
+            let lo = if y_min_pos.is_finite() {
+                y_min_pos * 0.8
+            } else {
+                0.01
+            };
+            let hi = (y_max * 1.5).max(lo * 10.0);
+            let pad = ((x_max - x_min) * 0.05).max(1.0);
+            let mut c = builder
+                .build_cartesian_2d(
+                    (x_min - pad).max(0.0)..x_max + pad,
+                    (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                )
+                .map_err(plot_err)?;
+            c.configure_mesh()
+                .x_desc("achieved produce rate (acknowledged msgs/s)")
+                .y_desc(&chart.y_desc)
+                .label_style(("sans-serif", 14))
+                .axis_desc_style(("sans-serif", 16))
+                .x_label_formatter(&|v| short(*v))
+                .y_label_formatter(&|v| short(*v))
+                .draw()
+                .map_err(plot_err)?;
+            draw_lines(&mut c, &lines)?;
+            for line in &lines {
+                let col = color(line.color);
+                c.draw_series(line.points.iter().map(|&p| Circle::new(p, 4, col.filled())))
+                    .map_err(plot_err)?;
+            }
         }
         (XAxis::Percentile, _) => {
             // From the median's 2 to at least 99.99 %, a decade past the largest point.
             let decades = x_max.max(10.0).log10().ceil();
             let hi_x = 10f64.powf(decades.max(4.0));
+            // Ticks at the median and every nine: 50 %, 90 %, 99 %, ...
+            let mut ticks = vec![1.0, 2.0];
+            let mut t = 10.0;
+            while t <= hi_x * 1.001 {
+                ticks.push(t);
+                t *= 10.0;
+            }
             let mut c = builder
-                .build_cartesian_2d((1.0..hi_x).log_scale(), 0.0..y_max * 1.1)
+                .build_cartesian_2d(
+                    (1.0..hi_x).log_scale().with_key_points(ticks),
+                    0.0..y_max * 1.1,
+                )
                 .map_err(plot_err)?;
             c.configure_mesh()
                 .x_desc("percentile")
@@ -335,64 +477,100 @@ where
                 .y_label_formatter(&|v| short(*v))
                 .draw()
                 .map_err(plot_err)?;
-            draw_lines(&mut c, chart)?;
+            draw_lines(&mut c, &lines)?;
         }
     }
-    Ok(())
+    draw_event_numbers(root, &markers)?;
+    draw_legend(&legend, chart, &lines)
 }
 
-/// Shades the warm-up period and draws each event as a labelled vertical line.
+/// Tick positions of a log axis over `lo..hi`: 1, 2 and 5 of every decade.
+pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    if !(lo > 0.0 && hi > lo) {
+        return out;
+    }
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = m * decade;
+            if v >= lo && v <= hi {
+                out.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    out
+}
+
+/// Shades the warm-up period and draws each event as a thin grey dotted vertical line; returns
+/// each event's (number, x pixel, top pixel) for [`draw_event_numbers`].
 fn decorate_time<'a, DB, Y>(
     c: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
     chart: &Chart,
     y_lo: f64,
     y_hi: f64,
-) -> anyhow::Result<()>
+) -> anyhow::Result<Vec<(usize, i32, i32)>>
 where
     DB: DrawingBackend + 'a,
     DB::ErrorType: 'static,
     Y: Ranged<ValueType = f64>,
 {
     if let Some(w) = chart.warmup_end_s.filter(|w| *w > 0.0) {
+        // Warm-up runs from the producers' start (set-up before it is not warm-up).
+        let from = chart
+            .events
+            .iter()
+            .find(|(_, label)| label.starts_with("producers_start"))
+            .map_or(0.0, |(t, _)| *t)
+            .min(w);
         c.draw_series(std::iter::once(Rectangle::new(
-            [(0.0, y_lo), (w, y_hi)],
+            [(from, y_lo), (w, y_hi)],
             RGBColor(200, 200, 200).mix(0.35).filled(),
         )))
-        .map_err(plot_err)?
-        .label("warm-up")
-        .legend(|(x, y)| {
-            Rectangle::new(
-                [(x, y - 6), (x + 16, y + 6)],
-                RGBColor(200, 200, 200).mix(0.6).filled(),
-            )
-        });
+        .map_err(plot_err)?;
     }
-    let red = RGBColor(200, 0, 0);
-    // Events close together (run phases) would print their labels over each other: each label
-    // goes one row lower than the previous one, cycling through a few rows, and long labels are
-    // cut short.
-    const LABEL_ROWS: usize = 5;
-    const LABEL_CHARS: usize = 40;
-    for (i, (t, label)) in chart.events.iter().enumerate() {
+    let mut markers = Vec::new();
+    for (i, (t, _)) in chart.events.iter().enumerate() {
         c.draw_series(DashedLineSeries::new(
             [(*t, y_lo), (*t, y_hi)],
-            6,
+            2,
             4,
-            red.stroke_width(2),
+            EVENT_COLOR.stroke_width(1),
         ))
         .map_err(plot_err)?;
-        let row = (i % LABEL_ROWS) as f64;
-        let y = y_hi - (y_hi - y_lo) * 0.06 * row;
-        let text: String = if label.chars().count() > LABEL_CHARS {
-            label.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
-        } else {
-            label.clone()
-        };
-        c.draw_series(std::iter::once(Text::new(
-            format!(" {text}"),
-            (*t, y),
-            ("sans-serif", 13).into_font().color(&red),
-        )))
+        let (x, y) = c.backend_coord(&(*t, y_hi));
+        markers.push((i + 1, x, y));
+    }
+    Ok(markers)
+}
+
+/// The event numbers above the plot area, each over its line; numbers that would touch the
+/// previous one in a row go one row up (three rows), so close events stay readable.
+fn draw_event_numbers<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    markers: &[(usize, i32, i32)],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    const ROWS: usize = EVENT_ROWS;
+    const ROW_H: i32 = EVENT_ROW_H;
+    let font = ("sans-serif", 12).into_font().color(&EVENT_COLOR);
+    let mut last_x = [i32::MIN / 2; ROWS];
+    for &(n, x, top) in markers {
+        let label = n.to_string();
+        let width = 8 * label.len() as i32 + 4;
+        let row = (0..ROWS)
+            .find(|&r| x - last_x[r] >= width)
+            .unwrap_or(n % ROWS);
+        last_x[row] = x;
+        let y = top - 4 - ROW_H * row as i32;
+        root.draw(&Text::new(
+            label,
+            (x, y),
+            font.pos(Pos::new(HPos::Center, VPos::Bottom)),
+        ))
         .map_err(plot_err)?;
     }
     Ok(())
@@ -400,7 +578,7 @@ where
 
 fn draw_lines<'a, DB, X, Y>(
     c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    chart: &Chart,
+    lines: &[&Line],
 ) -> anyhow::Result<()>
 where
     DB: DrawingBackend + 'a,
@@ -408,33 +586,121 @@ where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    for line in &chart.lines {
-        let col = color(line.color);
-        let style = col.stroke_width(2);
+    for (i, line) in lines.iter().enumerate() {
         if line.dashed {
             c.draw_series(DashedLineSeries::new(
                 line.points.iter().copied(),
-                8,
-                5,
-                style,
+                10,
+                6,
+                TARGET_COLOR.stroke_width(2),
             ))
-            .map_err(plot_err)?
-            .label(&line.label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], col.stroke_width(2)));
+            .map_err(plot_err)?;
         } else {
-            c.draw_series(LineSeries::new(line.points.iter().copied(), style))
-                .map_err(plot_err)?
-                .label(&line.label)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], col.stroke_width(2)));
+            let style = color(line.color).stroke_width(line_width(lines, i));
+            for part in segments(&line.points) {
+                if let [p] = part {
+                    c.draw_series(std::iter::once(Circle::new(*p, 2, style.filled())))
+                        .map_err(plot_err)?;
+                } else {
+                    c.draw_series(LineSeries::new(part.iter().copied(), style))
+                        .map_err(plot_err)?;
+                }
+            }
         }
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 14))
-        .draw()
+    Ok(())
+}
+
+/// Stroke width of the `i`-th of the drawn `lines`: the first solid line of several is drawn
+/// wide, under the others, so where two lines coincide (produced = consumed) both show: the
+/// first as a border around the next.
+fn line_width(lines: &[&Line], i: usize) -> u32 {
+    let solid = lines.iter().filter(|l| !l.dashed).count();
+    let first_solid = lines.iter().position(|l| !l.dashed);
+    if solid > 1 && first_solid == Some(i) {
+        5
+    } else {
+        2
+    }
+}
+
+/// A line's runs of points between its gaps (NaN values: e.g. no acknowledgement while a
+/// broker was down), so the chart shows a gap there rather than a straight line through
+/// intervals that measured nothing.
+pub(crate) fn segments(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
+    points
+        .split(|p| !p.1.is_finite())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The legend in its own panel: one entry per drawn line (a reference line dashed, as on the
+/// plot), the warm-up shade, and a pointer to the event table.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    chart: &Chart,
+    lines: &[&Line],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let font = TextStyle::from(("sans-serif", 14).into_font());
+    let mut y = 30;
+    let row = |y: i32| (y, y + 22);
+    for (i, line) in lines.iter().enumerate() {
+        let (mid, next) = row(y);
+        if line.dashed {
+            for x0 in [8, 22] {
+                area.draw(&PathElement::new(
+                    [(x0, mid), (x0 + 9, mid)],
+                    TARGET_COLOR.stroke_width(2),
+                ))
+                .map_err(plot_err)?;
+            }
+        } else {
+            area.draw(&PathElement::new(
+                [(8, mid), (32, mid)],
+                color(line.color).stroke_width(line_width(lines, i).max(3)),
+            ))
+            .map_err(plot_err)?;
+        }
+        area.draw(&Text::new(
+            line.label.clone(),
+            (40, mid),
+            font.clone().pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
         .map_err(plot_err)?;
+        y = next;
+    }
+    if chart.x == XAxis::Time && chart.warmup_end_s.is_some_and(|w| w > 0.0) {
+        let (mid, next) = row(y);
+        area.draw(&Rectangle::new(
+            [(8, mid - 7), (32, mid + 7)],
+            RGBColor(200, 200, 200).mix(0.6).filled(),
+        ))
+        .map_err(plot_err)?;
+        area.draw(&Text::new(
+            "warm-up",
+            (40, mid),
+            font.clone().pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(plot_err)?;
+        y = next;
+    }
+    if !chart.events.is_empty() {
+        let (mid, _) = row(y);
+        area.draw(&PathElement::new(
+            [(20, mid - 9), (20, mid + 9)],
+            EVENT_COLOR.stroke_width(1),
+        ))
+        .map_err(plot_err)?;
+        area.draw(&Text::new(
+            "events 1.. (table below)",
+            (40, mid),
+            font.pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(plot_err)?;
+    }
     Ok(())
 }
 
@@ -465,9 +731,13 @@ pub(crate) fn short(v: f64) -> String {
     format!("{s}{suffix}")
 }
 
-/// Label of a `1/(1-q)` axis position: powers of ten become `90%`, `99%`, `99.9%`, ...; other
+/// Label of a `1/(1-q)` axis position: 2 is the median `50%`, powers of ten become `90%`, `99%`,
+/// `99.9%`, ...; other
 /// positions get no label.
 pub(crate) fn percentile_label(x: f64) -> String {
+    if (x - 2.0).abs() < 1e-9 {
+        return "50%".into();
+    }
     let l = x.log10();
     if (l - l.round()).abs() > 1e-6 {
         return String::new();
@@ -494,6 +764,7 @@ mod tests {
         assert_eq!(percentile_label(1000.0), "99.9%");
         assert_eq!(percentile_label(10000.0), "99.99%");
         assert_eq!(percentile_label(20.0), "");
+        assert_eq!(percentile_label(2.0), "50%");
     }
 
     #[test]
@@ -526,6 +797,95 @@ mod tests {
                 png.len()
             );
         }
+    }
+
+    /// The texts of an SVG's `<text>` elements.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("</text>")
+            .filter_map(|t| t.rsplit_once('>').map(|(_, s)| s.trim().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn log_ticks_are_1_2_5_of_every_decade_and_labelled() {
+        let close = |got: Vec<f64>, want: &[f64]| {
+            got.len() == want.len() && got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-9 * w)
+        };
+        let want = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
+        assert!(
+            close(log_ticks(0.3, 700.0), &want),
+            "{:?}",
+            log_ticks(0.3, 700.0)
+        );
+        assert!(close(log_ticks(1.0, 10.0), &[1.0, 2.0, 5.0, 10.0]));
+        assert!(log_ticks(0.0, 10.0).is_empty() && log_ticks(5.0, 1.0).is_empty());
+        // Drawn: a log latency axis from 0.012 to 0.6 ms labels every 1, 2 and 5 in it (the
+        // time axis, 0..100 s, labels whole numbers, so these labels can only be the y axis).
+        let mut c = Chart::time(
+            "t",
+            "latency".into(),
+            "ms",
+            &RunData::new(Default::default()),
+        );
+        c.y_log = true;
+        let points = (0..=10)
+            .map(|i| (10.0 * i as f64, 0.012 * 50f64.powf(i as f64 / 10.0)))
+            .collect();
+        c.lines.push(Line::new("p99", 0, points));
+        let labels = texts(&render_svg(&c).unwrap());
+        for want in ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5"] {
+            assert!(
+                labels.iter().any(|l| l == want),
+                "no {want} tick: {labels:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_of_fewer_than_three_points_is_not_drawn_and_says_why() {
+        let mut c = Chart::time("t", "t".into(), "ms", &RunData::new(Default::default()));
+        c.lines
+            .push(Line::new("p99", 0, vec![(1.0, 2.0), (2.0, 3.0)]));
+        let why = c.not_drawn().expect("a chart of 2 points was drawn");
+        assert!(
+            why.contains("only 2 sampling interval(s)") && why.contains("at least 3"),
+            "{why}"
+        );
+        // A target line alone is no chart either, and a short line beside a drawn one is left
+        // out of the legend (no legend entry without its line).
+        let mut target = Line::new("target", 1, vec![(0.0, 5.0), (3.0, 5.0)]);
+        target.dashed = true;
+        c.lines.push(target);
+        assert!(c.not_drawn().is_some());
+        c.lines.push(Line::new(
+            "p50",
+            2,
+            vec![(1.0, 1.0), (2.0, 1.0), (3.0, 1.0)],
+        ));
+        assert_eq!(c.not_drawn(), None);
+        let drawn: Vec<&str> = c.drawn_lines().iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(drawn, ["target", "p50"]);
+        let labels = texts(&render_svg(&c).unwrap());
+        assert!(!labels.iter().any(|l| l == "p99"), "{labels:?}");
+        assert!(labels.iter().any(|l| l == "p50"), "{labels:?}");
+    }
+
+    #[test]
+    fn a_time_line_breaks_where_it_has_no_value() {
+        let gap = (4.0, f64::NAN);
+        let pts = [
+            (1.0, 1.0),
+            (2.0, 1.0),
+            (3.0, 1.0),
+            gap,
+            (7.0, 2.0),
+            (8.0, 2.0),
+            gap,
+        ];
+        assert_eq!(segments(&pts), [&pts[..3], &pts[4..6]]);
+        assert_eq!(segments(&pts[..3]), [&pts[..3]]);
+        let line = Line::new("p99", 0, pts.to_vec());
+        assert_eq!(line.measured(), 5);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The cluster a run is pointed at: an embedded cluster of `kbroker` processes that kbench starts
-//! (and always stops), or an external cluster given by `--bootstrap`, used as is.
+//! The system under test: the cluster a run is pointed at, an embedded cluster of `kbroker`
+//! processes that kbench starts (and always stops), or an external cluster given by
+//! `--bootstrap`, used as is. (Named `sut`, not `target`, so that it is not mistaken for Cargo's
+//! build folder; `summary.json` still calls it the run's `target`.)
 //!
 //! Both are only ever talked to through rdkafka and the Kafka protocol, so everything the run
 //! does against kbroker it does unchanged against Apache Kafka or Redpanda.
@@ -21,7 +23,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientContext;
 
 use crate::summary::{TargetInfo, TargetKind};
-pub use access::{is_secret, load_client_config, ClientConfigError, ClusterAccess};
+pub use access::{load_client_config, ClientConfigError, ClusterAccess};
 pub use embedded::EmbeddedCluster;
 
 /// Why the cluster cannot be used.

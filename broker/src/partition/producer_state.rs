@@ -16,7 +16,7 @@
 //! marker with a bumped epoch (the coordinator fencing a zombie by aborting with epoch + 1) moves
 //! the producer to that epoch, so the zombie's later batches are refused
 //! ([`ProducerStates::record_marker`]). Which transactions are open is not kept here but in
-//! [`crate::partition_txns`].
+//! [`crate::partition::txns`].
 //!
 //! The state is derived from the log, so it survives restarts by replaying batch headers from
 //! the start of the newest segment on open (see [`ProducerStates::rebuild`]).
@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use kafka_protocol::error::ResponseError;
 
 use crate::log::{BatchHeader, PartitionLog};
-use crate::partition_txns::ControlMarker;
+use crate::partition::txns::ControlMarker;
 
 /// Batches remembered per producer id.
 const REMEMBERED: usize = 5;

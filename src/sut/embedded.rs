@@ -39,6 +39,15 @@ use crate::scenario::Scenario;
 
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
+impl From<crate::scenario::ClusterMode> for Mode {
+    fn from(m: crate::scenario::ClusterMode) -> Self {
+        match m {
+            crate::scenario::ClusterMode::Replicated => Mode::Replicated,
+            crate::scenario::ClusterMode::Independent => Mode::Independent,
+        }
+    }
+}
+
 /// Sends SIGKILL to every broker process kbench started and has not yet stopped (used by the
 /// second Ctrl-C, which exits at once).
 pub fn kill_registered() {

@@ -15,14 +15,7 @@ use std::sync::Arc;
 
 use rdkafka::ClientConfig;
 
-/// Keys whose values are secrets: never printed, never written to a report.
-const SECRET_MARKERS: &[&str] = &["password", "secret", "jaas", "ssl.key.pem", "token"];
-
-/// Whether a client setting's value must not be shown.
-pub fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_MARKERS.iter().any(|m| key.contains(m))
-}
+use crate::scenario::is_secret;
 
 /// Why a client config file cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! A small Kafka client for broker-to-broker requests (follower fetches): one TCP connection,
+//! A small Kafka client for broker-to-broker requests (follower fetches, transaction markers): one TCP connection,
 //! length-prefixed frames, request header v1/v2 as the API version needs, one request in flight.
 //! Encoding and decoding are the `kafka-protocol` crate's; this adds only framing and I/O.
 
@@ -134,7 +134,7 @@ impl Connection {
             .ok()
             .filter(|&n| n <= MAX_FRAME)
             .ok_or_else(|| protocol(format!("response frame of {n} bytes")))?;
-        let mut frame = crate::connection::read_exactly(&mut self.stream, n)
+        let mut frame = crate::wire::read_exactly(&mut self.stream, n)
             .await
             .map_err(io)?
             .freeze();

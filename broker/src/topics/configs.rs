@@ -545,7 +545,7 @@ mod tests {
 
     #[test]
     fn readme_lists_the_enforced_topic_configs() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let line = readme
             .lines()
             .find(|l| l.starts_with("Topic configs kbroker enforces:"))

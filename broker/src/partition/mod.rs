@@ -7,7 +7,7 @@
 //! only a serving broker needs: concurrency and wake-ups. Appends and reads are short, page-cache
 //! bound operations, so a plain mutex is held across them rather than moving them to a thread
 //! pool. Transactions: [`Partition::write_txn_marker`] is the transaction coordinator's
-//! way in; the bookkeeping is in [`crate::partition_txns`].
+//! way in; the bookkeeping is in [`txns`].
 //!
 //! A transactional batch is accepted whether or not the coordinator added the partition to the
 //! producer's transaction (Kafka refuses it with INVALID_TXN_STATE since KIP-890); the
@@ -15,14 +15,20 @@
 //!
 //! Replication: a partition is either the leader of a leader epoch (it takes produce requests,
 //! stamps its epoch on each batch, and keeps what its followers fetched, see
-//! [`crate::replication::state`]) or a follower copying a leader's batches with
+//! [`leader_state`]) or a follower copying a leader's batches with
 //! [`Partition::append_replicated`]. The high watermark is kept here: on a leader the smallest
 //! log end over the ISR, on a follower the leader's one bounded by the own log end. A single
 //! broker is the leader of epoch 0 with itself as the only replica, so its high watermark is the
 //! log end, as before. Besides the watermarks channel (consumers, acks=all producers), a second
 //! channel carries the log end offset to wake long-polling follower fetches on every append.
-//! The leader epoch cache ([`crate::replication::epoch_cache`]) changes under the same lock as
+//! The leader epoch cache ([`epoch_cache`]) changes under the same lock as
 //! the log.
+//!
+//! Everything that lives inside one partition is in this folder (producer state, its
+//! transactions, the leader's view of its followers, the epoch cache, waiting for an offset to
+//! be committed), so the layers point one way: handlers and the coordinators use partitions,
+//! `crate::replication` drives them (applying the controller's [`LeaderAndIsr`], fetching for
+//! followers), and a partition uses only [`crate::log`] below it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -30,14 +36,20 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+pub(crate) mod committed;
+pub(crate) mod epoch_cache;
+pub(crate) mod leader_state;
+pub(crate) mod producer_state;
+pub(crate) mod txns;
+
 use crate::log::batch;
 use crate::log::txn_index::AbortedTxn;
 use crate::log::{AppendInfo, BatchHeader, LogConfig, LogError, PartitionLog};
-use crate::partition_txns::{ControlMarker, PartitionTxns};
-use crate::producer_state::{ProducerStates, SequenceError, Verdict};
-use crate::replication::epoch_cache::EpochCache;
-use crate::replication::state::LeaderState;
-use crate::replication::LeaderAndIsr;
+use epoch_cache::EpochCache;
+pub(crate) use leader_state::LeaderAndIsr;
+use leader_state::LeaderState;
+use producer_state::{ProducerStates, SequenceError, Verdict};
+use txns::{ControlMarker, PartitionTxns};
 
 /// Why an append was refused.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,20 @@
 
 use std::collections::HashMap;
 
-use super::LeaderAndIsr;
+/// The controller's state of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaderAndIsr {
+    /// The leader's broker id (-1: no leader).
+    pub(crate) leader: i32,
+    /// Bumped at every leader change.
+    pub(crate) leader_epoch: i32,
+    /// Bumped at every change of the partition's state (ISR, replicas, leader).
+    pub(crate) partition_epoch: i32,
+    /// Every replica's broker id.
+    pub(crate) replicas: Vec<i32>,
+    /// The in-sync replicas, leader included.
+    pub(crate) isr: Vec<i32>,
+}
 
 /// What the leader knows about one follower.
 #[derive(Debug, Clone, Copy)]

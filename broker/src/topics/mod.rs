@@ -8,7 +8,7 @@
 //!
 //! Topic-level configuration uses Kafka's topic keys (`retention.ms`, `segment.bytes`, ...). A
 //! topic stores only its overrides; [`TopicConfigs`] resolves them against the broker defaults
-//! (see [`crate::topic_configs`]). Overrides change through IncrementalAlterConfigs
+//! (see [`configs`]). Overrides change through IncrementalAlterConfigs
 //! ([`Topics::set_configs`]): the topic is replaced and its partitions take the new storage
 //! settings at once.
 
@@ -22,7 +22,9 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::log::LogError;
 use crate::partition::Partition;
-pub(crate) use crate::topic_configs::{validate_configs, TopicConfigs};
+pub(crate) mod configs;
+
+pub(crate) use configs::{validate_configs, TopicConfigs};
 
 /// Why a topic operation was refused. Each maps to a Kafka error code.
 #[derive(Debug, thiserror::Error)]
