@@ -13,6 +13,7 @@
 #        linker script). python3-venv only when the python3 on PATH cannot make a virtualenv.
 #        libssl-dev: librdkafka links the system OpenSSL (rdkafka's "ssl" feature) for TLS and
 #        SASL clusters. openssl: compat/kafka/kafka.sh makes a CA for its sasl_tls clusters.
+#        valgrind: benches/hot-path-guard.sh counts the per-message instructions with callgrind.
 #        chromium: tests/report_screenshot.rs renders report.html headless and checks each chart is
 #        on screen (its text uses fonts-dejavu-core, which chromium's fontconfig pulls in).
 #        A Java 17+ runtime and Maven when missing (the machine image has both): tests/kafka.rs
@@ -41,7 +42,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(kcat build-essential pkg-config iproute2 libssl-dev openssl chromium)
+APT_PACKAGES=(kcat build-essential pkg-config iproute2 libssl-dev openssl valgrind chromium)
 if ! command -v java >/dev/null 2>&1; then
     APT_PACKAGES+=(openjdk-17-jre-headless)
 fi

@@ -10,16 +10,17 @@
 //! task goes on; a retriable one is retried; a fatal one (fenced by another instance with the
 //! same `transactional.id`) ends the task with an error naming the id.
 
+use std::ffi::CString;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
-use super::payload::{read_header, write_header, Filler, KeyChooser};
+use super::payload::{read_header, Filler, KeyChooser};
 use super::rate::{sleep_until, Pacer};
 use super::{apply_client_configs, error_kind, StartGate, Stop};
 use crate::measure::{now_us, ProducerMeter, TxnEnd, WarmupEnd};
@@ -75,28 +76,49 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(m) => {
-                let payload = m.payload().unwrap_or_default();
-                let bytes = (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
-                match read_header(payload, self.run_tag) {
-                    Some(id) => self.meter.acked(
-                        self.index,
-                        id.seq,
-                        m.partition(),
-                        bytes,
-                        id.sent_us,
-                        now_us(),
-                        self.warmup_end.get(),
-                    ),
-                    None => self.meter.error("UnreadableDeliveryReport"),
-                }
-            }
+            Ok(m) => record_ack(
+                &self.meter,
+                self.index,
+                self.run_tag,
+                m.payload().unwrap_or_default(),
+                m.key().map_or(0, <[u8]>::len),
+                m.partition(),
+                self.warmup_end.get(),
+            ),
             Err((e, m)) => self.meter.failed(
                 &error_kind(e),
                 read_header(m.payload().unwrap_or_default(), self.run_tag).map(|id| id.sent_us),
                 now_us(),
             ),
         }
+    }
+}
+
+/// What a delivery report of an acknowledged message costs kbench, per message: read the
+/// identity back from the payload librdkafka hands back, take the time, record it in the
+/// task's meter (counters, two histograms, ledger, per-partition counts). Public for the
+/// instruction-count guard (`benches/hot_path.rs`), which drives exactly this.
+pub fn record_ack(
+    meter: &ProducerMeter,
+    index: u32,
+    run_tag: u32,
+    payload: &[u8],
+    key_len: usize,
+    partition: i32,
+    warmup_end: u64,
+) {
+    let bytes = (payload.len() + key_len) as u64;
+    match read_header(payload, run_tag) {
+        Some(id) => meter.acked(
+            index,
+            id.seq,
+            partition,
+            bytes,
+            id.sent_us,
+            now_us(),
+            warmup_end,
+        ),
+        None => meter.error("UnreadableDeliveryReport"),
     }
 }
 
@@ -241,7 +263,8 @@ fn run(task: ProducerTask) -> Result<(), String> {
         return Ok(());
     };
     let size = p.message_size.0 as usize;
-    let mut buf = vec![0u8; size];
+    let sender = Sender::new(&producer, &task.topic)
+        .map_err(|e| format!("producer {}: topic {:?}: {e}", task.index, task.topic))?;
     let mut keys = KeyChooser::new(p.keys, p.key_set, task.partitions);
     let pacer = p.rate_each().map(|r| Pacer::new(start_us, r));
     let limit_us = start_us + p.time_limit.0.as_micros() as u64;
@@ -274,34 +297,33 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 begin(&producer, &task, t, seq)?;
             }
         }
-        task.filler.fill(&mut buf, task.index, seq);
-        write_header(&mut buf, task.run_tag, task.index, seq, sent_us);
+        let Some(mut payload) = sender.alloc(size) else {
+            task.meter.error("OutOfMemory");
+            std::thread::sleep(Duration::from_millis(1));
+            seq += 1;
+            continue;
+        };
+        task.filler
+            .build(payload.bytes_mut(), task.run_tag, task.index, seq, sent_us);
         let (key, partition) = keys.choose(task.index, seq);
-        let mut record: BaseRecord<'_, [u8], [u8], ()> =
-            BaseRecord::to(&task.topic).payload(&buf[..]);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(part) = partition {
-            record = record.partition(part);
-        }
         let bytes = (size + key.map_or(0, <[u8]>::len)) as u64;
         loop {
-            match producer.send(record) {
+            match sender.send(payload, partition, key) {
                 Ok(()) => {
                     task.meter.sent(bytes);
                     break;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err((RDKafkaErrorCode::QueueFull, back)) => {
                     // librdkafka's queue is full: wait for delivery reports to make room.
                     std::thread::sleep(Duration::from_micros(500));
                     if task.stop.is_raised() || now_us() >= limit_us {
                         break;
                     }
-                    record = back;
+                    payload = back;
                 }
-                Err((e, _)) => {
-                    task.meter.error(&error_kind(&e));
+                Err((code, _)) => {
+                    task.meter
+                        .error(&error_kind(&KafkaError::MessageProduction(code)));
                     // Do not spin on a persistent error.
                     std::thread::sleep(Duration::from_millis(1));
                     break;
@@ -333,6 +355,113 @@ fn run(task: ProducerTask) -> Result<(), String> {
         producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
     }
     Ok(())
+}
+
+/// Produces messages librdkafka owns from the start: each payload is built in memory librdkafka
+/// allocated (`rd_kafka_mem_malloc`) and handed over with `RD_KAFKA_MSG_F_FREE`, so it is not
+/// copied again (rust-rdkafka's `send` always asks for `RD_KAFKA_MSG_F_COPY`: a second copy of
+/// every payload) and no topic name is allocated per message (`send` makes a `CString` each
+/// time). Delivery reports are the same as `send`'s: the delivery opaque is `()` (null).
+struct Sender<'a> {
+    producer: &'a ThreadedProducer<Context>,
+    topic: CString,
+}
+
+/// A payload buffer in librdkafka's allocator, ours until librdkafka accepts it.
+struct OwnedPayload<'a> {
+    producer: &'a ThreadedProducer<Context>,
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY (for every `unsafe` block below): `producer.client().native_ptr()` is the live
+// `rd_kafka_t` of a producer that outlives the `Sender` and every `OwnedPayload` (both borrow
+// it). An `OwnedPayload` is `len` bytes from `rd_kafka_mem_malloc`, owned by exactly one value:
+// freed with `rd_kafka_mem_free` when dropped, or given to librdkafka by a successful
+// `rd_kafka_producev` with `RD_KAFKA_MSG_F_FREE` (librdkafka frees it after the delivery report;
+// on an error it stays ours, which is why `send` hands it back). The variadic arguments follow
+// rust-rdkafka's own `BaseProducer::send` (types and order per rdkafka.h's `RD_KAFKA_V_*`).
+#[allow(unsafe_code)]
+impl<'a> Sender<'a> {
+    fn new(producer: &'a ThreadedProducer<Context>, topic: &str) -> Result<Self, String> {
+        let topic = CString::new(topic).map_err(|e| format!("not a valid topic name: {e}"))?;
+        Ok(Sender { producer, topic })
+    }
+
+    /// A buffer of `len` bytes (uninitialised until written), or `None` if out of memory.
+    fn alloc(&self, len: usize) -> Option<OwnedPayload<'a>> {
+        let rk = self.producer.client().native_ptr();
+        let ptr = unsafe { rdkafka::bindings::rd_kafka_mem_malloc(rk, len.max(1)) };
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())?;
+        // Zeroed once so the slice below never exposes uninitialised bytes.
+        unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
+        Some(OwnedPayload {
+            producer: self.producer,
+            ptr,
+            len,
+        })
+    }
+
+    /// Hands `payload` to librdkafka (partition `None` = the partitioner's choice; the key is
+    /// copied); on an error returns it with librdkafka's code.
+    fn send(
+        &self,
+        payload: OwnedPayload<'a>,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+    ) -> Result<(), (RDKafkaErrorCode, OwnedPayload<'a>)> {
+        use rdkafka::bindings::rd_kafka_vtype_t::*;
+        let (key_ptr, key_len) = key.map_or((std::ptr::null(), 0), |k| (k.as_ptr(), k.len()));
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_producev(
+                self.producer.client().native_ptr(),
+                RD_KAFKA_VTYPE_TOPIC,
+                self.topic.as_ptr(),
+                RD_KAFKA_VTYPE_PARTITION,
+                partition.unwrap_or(-1),
+                RD_KAFKA_VTYPE_MSGFLAGS,
+                rdkafka::bindings::RD_KAFKA_MSG_F_FREE,
+                RD_KAFKA_VTYPE_VALUE,
+                payload.ptr.as_ptr().cast::<std::os::raw::c_void>(),
+                payload.len,
+                RD_KAFKA_VTYPE_KEY,
+                key_ptr.cast::<std::os::raw::c_void>(),
+                key_len,
+                RD_KAFKA_VTYPE_OPAQUE,
+                std::ptr::null_mut::<std::os::raw::c_void>(),
+                RD_KAFKA_VTYPE_TIMESTAMP,
+                0i64,
+                RD_KAFKA_VTYPE_HEADERS,
+                std::ptr::null_mut::<rdkafka::bindings::rd_kafka_headers_t>(),
+                RD_KAFKA_VTYPE_END,
+            )
+        };
+        if err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            std::mem::forget(payload); // librdkafka's now
+            Ok(())
+        } else {
+            Err((err.into(), payload))
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+impl OwnedPayload<'_> {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+#[allow(unsafe_code)]
+impl Drop for OwnedPayload<'_> {
+    fn drop(&mut self) {
+        unsafe {
+            rdkafka::bindings::rd_kafka_mem_free(
+                self.producer.client().native_ptr(),
+                self.ptr.as_ptr().cast(),
+            )
+        };
+    }
 }
 
 /// Bound on each transaction call (init, commit, abort).
@@ -511,6 +640,42 @@ mod tests {
             Some("3"),
             "the scenario's client_configs win"
         );
+    }
+
+    #[test]
+    fn a_refused_payload_comes_back_to_the_sender_and_an_accepted_one_is_librdkafkas() {
+        let ctx = Context {
+            index: 0,
+            run_tag: 1,
+            meter: Arc::new(ProducerMeter::default()),
+            warmup_end: Arc::new(WarmupEnd::default()),
+        };
+        // Nothing listens there: librdkafka queues locally, one message at most.
+        let producer: ThreadedProducer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("queue.buffering.max.messages", "1")
+            .set("message.timeout.ms", "1000")
+            .create_with_context(ctx)
+            .expect("client");
+        let sender = Sender::new(&producer, "t").expect("topic");
+        let filler = Filler::new(crate::scenario::PayloadKind::Random, 1.0, 64, 1);
+        let mut first = sender.alloc(64).expect("memory");
+        filler.build(first.bytes_mut(), 1, 0, 0, 7);
+        assert!(sender.send(first, Some(0), None).is_ok());
+        let mut second = sender.alloc(64).expect("memory");
+        filler.build(second.bytes_mut(), 1, 0, 1, 7);
+        match sender.send(second, Some(0), Some(b"k")) {
+            Err((RDKafkaErrorCode::QueueFull, mut back)) => {
+                // Still ours, intact: it can be sent again (or is freed when dropped).
+                let id = read_header(back.bytes_mut(), 1).expect("our message");
+                assert_eq!((id.seq, id.sent_us), (1, 7));
+            }
+            other => panic!("expected QueueFull, got {:?}", other.map_err(|e| e.0)),
+        }
+        let e = Sender::new(&producer, "bad\0topic")
+            .err()
+            .expect("a NUL is refused");
+        assert!(e.contains("not a valid topic name"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! kbench's per-message hot path without a broker, for instruction counts (callgrind): what the
+//! harness adds to every message on top of the client library. `benches/hot-path-guard.sh` runs
+//! it under valgrind's callgrind at two message counts and divides the difference, so start-up
+//! (the payload pool, the histograms) cancels out and what is left is the work per message.
+//!
+//!   hot_path PHASE MESSAGES [REPEAT]
+//!
+//! PHASE is one of
+//! - `produce`: build a message (body from its slot, identity header, checksum), choose its
+//!   key, count it as sent: what the producer thread does besides librdkafka's `produce`;
+//! - `produce-copy-and-seal`: the same message built the way kbench did before issue 14 (copy
+//!   the body, then CRC32C the whole message), for comparison;
+//! - `ack`: a delivery report of an acknowledged message (read the identity back, take the
+//!   time, record counters, two histograms, ledger, per-partition counts);
+//! - `consume`: a consumed message (check run tag, length and CRC32C of the whole message,
+//!   take the time, record counters, histograms, ledger, offsets).
+//!
+//! REPEAT (default 1) runs each message's step that many times: `2` is the injected doubling
+//! the guard must catch.
+//!
+//! Not a criterion bench: `cargo bench --bench hot_path` runs every phase once natively (32,768 messages) and prints nanoseconds per message, for a quick look.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use kbench::measure::{now_us, ConsumerMeter, ProducerMeter};
+use kbench::scenario::{Keys, PayloadKind};
+use kbench::workload::consumer::record_message;
+use kbench::workload::payload::{write_header, Check, Filler, KeyChooser, HEADER};
+use kbench::workload::producer::record_ack;
+
+const SIZE: usize = 1024;
+const RUN_TAG: u32 = 0x5eed_cafe;
+const PRODUCERS: u32 = 16;
+const PARTITIONS: i32 = 16;
+
+/// Messages the ack and consume phases can read back (built up front).
+const SAMPLE: u64 = 32_768;
+
+/// Producer index and sequence of the n-th message: 16 producers taking turns.
+fn identity(n: u64) -> (u32, u64) {
+    ((n % u64::from(PRODUCERS)) as u32, n / u64::from(PRODUCERS))
+}
+
+fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
+    let filler = Filler::new(PayloadKind::Random, 1.0, SIZE, 1);
+    let mut keys = KeyChooser::new(Keys::None, 0, PARTITIONS);
+    let mut buf = vec![0u8; SIZE];
+    let producer = ProducerMeter::default();
+    let consumer = ConsumerMeter::default();
+    let check = Check::new(RUN_TAG);
+    // The messages the ack and consume phases read back, one per message: built before the
+    // loop whatever the count, so building them cancels out of the guard's difference.
+    let sample: Vec<Vec<u8>> = if phase == "ack" || phase == "consume" {
+        (0..SAMPLE)
+            .map(|n| {
+                let mut m = vec![0u8; SIZE];
+                let (p, seq) = identity(n);
+                filler.build(&mut m, RUN_TAG, p, seq, now_us());
+                m
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if (phase == "ack" || phase == "consume") && messages > SAMPLE {
+        return Err(format!("hot_path: {phase} runs at most {SAMPLE} messages"));
+    }
+    let sent_us = now_us();
+    for n in 0..messages {
+        let (p, seq) = identity(n);
+        for _ in 0..repeat {
+            match phase {
+                "produce" => {
+                    filler.build(&mut buf, RUN_TAG, p, seq, sent_us + n);
+                    let (key, _) = keys.choose(p, seq);
+                    producer.sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
+                    black_box(&buf);
+                }
+                "produce-copy-and-seal" => {
+                    buf[HEADER..].copy_from_slice(filler.body(p, seq));
+                    write_header(&mut buf, RUN_TAG, p, seq, sent_us + n);
+                    let (key, _) = keys.choose(p, seq);
+                    producer.sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
+                    black_box(&buf);
+                }
+                "ack" | "consume" => {
+                    let m = &sample[n as usize];
+                    let partition = (seq % PARTITIONS as u64) as i32;
+                    if phase == "ack" {
+                        record_ack(&producer, p, RUN_TAG, m, 0, partition, 0);
+                    } else {
+                        let now = now_us();
+                        record_message(&check, &consumer, m, 0, partition, seq as i64, now, 0);
+                    }
+                }
+                other => return Err(format!("hot_path: unknown phase {other:?} (produce, produce-copy-and-seal, ack, consume)")),
+            }
+        }
+    }
+    black_box((&producer, &consumer));
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let result = if args.is_empty() {
+        // `cargo bench`: every phase natively, ns per message.
+        ["produce", "produce-copy-and-seal", "ack", "consume"]
+            .iter()
+            .try_for_each(|phase| {
+                let n = SAMPLE;
+                let t = Instant::now();
+                run(phase, n, 1)?;
+                println!(
+                    "{phase:>22}: {:.0} ns/message",
+                    t.elapsed().as_nanos() as f64 / n as f64
+                );
+                Ok(())
+            })
+    } else {
+        let parsed = (|| {
+            let phase = args.first()?.clone();
+            let messages = args.get(1)?.parse().ok()?;
+            let repeat = args.get(2).map_or(Some(1), |r| r.parse().ok())?;
+            Some((phase, messages, repeat))
+        })();
+        match parsed {
+            Some((phase, messages, repeat)) => run(&phase, messages, repeat),
+            None => Err(format!(
+                "hot_path: usage: hot_path PHASE MESSAGES [REPEAT], got {args:?}"
+            )),
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("{e}");
+        std::process::exit(2);
+    }
+}
