@@ -41,8 +41,8 @@ def crate_dir():
 
 def served_apis():
     src = open(HANDLERS).read()
-    body = src[src.index("apis! {"):]
-    body = body[:body.index("}")]
+    # The table's body, both kinds (`staged { ... } in_turn { ... }`).
+    body, _ = block(src, src.index("apis! {"))
     return re.findall(r"(\w+) => \w+, -?\d+\.\.=-?\d+;", body)
 
 
