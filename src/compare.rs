@@ -1532,30 +1532,7 @@ mod tests {
     fn chart_labels_are_the_matrix_cell() {
         let mut r = CompareRow {
             label: "replication [producers.acks=all, topic.replication_factor=3]".into(),
-            source: String::new(),
-            runs: 1,
-            produce_msgs_per_s: 0.0,
-            produce_mib_per_s: 0.0,
-            consume_msgs_per_s: 0.0,
-            produce_p50_ms: 0.0,
-            produce_p99_ms: 0.0,
-            produce_p999_ms: 0.0,
-            e2e_p50_ms: 0.0,
-            e2e_p99_ms: 0.0,
-            e2e_p999_ms: 0.0,
-            lost: 0,
-            duplicated: 0,
-            on_disk_ratio: 0.0,
-            on_disk: "-".into(),
-            passed: true,
-            acks: String::new(),
-            replication_factor: 0,
-            min_insync_replicas: String::new(),
-            acked_lost: 0,
-            faults: 0,
-            recovery_s: None,
-            recovered: "-".into(),
-            produce_errors: 0,
+            ..testdata_row()
         };
         assert_eq!(axis_label(&r), "acks=all RF=3");
         r.label =

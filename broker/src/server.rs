@@ -173,46 +173,44 @@ async fn join_cluster(
 const CLEANER_PAUSE_ENV: &str = "KBROKER_TEST_CLEANER_PAUSE_MS";
 
 /// Runs the log cleaner over the compacted topics every `log.cleaner.backoff.ms`.
-async fn cleaner_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+async fn cleaner_loop(broker: Arc<Broker>, stop: watch::Receiver<bool>) {
     let period = Duration::from_millis(broker.config.log_cleaner_backoff_ms);
     let pause = std::env::var(CLEANER_PAUSE_ENV)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let b = broker.clone();
-                let now = crate::clock::now_ms();
-                let _ = tokio::task::spawn_blocking(move || {
-                    let hook = |path: &std::path::Path| {
-                        if let Some(pause) = pause {
-                            tracing::info!(file = %path.display(), "cleaned segment written; pausing before the swap ({CLEANER_PAUSE_ENV})");
-                            std::thread::sleep(pause);
-                        }
-                    };
-                    b.topics.clean_compacted(now, &hook);
-                })
-                .await;
+    every(period, stop, move |now| {
+        let hook = |path: &std::path::Path| {
+            if let Some(pause) = pause {
+                tracing::info!(file = %path.display(), "cleaned segment written; pausing before the swap ({CLEANER_PAUSE_ENV})");
+                std::thread::sleep(pause);
             }
-            _ = stop.changed() => return,
-        }
-    }
+        };
+        broker.topics.clean_compacted(now, &hook);
+    })
+    .await;
 }
 
 /// Deletes old segments every `log.retention.check.interval.ms`.
-async fn retention_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+async fn retention_loop(broker: Arc<Broker>, stop: watch::Receiver<bool>) {
     let period = Duration::from_millis(broker.config.log_retention_check_interval_ms);
+    every(period, stop, move |now| broker.topics.apply_retention(now)).await;
+}
+
+/// Runs `work(now_ms)` on a blocking thread every `period` (a late tick delays the next rather
+/// than bunching them) until the broker stops.
+async fn every<F>(period: Duration, mut stop: watch::Receiver<bool>, work: F)
+where
+    F: Fn(i64) + Send + Sync + 'static,
+{
+    let work = Arc::new(work);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let b = broker.clone();
-                let now = crate::clock::now_ms();
-                let _ = tokio::task::spawn_blocking(move || b.topics.apply_retention(now)).await;
+                let (w, now) = (work.clone(), crate::clock::now_ms());
+                let _ = tokio::task::spawn_blocking(move || w(now)).await;
             }
             _ = stop.changed() => return,
         }

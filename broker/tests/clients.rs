@@ -6,15 +6,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::TestBroker;
+use common::{read_partition, TestBroker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,42 +48,6 @@ fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
     c.create().expect("producer")
 }
 
-/// Reads every message of `topic` partition `partition` from the start up to the high
-/// watermark, with a plain assignment (no group).
-fn read_all(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, Option<Vec<u8>>, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, partition, TIMEOUT)
-        .expect("watermarks");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while out.last().map_or(high > 0, |(o, _, _)| o + 1 < high) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out reading {topic}-{partition}: have {} of {high}",
-            out.len()
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("consume");
-            out.push((
-                m.offset(),
-                m.key().map(<[u8]>::to_vec),
-                m.payload().unwrap_or_default().to_vec(),
-            ));
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn round_trip_with_every_codec() {
     let broker = TestBroker::start(&[]);
@@ -106,7 +68,7 @@ async fn round_trip_with_every_codec() {
         for d in deliveries {
             d.await.expect("delivery report").expect("acknowledged");
         }
-        let got = read_all(&broker.bootstrap, &topic, 0);
+        let got = read_partition(&broker.bootstrap, &topic, 0, TIMEOUT);
         assert_eq!(got.len(), sent.len(), "{codec}: message count");
         for (i, ((offset, key, value), (k, v))) in got.iter().zip(&sent).enumerate() {
             assert_eq!(*offset, i as i64, "{codec}: offsets are dense");
@@ -187,7 +149,7 @@ async fn acknowledged_messages_survive_kill_9_and_a_torn_tail_is_cut() {
         valid_len,
         "torn tail was not cut"
     );
-    let got = read_all(&broker.bootstrap, "durable", 0);
+    let got = read_partition(&broker.bootstrap, "durable", 0, TIMEOUT);
     let by_offset: HashMap<i64, Vec<u8>> = got.into_iter().map(|(o, _, v)| (o, v)).collect();
     for (offset, value) in &acked {
         assert_eq!(

@@ -13,12 +13,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::clients::{self, log_tail, run_client};
-use common::TestBroker;
+use common::{read_partition, TestBroker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -81,37 +80,11 @@ async fn produce_versions(
 
 /// Every record of partition 0 from the beginning to the high watermark: (offset, key, value).
 fn read_all(bootstrap: &str, topic: &str) -> Vec<(i64, String, String)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, TIMEOUT)
-        .expect("watermarks");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("assignment");
-    consumer.assign(&tpl).expect("assign");
-    let mut out: Vec<(i64, String, String)> = Vec::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while out.last().map_or(high > 0, |r| r.0 + 1 < high) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out reading {topic}: {out:?}"
-        );
-        match consumer.poll(Duration::from_millis(300)) {
-            Some(Ok(m)) => {
-                let text =
-                    |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-                out.push((m.offset(), text(m.key()), text(m.payload())));
-            }
-            Some(Err(e)) => panic!("consumer error: {e}"),
-            None => {}
-        }
-    }
-    out
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    read_partition(bootstrap, topic, 0, TIMEOUT)
+        .into_iter()
+        .map(|(o, k, v)| (o, text(k.as_deref().unwrap_or_default()), text(&v)))
+        .collect()
 }
 
 /// Files in `dir` whose name ends with `suffix`.

@@ -16,16 +16,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::tmpfs::Tmpfs;
-use common::TestBroker;
+use common::{read_partition, TestBroker};
 use kbroker::log::{batch, build_batch, LogConfig, PartitionLog};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Size of each test message's value.
@@ -125,42 +122,13 @@ async fn produce(p: &FutureProducer, topic: &str, first: u32, max: u32) -> Outco
     out
 }
 
-/// Every message of the single partition of `topic` from offset 0 to the high watermark:
-/// (offset, value).
-fn read_all(bootstrap: &str, topic: &str) -> Vec<(i64, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "disk-full-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, TIMEOUT)
-        .expect("watermarks");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("assignment");
-    consumer.assign(&tpl).expect("assign");
-    let mut out: Vec<(i64, Vec<u8>)> = Vec::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while out.last().map_or(high > 0, |(o, _)| o + 1 < high) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out reading {topic}: {} records of {high} offsets",
-            out.len()
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap_or_else(|e| panic!("reading {topic}: {e}"));
-            out.push((m.offset(), m.payload().unwrap_or_default().to_vec()));
-        }
-    }
-    out
-}
-
 /// Checks that `topic` holds exactly the acknowledged messages, intact, in send order, at the
 /// offsets their acknowledgements gave.
 fn assert_log_holds_exactly(bootstrap: &str, topic: &str, acked: &BTreeMap<u32, i64>, when: &str) {
-    let stored = read_all(bootstrap, topic);
+    let stored: Vec<(i64, Vec<u8>)> = read_partition(bootstrap, topic, 0, TIMEOUT)
+        .into_iter()
+        .map(|(o, _, v)| (o, v))
+        .collect();
     let mut seen = BTreeMap::new();
     let mut last_seq = None;
     for (offset, v) in &stored {

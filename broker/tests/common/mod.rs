@@ -262,3 +262,47 @@ pub fn next_offsets(topic: &str, batch: &[(i32, i64, String)]) -> rdkafka::Topic
     }
     offsets
 }
+
+/// Every record of `topic` partition `partition` from the start up to the high watermark, as
+/// `(offset, key, value)`, read by librdkafka with a plain assignment (no group), bounded by
+/// `timeout`.
+pub fn read_partition(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    timeout: std::time::Duration,
+) -> Vec<(i64, Option<Vec<u8>>, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer
+        .fetch_watermarks(topic, partition, timeout)
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while out.last().map_or(high > 0, |(o, _, _)| o + 1 < high) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out reading {topic}-{partition}: {} records of {high} offsets",
+            out.len()
+        );
+        if let Some(m) = consumer.poll(std::time::Duration::from_millis(200)) {
+            let m = m.unwrap_or_else(|e| panic!("reading {topic}-{partition}: {e}"));
+            out.push((
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    out
+}
