@@ -691,6 +691,151 @@ impl Collector {
     }
 }
 
+/// Adds `from` into `into` index by index (a partition count beyond `into`'s length is dropped:
+/// it cannot be a partition of the run's topic).
+fn add_counts(into: &mut [u64], from: &[u64]) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
+}
+
+/// Every producer task's counts added up, as the run's summary and verdict need them: each
+/// task's meter is merged in once the producers are done ([`ProduceTotals::merge`]).
+pub struct ProduceTotals {
+    /// Messages and payload bytes handed to the client.
+    pub sent: (u64, u64),
+    /// Messages and payload bytes acknowledged.
+    pub acked: (u64, u64),
+    /// Acknowledged in the measured window (after warm-up): messages, bytes.
+    pub measured: (u64, u64),
+    /// Messages whose delivery failed.
+    pub failed: u64,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Acknowledged messages by identity.
+    pub acks: AckLedger,
+    /// Acknowledged messages per partition.
+    pub per_partition: Vec<u64>,
+    /// Payload bytes acknowledged per partition.
+    pub per_partition_bytes: Vec<u64>,
+    /// Records of other writers per partition (what a transactional producer's markers add).
+    pub per_partition_other: Vec<u64>,
+    /// Transactions committed and aborted.
+    pub txns: TxnCounts,
+    /// Produce latency of the measured window, µs.
+    pub latency: Histogram<u64>,
+    /// Time to failure of the failed messages, µs.
+    pub failed_latency: Histogram<u64>,
+    /// Time of the last acknowledgement, µs since the epoch.
+    pub last_ack_us: u64,
+}
+
+impl ProduceTotals {
+    /// Nothing counted yet, for a topic of `partitions` partitions.
+    pub fn new(partitions: usize) -> ProduceTotals {
+        ProduceTotals {
+            sent: (0, 0),
+            acked: (0, 0),
+            measured: (0, 0),
+            failed: 0,
+            errors: BTreeMap::new(),
+            acks: AckLedger::default(),
+            per_partition: vec![0; partitions],
+            per_partition_bytes: vec![0; partitions],
+            per_partition_other: vec![0; partitions],
+            txns: TxnCounts::default(),
+            latency: latency_histogram(),
+            failed_latency: latency_histogram(),
+            last_ack_us: 0,
+        }
+    }
+
+    /// Adds one producer task's counts.
+    pub fn merge(&mut self, meter: &ProducerMeter) {
+        let (msgs, bytes) = meter.sent_totals();
+        self.sent.0 += msgs;
+        self.sent.1 += bytes;
+        meter.with_state(|st| {
+            self.acked.0 += st.acked.0;
+            self.acked.1 += st.acked.1;
+            self.measured.0 += st.measured.0;
+            self.measured.1 += st.measured.1;
+            self.failed += st.failed;
+            for (k, v) in &st.errors {
+                *self.errors.entry(k.clone()).or_insert(0) += v;
+            }
+            self.acks.merge(&st.ledger);
+            add_counts(&mut self.per_partition, &st.per_partition);
+            add_counts(&mut self.per_partition_bytes, &st.per_partition_bytes);
+            add_counts(&mut self.per_partition_other, &st.per_partition_other);
+            self.txns.merge(&st.txns);
+            let _ = self.latency.add(&st.latency);
+            let _ = self.failed_latency.add(&st.failed_latency);
+            self.last_ack_us = self.last_ack_us.max(st.last_ack_us);
+        });
+    }
+}
+
+/// One consumer group's members' counts added up ([`GroupTotals::merge`] per member).
+pub struct GroupTotals {
+    /// Messages and payload bytes received.
+    pub consumed: (u64, u64),
+    /// Received in the measured window: messages, bytes.
+    pub measured: (u64, u64),
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Received messages by identity.
+    pub ledger: GroupLedger,
+    /// End-to-end latency of the measured window, µs.
+    pub latency: Histogram<u64>,
+    /// In a sharded run, end-to-end latency of other shards' messages, µs.
+    pub cross_latency: Histogram<u64>,
+    /// Times of the first and last message received, µs since the epoch (0: none).
+    pub first_recv_us: u64,
+    /// See `first_recv_us`.
+    pub last_recv_us: u64,
+}
+
+impl Default for GroupTotals {
+    fn default() -> Self {
+        GroupTotals {
+            consumed: (0, 0),
+            measured: (0, 0),
+            errors: BTreeMap::new(),
+            ledger: GroupLedger::default(),
+            latency: latency_histogram(),
+            cross_latency: latency_histogram(),
+            first_recv_us: 0,
+            last_recv_us: 0,
+        }
+    }
+}
+
+impl GroupTotals {
+    /// Adds one member's counts.
+    pub fn merge(&mut self, meter: &ConsumerMeter) {
+        meter.with_state(|st| {
+            self.consumed.0 += st.consumed.0;
+            self.consumed.1 += st.consumed.1;
+            self.measured.0 += st.measured.0;
+            self.measured.1 += st.measured.1;
+            for (k, v) in &st.errors {
+                *self.errors.entry(k.clone()).or_insert(0) += v;
+            }
+            self.ledger.merge(&st.ledger);
+            let _ = self.latency.add(&st.latency);
+            let _ = self.cross_latency.add(&st.cross_latency);
+            if st.first_recv_us > 0 {
+                self.first_recv_us = match self.first_recv_us {
+                    0 => st.first_recv_us,
+                    t => t.min(st.first_recv_us),
+                };
+            }
+            self.last_recv_us = self.last_recv_us.max(st.last_recv_us);
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,6 +912,66 @@ mod tests {
             (0, 0, 0)
         );
         c.with_state(|s| assert_eq!(s.next_offsets[&0], 1));
+    }
+
+    #[test]
+    fn totals_add_every_task_once() {
+        let warmup_end = 1_000;
+        let producers: Vec<ProducerMeter> = (0..2).map(|_| ProducerMeter::default()).collect();
+        for (i, p) in producers.iter().enumerate() {
+            for seq in 0..3 {
+                p.sent(100);
+                // Producer 0's acknowledgements to partition 0, producer 1's to partition 1;
+                // the first of each in the warm-up.
+                p.acked(
+                    i as u32,
+                    seq,
+                    i as i32,
+                    100,
+                    500 + 1_000 * u64::from(seq),
+                    5_000,
+                    warmup_end,
+                );
+            }
+        }
+        producers[1].failed("MsgTimedOut", Some(4_000), 9_000);
+        let mut produced = ProduceTotals::new(2);
+        for p in &producers {
+            produced.merge(p);
+        }
+        assert_eq!(produced.sent, (6, 600));
+        assert_eq!(produced.acked, (6, 600));
+        assert_eq!(produced.measured, (4, 400));
+        assert_eq!(produced.failed, 1);
+        assert_eq!(produced.errors["produce:MsgTimedOut"], 1);
+        assert_eq!(produced.per_partition, [3, 3]);
+        assert_eq!(produced.per_partition_bytes, [300, 300]);
+        assert_eq!(produced.latency.len(), 4);
+        assert_eq!(produced.acks.total(), 6);
+
+        let members: Vec<ConsumerMeter> = (0..2).map(|_| ConsumerMeter::default()).collect();
+        for (i, c) in members.iter().enumerate() {
+            let id = Received {
+                producer: 0,
+                seq: i as u32,
+                sent_us: 2_000,
+            };
+            c.received(
+                Identity::Ours(id),
+                0,
+                i as i64,
+                100,
+                3_000 + i as u64,
+                warmup_end,
+            );
+        }
+        let mut group = GroupTotals::default();
+        for c in &members {
+            group.merge(c);
+        }
+        assert_eq!(group.consumed, (2, 200));
+        assert_eq!(group.latency.len(), 2);
+        assert_eq!((group.first_recv_us, group.last_recv_us), (3_000, 3_001));
     }
 
     #[test]
