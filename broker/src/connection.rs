@@ -97,7 +97,13 @@ pub(crate) async fn serve(
                 let request = match decode_frame(frame) {
                     Ok(request) => request,
                     Err(outcome) => {
-                        pending.push_back(Box::pin(std::future::ready(outcome)));
+                        // Earlier requests are answered, then this one (usually: the connection
+                        // closes), before another frame is looked at.
+                        if !drain(&mut pending, &mut wr, peer).await
+                            || !send(&mut wr, peer, outcome).await
+                        {
+                            return;
+                        }
                         continue;
                     }
                 };
