@@ -699,6 +699,14 @@ fn add_counts(into: &mut [u64], from: &[u64]) {
     }
 }
 
+/// The earlier of two times in µs since the epoch, where 0 means "none yet".
+pub fn earliest_us(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, t) | (t, 0) => t,
+        (a, b) => a.min(b),
+    }
+}
+
 /// Every producer task's counts added up, as the run's summary and verdict need them: each
 /// task's meter is merged in once the producers are done ([`ProduceTotals::merge`]).
 pub struct ProduceTotals {
@@ -825,12 +833,7 @@ impl GroupTotals {
             self.ledger.merge(&st.ledger);
             let _ = self.latency.add(&st.latency);
             let _ = self.cross_latency.add(&st.cross_latency);
-            if st.first_recv_us > 0 {
-                self.first_recv_us = match self.first_recv_us {
-                    0 => st.first_recv_us,
-                    t => t.min(st.first_recv_us),
-                };
-            }
+            self.first_recv_us = earliest_us(self.first_recv_us, st.first_recv_us);
             self.last_recv_us = self.last_recv_us.max(st.last_recv_us);
         });
     }

@@ -816,9 +816,7 @@ pub(super) async fn run_prepared(
         consume.bytes += group.consumed.1;
         consumed_measured.0 += group.measured.0;
         consumed_measured.1 += group.measured.1;
-        if group.first_recv_us > 0 && (first_recv_us == 0 || group.first_recv_us < first_recv_us) {
-            first_recv_us = group.first_recv_us;
-        }
+        first_recv_us = crate::measure::earliest_us(first_recv_us, group.first_recv_us);
         last_recv_us = last_recv_us.max(group.last_recv_us);
         for (k, v) in group.errors {
             *errors.entry(k).or_insert(0) += v;

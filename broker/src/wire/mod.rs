@@ -55,12 +55,6 @@ impl KafkaError {
     }
 }
 
-impl std::fmt::Display for KafkaError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (error code {})", self.message, self.code)
-    }
-}
-
 /// A protocol string from a Rust string.
 pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
