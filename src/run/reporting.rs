@@ -85,12 +85,8 @@ impl Run<'_> {
         rec.e2e_local = data.e2e_latency.len();
         rec.per_partition_bytes = v.per_partition_bytes;
         if self.sizes_by_shard_1 {
-            rec.log_dirs_after = Some(
-                verify::log_dirs::snapshot(&self.cluster, &self.topic, self.partitions)
-                    .await
-                    .map(|m| m.into_iter().collect())
-                    .map_err(|e| format!("{e:#}")),
-            );
+            rec.log_dirs_after =
+                Some(replica_sizes(&self.cluster, &self.topic, self.partitions).await);
             let (c, t) = (self.cluster.clone(), self.topic.clone());
             if let Ok(Ok(roles)) =
                 tokio::task::spawn_blocking(move || verify::log_dirs::partition_roles(&c, &t)).await

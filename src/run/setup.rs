@@ -354,12 +354,8 @@ impl<'a> Run<'a> {
         // The on-disk check of a sharded run is made once, from shard 1's sizes (by the merge).
         self.sizes_by_shard_1 = r.shard.index == 1 && r.whole.verify.on_disk;
         if self.sizes_by_shard_1 {
-            rec.log_dirs_before = Some(
-                verify::log_dirs::snapshot(&self.cluster, &self.topic, self.partitions)
-                    .await
-                    .map(|m| m.into_iter().collect())
-                    .map_err(|e| format!("{e:#}")),
-            );
+            rec.log_dirs_before =
+                Some(replica_sizes(&self.cluster, &self.topic, self.partitions).await);
         }
         rec.write(self.out)?;
         let start_us = start_barrier(r, &self.cluster, &self.topic, self.interrupt).await?;
