@@ -9,7 +9,7 @@
 //! disk) raises the tasks' stop flags, and the run still writes its report with the reason among
 //! the failures.
 //!
-//! This function runs on the main thread (inside `block_on`), which is also the thread that
+//! A run runs on the main thread (inside `block_on`), which is also the thread that
 //! forks broker processes: `PR_SET_PDEATHSIG` follows the forking thread, and the main thread
 //! lives as long as kbench does.
 //!

@@ -78,31 +78,7 @@ impl<'a> Run<'a> {
         let marks_before =
             topic::watermarks(&cluster, &topic, partitions, Duration::from_secs(10))?;
         // With a pipeline the groups read its output topic; without, the producers' topic.
-        let pipeline = match &s.pipeline {
-            Some(pl) => {
-                let name = pl
-                    .output_topic
-                    .clone()
-                    .unwrap_or_else(|| format!("{topic}-output"));
-                let n = topic::ensure(s, &cluster, &name, SETUP_TIMEOUT).await?;
-                phase(
-                    &mut events,
-                    t_s(),
-                    "topic_ready",
-                    &format!("{name}: {n} partitions (pipeline output)"),
-                );
-                Some(PipelineRun {
-                    output: name,
-                    output_partitions: n,
-                    meter: Arc::new(PipelineMeter::new(pl.workers)),
-                    events: Arc::new(std::sync::Mutex::new(Vec::new())),
-                    supervisor: None,
-                    produce_start: Arc::new(std::sync::OnceLock::new()),
-                    stop: Stop::default(),
-                })
-            }
-            None => None,
-        };
+        let pipeline = pipeline_output(s, &cluster, &topic, &mut events, t0).await?;
         let consume_topic = pipeline
             .as_ref()
             .map_or(topic.clone(), |p| p.output.clone());
@@ -397,4 +373,38 @@ fn start_target(
             )
         }
     })
+}
+
+/// The pipeline's output topic made, when the scenario has a pipeline, and the pipeline's
+/// state (not started yet: the groups are assigned first).
+async fn pipeline_output(
+    s: &Scenario,
+    cluster: &ClusterAccess,
+    topic: &str,
+    events: &mut Vec<Event>,
+    t0: Instant,
+) -> anyhow::Result<Option<PipelineRun>> {
+    let Some(pl) = &s.pipeline else {
+        return Ok(None);
+    };
+    let name = pl
+        .output_topic
+        .clone()
+        .unwrap_or_else(|| format!("{topic}-output"));
+    let n = topic::ensure(s, cluster, &name, SETUP_TIMEOUT).await?;
+    phase(
+        events,
+        t0.elapsed().as_secs_f64(),
+        "topic_ready",
+        &format!("{name}: {n} partitions (pipeline output)"),
+    );
+    Ok(Some(PipelineRun {
+        output: name,
+        output_partitions: n,
+        meter: Arc::new(PipelineMeter::new(pl.workers)),
+        events: Arc::new(std::sync::Mutex::new(Vec::new())),
+        supervisor: None,
+        produce_start: Arc::new(std::sync::OnceLock::new()),
+        stop: Stop::default(),
+    }))
 }
