@@ -18,6 +18,9 @@
 
 use super::*;
 
+/// Runs one scenario into the prepared folder `out`, phase by phase, and returns its summary
+/// (already written with the report). An error means the run could not start or its report
+/// could not be written.
 pub(super) async fn run_prepared(
     s: &Scenario,
     file: &Path,
