@@ -9,16 +9,17 @@
 //! disk) raises the tasks' stop flags, and the run still writes its report with the reason among
 //! the failures.
 //!
-//! This function runs on the main thread (inside `block_on`), which is also the thread that
+//! A run runs on the main thread (inside `block_on`), which is also the thread that
 //! forks broker processes: `PR_SET_PDEATHSIG` follows the forking thread, and the main thread
 //! lives as long as kbench does.
 //!
 //! This file turns a scenario source into runs (a matrix, repeats, a max-rate search, a shard)
-//! and prepares each run's folder; [`prepared`] is one run, start to summary. What it needs is
-//! in files of their own: the producer and consumer threads ([`tasks`]), the consumer groups
-//! ([`groups`]), the checks after the drain ([`checks`]), a shard's record and start barrier
-//! ([`shard`]), the progress line ([`progress`]) and what the run writes about itself
-//! ([`summary`]).
+//! and prepares each run's folder; [`prepared`] is one run, start to summary: a straight line
+//! of phases joined by small state types, one file each: [`setup`], [`produce`], [`drain`],
+//! [`verification`] and [`reporting`]. What they need is in files of their own: the producer
+//! and consumer threads ([`tasks`]), the consumer groups ([`groups`]), the checks against the
+//! cluster after the drain ([`checks`]), a shard's record and start barrier ([`shard`]), the
+//! progress line ([`progress`]) and what the run writes about itself ([`summary`]).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -48,12 +49,17 @@ use crate::workload::pipeline::{self, PipelineMeter};
 use crate::workload::{consumer, producer, Stop};
 
 mod checks;
+mod drain;
 mod groups;
 mod prepared;
+mod produce;
 mod progress;
+mod reporting;
+mod setup;
 mod shard;
 mod summary;
 mod tasks;
+mod verification;
 
 use checks::*;
 use groups::*;

@@ -53,3 +53,16 @@ pub(super) async fn start_barrier(
     }
     Ok(start)
 }
+
+/// The replica sizes the brokers report for `topic` (DescribeLogDirs), as a shard's record
+/// keeps them for the merge's on-disk check, or why they could not be read.
+pub(super) async fn replica_sizes(
+    cluster: &ClusterAccess,
+    topic: &str,
+    partitions: i32,
+) -> Result<crate::shard::ReplicaSizes, String> {
+    verify::log_dirs::snapshot(cluster, topic, partitions)
+        .await
+        .map(|m| m.into_iter().collect())
+        .map_err(|e| format!("{e:#}"))
+}
