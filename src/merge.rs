@@ -151,22 +151,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path, clocks_synced: bool) -> anyhow::Resul
     }
     produce.latency_ms = Percentiles::from_histogram(&produce_hist);
     consume.e2e_latency_ms = Percentiles::from_histogram(&e2e_hist);
-    if produce.acked + produce.failed > 0 {
-        produce.error_ratio = produce.failed as f64 / (produce.acked + produce.failed) as f64;
-    }
-    produce.target_msgs_per_s = whole
+    let target = whole
         .producers
         .rate_each()
         .map(|r| r * f64::from(whole.producers.count));
-    produce.rate_reached = produce
-        .target_msgs_per_s
-        .map(|t| produce.msgs_per_s >= 0.95 * t);
-    if whole.verify.require_rate && produce.rate_reached == Some(false) {
-        failures.push(format!(
-            "rate: reached {:.0} msg/s of the {:.0} msg/s target (below 95 %), all shards together",
-            produce.msgs_per_s,
-            produce.target_msgs_per_s.unwrap_or_default()
-        ));
+    if let Some(failure) = produce.judge_rate(target, whole.verify.require_rate) {
+        failures.push(format!("{failure}, all shards together"));
     }
 
     // Offsets, once for the whole topic.

@@ -454,6 +454,27 @@ pub struct ProduceSummary {
     pub time_limited: bool,
 }
 
+impl ProduceSummary {
+    /// The share of failed deliveries and the target rate's verdict, from the counts and
+    /// `msgs_per_s` already set: `target` is all producers' rate together (`None` = flat out).
+    /// Returns the failure line when `required` and the achieved rate is below 95 % of the
+    /// target (one rule for a run and for shards merged).
+    pub fn judge_rate(&mut self, target: Option<f64>, required: bool) -> Option<String> {
+        if self.acked + self.failed > 0 {
+            self.error_ratio = self.failed as f64 / (self.acked + self.failed) as f64;
+        }
+        self.target_msgs_per_s = target;
+        self.rate_reached = target.map(|t| self.msgs_per_s >= 0.95 * t);
+        (required && self.rate_reached == Some(false)).then(|| {
+            format!(
+                "rate: reached {:.0} msg/s of the {:.0} msg/s target (below 95 %)",
+                self.msgs_per_s,
+                target.unwrap_or_default()
+            )
+        })
+    }
+}
+
 /// Consumer side figures, all groups together.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConsumeSummary {
@@ -1155,6 +1176,34 @@ pub fn window_warnings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_required_rate_below_95_percent_of_the_target_fails_the_run() {
+        let mut p = ProduceSummary {
+            acked: 90,
+            failed: 10,
+            msgs_per_s: 940.0,
+            ..ProduceSummary::default()
+        };
+        let failure = p
+            .judge_rate(Some(1000.0), true)
+            .expect("below 95 % must fail");
+        assert_eq!(
+            failure,
+            "rate: reached 940 msg/s of the 1000 msg/s target (below 95 %)"
+        );
+        assert_eq!(p.rate_reached, Some(false));
+        assert!((p.error_ratio - 0.1).abs() < 1e-9);
+        // Not required: recorded, not a failure.
+        assert_eq!(p.judge_rate(Some(1000.0), false), None);
+        assert_eq!(p.rate_reached, Some(false));
+        // At 95 % and without a target: no failure.
+        p.msgs_per_s = 950.0;
+        assert_eq!(p.judge_rate(Some(1000.0), true), None);
+        assert_eq!(p.rate_reached, Some(true));
+        assert_eq!(p.judge_rate(None, true), None);
+        assert_eq!(p.rate_reached, None);
+    }
 
     pub(crate) fn sample_summary() -> Summary {
         let mut h = latency_histogram();

@@ -163,26 +163,16 @@ impl Run<'_> {
         }
         .into();
         produce.failed_latency_ms = Percentiles::from_histogram(&t.failed_latency);
-        if produce.acked + produce.failed > 0 {
-            produce.error_ratio = produce.failed as f64 / (produce.acked + produce.failed) as f64;
-        }
         produce.setup_s = p.t0_s;
         produce.clients_s = p.clients_s;
         produce.never_sent = p.never_sent;
         produce.time_limited = p.time_limited;
-        produce.target_msgs_per_s = s
+        let target = s
             .producers
             .rate_each()
             .map(|r| r * f64::from(s.producers.count));
-        produce.rate_reached = produce
-            .target_msgs_per_s
-            .map(|t| produce.msgs_per_s >= 0.95 * t);
-        if s.verify.require_rate && produce.rate_reached == Some(false) {
-            self.failures.push(format!(
-                "rate: reached {:.0} msg/s of the {:.0} msg/s target (below 95 %)",
-                produce.msgs_per_s,
-                produce.target_msgs_per_s.unwrap_or_default()
-            ));
+        if let Some(failure) = produce.judge_rate(target, s.verify.require_rate) {
+            self.failures.push(failure);
         }
         if produce.failed > 0 && s.verify.delivery != scenario::Delivery::None {
             self.failures.push(format!(
