@@ -899,6 +899,11 @@ mod tests {
                 "transaction.max.timeout.ms=2147483648",
                 "from 1 to 2147483647",
             ),
+            // Kafka's INT keys: a value beyond 32 bits was accepted here, Kafka refuses it.
+            (
+                "group.max.session.timeout.ms=2147483648",
+                "from 0 to 2147483647",
+            ),
         ] {
             let (key, value) = kv.split_once('=').unwrap();
             let e = load(&[kv]).unwrap_err().to_string();

@@ -8,8 +8,9 @@
 //! with one default and described with another, or a subsystem clamping a value the parser let
 //! through: a range belongs here, so a value outside it is refused when the broker starts.
 //!
-//! Names and defaults are Kafka's, except where a field's doc says kbroker differs on purpose.
-//! Ranges are kbroker's checks (Kafka's validator where Kafka has one).
+//! Names, types and defaults are Kafka's, except where a key's doc says kbroker differs on
+//! purpose. Ranges are kbroker's checks, never wider than Kafka's type (an INT key refuses a value
+//! beyond 32 bits, as Kafka does).
 
 use super::{invalid, BrokerConfig, ConfigError, Listener};
 
@@ -211,16 +212,16 @@ keys! {
     LOG_ROLL_MS { "log.roll.ms", Long, None, Range::Between(1, I64),
         "Age at which a new segment is rolled; log.roll.hours when unset.",
         shown!(|c: &BrokerConfig| c.log_roll_ms) }
-    LOG_ROLL_HOURS { "log.roll.hours", Int, Some("168"), Range::Between(1, I64 / 3_600_000),
+    LOG_ROLL_HOURS { "log.roll.hours", Int, Some("168"), Range::Between(1, I32),
         "Age in hours at which a new segment is rolled (second to log.roll.ms).",
         None }
     LOG_RETENTION_MS { "log.retention.ms", Long, None, Range::Between(-1, I64),
         "How long data is kept, -1 for ever; log.retention.minutes or .hours when unset.",
         shown!(|c: &BrokerConfig| c.log_retention_ms.unwrap_or(-1)) }
-    LOG_RETENTION_MINUTES { "log.retention.minutes", Int, None, Range::Between(-1, I64 / 60_000),
+    LOG_RETENTION_MINUTES { "log.retention.minutes", Int, None, Range::Between(-1, I32),
         "How long data is kept, in minutes (second to log.retention.ms).",
         None }
-    LOG_RETENTION_HOURS { "log.retention.hours", Int, Some("168"), Range::Between(-1, I64 / 3_600_000),
+    LOG_RETENTION_HOURS { "log.retention.hours", Int, Some("168"), Range::Between(-1, I32),
         "How long data is kept, in hours (third, after log.retention.ms and .minutes).",
         None }
     LOG_RETENTION_BYTES { "log.retention.bytes", Long, Some("-1"), Range::Between(-1, I64),
@@ -253,7 +254,7 @@ keys! {
     OFFSETS_TOPIC_NUM_PARTITIONS { "offsets.topic.num.partitions", Int, Some("50"), Range::Between(1, 100_000),
         "Partitions of __consumer_offsets.",
         None }
-    OFFSETS_RETENTION_MINUTES { "offsets.retention.minutes", Int, Some("10080"), Range::Between(1, I64),
+    OFFSETS_RETENTION_MINUTES { "offsets.retention.minutes", Int, Some("10080"), Range::Between(1, I32),
         "How long the committed offsets of an empty group are kept.",
         None }
     OFFSETS_RETENTION_CHECK_INTERVAL_MS { "offsets.retention.check.interval.ms", Long, Some("600000"), Range::Between(1, I64),
@@ -268,19 +269,19 @@ keys! {
     OFFSETS_TOPIC_SEGMENT_BYTES { "offsets.topic.segment.bytes", Int, Some("104857600"), Range::Between(14, I32),
         "segment.bytes of __consumer_offsets.",
         None }
-    GROUP_INITIAL_REBALANCE_DELAY_MS { "group.initial.rebalance.delay.ms", Int, Some("3000"), Range::Between(0, I64),
+    GROUP_INITIAL_REBALANCE_DELAY_MS { "group.initial.rebalance.delay.ms", Int, Some("3000"), Range::Between(0, I32),
         "How long a new group waits for more members before its first rebalance.",
         None }
-    GROUP_MIN_SESSION_TIMEOUT_MS { "group.min.session.timeout.ms", Int, Some("6000"), Range::Between(0, I64),
+    GROUP_MIN_SESSION_TIMEOUT_MS { "group.min.session.timeout.ms", Int, Some("6000"), Range::Between(0, I32),
         "Shortest session timeout a group member may ask for.",
         None }
-    GROUP_MAX_SESSION_TIMEOUT_MS { "group.max.session.timeout.ms", Int, Some("1800000"), Range::Between(0, I64),
+    GROUP_MAX_SESSION_TIMEOUT_MS { "group.max.session.timeout.ms", Int, Some("1800000"), Range::Between(0, I32),
         "Longest session timeout a group member may ask for.",
         None }
     TRANSACTION_MAX_TIMEOUT_MS { "transaction.max.timeout.ms", Int, Some("900000"), Range::Between(1, I32),
         "Longest transaction.timeout.ms a producer may ask for.",
         None }
-    TRANSACTION_ABORT_CHECK_INTERVAL_MS { "transaction.abort.timed.out.transaction.cleanup.interval.ms", Int, Some("10000"), Range::Between(1, I64),
+    TRANSACTION_ABORT_CHECK_INTERVAL_MS { "transaction.abort.timed.out.transaction.cleanup.interval.ms", Int, Some("10000"), Range::Between(1, I32),
         "How often transactions past their timeout are aborted.",
         None }
     TRANSACTION_STATE_LOG_REPLICATION_FACTOR { "transaction.state.log.replication.factor", Short, Some("3"), Range::Between(1, I16),
@@ -309,7 +310,7 @@ keys! {
     CONTROLLER_LISTENER_NAMES { "controller.listener.names", List, Some("CONTROLLER"), Range::Any,
         "Names of the listeners that are the controller's, not clients'.",
         None }
-    BROKER_SESSION_TIMEOUT_MS { "broker.session.timeout.ms", Int, Some("9000"), Range::Between(100, I64),
+    BROKER_SESSION_TIMEOUT_MS { "broker.session.timeout.ms", Int, Some("9000"), Range::Between(100, I32),
         "A broker not heard from for this long is fenced.",
         None }
     BROKER_HEARTBEAT_INTERVAL_MS { "broker.heartbeat.interval.ms", Int, Some("2000"), Range::Between(i32::MIN as i64, I32),
@@ -333,7 +334,7 @@ keys! {
     REPLICA_LAG_TIME_MAX_MS { "replica.lag.time.max.ms", Long, Some("30000"), Range::Between(1, I64),
         "A follower not caught up for this long leaves the ISR.",
         None }
-    REPLICA_FETCH_WAIT_MAX_MS { "replica.fetch.wait.max.ms", Int, Some("500"), Range::Between(0, I64),
+    REPLICA_FETCH_WAIT_MAX_MS { "replica.fetch.wait.max.ms", Int, Some("500"), Range::Between(0, I32),
         "How long a follower's fetch waits at the leader for data.",
         None }
     REPLICA_FETCH_MAX_BYTES { "replica.fetch.max.bytes", Int, Some("1048576"), Range::Between(0, I32),
@@ -342,7 +343,7 @@ keys! {
     REPLICA_FETCH_RESPONSE_MAX_BYTES { "replica.fetch.response.max.bytes", Int, Some("10485760"), Range::Between(0, I32),
         "Bytes a follower fetches per fetch response.",
         None }
-    REPLICA_FETCH_BACKOFF_MS { "replica.fetch.backoff.ms", Int, Some("100"), Range::Between(0, I64),
+    REPLICA_FETCH_BACKOFF_MS { "replica.fetch.backoff.ms", Int, Some("100"), Range::Between(0, I32),
         "Pause after a failed follower fetch (Kafka waits 1000; a local cluster fails over faster).",
         None }
 }
@@ -369,6 +370,17 @@ mod tests {
             }
             if let Range::Between(min, max) = k.range {
                 assert!(k.ty.is_integer() && min <= max, "{}: bad range", k.name);
+                // Kafka refuses an INT key's value beyond 32 bits, a SHORT's beyond 16.
+                let (lo, hi) = match k.ty {
+                    Type::Short => (i16::MIN as i64, I16),
+                    Type::Int => (i32::MIN as i64, I32),
+                    _ => (i64::MIN, I64),
+                };
+                assert!(
+                    lo <= min && max <= hi,
+                    "{}: range wider than its type",
+                    k.name
+                );
             }
         }
     }
