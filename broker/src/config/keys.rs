@@ -133,6 +133,52 @@ impl BrokerKey {
     }
 }
 
+/// Where a value DescribeConfigs shows comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The properties file or an `--override` (Kafka's STATIC_BROKER_CONFIG).
+    Set,
+    /// The table's default (Kafka's DEFAULT_CONFIG).
+    Default,
+}
+
+impl BrokerKey {
+    /// The keys that stand for the same setting, in Kafka's order of precedence (Kafka's
+    /// `brokerConfigSynonyms`): a retention or roll time in ms, minutes or hours, the flush
+    /// interval and the scheduler interval Kafka uses as its default; any other key alone.
+    fn family(&self) -> &[&'static str] {
+        match self.name {
+            "log.roll.ms" | "log.roll.hours" => &["log.roll.ms", "log.roll.hours"],
+            "log.retention.ms" | "log.retention.minutes" | "log.retention.hours" => &[
+                "log.retention.ms",
+                "log.retention.minutes",
+                "log.retention.hours",
+            ],
+            "log.flush.interval.ms" => {
+                &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"]
+            }
+            _ => std::slice::from_ref(&self.name),
+        }
+    }
+
+    /// The synonyms DescribeConfigs lists for this key, as Kafka's `ConfigHelper` makes them:
+    /// every key of its family the file sets, then every one with a default, from this key on
+    /// (the ones ahead of it in precedence are left out). Empty when neither this key nor one
+    /// after it is set or has a default.
+    pub(crate) fn synonyms(&self, config: &BrokerConfig) -> Vec<(&'static str, String, Origin)> {
+        let family = self.family();
+        let set = family
+            .iter()
+            .filter_map(|n| Some((*n, config.raw.get(*n)?.clone(), Origin::Set)));
+        let defaults = family
+            .iter()
+            .filter_map(|n| Some((*n, find(n)?.default?.to_owned(), Origin::Default)));
+        set.chain(defaults)
+            .skip_while(|(n, _, _)| *n != self.name)
+            .collect()
+    }
+}
+
 /// The key named `name`, if the table has it.
 pub(crate) fn find(name: &str) -> Option<&'static BrokerKey> {
     ALL.iter().find(|k| k.name == name)
@@ -453,6 +499,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn synonyms_follow_kafkas_precedence() {
+        let config = |kv: &[&str]| {
+            let raw = kv
+                .iter()
+                .map(|s| s.split_once('=').unwrap())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            BrokerConfig::from_map(raw).unwrap()
+        };
+        let names = |k: &BrokerKey, c: &BrokerConfig| {
+            k.synonyms(c)
+                .into_iter()
+                .map(|(n, v, o)| format!("{o:?}:{n}={v}"))
+                .collect::<Vec<_>>()
+        };
+        let c = config(&[
+            "log.retention.ms=1000",
+            "log.retention.hours=5",
+            "num.partitions=4",
+        ]);
+        assert_eq!(
+            names(&LOG_RETENTION_MS, &c),
+            [
+                "Set:log.retention.ms=1000",
+                "Set:log.retention.hours=5",
+                "Default:log.retention.hours=168"
+            ]
+        );
+        assert_eq!(
+            names(&LOG_RETENTION_HOURS, &c),
+            [
+                "Set:log.retention.hours=5",
+                "Default:log.retention.hours=168"
+            ]
+        );
+        assert_eq!(
+            names(&NUM_PARTITIONS, &c),
+            ["Set:num.partitions=4", "Default:num.partitions=1"]
+        );
+        let d = config(&[]);
+        // Unset and without a default of its own: Kafka lists no synonym (hours stands in).
+        assert!(names(&LOG_RETENTION_MS, &d).is_empty());
+        assert_eq!(names(&BROKER_RACK, &d), Vec::<String>::new());
+        assert_eq!(names(&NUM_PARTITIONS, &d), ["Default:num.partitions=1"]);
     }
 
     #[test]

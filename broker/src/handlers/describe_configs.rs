@@ -2,7 +2,7 @@
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
@@ -85,6 +85,9 @@ pub(crate) async fn handle(
                         if req.include_documentation {
                             c.documentation = Some(str_bytes(k.doc));
                         }
+                        if req.include_synonyms {
+                            c.synonyms = synonyms(k, &broker.config);
+                        }
                     }
                     r.configs.push(c);
                 }
@@ -97,6 +100,23 @@ pub(crate) async fn handle(
         resp.results.push(r);
     }
     resp
+}
+
+/// A broker key's synonyms (IncludeSynonyms), as Kafka lists them.
+fn synonyms(key: &keys::BrokerKey, config: &BrokerConfig) -> Vec<DescribeConfigsSynonym> {
+    key.synonyms(config)
+        .into_iter()
+        .map(|(name, value, origin)| {
+            let mut s = DescribeConfigsSynonym::default();
+            s.name = str_bytes(name);
+            s.value = Some(str_bytes(&value));
+            s.source = match origin {
+                keys::Origin::Set => SOURCE_STATIC_BROKER,
+                keys::Origin::Default => SOURCE_DEFAULT,
+            };
+            s
+        })
+        .collect()
 }
 
 /// Every key of the broker table ([`keys::ALL`]) with the value in force: keys given in the

@@ -290,7 +290,8 @@ public final class KafkaCompat {
             check(bc.get("message.max.bytes") != null, "broker configs have message.max.bytes");
             // with documentation asked for: each broker key says what it is and its type
             bc = get(admin.describeConfigs(List.of(broker),
-                    new DescribeConfigsOptions().includeDocumentation(true)).all()).get(broker);
+                    new DescribeConfigsOptions().includeDocumentation(true).includeSynonyms(true))
+                    .all()).get(broker);
             ConfigEntry maxBytes = bc.get("message.max.bytes");
             check(maxBytes.documentation() != null && !maxBytes.documentation().isEmpty(),
                     "broker message.max.bytes has documentation when asked");
@@ -299,6 +300,13 @@ public final class KafkaCompat {
                     "broker message.max.bytes source");
             checkEq(bc.get("auto.create.topics.enable").type(), ConfigEntry.ConfigType.BOOLEAN,
                     "broker auto.create.topics.enable type");
+            // synonyms: an unset key's default; log.dirs, set in the file
+            checkEq(maxBytes.synonyms().stream()
+                    .map(y -> y.source() + ":" + y.name() + "=" + y.value()).toList(),
+                    List.of("DEFAULT_CONFIG:message.max.bytes=1048588"),
+                    "broker message.max.bytes synonyms");
+            checkEq(bc.get("log.dirs").synonyms().get(0).source(),
+                    ConfigEntry.ConfigSource.STATIC_BROKER_CONFIG, "broker log.dirs first synonym");
 
             Map<ConfigResource, Collection<AlterConfigOp>> alter = Map.of(topic, List.of(
                     new AlterConfigOp(new ConfigEntry("retention.ms", "7200000"), AlterConfigOp.OpType.SET),
