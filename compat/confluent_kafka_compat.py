@@ -221,6 +221,16 @@ def scenario_admin(bootstrap):
     for key in ("message.max.bytes", "num.partitions", "log.retention.ms", "log.dirs"):
         check(key in bconf, f"describe_configs(broker) lacks {key}: got only {sorted(bconf)}")
     check_eq(bconf["message.max.bytes"].value, "1048588", "broker message.max.bytes (default)")
+    # an unset key is DEFAULT_CONFIG, a key of the broker's file is STATIC_BROKER_CONFIG
+    for key, value in (("message.max.bytes", "1048588"), ("log.retention.hours", "168")):
+        check(key in bconf, f"describe_configs(broker) lacks {key}: got only {sorted(bconf)}")
+        entry = bconf[key]
+        check_eq(entry.value, value, f"broker {key} value")
+        check(entry.is_default, f"broker {key} (not set) is not reported as a default")
+        check_eq(entry.source, ConfigSource.DEFAULT_CONFIG.value, f"broker {key} source")
+    entry = bconf["log.dirs"]
+    check(not entry.is_default, "broker log.dirs (set in the file) reported as a default")
+    check_eq(entry.source, ConfigSource.STATIC_BROKER_CONFIG.value, "broker log.dirs source")
 
 
 def scenario_roundtrip(bootstrap):

@@ -6,10 +6,18 @@
 //! kbroker has no use for are accepted silently (they describe deployment details such as thread
 //! counts); keys nobody knows produce a warning, never an error, so a file can be reused as is.
 //! A value that cannot be used is an error naming the key, the value and what is allowed.
+//!
+//! Every key kbroker reads has one entry in [`keys`] (type, default, range, documentation):
+//! parsing reads values through it, DescribeConfigs lists it, the unknown-key warning asks it.
+//! The subsystem settings (groups, transactions, replication, log defaults) are taken from the
+//! typed [`BrokerConfig`] as they are, never clamped: a range the subsystem needs is the table's,
+//! so a value outside it stops the broker at start with the key and the range named.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+
+pub(crate) mod keys;
 
 /// What went wrong while reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -180,72 +188,12 @@ pub struct ReplicationSettings {
     /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader for data.
     pub replica_fetch_wait_max_ms: u64,
     /// `replica.fetch.max.bytes`: per partition and fetch.
-    pub replica_fetch_max_bytes: usize,
+    pub replica_fetch_max_bytes: i32,
     /// `replica.fetch.response.max.bytes`: per fetch response.
-    pub replica_fetch_response_max_bytes: usize,
+    pub replica_fetch_response_max_bytes: i32,
     /// `replica.fetch.backoff.ms`: pause after a failed fetch.
     pub replica_fetch_backoff_ms: u64,
 }
-
-/// Keys kbroker reads. Kept in one list so "unknown key" warnings and DescribeConfigs agree.
-const KNOWN_KEYS: &[&str] = &[
-    "node.id",
-    "broker.id",
-    "listeners",
-    "advertised.listeners",
-    "log.dirs",
-    "log.dir",
-    "num.partitions",
-    "default.replication.factor",
-    "min.insync.replicas",
-    "auto.create.topics.enable",
-    "log.segment.bytes",
-    "log.roll.ms",
-    "log.roll.hours",
-    "log.retention.ms",
-    "log.retention.minutes",
-    "log.retention.hours",
-    "log.retention.bytes",
-    "log.retention.check.interval.ms",
-    "log.cleaner.backoff.ms",
-    "log.flush.interval.messages",
-    "log.flush.interval.ms",
-    "log.index.interval.bytes",
-    "message.max.bytes",
-    "socket.request.max.bytes",
-    "connections.max.idle.ms",
-    "offsets.topic.num.partitions",
-    "offsets.retention.minutes",
-    "group.initial.rebalance.delay.ms",
-    "group.min.session.timeout.ms",
-    "group.max.session.timeout.ms",
-    "broker.rack",
-    "process.roles",
-    "controller.quorum.voters",
-    "controller.listener.names",
-    "broker.session.timeout.ms",
-    "broker.heartbeat.interval.ms",
-    "unclean.leader.election.enable",
-    "auto.leader.rebalance.enable",
-    "leader.imbalance.check.interval.seconds",
-    "leader.imbalance.per.broker.percentage",
-    "metadata.log.dir",
-    "replica.lag.time.max.ms",
-    "replica.fetch.wait.max.ms",
-    "replica.fetch.max.bytes",
-    "replica.fetch.response.max.bytes",
-    "replica.fetch.backoff.ms",
-    "offsets.topic.replication.factor",
-    "transaction.state.log.replication.factor",
-    "transaction.state.log.num.partitions",
-    "transaction.state.log.min.isr",
-    "offsets.topic.segment.bytes",
-    "transaction.state.log.segment.bytes",
-    "offset.metadata.max.bytes",
-    "offsets.retention.check.interval.ms",
-    "transaction.max.timeout.ms",
-    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-];
 
 /// Keys Kafka knows that describe deployment details kbroker has no use for. Accepted quietly.
 const ACCEPTED_KEYS: &[&str] = &[
@@ -269,7 +217,6 @@ const ACCEPTED_KEYS: &[&str] = &[
     "log.flush.offset.checkpoint.interval.ms",
     "compression.type",
     "group.coordinator.rebalance.protocols",
-    "auto.leader.rebalance.enable",
 ];
 
 impl BrokerConfig {
@@ -321,30 +268,28 @@ impl BrokerConfig {
         raw: BTreeMap<String, String>,
         resolve: Resolve,
     ) -> Result<Self, ConfigError> {
-        for key in raw.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str())
-                && !ACCEPTED_KEYS.contains(&key.as_str())
-                && !key.starts_with("listener.name.")
-                && !key.starts_with("ssl.")
-                && !key.starts_with("sasl.")
-            {
-                tracing::warn!(key = %key, "unknown configuration key ignored");
+        // Every key of the table is checked, read or not (a cluster key on a lone broker, the
+        // minutes of a retention the milliseconds override): a bad value is never let through.
+        for (key, value) in &raw {
+            match keys::find(key) {
+                Some(k) => k.check(value)?,
+                None if ACCEPTED_KEYS.contains(&key.as_str())
+                    || key.starts_with("listener.name.")
+                    || key.starts_with("ssl.")
+                    || key.starts_with("sasl.") => {}
+                None => tracing::warn!(key = %key, "unknown configuration key ignored"),
             }
         }
         let p = Props(&raw);
         let node_id = if p.get("node.id").is_some() {
-            p.int("node.id", 0, 0, i32::MAX as i64)? as i32
+            p.int(&keys::NODE_ID)? as i32
         } else {
             // Kafka's broker.id=-1 asks for a generated id; a single local broker is node 0.
-            p.int("broker.id", 0, -1, i32::MAX as i64)?.max(0) as i32
+            p.int(&keys::BROKER_ID)?.max(0) as i32
         };
-        let listeners = parse_listeners(
-            "listeners",
-            p.get("listeners").unwrap_or("PLAINTEXT://:9092"),
-        )?;
+        let listeners = parse_listeners("listeners", p.text(&keys::LISTENERS))?;
         let controller_names: Vec<String> = p
-            .get("controller.listener.names")
-            .unwrap_or("CONTROLLER")
+            .text(&keys::CONTROLLER_LISTENER_NAMES)
             .split(',')
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
@@ -377,8 +322,7 @@ impl BrokerConfig {
         };
         let log_dirs: Vec<PathBuf> = p
             .get("log.dirs")
-            .or_else(|| p.get("log.dir"))
-            .unwrap_or("/tmp/kafka-logs")
+            .unwrap_or_else(|| p.text(&keys::LOG_DIR))
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -391,26 +335,25 @@ impl BrokerConfig {
                 allowed: "a comma-separated list of at least one directory".into(),
             });
         }
-        let retention_ms = if let Some(v) = p.get("log.retention.ms") {
-            p.int("log.retention.ms", 0, -1, i64::MAX)
-                .map(|ms| (ms >= 0).then_some(ms))
-                .map_err(|_| invalid("log.retention.ms", v, "milliseconds, or -1 for no limit"))?
+        let retention_ms = if p.get("log.retention.ms").is_some() {
+            let ms = p.int(&keys::LOG_RETENTION_MS)?;
+            (ms >= 0).then_some(ms)
         } else if p.get("log.retention.minutes").is_some() {
-            let m = p.int("log.retention.minutes", 0, -1, i64::MAX / 60_000)?;
+            let m = p.int(&keys::LOG_RETENTION_MINUTES)?;
             (m >= 0).then_some(m * 60_000)
         } else {
-            let h = p.int("log.retention.hours", 168, -1, i64::MAX / 3_600_000)?;
+            let h = p.int(&keys::LOG_RETENTION_HOURS)?;
             (h >= 0).then_some(h * 3_600_000)
         };
         let roll_ms = if p.get("log.roll.ms").is_some() {
-            p.int("log.roll.ms", 0, 1, i64::MAX)? as u64
+            p.int(&keys::LOG_ROLL_MS)? as u64
         } else {
-            p.int("log.roll.hours", 168, 1, i64::MAX / 3_600_000)? as u64 * 3_600_000
+            p.int(&keys::LOG_ROLL_HOURS)? as u64 * 3_600_000
         };
-        let retention_bytes = p.int("log.retention.bytes", -1, -1, i64::MAX)?;
-        let flush_messages = p.int("log.flush.interval.messages", i64::MAX, 1, i64::MAX)?;
+        let retention_bytes = p.int(&keys::LOG_RETENTION_BYTES)?;
+        let flush_messages = p.int(&keys::LOG_FLUSH_INTERVAL_MESSAGES)?;
         let flush_ms = match p.get("log.flush.interval.ms") {
-            Some(_) => Some(p.int("log.flush.interval.ms", 0, 0, i64::MAX)? as u64),
+            Some(_) => Some(p.int(&keys::LOG_FLUSH_INTERVAL_MS)? as u64),
             None => None,
         };
         let cluster = match p
@@ -453,166 +396,79 @@ impl BrokerConfig {
                 Some(ClusterSettings {
                     voters,
                     controller_listener,
-                    session_timeout_ms: p.int("broker.session.timeout.ms", 9000, 100, i64::MAX)?
+                    session_timeout_ms: p.int(&keys::BROKER_SESSION_TIMEOUT_MS)? as u64,
+                    unclean_leader_election: p.bool(&keys::UNCLEAN_LEADER_ELECTION_ENABLE)?,
+                    auto_leader_rebalance: p.bool(&keys::AUTO_LEADER_REBALANCE_ENABLE)?,
+                    leader_imbalance_check_interval_s: p
+                        .int(&keys::LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS)?
                         as u64,
-                    unclean_leader_election: p.bool("unclean.leader.election.enable", false)?,
-                    auto_leader_rebalance: p.bool("auto.leader.rebalance.enable", true)?,
-                    leader_imbalance_check_interval_s: p.int(
-                        "leader.imbalance.check.interval.seconds",
-                        300,
-                        1,
-                        i64::MAX,
-                    )? as u64,
-                    leader_imbalance_per_broker_percentage: p.int(
-                        "leader.imbalance.per.broker.percentage",
-                        10,
-                        0,
-                        100,
-                    )? as u32,
+                    leader_imbalance_per_broker_percentage: p
+                        .int(&keys::LEADER_IMBALANCE_PER_BROKER_PERCENTAGE)?
+                        as u32,
                     metadata_dir,
                 })
             }
         };
         let replication = ReplicationSettings {
-            replica_lag_time_max_ms: p.int("replica.lag.time.max.ms", 30_000, 1, i64::MAX)? as u64,
-            replica_fetch_wait_max_ms: p.int("replica.fetch.wait.max.ms", 500, 0, i64::MAX)? as u64,
-            replica_fetch_max_bytes: p.int(
-                "replica.fetch.max.bytes",
-                1_048_576,
-                0,
-                i32::MAX as i64,
-            )? as usize,
-            replica_fetch_response_max_bytes: p.int(
-                "replica.fetch.response.max.bytes",
-                10_485_760,
-                0,
-                i32::MAX as i64,
-            )? as usize,
+            replica_lag_time_max_ms: p.int(&keys::REPLICA_LAG_TIME_MAX_MS)? as u64,
+            replica_fetch_wait_max_ms: p.int(&keys::REPLICA_FETCH_WAIT_MAX_MS)? as u64,
+            replica_fetch_max_bytes: p.int(&keys::REPLICA_FETCH_MAX_BYTES)? as i32,
+            replica_fetch_response_max_bytes: p.int(&keys::REPLICA_FETCH_RESPONSE_MAX_BYTES)?
+                as i32,
             // Kafka waits 1000 ms; a local cluster fails over faster with a shorter pause.
-            replica_fetch_backoff_ms: p.int("replica.fetch.backoff.ms", 100, 0, i64::MAX)? as u64,
+            replica_fetch_backoff_ms: p.int(&keys::REPLICA_FETCH_BACKOFF_MS)? as u64,
         };
         let cfg = BrokerConfig {
             cluster,
             replication,
-            offsets_topic_replication_factor: p.int(
-                "offsets.topic.replication.factor",
-                3,
-                1,
-                i16::MAX as i64,
-            )? as i16,
-            transaction_state_log_replication_factor: p.int(
-                "transaction.state.log.replication.factor",
-                3,
-                1,
-                i16::MAX as i64,
-            )? as i16,
-            transaction_state_log_num_partitions: p.int(
-                "transaction.state.log.num.partitions",
-                50,
-                1,
-                100_000,
-            )? as i32,
-            transaction_state_log_min_isr: p.int(
-                "transaction.state.log.min.isr",
-                2,
-                1,
-                i32::MAX as i64,
-            )? as i32,
-            offsets_topic_segment_bytes: p.int(
-                "offsets.topic.segment.bytes",
-                104_857_600,
-                14,
-                i32::MAX as i64,
-            )? as u64,
-            transaction_state_log_segment_bytes: p.int(
-                "transaction.state.log.segment.bytes",
-                104_857_600,
-                14,
-                i32::MAX as i64,
-            )? as u64,
+            offsets_topic_replication_factor: p.int(&keys::OFFSETS_TOPIC_REPLICATION_FACTOR)?
+                as i16,
+            transaction_state_log_replication_factor: p
+                .int(&keys::TRANSACTION_STATE_LOG_REPLICATION_FACTOR)?
+                as i16,
+            transaction_state_log_num_partitions: p
+                .int(&keys::TRANSACTION_STATE_LOG_NUM_PARTITIONS)?
+                as i32,
+            transaction_state_log_min_isr: p.int(&keys::TRANSACTION_STATE_LOG_MIN_ISR)? as i32,
+            offsets_topic_segment_bytes: p.int(&keys::OFFSETS_TOPIC_SEGMENT_BYTES)? as u64,
+            transaction_state_log_segment_bytes: p
+                .int(&keys::TRANSACTION_STATE_LOG_SEGMENT_BYTES)?
+                as u64,
             node_id,
             listener,
             advertised,
             log_dirs,
-            num_partitions: p.int("num.partitions", 1, 1, 1_000_000)? as i32,
-            default_replication_factor: p.int(
-                "default.replication.factor",
-                1,
-                1,
-                i16::MAX as i64,
-            )? as i16,
-            min_insync_replicas: p.int("min.insync.replicas", 1, 1, i32::MAX as i64)? as i32,
-            auto_create_topics: p.bool("auto.create.topics.enable", true)?,
-            log_segment_bytes: p.int("log.segment.bytes", 1 << 30, 14, i32::MAX as i64)? as u64,
+            num_partitions: p.int(&keys::NUM_PARTITIONS)? as i32,
+            default_replication_factor: p.int(&keys::DEFAULT_REPLICATION_FACTOR)? as i16,
+            min_insync_replicas: p.int(&keys::MIN_INSYNC_REPLICAS)? as i32,
+            auto_create_topics: p.bool(&keys::AUTO_CREATE_TOPICS_ENABLE)?,
+            log_segment_bytes: p.int(&keys::LOG_SEGMENT_BYTES)? as u64,
             log_roll_ms: roll_ms,
             log_retention_ms: retention_ms,
             log_retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
-            log_retention_check_interval_ms: p.int(
-                "log.retention.check.interval.ms",
-                300_000,
-                1,
-                i64::MAX,
-            )? as u64,
-            log_cleaner_backoff_ms: p.int("log.cleaner.backoff.ms", 15_000, 1, i64::MAX)? as u64,
+            log_retention_check_interval_ms: p.int(&keys::LOG_RETENTION_CHECK_INTERVAL_MS)? as u64,
+            log_cleaner_backoff_ms: p.int(&keys::LOG_CLEANER_BACKOFF_MS)? as u64,
             log_flush_interval_messages: (flush_messages != i64::MAX)
                 .then_some(flush_messages as u64),
             log_flush_interval_ms: flush_ms,
-            log_index_interval_bytes: p.int("log.index.interval.bytes", 4096, 0, i32::MAX as i64)?
-                as u32,
-            message_max_bytes: p.int("message.max.bytes", 1_048_588, 0, i32::MAX as i64)? as usize,
-            socket_request_max_bytes: p.int(
-                "socket.request.max.bytes",
-                104_857_600,
-                1,
-                i32::MAX as i64,
-            )? as usize,
-            connections_max_idle_ms: p.int("connections.max.idle.ms", 600_000, 1, i64::MAX)? as u64,
-            offsets_topic_num_partitions: p.int("offsets.topic.num.partitions", 50, 1, 100_000)?
-                as i32,
-            offsets_retention_minutes: p.int("offsets.retention.minutes", 10_080, 1, i64::MAX)?
+            log_index_interval_bytes: p.int(&keys::LOG_INDEX_INTERVAL_BYTES)? as u32,
+            message_max_bytes: p.int(&keys::MESSAGE_MAX_BYTES)? as usize,
+            socket_request_max_bytes: p.int(&keys::SOCKET_REQUEST_MAX_BYTES)? as usize,
+            connections_max_idle_ms: p.int(&keys::CONNECTIONS_MAX_IDLE_MS)? as u64,
+            offsets_topic_num_partitions: p.int(&keys::OFFSETS_TOPIC_NUM_PARTITIONS)? as i32,
+            offsets_retention_minutes: p.int(&keys::OFFSETS_RETENTION_MINUTES)? as u64,
+            offsets_retention_check_interval_ms: p
+                .int(&keys::OFFSETS_RETENTION_CHECK_INTERVAL_MS)?
                 as u64,
-            offsets_retention_check_interval_ms: p.int(
-                "offsets.retention.check.interval.ms",
-                600_000,
-                1,
-                i64::MAX,
-            )? as u64,
-            offset_metadata_max_bytes: p.int(
-                "offset.metadata.max.bytes",
-                4096,
-                0,
-                i32::MAX as i64,
-            )? as usize,
-            transaction_max_timeout_ms: p.int(
-                "transaction.max.timeout.ms",
-                900_000,
-                1,
-                i32::MAX as i64,
-            )? as i32,
-            transaction_abort_check_interval_ms: p.int(
-                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-                10_000,
-                1,
-                i64::MAX,
-            )? as u64,
-            group_initial_rebalance_delay_ms: p.int(
-                "group.initial.rebalance.delay.ms",
-                3000,
-                0,
-                i64::MAX,
-            )? as u64,
-            group_min_session_timeout_ms: p.int(
-                "group.min.session.timeout.ms",
-                6000,
-                0,
-                i64::MAX,
-            )? as u64,
-            group_max_session_timeout_ms: p.int(
-                "group.max.session.timeout.ms",
-                1_800_000,
-                0,
-                i64::MAX,
-            )? as u64,
+            offset_metadata_max_bytes: p.int(&keys::OFFSET_METADATA_MAX_BYTES)? as usize,
+            transaction_max_timeout_ms: p.int(&keys::TRANSACTION_MAX_TIMEOUT_MS)? as i32,
+            transaction_abort_check_interval_ms: p
+                .int(&keys::TRANSACTION_ABORT_CHECK_INTERVAL_MS)?
+                as u64,
+            group_initial_rebalance_delay_ms: p.int(&keys::GROUP_INITIAL_REBALANCE_DELAY_MS)?
+                as u64,
+            group_min_session_timeout_ms: p.int(&keys::GROUP_MIN_SESSION_TIMEOUT_MS)? as u64,
+            group_max_session_timeout_ms: p.int(&keys::GROUP_MAX_SESSION_TIMEOUT_MS)? as u64,
             rack: p
                 .get("broker.rack")
                 .filter(|r| !r.is_empty())
@@ -622,203 +478,10 @@ impl BrokerConfig {
         Ok(cfg)
     }
 
-    /// Every broker key kbroker uses with its effective value, as DescribeConfigs shows them.
+    /// Every key of the broker table with the value in force, as DescribeConfigs shows them.
     /// Optional settings left unset have no value (`None`), like Kafka's null defaults.
     pub fn effective(&self) -> Vec<(&'static str, Option<String>)> {
-        let listener = |l: &Listener| format!("{}://{}:{}", l.name, l.host, l.port);
-        let opt = |v: Option<u64>| v.map(|n| n.to_string());
-        let dirs = self
-            .log_dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        vec![
-            ("node.id", Some(self.node_id.to_string())),
-            ("broker.id", Some(self.node_id.to_string())),
-            ("listeners", Some(listener(&self.listener))),
-            ("advertised.listeners", Some(listener(&self.advertised))),
-            ("log.dirs", Some(dirs)),
-            ("num.partitions", Some(self.num_partitions.to_string())),
-            (
-                "default.replication.factor",
-                Some(self.default_replication_factor.to_string()),
-            ),
-            (
-                "min.insync.replicas",
-                Some(self.min_insync_replicas.to_string()),
-            ),
-            (
-                "auto.create.topics.enable",
-                Some(self.auto_create_topics.to_string()),
-            ),
-            (
-                "log.segment.bytes",
-                Some(self.log_segment_bytes.to_string()),
-            ),
-            ("log.roll.ms", Some(self.log_roll_ms.to_string())),
-            (
-                "log.retention.ms",
-                Some(self.log_retention_ms.unwrap_or(-1).to_string()),
-            ),
-            (
-                "log.retention.bytes",
-                Some(
-                    self.log_retention_bytes
-                        .map_or(-1, |b| b as i64)
-                        .to_string(),
-                ),
-            ),
-            (
-                "log.retention.check.interval.ms",
-                Some(self.log_retention_check_interval_ms.to_string()),
-            ),
-            (
-                "log.cleaner.backoff.ms",
-                Some(self.log_cleaner_backoff_ms.to_string()),
-            ),
-            (
-                "log.flush.interval.messages",
-                Some(
-                    self.log_flush_interval_messages
-                        .unwrap_or(i64::MAX as u64)
-                        .to_string(),
-                ),
-            ),
-            ("log.flush.interval.ms", opt(self.log_flush_interval_ms)),
-            (
-                "log.index.interval.bytes",
-                Some(self.log_index_interval_bytes.to_string()),
-            ),
-            (
-                "message.max.bytes",
-                Some(self.message_max_bytes.to_string()),
-            ),
-            (
-                "socket.request.max.bytes",
-                Some(self.socket_request_max_bytes.to_string()),
-            ),
-            (
-                "connections.max.idle.ms",
-                Some(self.connections_max_idle_ms.to_string()),
-            ),
-            (
-                "offsets.topic.num.partitions",
-                Some(self.offsets_topic_num_partitions.to_string()),
-            ),
-            (
-                "offsets.retention.minutes",
-                Some(self.offsets_retention_minutes.to_string()),
-            ),
-            (
-                "offsets.retention.check.interval.ms",
-                Some(self.offsets_retention_check_interval_ms.to_string()),
-            ),
-            (
-                "offset.metadata.max.bytes",
-                Some(self.offset_metadata_max_bytes.to_string()),
-            ),
-            (
-                "transaction.max.timeout.ms",
-                Some(self.transaction_max_timeout_ms.to_string()),
-            ),
-            (
-                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-                Some(self.transaction_abort_check_interval_ms.to_string()),
-            ),
-            (
-                "group.initial.rebalance.delay.ms",
-                Some(self.group_initial_rebalance_delay_ms.to_string()),
-            ),
-            (
-                "group.min.session.timeout.ms",
-                Some(self.group_min_session_timeout_ms.to_string()),
-            ),
-            (
-                "group.max.session.timeout.ms",
-                Some(self.group_max_session_timeout_ms.to_string()),
-            ),
-            ("broker.rack", self.rack.clone()),
-            (
-                "controller.quorum.voters",
-                self.cluster.as_ref().map(|c| {
-                    c.voters
-                        .iter()
-                        .map(|(id, a)| format!("{id}@{a}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                }),
-            ),
-            (
-                "broker.session.timeout.ms",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.session_timeout_ms.to_string()),
-            ),
-            (
-                "unclean.leader.election.enable",
-                Some(
-                    self.cluster
-                        .as_ref()
-                        .is_some_and(|c| c.unclean_leader_election)
-                        .to_string(),
-                ),
-            ),
-            (
-                "auto.leader.rebalance.enable",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.auto_leader_rebalance.to_string()),
-            ),
-            (
-                "leader.imbalance.check.interval.seconds",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.leader_imbalance_check_interval_s.to_string()),
-            ),
-            (
-                "leader.imbalance.per.broker.percentage",
-                self.cluster
-                    .as_ref()
-                    .map(|c| c.leader_imbalance_per_broker_percentage.to_string()),
-            ),
-            (
-                "replica.lag.time.max.ms",
-                Some(self.replication.replica_lag_time_max_ms.to_string()),
-            ),
-            (
-                "replica.fetch.wait.max.ms",
-                Some(self.replication.replica_fetch_wait_max_ms.to_string()),
-            ),
-            (
-                "replica.fetch.max.bytes",
-                Some(self.replication.replica_fetch_max_bytes.to_string()),
-            ),
-            (
-                "offsets.topic.replication.factor",
-                Some(self.offsets_topic_replication_factor.to_string()),
-            ),
-            (
-                "transaction.state.log.replication.factor",
-                Some(self.transaction_state_log_replication_factor.to_string()),
-            ),
-            (
-                "transaction.state.log.num.partitions",
-                Some(self.transaction_state_log_num_partitions.to_string()),
-            ),
-            (
-                "transaction.state.log.min.isr",
-                Some(self.transaction_state_log_min_isr.to_string()),
-            ),
-            (
-                "offsets.topic.segment.bytes",
-                Some(self.offsets_topic_segment_bytes.to_string()),
-            ),
-            (
-                "transaction.state.log.segment.bytes",
-                Some(self.transaction_state_log_segment_bytes.to_string()),
-            ),
-        ]
+        keys::ALL.iter().map(|k| (k.name, k.shown(self))).collect()
     }
 
     /// The controller listener's address to bind, in cluster mode.
@@ -910,31 +573,32 @@ impl Props<'_> {
         self.0.get(key).map(String::as_str)
     }
 
-    fn int(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
-        let Some(v) = self.get(key) else {
-            return Ok(default);
-        };
-        match v.parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(invalid(
-                key,
-                v,
-                &format!("an integer from {min} to {max} (default {default})"),
-            )),
+    /// A text key's value as given, else its default (empty when it has none).
+    fn text(&self, key: &keys::BrokerKey) -> &str {
+        self.get(key.name).or(key.default).unwrap_or_default()
+    }
+
+    /// The key's value as given, else its default, checked against the table.
+    fn value(&self, key: &keys::BrokerKey) -> Result<Option<&str>, ConfigError> {
+        match self.get(key.name) {
+            Some(v) => key.check(v).map(|()| Some(v)),
+            None => Ok(key.default),
         }
     }
 
-    fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(key).map(str::to_ascii_lowercase).as_deref() {
-            None => Ok(default),
-            Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(_) => Err(invalid(
-                key,
-                self.get(key).unwrap_or_default(),
-                "true or false",
-            )),
-        }
+    /// An integer key's value (given or default), within the table's range.
+    fn int(&self, key: &keys::BrokerKey) -> Result<i64, ConfigError> {
+        let v = self.value(key)?.unwrap_or_default();
+        v.trim()
+            .parse()
+            .map_err(|_| invalid(key.name, v, &key.allowed()))
+    }
+
+    /// A boolean key's value (given or default).
+    fn bool(&self, key: &keys::BrokerKey) -> Result<bool, ConfigError> {
+        Ok(self
+            .value(key)?
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")))
     }
 }
 
@@ -1216,6 +880,84 @@ mod tests {
             crate::txn::TxnConfig::from_broker(&d).abort_check_interval_ms,
             10_000
         );
+    }
+
+    #[test]
+    fn values_subsystems_clamped_are_refused_naming_key_and_range() {
+        // GroupConfig::from_broker raised offsets.topic.num.partitions to 1, and
+        // ReplicationSettings::from_broker cut the replica fetch sizes to i32::MAX: the table's
+        // ranges refuse those values at start instead.
+        for (kv, range) in [
+            ("offsets.topic.num.partitions=0", "from 1 to 100000"),
+            ("offsets.topic.num.partitions=-3", "from 1 to 100000"),
+            ("replica.fetch.max.bytes=2147483648", "from 0 to 2147483647"),
+            (
+                "replica.fetch.response.max.bytes=9999999999",
+                "from 0 to 2147483647",
+            ),
+            (
+                "transaction.max.timeout.ms=2147483648",
+                "from 1 to 2147483647",
+            ),
+            // Kafka's INT keys: a value beyond 32 bits was accepted here, Kafka refuses it.
+            (
+                "group.max.session.timeout.ms=2147483648",
+                "from 0 to 2147483647",
+            ),
+        ] {
+            let (key, value) = kv.split_once('=').unwrap();
+            let e = load(&[kv]).unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains(value) && e.contains(range),
+                "{kv}: {e}"
+            );
+        }
+        let c = load(&["replica.fetch.max.bytes=2147483647"]).unwrap();
+        assert_eq!(c.replication.replica_fetch_max_bytes, i32::MAX);
+    }
+
+    #[test]
+    fn keys_not_read_are_still_checked() {
+        // A cluster key on a lone broker, and a retention in minutes that log.retention.ms
+        // overrides, were never parsed: a typo in them passed unseen.
+        for (kvs, key) in [
+            (
+                &["broker.session.timeout.ms=9s"][..],
+                "broker.session.timeout.ms",
+            ),
+            (
+                &["unclean.leader.election.enable=yes"][..],
+                "unclean.leader.election.enable",
+            ),
+            (
+                &["log.retention.ms=1000", "log.retention.minutes=ten"][..],
+                "log.retention.minutes",
+            ),
+            (&["log.roll.ms=1", "log.roll.hours=0"][..], "log.roll.hours"),
+        ] {
+            let e = load(kvs).unwrap_err().to_string();
+            assert!(e.contains(key), "{kvs:?}: {e}");
+        }
+        // Unknown keys stay a warning, and keys Kafka knows but kbroker ignores are accepted.
+        assert!(load(&["some.future.key=x", "num.io.threads=many"]).is_ok());
+        // Kafka trims integer values.
+        assert_eq!(load(&["num.partitions= 7 "]).unwrap().num_partitions, 7);
+    }
+
+    #[test]
+    fn effective_lists_every_table_key_once_with_its_default() {
+        let c = load(&["log.retention.hours=2"]).unwrap();
+        let eff = c.effective();
+        let names: Vec<&str> = eff.iter().map(|(n, _)| *n).collect();
+        let table: Vec<&str> = keys::ALL.iter().map(|k| k.name).collect();
+        assert_eq!(names, table);
+        let value = |n: &str| eff.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+        // Derived from hours, shown in milliseconds as Kafka's log.retention.ms would be in force.
+        assert_eq!(value("log.retention.ms").as_deref(), Some("7200000"));
+        assert_eq!(value("log.retention.hours").as_deref(), Some("2"));
+        assert_eq!(value("num.partitions").as_deref(), Some("1"));
+        assert_eq!(value("broker.rack"), None);
+        assert_eq!(value("log.dirs").as_deref(), Some("/tmp/kafka-logs"));
     }
 
     #[test]

@@ -222,12 +222,11 @@ impl ReplicationSettings {
     /// The broker's `replica.*` keys.
     pub(crate) fn from_broker(config: &BrokerConfig) -> Self {
         let r = &config.replication;
-        let clamp = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
         ReplicationSettings {
             replica_lag_time_max_ms: r.replica_lag_time_max_ms,
             replica_fetch_wait_max_ms: r.replica_fetch_wait_max_ms,
-            replica_fetch_max_bytes: clamp(r.replica_fetch_max_bytes),
-            replica_fetch_response_max_bytes: clamp(r.replica_fetch_response_max_bytes),
+            replica_fetch_max_bytes: r.replica_fetch_max_bytes,
+            replica_fetch_response_max_bytes: r.replica_fetch_response_max_bytes,
             replica_fetch_backoff_ms: r.replica_fetch_backoff_ms,
             ..ReplicationSettings::default()
         }

@@ -154,4 +154,5 @@ fn kafka_command_line_tools() {
     kafka_tools::console_and_groups(&t, &topic, 4);
     kafka_tools::active_group(&t, &topic, 4);
     kafka_tools::producer_perf(&t, 20_000, &[]);
+    kafka_tools::broker_configs(&t);
 }

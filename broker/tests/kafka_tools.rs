@@ -3,8 +3,9 @@
 //! partitions, replication factor and `--config`), list, describe (Leader / Replicas / Isr) and
 //! alter partitions; the console producer (keys) and consumer (`--from-beginning
 //! --max-messages`, in a group); `kafka-consumer-groups --describe` and `--reset-offsets
-//! --to-earliest --execute`; `kafka-producer-perf-test`. The expectations live in
-//! `common/kafka_tools.rs` and `compat_kafka.rs` holds Apache Kafka to the same ones.
+//! --to-earliest --execute`; `kafka-producer-perf-test`; `kafka-configs --describe --all` of a
+//! broker. The expectations live in `common/kafka_tools.rs` and `compat_kafka.rs` holds Apache
+//! Kafka to the same ones.
 //!
 //! Needs Java 17+ and Kafka's jars (`.ci/install-deps.sh` fetches them); without them the tests
 //! fail saying so.
@@ -30,6 +31,7 @@ fn kafka_command_line_tools_against_one_kbroker() {
     kafka_tools::console_and_groups(&t, &topic, 4);
     kafka_tools::active_group(&t, &topic, 4);
     kafka_tools::producer_perf(&t, 20_000, &[]);
+    kafka_tools::broker_configs(&t);
 }
 
 /// Three kbrokers: a topic with replication factor 3 described with three replicas in sync and

@@ -74,7 +74,7 @@ impl GroupConfig {
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             offsets_retention_minutes: config.offsets_retention_minutes,
             offsets_retention_check_interval_ms: config.offsets_retention_check_interval_ms,
-            offsets_topic_num_partitions: config.offsets_topic_num_partitions.max(1),
+            offsets_topic_num_partitions: config.offsets_topic_num_partitions,
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,
             flush_interval_messages: config.log_flush_interval_messages,
             flush_interval_ms: config.log_flush_interval_ms,

@@ -1,6 +1,6 @@
 //! Apache Kafka's own command-line tools as the people in our user stories type them
 //! (`kafka-topics`, `kafka-console-producer`, `kafka-console-consumer`, `kafka-consumer-groups`,
-//! `kafka-producer-perf-test`: the main classes those scripts run, from Kafka 4.4.0's jars), with
+//! `kafka-producer-perf-test`, `kafka-configs`: the main classes those scripts run, from Kafka 4.4.0's jars), with
 //! the expectations written once and checked against kbroker and against Apache Kafka.
 //!
 //! Each step is one JVM (`compat/kafka/kafka.sh run CLASS ...`), bounded by [`TOOL_TIMEOUT`].
@@ -20,6 +20,7 @@ const PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
 const CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
 const GROUPS: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
 const PERF: &str = "org.apache.kafka.tools.ProducerPerformance";
+const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
 
 /// The broker (or cluster) the tools talk to.
 pub struct Target<'a> {
@@ -155,6 +156,40 @@ pub fn describe_topic(
         assert_eq!(isr, replicas, "ISR of {p:?}:\n{out}");
     }
     (header, parts)
+}
+
+/// kafka-configs: `--describe --entity-type brokers --entity-name ID --all` lists every config of
+/// the first broker with the value in force: defaults (`message.max.bytes`, and
+/// `log.retention.hours`, which kbroker reads but once left out of the list) and what the broker's
+/// file sets (`log.dirs`).
+pub fn broker_configs(t: &Target<'_>) {
+    let id = t.broker_ids[0].to_string();
+    let args = [
+        "--describe",
+        "--entity-type",
+        "brokers",
+        "--entity-name",
+        &id,
+        "--all",
+    ];
+    let out = t.tool(CONFIGS, &args, None);
+    assert!(
+        out.contains(&format!("All configs for broker {id} are:")),
+        "{out}"
+    );
+    // `  name=value sensitive=false synonyms={...}`
+    let configs: BTreeMap<&str, &str> = out
+        .lines()
+        .filter_map(|l| l.trim().split_once(" sensitive=")?.0.split_once('='))
+        .collect();
+    assert_eq!(configs.get("message.max.bytes"), Some(&"1048588"), "{out}");
+    assert_eq!(configs.get("log.retention.hours"), Some(&"168"), "{out}");
+    assert!(
+        configs
+            .get("log.dirs")
+            .is_some_and(|d| !d.is_empty() && *d != "null"),
+        "{out}"
+    );
 }
 
 /// kafka-topics: `--create` with partitions, replication factor and `--config`, `--list`,

@@ -22,6 +22,7 @@ import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupListing;
+import org.apache.kafka.clients.admin.DescribeConfigsOptions;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
@@ -287,6 +288,25 @@ public final class KafkaCompat {
                     String.valueOf(get(cluster.nodes()).iterator().next().id()));
             Config bc = get(admin.describeConfigs(List.of(broker)).all()).get(broker);
             check(bc.get("message.max.bytes") != null, "broker configs have message.max.bytes");
+            // with documentation asked for: each broker key says what it is and its type
+            bc = get(admin.describeConfigs(List.of(broker),
+                    new DescribeConfigsOptions().includeDocumentation(true).includeSynonyms(true))
+                    .all()).get(broker);
+            ConfigEntry maxBytes = bc.get("message.max.bytes");
+            check(maxBytes.documentation() != null && !maxBytes.documentation().isEmpty(),
+                    "broker message.max.bytes has documentation when asked");
+            checkEq(maxBytes.type(), ConfigEntry.ConfigType.INT, "broker message.max.bytes type");
+            checkEq(maxBytes.source(), ConfigEntry.ConfigSource.DEFAULT_CONFIG,
+                    "broker message.max.bytes source");
+            checkEq(bc.get("auto.create.topics.enable").type(), ConfigEntry.ConfigType.BOOLEAN,
+                    "broker auto.create.topics.enable type");
+            // synonyms: an unset key's default; log.dirs, set in the file
+            checkEq(maxBytes.synonyms().stream()
+                    .map(y -> y.source() + ":" + y.name() + "=" + y.value()).toList(),
+                    List.of("DEFAULT_CONFIG:message.max.bytes=1048588"),
+                    "broker message.max.bytes synonyms");
+            checkEq(bc.get("log.dirs").synonyms().get(0).source(),
+                    ConfigEntry.ConfigSource.STATIC_BROKER_CONFIG, "broker log.dirs first synonym");
 
             Map<ConfigResource, Collection<AlterConfigOp>> alter = Map.of(topic, List.of(
                     new AlterConfigOp(new ConfigEntry("retention.ms", "7200000"), AlterConfigOp.OpType.SET),
