@@ -13,7 +13,8 @@
 //! - `ack`: a delivery report of an acknowledged message (read the identity back, take the
 //!   time, record counters, two histograms, ledger, per-partition counts);
 //! - `consume`: a consumed message (check run tag, length and CRC32C of the whole message,
-//!   take the time, record counters, histograms, ledger, offsets).
+//!   record counters, histograms, ledger, offsets), in batches of the member's `POLL_BATCH`
+//!   with one clock read and one meter lock per batch, as the member does at full speed.
 //!
 //! REPEAT (default 1) runs each message's step that many times: `2` is the injected doubling
 //! the guard must catch.
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 use kbench::measure::{now_us, ConsumerMeter, ProducerMeter};
 use kbench::scenario::{Keys, PayloadKind};
-use kbench::workload::consumer::record_message;
+use kbench::workload::consumer::{record_batch, Consumed, POLL_BATCH};
 use kbench::workload::payload::{write_header, Check, Filler, KeyChooser, HEADER};
 use kbench::workload::producer::record_ack;
 
@@ -84,15 +85,27 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
                     producer.sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
                     black_box(&buf);
                 }
-                "ack" | "consume" => {
+                "ack" => {
                     let m = &sample[n as usize];
                     let partition = (seq % PARTITIONS as u64) as i32;
-                    if phase == "ack" {
-                        record_ack(&producer, p, RUN_TAG, m, 0, partition, 0);
-                    } else {
-                        let now = now_us();
-                        record_message(&check, &consumer, m, 0, partition, seq as i64, now, 0);
+                    record_ack(&producer, p, RUN_TAG, m, 0, partition, 0);
+                }
+                "consume" => {
+                    // A batch starts at every POLL_BATCH-th message and covers the next ones.
+                    if n % POLL_BATCH as u64 != 0 {
+                        continue;
                     }
+                    let end = messages.min(n + POLL_BATCH as u64);
+                    let batch = (n..end).map(|i| {
+                        let seq = identity(i).1;
+                        Consumed {
+                            payload: &sample[i as usize],
+                            key_len: 0,
+                            partition: (seq % PARTITIONS as u64) as i32,
+                            offset: seq as i64,
+                        }
+                    });
+                    record_batch(&check, &consumer, batch, now_us(), 0);
                 }
                 other => return Err(format!("hot_path: unknown phase {other:?} (produce, produce-copy-and-seal, ack, consume)")),
             }

@@ -464,6 +464,40 @@ pub struct ConsumerState {
     pub cross_latency: Histogram<u64>,
 }
 
+impl ConsumerState {
+    /// Records one message received at `now` (the caller sets the receive times).
+    fn receive(&mut self, a: &Arrival, now: u64, warmup_end: u64) {
+        self.interval_consumed.0 += 1;
+        self.interval_consumed.1 += a.bytes;
+        self.consumed.0 += 1;
+        self.consumed.1 += a.bytes;
+        let next = self.next_offsets.entry(a.partition).or_insert(0);
+        *next = (*next).max(a.offset + 1);
+        match a.id {
+            Identity::Ours(id) => {
+                let latency = now.saturating_sub(id.sent_us).max(1);
+                let _ = self.interval_latency.record(latency);
+                if id.sent_us >= warmup_end {
+                    self.measured.0 += 1;
+                    self.measured.1 += a.bytes;
+                    let cross = self
+                        .local_producers
+                        .as_ref()
+                        .is_some_and(|r| !r.contains(&id.producer));
+                    if cross {
+                        let _ = self.cross_latency.record(latency);
+                    } else {
+                        let _ = self.latency.record(latency);
+                    }
+                }
+                self.ledger.receive(id.producer, id.seq, a.partition);
+            }
+            Identity::Corrupted => self.ledger.receive_corrupted(),
+            Identity::Foreign => self.ledger.receive_foreign(),
+        }
+    }
+}
+
 impl Default for ConsumerMeter {
     fn default() -> Self {
         ConsumerMeter {
@@ -512,6 +546,20 @@ pub struct Received {
     pub sent_us: u64,
 }
 
+/// One consumed message as a meter records it: its identity (checked), where it was read and
+/// its size (key + value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// What the payload turned out to be.
+    pub id: Identity,
+    /// Partition index it was read from.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// Key + value bytes.
+    pub bytes: u64,
+}
+
 impl ConsumerMeter {
     /// A message arrived at `now`, identified (and checked) as `id`.
     pub fn received(
@@ -523,34 +571,24 @@ impl ConsumerMeter {
         now: u64,
         warmup_end: u64,
     ) {
+        let arrival = Arrival {
+            id,
+            partition,
+            offset,
+            bytes,
+        };
+        self.received_all(&[arrival], now, warmup_end);
+    }
+
+    /// Messages that arrived together at `now` (one poll batch of a member, all handed over by
+    /// the client within microseconds): the meter's lock is taken once for all of them.
+    pub fn received_all(&self, arrivals: &[Arrival], now: u64, warmup_end: u64) {
+        if arrivals.is_empty() {
+            return;
+        }
         let mut s = lock(&self.state);
-        s.interval_consumed.0 += 1;
-        s.interval_consumed.1 += bytes;
-        s.consumed.0 += 1;
-        s.consumed.1 += bytes;
-        let next = s.next_offsets.entry(partition).or_insert(0);
-        *next = (*next).max(offset + 1);
-        match id {
-            Identity::Ours(id) => {
-                let latency = now.saturating_sub(id.sent_us).max(1);
-                let _ = s.interval_latency.record(latency);
-                if id.sent_us >= warmup_end {
-                    s.measured.0 += 1;
-                    s.measured.1 += bytes;
-                    let cross = s
-                        .local_producers
-                        .as_ref()
-                        .is_some_and(|r| !r.contains(&id.producer));
-                    if cross {
-                        let _ = s.cross_latency.record(latency);
-                    } else {
-                        let _ = s.latency.record(latency);
-                    }
-                }
-                s.ledger.receive(id.producer, id.seq, partition);
-            }
-            Identity::Corrupted => s.ledger.receive_corrupted(),
-            Identity::Foreign => s.ledger.receive_foreign(),
+        for a in arrivals {
+            s.receive(a, now, warmup_end);
         }
         s.last_recv_us = s.last_recv_us.max(now);
         if s.first_recv_us == 0 {
@@ -975,6 +1013,96 @@ mod tests {
         assert_eq!(group.consumed, (2, 200));
         assert_eq!(group.latency.len(), 2);
         assert_eq!((group.first_recv_us, group.last_recv_us), (3_000, 3_001));
+    }
+
+    #[test]
+    fn a_batch_records_what_its_messages_one_by_one_would() {
+        let ours = |seq| {
+            Identity::Ours(Received {
+                producer: 1,
+                seq,
+                sent_us: 1_000,
+            })
+        };
+        let arrivals = [
+            Arrival {
+                id: ours(0),
+                partition: 0,
+                offset: 10,
+                bytes: 100,
+            },
+            Arrival {
+                id: ours(2),
+                partition: 1,
+                offset: 4,
+                bytes: 100,
+            },
+            // Out of order in partition 1, and one seen twice.
+            Arrival {
+                id: ours(1),
+                partition: 1,
+                offset: 5,
+                bytes: 100,
+            },
+            Arrival {
+                id: ours(0),
+                partition: 0,
+                offset: 11,
+                bytes: 100,
+            },
+            Arrival {
+                id: Identity::Corrupted,
+                partition: 0,
+                offset: 12,
+                bytes: 100,
+            },
+            Arrival {
+                id: Identity::Foreign,
+                partition: 2,
+                offset: 0,
+                bytes: 7,
+            },
+        ];
+        let (batch, single) = (ConsumerMeter::default(), ConsumerMeter::default());
+        batch.received_all(&arrivals, 3_000, 500);
+        for a in &arrivals {
+            single.received(a.id, a.partition, a.offset, a.bytes, 3_000, 500);
+        }
+        let view = |m: &ConsumerMeter| {
+            m.with_state(|s| {
+                (
+                    s.consumed,
+                    s.measured,
+                    s.interval_consumed,
+                    s.next_offsets.clone(),
+                    (s.first_recv_us, s.last_recv_us),
+                    (s.latency.len(), s.latency.max(), s.interval_latency.len()),
+                    (
+                        s.ledger.consumed,
+                        s.ledger.duplicated,
+                        s.ledger.reordered,
+                        s.ledger.corrupted,
+                        s.ledger.foreign,
+                    ),
+                )
+            })
+        };
+        assert_eq!(view(&batch), view(&single));
+        let (consumed, measured, _, next, times, latency, ledger) = view(&batch);
+        assert_eq!(consumed, (6, 507));
+        assert_eq!(measured, (4, 400));
+        assert_eq!(next, BTreeMap::from([(0, 13), (1, 6), (2, 1)]));
+        assert_eq!(times, (3_000, 3_000));
+        assert_eq!(latency.0, 4);
+        assert!(latency.1 >= 2_000 && latency.1 < 2_010, "{latency:?}");
+        assert_eq!(ledger, (5, 1, 1, 1, 1));
+        // An empty batch records nothing, not even a receive time.
+        let idle = ConsumerMeter::default();
+        idle.received_all(&[], 3_000, 500);
+        assert_eq!(
+            idle.with_state(|s| (s.consumed, s.first_recv_us)),
+            ((0, 0), 0)
+        );
     }
 
     #[test]

@@ -2,6 +2,13 @@
 //! own, recording every message's identity and end-to-end latency in its [`ConsumerMeter`] and
 //! committing as the scenario says. The run decides when the group has drained and raises the
 //! stop flag.
+//!
+//! Messages are taken from the client in batches (up to [`POLL_BATCH`]: the first waited for,
+//! the rest only if the client already holds them), then checked one by one and recorded
+//! together: one clock read and one meter lock per batch, not per message. Every message of a
+//! batch is received at the one time read after the batch was taken, so the end-to-end latency
+//! it records (producer time stamp to consumer receipt) may be later than the message's own
+//! hand-over by the microseconds taking the batch needed, never earlier.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,7 +20,7 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use super::payload::Check;
 use super::{apply_client_configs, error_kind, Stop};
-use crate::measure::{now_us, ConsumerMeter, WarmupEnd};
+use crate::measure::{now_us, Arrival, ConsumerMeter, WarmupEnd};
 use crate::scenario::{Commit, Isolation, Scenario, Start};
 use crate::sut::ClusterAccess;
 
@@ -131,8 +138,8 @@ fn run(task: MemberTask) -> Result<(), String> {
     let commit = task.scenario.consumers.commit;
     let mut uncommitted = 0u64;
     let mut last_commit = Instant::now();
-    // One clock read per poll serves both the message's latency and this timer (a second read
-    // per message was a fifth of the member thread's time at 300k msgs/s, docs/hot-path.md).
+    // One clock read per poll batch serves every message's latency and this timer (a second
+    // read per message was a fifth of the member thread's time at 300k msgs/s, docs/hot-path.md).
     let mut last_position_us = now_us();
     let warmup_end = task.warmup_end.clone();
     while !task.stop.is_raised() {
@@ -141,7 +148,18 @@ fn run(task: MemberTask) -> Result<(), String> {
             destroy_without_leaving(consumer);
             return Ok(());
         }
-        let polled = consumer.poll(Duration::from_millis(100));
+        // Wait up to 100 ms for a message, then take what the client already holds without
+        // waiting, up to POLL_BATCH: one clock read and one meter lock for the batch.
+        let mut batch = Vec::new();
+        let mut wait = Duration::from_millis(100);
+        while batch.len() < POLL_BATCH {
+            match consumer.poll(wait) {
+                Some(Ok(m)) => batch.push(m),
+                Some(Err(e)) => task.meter.error(&error_kind(&e)),
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
         let now = now_us();
         if now.saturating_sub(last_position_us) >= 100_000 {
             // The position moves past records the application never sees (transaction markers,
@@ -150,23 +168,19 @@ fn run(task: MemberTask) -> Result<(), String> {
             record_positions(&consumer, &task.meter);
             last_position_us = now;
         }
-        match polled {
-            Some(Ok(m)) => {
-                record_message(
-                    &task.check,
-                    &task.meter,
-                    m.payload().unwrap_or_default(),
-                    m.key().map_or(0, <[u8]>::len),
-                    m.partition(),
-                    m.offset(),
-                    now,
-                    warmup_end.get(),
-                );
-                uncommitted += 1;
-            }
-            Some(Err(e)) => task.meter.error(&error_kind(&e)),
-            None => {}
-        }
+        record_batch(
+            &task.check,
+            &task.meter,
+            batch.iter().map(|m| Consumed {
+                payload: m.payload().unwrap_or_default(),
+                key_len: m.key().map_or(0, <[u8]>::len),
+                partition: m.partition(),
+                offset: m.offset(),
+            }),
+            now,
+            warmup_end.get(),
+        );
+        uncommitted += batch.len() as u64;
         if uncommitted > 0
             && matches!(commit, Commit::ManualSync | Commit::ManualAsync)
             && (uncommitted >= 10_000 || last_commit.elapsed() >= Duration::from_millis(200))
@@ -188,24 +202,46 @@ fn run(task: MemberTask) -> Result<(), String> {
     Ok(())
 }
 
-/// What one consumed message costs kbench: check it (run tag, length, CRC32C of the whole
-/// message, a pipeline's transform) and record it, received at `now` (µs since the epoch), in
-/// the member's meter (counters, histograms, ledger, offsets). Public for the instruction-count guard
-/// (`benches/hot_path.rs`), which drives exactly this.
-#[allow(clippy::too_many_arguments)]
-pub fn record_message(
+/// Most messages a member takes from the client per clock read and meter lock: the first it
+/// waits for, then only those the client already holds (taking them is microseconds, so every
+/// message of a batch is received at the batch's one time stamp, read after the last).
+pub const POLL_BATCH: usize = 256;
+
+/// One message as the client handed it over.
+#[derive(Debug, Clone, Copy)]
+pub struct Consumed<'a> {
+    /// The value.
+    pub payload: &'a [u8],
+    /// Length of the key (0 without one).
+    pub key_len: usize,
+    /// Partition index it was read from.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+}
+
+/// What consumed messages cost kbench: check each (run tag, length, CRC32C of the whole
+/// message, a pipeline's transform), then record them, all received at `now` (µs since the
+/// epoch, read once after the batch was taken), in the member's meter under one lock (counters,
+/// histograms, ledger, offsets). Public for the instruction-count guard (`benches/hot_path.rs`),
+/// which drives exactly this.
+pub fn record_batch<'a>(
     check: &Check,
     meter: &ConsumerMeter,
-    payload: &[u8],
-    key_len: usize,
-    partition: i32,
-    offset: i64,
+    messages: impl IntoIterator<Item = Consumed<'a>>,
     now: u64,
     warmup_end: u64,
 ) {
-    let bytes = (payload.len() + key_len) as u64;
-    let id = check.identify(payload);
-    meter.received(id, partition, offset, bytes, now, warmup_end);
+    let arrivals: Vec<Arrival> = messages
+        .into_iter()
+        .map(|m| Arrival {
+            id: check.identify(m.payload),
+            partition: m.partition,
+            offset: m.offset,
+            bytes: (m.payload.len() + m.key_len) as u64,
+        })
+        .collect();
+    meter.received_all(&arrivals, now, warmup_end);
 }
 
 /// Destroys the client the way a crashed process would leave it: no LeaveGroup, no commit.
