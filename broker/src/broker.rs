@@ -43,6 +43,22 @@ pub enum StartError {
     /// The broker could not join its cluster.
     #[error("cannot join the cluster: {0}")]
     Cluster(String),
+    /// A log dir holds the data of a single broker of an earlier kbroker version.
+    #[error(
+        "log dir {} was written by a single kbroker of an earlier version (it has {}): \
+         that layout kept topics outside the metadata quorum and cannot be opened by this \
+         version. Read what you need from it with the earlier kbroker, then start this one \
+         with an empty log dir (move {} away)",
+        dir.display(),
+        found,
+        dir.display()
+    )]
+    SingleNodeData {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The file that gives it away.
+        found: &'static str,
+    },
     /// Binding the listener failed.
     #[error("cannot listen on {addr} (is another broker using the port? change `listeners`)")]
     Bind {
@@ -77,6 +93,9 @@ pub(crate) struct Broker {
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// Cluster mode: leaders and followers of the partitions hosted here.
     pub(crate) replicas: Option<Arc<ReplicaManager>>,
+    /// How many metadata images `crate::metadata_sync` has applied here (partitions opened,
+    /// leadership taken up): admin requests wait on it before answering.
+    pub(crate) applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Broker {
@@ -104,14 +123,14 @@ impl Broker {
             .first()
             .map(PathBuf::as_path)
             .unwrap_or(Path::new("."));
-        let groups = if config.cluster.is_some() {
+        let groups = if cluster.is_some() {
             // The offsets log is a replicated topic; groups load as leadership arrives.
             GroupCoordinator::open_replicated(first_dir, GroupConfig::from_broker(&config))
         } else {
             GroupCoordinator::open(first_dir, GroupConfig::from_broker(&config))
                 .map_err(|e| StartError::Groups(e.to_string()))?
         };
-        let id_base = if config.cluster.is_some() {
+        let id_base = if cluster.is_some() {
             i64::from(config.node_id) << 32
         } else {
             0
@@ -154,6 +173,7 @@ impl Broker {
             )
         });
         Ok(Broker {
+            applied: Arc::new(tokio::sync::watch::Sender::new(0)),
             cluster,
             replicas,
             txn,
@@ -181,6 +201,24 @@ impl Broker {
         if let Err(e) = self.txn.flush() {
             tracing::warn!("cannot flush the transaction log: {e}");
         }
+    }
+}
+
+/// Refuses log dirs written by a single broker of an earlier version, before anything is
+/// written to them: such a broker kept its topics in `kbroker-topics.json` instead of the
+/// metadata log, and its `__consumer_offsets`/`__transaction_state` in another layout, so
+/// opening it as a quorum of one would silently show no topics.
+pub(crate) fn refuse_single_node_data(config: &BrokerConfig) -> Result<(), StartError> {
+    match config
+        .log_dirs
+        .iter()
+        .find(|dir| dir.join(crate::topics::LEGACY_REGISTRY_FILE).exists())
+    {
+        Some(dir) => Err(StartError::SingleNodeData {
+            dir: dir.clone(),
+            found: crate::topics::LEGACY_REGISTRY_FILE,
+        }),
+        None => Ok(()),
     }
 }
 

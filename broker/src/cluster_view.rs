@@ -212,19 +212,22 @@ impl Broker {
         }
     }
 
-    /// The error for a request about `group` when this broker cannot answer for it: in a
-    /// cluster, NOT_COORDINATOR when another broker coordinates it (the leader of its
+    /// The error for a request about `group` when this broker cannot answer for it (the
+    /// first such request creates `__consumer_offsets`, as FindCoordinator does):
+    /// NOT_COORDINATOR when another broker coordinates it (the leader of its
     /// `__consumer_offsets` partition), COORDINATOR_LOAD_IN_PROGRESS when this broker has just
     /// become that leader and is still loading the partition's groups (the client retries
     /// here). `None` when this broker answers.
-    pub(crate) fn group_coordinator_error(&self, group: &str) -> Option<i16> {
+    pub(crate) async fn group_coordinator_error(&self, group: &str) -> Option<i16> {
         use kafka_protocol::error::ResponseError as E;
-        let image = self.image()?;
-        let Some(offsets) = image.topics.get("__consumer_offsets") else {
+        let Some(offsets) = self
+            .internal_topic(crate::group::store::OFFSETS_TOPIC)
+            .await
+        else {
             return Some(E::NotCoordinator.code());
         };
         let p = crate::group::store::partition_for(group, offsets.partitions.len() as i32);
-        match offsets.partitions.get(p as usize) {
+        match offsets.partition(p) {
             Some(state) if state.leader == self.node_id() => {
                 (!self.groups.is_coordinating(group)).then_some(E::CoordinatorLoadInProgress.code())
             }
@@ -233,18 +236,17 @@ impl Broker {
     }
 
     /// The error for a request about `transactional_id` when this broker cannot answer for it,
-    /// as [`Broker::group_coordinator_error`] for groups: in a cluster, NOT_COORDINATOR when
+    /// as [`Broker::group_coordinator_error`] for groups: NOT_COORDINATOR when
     /// another broker leads the id's `__transaction_state` partition (or the topic does not
     /// exist yet), COORDINATOR_LOAD_IN_PROGRESS while this broker, its new leader, loads it.
     /// `None` when this broker answers.
-    pub(crate) fn txn_coordinator_error(&self, transactional_id: &str) -> Option<i16> {
+    pub(crate) async fn txn_coordinator_error(&self, transactional_id: &str) -> Option<i16> {
         use kafka_protocol::error::ResponseError as E;
-        let image = self.image()?;
-        let Some(log) = image.topics.get(crate::txn::store::TXN_TOPIC) else {
+        let Some(log) = self.internal_topic(crate::txn::store::TXN_TOPIC).await else {
             return Some(E::NotCoordinator.code());
         };
         let p = crate::group::store::partition_for(transactional_id, log.partitions.len() as i32);
-        match log.partitions.get(p as usize) {
+        match log.partition(p) {
             Some(state) if state.leader == self.node_id() => {
                 (!self.txn.is_coordinating(transactional_id))
                     .then_some(E::CoordinatorLoadInProgress.code())

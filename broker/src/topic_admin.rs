@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::broker::Broker;
 use crate::cluster::{ClusterError, CreateTopicSpec};
 use crate::cluster_view::TopicView;
+use crate::group::store::OFFSETS_TOPIC;
 use crate::topics::configs::Alteration;
 use crate::topics::TopicError;
 
@@ -75,8 +76,10 @@ impl Broker {
                 partitions: Vec::new(),
             });
         }
-        self.await_metadata(|b| b.topic_view(name).is_some_and(|t| t.id == info.id))
-            .await;
+        self.await_metadata(|b| {
+            b.topic_view(name).is_some_and(|t| t.id == info.id) && b.leads_what_it_should(name)
+        })
+        .await;
         let image = cluster.image();
         Ok(TopicView::from_cluster(&info, &image))
     }
@@ -90,7 +93,8 @@ impl Broker {
             return Err(TopicError::Unknown(name.to_owned()));
         }
         cluster.delete_topic(name).await.map_err(cluster_error)?;
-        self.await_metadata(|b| b.topic_view(name).is_none()).await;
+        self.await_metadata(|b| b.topic_view(name).is_none() && b.topics.get(name).is_none())
+            .await;
         Ok(())
     }
 
@@ -120,6 +124,7 @@ impl Broker {
         self.await_metadata(|b| {
             b.topic_view(name)
                 .is_some_and(|t| t.partitions.len() as i32 >= count)
+                && b.leads_what_it_should(name)
         })
         .await;
         Ok(())
@@ -153,12 +158,83 @@ impl Broker {
         Ok(())
     }
 
-    /// Waits (bounded) until this broker's copy of the metadata satisfies `done`.
-    async fn await_metadata(&self, done: impl Fn(&Broker) -> bool) {
-        let Some(cluster) = &self.cluster else {
-            return;
+    /// The internal topic `topic` (`__consumer_offsets` or `__transaction_state`) once this
+    /// broker has taken up the partitions of it that it leads. The first use creates it
+    /// through the controller, as Kafka does: `offsets.topic.replication.factor` (or the
+    /// transaction one) capped at the brokers alive, compacted, and for `__transaction_state`
+    /// `transaction.state.log.num.partitions` partitions with `min.insync.replicas` =
+    /// `transaction.state.log.min.isr` (capped at its replication factor). `None` when it
+    /// cannot be created yet (the client retries).
+    pub(crate) async fn internal_topic(&self, topic: &str) -> Option<TopicView> {
+        if let Some(view) = self.topic_view(topic) {
+            return Some(view);
+        }
+        let cluster = self.cluster.as_ref()?;
+        let c = &self.config;
+        let (partitions, rf, min_isr, segment_bytes) = if topic == OFFSETS_TOPIC {
+            (
+                c.offsets_topic_num_partitions,
+                c.offsets_topic_replication_factor,
+                None,
+                c.offsets_topic_segment_bytes,
+            )
+        } else {
+            (
+                c.transaction_state_log_num_partitions,
+                c.transaction_state_log_replication_factor,
+                Some(c.transaction_state_log_min_isr),
+                c.transaction_state_log_segment_bytes,
+            )
         };
-        let mut rx = cluster.watch();
+        let live = self.live_brokers().len() as i16;
+        let replication_factor = i32::from(rf.min(live).max(1));
+        // Internal topics are compacted, as in Kafka: the log cleaner bounds them by the live
+        // state.
+        let mut configs: BTreeMap<String, String> = [
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("segment.bytes".to_owned(), segment_bytes.to_string()),
+        ]
+        .into();
+        if let Some(m) = min_isr {
+            let m = m.clamp(1, replication_factor);
+            configs.insert("min.insync.replicas".to_owned(), m.to_string());
+        }
+        let spec = CreateTopicSpec {
+            name: topic.to_owned(),
+            partitions,
+            replication_factor,
+            configs,
+            validate_only: false,
+        };
+        match cluster.create_topic(spec).await {
+            Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => {}
+            Err(e) => {
+                tracing::debug!(topic, error = %e, "cannot create the internal topic yet");
+                return None;
+            }
+        }
+        self.await_metadata(|b| b.topic_view(topic).is_some() && b.leads_what_it_should(topic))
+            .await;
+        self.topic_view(topic)
+    }
+
+    /// Whether this broker has taken up the leadership of every partition of `name` the
+    /// metadata says it leads, so a produce sent here right after CreateTopics is served.
+    fn leads_what_it_should(&self, name: &str) -> bool {
+        let me = self.node_id();
+        self.topic_view(name).is_some_and(|t| {
+            t.partitions.iter().filter(|p| p.leader == me).all(|p| {
+                self.topics
+                    .partition(name, p.index)
+                    .is_some_and(|local| local.leader_epoch() == Some(p.leader_epoch))
+            })
+        })
+    }
+
+    /// Waits (bounded) until this broker's copy of the metadata, as applied here, satisfies
+    /// `done`.
+    async fn await_metadata(&self, done: impl Fn(&Broker) -> bool) {
+        let mut rx = self.applied.subscribe();
         let _ = tokio::time::timeout(PROPAGATION_WAIT, async {
             loop {
                 if done(self) {

@@ -31,7 +31,7 @@ pub(crate) async fn handle(
         broker.groups.offsets_partition_for(&group_id),
     );
     let n = req.topics.iter().map(|t| t.partitions.len()).sum();
-    let codes: Vec<i16> = match (broker.group_coordinator_error(&group_id), checked) {
+    let codes: Vec<i16> = match (broker.group_coordinator_error(&group_id).await, checked) {
         (Some(code), _) => vec![code; n],
         // PRODUCER_FENCED exists from v3 on (KIP-588).
         (None, Err(e)) => vec![e.code(ctx.version >= 3); n],

@@ -145,7 +145,10 @@ pub(crate) struct Topics {
     admin: std::sync::Mutex<()>,
 }
 
-const REGISTRY_FILE: &str = "kbroker-topics.json";
+/// The topic registry of a single broker of an earlier version (topics now live in the
+/// metadata log); its presence marks a log dir this version refuses to open.
+pub(crate) const LEGACY_REGISTRY_FILE: &str = "kbroker-topics.json";
+const REGISTRY_FILE: &str = LEGACY_REGISTRY_FILE;
 
 /// Internal topics whose partition directories the coordinators own.
 const RESERVED_NAMES: &[&str] = &["__consumer_offsets", "__transaction_state"];
@@ -185,7 +188,7 @@ impl Topics {
     /// Opens every registered topic's partitions, recovering their logs.
     pub(crate) fn open(broker: Arc<BrokerConfig>) -> Result<Self, TopicError> {
         let topics = Topics {
-            clustered: broker.cluster.is_some(),
+            clustered: true,
             broker,
             by_name: RwLock::new(BTreeMap::new()),
             admin: std::sync::Mutex::new(()),
