@@ -36,7 +36,7 @@ pub async fn run(
     crate::broker::refuse_single_node_data(&config)?;
     let controller_addr = config.controller_bind_addr().transpose()?;
     let cluster = tokio::select! {
-        joined = join_cluster(&config, controller_addr, local) => Some(joined?),
+        joined = join_cluster(&config, controller_addr, local) => joined?,
         _ = &mut shutdown => {
             tracing::info!("stopped before the cluster had a quorum");
             return Ok(());
@@ -45,36 +45,31 @@ pub async fn run(
     let broker = tokio::task::block_in_place(|| Broker::open(config, local, cluster))?;
     let broker = Arc::new(broker);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sync = match (&broker.cluster, &broker.replicas) {
-        (Some(cluster), Some(replicas)) => {
-            let coordination = Arc::new(crate::metadata_sync::Coordination::new(
-                broker.groups.clone(),
-                broker.txn.clone(),
-            ));
-            // Ready means serving: the partitions this broker hosts are opened (recovered)
-            // and their roles taken up before the ready line, not a moment after.
-            tokio::task::block_in_place(|| {
-                crate::metadata_sync::apply(
-                    broker.node_id(),
-                    &broker.topics,
-                    replicas,
-                    &coordination,
-                    &cluster.image(),
-                )
-            });
-            broker.applied.send_modify(|n| *n += 1);
-            Some(tokio::spawn(crate::metadata_sync::run(
-                broker.node_id(),
-                broker.topics.clone(),
-                replicas.clone(),
-                coordination,
-                cluster.watch(),
-                broker.applied.clone(),
-                stop_rx.clone(),
-            )))
-        }
-        _ => None,
-    };
+    let coordination = Arc::new(crate::metadata_sync::Coordination::new(
+        broker.groups.clone(),
+        broker.txn.clone(),
+    ));
+    // Ready means serving: the partitions this broker hosts are opened (recovered) and their
+    // roles taken up before the ready line, not a moment after.
+    tokio::task::block_in_place(|| {
+        crate::metadata_sync::apply(
+            broker.node_id(),
+            &broker.topics,
+            &broker.replicas,
+            &coordination,
+            &broker.cluster.image(),
+        )
+    });
+    broker.applied.send_modify(|n| *n += 1);
+    let sync = tokio::spawn(crate::metadata_sync::run(
+        broker.node_id(),
+        broker.topics.clone(),
+        broker.replicas.clone(),
+        coordination,
+        broker.cluster.watch(),
+        broker.applied.clone(),
+        stop_rx.clone(),
+    ));
     tracing::info!(
         node_id = broker.node_id(),
         cluster_id = %broker.cluster_id,
@@ -107,22 +102,16 @@ pub async fn run(
     }
     tracing::info!("shutting down: {} open connection(s)", connections.len());
     drop(listener);
-    if let Some(cluster) = &broker.cluster {
-        // Hand leadership over before going away, so producers move on at once rather than
-        // after the session timeout.
-        match tokio::time::timeout(SHUTDOWN_GRACE, cluster.controlled_shutdown()).await {
-            Ok(Ok(())) => tracing::info!("controlled shutdown: leadership handed over"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed"),
-            Err(_) => tracing::warn!("controlled shutdown timed out"),
-        }
+    // Hand leadership over before going away, so producers move on at once rather than after
+    // the session timeout.
+    match tokio::time::timeout(SHUTDOWN_GRACE, broker.cluster.controlled_shutdown()).await {
+        Ok(Ok(())) => tracing::info!("controlled shutdown: leadership handed over"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed"),
+        Err(_) => tracing::warn!("controlled shutdown timed out"),
     }
-    if let Some(replicas) = &broker.replicas {
-        replicas.shutdown();
-    }
+    broker.replicas.shutdown();
     let _ = stop_tx.send(true);
-    if let Some(sync) = sync {
-        let _ = sync.await;
-    }
+    let _ = sync.await;
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while connections.join_next().await.is_some() {}
     })
@@ -133,9 +122,7 @@ pub async fn run(
     retention.abort();
     cleaner.abort();
     tokio::task::block_in_place(|| broker.shutdown());
-    if let Some(cluster) = &broker.cluster {
-        cluster.stop().await;
-    }
+    broker.cluster.stop().await;
     tracing::info!("kbroker stopped");
     Ok(())
 }

@@ -1,9 +1,8 @@
 //! Creating, deleting and growing topics, whichever broker the request reaches.
 //!
-//! A single broker changes its own registry ([`crate::topics::Topics`]). In a cluster the
-//! controller decides (placement, replication factor against the live brokers) and commits the
-//! change through Raft; the broker that took the request checks what it can locally first (name,
-//! configs, counts — so errors name the problem the same way in both modes), forwards the rest,
+//! The controller decides (placement, replication factor against the live brokers; a lone
+//! broker is a quorum of one) and commits the change through Raft; the broker that took the
+//! request checks what it can locally first (name, configs, counts), forwards the rest,
 //! and answers once its own copy of the metadata shows the change, so a client that asks this
 //! broker for Metadata right after CreateTopics sees the topic.
 
@@ -38,26 +37,11 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<TopicView, TopicError> {
-        let Some(cluster) = &self.cluster else {
-            let t =
-                self.topics
-                    .create(name, partitions, replication_factor, configs, validate_only)?;
-            let mut view = TopicView {
-                name: t.name.clone(),
-                id: t.id,
-                configs: t.configs.clone(),
-                replication_factor: t.replication_factor,
-                partitions: Vec::new(),
-            };
-            if !validate_only {
-                view = self.topic_view(name).unwrap_or(view);
-            }
-            return Ok(view);
-        };
         let (partitions, rf) =
             self.topics
                 .check_create(name, partitions, replication_factor, &configs)?;
-        let info = cluster
+        let info = self
+            .cluster
             .create_topic(CreateTopicSpec {
                 name: name.to_owned(),
                 partitions,
@@ -80,19 +64,18 @@ impl Broker {
             b.topic_view(name).is_some_and(|t| t.id == info.id) && b.leads_what_it_should(name)
         })
         .await;
-        let image = cluster.image();
-        Ok(TopicView::from_cluster(&info, &image))
+        Ok(TopicView::from_cluster(&info, &self.cluster.image()))
     }
 
     /// Deletes a topic and its data on every broker.
     pub(crate) async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
-        let Some(cluster) = &self.cluster else {
-            return self.topics.delete(name).map(|_| ());
-        };
         if self.topic_view(name).is_none() {
             return Err(TopicError::Unknown(name.to_owned()));
         }
-        cluster.delete_topic(name).await.map_err(cluster_error)?;
+        self.cluster
+            .delete_topic(name)
+            .await
+            .map_err(cluster_error)?;
         self.await_metadata(|b| b.topic_view(name).is_none() && b.topics.get(name).is_none())
             .await;
         Ok(())
@@ -105,9 +88,6 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let Some(cluster) = &self.cluster else {
-            return self.topics.add_partitions(name, count, validate_only);
-        };
         let have = self
             .topic_view(name)
             .ok_or_else(|| TopicError::Unknown(name.to_owned()))?
@@ -117,7 +97,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        cluster
+        self.cluster
             .create_partitions(name, count as usize)
             .await
             .map_err(cluster_error)?;
@@ -146,10 +126,7 @@ impl Broker {
         if validate_only || next == current {
             return Ok(());
         }
-        let Some(cluster) = &self.cluster else {
-            return self.topics.set_configs(name, next);
-        };
-        cluster
+        self.cluster
             .alter_topic_configs(name, next.clone())
             .await
             .map_err(cluster_error)?;
@@ -169,7 +146,6 @@ impl Broker {
         if let Some(view) = self.topic_view(topic) {
             return Some(view);
         }
-        let cluster = self.cluster.as_ref()?;
         let c = &self.config;
         let (partitions, rf, min_isr, segment_bytes) = if topic == OFFSETS_TOPIC {
             (
@@ -206,7 +182,7 @@ impl Broker {
             configs,
             validate_only: false,
         };
-        match cluster.create_topic(spec).await {
+        match self.cluster.create_topic(spec).await {
             Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => {}
             Err(e) => {
                 tracing::debug!(topic, error = %e, "cannot create the internal topic yet");

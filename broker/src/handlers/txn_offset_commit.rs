@@ -97,15 +97,12 @@ pub(crate) async fn handle(
     resp
 }
 
-/// Cluster mode: waits until what `group_id`'s `__consumer_offsets` partition holds now is
+/// Waits until what `group_id`'s `__consumer_offsets` partition holds now is
 /// replicated to its ISR. `Err(error code)` when leadership moved (NOT_COORDINATOR) or the ISR
 /// was too slow (COORDINATOR_NOT_AVAILABLE); the client retries either.
 async fn replicated(ctx: &RequestContext<'_>, group_id: &str) -> Result<(), i16> {
     use kafka_protocol::error::ResponseError as E;
     let broker = ctx.broker;
-    if broker.cluster.is_none() {
-        return Ok(());
-    }
     let index = broker.groups.offsets_partition_for(group_id);
     let Some(p) = broker.topics.partition(OFFSETS_TOPIC, index) else {
         return Err(E::NotCoordinator.code());
