@@ -4,7 +4,7 @@
 //! `listeners` is advertised as the port actually bound) and shared by every connection task.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
@@ -116,14 +116,8 @@ impl Broker {
             Topics::open(config.clone())
                 .map_err(|e: TopicError| StartError::Topics(e.to_string()))?,
         );
-        let first_dir = config
-            .log_dirs
-            .first()
-            .map(PathBuf::as_path)
-            .unwrap_or(Path::new("."));
         // The offsets log is a replicated topic; groups load as leadership arrives.
-        let groups =
-            GroupCoordinator::open_replicated(first_dir, GroupConfig::from_broker(&config));
+        let groups = GroupCoordinator::open_replicated(GroupConfig::from_broker(&config));
         let producer_ids = ProducerIds::open(&config.log_dirs[0], i64::from(config.node_id) << 32)
             .map_err(|source| StartError::LogDir {
                 dir: config.log_dirs[0].clone(),
@@ -169,9 +163,6 @@ impl Broker {
     /// Flushes everything to disk; called once on shutdown.
     pub(crate) fn shutdown(&self) {
         self.topics.flush_all();
-        if let Err(e) = self.groups.flush() {
-            tracing::warn!("cannot flush the consumer offsets log: {e}");
-        }
     }
 }
 

@@ -290,33 +290,21 @@ impl GroupCoordinator {
         }
     }
 
-    /// A coordinator backed by `store`, with the groups replayed from it.
-    pub(crate) fn with_store(
-        cfg: GroupConfig,
-        store: OffsetStore,
-        replayed: Vec<StoreRecord>,
-    ) -> Self {
-        let pending = store.take_replayed_pending();
-        let coordinator = GroupCoordinator {
+    /// A coordinator backed by `store`; groups come as its partitions are loaded.
+    pub(crate) fn with_store(cfg: GroupConfig, store: OffsetStore) -> Self {
+        GroupCoordinator {
             inner: Arc::new(Inner {
                 cfg,
                 groups: Mutex::new(HashMap::new()),
                 store: Some(store),
                 coordinating: Mutex::default(),
             }),
-        };
-        coordinator.install(build_groups(replayed, pending));
-        coordinator
+        }
     }
 
     /// Adds replayed groups to the live ones. Members restored from the log keep their
     /// session: they expire unless they heartbeat, exactly like after a coordinator move in
     /// Kafka.
-    fn install(&self, loaded: HashMap<String, Group>) {
-        let mut groups = self.inner.lock();
-        self.install_locked(&mut groups, loaded);
-    }
-
     fn install_locked(&self, groups: &mut HashMap<String, Group>, loaded: HashMap<String, Group>) {
         let ids: Vec<String> = loaded.keys().cloned().collect();
         for (id, group) in loaded {
@@ -350,8 +338,8 @@ impl GroupCoordinator {
     /// broker): a transaction marker written to it reaches its groups' pending offsets.
     pub(crate) fn is_partition_loaded(&self, index: i32) -> bool {
         match &self.inner.store {
-            Some(store) if store.is_replicated() => self.inner.coordinating().contains(&index),
-            _ => true,
+            Some(_) => self.inner.coordinating().contains(&index),
+            None => true,
         }
     }
 
@@ -470,7 +458,6 @@ impl GroupCoordinator {
                 group.offsets.extend(pending.offsets);
             }
         }
-        self.inner.snapshot_if_due(&groups);
         Ok(())
     }
 
@@ -677,31 +664,6 @@ impl GroupCoordinator {
         self.inner.expire_offsets(now_ms)
     }
 
-    /// fsyncs the offsets log (at shutdown).
-    pub(crate) fn flush(&self) -> Result<(), GroupError> {
-        match &self.inner.store {
-            Some(store) => store.flush(),
-            None => Ok(()),
-        }
-    }
-
-    /// Starts the background task applying `log.flush.interval.ms` to the offsets log.
-    pub(crate) fn spawn_flush_task(&self, interval: Duration) {
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                if let Some(store) = &inner.store {
-                    if let Err(e) = store.maybe_flush(now_ms()) {
-                        tracing::warn!("flushing the consumer offsets log failed: {e}");
-                    }
-                }
-            }
-        });
-    }
-
     /// Starts the background task expiring offsets every `interval` (Kafka's
     /// `offsets.retention.check.interval.ms`). The task ends when the coordinator is dropped.
     pub(crate) fn spawn_retention_task(&self, interval: Duration) {
@@ -859,55 +821,6 @@ impl Inner {
         )?;
         group.stored = Some(snap);
         Ok(())
-    }
-
-    /// Rewrites the live state of every `__consumer_offsets` partition that has grown enough,
-    /// so old segments can go (see [`super::store`]).
-    fn snapshot_if_due(&self, groups: &HashMap<String, Group>) {
-        let Some(store) = &self.store else { return };
-        for index in store.due_snapshots() {
-            let mut live = Vec::new();
-            let mut pending = Vec::new();
-            for g in groups.values() {
-                if store.partition_for(&g.id) != index {
-                    continue;
-                }
-                for (producer_id, p) in &g.pending_txn_offsets {
-                    pending.push(super::store::PendingTxnRecords {
-                        producer_id: *producer_id,
-                        producer_epoch: p.producer_epoch,
-                        group: g.id.clone(),
-                        records: p
-                            .offsets
-                            .iter()
-                            .map(|((topic, partition), v)| StoreRecord::Offset {
-                                group: g.id.clone(),
-                                topic: topic.clone(),
-                                partition: *partition,
-                                value: Some(v.clone()),
-                            })
-                            .collect(),
-                    });
-                }
-                if let Some(snap) = &g.stored {
-                    live.push(StoreRecord::Group {
-                        group: g.id.clone(),
-                        value: Some(snap.clone()),
-                    });
-                }
-                for ((topic, partition), v) in &g.offsets {
-                    live.push(StoreRecord::Offset {
-                        group: g.id.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                        value: Some(v.clone()),
-                    });
-                }
-            }
-            if let Err(e) = store.snapshot(index, &live, &pending) {
-                tracing::warn!("cannot snapshot the consumer offsets log: {e}");
-            }
-        }
     }
 }
 

@@ -9,9 +9,7 @@ impl Inner {
 
     pub(super) fn commit(self: &Arc<Self>, req: &CommitRequest) -> Vec<i16> {
         let mut groups = self.lock();
-        let codes = self.commit_locked(&mut groups, req);
-        self.snapshot_if_due(&groups);
-        codes
+        self.commit_locked(&mut groups, req)
     }
 
     pub(super) fn commit_locked(

@@ -17,6 +17,25 @@ fn cfg() -> GroupConfig {
     }
 }
 
+/// A coordinator over real `__consumer_offsets` partitions in `dir`, all led by this broker
+/// alone (a lone broker's case), their groups replayed from what `dir` holds.
+fn local(dir: &std::path::Path) -> GroupCoordinator {
+    use crate::group::store::OFFSETS_TOPIC;
+    let c = GroupCoordinator::open_replicated(cfg());
+    for i in 0..cfg().offsets_topic_num_partitions {
+        let path = dir.join(format!("{OFFSETS_TOPIC}-{i}"));
+        let p = crate::partition::Partition::open(
+            OFFSETS_TOPIC,
+            i,
+            &path,
+            crate::log::LogConfig::default(),
+        )
+        .unwrap();
+        c.load_partition(i, Arc::new(p)).unwrap();
+    }
+    c
+}
+
 fn protocols(names: &[&str], tag: &str) -> Vec<Protocol> {
     names
         .iter()
@@ -612,7 +631,7 @@ async fn commits_and_group_metadata_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let member;
     {
-        let c = Arc::new(GroupCoordinator::open(dir.path(), cfg()).unwrap());
+        let c = Arc::new(local(dir.path()));
         let (ids, generation) = stable_group(&c, "g", &["a"]).await;
         member = ids[0].clone();
         let codes = c.commit_offsets(&CommitRequest {
@@ -641,7 +660,7 @@ async fn commits_and_group_metadata_survive_a_reopen() {
         assert_eq!(codes, vec![0, 0]);
         // No shutdown: as after kill -9.
     }
-    let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+    let c = local(dir.path());
     let got = c.fetch_offsets("g", None).unwrap();
     let offsets: Vec<(i32, i64)> = got
         .iter()
@@ -654,51 +673,6 @@ async fn commits_and_group_metadata_survive_a_reopen() {
     assert_eq!(d.members[0].member_id, member);
     assert_eq!(d.members[0].assignment, Bytes::from(format!("a-{member}")));
     assert_eq!(c.heartbeat("g", &member, 1), 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn snapshots_keep_the_latest_state_and_drop_old_segments() {
-    use crate::group::store::OffsetStore;
-    let dir = tempfile::tempdir().unwrap();
-    let commit = |group: &str, partition: i32, offset: i64| CommitRequest {
-        group_id: group.into(),
-        generation_id: -1,
-        member_id: String::new(),
-        group_instance_id: None,
-        retention_time_ms: -1,
-        partitions: vec![CommitPartition {
-            topic: "t".into(),
-            partition,
-            offset,
-            leader_epoch: -1,
-            metadata: None,
-        }],
-    };
-    {
-        let (mut store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
-        store.set_snapshot_min_growth(4096);
-        let c = GroupCoordinator::with_store(cfg(), store, replayed);
-        for i in 0..400 {
-            assert_eq!(c.commit_offsets(&commit("a", i % 3, i.into())), vec![0]);
-            assert_eq!(
-                c.commit_offsets(&commit("b", 0, (1000 + i).into())),
-                vec![0]
-            );
-        }
-        let start = c.inner.store.as_ref().unwrap().log_start_offset(0).unwrap();
-        assert!(start > 0, "no snapshot was taken");
-    }
-    let (store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
-    let c = GroupCoordinator::with_store(cfg(), store, replayed);
-    let a: Vec<(i32, i64)> = c
-        .fetch_offsets("a", None)
-        .unwrap()
-        .into_iter()
-        .map(|(_, p, o)| (p, o.unwrap().offset))
-        .collect();
-    assert_eq!(a, vec![(0, 399), (1, 397), (2, 398)]);
-    let b = c.fetch_offsets("b", None).unwrap();
-    assert_eq!(b[0].2.as_ref().map(|o| o.offset), Some(1399));
 }
 
 fn txn_commit(group: &str, pid: i64, partition: i32, offset: i64) -> TxnCommitRequest {
@@ -773,7 +747,7 @@ async fn transactional_offset_commits_check_member_and_generation() {
 async fn replay_applies_markers_and_keeps_unfinished_transactions_pending() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+        let c = local(dir.path());
         let n = c.offsets_partition_for("g");
         assert_eq!(c.commit_txn_offsets(&txn_commit("g", 1, 0, 10)), vec![0]);
         assert_eq!(c.commit_txn_offsets(&txn_commit("g", 2, 1, 20)), vec![0]);
@@ -782,7 +756,7 @@ async fn replay_applies_markers_and_keeps_unfinished_transactions_pending() {
         c.complete_transaction(n, 2, 0, false, 0).unwrap();
         // Producer 3's transaction is open at the "crash".
     }
-    let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+    let c = local(dir.path());
     assert_eq!(committed(&c, "g"), vec![(0, 10)]);
     assert_eq!(
         c.unstable_partitions("g").into_iter().collect::<Vec<_>>(),
@@ -793,50 +767,11 @@ async fn replay_applies_markers_and_keeps_unfinished_transactions_pending() {
     c.complete_transaction(n, 3, 0, true, 0).unwrap();
     assert_eq!(committed(&c, "g"), vec![(0, 10), (2, 30)]);
     drop(c);
-    let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+    let c = local(dir.path());
     assert_eq!(committed(&c, "g"), vec![(0, 10), (2, 30)]);
     assert!(c.unstable_partitions("g").is_empty());
 }
 
-#[tokio::test(start_paused = true)]
-async fn snapshots_keep_pending_transactional_offsets() {
-    use crate::group::store::OffsetStore;
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (mut store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
-        store.set_snapshot_min_growth(2048);
-        let c = GroupCoordinator::with_store(cfg(), store, replayed);
-        assert_eq!(c.commit_txn_offsets(&txn_commit("g", 5, 0, 55)), vec![0]);
-        let plain = CommitRequest {
-            group_id: "h".into(),
-            generation_id: -1,
-            member_id: String::new(),
-            group_instance_id: None,
-            retention_time_ms: -1,
-            partitions: vec![CommitPartition {
-                topic: "t".into(),
-                partition: 0,
-                offset: 1,
-                leader_epoch: -1,
-                metadata: None,
-            }],
-        };
-        for _ in 0..200 {
-            assert_eq!(c.commit_offsets(&plain), vec![0]);
-        }
-        let start = c.inner.store.as_ref().unwrap().log_start_offset(0).unwrap();
-        assert!(start > 0, "no snapshot was taken");
-    }
-    let (store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
-    let c = GroupCoordinator::with_store(cfg(), store, replayed);
-    assert!(committed(&c, "g").is_empty());
-    c.complete_transaction(0, 5, 0, true, 0).unwrap();
-    assert_eq!(committed(&c, "g"), vec![(0, 55)]);
-}
-
-/// Cluster mode: the coordinator answers for a group only once the group's `__consumer_offsets`
-/// partition is loaded here (leadership arrives a moment before the load), forgets it when it
-/// resigns, and a later load brings the group and its offsets back from the replicated log.
 #[tokio::test(start_paused = true)]
 async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded() {
     use crate::log::LogConfig;
@@ -844,7 +779,7 @@ async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded()
     use crate::partition::Partition;
 
     let dir = tempfile::tempdir().unwrap();
-    let c = Arc::new(GroupCoordinator::open_replicated(dir.path(), cfg()));
+    let c = Arc::new(GroupCoordinator::open_replicated(cfg()));
     let index = c.offsets_partition_for("g");
     assert!(!c.is_coordinating("g"), "nothing is loaded yet");
     let partition = Arc::new(
