@@ -122,8 +122,8 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: u64,
     /// `broker.rack`.
     pub rack: Option<String>,
-    /// Cluster mode: set when `controller.quorum.voters` is. `None` = a single, self-contained
-    /// broker that leads every partition (the default).
+    /// Set when `controller.quorum.voters` is. `None`: a lone broker, a quorum of one
+    /// ([`BrokerConfig::quorum`]).
     pub cluster: Option<ClusterSettings>,
     /// Replication between brokers (used in cluster mode).
     pub replication: ReplicationSettings,

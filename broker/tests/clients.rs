@@ -439,3 +439,75 @@ fn a_log_dir_of_an_earlier_single_broker_is_refused_with_what_to_do() {
     broker.await_ready(ready, Duration::from_secs(30));
     assert!(broker.stop(), "clean shutdown on SIGTERM exits 0");
 }
+
+/// Starts kbroker on `dir` with `overrides` and waits (bounded) for it to exit: its status and
+/// everything it logged.
+fn run_until_exit(dir: &std::path::Path, overrides: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kbroker"));
+    cmd.arg("--override")
+        .arg(format!("log.dirs={}", dir.display()));
+    for o in overrides {
+        cmd.arg("--override").arg(o);
+    }
+    let mut child = cmd
+        .env("KBROKER_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kbroker");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kbroker on {} did not exit", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+/// A log dir used by a lone broker (a quorum of one) and then started as a member of a
+/// two-voter cluster is refused, naming the metadata log and both quorums, instead of waiting
+/// for an election its configuration cannot win.
+#[test]
+fn a_lone_brokers_log_dir_started_with_other_voters_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (mut lone, ready) = TestBroker::launch(&dir, "listeners=PLAINTEXT://127.0.0.1:0", &[]);
+    lone.await_ready(ready, Duration::from_secs(30));
+    assert!(lone.stop(), "clean shutdown on SIGTERM exits 0");
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let listeners = format!(
+        "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{}",
+        ports[0]
+    );
+    let voters = format!(
+        "controller.quorum.voters=0@127.0.0.1:{},1@127.0.0.1:{}",
+        ports[0], ports[1]
+    );
+    let (status, log) = run_until_exit(
+        &dir,
+        &[&listeners, "controller.listener.names=CONTROLLER", &voters],
+    );
+    assert!(!status.success(), "refused: {log}");
+    assert!(
+        log.contains("one voter, broker 0")
+            && log.contains("voters 0,1")
+            && log.contains("__cluster_metadata-0"),
+        "the message names both quorums and the metadata log: {log}"
+    );
+}

@@ -5,9 +5,11 @@
 //! - [`coordinator`]: the state machine with its timers and deferred responses (what the
 //!   FindCoordinator … DescribeGroups handlers call);
 //! - [`records`]: Kafka's `__consumer_offsets` key/value formats;
-//! - [`store`]: the `__consumer_offsets-<n>` partition logs, replayed at start.
+//! - [`store`]: the `__consumer_offsets` partitions this broker leads, replayed as it starts
+//!   leading them.
 //!
-//! On this single-node broker every group's coordinator is this broker. Handlers live in
+//! A group's coordinator is the leader of its `__consumer_offsets` partition (this broker, for
+//! every group, when it runs alone). Handlers live in
 //! `crate::handlers::{find_coordinator, join_group, …}` and only translate between the wire
 //! messages of each version and the coordinator's plain types.
 

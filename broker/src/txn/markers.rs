@@ -35,7 +35,7 @@ pub(crate) struct Marker {
     /// COMMIT (true) or ABORT (false).
     pub(crate) commit: bool,
     /// The coordinator epoch: the leader epoch of the transaction's `__transaction_state`
-    /// partition in a cluster, 0 on a single broker.
+    /// partition.
     pub(crate) coordinator_epoch: i32,
 }
 

@@ -210,7 +210,7 @@ struct Inner {
     /// Where commits and group metadata are written; `None` keeps everything in memory
     /// (unit tests).
     store: Option<OffsetStore>,
-    /// Cluster mode: the `__consumer_offsets` partitions whose groups are loaded here, i.e. the
+    /// The `__consumer_offsets` partitions whose groups are loaded here, i.e. the
     /// groups this broker answers for. Leadership (the metadata) comes first and the load a
     /// moment later; in between a request must not see an empty group (a member would be told
     /// UNKNOWN_MEMBER_ID and drop its id), so it is told COORDINATOR_LOAD_IN_PROGRESS.
@@ -328,8 +328,8 @@ impl GroupCoordinator {
         }
     }
 
-    /// Whether this broker answers for `group_id` now: always on a single broker; in cluster
-    /// mode once the group's `__consumer_offsets` partition is loaded here.
+    /// Whether this broker answers for `group_id` now: once the group's `__consumer_offsets`
+    /// partition is loaded here (always for the unit tests' in-memory coordinator).
     pub(crate) fn is_coordinating(&self, group_id: &str) -> bool {
         self.is_partition_loaded(self.offsets_partition_for(group_id))
     }
@@ -343,7 +343,7 @@ impl GroupCoordinator {
         }
     }
 
-    /// Cluster mode: this broker has become the leader of `__consumer_offsets` partition
+    /// This broker has become the leader of `__consumer_offsets` partition
     /// `index`, so it coordinates that partition's groups from now on: their state is replayed
     /// from the (replicated) partition, replacing whatever this broker remembered of them.
     pub(crate) fn load_partition(
@@ -368,7 +368,7 @@ impl GroupCoordinator {
         Ok(count)
     }
 
-    /// Cluster mode: another broker leads `__consumer_offsets` partition `index` now; its
+    /// Another broker leads `__consumer_offsets` partition `index` now; its
     /// groups are forgotten here (their members are told NOT_COORDINATOR and look it up again).
     pub(crate) fn unload_partition(&self, index: i32) {
         let Some(store) = &self.inner.store else {

@@ -18,7 +18,7 @@
 //! is never left half visible. A background task aborts Ongoing transactions that outlive their
 //! timeout, bumping the epoch first so the late producer is fenced.
 //!
-//! Cluster mode, as in Kafka: `__transaction_state` is a replicated topic and the coordinator of
+//! As in Kafka (a lone broker being a quorum of one), `__transaction_state` is a replicated topic and the coordinator of
 //! a transactional id is the leader of its partition (`abs(java_hash(id)) % partitions`, the
 //! same choice as for groups, [`crate::group::store::partition_for`]). When this broker starts
 //! leading such a partition, [`TransactionCoordinator::load_partition`] replays it and
@@ -160,7 +160,7 @@ fn prepared<'a>(
 }
 
 impl TransactionCoordinator {
-    /// Cluster mode: a coordinator of no transactional id yet; it takes up the ids of each
+    /// A coordinator of no transactional id yet; it takes up the ids of each
     /// `__transaction_state` partition this broker comes to lead
     /// ([`TransactionCoordinator::load_partition`]).
     pub(crate) fn replicated(cfg: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Self {
@@ -180,7 +180,7 @@ impl TransactionCoordinator {
         }
     }
 
-    /// Cluster mode: this broker now leads `__transaction_state` partition `index` (of
+    /// This broker now leads `__transaction_state` partition `index` (of
     /// `num_partitions`, with `min.insync.replicas` = `min_isr`): the partition's transactional
     /// ids are replayed from its log, replacing whatever this broker remembered of them, and
     /// the transactions found in a Prepare state are completed. Returns how many ids were
@@ -241,7 +241,7 @@ impl TransactionCoordinator {
         Ok(count)
     }
 
-    /// Cluster mode: another broker leads `__transaction_state` partition `index` now: its
+    /// Another broker leads `__transaction_state` partition `index` now: its
     /// transactional ids are forgotten here (their producers get NOT_COORDINATOR and look the
     /// coordinator up again; marker retries for them stop).
     pub(crate) fn unload_partition(&self, index: i32) {
@@ -253,8 +253,8 @@ impl TransactionCoordinator {
         txns.retain(|id, _| partition_for(id, n) != index);
     }
 
-    /// Whether this broker answers for `transactional_id` now: always on a single broker; in
-    /// cluster mode once its `__transaction_state` partition is loaded here.
+    /// Whether this broker answers for `transactional_id` now: once its `__transaction_state`
+    /// partition is loaded here.
     pub(crate) fn is_coordinating(&self, transactional_id: &str) -> bool {
         self.inner.led_for(transactional_id).is_ok()
     }
