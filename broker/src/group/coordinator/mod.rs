@@ -207,9 +207,9 @@ struct Inner {
     cfg: GroupConfig,
     /// All live groups by id.
     groups: Mutex<HashMap<String, Group>>,
-    /// Where commits and group metadata are written; `None` keeps everything in memory
-    /// (unit tests).
-    store: Option<OffsetStore>,
+    /// Where commits and group metadata are written: the `__consumer_offsets` partitions led
+    /// here.
+    store: OffsetStore,
     /// The `__consumer_offsets` partitions whose groups are loaded here, i.e. the
     /// groups this broker answers for. Leadership (the metadata) comes first and the load a
     /// moment later; in between a request must not see an empty group (a member would be told
@@ -277,26 +277,13 @@ fn build_groups(
 }
 
 impl GroupCoordinator {
-    /// A coordinator that keeps everything in memory.
-    #[cfg(test)]
-    pub(crate) fn in_memory(cfg: GroupConfig) -> Self {
-        GroupCoordinator {
-            inner: Arc::new(Inner {
-                cfg,
-                groups: Mutex::new(HashMap::new()),
-                store: None,
-                coordinating: Mutex::default(),
-            }),
-        }
-    }
-
     /// A coordinator backed by `store`; groups come as its partitions are loaded.
     pub(crate) fn with_store(cfg: GroupConfig, store: OffsetStore) -> Self {
         GroupCoordinator {
             inner: Arc::new(Inner {
                 cfg,
                 groups: Mutex::new(HashMap::new()),
-                store: Some(store),
+                store,
                 coordinating: Mutex::default(),
             }),
         }
@@ -337,10 +324,7 @@ impl GroupCoordinator {
     /// Whether `__consumer_offsets` partition `index` is loaded here (always on a single
     /// broker): a transaction marker written to it reaches its groups' pending offsets.
     pub(crate) fn is_partition_loaded(&self, index: i32) -> bool {
-        match &self.inner.store {
-            Some(_) => self.inner.coordinating().contains(&index),
-            None => true,
-        }
+        self.inner.coordinating().contains(&index)
     }
 
     /// This broker has become the leader of `__consumer_offsets` partition
@@ -351,9 +335,7 @@ impl GroupCoordinator {
         index: i32,
         partition: Arc<crate::partition::Partition>,
     ) -> Result<usize, GroupError> {
-        let Some(store) = &self.inner.store else {
-            return Ok(0);
-        };
+        let store = &self.inner.store;
         // A reload (new leader epoch) stops answering first, so nothing is written between the
         // replay and the install.
         self.inner.coordinating().remove(&index);
@@ -371,9 +353,7 @@ impl GroupCoordinator {
     /// Another broker leads `__consumer_offsets` partition `index` now; its
     /// groups are forgotten here (their members are told NOT_COORDINATOR and look it up again).
     pub(crate) fn unload_partition(&self, index: i32) {
-        let Some(store) = &self.inner.store else {
-            return;
-        };
+        let store = &self.inner.store;
         let mut groups = self.inner.lock();
         self.inner.coordinating().remove(&index);
         store.resign(index);
@@ -438,15 +418,13 @@ impl GroupCoordinator {
         coordinator_epoch: i32,
     ) -> Result<(), GroupError> {
         let mut groups = self.inner.lock();
-        if let Some(store) = &self.inner.store {
-            store.append_marker(
-                index,
-                producer_id,
-                producer_epoch,
-                commit,
-                coordinator_epoch,
-            )?;
-        }
+        self.inner.store.append_marker(
+            index,
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+        )?;
         for group in groups.values_mut() {
             if self.inner.partition_of(&group.id) != index {
                 continue;
@@ -588,14 +566,12 @@ impl GroupCoordinator {
             group: group_id.to_owned(),
             value: None,
         });
-        if let Some(store) = &self.inner.store {
-            if let Err(e) = store.append(group_id, &records) {
-                tracing::warn!(
-                    group = group_id,
-                    "cannot write the deleted group's tombstones: {e}"
-                );
-                return E::NotCoordinator.code();
-            }
+        if let Err(e) = self.inner.store.append(group_id, &records) {
+            tracing::warn!(
+                group = group_id,
+                "cannot write the deleted group's tombstones: {e}"
+            );
+            return E::NotCoordinator.code();
         }
         groups.remove(group_id);
         tracing::info!(group = group_id, "group deleted");
@@ -640,11 +616,9 @@ impl GroupCoordinator {
         if records.is_empty() {
             return (0, codes);
         }
-        if let Some(store) = &self.inner.store {
-            if let Err(e) = store.append(group_id, &records) {
-                tracing::warn!(group = group_id, "cannot write offset tombstones: {e}");
-                return (E::NotCoordinator.code(), Vec::new());
-            }
+        if let Err(e) = self.inner.store.append(group_id, &records) {
+            tracing::warn!(group = group_id, "cannot write offset tombstones: {e}");
+            return (E::NotCoordinator.code(), Vec::new());
         }
         for r in records {
             if let StoreRecord::Offset {
@@ -765,12 +739,9 @@ fn apply_replayed(groups: &mut HashMap<String, Group>, record: StoreRecord) {
 }
 
 impl Inner {
-    /// The `__consumer_offsets` partition of `group_id` (the store's count when there is one).
+    /// The `__consumer_offsets` partition of `group_id`.
     fn partition_of(&self, group_id: &str) -> i32 {
-        match &self.store {
-            Some(store) => store.partition_for(group_id),
-            None => super::store::partition_for(group_id, self.cfg.offsets_topic_num_partitions),
-        }
+        self.store.partition_for(group_id)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -787,9 +758,7 @@ impl Inner {
 
     /// Writes the group's metadata (generation, members, assignments) to the log.
     fn store_group(&self, group: &mut Group) -> Result<(), GroupError> {
-        let Some(store) = &self.store else {
-            return Ok(());
-        };
+        let store = &self.store;
         let protocol = group.protocol_name.clone().unwrap_or_default();
         let snap = GroupSnapshot {
             protocol_type: group.protocol_type.clone().unwrap_or_default(),

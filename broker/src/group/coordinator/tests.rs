@@ -20,9 +20,15 @@ fn cfg() -> GroupConfig {
 /// A coordinator over real `__consumer_offsets` partitions in `dir`, all led by this broker
 /// alone (a lone broker's case), their groups replayed from what `dir` holds.
 fn local(dir: &std::path::Path) -> GroupCoordinator {
+    local_with(dir, cfg())
+}
+
+/// [`local`] with `cfg`.
+fn local_with(dir: &std::path::Path, cfg: GroupConfig) -> GroupCoordinator {
     use crate::group::store::OFFSETS_TOPIC;
-    let c = GroupCoordinator::open_replicated(cfg());
-    for i in 0..cfg().offsets_topic_num_partitions {
+    let n = cfg.offsets_topic_num_partitions;
+    let c = GroupCoordinator::open_replicated(cfg);
+    for i in 0..n {
         let path = dir.join(format!("{OFFSETS_TOPIC}-{i}"));
         let p = crate::partition::Partition::open(
             OFFSETS_TOPIC,
@@ -185,7 +191,8 @@ fn state(c: &GroupCoordinator, group: &str) -> Option<GroupState> {
 
 #[tokio::test(start_paused = true)]
 async fn new_member_gets_an_id_with_member_id_required_then_leads_generation_1() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (id, h) = handshake(&c, "g", "client-a").await;
     let out = h.await.unwrap();
     assert_eq!(out.error_code, 0);
@@ -201,7 +208,8 @@ async fn new_member_gets_an_id_with_member_id_required_then_leads_generation_1()
 
 #[tokio::test(start_paused = true)]
 async fn old_versions_join_without_the_handshake() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let mut req = join_req("g", "", "old");
     req.require_known_member_id = false;
     let out = c.join_group(req).await;
@@ -212,10 +220,14 @@ async fn old_versions_join_without_the_handshake() {
 
 #[tokio::test(start_paused = true)]
 async fn three_members_share_one_generation_and_only_the_leader_sees_members() {
-    let c = Arc::new(GroupCoordinator::in_memory(GroupConfig {
-        initial_rebalance_delay_ms: 3000,
-        ..GroupConfig::default()
-    }));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(
+        dir.path(),
+        GroupConfig {
+            initial_rebalance_delay_ms: 3000,
+            ..GroupConfig::default()
+        },
+    ));
     let (a, ha) = handshake(&c, "g", "a").await;
     let (b, hb) = handshake(&c, "g", "b").await;
     let (cc, hc) = handshake(&c, "g", "c").await;
@@ -253,10 +265,14 @@ async fn three_members_share_one_generation_and_only_the_leader_sees_members() {
 
 #[tokio::test(start_paused = true)]
 async fn initial_delay_waits_for_more_members() {
-    let c = Arc::new(GroupCoordinator::in_memory(GroupConfig {
-        initial_rebalance_delay_ms: 3000,
-        ..GroupConfig::default()
-    }));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(
+        dir.path(),
+        GroupConfig {
+            initial_rebalance_delay_ms: 3000,
+            ..GroupConfig::default()
+        },
+    ));
     let (_a, ha) = handshake(&c, "g", "a").await;
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(!ha.is_finished());
@@ -271,7 +287,8 @@ async fn initial_delay_waits_for_more_members() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeat_errors_follow_kafka() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a", "b"]).await;
     assert_eq!(c.heartbeat("g", &ids[0], generation), 0);
     assert_eq!(
@@ -310,7 +327,8 @@ async fn heartbeat_errors_follow_kafka() {
 
 #[tokio::test(start_paused = true)]
 async fn join_validation_errors() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let out = c.join_group(join_req("", "", "a")).await;
     assert_eq!(out.error_code, E::InvalidGroupId.code());
     let mut r = join_req("g", "", "a");
@@ -346,7 +364,8 @@ async fn join_validation_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn a_member_that_stops_heartbeating_is_removed_after_its_session_timeout() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a", "b"]).await;
     // b keeps heartbeating, a goes silent.
     for _ in 0..3 {
@@ -378,7 +397,8 @@ async fn a_member_that_stops_heartbeating_is_removed_after_its_session_timeout()
 
 #[tokio::test(start_paused = true)]
 async fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a", "b"]).await;
     // b keeps heartbeating but a new member comes; a rejoins, b never does.
     let (_x, hx) = handshake(&c, "g", "x").await;
@@ -400,7 +420,8 @@ async fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn leaving_triggers_a_rebalance_and_the_leader_role_moves_on() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a", "b", "c"]).await;
     let (top, codes) = c.leave_group(
         "g",
@@ -437,7 +458,8 @@ async fn leaving_triggers_a_rebalance_and_the_leader_role_moves_on() {
 
 #[tokio::test(start_paused = true)]
 async fn last_member_leaving_empties_the_group_but_keeps_offsets() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     let codes = commit_t0(&c, "g", &ids[0], generation, 42);
     assert_eq!(codes, vec![0]);
@@ -461,7 +483,8 @@ async fn last_member_leaving_empties_the_group_but_keeps_offsets() {
 
 #[tokio::test(start_paused = true)]
 async fn a_follower_waiting_for_a_leader_that_never_syncs_is_told_to_rejoin() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (a, ha) = handshake(&c, "g", "a").await;
     let (b, hb) = handshake(&c, "g", "b").await;
     let (oa, _ob) = (ha.await.unwrap(), hb.await.unwrap());
@@ -476,7 +499,8 @@ async fn a_follower_waiting_for_a_leader_that_never_syncs_is_told_to_rejoin() {
 
 #[tokio::test(start_paused = true)]
 async fn sync_errors() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     let out = c
         .sync_group(sync_req("g", generation + 5, &ids[0], &[]))
@@ -498,7 +522,8 @@ async fn sync_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn commits_are_checked_against_membership_and_generation() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let commit =
         |group: &str, generation: i32, member: &str, metadata: Option<String>| CommitRequest {
             group_id: group.into(),
@@ -572,7 +597,8 @@ async fn commits_are_checked_against_membership_and_generation() {
 
 #[tokio::test(start_paused = true)]
 async fn explicit_retention_expires_offsets() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let req = CommitRequest {
         group_id: "s".into(),
         generation_id: -1,
@@ -597,7 +623,8 @@ async fn explicit_retention_expires_offsets() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rejoin_during_completing_rebalance_returns_the_current_generation() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (a, ha) = handshake(&c, "g", "a").await;
     let oa = ha.await.unwrap();
     // The member lost the answer and asks again with the same protocols.
@@ -609,7 +636,8 @@ async fn a_rejoin_during_completing_rebalance_returns_the_current_generation() {
 
 #[tokio::test(start_paused = true)]
 async fn unanswered_member_ids_are_forgotten_after_the_session_timeout() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     // A member gets an id but never comes back; the rebalance it started must still finish.
     let first = c.join_group(join_req("g", "", "b")).await;
@@ -703,7 +731,8 @@ fn committed(c: &GroupCoordinator, group: &str) -> Vec<(i32, i64)> {
 
 #[tokio::test(start_paused = true)]
 async fn transactional_offsets_stay_pending_until_the_commit_marker() {
-    let c = GroupCoordinator::in_memory(cfg());
+    let dir = tempfile::tempdir().unwrap();
+    let c = local_with(dir.path(), cfg());
     let n = c.offsets_partition_for("g");
     assert_eq!(c.commit_txn_offsets(&txn_commit("g", 7, 0, 10)), vec![0]);
     assert_eq!(c.commit_txn_offsets(&txn_commit("g", 8, 1, 99)), vec![0]);
@@ -728,7 +757,8 @@ async fn transactional_offsets_stay_pending_until_the_commit_marker() {
 
 #[tokio::test(start_paused = true)]
 async fn transactional_offset_commits_check_member_and_generation() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     let mut req = txn_commit("g", 7, 0, 10);
     req.member_id = "stranger".into();
