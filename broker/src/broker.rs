@@ -4,7 +4,7 @@
 //! `listeners` is advertised as the port actually bound) and shared by every connection task.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
@@ -14,7 +14,6 @@ use crate::producer_ids::ProducerIds;
 use crate::replication::ReplicaManager;
 use crate::topics::{TopicError, Topics};
 use crate::txn::marker_channel::ClusterMarkers;
-use crate::txn::markers::BrokerMarkers;
 use crate::txn::{TransactionCoordinator, TxnConfig};
 
 /// Why the broker could not start.
@@ -43,6 +42,22 @@ pub enum StartError {
     /// The broker could not join its cluster.
     #[error("cannot join the cluster: {0}")]
     Cluster(String),
+    /// A log dir holds the data of a single broker of an earlier kbroker version.
+    #[error(
+        "log dir {} was written by a single kbroker of an earlier version (it has {}): \
+         that layout kept topics outside the metadata quorum and cannot be opened by this \
+         version. Read what you need from it with the earlier kbroker, then start this one \
+         with an empty log dir (move {} away)",
+        dir.display(),
+        found,
+        dir.display()
+    )]
+    SingleNodeData {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The file that gives it away.
+        found: &'static str,
+    },
     /// Binding the listener failed.
     #[error("cannot listen on {addr} (is another broker using the port? change `listeners`)")]
     Bind {
@@ -66,17 +81,19 @@ pub(crate) struct Broker {
     /// The topic registry and partition logs (shared with the transaction coordinator, which
     /// writes markers to them).
     pub(crate) topics: Arc<Topics>,
-    /// The group coordinator and committed offsets (`__consumer_offsets` in the first log dir).
+    /// The group coordinator: the groups of the `__consumer_offsets` partitions led here.
     pub(crate) groups: GroupCoordinator,
     /// Producer id allocation for idempotent producers.
     pub(crate) producer_ids: ProducerIds,
-    /// The transaction coordinator (`__transaction_state` in the first log dir; in a cluster,
-    /// the replicated partitions this broker leads).
+    /// The transaction coordinator: the ids of the `__transaction_state` partitions led here.
     pub(crate) txn: TransactionCoordinator,
-    /// Cluster mode: the Raft metadata layer (who leads what). `None` for a single broker.
-    pub(crate) cluster: Option<Arc<Cluster>>,
-    /// Cluster mode: leaders and followers of the partitions hosted here.
-    pub(crate) replicas: Option<Arc<ReplicaManager>>,
+    /// The Raft metadata layer (who leads what); a quorum of one for a lone broker.
+    pub(crate) cluster: Arc<Cluster>,
+    /// Leaders and followers of the partitions hosted here.
+    pub(crate) replicas: Arc<ReplicaManager>,
+    /// How many metadata images `crate::metadata_sync` has applied here (partitions opened,
+    /// leadership taken up): admin requests wait on it before answering.
+    pub(crate) applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Broker {
@@ -84,7 +101,7 @@ impl Broker {
     pub(crate) fn open(
         config: BrokerConfig,
         bound: SocketAddr,
-        cluster: Option<Arc<Cluster>>,
+        cluster: Arc<Cluster>,
     ) -> Result<Self, StartError> {
         for dir in &config.log_dirs {
             std::fs::create_dir_all(dir).map_err(|source| StartError::LogDir {
@@ -99,61 +116,32 @@ impl Broker {
             Topics::open(config.clone())
                 .map_err(|e: TopicError| StartError::Topics(e.to_string()))?,
         );
-        let first_dir = config
-            .log_dirs
-            .first()
-            .map(PathBuf::as_path)
-            .unwrap_or(Path::new("."));
-        let groups = if config.cluster.is_some() {
-            // The offsets log is a replicated topic; groups load as leadership arrives.
-            GroupCoordinator::open_replicated(first_dir, GroupConfig::from_broker(&config))
-        } else {
-            GroupCoordinator::open(first_dir, GroupConfig::from_broker(&config))
-                .map_err(|e| StartError::Groups(e.to_string()))?
-        };
-        let id_base = if config.cluster.is_some() {
-            i64::from(config.node_id) << 32
-        } else {
-            0
-        };
-        let producer_ids = ProducerIds::open(&config.log_dirs[0], id_base).map_err(|source| {
-            StartError::LogDir {
+        // The offsets log is a replicated topic; groups load as leadership arrives.
+        let groups = GroupCoordinator::open_replicated(GroupConfig::from_broker(&config));
+        let producer_ids = ProducerIds::open(&config.log_dirs[0], i64::from(config.node_id) << 32)
+            .map_err(|source| StartError::LogDir {
                 dir: config.log_dirs[0].clone(),
                 source,
-            }
-        })?;
-        // Opened last: recovery writes the markers of transactions that were completing.
-        let txn = match &cluster {
-            // The transaction log is a replicated topic; ids load as leadership arrives.
-            Some(c) => TransactionCoordinator::replicated(
-                TxnConfig::from_broker(&config),
-                Arc::new(ClusterMarkers::new(
-                    config.node_id,
-                    c.clone(),
-                    topics.clone(),
-                    groups.clone(),
-                )),
-            ),
-            None => TransactionCoordinator::open(
-                &config.log_dirs[0],
-                TxnConfig::from_broker(&config),
-                Arc::new(BrokerMarkers {
-                    topics: topics.clone(),
-                    groups: groups.clone(),
-                }),
-            )
-            .map_err(|e| StartError::Transactions(e.to_string()))?,
-        };
-        let replicas = cluster.as_ref().map(|c| {
-            ReplicaManager::new(
-                Arc::new(crate::metadata_sync::Link {
-                    cluster: c.clone(),
-                    node_id: config.node_id,
-                }),
-                crate::replication::ReplicationSettings::from_broker(&config),
-            )
-        });
+            })?;
+        // The transaction log is a replicated topic; ids load as leadership arrives.
+        let txn = TransactionCoordinator::replicated(
+            TxnConfig::from_broker(&config),
+            Arc::new(ClusterMarkers::new(
+                config.node_id,
+                cluster.clone(),
+                topics.clone(),
+                groups.clone(),
+            )),
+        );
+        let replicas = ReplicaManager::new(
+            Arc::new(crate::metadata_sync::Link {
+                cluster: cluster.clone(),
+                node_id: config.node_id,
+            }),
+            crate::replication::ReplicationSettings::from_broker(&config),
+        );
         Ok(Broker {
+            applied: Arc::new(tokio::sync::watch::Sender::new(0)),
             cluster,
             replicas,
             txn,
@@ -175,12 +163,24 @@ impl Broker {
     /// Flushes everything to disk; called once on shutdown.
     pub(crate) fn shutdown(&self) {
         self.topics.flush_all();
-        if let Err(e) = self.groups.flush() {
-            tracing::warn!("cannot flush the consumer offsets log: {e}");
-        }
-        if let Err(e) = self.txn.flush() {
-            tracing::warn!("cannot flush the transaction log: {e}");
-        }
+    }
+}
+
+/// Refuses log dirs written by a single broker of an earlier version, before anything is
+/// written to them: such a broker kept its topics in `kbroker-topics.json` instead of the
+/// metadata log, and its `__consumer_offsets`/`__transaction_state` in another layout, so
+/// opening it as a quorum of one would silently show no topics.
+pub(crate) fn refuse_single_node_data(config: &BrokerConfig) -> Result<(), StartError> {
+    match config
+        .log_dirs
+        .iter()
+        .find(|dir| dir.join(crate::topics::LEGACY_REGISTRY_FILE).exists())
+    {
+        Some(dir) => Err(StartError::SingleNodeData {
+            dir: dir.clone(),
+            found: crate::topics::LEGACY_REGISTRY_FILE,
+        }),
+        None => Ok(()),
     }
 }
 

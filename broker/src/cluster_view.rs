@@ -1,10 +1,9 @@
 //! The cluster as clients see it: live brokers, the controller, and each topic's partitions
 //! with leader, leader epoch, replicas and ISR.
 //!
-//! Two sources, one shape. A single-node broker answers from its own topic registry (it leads
-//! every partition, ISR = itself); a broker in a cluster answers from the Raft-replicated
-//! [`ClusterImage`], which every broker holds a copy of, so any broker gives any client the same
-//! answer Kafka would: all live brokers, the leaders wherever they are, and offline replicas.
+//! One source: the Raft-replicated [`ClusterImage`], which every broker (a lone one included,
+//! as a quorum of one) holds a copy of, so any broker gives any client the same answer Kafka
+//! would: all live brokers, the leaders wherever they are, and offline replicas.
 //! Metadata, DescribeCluster, FindCoordinator and the admin handlers all read through here, so
 //! they never disagree about who leads what.
 
@@ -15,7 +14,6 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::cluster::{ClusterImage, TopicInfo};
-use crate::topics::Topic;
 
 /// A broker as Metadata lists it.
 #[derive(Debug, Clone)]
@@ -62,25 +60,6 @@ impl TopicView {
             .and_then(|i| self.partitions.get(i))
     }
 
-    fn from_local(t: &Topic, me: i32) -> Self {
-        TopicView {
-            name: t.name.clone(),
-            id: t.id,
-            configs: t.configs.clone(),
-            replication_factor: t.replication_factor,
-            partitions: (0..t.partition_count())
-                .map(|index| PartitionView {
-                    index,
-                    leader: me,
-                    leader_epoch: 0,
-                    replicas: vec![me],
-                    isr: vec![me],
-                    offline: Vec::new(),
-                })
-                .collect(),
-        }
-    }
-
     pub(crate) fn from_cluster(t: &TopicInfo, image: &ClusterImage) -> Self {
         let down = |id: &i32| image.brokers.get(id).is_none_or(|b| b.fenced);
         TopicView {
@@ -106,9 +85,9 @@ impl TopicView {
 }
 
 impl Broker {
-    /// The cluster image, in cluster mode.
-    pub(crate) fn image(&self) -> Option<Arc<ClusterImage>> {
-        self.cluster.as_ref().map(|c| c.image())
+    /// The cluster image.
+    pub(crate) fn image(&self) -> Arc<ClusterImage> {
+        self.cluster.image()
     }
 
     /// Brokers that are up, this one first.
@@ -119,9 +98,7 @@ impl Broker {
             port: self.advertised_port,
             rack: self.config.rack.clone(),
         };
-        let Some(image) = self.image() else {
-            return vec![me];
-        };
+        let image = self.image();
         let mut out = vec![me];
         out.extend(
             image
@@ -143,88 +120,64 @@ impl Broker {
         self.live_brokers().into_iter().find(|b| b.id == id)
     }
 
-    /// The active controller: this broker when single, the Raft leader in a cluster (-1 while
-    /// an election is going on).
+    /// The active controller: the Raft leader (-1 while an election is going on).
     pub(crate) fn controller_id(&self) -> i32 {
-        match &self.cluster {
-            None => self.node_id(),
-            Some(c) => c.controller_id().unwrap_or(-1),
-        }
+        self.cluster.controller_id().unwrap_or(-1)
     }
 
     /// One topic's metadata.
     pub(crate) fn topic_view(&self, name: &str) -> Option<TopicView> {
-        match self.image() {
-            None => self
-                .topics
-                .get(name)
-                .map(|t| TopicView::from_local(&t, self.node_id())),
-            Some(image) => image
-                .topics
-                .get(name)
-                .map(|t| TopicView::from_cluster(t, &image)),
-        }
+        let image = self.image();
+        image
+            .topics
+            .get(name)
+            .map(|t| TopicView::from_cluster(t, &image))
     }
 
     /// One topic's metadata, by topic id.
     pub(crate) fn topic_view_by_id(&self, id: Uuid) -> Option<TopicView> {
-        match self.image() {
-            None => self
-                .topics
-                .get_by_id(id)
-                .map(|t| TopicView::from_local(&t, self.node_id())),
-            Some(image) => image
-                .topics
-                .values()
-                .find(|t| t.id == id)
-                .map(|t| TopicView::from_cluster(t, &image)),
-        }
+        let image = self.image();
+        image
+            .topics
+            .values()
+            .find(|t| t.id == id)
+            .map(|t| TopicView::from_cluster(t, &image))
     }
 
     /// Every topic's metadata, by name.
     pub(crate) fn topic_views(&self) -> Vec<TopicView> {
-        match self.image() {
-            None => self
-                .topics
-                .all()
-                .iter()
-                .map(|t| TopicView::from_local(t, self.node_id()))
-                .collect(),
-            Some(image) => image
-                .topics
-                .values()
-                .map(|t| TopicView::from_cluster(t, &image))
-                .collect(),
-        }
+        let image = self.image();
+        image
+            .topics
+            .values()
+            .map(|t| TopicView::from_cluster(t, &image))
+            .collect()
     }
 
     /// Whether `topic` has a partition `index` (hosted here or elsewhere in the cluster).
     pub(crate) fn partition_exists(&self, topic: &str, index: i32) -> bool {
-        match self.image() {
-            None => self
-                .topics
-                .get(topic)
-                .is_some_and(|t| t.has_partition(index)),
-            Some(image) => image
-                .topics
-                .get(topic)
-                .is_some_and(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len())),
-        }
+        self.image()
+            .topics
+            .get(topic)
+            .is_some_and(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len()))
     }
 
-    /// The error for a request about `group` when this broker cannot answer for it: in a
-    /// cluster, NOT_COORDINATOR when another broker coordinates it (the leader of its
+    /// The error for a request about `group` when this broker cannot answer for it (the
+    /// first such request creates `__consumer_offsets`, as FindCoordinator does):
+    /// NOT_COORDINATOR when another broker coordinates it (the leader of its
     /// `__consumer_offsets` partition), COORDINATOR_LOAD_IN_PROGRESS when this broker has just
     /// become that leader and is still loading the partition's groups (the client retries
     /// here). `None` when this broker answers.
-    pub(crate) fn group_coordinator_error(&self, group: &str) -> Option<i16> {
+    pub(crate) async fn group_coordinator_error(&self, group: &str) -> Option<i16> {
         use kafka_protocol::error::ResponseError as E;
-        let image = self.image()?;
-        let Some(offsets) = image.topics.get("__consumer_offsets") else {
+        let Some(offsets) = self
+            .internal_topic(crate::group::store::OFFSETS_TOPIC)
+            .await
+        else {
             return Some(E::NotCoordinator.code());
         };
         let p = crate::group::store::partition_for(group, offsets.partitions.len() as i32);
-        match offsets.partitions.get(p as usize) {
+        match offsets.partition(p) {
             Some(state) if state.leader == self.node_id() => {
                 (!self.groups.is_coordinating(group)).then_some(E::CoordinatorLoadInProgress.code())
             }
@@ -233,18 +186,17 @@ impl Broker {
     }
 
     /// The error for a request about `transactional_id` when this broker cannot answer for it,
-    /// as [`Broker::group_coordinator_error`] for groups: in a cluster, NOT_COORDINATOR when
+    /// as [`Broker::group_coordinator_error`] for groups: NOT_COORDINATOR when
     /// another broker leads the id's `__transaction_state` partition (or the topic does not
     /// exist yet), COORDINATOR_LOAD_IN_PROGRESS while this broker, its new leader, loads it.
     /// `None` when this broker answers.
-    pub(crate) fn txn_coordinator_error(&self, transactional_id: &str) -> Option<i16> {
+    pub(crate) async fn txn_coordinator_error(&self, transactional_id: &str) -> Option<i16> {
         use kafka_protocol::error::ResponseError as E;
-        let image = self.image()?;
-        let Some(log) = image.topics.get(crate::txn::store::TXN_TOPIC) else {
+        let Some(log) = self.internal_topic(crate::txn::store::TXN_TOPIC).await else {
             return Some(E::NotCoordinator.code());
         };
         let p = crate::group::store::partition_for(transactional_id, log.partitions.len() as i32);
-        match log.partitions.get(p as usize) {
+        match log.partition(p) {
             Some(state) if state.leader == self.node_id() => {
                 (!self.txn.is_coordinating(transactional_id))
                     .then_some(E::CoordinatorLoadInProgress.code())

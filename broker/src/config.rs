@@ -130,8 +130,8 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: u64,
     /// `broker.rack`.
     pub rack: Option<String>,
-    /// Cluster mode: set when `controller.quorum.voters` is. `None` = a single, self-contained
-    /// broker that leads every partition (the default).
+    /// Set when `controller.quorum.voters` is. `None`: a lone broker, a quorum of one
+    /// ([`BrokerConfig::quorum`]).
     pub cluster: Option<ClusterSettings>,
     /// Replication between brokers (used in cluster mode).
     pub replication: ReplicationSettings,
@@ -482,6 +482,36 @@ impl BrokerConfig {
     /// Optional settings left unset have no value (`None`), like Kafka's null defaults.
     pub fn effective(&self) -> Vec<(&'static str, Option<String>)> {
         keys::ALL.iter().map(|k| (k.name, k.shown(self))).collect()
+    }
+
+    /// The metadata quorum this broker takes part in: `controller.quorum.voters` when set, else
+    /// a quorum of one, this broker alone (Kafka's KRaft combined mode with one voter), so a
+    /// lone broker runs the same code as a cluster. A lone voter elects itself and never dials
+    /// anyone: its recorded address (`127.0.0.1:0`) is a placeholder, nothing is bound for it,
+    /// and the settings that only matter between brokers keep their defaults.
+    pub fn quorum(&self) -> ClusterSettings {
+        if let Some(c) = &self.cluster {
+            return c.clone();
+        }
+        let placeholder = SocketAddr::from(([127, 0, 0, 1], 0));
+        ClusterSettings {
+            voters: BTreeMap::from([(self.node_id, placeholder)]),
+            controller_listener: Listener {
+                name: "CONTROLLER".into(),
+                host: "127.0.0.1".into(),
+                port: 0,
+            },
+            session_timeout_ms: 9000,
+            unclean_leader_election: false,
+            auto_leader_rebalance: false,
+            leader_imbalance_check_interval_s: 300,
+            leader_imbalance_per_broker_percentage: 10,
+            metadata_dir: self
+                .raw
+                .get("metadata.log.dir")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.log_dirs[0].join("__cluster_metadata-0")),
+        }
     }
 
     /// The controller listener's address to bind, in cluster mode.

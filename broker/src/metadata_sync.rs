@@ -234,12 +234,15 @@ impl ReplicationSettings {
 }
 
 /// Applies every metadata image as it arrives until `stop` is set.
+/// Applies every new image in turn until `stop`; `applied` counts the images applied, so
+/// whoever waits for a change to take effect here (not only to be agreed) can watch it.
 pub(crate) async fn run(
     node_id: i32,
     topics: Arc<Topics>,
     replicas: Arc<ReplicaManager>,
     coordination: Arc<Coordination>,
     mut images: watch::Receiver<Arc<ClusterImage>>,
+    applied: Arc<watch::Sender<u64>>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -249,6 +252,7 @@ pub(crate) async fn run(
         let c = coordination.clone();
         // Opening a partition recovers its log: blocking work.
         let _ = tokio::task::spawn_blocking(move || apply(node_id, &t, &r, &c, &image)).await;
+        applied.send_modify(|n| *n += 1);
         tokio::select! {
             changed = images.changed() => if changed.is_err() { return },
             _ = stop.changed() => return,
@@ -256,8 +260,9 @@ pub(crate) async fn run(
     }
 }
 
-/// Brings local topics and replica roles in line with `image`.
-fn apply(
+/// Brings local topics and replica roles in line with `image` (idempotent: an image already
+/// applied changes nothing).
+pub(crate) fn apply(
     node_id: i32,
     topics: &Topics,
     replicas: &Arc<ReplicaManager>,

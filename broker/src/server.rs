@@ -31,19 +31,45 @@ pub async fn run(
         source,
     })?;
     tokio::pin!(shutdown);
-    let cluster = match config.controller_bind_addr() {
-        None => None,
-        // Joining waits for a quorum of voters; a stop request meanwhile ends it.
-        Some(addr) => tokio::select! {
-            joined = join_cluster(&config, addr?, local) => Some(joined?),
-            _ = &mut shutdown => {
-                tracing::info!("stopped before the cluster had a quorum");
-                return Ok(());
-            }
-        },
+    // Every broker is a member of a metadata quorum; without `controller.quorum.voters` it is
+    // a quorum of one. Joining waits for a quorum of voters; a stop request meanwhile ends it.
+    crate::broker::refuse_single_node_data(&config)?;
+    let controller_addr = config.controller_bind_addr().transpose()?;
+    let cluster = tokio::select! {
+        joined = join_cluster(&config, controller_addr, local) => joined?,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before the cluster had a quorum");
+            return Ok(());
+        }
     };
     let broker = tokio::task::block_in_place(|| Broker::open(config, local, cluster))?;
     let broker = Arc::new(broker);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let coordination = Arc::new(crate::metadata_sync::Coordination::new(
+        broker.groups.clone(),
+        broker.txn.clone(),
+    ));
+    // Ready means serving: the partitions this broker hosts are opened (recovered) and their
+    // roles taken up before the ready line, not a moment after.
+    tokio::task::block_in_place(|| {
+        crate::metadata_sync::apply(
+            broker.node_id(),
+            &broker.topics,
+            &broker.replicas,
+            &coordination,
+            &broker.cluster.image(),
+        )
+    });
+    broker.applied.send_modify(|n| *n += 1);
+    let sync = tokio::spawn(crate::metadata_sync::run(
+        broker.node_id(),
+        broker.topics.clone(),
+        broker.replicas.clone(),
+        coordination,
+        broker.cluster.watch(),
+        broker.applied.clone(),
+        stop_rx.clone(),
+    ));
     tracing::info!(
         node_id = broker.node_id(),
         cluster_id = %broker.cluster_id,
@@ -51,24 +77,8 @@ pub async fn run(
         broker.advertised_host,
         broker.advertised_port
     );
-
-    let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(retention_loop(broker.clone(), stop_rx.clone()));
     let cleaner = tokio::spawn(cleaner_loop(broker.clone(), stop_rx.clone()));
-    let sync = match (&broker.cluster, &broker.replicas) {
-        (Some(cluster), Some(replicas)) => Some(tokio::spawn(crate::metadata_sync::run(
-            broker.node_id(),
-            broker.topics.clone(),
-            replicas.clone(),
-            Arc::new(crate::metadata_sync::Coordination::new(
-                broker.groups.clone(),
-                broker.txn.clone(),
-            )),
-            cluster.watch(),
-            stop_rx.clone(),
-        ))),
-        _ => None,
-    };
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -92,22 +102,16 @@ pub async fn run(
     }
     tracing::info!("shutting down: {} open connection(s)", connections.len());
     drop(listener);
-    if let Some(cluster) = &broker.cluster {
-        // Hand leadership over before going away, so producers move on at once rather than
-        // after the session timeout.
-        match tokio::time::timeout(SHUTDOWN_GRACE, cluster.controlled_shutdown()).await {
-            Ok(Ok(())) => tracing::info!("controlled shutdown: leadership handed over"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed"),
-            Err(_) => tracing::warn!("controlled shutdown timed out"),
-        }
+    // Hand leadership over before going away, so producers move on at once rather than after
+    // the session timeout.
+    match tokio::time::timeout(SHUTDOWN_GRACE, broker.cluster.controlled_shutdown()).await {
+        Ok(Ok(())) => tracing::info!("controlled shutdown: leadership handed over"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed"),
+        Err(_) => tracing::warn!("controlled shutdown timed out"),
     }
-    if let Some(replicas) = &broker.replicas {
-        replicas.shutdown();
-    }
+    broker.replicas.shutdown();
     let _ = stop_tx.send(true);
-    if let Some(sync) = sync {
-        let _ = sync.await;
-    }
+    let _ = sync.await;
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while connections.join_next().await.is_some() {}
     })
@@ -118,9 +122,7 @@ pub async fn run(
     retention.abort();
     cleaner.abort();
     tokio::task::block_in_place(|| broker.shutdown());
-    if let Some(cluster) = &broker.cluster {
-        cluster.stop().await;
-    }
+    broker.cluster.stop().await;
     tracing::info!("kbroker stopped");
     Ok(())
 }
@@ -128,19 +130,22 @@ pub async fn run(
 /// How long a starting broker waits for the cluster's controller to answer its registration.
 const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Binds the controller listener, starts the Raft layer and registers this broker.
+/// Binds the controller listener (a lone voter, `controller_addr` = `None`, binds none: it
+/// talks to no one), starts the Raft layer and registers this broker.
 async fn join_cluster(
     config: &BrokerConfig,
-    controller_addr: std::net::SocketAddr,
+    controller_addr: Option<std::net::SocketAddr>,
     kafka_addr: std::net::SocketAddr,
 ) -> Result<Arc<crate::cluster::Cluster>, StartError> {
-    let settings = config.cluster.as_ref().expect("cluster mode");
-    let listener = TcpListener::bind(controller_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: controller_addr,
-            source,
-        })?;
+    let settings = config.quorum();
+    let listener = match controller_addr {
+        None => None,
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+    };
     let (host, port) = crate::broker::advertised(config, kafka_addr);
     let cfg = crate::cluster::ClusterConfig {
         node_id: config.node_id,
@@ -158,11 +163,17 @@ async fn join_cluster(
                 max_imbalance_percent: settings.leader_imbalance_per_broker_percentage,
             }),
     };
-    tracing::info!(
-        node_id = config.node_id,
-        "joining the cluster: controller listener on {controller_addr}, voters {:?}",
-        settings.voters
-    );
+    match controller_addr {
+        Some(addr) => tracing::info!(
+            node_id = config.node_id,
+            "joining the cluster: controller listener on {addr}, voters {:?}",
+            settings.voters
+        ),
+        None => tracing::info!(
+            node_id = config.node_id,
+            "no controller.quorum.voters: running as a quorum of one"
+        ),
+    }
     crate::cluster::Cluster::start(cfg, listener, JOIN_DEADLINE)
         .await
         .map_err(|e| StartError::Cluster(e.to_string()))

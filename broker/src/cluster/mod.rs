@@ -257,14 +257,15 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    /// Opens storage, starts Raft, the controller listener and the controller task, initializes
+    /// Opens storage, starts Raft, the controller listener (`None` for a lone voter, which
+    /// talks to no one) and the controller task, initializes
     /// the cluster on first start (every node calls openraft `initialize` with all voters when its
     /// log is empty; "already initialized" counts as success), then registers this broker,
     /// retrying until a controller answers or `deadline` passes. Returns once registered and the
     /// local image shows the registration.
     pub(crate) async fn start(
         cfg: ClusterConfig,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         deadline: Duration,
     ) -> Result<Arc<Cluster>, ClusterError> {
         if cfg.node_id < 0 {
@@ -323,18 +324,27 @@ impl Cluster {
         .await
         .map_err(|e| ClusterError::Raft(format!("starting raft node {}: {e}", cfg.node_id)))?;
 
+        if !fresh {
+            if let Err(e) = check_voters(&cfg, &raft).await {
+                let _ = raft.shutdown().await;
+                return Err(e);
+            }
+        }
+
         let (controller_tx, controller_rx) = mpsc::channel(64);
         let frozen = Arc::new(AtomicBool::new(false));
-        let server = network::serve(
-            listener,
-            network::ServerCtx {
-                node_id: cfg.node_id,
-                incarnation,
-                raft: raft.clone(),
-                controller_tx: controller_tx.clone(),
-                frozen: frozen.clone(),
-            },
-        );
+        let server = listener.map(|listener| {
+            network::serve(
+                listener,
+                network::ServerCtx {
+                    node_id: cfg.node_id,
+                    incarnation,
+                    raft: raft.clone(),
+                    controller_tx: controller_tx.clone(),
+                    frozen: frozen.clone(),
+                },
+            )
+        });
         let ctl =
             controller::Controller::new(&cfg, incarnation, raft.clone(), image_rx.clone(), health);
         let ctl_task = tokio::spawn(ctl.run(controller_rx));
@@ -346,7 +356,7 @@ impl Cluster {
             image_rx,
             controller_tx,
             clients: tokio::sync::Mutex::new(BTreeMap::new()),
-            tasks: Mutex::new(vec![server, ctl_task]),
+            tasks: Mutex::new(server.into_iter().chain([ctl_task]).collect()),
             stopped: AtomicBool::new(false),
             frozen,
         });
@@ -626,6 +636,52 @@ impl Cluster {
             Err(e) => Err(format!("broker {leader} at {addr}: {e}")),
         }
     }
+}
+
+/// Refuses a metadata log written by another quorum: voters are fixed at the log's first
+/// start, so a directory used by a lone broker and then started with `controller.quorum.voters`
+/// (or the reverse, or with other voter ids) would otherwise wait forever for an election its
+/// configuration cannot win, or run under voters nobody configured. Addresses may change
+/// (a lone voter's is a placeholder); ids may not.
+async fn check_voters(cfg: &ClusterConfig, raft: &Raft<TypeConfig>) -> Result<(), ClusterError> {
+    // Raft reads the membership from the log as it starts up.
+    let metrics = raft
+        .wait(Some(Duration::from_secs(5)))
+        .metrics(
+            |m| m.membership_config.log_id().is_some(),
+            "the membership of the metadata log",
+        )
+        .await
+        .map_err(|e| ClusterError::Storage {
+            dir: cfg.metadata_dir.display().to_string(),
+            message: format!("no membership found in the metadata log: {e}"),
+        })?;
+    let stored: Vec<i32> = metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .map(|id| id as i32)
+        .collect();
+    let configured: Vec<i32> = cfg.voters.keys().copied().collect();
+    if stored == configured {
+        return Ok(());
+    }
+    let describe = |ids: &[i32]| match ids {
+        [one] => format!("one voter, broker {one}"),
+        _ => format!(
+            "voters {}",
+            ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+        ),
+    };
+    Err(ClusterError::Config(format!(
+        "the metadata log in {} belongs to a quorum of {}, but this broker is configured for {}: \
+         a broker cannot change quorums by restarting. Start it with the configuration it had \
+         (controller.quorum.voters), or give it an empty log dir (and metadata.log.dir) to \
+         start afresh in the new quorum",
+        cfg.metadata_dir.display(),
+        describe(&stored),
+        describe(&configured),
+    )))
 }
 
 /// "1@127.0.0.1:41001, 2@..." for error messages.

@@ -61,7 +61,7 @@ impl TestCluster {
         for (id, l) in listeners {
             let cfg = config_with(id, &voters, dirs[&id].path(), session_timeout);
             starts.push(tokio::spawn(async move {
-                (id, Cluster::start(cfg, l, START_DEADLINE).await)
+                (id, Cluster::start(cfg, Some(l), START_DEADLINE).await)
             }));
         }
         let mut nodes = BTreeMap::new();
@@ -82,7 +82,7 @@ impl TestCluster {
     async fn restart(&mut self, id: i32) {
         let l = TcpListener::bind(self.voters[&id]).await.unwrap();
         let cfg = config(id, &self.voters, self.dirs[&id].path());
-        let c = Cluster::start(cfg, l, START_DEADLINE)
+        let c = Cluster::start(cfg, Some(l), START_DEADLINE)
             .await
             .unwrap_or_else(|e| panic!("restart of {id}: {e}"));
         self.nodes.insert(id, c);
@@ -437,7 +437,7 @@ async fn a_lagging_node_catches_up_by_snapshot_and_a_full_restart_recovers_from_
                     let l = TcpListener::bind(voters[&id]).await.unwrap();
                     (
                         id,
-                        Cluster::start(config(id, &voters, &dir), l, START_DEADLINE).await,
+                        Cluster::start(config(id, &voters, &dir), Some(l), START_DEADLINE).await,
                     )
                 })
             })
@@ -661,6 +661,63 @@ async fn a_single_voter_cluster_elects_itself_and_serves_requests() {
             .unwrap_err();
         assert_eq!(err.code(), 38, "{err}");
         tc.shutdown().await;
+    })
+    .await;
+}
+
+/// Voters are fixed when a metadata log is first written: a dir used by a lone voter and then
+/// started with other voters, or the reverse, is refused with a message saying both quorums
+/// and what to do; the same voter ids start again even when their addresses changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_log_of_another_voter_set_is_refused() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let lone = BTreeMap::from([(1, "127.0.0.1:0".parse().unwrap())]);
+        for _ in 0..2 {
+            let c = Cluster::start(config(1, &lone, dir.path()), None, START_DEADLINE)
+                .await
+                .expect("a lone voter starts and restarts on its own log");
+            assert_eq!(c.controller_id(), Some(1));
+            c.stop().await;
+        }
+        let mut three = BTreeMap::new();
+        let mut listener = None;
+        for id in 1..=3 {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            three.insert(id, l.local_addr().unwrap());
+            if id == 1 {
+                listener = Some(l);
+            }
+        }
+        let err = Cluster::start(config(1, &three, dir.path()), listener, START_DEADLINE)
+            .await
+            .err()
+            .expect("a lone voter's log refuses three voters");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("one voter, broker 1")
+                && msg.contains("voters 1,2,3")
+                && msg.contains(&dir.path().display().to_string())
+                && msg.contains("empty log dir"),
+            "{msg}"
+        );
+
+        // The reverse: a member of a three-voter quorum restarted alone.
+        let mut tc = TestCluster::start(3).await;
+        tc.converge("registration", Duration::from_secs(5), all_unfenced(3))
+            .await;
+        for id in 1..=3 {
+            tc.stop(id).await;
+        }
+        let err = Cluster::start(config(1, &lone, tc.dirs[&1].path()), None, START_DEADLINE)
+            .await
+            .err()
+            .expect("a three-voter log refuses a lone voter");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("voters 1,2,3") && msg.contains("one voter, broker 1"),
+            "{msg}"
+        );
     })
     .await;
 }

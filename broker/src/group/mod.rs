@@ -5,9 +5,11 @@
 //! - [`coordinator`]: the state machine with its timers and deferred responses (what the
 //!   FindCoordinator … DescribeGroups handlers call);
 //! - [`records`]: Kafka's `__consumer_offsets` key/value formats;
-//! - [`store`]: the `__consumer_offsets-<n>` partition logs, replayed at start.
+//! - [`store`]: the `__consumer_offsets` partitions this broker leads, replayed as it starts
+//!   leading them.
 //!
-//! On this single-node broker every group's coordinator is this broker. Handlers live in
+//! A group's coordinator is the leader of its `__consumer_offsets` partition (this broker, for
+//! every group, when it runs alone). Handlers live in
 //! `crate::handlers::{find_coordinator, join_group, …}` and only translate between the wire
 //! messages of each version and the coordinator's plain types.
 
@@ -16,7 +18,6 @@ pub(crate) mod records;
 pub(crate) mod state;
 pub(crate) mod store;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) use coordinator::GroupCoordinator;
@@ -85,14 +86,6 @@ impl GroupConfig {
 /// Why the group coordinator could not open or write its log.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum GroupError {
-    /// The log dir could not be read.
-    #[error("consumer offsets: cannot read {}: {source}", path.display())]
-    Io {
-        /// The directory.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
     /// A `__consumer_offsets` partition log failed.
     #[error("{}-{partition}: {source}", store::OFFSETS_TOPIC)]
     Log {
@@ -118,38 +111,16 @@ pub(crate) enum GroupError {
 }
 
 impl GroupCoordinator {
-    /// Cluster mode: a coordinator whose `__consumer_offsets` partitions are replicated topic
-    /// partitions; it coordinates the groups of the partitions this broker leads, loaded as
-    /// leadership arrives ([`GroupCoordinator::load_partition`]).
-    pub(crate) fn open_replicated(dir: &Path, cfg: GroupConfig) -> Self {
-        let store = store::OffsetStore::replicated(dir, cfg.offsets_topic_num_partitions);
+    /// A coordinator whose `__consumer_offsets` partitions are replicated topic partitions; it
+    /// coordinates the groups of the partitions this broker leads, loaded as leadership
+    /// arrives ([`GroupCoordinator::load_partition`]).
+    pub(crate) fn open_replicated(cfg: GroupConfig) -> Self {
+        let store = store::OffsetStore::new(cfg.offsets_topic_num_partitions);
         let check = Duration::from_millis(cfg.offsets_retention_check_interval_ms.max(1));
-        let coordinator = GroupCoordinator::with_store(cfg, store, Vec::new());
+        let coordinator = GroupCoordinator::with_store(cfg, store);
         if tokio::runtime::Handle::try_current().is_ok() {
             coordinator.spawn_retention_task(check);
         }
         coordinator
-    }
-
-    /// Opens the coordinator: replays `<dir>/__consumer_offsets-*` (committed offsets and group
-    /// metadata) and, when called inside a tokio runtime, starts the offset-retention task (and
-    /// the periodic flush when `flush_interval_ms` is set). `dir` is the first log dir.
-    pub(crate) fn open(dir: &Path, cfg: GroupConfig) -> Result<Self, GroupError> {
-        let (store, replayed) = store::OffsetStore::open(
-            dir,
-            cfg.offsets_topic_num_partitions,
-            cfg.flush_interval_messages,
-            cfg.flush_interval_ms,
-        )?;
-        let check = Duration::from_millis(cfg.offsets_retention_check_interval_ms.max(1));
-        let flush = cfg.flush_interval_ms;
-        let coordinator = GroupCoordinator::with_store(cfg, store, replayed);
-        if tokio::runtime::Handle::try_current().is_ok() {
-            coordinator.spawn_retention_task(check);
-            if let Some(ms) = flush {
-                coordinator.spawn_flush_task(Duration::from_millis(ms.clamp(10, 1000)));
-            }
-        }
-        Ok(coordinator)
     }
 }

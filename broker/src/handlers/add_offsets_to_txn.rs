@@ -15,7 +15,7 @@ pub(crate) async fn handle(
     let partition = broker.groups.offsets_partition_for(req.group_id.0.as_str());
     let mut resp = AddOffsetsToTxnResponse::default();
     let txn_id = req.transactional_id.0.as_str();
-    if let Some(code) = broker.txn_coordinator_error(txn_id) {
+    if let Some(code) = broker.txn_coordinator_error(txn_id).await {
         resp.error_code = code;
         return resp;
     }

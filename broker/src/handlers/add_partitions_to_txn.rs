@@ -40,7 +40,7 @@ pub(crate) async fn handle(
             ResponseError::OperationNotAttempted.code()
         }
     };
-    let result: Result<(), i16> = if let Some(code) = broker.txn_coordinator_error(txn_id) {
+    let result: Result<(), i16> = if let Some(code) = broker.txn_coordinator_error(txn_id).await {
         Err(code)
     } else if unknown.is_empty() {
         broker

@@ -15,7 +15,7 @@ pub(crate) async fn handle(
         let mut r = DeletableGroupResult::default();
         r.error_code = ctx
             .broker
-            .group_coordinator_error(group.0.as_str())
+            .group_coordinator_error(group.0.as_str()).await
             .unwrap_or_else(|| ctx.broker.groups.delete_group(group.0.as_str()));
         r.group_id = group;
         resp.results.push(r);

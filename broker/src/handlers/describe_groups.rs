@@ -18,7 +18,7 @@ pub(crate) async fn handle(
     let mut resp = DescribeGroupsResponse::default();
     for id in req.groups {
         let mut g = DescribedGroup::default();
-        if let Some(code) = ctx.broker.group_coordinator_error(id.0.as_str()) {
+        if let Some(code) = ctx.broker.group_coordinator_error(id.0.as_str()).await {
             g.error_code = code;
             g.group_id = id;
             resp.groups.push(g);

@@ -9,7 +9,7 @@ use super::RequestContext;
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: EndTxnRequest) -> EndTxnResponse {
     let mut resp = EndTxnResponse::default();
     let txn_id = req.transactional_id.0.as_str();
-    if let Some(code) = ctx.broker.txn_coordinator_error(txn_id) {
+    if let Some(code) = ctx.broker.txn_coordinator_error(txn_id).await {
         resp.error_code = code;
         return resp;
     }

@@ -1,8 +1,8 @@
-//! FindCoordinator: on a single broker the coordinator of every group (key type 0) and every
-//! transactional id (key type 1) is this broker. In a cluster, as in Kafka, it is the leader of
+//! FindCoordinator: the coordinator of a group (key type 0) or transactional id (key type 1)
+//! is, as in Kafka, the leader of
 //! the key's partition of `__consumer_offsets` / `__transaction_state` (Kafka's hash of the key
 //! modulo the partition count); the first lookup creates that internal topic through the
-//! controller, with `offsets.topic.replication.factor` (or the transaction one) capped at the
+//! controller ([`crate::broker::Broker::internal_topic`]), with `offsets.topic.replication.factor` (or the transaction one) capped at the
 //! brokers alive; `__transaction_state` gets `transaction.state.log.num.partitions` partitions
 //! and `min.insync.replicas` = `transaction.state.log.min.isr` (capped at its replication
 //! factor). The partition choice is [`crate::group::store::partition_for`] for both kinds, as
@@ -32,70 +32,27 @@ async fn locate(ctx: &RequestContext<'_>, key_type: i8, key: &str) -> (i16, i32,
         );
     }
     let broker = ctx.broker;
-    if let Some(cluster) = &broker.cluster {
-        let not_available = (
-            ResponseError::CoordinatorNotAvailable.code(),
-            -1,
-            StrBytes::default(),
-            -1,
-        );
-        let (topic, partitions, rf, min_isr, segment_bytes) = if key_type == GROUP {
-            (
-                "__consumer_offsets",
-                broker.config.offsets_topic_num_partitions,
-                broker.config.offsets_topic_replication_factor,
-                None,
-                broker.config.offsets_topic_segment_bytes,
-            )
-        } else {
-            (
-                "__transaction_state",
-                broker.config.transaction_state_log_num_partitions,
-                broker.config.transaction_state_log_replication_factor,
-                Some(broker.config.transaction_state_log_min_isr),
-                broker.config.transaction_state_log_segment_bytes,
-            )
-        };
-        let Some(view) = broker.topic_view(topic) else {
-            let live = broker.live_brokers().len() as i16;
-            let replication_factor = i32::from(rf.min(live).max(1));
-            // Internal topics are compacted, as in Kafka: the log cleaner bounds them by the
-            // live state (the single broker's own stores use snapshots instead).
-            let mut configs: std::collections::BTreeMap<String, String> = [
-                ("cleanup.policy".to_owned(), "compact".to_owned()),
-                ("segment.bytes".to_owned(), segment_bytes.to_string()),
-            ]
-            .into();
-            if let Some(m) = min_isr {
-                let m = m.clamp(1, replication_factor);
-                configs.insert("min.insync.replicas".to_owned(), m.to_string());
-            }
-            let spec = crate::cluster::CreateTopicSpec {
-                name: topic.to_owned(),
-                partitions,
-                replication_factor,
-                configs,
-                validate_only: false,
-            };
-            if let Err(e) = cluster.create_topic(spec).await {
-                tracing::debug!(topic, error = %e, "cannot create the internal topic yet");
-            }
-            // The client retries; by then the topic has leaders.
-            return not_available;
-        };
-        let p = crate::group::store::partition_for(key, view.partitions.len() as i32);
-        let leader = view.partition(p).map_or(-1, |p| p.leader);
-        return match broker.broker_endpoint(leader) {
-            Some(b) => (0, b.id, str_bytes(&b.host), i32::from(b.port)),
-            None => not_available,
-        };
+    let not_available = (
+        ResponseError::CoordinatorNotAvailable.code(),
+        -1,
+        StrBytes::default(),
+        -1,
+    );
+    let topic = if key_type == GROUP {
+        crate::group::store::OFFSETS_TOPIC
+    } else {
+        crate::txn::store::TXN_TOPIC
+    };
+    // The client retries when the topic cannot be created yet.
+    let Some(view) = broker.internal_topic(topic).await else {
+        return not_available;
+    };
+    let p = crate::group::store::partition_for(key, view.partitions.len() as i32);
+    let leader = view.partition(p).map_or(-1, |p| p.leader);
+    match broker.broker_endpoint(leader) {
+        Some(b) => (0, b.id, str_bytes(&b.host), i32::from(b.port)),
+        None => not_available,
     }
-    (
-        0,
-        broker.node_id(),
-        str_bytes(&broker.advertised_host),
-        i32::from(broker.advertised_port),
-    )
 }
 
 pub(crate) async fn handle(

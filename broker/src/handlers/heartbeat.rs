@@ -6,7 +6,7 @@ use super::RequestContext;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut resp = HeartbeatResponse::default();
-    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()).await {
         resp.error_code = code;
         return resp;
     }

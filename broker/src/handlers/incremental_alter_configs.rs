@@ -1,9 +1,8 @@
 //! IncrementalAlterConfigs: set, delete, append to or subtract from a topic's config overrides
 //! (`kafka-configs --alter`, the Java AdminClient's `incrementalAlterConfigs`).
 //!
-//! Topic resources go through [`crate::broker::Broker::alter_topic_configs`] (the registry of a
-//! single broker, the controller in a cluster); the partitions take the new storage settings at
-//! once. Broker resources are refused with INVALID_REQUEST: kbroker's broker configuration is
+//! Topic resources go through [`crate::broker::Broker::alter_topic_configs`] (the controller,
+//! through the metadata log); the partitions take the new storage settings at once. Broker resources are refused with INVALID_REQUEST: kbroker's broker configuration is
 //! its `server.properties` and command line, with no dynamic layer as in Kafka.
 
 use kafka_protocol::error::ResponseError;

@@ -21,7 +21,7 @@ pub(crate) async fn handle(
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
     if let Some(txn) = &req.transactional_id {
-        if let Some(code) = ctx.broker.txn_coordinator_error(txn.0.as_str()) {
+        if let Some(code) = ctx.broker.txn_coordinator_error(txn.0.as_str()).await {
             resp.error_code = code;
             return resp;
         }

@@ -12,7 +12,7 @@ use crate::group::coordinator::JoinRequest;
 use crate::group::state::Protocol;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
-    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()).await {
         let mut resp = JoinGroupResponse::default();
         resp.error_code = code;
         resp.generation_id = -1;

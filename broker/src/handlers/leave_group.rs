@@ -22,7 +22,7 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> 
             group_instance_id: None,
         }]
     };
-    let (top, codes) = match ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+    let (top, codes) = match ctx.broker.group_coordinator_error(req.group_id.0.as_str()).await {
         Some(code) => (code, vec![code; leaving.len()]),
         None => ctx
             .broker

@@ -15,7 +15,6 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use super::RequestContext;
 use crate::wire::str_bytes;
 use crate::cluster_view::TopicView;
-use crate::topics::TopicError;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
@@ -59,9 +58,6 @@ pub(crate) async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> Me
                 {
                     Ok(t) => Ok(t),
                     // Another client created it at the same moment.
-                    Err(TopicError::AlreadyExists(_)) => broker
-                        .topic_view(&name)
-                        .ok_or((ResponseError::UnknownTopicOrPartition.code(), name)),
                     Err(e) if e.code() == ResponseError::TopicAlreadyExists.code() => broker
                         .topic_view(&name)
                         .ok_or((ResponseError::LeaderNotAvailable.code(), name)),

@@ -44,7 +44,7 @@ pub(crate) async fn handle(
     }
     let codes = if partitions.is_empty() {
         Vec::new()
-    } else if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+    } else if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()).await {
         vec![code; partitions.len()]
     } else {
         ctx.broker.groups.commit_offsets(&CommitRequest {

@@ -16,7 +16,7 @@ pub(crate) async fn handle(
 ) -> OffsetDeleteResponse {
     let mut resp = OffsetDeleteResponse::default();
     let group = req.group_id.0.as_str();
-    if let Some(code) = ctx.broker.group_coordinator_error(group) {
+    if let Some(code) = ctx.broker.group_coordinator_error(group).await {
         resp.error_code = code;
         return resp;
     }

@@ -23,13 +23,13 @@ type Fetched = Vec<(String, Vec<(i32, Result<Option<CommittedOffset>, i16>)>)>;
 /// Committed offsets of one group, grouped by topic (request order, or sorted for "all").
 /// With `require_stable`, partitions with pending transactional offsets come back as `Err`.
 /// A broker that is not (or not yet) the group's coordinator answers with the error.
-fn fetch(
+async fn fetch(
     broker: &Broker,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Result<Fetched, i16> {
-    if let Some(code) = broker.group_coordinator_error(group_id) {
+    if let Some(code) = broker.group_coordinator_error(group_id).await {
         return Err(code);
     }
     let groups = &broker.groups;
@@ -69,7 +69,7 @@ pub(crate) async fn handle(
             });
             let mut gr = OffsetFetchResponseGroup::default();
             gr.group_id = g.group_id.clone();
-            match fetch(broker, g.group_id.0.as_str(), wanted, req.require_stable) {
+            match fetch(broker, g.group_id.0.as_str(), wanted, req.require_stable).await {
                 Err(code) => gr.error_code = code,
                 Ok(topics) => {
                     for (topic, parts) in topics {
@@ -101,7 +101,7 @@ pub(crate) async fn handle(
     });
     let require_stable = ctx.version >= 7 && req.require_stable;
     let asked = wanted.clone();
-    match fetch(broker, req.group_id.0.as_str(), wanted, require_stable) {
+    match fetch(broker, req.group_id.0.as_str(), wanted, require_stable).await {
         Err(code) if ctx.version >= 2 => resp.error_code = code,
         // v1 has no top-level error: each asked partition carries it.
         Err(code) => {

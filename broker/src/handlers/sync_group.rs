@@ -9,7 +9,7 @@ use crate::wire::str_bytes;
 use crate::group::coordinator::SyncRequest;
 
 pub(crate) async fn handle(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
-    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()) {
+    if let Some(code) = ctx.broker.group_coordinator_error(req.group_id.0.as_str()).await {
         let mut resp = SyncGroupResponse::default();
         resp.error_code = code;
         return resp;

@@ -31,7 +31,7 @@ pub(crate) async fn handle(
         broker.groups.offsets_partition_for(&group_id),
     );
     let n = req.topics.iter().map(|t| t.partitions.len()).sum();
-    let codes: Vec<i16> = match (broker.group_coordinator_error(&group_id), checked) {
+    let codes: Vec<i16> = match (broker.group_coordinator_error(&group_id).await, checked) {
         (Some(code), _) => vec![code; n],
         // PRODUCER_FENCED exists from v3 on (KIP-588).
         (None, Err(e)) => vec![e.code(ctx.version >= 3); n],
@@ -97,15 +97,12 @@ pub(crate) async fn handle(
     resp
 }
 
-/// Cluster mode: waits until what `group_id`'s `__consumer_offsets` partition holds now is
+/// Waits until what `group_id`'s `__consumer_offsets` partition holds now is
 /// replicated to its ISR. `Err(error code)` when leadership moved (NOT_COORDINATOR) or the ISR
 /// was too slow (COORDINATOR_NOT_AVAILABLE); the client retries either.
 async fn replicated(ctx: &RequestContext<'_>, group_id: &str) -> Result<(), i16> {
     use kafka_protocol::error::ResponseError as E;
     let broker = ctx.broker;
-    if broker.cluster.is_none() {
-        return Ok(());
-    }
     let index = broker.groups.offsets_partition_for(group_id);
     let Some(p) = broker.topics.partition(OFFSETS_TOPIC, index) else {
         return Err(E::NotCoordinator.code());

@@ -45,7 +45,7 @@ pub(crate) struct FollowerProgress {
 /// A hosted partition's leader state.
 #[derive(Debug, Clone)]
 pub(crate) struct LeaderState {
-    /// This broker's id (-1 for a single broker outside any cluster).
+    /// This broker's id (-1 before the metadata has named it, see [`LeaderState::single`]).
     pub(crate) local: i32,
     /// The leader epoch this broker leads in.
     pub(crate) leader_epoch: i32,
@@ -64,7 +64,8 @@ pub(crate) struct LeaderState {
 }
 
 impl LeaderState {
-    /// A single broker outside any cluster: leader of epoch `epoch`, ISR = replicas = itself.
+    /// The role of a partition just opened, before the metadata says who leads it (and of the
+    /// partitions unit tests lead alone): leader of epoch `epoch`, ISR = replicas = itself.
     pub(crate) fn single(epoch: i32, log_end: i64) -> LeaderState {
         LeaderState {
             local: -1,

@@ -102,12 +102,38 @@ async fn cluster(configs: &[(&str, &str)]) -> Cluster {
     let config = crate::BrokerConfig::from_map(raw).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let broker = Arc::new(Broker::open(config, addr, None).unwrap());
-    let configs = configs
+    // The leader broker's own quorum is a lone voter; the topic is opened here directly
+    // (replicas and ISR are driven by the test, not by the metadata).
+    let quorum = crate::cluster::Cluster::start(
+        crate::cluster::ClusterConfig {
+            node_id: LEADER,
+            voters: BTreeMap::from([(LEADER, "127.0.0.1:0".parse().unwrap())]),
+            host: "127.0.0.1".into(),
+            port: addr.port(),
+            rack: None,
+            metadata_dir: dir.path().join("leader/__cluster_metadata-0"),
+            session_timeout: Duration::from_secs(9),
+            unclean_leader_election: false,
+            leader_rebalance: None,
+        },
+        None,
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap();
+    let broker = Arc::new(Broker::open(config, addr, quorum).unwrap());
+    let configs: BTreeMap<String, String> = configs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    broker.topics.create(TOPIC, 1, 1, configs, false).unwrap();
+    let spec = crate::topics::TopicSpec {
+        name: TOPIC,
+        id: uuid::Uuid::new_v4(),
+        configs: &configs,
+        partition_count: 1,
+        replication_factor: 2,
+    };
+    broker.topics.ensure(&spec, &[0]).unwrap();
     let leader = broker.topics.partition(TOPIC, 0).unwrap();
     let b = broker.clone();
     let server = tokio::spawn(async move {

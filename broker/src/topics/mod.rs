@@ -1,22 +1,20 @@
-//! The topic registry: which topics exist, their ids, partitions and configuration overrides.
+//! The local topics: which topics this broker hosts replicas of, their ids, partitions and
+//! configuration overrides, as the metadata log says (`crate::metadata_sync` mirrors it here).
 //!
-//! Topics are persisted in `kbroker-topics.json` in the first log dir (written atomically: a
-//! temporary file renamed over the old one), and each partition's data lives in
-//! `<log.dir>/<topic>-<partition>/`. On start every registered topic's partitions are reopened
-//! (and recovered) from whichever log dir holds them; a new partition goes to the log dir with
-//! the fewest partitions, as Kafka does.
+//! Each partition's data lives in `<log.dir>/<topic>-<partition>/`, reopened (and recovered)
+//! from whichever log dir holds it; a new partition goes to the log dir with the fewest
+//! partitions, as Kafka does.
 //!
 //! Topic-level configuration uses Kafka's topic keys (`retention.ms`, `segment.bytes`, ...). A
 //! topic stores only its overrides; [`TopicConfigs`] resolves them against the broker defaults
 //! (see [`configs`]). Overrides change through IncrementalAlterConfigs
-//! ([`Topics::set_configs`]): the topic is replaced and its partitions take the new storage
-//! settings at once.
+//! through the controller: [`Topics::ensure`] replaces the topic and its partitions take the
+//! new storage settings at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
@@ -31,8 +29,6 @@ pub(crate) use configs::{validate_configs, TopicConfigs};
 pub(crate) enum TopicError {
     #[error("topic name {0:?} is invalid: use 1 to 249 of [a-zA-Z0-9._-], not \".\" or \"..\"")]
     InvalidName(String),
-    #[error("topic {0:?} already exists")]
-    AlreadyExists(String),
     #[error("topic {0:?} does not exist")]
     Unknown(String),
     #[error("{0}")]
@@ -43,11 +39,6 @@ pub(crate) enum TopicError {
     InvalidConfig(String),
     #[error("storage error: {0}")]
     Storage(#[from] LogError),
-    #[error("cannot write topic registry {path}: {source}")]
-    Registry {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     /// Refused or failed by the cluster's controller; carries the controller's Kafka code.
     #[error("{message}")]
     Cluster { code: i16, message: String },
@@ -59,12 +50,11 @@ impl TopicError {
         use kafka_protocol::error::ResponseError as E;
         match self {
             TopicError::InvalidName(_) => E::InvalidTopicException.code(),
-            TopicError::AlreadyExists(_) => E::TopicAlreadyExists.code(),
             TopicError::Unknown(_) => E::UnknownTopicOrPartition.code(),
             TopicError::InvalidPartitions(_) => E::InvalidPartitions.code(),
             TopicError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor.code(),
             TopicError::InvalidConfig(_) => E::InvalidConfig.code(),
-            TopicError::Storage(_) | TopicError::Registry { .. } => E::KafkaStorageError.code(),
+            TopicError::Storage(_) => E::KafkaStorageError.code(),
             TopicError::Cluster { code, .. } => *code,
         }
     }
@@ -96,16 +86,6 @@ impl Topic {
             .and_then(|i| self.partitions.get(i).cloned().flatten())
     }
 
-    /// Whether partition `index` exists (hosted here or not).
-    pub(crate) fn has_partition(&self, index: i32) -> bool {
-        usize::try_from(index).is_ok_and(|i| i < self.partitions.len())
-    }
-
-    /// Number of partitions of the topic (hosted here or not).
-    pub(crate) fn partition_count(&self) -> i32 {
-        self.partitions.len() as i32
-    }
-
     /// The partitions with a replica on this broker.
     pub(crate) fn hosted(&self) -> impl Iterator<Item = &Arc<Partition>> {
         self.partitions.iter().flatten()
@@ -121,31 +101,23 @@ pub(crate) struct TopicSpec<'a> {
     pub(crate) replication_factor: i16,
 }
 
-/// What is persisted per topic.
-#[derive(Serialize, Deserialize)]
-struct TopicRecord {
-    name: String,
-    id: Uuid,
-    partitions: i32,
-    replication_factor: i16,
-    configs: BTreeMap<String, String>,
-}
-
-/// All topics of this broker.
+/// The topics this broker hosts replicas of.
 ///
-/// Single-node mode: this registry is the source of truth and persists itself. Cluster mode:
-/// the cluster metadata (Raft) is; [`Topics::ensure`] and [`Topics::drop_local`] mirror it here,
-/// opening only the partitions with a replica on this broker, and nothing is persisted here.
+/// The metadata log (Raft) is the source of truth; [`Topics::ensure`] and
+/// [`Topics::drop_local`] mirror it here, opening only the partitions with a replica on this
+/// broker, and nothing is persisted here.
 pub(crate) struct Topics {
+    /// Broker defaults the topic configs resolve against, and the log dirs.
     broker: Arc<BrokerConfig>,
-    /// Cluster mode: topics mirror the cluster metadata.
-    clustered: bool,
+    /// Topics by name.
     by_name: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// Serialises create/delete/grow so the registry file and the map change together.
+    /// Serialises mirroring changes so a topic and its partitions change together.
     admin: std::sync::Mutex<()>,
 }
 
-const REGISTRY_FILE: &str = "kbroker-topics.json";
+/// The topic registry of a single broker of an earlier version (topics now live in the
+/// metadata log); its presence marks a log dir this version refuses to open.
+pub(crate) const LEGACY_REGISTRY_FILE: &str = "kbroker-topics.json";
 
 /// Internal topics whose partition directories the coordinators own.
 const RESERVED_NAMES: &[&str] = &["__consumer_offsets", "__transaction_state"];
@@ -182,38 +154,13 @@ pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
 }
 
 impl Topics {
-    /// Opens every registered topic's partitions, recovering their logs.
+    /// An empty registry: topics appear as the metadata log names them ([`Topics::ensure`]).
     pub(crate) fn open(broker: Arc<BrokerConfig>) -> Result<Self, TopicError> {
-        let topics = Topics {
-            clustered: broker.cluster.is_some(),
+        Ok(Topics {
             broker,
             by_name: RwLock::new(BTreeMap::new()),
             admin: std::sync::Mutex::new(()),
-        };
-        if topics.clustered {
-            return Ok(topics);
-        }
-        let path = topics.registry_path();
-        let records: Vec<TopicRecord> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TopicError::Registry {
-                path: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => return Err(TopicError::Registry { path, source }),
-        };
-        let mut map = BTreeMap::new();
-        for r in records {
-            let topic =
-                topics.open_topic(&r.name, r.id, r.partitions, r.replication_factor, r.configs)?;
-            map.insert(r.name, Arc::new(topic));
-        }
-        *topics.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
-        Ok(topics)
-    }
-
-    fn registry_path(&self) -> PathBuf {
-        self.broker.log_dirs[0].join(REGISTRY_FILE)
+        })
     }
 
     /// The directory for a partition: where it already is, or the least used log dir.
@@ -241,56 +188,6 @@ impl Topics {
         let dir = self.partition_dir(topic, index);
         let log_config = TopicConfigs::new(&self.broker, configs).log_config();
         Ok(Arc::new(Partition::open(topic, index, &dir, log_config)?))
-    }
-
-    fn open_topic(
-        &self,
-        name: &str,
-        id: Uuid,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-    ) -> Result<Topic, TopicError> {
-        let parts = (0..partitions)
-            .map(|i| self.open_partition(name, i, &configs).map(Some))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Topic {
-            name: name.to_owned(),
-            id,
-            max_message_bytes: TopicConfigs::new(&self.broker, &configs)
-                .log_config()
-                .max_message_bytes,
-            configs,
-            partitions: parts,
-            replication_factor,
-        })
-    }
-
-    fn save(&self, map: &BTreeMap<String, Arc<Topic>>) -> Result<(), TopicError> {
-        let records: Vec<TopicRecord> = map
-            .values()
-            .map(|t| TopicRecord {
-                name: t.name.clone(),
-                id: t.id,
-                partitions: t.partitions.len() as i32,
-                replication_factor: t.replication_factor,
-                configs: t.configs.clone(),
-            })
-            .collect();
-        let path = self.registry_path();
-        let tmp = path.with_extension("json.tmp");
-        let io = |source| TopicError::Registry {
-            path: path.clone(),
-            source,
-        };
-        let bytes = serde_json::to_vec_pretty(&records).map_err(|e| io(e.into()))?;
-        std::fs::create_dir_all(&self.broker.log_dirs[0]).map_err(io)?;
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        Ok(())
     }
 
     /// The topic called `name`, if it exists.
@@ -365,154 +262,6 @@ impl Topics {
         Ok((partitions, rf))
     }
 
-    /// Creates a topic. `partitions`/`replication_factor` of -1 take the broker defaults.
-    /// With `validate_only`, checks everything and creates nothing.
-    pub(crate) fn create(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
-        let (partitions, rf) = self.check_create(name, partitions, replication_factor, &configs)?;
-        let live_brokers = 1;
-        if rf > live_brokers {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {rf} is invalid: this broker is not part of a cluster \
-                 (set controller.quorum.voters to run several brokers)"
-            )));
-        }
-        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
-        if self.get(name).is_some() {
-            return Err(TopicError::AlreadyExists(name.to_owned()));
-        }
-        // Kafka refuses names that collide once '.' and '_' are treated alike (metric names).
-        let norm = |s: &str| s.replace('.', "_");
-        if let Some(other) = self.all().iter().find(|t| norm(&t.name) == norm(name)) {
-            return Err(TopicError::InvalidName(format!(
-                "{name} (collides with existing topic {} because '.' and '_' are interchangeable)",
-                other.name
-            )));
-        }
-        if validate_only {
-            return Ok(Arc::new(Topic {
-                name: name.to_owned(),
-                id: Uuid::nil(),
-                max_message_bytes: TopicConfigs::new(&self.broker, &configs)
-                    .log_config()
-                    .max_message_bytes,
-                configs,
-                partitions: Vec::new(),
-                replication_factor: rf,
-            }));
-        }
-        let topic = Arc::new(self.open_topic(name, Uuid::new_v4(), partitions, rf, configs)?);
-        let mut map = self
-            .by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        map.insert(name.to_owned(), topic.clone());
-        self.save(&map)?;
-        *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
-        tracing::info!(
-            topic = name,
-            partitions,
-            replication_factor = rf,
-            "topic created"
-        );
-        Ok(topic)
-    }
-
-    /// Deletes a topic and its data.
-    pub(crate) fn delete(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
-        let mut map = self
-            .by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let topic = map
-            .remove(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
-        self.save(&map)?;
-        *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
-        for p in topic.hosted() {
-            if let Err(e) = std::fs::remove_dir_all(&p.dir) {
-                tracing::warn!(dir = %p.dir.display(), error = %e, "cannot remove deleted partition's directory");
-            }
-        }
-        tracing::info!(topic = name, "topic deleted");
-        Ok(topic)
-    }
-
-    /// Grows a topic to `count` partitions.
-    pub(crate) fn add_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
-        let have = topic.partitions.len() as i32;
-        check_growth(name, have, count)?;
-        if validate_only {
-            return Ok(());
-        }
-        let mut partitions = topic.partitions.clone();
-        for i in have..count {
-            partitions.push(Some(self.open_partition(name, i, &topic.configs)?));
-        }
-        let grown = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            configs: topic.configs.clone(),
-            partitions,
-            replication_factor: topic.replication_factor,
-            max_message_bytes: topic.max_message_bytes,
-        });
-        let mut map = self
-            .by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        map.insert(name.to_owned(), grown);
-        self.save(&map)?;
-        *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
-        tracing::info!(topic = name, from = have, to = count, "partitions added");
-        Ok(())
-    }
-
-    /// Replaces a topic's config overrides (checked by the caller): every hosted partition
-    /// takes the new storage settings, and a single broker saves its registry.
-    pub(crate) fn set_configs(
-        &self,
-        name: &str,
-        configs: BTreeMap<String, String>,
-    ) -> Result<(), TopicError> {
-        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_owned()))?;
-        let altered = Arc::new(self.reconfigured(&topic, configs)?);
-        let mut map = self
-            .by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        map.insert(name.to_owned(), altered);
-        if !self.clustered {
-            self.save(&map)?;
-        }
-        *self.by_name.write().unwrap_or_else(|e| e.into_inner()) = map;
-        tracing::info!(topic = name, "topic configs altered");
-        Ok(())
-    }
-
     /// `topic` with `configs` as its overrides, its partitions switched to the new storage
     /// settings.
     fn reconfigured(
@@ -534,7 +283,7 @@ impl Topics {
         })
     }
 
-    /// Cluster mode: makes the local topic match the cluster's view. Opens (and recovers) the
+    /// Makes the local topic match the cluster's view. Opens (and recovers) the
     /// partitions in `hosted` that are not open yet; partitions already open stay as they are.
     /// Returns the topic and whether anything changed.
     pub(crate) fn ensure(
@@ -593,7 +342,7 @@ impl Topics {
         Ok((topic, true))
     }
 
-    /// Cluster mode: the topic is gone from the cluster (deleted, or re-created with another
+    /// The topic is gone from the cluster (deleted, or re-created with another
     /// id): forget it and remove its local data.
     pub(crate) fn drop_local(&self, name: &str) -> Option<Arc<Topic>> {
         let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());

@@ -2,18 +2,15 @@
 //!
 //! The coordinator decides; the partitions record the decision as a control batch (a COMMIT or
 //! ABORT marker) from the transaction's producer. [`MarkerWriter`] is that one operation, so
-//! the state machine can be tested with a fake that records markers (and fails on demand),
-//! while [`BrokerMarkers`] writes them for real: data partitions through
-//! `Partition::write_txn_marker`, and `__consumer_offsets` partitions through the group
-//! coordinator, which also turns the producer's pending transactional offsets into committed
-//! ones (or drops them).
+//! the state machine can be tested with a fake that records markers (and fails on demand).
 //!
-//! In a cluster the partitions of a transaction are led by any broker: there the writer is
-//! [`super::marker_channel::ClusterMarkers`], which sends WriteTxnMarkers to each partition's
-//! leader, and the leader writes the marker with [`write_as_leader`] (also used when the
-//! leader is this broker). Writing is asynchronous for that reason.
-
-use std::sync::Arc;
+//! The partitions of a transaction are led by any broker of the cluster (all by this one when
+//! it is alone): the writer is [`super::marker_channel::ClusterMarkers`], which sends
+//! WriteTxnMarkers to each partition's leader, and the leader writes the marker with
+//! [`write_as_leader`] (also used when the leader is this broker): data partitions through
+//! `Partition::write_txn_marker`, `__consumer_offsets` partitions through the group
+//! coordinator, which also turns the producer's pending transactional offsets into committed
+//! ones (or drops them). Writing is asynchronous for that reason.
 
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError as E;
@@ -38,7 +35,7 @@ pub(crate) struct Marker {
     /// COMMIT (true) or ABORT (false).
     pub(crate) commit: bool,
     /// The coordinator epoch: the leader epoch of the transaction's `__transaction_state`
-    /// partition in a cluster, 0 on a single broker.
+    /// partition.
     pub(crate) coordinator_epoch: i32,
 }
 
@@ -96,43 +93,6 @@ pub(crate) trait MarkerWriter: Send + Sync {
         partition: i32,
         marker: &'a Marker,
     ) -> BoxFuture<'a, Result<(), MarkerError>>;
-}
-
-/// The broker's partitions and its group coordinator.
-pub(crate) struct BrokerMarkers {
-    /// Data partitions.
-    pub(crate) topics: Arc<Topics>,
-    /// `__consumer_offsets` partitions and the pending transactional offsets.
-    pub(crate) groups: GroupCoordinator,
-}
-
-impl MarkerWriter for BrokerMarkers {
-    fn write_marker<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: i32,
-        marker: &'a Marker,
-    ) -> BoxFuture<'a, Result<(), MarkerError>> {
-        Box::pin(std::future::ready(self.write(topic, partition, marker)))
-    }
-}
-
-impl BrokerMarkers {
-    /// A single broker's write: synchronous, the high watermark is the log end.
-    fn write(&self, topic: &str, partition: i32, marker: &Marker) -> Result<(), MarkerError> {
-        if topic == OFFSETS_TOPIC {
-            return marker
-                .complete_offsets(&self.groups, partition)
-                .map_err(|e| MarkerError::Failed(e.to_string()));
-        }
-        let Some(p) = self.topics.partition(topic, partition) else {
-            return Err(MarkerError::UnknownPartition);
-        };
-        marker.write_to(&p).map(|_| ()).map_err(|e| match e {
-            AppendError::Sequence(e) => MarkerError::Refused(format!("{topic}-{partition}: {e}")),
-            AppendError::Log(e) => MarkerError::Failed(format!("{topic}-{partition}: {e}")),
-        })
-    }
 }
 
 /// Writes `marker` to `topic`-`partition`, which this broker must lead, and waits until it is

@@ -5,10 +5,10 @@
 //! - [`coordinator`]: applies the rules, persists every transition before answering, writes
 //!   markers, aborts timed-out transactions, recovers in-flight ones at start;
 //! - [`records`]: Kafka's `__transaction_state` key/value formats;
-//! - [`store`]: the `__transaction_state-0` log, replayed at start;
+//! - [`store`]: the `__transaction_state` records as written to and replayed from a partition;
 //! - [`markers`]: writing COMMIT/ABORT markers to data partitions and to `__consumer_offsets`;
-//! - [`marker_channel`]: in a cluster, sending them to each partition's leader
-//!   (WriteTxnMarkers; the receiving side is `crate::handlers::write_txn_markers`).
+//! - [`marker_channel`]: sending them to each partition's leader (WriteTxnMarkers; the
+//!   receiving side is `crate::handlers::write_txn_markers`).
 //!
 //! The partition side (ongoing transactions, last stable offset, aborted-transaction index,
 //! read_committed fetch) lives in `crate::partition`; the pending transactional offsets in
@@ -16,10 +16,9 @@
 //! add_offsets_to_txn, end_txn, txn_offset_commit, write_txn_markers}`) only translate wire
 //! messages.
 //!
-//! A single broker keeps `__transaction_state-0` as its own log ([`store`]); a cluster
-//! replicates `__transaction_state` like any topic and each partition's leader coordinates the
-//! ids of that partition (see [`coordinator`]; `crate::metadata_sync` hands the partitions
-//! over as leadership moves).
+//! `__transaction_state` is replicated like any topic (a lone broker is a quorum of one) and
+//! each partition's leader coordinates the ids of that partition (see [`coordinator`];
+//! `crate::metadata_sync` hands the partitions over as leadership moves).
 
 pub(crate) mod coordinator;
 pub(crate) mod marker_channel;

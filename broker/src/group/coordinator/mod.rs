@@ -207,10 +207,10 @@ struct Inner {
     cfg: GroupConfig,
     /// All live groups by id.
     groups: Mutex<HashMap<String, Group>>,
-    /// Where commits and group metadata are written; `None` keeps everything in memory
-    /// (unit tests).
-    store: Option<OffsetStore>,
-    /// Cluster mode: the `__consumer_offsets` partitions whose groups are loaded here, i.e. the
+    /// Where commits and group metadata are written: the `__consumer_offsets` partitions led
+    /// here.
+    store: OffsetStore,
+    /// The `__consumer_offsets` partitions whose groups are loaded here, i.e. the
     /// groups this broker answers for. Leadership (the metadata) comes first and the load a
     /// moment later; in between a request must not see an empty group (a member would be told
     /// UNKNOWN_MEMBER_ID and drop its id), so it is told COORDINATOR_LOAD_IN_PROGRESS.
@@ -277,46 +277,21 @@ fn build_groups(
 }
 
 impl GroupCoordinator {
-    /// A coordinator that keeps everything in memory.
-    #[cfg(test)]
-    pub(crate) fn in_memory(cfg: GroupConfig) -> Self {
+    /// A coordinator backed by `store`; groups come as its partitions are loaded.
+    pub(crate) fn with_store(cfg: GroupConfig, store: OffsetStore) -> Self {
         GroupCoordinator {
             inner: Arc::new(Inner {
                 cfg,
                 groups: Mutex::new(HashMap::new()),
-                store: None,
+                store,
                 coordinating: Mutex::default(),
             }),
         }
     }
 
-    /// A coordinator backed by `store`, with the groups replayed from it.
-    pub(crate) fn with_store(
-        cfg: GroupConfig,
-        store: OffsetStore,
-        replayed: Vec<StoreRecord>,
-    ) -> Self {
-        let pending = store.take_replayed_pending();
-        let coordinator = GroupCoordinator {
-            inner: Arc::new(Inner {
-                cfg,
-                groups: Mutex::new(HashMap::new()),
-                store: Some(store),
-                coordinating: Mutex::default(),
-            }),
-        };
-        coordinator.install(build_groups(replayed, pending));
-        coordinator
-    }
-
     /// Adds replayed groups to the live ones. Members restored from the log keep their
     /// session: they expire unless they heartbeat, exactly like after a coordinator move in
     /// Kafka.
-    fn install(&self, loaded: HashMap<String, Group>) {
-        let mut groups = self.inner.lock();
-        self.install_locked(&mut groups, loaded);
-    }
-
     fn install_locked(&self, groups: &mut HashMap<String, Group>, loaded: HashMap<String, Group>) {
         let ids: Vec<String> = loaded.keys().cloned().collect();
         for (id, group) in loaded {
@@ -340,8 +315,8 @@ impl GroupCoordinator {
         }
     }
 
-    /// Whether this broker answers for `group_id` now: always on a single broker; in cluster
-    /// mode once the group's `__consumer_offsets` partition is loaded here.
+    /// Whether this broker answers for `group_id` now: once the group's `__consumer_offsets`
+    /// partition is loaded here (always for the unit tests' in-memory coordinator).
     pub(crate) fn is_coordinating(&self, group_id: &str) -> bool {
         self.is_partition_loaded(self.offsets_partition_for(group_id))
     }
@@ -349,13 +324,10 @@ impl GroupCoordinator {
     /// Whether `__consumer_offsets` partition `index` is loaded here (always on a single
     /// broker): a transaction marker written to it reaches its groups' pending offsets.
     pub(crate) fn is_partition_loaded(&self, index: i32) -> bool {
-        match &self.inner.store {
-            Some(store) if store.is_replicated() => self.inner.coordinating().contains(&index),
-            _ => true,
-        }
+        self.inner.coordinating().contains(&index)
     }
 
-    /// Cluster mode: this broker has become the leader of `__consumer_offsets` partition
+    /// This broker has become the leader of `__consumer_offsets` partition
     /// `index`, so it coordinates that partition's groups from now on: their state is replayed
     /// from the (replicated) partition, replacing whatever this broker remembered of them.
     pub(crate) fn load_partition(
@@ -363,9 +335,7 @@ impl GroupCoordinator {
         index: i32,
         partition: Arc<crate::partition::Partition>,
     ) -> Result<usize, GroupError> {
-        let Some(store) = &self.inner.store else {
-            return Ok(0);
-        };
+        let store = &self.inner.store;
         // A reload (new leader epoch) stops answering first, so nothing is written between the
         // replay and the install.
         self.inner.coordinating().remove(&index);
@@ -380,12 +350,10 @@ impl GroupCoordinator {
         Ok(count)
     }
 
-    /// Cluster mode: another broker leads `__consumer_offsets` partition `index` now; its
+    /// Another broker leads `__consumer_offsets` partition `index` now; its
     /// groups are forgotten here (their members are told NOT_COORDINATOR and look it up again).
     pub(crate) fn unload_partition(&self, index: i32) {
-        let Some(store) = &self.inner.store else {
-            return;
-        };
+        let store = &self.inner.store;
         let mut groups = self.inner.lock();
         self.inner.coordinating().remove(&index);
         store.resign(index);
@@ -450,15 +418,13 @@ impl GroupCoordinator {
         coordinator_epoch: i32,
     ) -> Result<(), GroupError> {
         let mut groups = self.inner.lock();
-        if let Some(store) = &self.inner.store {
-            store.append_marker(
-                index,
-                producer_id,
-                producer_epoch,
-                commit,
-                coordinator_epoch,
-            )?;
-        }
+        self.inner.store.append_marker(
+            index,
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+        )?;
         for group in groups.values_mut() {
             if self.inner.partition_of(&group.id) != index {
                 continue;
@@ -470,7 +436,6 @@ impl GroupCoordinator {
                 group.offsets.extend(pending.offsets);
             }
         }
-        self.inner.snapshot_if_due(&groups);
         Ok(())
     }
 
@@ -601,14 +566,12 @@ impl GroupCoordinator {
             group: group_id.to_owned(),
             value: None,
         });
-        if let Some(store) = &self.inner.store {
-            if let Err(e) = store.append(group_id, &records) {
-                tracing::warn!(
-                    group = group_id,
-                    "cannot write the deleted group's tombstones: {e}"
-                );
-                return E::NotCoordinator.code();
-            }
+        if let Err(e) = self.inner.store.append(group_id, &records) {
+            tracing::warn!(
+                group = group_id,
+                "cannot write the deleted group's tombstones: {e}"
+            );
+            return E::NotCoordinator.code();
         }
         groups.remove(group_id);
         tracing::info!(group = group_id, "group deleted");
@@ -653,11 +616,9 @@ impl GroupCoordinator {
         if records.is_empty() {
             return (0, codes);
         }
-        if let Some(store) = &self.inner.store {
-            if let Err(e) = store.append(group_id, &records) {
-                tracing::warn!(group = group_id, "cannot write offset tombstones: {e}");
-                return (E::NotCoordinator.code(), Vec::new());
-            }
+        if let Err(e) = self.inner.store.append(group_id, &records) {
+            tracing::warn!(group = group_id, "cannot write offset tombstones: {e}");
+            return (E::NotCoordinator.code(), Vec::new());
         }
         for r in records {
             if let StoreRecord::Offset {
@@ -675,31 +636,6 @@ impl GroupCoordinator {
     #[cfg(test)]
     pub(crate) fn expire_offsets(&self, now_ms: i64) -> usize {
         self.inner.expire_offsets(now_ms)
-    }
-
-    /// fsyncs the offsets log (at shutdown).
-    pub(crate) fn flush(&self) -> Result<(), GroupError> {
-        match &self.inner.store {
-            Some(store) => store.flush(),
-            None => Ok(()),
-        }
-    }
-
-    /// Starts the background task applying `log.flush.interval.ms` to the offsets log.
-    pub(crate) fn spawn_flush_task(&self, interval: Duration) {
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                if let Some(store) = &inner.store {
-                    if let Err(e) = store.maybe_flush(now_ms()) {
-                        tracing::warn!("flushing the consumer offsets log failed: {e}");
-                    }
-                }
-            }
-        });
     }
 
     /// Starts the background task expiring offsets every `interval` (Kafka's
@@ -803,12 +739,9 @@ fn apply_replayed(groups: &mut HashMap<String, Group>, record: StoreRecord) {
 }
 
 impl Inner {
-    /// The `__consumer_offsets` partition of `group_id` (the store's count when there is one).
+    /// The `__consumer_offsets` partition of `group_id`.
     fn partition_of(&self, group_id: &str) -> i32 {
-        match &self.store {
-            Some(store) => store.partition_for(group_id),
-            None => super::store::partition_for(group_id, self.cfg.offsets_topic_num_partitions),
-        }
+        self.store.partition_for(group_id)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -825,9 +758,7 @@ impl Inner {
 
     /// Writes the group's metadata (generation, members, assignments) to the log.
     fn store_group(&self, group: &mut Group) -> Result<(), GroupError> {
-        let Some(store) = &self.store else {
-            return Ok(());
-        };
+        let store = &self.store;
         let protocol = group.protocol_name.clone().unwrap_or_default();
         let snap = GroupSnapshot {
             protocol_type: group.protocol_type.clone().unwrap_or_default(),
@@ -859,55 +790,6 @@ impl Inner {
         )?;
         group.stored = Some(snap);
         Ok(())
-    }
-
-    /// Rewrites the live state of every `__consumer_offsets` partition that has grown enough,
-    /// so old segments can go (see [`super::store`]).
-    fn snapshot_if_due(&self, groups: &HashMap<String, Group>) {
-        let Some(store) = &self.store else { return };
-        for index in store.due_snapshots() {
-            let mut live = Vec::new();
-            let mut pending = Vec::new();
-            for g in groups.values() {
-                if store.partition_for(&g.id) != index {
-                    continue;
-                }
-                for (producer_id, p) in &g.pending_txn_offsets {
-                    pending.push(super::store::PendingTxnRecords {
-                        producer_id: *producer_id,
-                        producer_epoch: p.producer_epoch,
-                        group: g.id.clone(),
-                        records: p
-                            .offsets
-                            .iter()
-                            .map(|((topic, partition), v)| StoreRecord::Offset {
-                                group: g.id.clone(),
-                                topic: topic.clone(),
-                                partition: *partition,
-                                value: Some(v.clone()),
-                            })
-                            .collect(),
-                    });
-                }
-                if let Some(snap) = &g.stored {
-                    live.push(StoreRecord::Group {
-                        group: g.id.clone(),
-                        value: Some(snap.clone()),
-                    });
-                }
-                for ((topic, partition), v) in &g.offsets {
-                    live.push(StoreRecord::Offset {
-                        group: g.id.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                        value: Some(v.clone()),
-                    });
-                }
-            }
-            if let Err(e) = store.snapshot(index, &live, &pending) {
-                tracing::warn!("cannot snapshot the consumer offsets log: {e}");
-            }
-        }
     }
 }
 

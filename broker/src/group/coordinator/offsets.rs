@@ -9,9 +9,7 @@ impl Inner {
 
     pub(super) fn commit(self: &Arc<Self>, req: &CommitRequest) -> Vec<i16> {
         let mut groups = self.lock();
-        let codes = self.commit_locked(&mut groups, req);
-        self.snapshot_if_due(&groups);
-        codes
+        self.commit_locked(&mut groups, req)
     }
 
     pub(super) fn commit_locked(
@@ -76,14 +74,13 @@ impl Inner {
         if records.is_empty() {
             return codes;
         }
-        if let Some(store) = &self.store {
-            if let Err(e) = store.append(&group.id, &records) {
-                tracing::warn!(group = %group.id, "cannot write committed offsets: {e}");
-                return codes
-                    .into_iter()
-                    .map(|c| if c == 0 { E::NotCoordinator.code() } else { c })
-                    .collect();
-            }
+        let store = &self.store;
+        if let Err(e) = store.append(&group.id, &records) {
+            tracing::warn!(group = %group.id, "cannot write committed offsets: {e}");
+            return codes
+                .into_iter()
+                .map(|c| if c == 0 { E::NotCoordinator.code() } else { c })
+                .collect();
         }
         group
             .offsets
@@ -132,16 +129,15 @@ impl Inner {
         if records.is_empty() {
             return codes;
         }
-        if let Some(store) = &self.store {
-            if let Err(e) =
-                store.append_transactional(&group.id, req.producer_id, req.producer_epoch, &records)
-            {
-                tracing::warn!(group = %group.id, producer_id = req.producer_id, "cannot write transactional offsets: {e}");
-                return codes
-                    .into_iter()
-                    .map(|c| if c == 0 { E::NotCoordinator.code() } else { c })
-                    .collect();
-            }
+        let store = &self.store;
+        if let Err(e) =
+            store.append_transactional(&group.id, req.producer_id, req.producer_epoch, &records)
+        {
+            tracing::warn!(group = %group.id, producer_id = req.producer_id, "cannot write transactional offsets: {e}");
+            return codes
+                .into_iter()
+                .map(|c| if c == 0 { E::NotCoordinator.code() } else { c })
+                .collect();
         }
         let pending = group
             .pending_txn_offsets
@@ -219,11 +215,10 @@ impl Inner {
                         value: None,
                     })
                     .collect();
-                if let Some(store) = &self.store {
-                    if let Err(e) = store.append(&group.id, &records) {
-                        tracing::warn!(group = %group.id, "cannot write offset tombstones: {e}");
-                        continue;
-                    }
+                let store = &self.store;
+                if let Err(e) = store.append(&group.id, &records) {
+                    tracing::warn!(group = %group.id, "cannot write offset tombstones: {e}");
+                    continue;
                 }
                 for k in &gone {
                     group.offsets.remove(k);
@@ -235,15 +230,14 @@ impl Inner {
             }
         }
         for id in forget {
-            if let Some(store) = &self.store {
-                let tombstone = StoreRecord::Group {
-                    group: id.clone(),
-                    value: None,
-                };
-                if let Err(e) = store.append(&id, &[tombstone]) {
-                    tracing::warn!(group = %id, "cannot write group tombstone: {e}");
-                    continue;
-                }
+            let store = &self.store;
+            let tombstone = StoreRecord::Group {
+                group: id.clone(),
+                value: None,
+            };
+            if let Err(e) = store.append(&id, &[tombstone]) {
+                tracing::warn!(group = %id, "cannot write group tombstone: {e}");
+                continue;
             }
             groups.remove(&id);
         }

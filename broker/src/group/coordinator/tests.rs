@@ -17,6 +17,31 @@ fn cfg() -> GroupConfig {
     }
 }
 
+/// A coordinator over real `__consumer_offsets` partitions in `dir`, all led by this broker
+/// alone (a lone broker's case), their groups replayed from what `dir` holds.
+fn local(dir: &std::path::Path) -> GroupCoordinator {
+    local_with(dir, cfg())
+}
+
+/// [`local`] with `cfg`.
+fn local_with(dir: &std::path::Path, cfg: GroupConfig) -> GroupCoordinator {
+    use crate::group::store::OFFSETS_TOPIC;
+    let n = cfg.offsets_topic_num_partitions;
+    let c = GroupCoordinator::open_replicated(cfg);
+    for i in 0..n {
+        let path = dir.join(format!("{OFFSETS_TOPIC}-{i}"));
+        let p = crate::partition::Partition::open(
+            OFFSETS_TOPIC,
+            i,
+            &path,
+            crate::log::LogConfig::default(),
+        )
+        .unwrap();
+        c.load_partition(i, Arc::new(p)).unwrap();
+    }
+    c
+}
+
 fn protocols(names: &[&str], tag: &str) -> Vec<Protocol> {
     names
         .iter()
@@ -166,7 +191,8 @@ fn state(c: &GroupCoordinator, group: &str) -> Option<GroupState> {
 
 #[tokio::test(start_paused = true)]
 async fn new_member_gets_an_id_with_member_id_required_then_leads_generation_1() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (id, h) = handshake(&c, "g", "client-a").await;
     let out = h.await.unwrap();
     assert_eq!(out.error_code, 0);
@@ -182,7 +208,8 @@ async fn new_member_gets_an_id_with_member_id_required_then_leads_generation_1()
 
 #[tokio::test(start_paused = true)]
 async fn old_versions_join_without_the_handshake() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let mut req = join_req("g", "", "old");
     req.require_known_member_id = false;
     let out = c.join_group(req).await;
@@ -193,10 +220,14 @@ async fn old_versions_join_without_the_handshake() {
 
 #[tokio::test(start_paused = true)]
 async fn three_members_share_one_generation_and_only_the_leader_sees_members() {
-    let c = Arc::new(GroupCoordinator::in_memory(GroupConfig {
-        initial_rebalance_delay_ms: 3000,
-        ..GroupConfig::default()
-    }));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(
+        dir.path(),
+        GroupConfig {
+            initial_rebalance_delay_ms: 3000,
+            ..GroupConfig::default()
+        },
+    ));
     let (a, ha) = handshake(&c, "g", "a").await;
     let (b, hb) = handshake(&c, "g", "b").await;
     let (cc, hc) = handshake(&c, "g", "c").await;
@@ -234,10 +265,14 @@ async fn three_members_share_one_generation_and_only_the_leader_sees_members() {
 
 #[tokio::test(start_paused = true)]
 async fn initial_delay_waits_for_more_members() {
-    let c = Arc::new(GroupCoordinator::in_memory(GroupConfig {
-        initial_rebalance_delay_ms: 3000,
-        ..GroupConfig::default()
-    }));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(
+        dir.path(),
+        GroupConfig {
+            initial_rebalance_delay_ms: 3000,
+            ..GroupConfig::default()
+        },
+    ));
     let (_a, ha) = handshake(&c, "g", "a").await;
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(!ha.is_finished());
@@ -252,7 +287,8 @@ async fn initial_delay_waits_for_more_members() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeat_errors_follow_kafka() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a", "b"]).await;
     assert_eq!(c.heartbeat("g", &ids[0], generation), 0);
     assert_eq!(
@@ -291,7 +327,8 @@ async fn heartbeat_errors_follow_kafka() {
 
 #[tokio::test(start_paused = true)]
 async fn join_validation_errors() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let out = c.join_group(join_req("", "", "a")).await;
     assert_eq!(out.error_code, E::InvalidGroupId.code());
     let mut r = join_req("g", "", "a");
@@ -327,7 +364,8 @@ async fn join_validation_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn a_member_that_stops_heartbeating_is_removed_after_its_session_timeout() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a", "b"]).await;
     // b keeps heartbeating, a goes silent.
     for _ in 0..3 {
@@ -359,7 +397,8 @@ async fn a_member_that_stops_heartbeating_is_removed_after_its_session_timeout()
 
 #[tokio::test(start_paused = true)]
 async fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a", "b"]).await;
     // b keeps heartbeating but a new member comes; a rejoins, b never does.
     let (_x, hx) = handshake(&c, "g", "x").await;
@@ -381,7 +420,8 @@ async fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn leaving_triggers_a_rebalance_and_the_leader_role_moves_on() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a", "b", "c"]).await;
     let (top, codes) = c.leave_group(
         "g",
@@ -418,7 +458,8 @@ async fn leaving_triggers_a_rebalance_and_the_leader_role_moves_on() {
 
 #[tokio::test(start_paused = true)]
 async fn last_member_leaving_empties_the_group_but_keeps_offsets() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     let codes = commit_t0(&c, "g", &ids[0], generation, 42);
     assert_eq!(codes, vec![0]);
@@ -442,7 +483,8 @@ async fn last_member_leaving_empties_the_group_but_keeps_offsets() {
 
 #[tokio::test(start_paused = true)]
 async fn a_follower_waiting_for_a_leader_that_never_syncs_is_told_to_rejoin() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (a, ha) = handshake(&c, "g", "a").await;
     let (b, hb) = handshake(&c, "g", "b").await;
     let (oa, _ob) = (ha.await.unwrap(), hb.await.unwrap());
@@ -457,7 +499,8 @@ async fn a_follower_waiting_for_a_leader_that_never_syncs_is_told_to_rejoin() {
 
 #[tokio::test(start_paused = true)]
 async fn sync_errors() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     let out = c
         .sync_group(sync_req("g", generation + 5, &ids[0], &[]))
@@ -479,7 +522,8 @@ async fn sync_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn commits_are_checked_against_membership_and_generation() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let commit =
         |group: &str, generation: i32, member: &str, metadata: Option<String>| CommitRequest {
             group_id: group.into(),
@@ -553,7 +597,8 @@ async fn commits_are_checked_against_membership_and_generation() {
 
 #[tokio::test(start_paused = true)]
 async fn explicit_retention_expires_offsets() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let req = CommitRequest {
         group_id: "s".into(),
         generation_id: -1,
@@ -578,7 +623,8 @@ async fn explicit_retention_expires_offsets() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rejoin_during_completing_rebalance_returns_the_current_generation() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (a, ha) = handshake(&c, "g", "a").await;
     let oa = ha.await.unwrap();
     // The member lost the answer and asks again with the same protocols.
@@ -590,7 +636,8 @@ async fn a_rejoin_during_completing_rebalance_returns_the_current_generation() {
 
 #[tokio::test(start_paused = true)]
 async fn unanswered_member_ids_are_forgotten_after_the_session_timeout() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     // A member gets an id but never comes back; the rebalance it started must still finish.
     let first = c.join_group(join_req("g", "", "b")).await;
@@ -612,7 +659,7 @@ async fn commits_and_group_metadata_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let member;
     {
-        let c = Arc::new(GroupCoordinator::open(dir.path(), cfg()).unwrap());
+        let c = Arc::new(local(dir.path()));
         let (ids, generation) = stable_group(&c, "g", &["a"]).await;
         member = ids[0].clone();
         let codes = c.commit_offsets(&CommitRequest {
@@ -641,7 +688,7 @@ async fn commits_and_group_metadata_survive_a_reopen() {
         assert_eq!(codes, vec![0, 0]);
         // No shutdown: as after kill -9.
     }
-    let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+    let c = local(dir.path());
     let got = c.fetch_offsets("g", None).unwrap();
     let offsets: Vec<(i32, i64)> = got
         .iter()
@@ -654,51 +701,6 @@ async fn commits_and_group_metadata_survive_a_reopen() {
     assert_eq!(d.members[0].member_id, member);
     assert_eq!(d.members[0].assignment, Bytes::from(format!("a-{member}")));
     assert_eq!(c.heartbeat("g", &member, 1), 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn snapshots_keep_the_latest_state_and_drop_old_segments() {
-    use crate::group::store::OffsetStore;
-    let dir = tempfile::tempdir().unwrap();
-    let commit = |group: &str, partition: i32, offset: i64| CommitRequest {
-        group_id: group.into(),
-        generation_id: -1,
-        member_id: String::new(),
-        group_instance_id: None,
-        retention_time_ms: -1,
-        partitions: vec![CommitPartition {
-            topic: "t".into(),
-            partition,
-            offset,
-            leader_epoch: -1,
-            metadata: None,
-        }],
-    };
-    {
-        let (mut store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
-        store.set_snapshot_min_growth(4096);
-        let c = GroupCoordinator::with_store(cfg(), store, replayed);
-        for i in 0..400 {
-            assert_eq!(c.commit_offsets(&commit("a", i % 3, i.into())), vec![0]);
-            assert_eq!(
-                c.commit_offsets(&commit("b", 0, (1000 + i).into())),
-                vec![0]
-            );
-        }
-        let start = c.inner.store.as_ref().unwrap().log_start_offset(0).unwrap();
-        assert!(start > 0, "no snapshot was taken");
-    }
-    let (store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
-    let c = GroupCoordinator::with_store(cfg(), store, replayed);
-    let a: Vec<(i32, i64)> = c
-        .fetch_offsets("a", None)
-        .unwrap()
-        .into_iter()
-        .map(|(_, p, o)| (p, o.unwrap().offset))
-        .collect();
-    assert_eq!(a, vec![(0, 399), (1, 397), (2, 398)]);
-    let b = c.fetch_offsets("b", None).unwrap();
-    assert_eq!(b[0].2.as_ref().map(|o| o.offset), Some(1399));
 }
 
 fn txn_commit(group: &str, pid: i64, partition: i32, offset: i64) -> TxnCommitRequest {
@@ -729,7 +731,8 @@ fn committed(c: &GroupCoordinator, group: &str) -> Vec<(i32, i64)> {
 
 #[tokio::test(start_paused = true)]
 async fn transactional_offsets_stay_pending_until_the_commit_marker() {
-    let c = GroupCoordinator::in_memory(cfg());
+    let dir = tempfile::tempdir().unwrap();
+    let c = local_with(dir.path(), cfg());
     let n = c.offsets_partition_for("g");
     assert_eq!(c.commit_txn_offsets(&txn_commit("g", 7, 0, 10)), vec![0]);
     assert_eq!(c.commit_txn_offsets(&txn_commit("g", 8, 1, 99)), vec![0]);
@@ -754,7 +757,8 @@ async fn transactional_offsets_stay_pending_until_the_commit_marker() {
 
 #[tokio::test(start_paused = true)]
 async fn transactional_offset_commits_check_member_and_generation() {
-    let c = Arc::new(GroupCoordinator::in_memory(cfg()));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(local_with(dir.path(), cfg()));
     let (ids, generation) = stable_group(&c, "g", &["a"]).await;
     let mut req = txn_commit("g", 7, 0, 10);
     req.member_id = "stranger".into();
@@ -773,7 +777,7 @@ async fn transactional_offset_commits_check_member_and_generation() {
 async fn replay_applies_markers_and_keeps_unfinished_transactions_pending() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+        let c = local(dir.path());
         let n = c.offsets_partition_for("g");
         assert_eq!(c.commit_txn_offsets(&txn_commit("g", 1, 0, 10)), vec![0]);
         assert_eq!(c.commit_txn_offsets(&txn_commit("g", 2, 1, 20)), vec![0]);
@@ -782,7 +786,7 @@ async fn replay_applies_markers_and_keeps_unfinished_transactions_pending() {
         c.complete_transaction(n, 2, 0, false, 0).unwrap();
         // Producer 3's transaction is open at the "crash".
     }
-    let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+    let c = local(dir.path());
     assert_eq!(committed(&c, "g"), vec![(0, 10)]);
     assert_eq!(
         c.unstable_partitions("g").into_iter().collect::<Vec<_>>(),
@@ -793,50 +797,11 @@ async fn replay_applies_markers_and_keeps_unfinished_transactions_pending() {
     c.complete_transaction(n, 3, 0, true, 0).unwrap();
     assert_eq!(committed(&c, "g"), vec![(0, 10), (2, 30)]);
     drop(c);
-    let c = GroupCoordinator::open(dir.path(), cfg()).unwrap();
+    let c = local(dir.path());
     assert_eq!(committed(&c, "g"), vec![(0, 10), (2, 30)]);
     assert!(c.unstable_partitions("g").is_empty());
 }
 
-#[tokio::test(start_paused = true)]
-async fn snapshots_keep_pending_transactional_offsets() {
-    use crate::group::store::OffsetStore;
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (mut store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
-        store.set_snapshot_min_growth(2048);
-        let c = GroupCoordinator::with_store(cfg(), store, replayed);
-        assert_eq!(c.commit_txn_offsets(&txn_commit("g", 5, 0, 55)), vec![0]);
-        let plain = CommitRequest {
-            group_id: "h".into(),
-            generation_id: -1,
-            member_id: String::new(),
-            group_instance_id: None,
-            retention_time_ms: -1,
-            partitions: vec![CommitPartition {
-                topic: "t".into(),
-                partition: 0,
-                offset: 1,
-                leader_epoch: -1,
-                metadata: None,
-            }],
-        };
-        for _ in 0..200 {
-            assert_eq!(c.commit_offsets(&plain), vec![0]);
-        }
-        let start = c.inner.store.as_ref().unwrap().log_start_offset(0).unwrap();
-        assert!(start > 0, "no snapshot was taken");
-    }
-    let (store, replayed) = OffsetStore::open(dir.path(), 1, None, None).unwrap();
-    let c = GroupCoordinator::with_store(cfg(), store, replayed);
-    assert!(committed(&c, "g").is_empty());
-    c.complete_transaction(0, 5, 0, true, 0).unwrap();
-    assert_eq!(committed(&c, "g"), vec![(0, 55)]);
-}
-
-/// Cluster mode: the coordinator answers for a group only once the group's `__consumer_offsets`
-/// partition is loaded here (leadership arrives a moment before the load), forgets it when it
-/// resigns, and a later load brings the group and its offsets back from the replicated log.
 #[tokio::test(start_paused = true)]
 async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded() {
     use crate::log::LogConfig;
@@ -844,7 +809,7 @@ async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded()
     use crate::partition::Partition;
 
     let dir = tempfile::tempdir().unwrap();
-    let c = Arc::new(GroupCoordinator::open_replicated(dir.path(), cfg()));
+    let c = Arc::new(GroupCoordinator::open_replicated(cfg()));
     let index = c.offsets_partition_for("g");
     assert!(!c.is_coordinating("g"), "nothing is loaded yet");
     let partition = Arc::new(

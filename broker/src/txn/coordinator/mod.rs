@@ -18,7 +18,7 @@
 //! is never left half visible. A background task aborts Ongoing transactions that outlive their
 //! timeout, bumping the epoch first so the late producer is fenced.
 //!
-//! Cluster mode, as in Kafka: `__transaction_state` is a replicated topic and the coordinator of
+//! As in Kafka (a lone broker being a quorum of one), `__transaction_state` is a replicated topic and the coordinator of
 //! a transactional id is the leader of its partition (`abs(java_hash(id)) % partitions`, the
 //! same choice as for groups, [`crate::group::store::partition_for`]). When this broker starts
 //! leading such a partition, [`TransactionCoordinator::load_partition`] replays it and
@@ -31,7 +31,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -40,16 +39,13 @@ use tokio::time::Instant;
 use super::markers::{Marker, MarkerError, MarkerWriter};
 use super::records::TxnRecord;
 use super::state::{InitDecision, TxnError, TxnMetadata, TxnState};
-use super::store::{TxnStore, TxnStoreError, TXN_TOPIC};
+use super::store::TXN_TOPIC;
 use super::TxnConfig;
 use crate::group::store::{partition_for, OFFSETS_TOPIC};
 use crate::log::LogError;
 use crate::partition::committed::{wait_committed, CommitError};
 use crate::partition::{Appended, LeaderAppendError, Partition};
 use crate::producer_ids::ProducerIds;
-
-/// The coordinator epoch written into markers by a single broker: one coordinator, never moved.
-const LOCAL_COORDINATOR_EPOCH: i32 = 0;
 
 /// How long to wait before retrying markers that could not be written.
 const MARKER_RETRY: Duration = Duration::from_millis(500);
@@ -69,24 +65,13 @@ pub(crate) struct TransactionCoordinator {
 struct Inner {
     /// Limits and intervals.
     cfg: TxnConfig,
-    /// Every known transactional id (in cluster mode: those of the loaded partitions).
+    /// The transactional ids of the loaded partitions.
     txns: Mutex<HashMap<String, TxnMetadata>>,
-    /// Where state changes are written.
-    log: TxnLog,
+    /// The `__transaction_state` partitions this broker leads and has loaded: where state
+    /// changes are written. Locked after `txns`, never before.
+    log: Mutex<Replicated>,
     /// Where markers go.
     markers: Arc<dyn MarkerWriter>,
-}
-
-/// Where the coordinator writes its state changes.
-enum TxnLog {
-    /// Nowhere: state in memory only (unit tests).
-    #[cfg_attr(not(test), allow(dead_code))]
-    Memory,
-    /// A single broker's own `__transaction_state-0`.
-    Local(TxnStore),
-    /// Cluster mode: the replicated `__transaction_state` partitions this broker leads and has
-    /// loaded. Locked after `txns`, never before.
-    Replicated(Mutex<Replicated>),
 }
 
 /// The loaded partitions of a replicated transaction log.
@@ -145,8 +130,9 @@ impl Completion {
     }
 }
 
-/// Runs `fut` to its end now if it never has to wait (a single broker's markers and log are
-/// synchronous, so its recovery completes before the broker serves), else as a task.
+/// Runs `fut` to its end now if it never has to wait (markers and log writes to partitions led
+/// here by a lone broker complete at once, so a loaded partition's recovery is done before it
+/// answers), else as a task.
 fn run_now_or_spawn(fut: impl Future<Output = ()> + Send + 'static) {
     let mut fut = Box::pin(fut);
     let waker = futures::task::noop_waker();
@@ -174,82 +160,27 @@ fn prepared<'a>(
 }
 
 impl TransactionCoordinator {
-    /// Opens the coordinator: replays `<dir>/__transaction_state-0`, completes the
-    /// transactions it finds in a Prepare state, and (inside a tokio runtime) starts the
-    /// timeout task. `dir` is the first log dir.
-    pub(crate) fn open(
-        dir: &Path,
-        cfg: TxnConfig,
-        markers: Arc<dyn MarkerWriter>,
-    ) -> Result<Self, TxnStoreError> {
-        let (store, replayed) =
-            TxnStore::open(dir, cfg.flush_interval_messages, cfg.flush_interval_ms)?;
-        let now_ms = crate::clock::now_ms();
-        let now = Instant::now();
-        let txns: HashMap<String, TxnMetadata> = replayed
-            .into_iter()
-            .filter_map(|(id, r)| Some((id, TxnMetadata::from_value(r.value?, now_ms, now))))
-            .collect();
-        let coordinator = Self::build(cfg, TxnLog::Local(store), markers, txns);
-        let pending = prepared(coordinator.inner.lock().iter(), LOCAL_COORDINATOR_EPOCH);
-        coordinator.recover(pending);
-        coordinator.start_timeout_task();
-        Ok(coordinator)
-    }
-
-    /// Cluster mode: a coordinator of no transactional id yet; it takes up the ids of each
+    /// A coordinator of no transactional id yet; it takes up the ids of each
     /// `__transaction_state` partition this broker comes to lead
     /// ([`TransactionCoordinator::load_partition`]).
     pub(crate) fn replicated(cfg: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Self {
-        let c = Self::build(
-            cfg,
-            TxnLog::Replicated(Mutex::default()),
-            markers,
-            HashMap::new(),
-        );
+        let c = Self::build(cfg, markers);
         c.start_timeout_task();
         c
     }
 
-    /// A coordinator that keeps its state in memory only.
-    #[cfg(test)]
-    pub(crate) fn in_memory(cfg: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Self {
-        let c = Self::build(cfg, TxnLog::Memory, markers, HashMap::new());
-        c.start_timeout_task();
-        c
-    }
-
-    fn build(
-        cfg: TxnConfig,
-        log: TxnLog,
-        markers: Arc<dyn MarkerWriter>,
-        txns: HashMap<String, TxnMetadata>,
-    ) -> Self {
+    fn build(cfg: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Self {
         TransactionCoordinator {
             inner: Arc::new(Inner {
                 cfg,
-                txns: Mutex::new(txns),
-                log,
+                txns: Mutex::default(),
+                log: Mutex::default(),
                 markers,
             }),
         }
     }
 
-    /// Completes transactions replayed in a Prepare state (their markers are written again).
-    fn recover(&self, pending: Vec<Completion>) {
-        for c in pending {
-            tracing::info!(
-                transactional_id = %c.transactional_id,
-                producer_id = c.marker.producer_id,
-                commit = c.marker.commit,
-                partitions = c.remaining.len(),
-                "recovering a transaction that was completing: writing its markers again"
-            );
-            run_now_or_spawn(self.inner.clone().finish(c));
-        }
-    }
-
-    /// Cluster mode: this broker now leads `__transaction_state` partition `index` (of
+    /// This broker now leads `__transaction_state` partition `index` (of
     /// `num_partitions`, with `min.insync.replicas` = `min_isr`): the partition's transactional
     /// ids are replayed from its log, replacing whatever this broker remembered of them, and
     /// the transactions found in a Prepare state are completed. Returns how many ids were
@@ -261,9 +192,7 @@ impl TransactionCoordinator {
         num_partitions: i32,
         min_isr: usize,
     ) -> Result<usize, LogError> {
-        let TxnLog::Replicated(replicated) = &self.inner.log else {
-            return Ok(0);
-        };
+        let replicated = &self.inner.log;
         let Some(epoch) = partition.leader_epoch() else {
             return Err(LogError::Io {
                 op: "cannot load transactions: this broker does not lead",
@@ -307,20 +236,16 @@ impl TransactionCoordinator {
                 coordinator_epoch = epoch,
                 "completing a transaction the previous coordinator left in its Prepare state"
             );
-            if tokio::runtime::Handle::try_current().is_ok() {
-                tokio::spawn(self.inner.clone().finish(c));
-            }
+            run_now_or_spawn(self.inner.clone().finish(c));
         }
         Ok(count)
     }
 
-    /// Cluster mode: another broker leads `__transaction_state` partition `index` now: its
+    /// Another broker leads `__transaction_state` partition `index` now: its
     /// transactional ids are forgotten here (their producers get NOT_COORDINATOR and look the
     /// coordinator up again; marker retries for them stop).
     pub(crate) fn unload_partition(&self, index: i32) {
-        let TxnLog::Replicated(replicated) = &self.inner.log else {
-            return;
-        };
+        let replicated = &self.inner.log;
         let mut txns = self.inner.lock();
         let mut r = lock(replicated);
         let n = r.num_partitions;
@@ -328,8 +253,8 @@ impl TransactionCoordinator {
         txns.retain(|id, _| partition_for(id, n) != index);
     }
 
-    /// Whether this broker answers for `transactional_id` now: always on a single broker; in
-    /// cluster mode once its `__transaction_state` partition is loaded here.
+    /// Whether this broker answers for `transactional_id` now: once its `__transaction_state`
+    /// partition is loaded here.
     pub(crate) fn is_coordinating(&self, transactional_id: &str) -> bool {
         self.inner.led_for(transactional_id).is_ok()
     }
@@ -455,14 +380,6 @@ impl TransactionCoordinator {
     pub(crate) fn describe(&self, transactional_id: &str) -> Option<TxnMetadata> {
         self.inner.lock().get(transactional_id).cloned()
     }
-
-    /// fsyncs the transaction log.
-    pub(crate) fn flush(&self) -> Result<(), TxnStoreError> {
-        match &self.inner.log {
-            TxnLog::Local(s) => s.flush(),
-            TxnLog::Memory | TxnLog::Replicated(_) => Ok(()),
-        }
-    }
 }
 
 /// Logs a refused request, naming the transactional id.
@@ -489,37 +406,29 @@ impl Inner {
         self.txns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Cluster mode: the loaded partition of `id` (NOT_COORDINATOR if it is not loaded here).
-    /// `Ok(None)` on a single broker, which coordinates every id.
-    fn led_for(&self, id: &str) -> Result<Option<(i32, Led)>, TxnError> {
-        let TxnLog::Replicated(replicated) = &self.log else {
-            return Ok(None);
-        };
-        let r = lock(replicated);
+    /// The loaded partition of `id` (NOT_COORDINATOR if it is not loaded here).
+    fn led_for(&self, id: &str) -> Result<(i32, Led), TxnError> {
+        let r = lock(&self.log);
         if r.num_partitions == 0 {
             return Err(TxnError::NotCoordinator { partition: None });
         }
         let index = partition_for(id, r.num_partitions);
         r.led
             .get(&index)
-            .map(|led| Some((index, led.clone())))
+            .map(|led| (index, led.clone()))
             .ok_or(TxnError::NotCoordinator {
                 partition: Some(index),
             })
     }
 
-    /// The coordinator epoch of `id`'s markers: its partition's leader epoch in a cluster
-    /// (-1 if not loaded), 0 on a single broker.
+    /// The coordinator epoch of `id`'s markers: its partition's leader epoch (-1 if not
+    /// loaded).
     fn coordinator_epoch(&self, id: &str) -> i32 {
-        match self.led_for(id) {
-            Ok(None) => LOCAL_COORDINATOR_EPOCH,
-            Ok(Some((_, led))) => led.epoch,
-            Err(_) => -1,
-        }
+        self.led_for(id).map_or(-1, |(_, led)| led.epoch)
     }
 
-    /// Writes `next` to the log, then makes it the state of `id`. In cluster mode the record
-    /// is appended to the id's partition as its leader and the returned [`Pending`] must be
+    /// Writes `next` to the log, then makes it the state of `id`: the record is appended to the
+    /// id's partition as its leader and the returned [`Pending`] must be
     /// awaited ([`Inner::committed`]) before anyone is told or any marker is written.
     fn persist(
         &self,
@@ -531,58 +440,29 @@ impl Inner {
             transactional_id: id.to_owned(),
             value: Some(next.to_value()),
         };
-        match &self.log {
-            TxnLog::Memory => {
-                txns.insert(id.to_owned(), next);
-                Ok(None)
-            }
-            TxnLog::Local(store) => {
-                let due = store
-                    .append(&record)
-                    .map_err(|e| TxnError::Storage(e.to_string()))?;
-                txns.insert(id.to_owned(), next);
-                if due {
-                    let live: Vec<TxnRecord> = txns
-                        .iter()
-                        .map(|(id, m)| TxnRecord {
-                            transactional_id: id.clone(),
-                            value: Some(m.to_value()),
-                        })
-                        .collect();
-                    if let Err(e) = store.snapshot(&live) {
-                        tracing::warn!("cannot snapshot the transaction log: {e}");
-                    }
-                }
-                Ok(None)
-            }
-            TxnLog::Replicated(_) => {
-                let Some((index, led)) = self.led_for(id)? else {
-                    return Err(TxnError::NotCoordinator { partition: None });
-                };
-                let isr = led.partition.isr_len();
-                if isr < led.min_isr {
-                    return Err(TxnError::Storage(format!(
-                        "{TXN_TOPIC}-{index}: the in-sync replicas ({isr}) are fewer than min.insync.replicas ({})",
-                        led.min_isr
-                    )));
-                }
-                let batch = super::store::encode_batch(std::slice::from_ref(&record));
-                let appended = led
-                    .partition
-                    .append_from_coordinator(batch, crate::clock::now_ms())
-                    .map_err(|e| match e {
-                        LeaderAppendError::NotLeader => TxnError::NotCoordinator {
-                            partition: Some(index),
-                        },
-                        other => TxnError::Storage(format!("{TXN_TOPIC}-{index}: {other}")),
-                    })?;
-                txns.insert(id.to_owned(), next);
-                Ok(Some(Pending {
-                    partition: led.partition,
-                    appended,
-                }))
-            }
+        let (index, led) = self.led_for(id)?;
+        let isr = led.partition.isr_len();
+        if isr < led.min_isr {
+            return Err(TxnError::Storage(format!(
+                "{TXN_TOPIC}-{index}: the in-sync replicas ({isr}) are fewer than min.insync.replicas ({})",
+                led.min_isr
+            )));
         }
+        let batch = super::store::encode_batch(std::slice::from_ref(&record));
+        let appended = led
+            .partition
+            .append_from_coordinator(batch, crate::clock::now_ms())
+            .map_err(|e| match e {
+                LeaderAppendError::NotLeader => TxnError::NotCoordinator {
+                    partition: Some(index),
+                },
+                other => TxnError::Storage(format!("{TXN_TOPIC}-{index}: {other}")),
+            })?;
+        txns.insert(id.to_owned(), next);
+        Ok(Some(Pending {
+            partition: led.partition,
+            appended,
+        }))
     }
 
     /// Waits until a replicated write is committed (the high watermark passed it).

@@ -78,11 +78,20 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
+/// A coordinator over one real `__transaction_state` partition in `dir`, led by this broker
+/// alone (the lone broker's case: every id is in partition 0 of 1), replayed from what `dir`
+/// holds.
+fn local(dir: &std::path::Path, markers: Arc<FakeMarkers>) -> TransactionCoordinator {
+    let c = TransactionCoordinator::replicated(cfg(), markers);
+    c.load_partition(0, txn_partition(dir, 0), 1, 1).unwrap();
+    c
+}
+
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let markers = Arc::new(FakeMarkers::default());
     Setup {
-        c: TransactionCoordinator::in_memory(cfg(), markers.clone()),
+        c: local(dir.path(), markers.clone()),
         markers,
         ids: ProducerIds::open(dir.path(), 0).unwrap(),
         _dir: dir,
@@ -402,7 +411,7 @@ async fn replay_completes_prepared_transactions_and_keeps_open_ones() {
         // Markers fail for good: the broker "crashes" in PrepareCommit.
         let broken = Arc::new(FakeMarkers::default());
         broken.fail_next(usize::MAX);
-        let c = TransactionCoordinator::open(dir.path(), cfg(), broken.clone()).unwrap();
+        let c = local(dir.path(), broken.clone());
         (pid, epoch) = c
             .init_producer_id("committing", 60_000, None, &ids)
             .await
@@ -429,7 +438,7 @@ async fn replay_completes_prepared_transactions_and_keeps_open_ones() {
         assert!(broken.written().is_empty());
     }
     let markers = Arc::new(FakeMarkers::default());
-    let c = TransactionCoordinator::open(dir.path(), cfg(), markers.clone()).unwrap();
+    let c = local(dir.path(), markers.clone());
     let m = c.describe("committing").unwrap();
     assert_eq!(m.state, TxnState::CompleteCommit);
     assert_eq!((m.producer_id, m.producer_epoch), (pid, epoch));
@@ -449,7 +458,7 @@ async fn replay_completes_prepared_transactions_and_keeps_open_ones() {
     assert_eq!((p, e), (pid, epoch + 1));
     drop(c);
     // And the completion itself was persisted.
-    let c = TransactionCoordinator::open(dir.path(), cfg(), markers.clone()).unwrap();
+    let c = local(dir.path(), markers.clone());
     assert_eq!(c.describe("committing").unwrap().producer_epoch, epoch + 1);
     assert_eq!(markers.written().len(), 2, "nothing left to re-mark");
 }
