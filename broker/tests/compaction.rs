@@ -1,6 +1,7 @@
 //! Log compaction (`cleanup.policy=compact`) on a real kbroker process with real clients:
 //! librdkafka through the `rdkafka` crate for a kill -9 in the middle of a cleaning, and the
-//! Python `confluent-kafka` client reading a compacted topic (`compat/compaction_compat.py`).
+//! Python `confluent-kafka` client reading a compacted topic, written plain or compressed
+//! (`compat/compaction_compat.py`).
 //!
 //! The broker runs its cleaner every 200 ms (`log.cleaner.backoff.ms`). The kill test uses the
 //! test-only hook `KBROKER_TEST_CLEANER_PAUSE_MS`: the cleaner sleeps after writing a
@@ -186,6 +187,13 @@ fn python_scenario(scenario: &str) {
 #[test]
 fn confluent_kafka_reads_only_the_newest_record_per_key() {
     python_scenario("compacted");
+}
+
+/// gzip, snappy, lz4 and zstd batches holding several keys each: the cleaner opens them, and
+/// the consumer sees the newest record per key at its offset, with its timestamp.
+#[test]
+fn confluent_kafka_reads_compacted_compressed_batches() {
+    python_scenario("compressed");
 }
 
 #[test]
