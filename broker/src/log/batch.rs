@@ -652,8 +652,9 @@ pub fn build_batch(
 }
 
 /// Decodes the records of one uncompressed batch (`batch` starts with the batch header; bytes
-/// after the batch are ignored). Compressed batches are refused with `InvalidRecord`: the broker
-/// never decompresses client data, and writes its own records uncompressed.
+/// after the batch are ignored). Compressed batches are refused with `InvalidRecord`: only the
+/// log cleaner opens client data (through `codec`), and the broker writes its own records
+/// uncompressed.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
     let header = parse_framed(batch, 0)?;
     let base = header.base_offset;
@@ -759,7 +760,8 @@ fn get_nullable_bytes(b: &[u8], pos: &mut usize) -> Option<Option<Bytes>> {
 /// Checks that every record of a produce payload for a compacted topic has a key (Kafka's
 /// `LogValidator` rule), refusing with INVALID_RECORD and Kafka's words otherwise. `headers`
 /// are the payload's batches from [`validate_produce`]. Compressed batches are not opened (the
-/// broker never decompresses client data) and pass.
+/// produce path never decompresses client data) and pass; should one hold a record without a
+/// key, the log cleaner drops that record.
 pub fn check_keys_present(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchError> {
     let mut position = 0;
     for header in headers {
