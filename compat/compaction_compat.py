@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """confluent-kafka (librdkafka) on a compacted topic (cleanup.policy=compact).
 
-Usage: compaction_compat.py BOOTSTRAP [compacted|keyless]...
+Usage: compaction_compat.py BOOTSTRAP [compacted|compressed|keyless]...
 
 The broker must run its log cleaner often (`log.cleaner.backoff.ms` of a second or less).
 `compacted` writes many versions of a few keys and tombstones for some of them, rolls the
 segment behind them, waits (bounded) until the cleaner has compacted the sealed segments, then
 reads the partition from the beginning and checks what Kafka guarantees: each key's newest
 record is there at the offset it was written to, no older version of a key is left below the
-active segment, and tombstones younger than delete.retention.ms are still there (null value).
+active segment, and tombstones younger than delete.retention.ms are still there (null value);
+every record left has the timestamp it was written with.
+`compressed` does the same with the producer compressing (gzip, snappy, lz4, zstd, one topic
+each) and each flush writing a rotating subset of the keys, so that compressed batches keep
+some of their records: the cleaner must decompress, filter and re-compress them.
 `keyless` checks that a record without a key is refused with INVALID_RECORD.
 """
 
@@ -76,7 +80,7 @@ def read_all(bootstrap, topic):
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     break
                 raise RuntimeError(f"consumer error: {msg.error()}")
-            records.append((msg.offset(), msg.key().decode(), msg.value()))
+            records.append((msg.offset(), msg.key().decode(), msg.value(), msg.timestamp()[1]))
         check(not deadline.expired(), f"reading {topic} timed out")
         check(not records or records[-1][0] < high, f"read past the high watermark {high}")
         return records
@@ -84,27 +88,37 @@ def read_all(bootstrap, topic):
         consumer.close()
 
 
-def scenario_compacted(bootstrap):
-    topic = unique("compacted")
+def scenario_compacted(bootstrap, compression="none", rotate=False):
+    """See the module docs; `rotate` writes only the keys k with (k + version) % 3 != 0 in each
+    version, so batches hold different subsets of the keys."""
+    topic = unique(f"compacted-{compression}")
     create_compacted(bootstrap, topic)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    written = {}  # offset -> (key, value)
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": compression}
+    )
+    written = {}  # offset -> (key, value, timestamp)
     latest = {}  # key -> offset
 
     def record(err, msg):
         check(err is None, f"delivery failed: {err}")
-        written[msg.offset()] = (msg.key().decode(), msg.value())
+        written[msg.offset()] = (msg.key().decode(), msg.value(), msg.timestamp()[1])
         latest[msg.key().decode()] = max(latest.get(msg.key().decode(), -1), msg.offset())
 
+    produced = 0
     for version in range(VERSIONS):
         for k in range(KEYS):
+            if rotate and (k + version) % 3 == 0:
+                continue
+            produced += 1
             key = f"key-{k}"
             # The last version of keys 0 and 1 is a tombstone.
             value = None if version == VERSIONS - 1 and k < 2 else f"{key}-v{version}".encode()
             producer.produce(topic, key=key, value=value, on_delivery=record)
+            if rotate:
+                time.sleep(0.001)  # records of one batch get distinct timestamps
         check_eq(producer.flush(TIMEOUT), 0, "records still queued after flush")
 
-    check_eq(len(written), KEYS * VERSIONS, "delivered records")
+    check_eq(len(written), produced, "delivered records")
     # Roll the segment behind them (segment.ms has passed) so everything is cleanable.
     time.sleep(1.2)
     sentinel = produce(producer, topic, b"sentinel", b"last")
@@ -119,18 +133,25 @@ def scenario_compacted(bootstrap):
             break
         check(not deadline.expired(), f"not compacted within {CLEAN_WAIT}s: {len(below)} records")
         time.sleep(0.5)
-    log(f"compacted: {len(records)} records left of {len(written) + 1}")
-    for offset, key, value in records:
+    log(f"compacted ({compression}): {len(records)} records left of {len(written) + 1}")
+    for offset, key, value, timestamp in records:
         if key == "sentinel":
             continue
-        check_eq((key, value), written[offset], f"record at offset {offset}")
-    by_key = {key: (offset, value) for offset, key, value in records}
+        check_eq((key, value, timestamp), written[offset], f"record at offset {offset}")
+    by_key = {key: (offset, value) for offset, key, value, _ in records}
     for key, offset in latest.items():
         check(key in by_key, f"{key}: its newest record (offset {offset}) is gone")
         check_eq(by_key[key][0], offset, f"offset of {key}'s newest record")
     tombstones = [r for r in records if r[2] is None]
-    check_eq(len(tombstones), 2, "tombstones kept within delete.retention.ms")
+    newest_deleted = [k for k, offset in latest.items() if written[offset][1] is None]
+    check_eq(len(tombstones), len(newest_deleted), "tombstones kept within delete.retention.ms")
+    check(len(tombstones) > 0, "the scenario wrote tombstones")
     check_eq(len(records), KEYS + 1, "records left: one per key and the sentinel")
+
+
+def scenario_compressed(bootstrap):
+    for compression in ["gzip", "snappy", "lz4", "zstd"]:
+        scenario_compacted(bootstrap, compression, rotate=True)
 
 
 def scenario_keyless(bootstrap):
@@ -150,4 +171,10 @@ def scenario_keyless(bootstrap):
 
 
 if __name__ == "__main__":
-    main({"compacted": scenario_compacted, "keyless": scenario_keyless})
+    main(
+        {
+            "compacted": scenario_compacted,
+            "compressed": scenario_compressed,
+            "keyless": scenario_keyless,
+        }
+    )

@@ -1,6 +1,7 @@
 //! Log compaction (`cleanup.policy=compact`) on a real kbroker process with real clients:
 //! librdkafka through the `rdkafka` crate for a kill -9 in the middle of a cleaning, and the
-//! Python `confluent-kafka` client reading a compacted topic (`compat/compaction_compat.py`).
+//! Python `confluent-kafka` client reading a compacted topic, written plain or compressed
+//! (`compat/compaction_compat.py`).
 //!
 //! The broker runs its cleaner every 200 ms (`log.cleaner.backoff.ms`). The kill test uses the
 //! test-only hook `KBROKER_TEST_CLEANER_PAUSE_MS`: the cleaner sleeps after writing a
@@ -42,17 +43,21 @@ async fn create_compacted(bootstrap: &str, name: &str) {
     }
 }
 
-/// Produces `versions` versions of `keys` keys; returns offset → (key, value) as acknowledged.
+/// Produces `versions` versions of `keys` keys with the producer's `compression.type`; returns
+/// offset → (key, value) as acknowledged. Compressed, each version skips every third key (a
+/// different third each time), so that compressed batches keep only part of their records.
 async fn produce_versions(
     bootstrap: &str,
     topic: &str,
     keys: usize,
     versions: usize,
+    compression: &str,
 ) -> BTreeMap<i64, (String, String)> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("message.timeout.ms", "20000")
+        .set("compression.type", compression)
         .create()
         .expect("producer");
     let mut written = BTreeMap::new();
@@ -60,6 +65,9 @@ async fn produce_versions(
     for version in 0..versions {
         let mut sends = Vec::new();
         for key in 0..keys {
+            if compression != "none" && (key + version) % 3 == 0 {
+                continue;
+            }
             let (k, v) = (format!("key-{key}"), format!("key-{key}-v{version}"));
             let send = producer
                 .send_result(FutureRecord::to(topic).key(&k).payload(&v))
@@ -126,13 +134,23 @@ fn assert_nothing_lost(read: &[(i64, String, String)], written: &BTreeMap<i64, (
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_mid_clean_loses_nothing_and_the_clean_completes_after_restart() {
+    kill9_mid_clean("none").await;
+}
+
+/// The same with zstd batches, which the cleaner decompresses, filters and compresses again.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_mid_clean_of_compressed_batches_loses_nothing() {
+    kill9_mid_clean("zstd").await;
+}
+
+async fn kill9_mid_clean(compression: &str) {
     let mut broker = TestBroker::start_with_env(
         &[CLEANER_FAST],
         &[("KBROKER_TEST_CLEANER_PAUSE_MS", "600000")],
     );
     let topic = "compacted";
     create_compacted(&broker.bootstrap, topic).await;
-    let written = produce_versions(&broker.bootstrap, topic, 20, 30).await;
+    let written = produce_versions(&broker.bootstrap, topic, 20, 30, compression).await;
     let dir = broker.log_dir.join(format!("{topic}-0"));
 
     assert!(
@@ -186,6 +204,13 @@ fn python_scenario(scenario: &str) {
 #[test]
 fn confluent_kafka_reads_only_the_newest_record_per_key() {
     python_scenario("compacted");
+}
+
+/// gzip, snappy, lz4 and zstd batches holding several keys each: the cleaner opens them, and
+/// the consumer sees the newest record per key at its offset, with its timestamp.
+#[test]
+fn confluent_kafka_reads_compacted_compressed_batches() {
+    python_scenario("compressed");
 }
 
 #[test]

@@ -34,11 +34,14 @@ const MAGIC_OFFSET: usize = 16;
 const CRC_OFFSET: usize = 17;
 /// The CRC covers the batch from `attributes` to its end.
 const ATTRIBUTES_OFFSET: usize = 21;
+const BASE_TIMESTAMP_OFFSET: usize = 27;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
+/// KIP-534: `baseTimestamp` holds the delete horizon set by the log cleaner.
+const DELETE_HORIZON_BIT: i16 = 0x40;
 
 /// Kafka error code CORRUPT_MESSAGE.
 const CORRUPT_MESSAGE: i16 = 2;
@@ -135,6 +138,17 @@ impl Compression {
             _ => None,
         }
     }
+
+    /// The codec's id in bits 0-2 of a batch's attributes.
+    pub fn id(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
 }
 
 /// The parsed 61-byte header of a v2 record batch.
@@ -210,6 +224,13 @@ impl BatchHeader {
     /// True for control batches (transaction commit/abort markers).
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
+    }
+
+    /// The delete horizon (ms) the log cleaner stored in `baseTimestamp` when it first cleaned
+    /// this batch holding tombstones or a removable transaction marker (KIP-534's attribute
+    /// bit 6); `None` when not set. Past it, the next cleaning removes them.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
     }
 }
 
@@ -631,8 +652,9 @@ pub fn build_batch(
 }
 
 /// Decodes the records of one uncompressed batch (`batch` starts with the batch header; bytes
-/// after the batch are ignored). Compressed batches are refused with `InvalidRecord`: the broker
-/// never decompresses client data, and writes its own records uncompressed.
+/// after the batch are ignored). Compressed batches are refused with `InvalidRecord`: only the
+/// log cleaner opens client data (through `codec`), and the broker writes its own records
+/// uncompressed.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
     let header = parse_framed(batch, 0)?;
     let base = header.base_offset;
@@ -738,13 +760,14 @@ fn get_nullable_bytes(b: &[u8], pos: &mut usize) -> Option<Option<Bytes>> {
 /// Checks that every record of a produce payload for a compacted topic has a key (Kafka's
 /// `LogValidator` rule), refusing with INVALID_RECORD and Kafka's words otherwise. `headers`
 /// are the payload's batches from [`validate_produce`]. Compressed batches are not opened (the
-/// broker never decompresses client data) and pass.
+/// produce path never decompresses client data) and pass; should one hold a record without a
+/// key, the log cleaner drops that record.
 pub fn check_keys_present(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), BatchError> {
     let mut position = 0;
     for header in headers {
         let batch = &bytes[position..position + header.len_total()];
         if header.compression() == Some(Compression::None) {
-            let spans = record_spans(batch).map_err(|e| match e {
+            let (_, spans) = record_spans(batch).map_err(|e| match e {
                 BatchError::CorruptMessage { reason, .. } => BatchError::corrupt(position, reason),
                 other => other,
             })?;
@@ -760,23 +783,28 @@ pub fn check_keys_present(bytes: &[u8], headers: &[BatchHeader]) -> Result<(), B
     Ok(())
 }
 
-/// Where one record of an uncompressed batch lies, and what the cleaner needs of it.
+/// Where one record lies in a batch's records section (uncompressed), and what the cleaner
+/// needs of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RecordSpan {
-    /// Byte range of the whole record (length prefix included) within the batch.
+    /// Byte range of the whole record (length prefix included) within the records section.
     pub(crate) range: std::ops::Range<usize>,
+    /// Where the record's `offsetDelta` starts (right after its `timestampDelta`).
+    pub(crate) after_timestamp: usize,
+    /// The record's timestamp relative to the batch's `baseTimestamp`.
+    pub(crate) timestamp_delta: i64,
     /// The record's offset relative to the batch's base offset.
     pub(crate) offset_delta: i32,
-    /// Byte range of the key within the batch, `None` for a null key.
+    /// Byte range of the key within the records section, `None` for a null key.
     pub(crate) key: Option<std::ops::Range<usize>>,
     /// Whether the value is null (a tombstone).
     pub(crate) null_value: bool,
 }
 
-/// Walks the records of one uncompressed batch without copying them (the cleaner's view: byte
-/// ranges, offset delta, key, whether the value is null). Compressed batches are refused, as
-/// by [`decode_records`].
-pub(crate) fn record_spans(batch: &[u8]) -> Result<Vec<RecordSpan>, BatchError> {
+/// The records section of one uncompressed batch (the bytes after its header) with where each
+/// record lies in it ([`record_spans_in`]). Compressed batches are refused, as by
+/// [`decode_records`].
+pub(crate) fn record_spans(batch: &[u8]) -> Result<(&[u8], Vec<RecordSpan>), BatchError> {
     let header = parse_framed(batch, 0)?;
     let base = header.base_offset;
     if header.compression() != Some(Compression::None) {
@@ -785,9 +813,17 @@ pub(crate) fn record_spans(batch: &[u8]) -> Result<Vec<RecordSpan>, BatchError> 
             format!("cannot read records of a compressed batch (base offset {base})"),
         ));
     }
-    let data = &batch[..header.len_total()];
-    let mut pos = BATCH_HEADER_LEN;
-    let mut spans = Vec::with_capacity((data.len() - pos) / 7);
+    let records = &batch[BATCH_HEADER_LEN..header.len_total()];
+    Ok((records, record_spans_in(records, base)?))
+}
+
+/// Walks the records of a records section (a batch's bytes after its header, decompressed
+/// when the batch is compressed) without copying them: byte ranges, timestamp and offset
+/// deltas, key, whether the value is null. `base` (the batch's base offset) names the batch in
+/// errors.
+pub(crate) fn record_spans_in(data: &[u8], base: i64) -> Result<Vec<RecordSpan>, BatchError> {
+    let mut pos = 0;
+    let mut spans = Vec::with_capacity(data.len() / 7);
     let mut index = 0usize;
     while pos < data.len() {
         let bad = |what: &str| {
@@ -804,7 +840,9 @@ pub(crate) fn record_spans(batch: &[u8]) -> Result<Vec<RecordSpan>, BatchError> 
             .filter(|&end| end <= data.len() && len > 0)
             .ok_or_else(|| bad("record runs past the end of the batch"))?;
         let mut p = pos + 1; // record attributes
-        get_varlong(&data[..end], &mut p).ok_or_else(|| bad("bad timestampDelta"))?;
+        let timestamp_delta =
+            get_varlong(&data[..end], &mut p).ok_or_else(|| bad("bad timestampDelta"))?;
+        let after_timestamp = p;
         let offset_delta =
             get_varint(&data[..end], &mut p).ok_or_else(|| bad("bad offsetDelta"))?;
         let key_len = get_varint(&data[..end], &mut p).ok_or_else(|| bad("bad key length"))?;
@@ -822,6 +860,8 @@ pub(crate) fn record_spans(batch: &[u8]) -> Result<Vec<RecordSpan>, BatchError> 
         let value_len = get_varint(&data[..end], &mut p).ok_or_else(|| bad("bad value length"))?;
         spans.push(RecordSpan {
             range: start..end,
+            after_timestamp,
+            timestamp_delta,
             offset_delta,
             key,
             null_value: value_len < 0,
@@ -832,23 +872,72 @@ pub(crate) fn record_spans(batch: &[u8]) -> Result<Vec<RecordSpan>, BatchError> 
     Ok(spans)
 }
 
-/// A copy of the uncompressed batch `batch` holding only the records at `kept` (ranges from
-/// [`record_spans`], in order), with the header otherwise unchanged: base offset,
-/// `lastOffsetDelta`, timestamps, producer id, epoch and base sequence stay, so the surviving
-/// records keep their offsets and a producer's sequence state is still derivable. Length,
-/// `recordsCount` and CRC are recomputed. An empty `kept` gives an empty batch (Kafka keeps such
-/// a batch to preserve the last sequence of a producer).
-pub(crate) fn filtered_batch(batch: &[u8], kept: &[std::ops::Range<usize>]) -> Vec<u8> {
-    let body: usize = kept.iter().map(|r| r.len()).sum();
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body);
-    out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
-    for r in kept {
-        out.extend_from_slice(&batch[r.clone()]);
+/// The records at `kept` (spans of the records section `records`, in order) as a new
+/// uncompressed records section. With a `timestamp_shift`, each record's `timestampDelta` is
+/// lowered by it (the batch's `baseTimestamp` moves up by as much: the record timestamps stay)
+/// and the record re-encoded; otherwise the records are copied as they are.
+pub(crate) fn kept_records(records: &[u8], kept: &[&RecordSpan], timestamp_shift: i64) -> Vec<u8> {
+    let body: usize = kept.iter().map(|s| s.range.len()).sum();
+    let mut out = Vec::with_capacity(body + kept.len() * 8);
+    if timestamp_shift == 0 {
+        for span in kept {
+            out.extend_from_slice(&records[span.range.clone()]);
+        }
+        return out;
     }
+    let mut record = BytesMut::new();
+    let mut length = BytesMut::new();
+    for span in kept {
+        record.clear();
+        length.clear();
+        let end = span.range.end;
+        // The attributes byte sits right before the timestamp delta, after the length varint.
+        let length_len = {
+            let mut p = span.range.start;
+            get_varint(records, &mut p);
+            p - span.range.start
+        };
+        record.put_u8(records[span.range.start + length_len]);
+        put_varlong(
+            &mut record,
+            span.timestamp_delta.saturating_sub(timestamp_shift),
+        );
+        record.extend_from_slice(&records[span.after_timestamp..end]);
+        put_varlong(&mut length, record.len() as i64);
+        out.extend_from_slice(&length);
+        out.extend_from_slice(&record);
+    }
+    out
+}
+
+/// A copy of `batch`'s header framing `payload` (a records section of `records_count`
+/// records, compressed with `compression`): base offset, `lastOffsetDelta`, timestamps,
+/// producer id, epoch and base sequence stay, so the records keep their offsets and a
+/// producer's sequence state is still derivable. With `delete_horizon`, the delete-horizon
+/// flag is set and `baseTimestamp` holds it (the records' deltas must have been shifted to
+/// match, [`kept_records`]). Length, attributes, `recordsCount` and CRC are recomputed. An
+/// empty payload with a count of 0 gives an empty batch (Kafka keeps such a batch to preserve
+/// the last sequence of a producer).
+pub(crate) fn reframed_batch(
+    batch: &[u8],
+    payload: &[u8],
+    records_count: i32,
+    compression: Compression,
+    delete_horizon: Option<i64>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + payload.len());
+    out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+    out.extend_from_slice(payload);
     let length = (out.len() - LOG_OVERHEAD) as i32;
     out[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
-    let count = kept.len() as i32;
-    out[BATCH_HEADER_LEN - 4..BATCH_HEADER_LEN].copy_from_slice(&count.to_be_bytes());
+    let mut attributes = (be_i16(batch, ATTRIBUTES_OFFSET) & !COMPRESSION_MASK) | compression.id();
+    if let Some(horizon) = delete_horizon {
+        attributes |= DELETE_HORIZON_BIT;
+        out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&horizon.to_be_bytes());
+    }
+    out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[BATCH_HEADER_LEN - 4..BATCH_HEADER_LEN].copy_from_slice(&records_count.to_be_bytes());
     let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out

@@ -9,8 +9,10 @@
 //!   `min.compaction.lag.ms`). The *clean* section ends at the cleaner checkpoint
 //!   (`cleaner-offset.checkpoint` in the partition directory: everything below it has been
 //!   cleaned); the *dirty* section runs from there to the first uncleanable offset. A log is
-//!   cleaned when dirty bytes / cleanable bytes >= `min.cleanable.dirty.ratio`, or when its
-//!   oldest dirty segment is older than `max.compaction.lag.ms`.
+//!   cleaned when dirty bytes / cleanable bytes >= `min.cleanable.dirty.ratio`, or when the
+//!   earliest first-batch timestamp of its dirty segments is older than
+//!   `max.compaction.lag.ms` (Kafka's `maxCompactionDelay`; the active segment of a compacted
+//!   log rolls after that long too, so its records do not wait past the bound).
 //! - **Pass 1** reads the cleanable segments from the log start and builds a map key → offset
 //!   of the newest record, from the dirty section only. Transactional records enter the map
 //!   when their transaction's COMMIT marker is seen; aborted ones never do; those whose marker
@@ -19,15 +21,23 @@
 //!   add up to at most `segment.bytes`), one new segment per group, based at the group's
 //!   first base offset. A record stays when its key's newest offset is its own or the key is
 //!   not in the map (newer data of the key is not cleanable yet); records without a key go (a
-//!   compacted topic refuses them at produce time; Kafka's cleaner drops them too). A
-//!   tombstone (null value) stays until its batch is older than `delete.retention.ms`.
-//!   Aborted transactional batches go. A transaction marker stays while data of its
-//!   transaction is left, or while it is younger than `delete.retention.ms`. A batch that
-//!   loses some records is re-framed with the same base offset, `lastOffsetDelta`, producer
-//!   id, epoch and base sequence (only length, count and CRC change), so survivors keep their
-//!   offsets; one that loses all is dropped, except the last batch of each producer, kept
-//!   empty so that the producer's sequence state survives a restart (as Kafka does).
-//!   Compressed batches are kept whole: the broker never decompresses client data.
+//!   compacted topic refuses them at produce time; Kafka's cleaner drops them too). Aborted
+//!   transactional batches go. A compressed batch is decompressed, filtered the same way and
+//!   its survivors compressed again with its own codec (see [`super::codec`]), as Kafka's
+//!   `MemoryRecords.filterTo` does; one that cannot be decompressed is kept whole (with a
+//!   warning) rather than stopping the cleaning for good. A batch that loses some records is
+//!   re-framed with the same base offset, `lastOffsetDelta`, producer id, epoch and base
+//!   sequence (length, count, CRC and the compressed payload change), so survivors keep their
+//!   offsets and timestamps; one that loses all is dropped, except the last batch of each
+//!   producer, kept empty (and uncompressed) so that the producer's sequence state survives a
+//!   restart (Kafka's `BatchRetention.RETAIN_EMPTY`).
+//! - **Delete horizon** (KIP-534). Tombstones (null values) and transaction markers whose
+//!   transaction has no data left are kept for `delete.retention.ms` after the cleaning that
+//!   first keeps them: that cleaning sets the batch's delete-horizon flag (attribute bit 6)
+//!   and stores now + `delete.retention.ms` in its `baseTimestamp` (each record's
+//!   `timestampDelta` is shifted to match, so record timestamps stay). The clock lives in the
+//!   log, so a restart does not reset it. A later cleaning at or past the horizon drops the
+//!   tombstones and such markers (a producer's last batch stays).
 //! - **Crash safety.** A group is written to `<base>.log.cleaned` and fsynced, without the
 //!   partition lock; then, under the lock, the segments are checked to be the ones cleaned
 //!   (retention or truncation may have changed them; then the result is dropped), the file is
@@ -45,12 +55,14 @@
 //! where the map is full, and only that much of the dirty section is cleaned this time. The
 //! checkpoint is one file per partition, not per log dir.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::batch::{self, BatchHeader, Compression, BATCH_HEADER_LEN};
+use super::batch::{self, BatchHeader, Compression, RecordSpan, BATCH_HEADER_LEN};
+use super::codec;
 use super::partition_log::{read_checkpoint, write_checkpoint};
 use super::{io_err, CompactionConfig, LogError};
 
@@ -94,6 +106,9 @@ pub(super) struct SealedSegment {
     pub(super) size: u64,
     /// Largest record timestamp, -1 when none.
     pub(super) max_timestamp: i64,
+    /// The first batch's largest timestamp, -1 when none: Kafka's measure of when the
+    /// segment's records began, which `max.compaction.lag.ms` counts from.
+    pub(super) first_batch_timestamp: i64,
     /// The `.log` file.
     pub(super) path: PathBuf,
 }
@@ -163,10 +178,14 @@ pub(super) fn plan(
     } else {
         dirty as f64 / total as f64
     };
+    // Kafka's LogCleanerManager.maxCompactionDelay: the earliest first-batch timestamp of the
+    // dirty segments, not their newest record nor the file's age.
     let overdue = segments
         .iter()
-        .find(|s| s.next_base > dirty_from)
-        .is_some_and(|s| now_ms.saturating_sub(s.max_timestamp) > config.max_compaction_lag_ms);
+        .filter(|s| s.next_base > dirty_from && s.first_batch_timestamp >= 0)
+        .map(|s| s.first_batch_timestamp)
+        .min()
+        .is_some_and(|earliest| now_ms.saturating_sub(earliest) > config.max_compaction_lag_ms);
     if dirty == 0 || (ratio < config.min_cleanable_dirty_ratio && !overdue) {
         return None;
     }
@@ -301,11 +320,13 @@ impl Cleaning {
                 let txn = header.is_transactional() && header.producer_id >= 0;
                 let wanted = dirty && header.base_offset >= self.dirty_from;
                 let mut keys = Vec::new();
-                if wanted && header.compression() == Some(Compression::None) {
-                    for span in batch::record_spans(&bytes).map_err(|e| corrupt(segment, &e))? {
-                        if let Some(key) = span.key {
-                            let offset = header.base_offset + i64::from(span.offset_delta);
-                            keys.push((bytes[key].to_vec(), offset));
+                if wanted {
+                    if let Some(records) = open_records(&header, &bytes, segment)? {
+                        for span in &records.spans {
+                            if let Some(key) = &span.key {
+                                let offset = header.base_offset + i64::from(span.offset_delta);
+                                keys.push((records.data[key.clone()].to_vec(), offset));
+                            }
                         }
                     }
                 }
@@ -343,12 +364,11 @@ impl Cleaning {
             .map_err(io_err("cannot create cleaned segment", path))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut size = 0u64;
-        let horizon = self.now_ms.saturating_sub(self.config.delete_retention_ms);
         for segment in group {
             stats.bytes_read += segment.size;
             for item in SegmentBatches::open(segment)? {
                 let (header, bytes) = item?;
-                let kept = self.clean_batch(&header, &bytes, map, txns, horizon, segment, stats)?;
+                let kept = self.clean_batch(&header, &bytes, map, txns, segment, stats)?;
                 if let Some(kept) = kept {
                     out.write_all(&kept)
                         .map_err(io_err("cannot write cleaned segment", path))?;
@@ -369,42 +389,59 @@ impl Cleaning {
     }
 
     /// What of one batch goes into the cleaned segment: the same bytes, a re-framed batch
-    /// with fewer records, or nothing.
-    #[allow(clippy::too_many_arguments)]
+    /// (fewer records, re-compressed with the batch's codec, or with its delete horizon set),
+    /// or nothing.
     fn clean_batch(
         &self,
         header: &BatchHeader,
         bytes: &[u8],
         map: &OffsetMap,
         txns: &mut TxnTracker,
-        horizon: i64,
         segment: &SealedSegment,
         stats: &mut CleanStats,
     ) -> Result<Option<Vec<u8>>, LogError> {
         let pid = header.producer_id;
         let txn = header.is_transactional() && pid >= 0;
-        if header.is_control() {
-            let keep = txns.data_left.remove(&pid).unwrap_or(false)
-                || header.max_timestamp > horizon
-                || map.last_of_producer.get(&pid) == Some(&header.base_offset);
-            if !keep {
-                stats.records_removed += u64::try_from(header.records_count).unwrap_or(0);
-            }
-            return Ok(keep.then(|| bytes.to_vec()));
-        }
         let last_of_producer =
             pid >= 0 && map.last_of_producer.get(&pid) == Some(&header.base_offset);
-        let untouchable = header.compression() != Some(Compression::None)
-            || map.unresolved.contains(&header.base_offset);
-        if untouchable {
+        let horizon_passed = header
+            .delete_horizon_ms()
+            .is_some_and(|horizon| horizon <= self.now_ms);
+        if header.is_control() {
+            if txns.data_left.remove(&pid).unwrap_or(false) {
+                return Ok(Some(bytes.to_vec()));
+            }
+            // Nothing of the marker's transaction is left: the marker goes once its delete
+            // horizon has passed (except as its producer's last batch), and gets one if it
+            // has none yet.
+            if horizon_passed && !last_of_producer {
+                stats.records_removed += u64::try_from(header.records_count).unwrap_or(0);
+                return Ok(None);
+            }
+            if header.delete_horizon_ms().is_some() {
+                return Ok(Some(bytes.to_vec()));
+            }
+            let Some(records) = open_records(header, bytes, segment)? else {
+                return Ok(Some(bytes.to_vec()));
+            };
+            let all: Vec<&RecordSpan> = records.spans.iter().collect();
+            return Ok(Some(self.rewrite(header, bytes, &records, &all, true)));
+        }
+        let whole = map.unresolved.contains(&header.base_offset);
+        let records = if whole {
+            None
+        } else {
+            open_records(header, bytes, segment)?
+        };
+        let Some(records) = records else {
             if txn {
                 txns.data_left.insert(pid, true);
             }
             return Ok(Some(bytes.to_vec()));
-        }
-        let spans = batch::record_spans(bytes).map_err(|e| corrupt(segment, &e))?;
+        };
         let aborted = txn && map.aborted.contains(&header.base_offset);
-        let kept: Vec<_> = spans
+        let kept: Vec<&RecordSpan> = records
+            .spans
             .iter()
             .filter(|span| {
                 if aborted {
@@ -414,22 +451,119 @@ impl Cleaning {
                 let offset = header.base_offset + i64::from(span.offset_delta);
                 let newest = map
                     .latest
-                    .get(&bytes[key.clone()])
+                    .get(&records.data[key.clone()])
                     .is_none_or(|&o| offset >= o);
-                newest && !(span.null_value && header.max_timestamp <= horizon)
+                newest && !(span.null_value && horizon_passed)
             })
-            .map(|span| span.range.clone())
             .collect();
-        stats.records_removed += (spans.len() - kept.len()) as u64;
+        stats.records_removed += (records.spans.len() - kept.len()) as u64;
         if txn && !kept.is_empty() {
             txns.data_left.insert(pid, true);
         }
-        if kept.len() == spans.len() {
+        // KIP-534: a batch keeping tombstones gets its delete horizon on its first cleaning.
+        let set_horizon =
+            header.delete_horizon_ms().is_none() && kept.iter().any(|span| span.null_value);
+        if kept.len() == records.spans.len() && !set_horizon {
             Ok(Some(bytes.to_vec()))
         } else if kept.is_empty() && !last_of_producer {
             Ok(None)
         } else {
-            Ok(Some(batch::filtered_batch(bytes, &kept)))
+            Ok(Some(self.rewrite(
+                header,
+                bytes,
+                &records,
+                &kept,
+                set_horizon,
+            )))
+        }
+    }
+
+    /// The records `kept` of a batch, framed as a batch with its header (same offsets,
+    /// producer and sequence) and compressed with its codec; with `set_horizon`, its delete
+    /// horizon is set to `delete.retention.ms` from now. No records give an empty,
+    /// uncompressed batch. Should the codec fail to compress (it does not on data it just
+    /// decompressed), the batch is kept whole.
+    fn rewrite(
+        &self,
+        header: &BatchHeader,
+        bytes: &[u8],
+        records: &BatchRecords<'_>,
+        kept: &[&RecordSpan],
+        set_horizon: bool,
+    ) -> Vec<u8> {
+        let horizon =
+            set_horizon.then(|| self.now_ms.saturating_add(self.config.delete_retention_ms));
+        let shift = horizon.map_or(0, |h| h.saturating_sub(header.base_timestamp));
+        let plain = batch::kept_records(&records.data, kept, shift);
+        let codec = match header.compression() {
+            Some(codec) if !kept.is_empty() => codec,
+            _ => Compression::None,
+        };
+        let payload = match codec {
+            Compression::None => plain,
+            codec => match codec::compress(codec, &plain) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    tracing::warn!(base_offset = header.base_offset, error = %e,
+                        "cannot re-compress a cleaned batch; keeping it whole");
+                    return bytes.to_vec();
+                }
+            },
+        };
+        let count = i32::try_from(kept.len()).unwrap_or(i32::MAX);
+        batch::reframed_batch(bytes, &payload, count, codec, horizon)
+    }
+}
+
+/// The records of a data or control batch as the cleaner reads them: the records section
+/// (decompressed when the batch is compressed) and where each record lies in it.
+struct BatchRecords<'b> {
+    /// The records section, uncompressed.
+    data: Cow<'b, [u8]>,
+    /// Each record's place in `data`, in order.
+    spans: Vec<RecordSpan>,
+}
+
+/// Opens the records of a batch. An uncompressed batch that does not parse is an error (the
+/// segment is corrupt). A compressed one that cannot be decompressed or parsed (an unknown
+/// codec, damaged data, more than the decompression limit) gives `None` and a warning: it is
+/// kept whole and its keys do not enter the map, as before the cleaner opened compressed
+/// batches, so that one bad batch does not stop a partition from ever being cleaned.
+fn open_records<'b>(
+    header: &BatchHeader,
+    bytes: &'b [u8],
+    segment: &SealedSegment,
+) -> Result<Option<BatchRecords<'b>>, LogError> {
+    let section = &bytes[BATCH_HEADER_LEN..header.len_total()];
+    let base = header.base_offset;
+    let opened = match header.compression() {
+        Some(Compression::None) => {
+            let spans = batch::record_spans_in(section, base).map_err(|e| corrupt(segment, &e))?;
+            return Ok(Some(BatchRecords {
+                data: Cow::Borrowed(section),
+                spans,
+            }));
+        }
+        Some(codec) => codec::decompress(codec, section)
+            .map_err(|e| e.to_string())
+            .and_then(|data| {
+                let spans = batch::record_spans_in(&data, base).map_err(|e| e.to_string())?;
+                Ok(BatchRecords {
+                    data: Cow::Owned(data),
+                    spans,
+                })
+            }),
+        None => Err(format!(
+            "unknown compression codec in attributes {:#x}",
+            header.attributes
+        )),
+    };
+    match opened {
+        Ok(records) => Ok(Some(records)),
+        Err(reason) => {
+            tracing::warn!(segment = %segment.path.display(), base_offset = base, %reason,
+                "cannot open a compressed batch for cleaning; keeping it whole");
+            Ok(None)
         }
     }
 }
@@ -448,9 +582,9 @@ struct TxnTracker {
 fn marker_is_commit(bytes: &[u8]) -> bool {
     batch::record_spans(bytes)
         .ok()
-        .and_then(|spans| {
+        .and_then(|(records, spans)| {
             let key = spans.first()?.key.clone()?;
-            let kind = bytes.get(key)?.get(2..4)?;
+            let kind = records.get(key)?.get(2..4)?;
             Some(i16::from_be_bytes([kind[0], kind[1]]) == 1)
         })
         .unwrap_or(false)
@@ -582,6 +716,7 @@ mod tests {
     use super::*;
     use crate::log::batch::{build_batch, decode_records};
     use crate::log::{LogConfig, PartitionLog};
+    use std::io::Write;
 
     const NOW: i64 = 10_000_000_000;
 
@@ -617,7 +752,7 @@ mod tests {
             if header.is_control() {
                 continue;
             }
-            for r in decode_records(&bytes).expect("records") {
+            for r in decode_records(&plain(&header, &bytes)).expect("records") {
                 let text =
                     |b: Option<bytes::Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
                 out.push((
@@ -628,6 +763,62 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The batch uncompressed (header otherwise unchanged), for `decode_records`.
+    fn plain(header: &BatchHeader, bytes: &[u8]) -> Vec<u8> {
+        let codec = header.compression().expect("known codec");
+        let section = &bytes[BATCH_HEADER_LEN..header.len_total()];
+        let records = codec::decompress(codec, section).expect("decompress");
+        batch::reframed_batch(
+            bytes,
+            &records,
+            header.records_count,
+            Compression::None,
+            None,
+        )
+    }
+
+    /// `records` (stamped `ts`) as a batch compressed with `codec` by the codec crate's own
+    /// encoder, as a client would write it (raw snappy, as librdkafka does).
+    fn compressed_batch(
+        records: &[batch::KeyValue<'_>],
+        ts: i64,
+        producer_id: i64,
+        codec: Compression,
+    ) -> bytes::Bytes {
+        let epoch = if producer_id >= 0 { 0 } else { -1 };
+        let plain = build_batch(records, ts, producer_id, epoch, epoch.into(), false, false);
+        let section = &plain[BATCH_HEADER_LEN..];
+        let payload = match codec {
+            Compression::None => section.to_vec(),
+            Compression::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(section).expect("gzip");
+                e.finish().expect("gzip")
+            }
+            Compression::Snappy => snap::raw::Encoder::new()
+                .compress_vec(section)
+                .expect("snappy"),
+            Compression::Lz4 => {
+                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                e.write_all(section).expect("lz4");
+                e.finish().expect("lz4")
+            }
+            Compression::Zstd => zstd::stream::encode_all(section, 1).expect("zstd"),
+        };
+        let count = i32::try_from(records.len()).expect("count");
+        batch::reframed_batch(&plain, &payload, count, codec, None).into()
+    }
+
+    /// Every batch of the log from its start: (header, bytes).
+    fn batches(log: &PartitionLog) -> Vec<(BatchHeader, Vec<u8>)> {
+        log.batches_from(log.log_start_offset())
+            .map(|b| {
+                let (h, bytes) = b.expect("batch");
+                (h, bytes.to_vec())
+            })
+            .collect()
     }
 
     fn clean(log: &mut PartitionLog, now: i64) -> Option<CleanStats> {
@@ -789,11 +980,300 @@ mod tests {
         for _ in 0..4 {
             put(&mut log, "c", Some("y"), 1000);
         }
-        let later = 1000 + CompactionConfig::default().delete_retention_ms + 1;
+        // The first cleaning (at 2000) set the delete horizon: 2000 + delete.retention.ms.
+        let later = 2000 + CompactionConfig::default().delete_retention_ms;
         clean(&mut log, later).expect("due");
         let got = contents(&log);
         assert!(!got.iter().any(|(_, k, _)| k == "a"), "{got:?}");
         assert!(got.iter().any(|(_, k, _)| k == "b"), "{got:?}");
+    }
+
+    /// `segment.bytes` of [`compressed_log`]: two or three batches a segment.
+    const COMPRESSED_SEGMENT: u64 = 250;
+
+    /// A log of compressed batches each holding keys that later batches update, behind an
+    /// idempotent producer's first batch whose keys all get newer values; returns the log,
+    /// every record written (offset, key, value) and the producer batch's (base, last offset).
+    #[allow(clippy::type_complexity)]
+    fn compressed_log(
+        dir: &Path,
+        codec: Compression,
+    ) -> (PartitionLog, Vec<(i64, String, Option<String>)>, (i64, i64)) {
+        let mut log = PartitionLog::open(dir, config(COMPRESSED_SEGMENT)).expect("open");
+        let mut written = Vec::new();
+        let mut append = |log: &mut PartitionLog, records: &[(String, String)], pid: i64| {
+            let kv: Vec<batch::KeyValue<'_>> = records
+                .iter()
+                .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes())))
+                .collect();
+            let info = log
+                .append(compressed_batch(&kv, 1000, pid, codec), 1000)
+                .expect("append");
+            for (i, (k, v)) in records.iter().enumerate() {
+                written.push((info.base_offset + i as i64, k.clone(), Some(v.clone())));
+            }
+            (info.base_offset, info.last_offset)
+        };
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let producer = append(&mut log, &[kv("k0", "p"), kv("k1", "p")], 9);
+        for b in 0..8 {
+            let v = format!("v{b}");
+            let records = [
+                kv(&format!("k{}", b % 3), &v),
+                kv(&format!("k{}", (b + 1) % 3), &v),
+                kv(&format!("u{b}"), &v),
+            ];
+            append(&mut log, &records, -1);
+        }
+        (log, written, producer)
+    }
+
+    #[test]
+    fn compressed_batches_keep_their_newest_records_recompressed_with_their_codec() {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let (mut log, written, producer) = compressed_log(tmp.path(), codec);
+            assert!(log.segment_count() > 3, "{codec:?}");
+            let active = *log.segment_base_offsets().last().expect("segments");
+            let stats = clean(&mut log, NOW).expect("due");
+            // The sealed part holds exactly each key's newest record there, at its offset (the
+            // active segment is not cleaned, nor counted).
+            let want: Vec<_> = written
+                .iter()
+                .filter(|(o, k, _)| {
+                    *o >= active
+                        || written
+                            .iter()
+                            .all(|(o2, k2, _)| k2 != k || o2 <= o || *o2 >= active)
+                })
+                .cloned()
+                .collect();
+            let got = contents(&log);
+            assert_eq!(got, want, "{codec:?}");
+            assert_eq!(
+                stats.records_removed as usize,
+                written.len() - want.len(),
+                "{codec:?}"
+            );
+            for (header, bytes) in batches(&log) {
+                batch::verify_crc(&bytes, &header, 0).expect("crc");
+                if header.base_offset == producer.0 {
+                    // The producer's last batch stays, empty and uncompressed, spanning the
+                    // same offsets (Kafka's RETAIN_EMPTY).
+                    assert_eq!(header.records_count, 0, "{codec:?}");
+                    assert_eq!(header.last_offset(), producer.1, "{codec:?}");
+                    assert_eq!(header.compression(), Some(Compression::None));
+                    assert_eq!(header.producer_id, 9);
+                } else {
+                    assert_eq!(header.compression(), Some(codec), "{header:?}");
+                }
+            }
+            // Some batch lost part of its records and was compressed again.
+            assert!(
+                batches(&log)
+                    .iter()
+                    .any(|(h, _)| h.records_count > 0 && h.records_count < 3),
+                "{codec:?}"
+            );
+            drop(log);
+            let log = PartitionLog::open(tmp.path(), config(COMPRESSED_SEGMENT)).expect("reopen");
+            assert_eq!(contents(&log), want, "{codec:?} after reopen");
+        }
+    }
+
+    #[test]
+    fn a_kill_around_the_swap_of_recompressed_batches_loses_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (log, written, _) = compressed_log(tmp.path(), Compression::Zstd);
+        let original = contents(&log);
+        assert_eq!(original, written);
+        // Killed before the swap: the old segments stay as they were.
+        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
+        let mut group = None;
+        let _ = cleaning.run(&|_| {}, &mut |g| {
+            group = Some(g);
+            Ok(false)
+        });
+        let group = group.expect("a group was written");
+        drop(log);
+        let log = PartitionLog::open(tmp.path(), config(COMPRESSED_SEGMENT)).expect("reopen");
+        assert!(!group.path.exists());
+        assert_eq!(contents(&log), original);
+        // Killed after the commit point: open completes the swap.
+        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
+        let mut group = None;
+        let _ = cleaning.run(&|_| {}, &mut |g| {
+            group = Some(g);
+            Ok(false)
+        });
+        let group = group.expect("group");
+        let next = group.originals.last().expect("segment").next_base;
+        let swap = tmp
+            .path()
+            .join(swap_file_name(group.originals[0].base, next));
+        fs::rename(&group.path, &swap).expect("rename");
+        drop(log);
+        let log = PartitionLog::open(tmp.path(), config(COMPRESSED_SEGMENT)).expect("reopen");
+        let got = contents(&log);
+        assert!(got.len() < original.len());
+        for entry in &got {
+            assert!(original.contains(entry), "{entry:?} was not written");
+        }
+        for (header, bytes) in batches(&log) {
+            batch::verify_crc(&bytes, &header, 0).expect("crc");
+        }
+    }
+
+    #[test]
+    fn a_batch_that_cannot_be_decompressed_is_kept_whole() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(tmp.path(), config(200)).expect("open");
+        let old = put(&mut log, "k", Some("old"), 1000);
+        // Flagged lz4, but not an LZ4 frame: the cleaner cannot read its keys.
+        let plain = build_batch(&[(Some(b"k"), Some(b"x"))], 1000, -1, -1, -1, false, false);
+        let junk = batch::reframed_batch(&plain, b"not lz4", 1, Compression::Lz4, None);
+        let bad = log
+            .append(bytes::Bytes::from(junk.clone()), 1000)
+            .expect("append")
+            .base_offset;
+        for _ in 0..4 {
+            put(&mut log, "f", Some("x"), 1000);
+        }
+        clean(&mut log, NOW).expect("due");
+        let kept = batches(&log);
+        let (_, bytes) = kept
+            .iter()
+            .find(|(h, _)| h.base_offset == bad)
+            .expect("the unreadable batch is still there");
+        assert_eq!(
+            &bytes[8..],
+            &junk[8..],
+            "byte for byte (but the base offset)"
+        );
+        // Its key never entered the map, so the older record of the key stays.
+        assert!(kept.iter().any(|(h, _)| h.base_offset == old));
+    }
+
+    #[test]
+    fn a_tombstone_gets_a_delete_horizon_that_a_restart_does_not_reset() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(tmp.path(), config(200)).expect("open");
+        let retention = CompactionConfig::default().delete_retention_ms;
+        put(&mut log, "a", Some("1"), 1000);
+        let deleting = compressed_batch(
+            &[(Some(b"a"), None), (Some(b"c"), Some(b"c1"))],
+            1000,
+            -1,
+            Compression::Zstd,
+        );
+        let tomb = log.append(deleting, 1000).expect("append").base_offset;
+        let fill = |log: &mut PartitionLog| {
+            for _ in 0..6 {
+                put(log, "f", Some("x"), 1000);
+            }
+        };
+        fill(&mut log);
+        let first_clean = 50_000;
+        clean(&mut log, first_clean).expect("due");
+        let tomb_batch = |log: &PartitionLog| {
+            batches(log)
+                .into_iter()
+                .find(|(h, _)| h.base_offset == tomb)
+                .expect("tombstone batch")
+        };
+        let (header, bytes) = tomb_batch(&log);
+        assert_eq!(header.delete_horizon_ms(), Some(first_clean + retention));
+        assert_eq!(header.compression(), Some(Compression::Zstd));
+        batch::verify_crc(&bytes, &header, 0).expect("crc");
+        let records = decode_records(&plain(&header, &bytes)).expect("records");
+        assert_eq!(records.len(), 2);
+        for r in &records {
+            // The base timestamp holds the horizon; each record's timestamp is unchanged.
+            assert_eq!(header.base_timestamp + r.timestamp_delta, 1000);
+        }
+        assert_eq!(header.max_timestamp, 1000);
+        assert!(records[0].value.is_none());
+        assert!(!contents(&log).iter().any(|e| e.1 == "a" && e.2.is_some()));
+
+        // After a restart, just before the horizon: still there (the record itself is far
+        // older than delete.retention.ms; only the stored horizon counts).
+        drop(log);
+        let mut log = PartitionLog::open(tmp.path(), config(200)).expect("reopen");
+        fill(&mut log);
+        clean(&mut log, first_clean + retention - 1).expect("due");
+        let (header, _) = tomb_batch(&log);
+        assert_eq!(header.delete_horizon_ms(), Some(first_clean + retention));
+        assert!(contents(&log).iter().any(|e| e.1 == "a"));
+
+        // At the horizon: the tombstone goes, its batch mate stays with its timestamp.
+        fill(&mut log);
+        clean(&mut log, first_clean + retention).expect("due");
+        let got = contents(&log);
+        assert!(!got.iter().any(|e| e.1 == "a"), "{got:?}");
+        assert!(got.contains(&(tomb + 1, "c".into(), Some("c1".into()))));
+        let (header, bytes) = tomb_batch(&log);
+        assert_eq!(header.records_count, 1);
+        assert_eq!(header.compression(), Some(Compression::Zstd));
+        let records = decode_records(&plain(&header, &bytes)).expect("records");
+        assert_eq!(header.base_timestamp + records[0].timestamp_delta, 1000);
+    }
+
+    #[test]
+    fn max_compaction_lag_counts_from_the_earliest_dirty_batch() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let now = 100_000;
+        let config = CompactionConfig {
+            min_cleanable_dirty_ratio: 1.5, // never reached: only the lag can make it due
+            max_compaction_lag_ms: 10_000,
+            ..CompactionConfig::default()
+        };
+        let seg = |base: i64, first: i64, newest: i64| SealedSegment {
+            base,
+            next_base: base + 10,
+            size: 100,
+            max_timestamp: newest,
+            first_batch_timestamp: first,
+            path: tmp.path().join(format!("{base}.log")),
+        };
+        let due = |segments: Vec<SealedSegment>| {
+            plan(tmp.path(), &config, 1 << 20, segments, i64::MAX, now).is_some()
+        };
+        // The first batch is older than the bound though the newest record is not.
+        assert!(due(vec![seg(0, 85_000, 99_000), seg(10, 95_000, 99_500)]));
+        assert!(!due(vec![seg(0, 95_000, 99_000)]));
+        // The earliest of the dirty segments counts, wherever it is.
+        assert!(due(vec![seg(0, 95_000, 99_000), seg(10, 80_000, 99_000)]));
+        // Segments whose batches carry no timestamp do not count.
+        assert!(!due(vec![seg(0, -1, -1)]));
+        // Nor do clean ones.
+        write_checkpoint(&tmp.path().join(CLEANER_CHECKPOINT), 10).expect("checkpoint");
+        assert!(!due(vec![seg(0, 50_000, 50_000), seg(10, 95_000, 99_000)]));
+
+        // Through a real log: the segments' first batches are read from their files.
+        let dir = tmp.path().join("log");
+        let one = build_batch(&[(Some(b"k0"), Some(b"v00"))], 1, -1, -1, -1, false, false).len();
+        let mut log = PartitionLog::open(&dir, self::config(4 * one as u64)).expect("open");
+        put(&mut log, "k0", Some("v00"), 1000);
+        for _ in 0..6 {
+            put(&mut log, "k1", Some("v11"), NOW - 10);
+        }
+        let mut cfg = log.config().clone();
+        let c = cfg.compaction.as_mut().expect("compaction");
+        c.min_cleanable_dirty_ratio = 1.5;
+        c.max_compaction_lag_ms = NOW - 5000;
+        log.set_config(cfg.clone()).expect("config");
+        assert!(log.plan_clean(i64::MAX, NOW).is_some());
+        cfg.compaction
+            .as_mut()
+            .expect("compaction")
+            .max_compaction_lag_ms = NOW;
+        log.set_config(cfg).expect("config");
+        assert!(log.plan_clean(i64::MAX, NOW).is_none());
     }
 
     fn txn_put(log: &mut PartitionLog, pid: i64, seq: i32, key: &str, value: &str) -> i64 {
@@ -855,9 +1335,10 @@ mod tests {
         for _ in 0..6 {
             put(&mut log, "filler", Some("y"), 1000);
         }
+        // Their delete horizon was set by the first cleaning (at 2000).
         clean(
             &mut log,
-            1000 + CompactionConfig::default().delete_retention_ms + 1,
+            2000 + CompactionConfig::default().delete_retention_ms,
         )
         .expect("due");
         let controls: Vec<(i64, i64)> = log

@@ -11,7 +11,7 @@
 //!   truncation, recovery on open, and the checkpoints (log start offset, recovery point).
 //!
 //! - `cleaner`: log compaction (`cleanup.policy=compact`): rewrites sealed segments keeping
-//!   the newest record per key, installed through a crash-safe `.cleaned` → `.swap` → `.log`
+//!   the newest record per key (opening compressed batches through `codec`), installed through a crash-safe `.cleaned` → `.swap` → `.log`
 //!   swap that [`PartitionLog::open`] completes or discards.
 //!
 //! Beside them, `dir_health` reports log directories whose appends fail (a full disk) once,
@@ -23,6 +23,7 @@
 
 pub mod batch;
 mod cleaner;
+mod codec;
 mod dir_health;
 mod index;
 mod partition_log;
@@ -74,11 +75,13 @@ pub struct CompactionConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// `min.compaction.lag.ms`: a segment whose newest record is younger stays uncleaned.
     pub min_compaction_lag_ms: i64,
-    /// `max.compaction.lag.ms`: a dirty segment whose newest record is older than this is
-    /// cleaned whatever the dirty ratio.
+    /// `max.compaction.lag.ms`: a log whose earliest dirty segment began (its first batch's
+    /// timestamp) longer ago than this is cleaned whatever the dirty ratio; the active segment
+    /// of a compacted log also rolls after this long when `segment.ms` is longer.
     pub max_compaction_lag_ms: i64,
     /// `delete.retention.ms`: how long tombstones (null values) and transaction markers whose
-    /// data is gone are kept (Kafka's default one day).
+    /// data is gone are kept after the cleaning that first sees them (Kafka's default one
+    /// day); that cleaning stores the deadline in the batch (KIP-534's delete horizon).
     pub delete_retention_ms: i64,
 }
 

@@ -403,8 +403,8 @@ impl PartitionLog {
             return Ok(());
         }
         let too_big = active.size() + bytes > self.config.segment_bytes;
-        let too_old = match (self.config.segment_ms, active.rolling_base_ms()) {
-            (Some(ms), Some(start)) => now_ms.saturating_sub(start) >= ms as i64,
+        let too_old = match (self.roll_ms(), active.rolling_base_ms()) {
+            (Some(ms), Some(start)) => now_ms.saturating_sub(start) >= ms,
             _ => false,
         };
         let index_full = active.size() + bytes > u64::from(u32::MAX)
@@ -413,6 +413,26 @@ impl PartitionLog {
             return Ok(());
         }
         self.roll(new_base)
+    }
+
+    /// How long the active segment may receive appends: `segment.ms`, or for a compacted log
+    /// `max.compaction.lag.ms` when shorter (Kafka's `LogConfig.maxSegmentMs`), since the
+    /// active segment is never cleaned and its records would otherwise wait past that bound.
+    fn roll_ms(&self) -> Option<i64> {
+        let segment_ms = self
+            .config
+            .segment_ms
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        let lag = self
+            .config
+            .compaction
+            .as_ref()
+            .map(|c| c.max_compaction_lag_ms)
+            .filter(|&ms| ms > 0 && ms < i64::MAX);
+        match (segment_ms, lag) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Seals the active segment and starts a new one at `new_base`.
@@ -721,6 +741,7 @@ impl PartitionLog {
                 next_base: next.base_offset(),
                 size: s.size(),
                 max_timestamp: s.max_timestamp(),
+                first_batch_timestamp: s.first_batch_timestamp(),
                 path: s.log_path().to_path_buf(),
             })
             .collect();
@@ -970,6 +991,7 @@ mod tests {
     use super::*;
     use crate::log::batch::tests::sample_batch;
     use crate::log::batch::{build_batch, decode_records};
+    use crate::log::CompactionConfig;
 
     fn config() -> LogConfig {
         LogConfig {
@@ -1130,6 +1152,41 @@ mod tests {
         assert_eq!(log.segment_count(), 1);
         log.append(sample_batch(1, 10, 1), 11_000).expect("append");
         assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+    }
+
+    #[test]
+    fn a_compacted_log_rolls_after_max_compaction_lag_when_segment_ms_is_longer() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let compaction = CompactionConfig {
+            max_compaction_lag_ms: 1000,
+            ..CompactionConfig::default()
+        };
+        let cfg = LogConfig {
+            segment_ms: Some(60_000),
+            compaction: Some(compaction.clone()),
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg);
+        log.append(sample_batch(1, 10, 1), 10_000).expect("append");
+        log.append(sample_batch(1, 10, 1), 10_999).expect("append");
+        assert_eq!(log.segment_count(), 1);
+        log.append(sample_batch(1, 10, 1), 11_000).expect("append");
+        assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+        // Without compaction the bound does not apply; with no bound, segment.ms alone.
+        for compaction in [None, Some(CompactionConfig::default())] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let cfg = LogConfig {
+                segment_ms: Some(60_000),
+                compaction,
+                ..config()
+            };
+            let mut log = open(tmp.path(), cfg);
+            log.append(sample_batch(1, 10, 1), 10_000).expect("append");
+            log.append(sample_batch(1, 10, 1), 69_999).expect("append");
+            assert_eq!(log.segment_count(), 1);
+            log.append(sample_batch(1, 10, 1), 70_000).expect("append");
+            assert_eq!(log.segment_count(), 2);
+        }
     }
 
     #[test]
