@@ -1086,6 +1086,52 @@ mod tests {
         }
     }
 
+    /// A clean of `log` killed once its first `.cleaned` file is written: returns that group
+    /// and the log reopened from `dir` (segments of `segment_bytes`), as a restart would.
+    fn killed_after_the_cleaned_file(
+        log: PartitionLog,
+        dir: &std::path::Path,
+        segment_bytes: u64,
+    ) -> (CleanedGroup, PartitionLog) {
+        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
+        let mut written = None;
+        let _ = cleaning.run(&|_| {}, &mut |group| {
+            written = Some(group);
+            Ok(false)
+        });
+        let group = written.expect("a group was written");
+        assert!(
+            group.path.exists(),
+            "the .cleaned file is written before the kill"
+        );
+        drop(log);
+        let log = PartitionLog::open(dir, config(segment_bytes)).expect("reopen");
+        (group, log)
+    }
+
+    /// A clean of `log` killed right after its commit point (`.cleaned` renamed to `.swap`, the
+    /// old segments still there): returns the `.swap` path and the log reopened from `dir`,
+    /// which completes the swap.
+    fn killed_at_the_commit_point(
+        log: PartitionLog,
+        dir: &std::path::Path,
+        segment_bytes: u64,
+    ) -> (std::path::PathBuf, PartitionLog) {
+        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
+        let mut written = None;
+        let _ = cleaning.run(&|_| {}, &mut |group| {
+            written = Some(group);
+            Ok(false)
+        });
+        let group = written.expect("a group was written");
+        let next = group.originals.last().expect("segment").next_base;
+        let swap = dir.join(swap_file_name(group.originals[0].base, next));
+        fs::rename(&group.path, &swap).expect("rename");
+        drop(log);
+        let log = PartitionLog::open(dir, config(segment_bytes)).expect("reopen");
+        (swap, log)
+    }
+
     #[test]
     fn a_kill_around_the_swap_of_recompressed_batches_loses_nothing() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -1093,32 +1139,11 @@ mod tests {
         let original = contents(&log);
         assert_eq!(original, written);
         // Killed before the swap: the old segments stay as they were.
-        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
-        let mut group = None;
-        let _ = cleaning.run(&|_| {}, &mut |g| {
-            group = Some(g);
-            Ok(false)
-        });
-        let group = group.expect("a group was written");
-        drop(log);
-        let log = PartitionLog::open(tmp.path(), config(COMPRESSED_SEGMENT)).expect("reopen");
+        let (group, log) = killed_after_the_cleaned_file(log, tmp.path(), COMPRESSED_SEGMENT);
         assert!(!group.path.exists());
         assert_eq!(contents(&log), original);
         // Killed after the commit point: open completes the swap.
-        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
-        let mut group = None;
-        let _ = cleaning.run(&|_| {}, &mut |g| {
-            group = Some(g);
-            Ok(false)
-        });
-        let group = group.expect("group");
-        let next = group.originals.last().expect("segment").next_base;
-        let swap = tmp
-            .path()
-            .join(swap_file_name(group.originals[0].base, next));
-        fs::rename(&group.path, &swap).expect("rename");
-        drop(log);
-        let log = PartitionLog::open(tmp.path(), config(COMPRESSED_SEGMENT)).expect("reopen");
+        let (_, log) = killed_at_the_commit_point(log, tmp.path(), COMPRESSED_SEGMENT);
         let got = contents(&log);
         assert!(got.len() < original.len());
         for entry in &got {
@@ -1357,37 +1382,15 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (log, _) = updated_log(tmp.path());
         let original = contents(&log);
-        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
         // Kill after the .cleaned file is written: the clean never happened.
-        let mut first = None;
-        let _ = cleaning.run(&|_| {}, &mut |group| {
-            first = Some(group);
-            Ok(false)
-        });
-        let group = first.expect("a group was written");
-        assert!(group.path.exists());
-        let originals = group.originals.clone();
-        drop(log);
-        let log = PartitionLog::open(tmp.path(), config(1 << 20)).expect("reopen");
+        let (group, log) = killed_after_the_cleaned_file(log, tmp.path(), 1 << 20);
         assert!(!group.path.exists(), ".cleaned is removed on open");
         assert_eq!(contents(&log), original);
+        let originals = group.originals;
 
         // Kill right after the commit point (.cleaned renamed to .swap, old segments still
         // there): open completes the swap.
-        let cleaning = log.plan_clean(i64::MAX, NOW).expect("due");
-        let mut kept = None;
-        let _ = cleaning.run(&|_| {}, &mut |group| {
-            kept = Some(group);
-            Ok(false)
-        });
-        let group = kept.expect("group");
-        let next = group.originals.last().expect("segment").next_base;
-        let swap = tmp
-            .path()
-            .join(swap_file_name(group.originals[0].base, next));
-        fs::rename(&group.path, &swap).expect("rename");
-        drop(log);
-        let log = PartitionLog::open(tmp.path(), config(1 << 20)).expect("reopen");
+        let (swap, log) = killed_at_the_commit_point(log, tmp.path(), 1 << 20);
         assert!(!swap.exists());
         let got = contents(&log);
         let bases = log.segment_base_offsets();
