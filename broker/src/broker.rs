@@ -30,12 +30,6 @@ pub enum StartError {
     /// Topics could not be recovered.
     #[error("cannot open topics: {0}")]
     Topics(String),
-    /// The consumer offsets log could not be replayed.
-    #[error("cannot open consumer groups: {0}")]
-    Groups(String),
-    /// The transaction log could not be replayed.
-    #[error("cannot open the transaction coordinator: {0}")]
-    Transactions(String),
     /// The configured listener address is not usable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
