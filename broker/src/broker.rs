@@ -111,14 +111,14 @@ impl Broker {
                 .map_err(|e: TopicError| StartError::Topics(e.to_string()))?,
         );
         // The offsets log is a replicated topic; groups load as leadership arrives.
-        let groups = GroupCoordinator::open_replicated(GroupConfig::from_broker(&config));
+        let groups = GroupCoordinator::new(GroupConfig::from_broker(&config));
         let producer_ids = ProducerIds::open(&config.log_dirs[0], i64::from(config.node_id) << 32)
             .map_err(|source| StartError::LogDir {
                 dir: config.log_dirs[0].clone(),
                 source,
             })?;
         // The transaction log is a replicated topic; ids load as leadership arrives.
-        let txn = TransactionCoordinator::replicated(
+        let txn = TransactionCoordinator::new(
             TxnConfig::from_broker(&config),
             Arc::new(ClusterMarkers::new(
                 config.node_id,

@@ -114,7 +114,7 @@ impl GroupCoordinator {
     /// A coordinator whose `__consumer_offsets` partitions are replicated topic partitions; it
     /// coordinates the groups of the partitions this broker leads, loaded as leadership
     /// arrives ([`GroupCoordinator::load_partition`]).
-    pub(crate) fn open_replicated(cfg: GroupConfig) -> Self {
+    pub(crate) fn new(cfg: GroupConfig) -> Self {
         let store = store::OffsetStore::new(cfg.offsets_topic_num_partitions);
         let check = Duration::from_millis(cfg.offsets_retention_check_interval_ms.max(1));
         let coordinator = GroupCoordinator::with_store(cfg, store);

@@ -27,7 +27,7 @@ fn local(dir: &std::path::Path) -> GroupCoordinator {
 fn local_with(dir: &std::path::Path, cfg: GroupConfig) -> GroupCoordinator {
     use crate::group::store::OFFSETS_TOPIC;
     let n = cfg.offsets_topic_num_partitions;
-    let c = GroupCoordinator::open_replicated(cfg);
+    let c = GroupCoordinator::new(cfg);
     for i in 0..n {
         let path = dir.join(format!("{OFFSETS_TOPIC}-{i}"));
         let p = crate::partition::Partition::open(
@@ -809,7 +809,7 @@ async fn cluster_mode_answers_for_a_partition_only_while_its_groups_are_loaded()
     use crate::partition::Partition;
 
     let dir = tempfile::tempdir().unwrap();
-    let c = Arc::new(GroupCoordinator::open_replicated(cfg()));
+    let c = Arc::new(GroupCoordinator::new(cfg()));
     let index = c.offsets_partition_for("g");
     assert!(!c.is_coordinating("g"), "nothing is loaded yet");
     let partition = Arc::new(

@@ -163,7 +163,7 @@ impl TransactionCoordinator {
     /// A coordinator of no transactional id yet; it takes up the ids of each
     /// `__transaction_state` partition this broker comes to lead
     /// ([`TransactionCoordinator::load_partition`]).
-    pub(crate) fn replicated(cfg: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Self {
+    pub(crate) fn new(cfg: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Self {
         let c = Self::build(cfg, markers);
         c.start_timeout_task();
         c

@@ -82,7 +82,7 @@ struct Setup {
 /// alone (the lone broker's case: every id is in partition 0 of 1), replayed from what `dir`
 /// holds.
 fn local(dir: &std::path::Path, markers: Arc<FakeMarkers>) -> TransactionCoordinator {
-    let c = TransactionCoordinator::replicated(cfg(), markers);
+    let c = TransactionCoordinator::new(cfg(), markers);
     c.load_partition(0, txn_partition(dir, 0), 1, 1).unwrap();
     c
 }
@@ -507,7 +507,7 @@ async fn cluster_ids_are_answered_only_once_their_partition_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let ids = ProducerIds::open(dir.path(), 0).unwrap();
     let markers = Arc::new(FakeMarkers::default());
-    let c = TransactionCoordinator::replicated(cfg(), markers.clone());
+    let c = TransactionCoordinator::new(cfg(), markers.clone());
     let (mine, other) = (id_in(1, 3), id_in(2, 3));
     let err = c
         .init_producer_id(&mine, 60_000, None, &ids)
@@ -541,7 +541,7 @@ async fn a_new_coordinator_loads_the_log_and_completes_prepared_transactions() {
         // The old coordinator's markers fail for good: it "dies" in PrepareCommit.
         let broken = Arc::new(FakeMarkers::default());
         broken.fail_next(usize::MAX);
-        let c = TransactionCoordinator::replicated(cfg(), broken.clone());
+        let c = TransactionCoordinator::new(cfg(), broken.clone());
         c.load_partition(0, partition.clone(), 1, 1).unwrap();
         (pid, epoch) = c
             .init_producer_id(&committing, 60_000, None, &ids)
@@ -569,7 +569,7 @@ async fn a_new_coordinator_loads_the_log_and_completes_prepared_transactions() {
     };
     partition.become_leader(1, &leader, 0).unwrap();
     let markers = Arc::new(FakeMarkers::default());
-    let c = TransactionCoordinator::replicated(cfg(), markers.clone());
+    let c = TransactionCoordinator::new(cfg(), markers.clone());
     assert_eq!(c.load_partition(0, partition.clone(), 1, 1).unwrap(), 2);
     // Completing runs as a task.
     for _ in 0..100 {
@@ -601,7 +601,7 @@ async fn a_new_coordinator_loads_the_log_and_completes_prepared_transactions() {
 async fn writes_need_min_insync_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let ids = ProducerIds::open(dir.path(), 0).unwrap();
-    let c = TransactionCoordinator::replicated(cfg(), Arc::new(FakeMarkers::default()));
+    let c = TransactionCoordinator::new(cfg(), Arc::new(FakeMarkers::default()));
     c.load_partition(0, txn_partition(dir.path(), 0), 1, 2)
         .unwrap();
     let err = c
@@ -644,7 +644,7 @@ async fn clients_and_markers_wait_until_the_isr_has_the_decision() {
         }
     };
     let markers = Arc::new(FakeMarkers::default());
-    let c = TransactionCoordinator::replicated(cfg(), markers.clone());
+    let c = TransactionCoordinator::new(cfg(), markers.clone());
     c.load_partition(0, partition.clone(), 1, 1).unwrap();
 
     let init = tokio::spawn({
