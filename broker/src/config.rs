@@ -133,7 +133,7 @@ pub struct BrokerConfig {
     /// Set when `controller.quorum.voters` is. `None`: a lone broker, a quorum of one
     /// ([`BrokerConfig::quorum`]).
     pub cluster: Option<ClusterSettings>,
-    /// Replication between brokers (used in cluster mode).
+    /// Replication between brokers (used when topics have followers).
     pub replication: ReplicationSettings,
     /// `offsets.topic.replication.factor`: replicas of `__consumer_offsets` (capped at the
     /// brokers alive when it is created).
@@ -514,7 +514,8 @@ impl BrokerConfig {
         }
     }
 
-    /// The controller listener's address to bind, in cluster mode.
+    /// The controller listener's address to bind when `controller.quorum.voters` is set (a
+    /// lone broker, a quorum of one, binds none).
     pub fn controller_bind_addr(&self) -> Option<Result<SocketAddr, ConfigError>> {
         let c = self.cluster.as_ref()?;
         let l = &c.controller_listener;

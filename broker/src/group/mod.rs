@@ -94,13 +94,13 @@ pub(crate) enum GroupError {
         /// The log error.
         source: LogError,
     },
-    /// Cluster mode: this broker does not lead the group's `__consumer_offsets` partition.
+    /// This broker does not lead the group's `__consumer_offsets` partition.
     #[error("{}-{partition} is not led by this broker", store::OFFSETS_TOPIC)]
     NotLeader {
         /// The partition of `__consumer_offsets`.
         partition: i32,
     },
-    /// Cluster mode: the replicated partition refused the write.
+    /// The partition refused the write.
     #[error("{}-{partition}: {message}", store::OFFSETS_TOPIC)]
     Replicated {
         /// The partition of `__consumer_offsets`.

@@ -17,8 +17,8 @@
 //! appended batch (every ISR member has it), for all partitions of the request concurrently,
 //! bounded by the request's `timeout_ms` (then REQUEST_TIMED_OUT; the data stays in the log).
 //! Leadership lost while waiting gives NOT_LEADER_OR_FOLLOWER; an ISR that shrank below
-//! `min.insync.replicas` by then gives NOT_ENOUGH_REPLICAS_AFTER_APPEND. On a single broker the
-//! high watermark is the log end, so acks=all answers at once, as acks=1 does.
+//! `min.insync.replicas` by then gives NOT_ENOUGH_REPLICAS_AFTER_APPEND. With a single in-sync
+//! replica the high watermark is the log end, so acks=all answers at once, as acks=1 does.
 //!
 //! Transactional batches go through the same path: the partition opens the producer's
 //! transaction at its first batch (see [`crate::partition::txns`]). Kafka (KIP-890) refuses a

@@ -5,7 +5,7 @@
 //! with acks=-1: transaction log records (the coordinator must not act on a decision a new
 //! coordinator could lose) and transaction markers (WriteTxnMarkers answers once the marker is
 //! committed). The wait watches the partition's watermarks channel, so it costs nothing while
-//! the followers catch up. On a single broker the high watermark is the log end, so it returns
+//! the followers catch up. With a single in-sync replica the high watermark is the log end, so it returns
 //! at once.
 
 use tokio::time::Instant;

@@ -69,7 +69,7 @@ pub(crate) struct Topic {
     /// Configuration overrides (Kafka topic keys).
     pub(crate) configs: BTreeMap<String, String>,
     /// Partitions, by index; `None` for a partition whose replicas are all on other brokers
-    /// (cluster mode only).
+    /// (in a cluster of several brokers).
     pub(crate) partitions: Vec<Option<Arc<Partition>>>,
     /// Replication factor requested at creation.
     pub(crate) replication_factor: i16,

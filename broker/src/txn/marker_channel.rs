@@ -1,4 +1,4 @@
-//! Cluster mode: transaction markers sent to the partitions' leaders with WriteTxnMarkers, as
+//! Transaction markers sent to the partitions' leaders with WriteTxnMarkers, as
 //! Kafka's `TransactionMarkerChannelManager` does.
 //!
 //! For each partition the current leader is read from the cluster metadata at the moment of

@@ -115,7 +115,7 @@ pub(crate) enum TxnError {
     /// The transaction log could not be written; the client retries.
     #[error("cannot write the transaction log: {0}")]
     Storage(String),
-    /// Cluster mode: this broker does not coordinate the id (another broker leads its
+    /// This broker does not coordinate the id (another broker leads its
     /// `__transaction_state` partition, or leadership just moved); the client looks the
     /// coordinator up again.
     #[error("this broker does not coordinate the transactional id ({TXN_TOPIC} partition {partition:?} is not loaded here)")]
