@@ -132,7 +132,8 @@ const KEYS: &[TopicKey] = &[
     },
     TopicKey {
         name: "index.interval.bytes",
-        kind: Kind::Int(1, i32::MAX as i64),
+        // Kafka's LogConfig: atLeast(0); 0 puts an index entry after every batch.
+        kind: Kind::Int(0, i32::MAX as i64),
         enforced: true,
         default: |b| b.log_index_interval_bytes.to_string(),
     },
@@ -577,6 +578,15 @@ mod tests {
             .expect("README.md has a line 'Topic configs kbroker enforces: ...'");
         let listed: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
         assert_eq!(listed, enforced_keys().collect::<Vec<_>>(), "{line}");
+    }
+
+    #[test]
+    fn an_index_interval_of_zero_is_accepted_as_kafka_does() {
+        assert!(validate_configs(&map(&[("index.interval.bytes", "0")])).is_ok());
+        let e = validate_configs(&map(&[("index.interval.bytes", "-1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("index.interval.bytes"), "{e}");
     }
 
     #[test]
