@@ -343,19 +343,21 @@ impl Topics {
     }
 
     /// The topic is gone from the cluster (deleted, or re-created with another
-    /// id): forget it and remove its local data.
+    /// id): remove its local data, then forget it. In that order, so that whoever sees the topic
+    /// gone here (DeleteTopics waits for exactly that before answering) also finds its
+    /// directories gone.
     pub(crate) fn drop_local(&self, name: &str) -> Option<Arc<Topic>> {
         let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
-        let topic = self
-            .by_name
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name)?;
+        let topic = self.get(name)?;
         for p in topic.hosted() {
             if let Err(e) = std::fs::remove_dir_all(&p.dir) {
                 tracing::warn!(dir = %p.dir.display(), error = %e, "cannot remove deleted partition's directory");
             }
         }
+        self.by_name
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         tracing::info!(topic = name, "topic deleted (cluster metadata)");
         Some(topic)
     }
