@@ -45,7 +45,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "client-path: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
-kbench="$root/target/release/kbench"
+kbench="${KBENCH:-$root/target/release/kbench}" # KBENCH=path measures another build (a before/after)
 [[ -x "$kbench" ]] || { echo "client-path: build first: cargo build --release --bin kbench" >&2; exit 2; }
 "$root/benches/rdkafka-performance.sh" -h >/dev/null 2>&1 || true # builds rdkafka_performance
 rdperf="$root/target/rdkafka_performance"

@@ -6,12 +6,16 @@
 //!   hot_path PHASE MESSAGES [REPEAT]
 //!
 //! PHASE is one of
-//! - `produce`: build a message (body from its slot, identity header, checksum), choose its
-//!   key, count it as sent: what the producer thread does besides librdkafka's `produce`;
+//! - `produce`: take the message's buffer of the producer's ring (its body already in place),
+//!   write the identity header and checksum, choose its key, count it as sent: what the producer
+//!   thread does besides librdkafka's `produce` (the report thread gives the buffer back);
+//! - `produce-copy`: the same message built in a scratch buffer (body copied from its slot),
+//!   what the producer does when the message's ring buffer is still in flight;
 //! - `produce-copy-and-seal`: the same message built the way kbench did before issue 14 (copy
 //!   the body, then CRC32C the whole message), for comparison;
 //! - `ack`: a delivery report of an acknowledged message (read the identity back, take the
-//!   time, record counters, two histograms, ledger, per-partition counts);
+//!   time, record counters, two histograms, ledger, per-partition counts, give the ring buffer
+//!   back);
 //! - `consume`: a consumed message (check run tag, length and CRC32C of the whole message,
 //!   record counters, histograms, ledger, offsets), in batches of the member's `POLL_BATCH`
 //!   with one clock read and one meter lock per batch, as the member does at full speed.
@@ -29,6 +33,7 @@ use kbench::scenario::{Keys, PayloadKind};
 use kbench::workload::consumer::{record_batch, Consumed, POLL_BATCH};
 use kbench::workload::payload::{write_header, Check, Filler, KeyChooser, HEADER};
 use kbench::workload::producer::record_ack;
+use kbench::workload::ring::PayloadRing;
 
 const SIZE: usize = 1024;
 const RUN_TAG: u32 = 0x5eed_cafe;
@@ -48,6 +53,17 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
     let mut keys = KeyChooser::new(Keys::None, 0, PARTITIONS);
     let mut buf = vec![0u8; SIZE];
     let producer = ProducerMeter::default();
+    // One ring per producer, of one period (the smallest a producer gets).
+    let rings: Vec<PayloadRing> = if phase == "produce" || phase == "ack" {
+        (0..PRODUCERS)
+            .map(|p| {
+                PayloadRing::new(&filler, p, PRODUCERS, SIZE, 1 << 20, u64::MAX)
+                    .ok_or_else(|| "hot_path: no ring for 1 KiB messages".to_string())
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
     let consumer = ConsumerMeter::default();
     let check = Check::new(RUN_TAG);
     // The messages the ack and consume phases read back, one per message: built before the
@@ -73,6 +89,17 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
         for _ in 0..repeat {
             match phase {
                 "produce" => {
+                    let ring = &rings[p as usize];
+                    let Some((slot, msg)) = ring.claim(seq) else {
+                        return Err(format!("hot_path: ring buffer of {seq} busy"));
+                    };
+                    filler.build_header(msg, RUN_TAG, p, seq, sent_us + n);
+                    let (key, _) = keys.choose(p, seq);
+                    producer.sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
+                    black_box(ring.slot_ptr(slot));
+                    ring.release_slot(slot);
+                }
+                "produce-copy" => {
                     filler.build(&mut buf, RUN_TAG, p, seq, sent_us + n);
                     let (key, _) = keys.choose(p, seq);
                     producer.sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
@@ -89,6 +116,7 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
                     let m = &sample[n as usize];
                     let partition = (seq % PARTITIONS as u64) as i32;
                     record_ack(&producer, p, RUN_TAG, m, 0, partition, 0);
+                    rings[p as usize].release(m.as_ptr());
                 }
                 "consume" => {
                     // A batch starts at every POLL_BATCH-th message and covers the next ones.
@@ -107,7 +135,7 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
                     });
                     record_batch(&check, &consumer, batch, now_us(), 0);
                 }
-                other => return Err(format!("hot_path: unknown phase {other:?} (produce, produce-copy-and-seal, ack, consume)")),
+                other => return Err(format!("hot_path: unknown phase {other:?} (produce, produce-copy, produce-copy-and-seal, ack, consume)")),
             }
         }
     }
@@ -122,18 +150,24 @@ fn main() {
         .collect();
     let result = if args.is_empty() {
         // `cargo bench`: every phase natively, ns per message.
-        ["produce", "produce-copy-and-seal", "ack", "consume"]
-            .iter()
-            .try_for_each(|phase| {
-                let n = SAMPLE;
-                let t = Instant::now();
-                run(phase, n, 1)?;
-                println!(
-                    "{phase:>22}: {:.0} ns/message",
-                    t.elapsed().as_nanos() as f64 / n as f64
-                );
-                Ok(())
-            })
+        [
+            "produce",
+            "produce-copy",
+            "produce-copy-and-seal",
+            "ack",
+            "consume",
+        ]
+        .iter()
+        .try_for_each(|phase| {
+            let n = SAMPLE;
+            let t = Instant::now();
+            run(phase, n, 1)?;
+            println!(
+                "{phase:>22}: {:.0} ns/message",
+                t.elapsed().as_nanos() as f64 / n as f64
+            );
+            Ok(())
+        })
     } else {
         let parsed = (|| {
             let phase = args.first()?.clone();

@@ -24,8 +24,11 @@
 //! filler ([`Check`]).
 //!
 //! Filler comes from one pool generated at start (random, compressible or zeros), cut into up to
-//! 4,096 slots; message `seq` of a producer takes the slot a hash of (producer, seq) picks, so
-//! building a message is one copy of the body and a 32-byte header. The checksum is still the
+//! 4,096 slots; message `seq` of a producer takes the slot a hash of (producer, seq mod the
+//! filler's [`Filler::period`]) picks, so building a message is one copy of the body and a
+//! 32-byte header. The period spans at least 2 MiB of messages (more than a batch, so a batch's
+//! bodies are as varied as the pool), and it lets a producer keep a ring of buffers whose bodies
+//! are written once and only the header per message (`super::ring`). The checksum is still the
 //! CRC32C of the whole message, but the producer does not read the body again to make it: CRC is
 //! affine, so crc(header ‖ body) = crc(header ‖ 0ᴸ) ⊕ crc(0²⁸ ‖ body) ⊕ crc(0²⁸⁺ᴸ), where the last
 //! two terms are one constant per slot (computed when the pool is made) and the first is the CRC
@@ -194,12 +197,18 @@ struct Pool {
     slot_crc: Vec<u32>,
     /// crc(h ‖ 0ᴸ) from crc(h) for the 28 sealed header bytes h (see [`ZeroShift`]).
     shift: ZeroShift,
+    /// See [`Filler::period`].
+    period: u64,
 }
 
 /// Most slots a pool is cut into; fewer for large messages, so the pool's checksums cost at most
 /// about [`SLOT_CRC_BYTES`] of CRC at start.
 const MAX_SLOTS: usize = 4096;
 const SLOT_CRC_BYTES: usize = 64 << 20;
+/// Bytes of messages in one [`Filler::period`] (rounded to whole messages).
+pub const PERIOD_BYTES: usize = 2 << 20;
+/// The shortest period, whatever the message size: 16 messages of 1 MiB are 16 MiB.
+const MIN_PERIOD: usize = 16;
 
 impl Filler {
     /// A pool for messages of `message_size` bytes (header included).
@@ -239,12 +248,21 @@ impl Filler {
             slots,
             slot_crc,
             shift: ZeroShift::new(body),
+            period: (PERIOD_BYTES / message_size.max(1)).clamp(MIN_PERIOD, MAX_SLOTS) as u64,
         }))
+    }
+
+    /// The body of message `seq` of a producer is the body of message `seq + period()`: the
+    /// messages of a period span [`PERIOD_BYTES`] (at most [`MAX_SLOTS`] messages, at least
+    /// [`MIN_PERIOD`]), more than a batch holds, so consecutive messages still differ.
+    pub fn period(&self) -> u64 {
+        self.0.period
     }
 
     /// The slot of message `seq` of `producer`.
     fn slot(&self, producer: u32, seq: u64) -> usize {
         // A multiplicative hash spreads consecutive messages over the slots.
+        let seq = seq % self.0.period;
         let h = (seq.wrapping_add(u64::from(producer) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (h >> 20) as usize % self.0.slots.len()
     }
@@ -261,9 +279,24 @@ impl Filler {
     /// the body a second time.
     pub fn build(&self, buf: &mut [u8], run_tag: u32, producer: u32, seq: u64, sent_us: u64) {
         let pool = &*self.0;
-        let slot = self.slot(producer, seq);
-        let o = pool.slots[slot];
+        let o = pool.slots[self.slot(producer, seq)];
         buf[HEADER..HEADER + pool.body].copy_from_slice(&pool.bytes[o..o + pool.body]);
+        self.build_header(buf, run_tag, producer, seq, sent_us);
+    }
+
+    /// Writes the header of message `seq` of `producer` into `buf` whose body is already that
+    /// message's ([`Filler::body`]: the body of any message `period()` apart), leaving the body
+    /// untouched: what [`Filler::build`] does after its copy.
+    pub fn build_header(
+        &self,
+        buf: &mut [u8],
+        run_tag: u32,
+        producer: u32,
+        seq: u64,
+        sent_us: u64,
+    ) {
+        let pool = &*self.0;
+        let slot = self.slot(producer, seq);
         buf[0..4].copy_from_slice(&run_tag.to_le_bytes());
         buf[4..8].copy_from_slice(&producer.to_le_bytes());
         buf[8..16].copy_from_slice(&seq.to_le_bytes());

@@ -22,6 +22,7 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use super::payload::{read_header, Filler, KeyChooser};
 use super::rate::{sleep_until, Pacer};
+use super::ring::PayloadRing;
 use super::{apply_client_configs, error_kind, StartGate, Stop};
 use crate::measure::{now_us, ProducerMeter, TxnEnd, WarmupEnd};
 use crate::scenario::{self, Scenario};
@@ -60,6 +61,9 @@ struct Context {
     run_tag: u32,
     meter: Arc<ProducerMeter>,
     warmup_end: Arc<WarmupEnd>,
+    /// The task's message buffers librdkafka reads in place; held here, by the client, so they
+    /// outlive every message that points into them.
+    ring: Option<PayloadRing>,
 }
 
 impl ClientContext for Context {
@@ -75,21 +79,33 @@ impl ProducerContext for Context {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(m) => record_ack(
-                &self.meter,
-                self.index,
-                self.run_tag,
-                m.payload().unwrap_or_default(),
-                m.key().map_or(0, <[u8]>::len),
-                m.partition(),
-                self.warmup_end.get(),
-            ),
-            Err((e, m)) => self.meter.failed(
-                &error_kind(e),
-                read_header(m.payload().unwrap_or_default(), self.run_tag).map(|id| id.sent_us),
-                now_us(),
-            ),
+        let payload = match result {
+            Ok(m) => {
+                let payload = m.payload().unwrap_or_default();
+                record_ack(
+                    &self.meter,
+                    self.index,
+                    self.run_tag,
+                    payload,
+                    m.key().map_or(0, <[u8]>::len),
+                    m.partition(),
+                    self.warmup_end.get(),
+                );
+                payload
+            }
+            Err((e, m)) => {
+                let payload = m.payload().unwrap_or_default();
+                self.meter.failed(
+                    &error_kind(e),
+                    read_header(payload, self.run_tag).map(|id| id.sent_us),
+                    now_us(),
+                );
+                payload
+            }
+        };
+        // The report is the last time the payload is read: its buffer can take the next lap.
+        if let Some(ring) = &self.ring {
+            ring.release(payload.as_ptr());
         }
     }
 }
@@ -230,16 +246,28 @@ pub fn spawn(task: ProducerTask) -> std::io::Result<JoinHandle<Result<(), String
 fn run(task: ProducerTask) -> Result<(), String> {
     let s = &task.scenario;
     let p = &s.producers;
+    let size = p.message_size.0 as usize;
+    let config = client_config(s, &task.cluster, task.run_tag, task.index);
     let ctx = Context {
         index: task.index,
         run_tag: task.run_tag,
         meter: task.meter.clone(),
         warmup_end: task.warmup_end.clone(),
+        ring: PayloadRing::new(
+            &task.filler,
+            task.index,
+            p.count,
+            size,
+            queue_bytes(&config),
+            match p.stop() {
+                scenario::Stop::Messages(n) => n,
+                scenario::Stop::Duration(_) => u64::MAX,
+            },
+        ),
     };
-    let producer: ThreadedProducer<Context> =
-        client_config(s, &task.cluster, task.run_tag, task.index)
-            .create_with_context(ctx)
-            .map_err(|e| format!("producer {}: cannot create the client: {e}", task.index))?;
+    let producer: ThreadedProducer<Context> = config
+        .create_with_context(ctx)
+        .map_err(|e| format!("producer {}: cannot create the client: {e}", task.index))?;
     let mut txn = if p.transactional {
         let id = transactional_id(s, task.run_tag, task.index);
         producer.init_transactions(TXN_TIMEOUT).map_err(|e| {
@@ -262,7 +290,6 @@ fn run(task: ProducerTask) -> Result<(), String> {
     let Some(start_us) = task.gate.wait(&task.stop) else {
         return Ok(());
     };
-    let size = p.message_size.0 as usize;
     let sender = Sender::new(&producer, &task.topic)
         .map_err(|e| format!("producer {}: topic {:?}: {e}", task.index, task.topic))?;
     let mut keys = KeyChooser::new(p.keys, p.key_set, task.partitions);
@@ -275,6 +302,8 @@ fn run(task: ProducerTask) -> Result<(), String> {
             start_us + (d + p.warmup.0).as_micros() as u64,
         ),
     };
+    // A message whose ring buffer is still in flight is built here and copied by librdkafka.
+    let mut scratch = Vec::new();
     let mut seq: u64 = 0;
     while seq < max_messages && !task.stop.is_raised() {
         let sent_us = match pacer {
@@ -297,14 +326,19 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 begin(&producer, &task, t, seq)?;
             }
         }
-        let Some(mut payload) = sender.alloc(size) else {
-            task.meter.error("OutOfMemory");
-            std::thread::sleep(Duration::from_millis(1));
-            seq += 1;
-            continue;
+        let payload = match sender.ring().and_then(|r| r.claim(seq)) {
+            Some((slot, buf)) => {
+                task.filler
+                    .build_header(buf, task.run_tag, task.index, seq, sent_us);
+                Payload::Ring(slot)
+            }
+            None => {
+                scratch.resize(size, 0);
+                task.filler
+                    .build(&mut scratch, task.run_tag, task.index, seq, sent_us);
+                Payload::Copied(&scratch)
+            }
         };
-        task.filler
-            .build(payload.bytes_mut(), task.run_tag, task.index, seq, sent_us);
         let (key, partition) = keys.choose(task.index, seq);
         let bytes = (size + key.map_or(0, <[u8]>::len)) as u64;
         loop {
@@ -313,15 +347,16 @@ fn run(task: ProducerTask) -> Result<(), String> {
                     task.meter.sent(bytes);
                     break;
                 }
-                Err((RDKafkaErrorCode::QueueFull, back)) => {
+                Err(RDKafkaErrorCode::QueueFull) => {
                     // librdkafka's queue is full: wait for delivery reports to make room.
                     std::thread::sleep(Duration::from_micros(500));
                     if task.stop.is_raised() || now_us() >= limit_us {
+                        sender.give_back(payload);
                         break;
                     }
-                    payload = back;
                 }
-                Err((code, _)) => {
+                Err(code) => {
+                    sender.give_back(payload);
                     task.meter
                         .error(&error_kind(&KafkaError::MessageProduction(code)));
                     // Do not spin on a persistent error.
@@ -357,29 +392,40 @@ fn run(task: ProducerTask) -> Result<(), String> {
     Ok(())
 }
 
-/// Produces messages librdkafka owns from the start: each payload is built in memory librdkafka
-/// allocated (`rd_kafka_mem_malloc`) and handed over with `RD_KAFKA_MSG_F_FREE`, so it is not
-/// copied again (rust-rdkafka's `send` always asks for `RD_KAFKA_MSG_F_COPY`: a second copy of
-/// every payload) and no topic name is allocated per message (`send` makes a `CString` each
-/// time). Delivery reports are the same as `send`'s: the delivery opaque is `()` (null).
+/// What a message is sent from: a buffer of the task's ring, which librdkafka reads in place
+/// until the delivery report, or (when that buffer is still in flight) a scratch buffer that
+/// librdkafka copies.
+#[derive(Debug, Clone, Copy)]
+enum Payload<'s> {
+    Ring(usize),
+    Copied(&'s [u8]),
+}
+
+/// Bytes librdkafka may queue per producer: `queue.buffering.max.kbytes` as configured (its
+/// default when unset or unreadable), what the ring is sized by.
+fn queue_bytes(config: &ClientConfig) -> usize {
+    config
+        .get("queue.buffering.max.kbytes")
+        .and_then(|k| k.parse::<usize>().ok())
+        .unwrap_or(1 << 20)
+        .saturating_mul(1024)
+}
+
+/// Produces messages with `rd_kafka_producev` directly: rust-rdkafka's `send` always asks for
+/// `RD_KAFKA_MSG_F_COPY` and makes a `CString` of the topic per message. A ring buffer is handed
+/// over without a copy (no flag: librdkafka neither copies nor frees it); a scratch payload with
+/// `F_COPY`. Delivery reports are the same as `send`'s: the delivery opaque is `()` (null).
 struct Sender<'a> {
     producer: &'a ThreadedProducer<Context>,
     topic: CString,
 }
 
-/// A payload buffer in librdkafka's allocator, ours until librdkafka accepts it.
-struct OwnedPayload<'a> {
-    producer: &'a ThreadedProducer<Context>,
-    ptr: std::ptr::NonNull<u8>,
-    len: usize,
-}
-
 // SAFETY (for every `unsafe` block below): `producer.client().native_ptr()` is the live
-// `rd_kafka_t` of a producer that outlives the `Sender` and every `OwnedPayload` (both borrow
-// it). An `OwnedPayload` is `len` bytes from `rd_kafka_mem_malloc`, owned by exactly one value:
-// freed with `rd_kafka_mem_free` when dropped, or given to librdkafka by a successful
-// `rd_kafka_producev` with `RD_KAFKA_MSG_F_FREE` (librdkafka frees it after the delivery report;
-// on an error it stays ours, which is why `send` hands it back). The variadic arguments follow
+// `rd_kafka_t` of a producer that outlives the `Sender` (borrowed). A ring buffer handed over
+// without a flag must stay valid and unwritten until its delivery report: it lives in the
+// producer's context, which the client keeps until it is destroyed (after every message), and
+// the sending thread writes only buffers the reports have released (`PayloadRing`). A payload
+// sent with `F_COPY` is copied before `rd_kafka_producev` returns. The variadic arguments follow
 // rust-rdkafka's own `BaseProducer::send` (types and order per rdkafka.h's `RD_KAFKA_V_*`).
 #[allow(unsafe_code)]
 impl<'a> Sender<'a> {
@@ -388,29 +434,36 @@ impl<'a> Sender<'a> {
         Ok(Sender { producer, topic })
     }
 
-    /// A buffer of `len` bytes (uninitialised until written), or `None` if out of memory.
-    fn alloc(&self, len: usize) -> Option<OwnedPayload<'a>> {
-        let rk = self.producer.client().native_ptr();
-        let ptr = unsafe { rdkafka::bindings::rd_kafka_mem_malloc(rk, len.max(1)) };
-        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())?;
-        // Zeroed once so the slice below never exposes uninitialised bytes.
-        unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
-        Some(OwnedPayload {
-            producer: self.producer,
-            ptr,
-            len,
-        })
+    /// The producer's ring, if it has one.
+    fn ring(&self) -> Option<&'a PayloadRing> {
+        self.producer.context().ring.as_ref()
+    }
+
+    /// A payload that was not sent after all: its ring buffer is free again.
+    fn give_back(&self, payload: Payload<'_>) {
+        if let (Payload::Ring(slot), Some(ring)) = (payload, self.ring()) {
+            ring.release_slot(slot);
+        }
     }
 
     /// Hands `payload` to librdkafka (partition `None` = the partitioner's choice; the key is
-    /// copied); on an error returns it with librdkafka's code.
+    /// copied); on an error the payload is still the caller's ([`Sender::give_back`] or retry).
     fn send(
         &self,
-        payload: OwnedPayload<'a>,
+        payload: Payload<'_>,
         partition: Option<i32>,
         key: Option<&[u8]>,
-    ) -> Result<(), (RDKafkaErrorCode, OwnedPayload<'a>)> {
+    ) -> Result<(), RDKafkaErrorCode> {
         use rdkafka::bindings::rd_kafka_vtype_t::*;
+        let (ptr, len, flags) = match (payload, self.ring()) {
+            (Payload::Ring(slot), Some(ring)) => (ring.slot_ptr(slot), ring.buffer_len(), 0),
+            (Payload::Copied(bytes), _) => (
+                bytes.as_ptr(),
+                bytes.len(),
+                rdkafka::bindings::RD_KAFKA_MSG_F_COPY,
+            ),
+            (Payload::Ring(_), None) => return Err(RDKafkaErrorCode::InvalidArgument),
+        };
         let (key_ptr, key_len) = key.map_or((std::ptr::null(), 0), |k| (k.as_ptr(), k.len()));
         let err = unsafe {
             rdkafka::bindings::rd_kafka_producev(
@@ -420,10 +473,10 @@ impl<'a> Sender<'a> {
                 RD_KAFKA_VTYPE_PARTITION,
                 partition.unwrap_or(-1),
                 RD_KAFKA_VTYPE_MSGFLAGS,
-                rdkafka::bindings::RD_KAFKA_MSG_F_FREE,
+                flags,
                 RD_KAFKA_VTYPE_VALUE,
-                payload.ptr.as_ptr().cast::<std::os::raw::c_void>(),
-                payload.len,
+                ptr.cast_mut().cast::<std::os::raw::c_void>(),
+                len,
                 RD_KAFKA_VTYPE_KEY,
                 key_ptr.cast::<std::os::raw::c_void>(),
                 key_len,
@@ -437,30 +490,10 @@ impl<'a> Sender<'a> {
             )
         };
         if err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
-            std::mem::forget(payload); // librdkafka's now
             Ok(())
         } else {
-            Err((err.into(), payload))
+            Err(err.into())
         }
-    }
-}
-
-#[allow(unsafe_code)]
-impl OwnedPayload<'_> {
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-#[allow(unsafe_code)]
-impl Drop for OwnedPayload<'_> {
-    fn drop(&mut self) {
-        unsafe {
-            rdkafka::bindings::rd_kafka_mem_free(
-                self.producer.client().native_ptr(),
-                self.ptr.as_ptr().cast(),
-            )
-        };
     }
 }
 
@@ -643,12 +676,14 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_payload_comes_back_to_the_sender_and_an_accepted_one_is_librdkafkas() {
+    fn a_refused_payload_stays_the_senders_and_an_accepted_ring_buffer_is_held_until_its_report() {
+        let filler = Filler::new(crate::scenario::PayloadKind::Random, 1.0, 64, 1);
         let ctx = Context {
             index: 0,
             run_tag: 1,
             meter: Arc::new(ProducerMeter::default()),
             warmup_end: Arc::new(WarmupEnd::default()),
+            ring: PayloadRing::new(&filler, 0, 1, 64, 1 << 20, 2),
         };
         // Nothing listens there: librdkafka queues locally, one message at most.
         let producer: ThreadedProducer<Context> = ClientConfig::new()
@@ -658,20 +693,37 @@ mod tests {
             .create_with_context(ctx)
             .expect("client");
         let sender = Sender::new(&producer, "t").expect("topic");
-        let filler = Filler::new(crate::scenario::PayloadKind::Random, 1.0, 64, 1);
-        let mut first = sender.alloc(64).expect("memory");
-        filler.build(first.bytes_mut(), 1, 0, 0, 7);
-        assert!(sender.send(first, Some(0), None).is_ok());
-        let mut second = sender.alloc(64).expect("memory");
-        filler.build(second.bytes_mut(), 1, 0, 1, 7);
-        match sender.send(second, Some(0), Some(b"k")) {
-            Err((RDKafkaErrorCode::QueueFull, mut back)) => {
-                // Still ours, intact: it can be sent again (or is freed when dropped).
-                let id = read_header(back.bytes_mut(), 1).expect("our message");
+        let ring = sender.ring().expect("a ring");
+        let (slot, buf) = ring.claim(0).expect("free");
+        filler.build_header(buf, 1, 0, 0, 7);
+        assert!(sender.send(Payload::Ring(slot), Some(0), None).is_ok());
+        assert!(ring.claim(0).is_none(), "librdkafka holds it");
+        let mut scratch = vec![0u8; 64];
+        filler.build(&mut scratch, 1, 0, 1, 7);
+        match sender.send(Payload::Copied(&scratch), Some(0), Some(b"k")) {
+            Err(RDKafkaErrorCode::QueueFull) => {
+                // Still ours, intact: it can be sent again.
+                let id = read_header(&scratch, 1).expect("our message");
                 assert_eq!((id.seq, id.sent_us), (1, 7));
             }
-            other => panic!("expected QueueFull, got {:?}", other.map_err(|e| e.0)),
+            other => panic!("expected QueueFull, got {other:?}"),
         }
+        let (second, _) = ring.claim(1).expect("free");
+        assert_eq!(
+            sender.send(Payload::Ring(second), Some(0), None),
+            Err(RDKafkaErrorCode::QueueFull)
+        );
+        sender.give_back(Payload::Ring(second));
+        assert!(ring.claim(1).is_some(), "given back");
+        // The first message times out: its (failed) delivery report frees its buffer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(producer.in_flight_count(), 0, "the report came");
+        assert!(ring.claim(0).is_some(), "released by the report");
+        let failed = producer.context().meter.with_state(|s| s.failed);
+        assert_eq!(failed, 1);
         let e = Sender::new(&producer, "bad\0topic")
             .err()
             .expect("a NUL is refused");

@@ -1,0 +1,263 @@
+//! A producer's ring of message buffers that librdkafka reads in place.
+//!
+//! Building a message in memory librdkafka allocates (or having librdkafka copy it) costs a
+//! `malloc`, a write of the whole message into cold memory (page faults included) and a `free`
+//! on the delivery-report thread: on a 1 KiB message that was more than half of the sending
+//! thread's time, where librdkafka's own `rdkafka_performance` hands the same buffer to every
+//! message. A ring cannot share one buffer (every message has its own identity header), but it
+//! comes close: buffer `i` holds the body of every message `seq ≡ i` (mod the ring's length, a
+//! multiple of the filler's [`Filler::period`]), written once when the ring is made, so sending a
+//! message writes its 32-byte header and nothing else. The message goes to librdkafka without
+//! `RD_KAFKA_MSG_F_COPY` or `F_FREE`: it reads the buffer until the delivery report, which
+//! gives the buffer back ([`PayloadRing::release`]).
+//!
+//! A buffer still in flight when its turn comes round is not waited for: that message is built in
+//! a scratch buffer and copied by librdkafka as before, so the ring never changes how much the
+//! client may queue (the user's `queue.buffering.max.*`). The ring holds twice what librdkafka
+//! may queue, because reports do not come back in send order (partitions' batches complete
+//! independently): with a ring as long as the queue, a quarter of the messages of a 1-producer
+//! run at full speed found their buffer still out. All rings of a run share [`RINGS_BYTES`]; a
+//! producer whose share is less than one period of messages sends every message copied.
+//!
+//! The ring lives in the producer's client context, which the client keeps until it is
+//! destroyed: a buffer librdkafka still holds when the task ends is freed only after every
+//! message is gone.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::payload::Filler;
+
+/// Most bytes the rings of all producers of a run take together.
+pub const RINGS_BYTES: usize = 256 << 20;
+
+/// See the module docs.
+pub struct PayloadRing {
+    /// `len × size` bytes; buffer `i` at `i × size`.
+    bytes: Box<[UnsafeCell<u8>]>,
+    size: usize,
+    len: u64,
+    /// Per buffer: librdkafka holds it (between a send and its delivery report).
+    busy: Box<[AtomicBool]>,
+}
+
+// SAFETY: the bytes of a buffer are written only by the one sending thread and only while the
+// buffer is not busy (`claim`); librdkafka and the delivery-report thread only read a buffer
+// while it is busy. `busy` is set before the hand-over (which goes through librdkafka's locked
+// queues) and cleared with Release after the last read, and `claim` loads it with Acquire, so a
+// write never overlaps a read.
+#[allow(unsafe_code)]
+unsafe impl Sync for PayloadRing {}
+
+impl std::fmt::Debug for PayloadRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadRing")
+            .field("size", &self.size)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PayloadRing {
+    /// The ring of one of `producers` producers for messages of `producer`, of the filler's
+    /// message size `size`, sized to twice `queue_bytes` (what librdkafka may queue) within the
+    /// producer's share of [`RINGS_BYTES`] and to the `messages` it will send, in whole
+    /// periods, every body in place. `None` when the share is less than one period, or for
+    /// messages shorter than the header (no body to reuse).
+    pub fn new(
+        filler: &Filler,
+        producer: u32,
+        producers: u32,
+        size: usize,
+        queue_bytes: usize,
+        messages: u64,
+    ) -> Option<Self> {
+        if size < super::payload::HEADER {
+            return None;
+        }
+        let period = filler.period();
+        let period_bytes = period as usize * size;
+        let budget = queue_bytes
+            .saturating_mul(2)
+            .min(RINGS_BYTES / producers.max(1) as usize);
+        let periods = budget / period_bytes;
+        if periods == 0 {
+            return None;
+        }
+        let len = period * (periods as u64).min(messages.div_ceil(period).max(1));
+        let mut bytes: Box<[u8]> = vec![0; len as usize * size].into_boxed_slice();
+        for (i, buf) in bytes.chunks_exact_mut(size).enumerate() {
+            // Any message of buffer i has its body: build message i (its header is rewritten
+            // per send).
+            filler.build(buf, 0, producer, i as u64, 0);
+        }
+        // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8`: same layout, so the
+        // allocation is reinterpreted in place, not copied.
+        #[allow(unsafe_code)]
+        let bytes = unsafe { Box::from_raw(Box::into_raw(bytes) as *mut [UnsafeCell<u8>]) };
+        let busy = (0..len).map(|_| AtomicBool::new(false)).collect();
+        Some(PayloadRing {
+            bytes,
+            size,
+            len,
+            busy,
+        })
+    }
+
+    /// Buffer for message `seq`, with its body in place, if librdkafka does not hold it: the
+    /// caller writes the header, then hands it to librdkafka ([`PayloadRing::slot_ptr`]) or
+    /// gives it back ([`PayloadRing::release_slot`]). Only the sending thread calls this.
+    #[allow(unsafe_code, clippy::mut_from_ref)]
+    pub fn claim(&self, seq: u64) -> Option<(usize, &mut [u8])> {
+        let i = (seq % self.len) as usize;
+        if self.busy[i].load(Ordering::Acquire) {
+            return None;
+        }
+        self.busy[i].store(true, Ordering::Relaxed);
+        // SAFETY: see the `Sync` impl: buffer i is not busy until now, so nothing else reads
+        // or writes it, and only this (the sending) thread claims buffers.
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.start(i), self.size) };
+        Some((i, buf))
+    }
+
+    /// Where buffer `slot` starts (what librdkafka is given).
+    pub fn slot_ptr(&self, slot: usize) -> *const u8 {
+        self.start(slot)
+    }
+
+    /// Start of buffer `slot`, derived from the whole allocation (so it may address the whole
+    /// buffer); `UnsafeCell<u8>` has the layout of `u8`.
+    #[allow(unsafe_code)]
+    fn start(&self, slot: usize) -> *mut u8 {
+        debug_assert!(slot < self.len as usize, "buffer {slot} of {}", self.len);
+        // SAFETY: `slot` comes from `claim` (`seq % len`), so the offset is within the
+        // allocation.
+        UnsafeCell::raw_get(unsafe { self.bytes.as_ptr().add(slot * self.size) })
+    }
+
+    /// Gives buffer `slot` back (librdkafka refused it).
+    pub fn release_slot(&self, slot: usize) {
+        self.busy[slot].store(false, Ordering::Release);
+    }
+
+    /// A delivery report for the payload at `ptr` arrived: if it is one of the ring's buffers,
+    /// it is free again. Call after the last read of the payload.
+    pub fn release(&self, ptr: *const u8) {
+        let base = self.bytes.as_ptr() as usize;
+        let at = ptr as usize;
+        if at >= base && at < base + self.bytes.len() && (at - base) % self.size == 0 {
+            self.busy[(at - base) / self.size].store(false, Ordering::Release);
+        }
+    }
+
+    /// Bytes of each buffer (the message size).
+    pub fn buffer_len(&self) -> usize {
+        self.size
+    }
+
+    /// Buffers in the ring.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Never: a ring has at least one period of buffers.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Identity;
+    use crate::scenario::PayloadKind;
+    use crate::workload::payload::{read_header, Check};
+
+    #[test]
+    fn a_claimed_buffer_with_its_header_is_the_message_build_makes() {
+        for size in [33, 1024, 5000] {
+            let f = Filler::new(PayloadKind::Random, 1.0, size, 3);
+            let ring = PayloadRing::new(&f, 2, 1, size, 16 << 20, u64::MAX).expect("ring");
+            assert_eq!(ring.len() % f.period(), 0);
+            for seq in [0, 1, ring.len() - 1, ring.len(), 3 * ring.len() + 7] {
+                let (slot, buf) = ring.claim(seq).expect("free");
+                f.build_header(buf, 9, 2, seq, 1234);
+                let mut want = vec![0u8; size];
+                f.build(&mut want, 9, 2, seq, 1234);
+                assert_eq!(buf, &want[..], "size {size} seq {seq}");
+                assert!(matches!(Check::new(9).identify(buf), Identity::Ours(_)));
+                ring.release(ring.slot_ptr(slot));
+            }
+        }
+    }
+
+    #[test]
+    fn a_busy_buffer_is_not_claimed_until_its_report_releases_it() {
+        let f = Filler::new(PayloadKind::Random, 1.0, 1024, 1);
+        let ring = PayloadRing::new(&f, 0, 1, 1024, 1 << 20, u64::MAX).expect("ring");
+        let (slot, buf) = ring.claim(5).expect("free");
+        f.build_header(buf, 1, 0, 5, 7);
+        assert!(ring.claim(5).is_none(), "in flight");
+        assert!(
+            ring.claim(5 + ring.len()).is_none(),
+            "same buffer, next lap"
+        );
+        assert!(ring.claim(6).is_some(), "another buffer");
+        // A pointer that is not a buffer start (or not the ring's) frees nothing.
+        ring.release(ring.slot_ptr(slot).wrapping_add(1));
+        ring.release([0u8; 4].as_ptr());
+        assert!(ring.claim(5).is_none());
+        let ptr = ring.slot_ptr(slot);
+        // SAFETY-free read back, as the delivery report does.
+        let (id, _) = (read_header(buf_at(&ring, slot), 1).expect("ours"), ptr);
+        assert_eq!(id.seq, 5);
+        ring.release(ptr);
+        assert!(ring.claim(5 + ring.len()).is_some(), "free again");
+        ring.release_slot(slot);
+        assert!(ring.claim(5).is_some());
+    }
+
+    #[test]
+    fn ring_holds_twice_the_queue_within_the_producers_share() {
+        let f = Filler::new(PayloadKind::Random, 1.0, 1024, 1);
+        assert_eq!(f.period(), 2048);
+        let ring = |producers, queue| {
+            PayloadRing::new(&f, 0, producers, 1024, queue, u64::MAX).map(|r| r.len())
+        };
+        assert_eq!(ring(1, 1 << 20), Some(2048), "one period");
+        assert_eq!(ring(1, 32 << 20), Some(32 * 2048), "twice the queue");
+        assert_eq!(
+            ring(1, 1 << 30),
+            Some((RINGS_BYTES / 1024) as u64),
+            "all of the rings' bytes"
+        );
+        assert_eq!(
+            ring(16, 4 << 20),
+            Some(4 * 2048),
+            "16 producers: twice their queues"
+        );
+        assert_eq!(ring(64, 4 << 20), Some(2 * 2048), "64: their share");
+        assert_eq!(
+            ring(1000, 2 << 20),
+            None,
+            "less than a period each: no ring"
+        );
+        assert_eq!(ring(1, 1536 << 10), Some(2048), "whole periods");
+        assert_eq!(ring(1, 1000 << 10), None, "less than a period");
+        let short =
+            |messages| PayloadRing::new(&f, 0, 1, 1024, 32 << 20, messages).map(|r| r.len());
+        assert_eq!(short(10), Some(2048), "a short run: one period");
+        assert_eq!(short(3 * 2048 + 1), Some(4 * 2048), "whole periods");
+        let tiny = Filler::new(PayloadKind::Zeros, 1.0, 8, 1);
+        assert!(
+            PayloadRing::new(&tiny, 0, 1, 8, 1 << 20, u64::MAX).is_none(),
+            "no body"
+        );
+    }
+
+    #[allow(unsafe_code)]
+    fn buf_at(ring: &PayloadRing, slot: usize) -> &[u8] {
+        // SAFETY: test-only read of a buffer no one writes meanwhile.
+        unsafe { std::slice::from_raw_parts(ring.slot_ptr(slot), ring.size) }
+    }
+}
