@@ -292,9 +292,13 @@ fn encode_frame(
     response: &ResponseKind,
 ) -> anyhow::Result<Vec<Bytes>> {
     let ResponseKind::Fetch(fetch) = response else {
-        return Ok(vec![
-            encode_response(api_key, version, correlation_id, response)?.freeze(),
-        ]);
+        return Ok(vec![encode_response(
+            api_key,
+            version,
+            correlation_id,
+            response,
+        )?
+        .freeze()]);
     };
     let records = fetch
         .responses

@@ -1020,7 +1020,11 @@ pub(crate) mod tests {
         for len in lens {
             for start in [0, 1, 3, 8] {
                 let slice = &data[start..start + len];
-                assert_eq!(crc32c(slice), crc32c_reference(slice), "len {len} at {start}");
+                assert_eq!(
+                    crc32c(slice),
+                    crc32c_reference(slice),
+                    "len {len} at {start}"
+                );
             }
         }
     }

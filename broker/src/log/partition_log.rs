@@ -1775,7 +1775,9 @@ mod tests {
         append_batches(&mut leader, 4, 2, 1);
         let data = leader.read(0, 1 << 20, i64::MAX).expect("read");
         let mut follower = open(&tmp.path().join("follower"), config());
-        let info = follower.append_replicated(data.clone(), 0).expect("replicate");
+        let info = follower
+            .append_replicated(data.clone(), 0)
+            .expect("replicate");
         assert_eq!((info.base_offset, info.last_offset), (0, 7));
         assert_eq!(follower.read(0, 1 << 20, i64::MAX).expect("read"), data);
         // Offsets already present are refused.
@@ -2055,7 +2057,9 @@ mod tests {
         let data = log.read(0, 1 << 20, i64::MAX).expect("read");
         let mut follower = open(&tmp.path().join("follower"), config());
         follower.set_read_cache(false);
-        follower.append_replicated(data.clone(), 3).expect("replicate");
+        follower
+            .append_replicated(data.clone(), 3)
+            .expect("replicate");
         assert_eq!(follower.cache.len_bytes(), 0);
         assert_eq!(assert_reads_match_the_file(&log), 0);
         assert_eq!(assert_reads_match_the_file(&follower), 0);
@@ -2072,7 +2076,9 @@ mod tests {
         append_payload(&mut leader, &[2, 1, 3], 1);
         let data = leader.read(0, 1 << 20, i64::MAX).expect("read");
         let mut follower = open(&tmp.path().join("follower"), config());
-        follower.append_replicated(data.clone(), 0).expect("replicate");
+        follower
+            .append_replicated(data.clone(), 0)
+            .expect("replicate");
         assert_eq!(assert_reads_match_the_file(&follower), 6);
         assert_eq!(follower.read(0, 1 << 20, i64::MAX).expect("read"), data);
     }

@@ -165,12 +165,15 @@ impl TailCache {
                 .sum::<usize>();
         let read_len = max_bytes.min(available).max(first.len);
         let mut end = 0;
-        let following = self.chunks.iter().skip(chunk_at).enumerate().flat_map(
-            |(i, c)| {
+        let following = self
+            .chunks
+            .iter()
+            .skip(chunk_at)
+            .enumerate()
+            .flat_map(|(i, c)| {
                 let skip = if i == 0 { batch_at } else { 0 };
                 c.batches.iter().skip(skip)
-            },
-        );
+            });
         for (i, b) in following.enumerate() {
             if i > 0 && (b.base_offset >= upper_bound || end + b.len > read_len) {
                 break;

@@ -218,12 +218,18 @@ mod tests {
             assert!(concat(&parts) == copied.to_vec(), "version {version}");
             // The two large record sets are referenced, not copied.
             for big in [&records[0], &records[3]] {
-                assert!(parts.iter().any(|p| p.as_ptr() == big.as_ptr()), "v{version}");
+                assert!(
+                    parts.iter().any(|p| p.as_ptr() == big.as_ptr()),
+                    "v{version}"
+                );
             }
             let mut frame = Bytes::from(concat(&parts));
             let decoded = FetchResponse::decode(&mut frame, version).expect("decode");
             let first = &decoded.responses[0].partitions;
-            assert!(first.iter().zip(&records).all(|(p, r)| p.records.as_ref() == Some(r)));
+            assert!(first
+                .iter()
+                .zip(&records)
+                .all(|(p, r)| p.records.as_ref() == Some(r)));
         }
     }
 
