@@ -15,6 +15,10 @@
 //! acks=all request per replication round trip, however many requests the client keeps in
 //! flight. Any other request first waits until every earlier response is sent, so it sees the
 //! connection exactly as if requests were handled one at a time.
+//!
+//! A fetch response refers to the record batches it carries rather than copying them into
+//! its frame, and goes out with one vectored write ([`crate::wire::frame`]); other responses
+//! are encoded into one buffer.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,7 +32,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestKind, ResponseHeader, ResponseKind,
 };
 use kafka_protocol::protocol::Encodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -36,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use crate::broker::Broker;
 use crate::handlers::{self, Handling, RequestContext};
 use crate::request::{self, Request, RequestError};
+use crate::wire::frame::FrameBuf;
 
 /// Produce responses that may be outstanding on one connection: the Java client's default
 /// `max.in.flight.requests.per.connection`. Past it the connection reads nothing more until
@@ -44,8 +49,8 @@ pub(crate) const MAX_PIPELINED: usize = 5;
 
 /// What to do after a frame was handled.
 enum Outcome {
-    /// Send these bytes (a complete response frame).
-    Reply(BytesMut),
+    /// Send these parts, in order (together, a complete response frame).
+    Reply(Vec<Bytes>),
     /// Send nothing (a produce request with acks=0).
     NoReply,
     /// Close the connection; the reason is logged.
@@ -191,7 +196,7 @@ async fn read_frames(
 /// Writes one outcome; `false` when the connection must end.
 async fn send(wr: &mut OwnedWriteHalf, peer: SocketAddr, outcome: Outcome) -> bool {
     match outcome {
-        Outcome::Reply(bytes) => wr.write_all(&bytes).await.is_ok(),
+        Outcome::Reply(parts) => crate::wire::frame::write_parts(wr, parts).await.is_ok(),
         Outcome::NoReply => true,
         Outcome::Close(reason) => {
             tracing::warn!(%peer, "closing connection: {reason}");
@@ -222,8 +227,8 @@ fn reply(
     response: &ResponseKind,
     peer: SocketAddr,
 ) -> Outcome {
-    match encode_response(api_key, version, correlation_id, response) {
-        Ok(bytes) => Outcome::Reply(bytes),
+    match encode_frame(api_key, version, correlation_id, response) {
+        Ok(parts) => Outcome::Reply(parts),
         Err(e) => {
             tracing::error!(%peer, api = ?api_key, version, error = %e, "cannot encode response (a kbroker bug)");
             Outcome::Close(format!(
@@ -278,6 +283,40 @@ fn encode_response(
     Ok(buf)
 }
 
+/// [`encode_response`], except that a fetch response's record batches are referred to, not
+/// copied (see [`crate::wire::frame`]).
+fn encode_frame(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> anyhow::Result<Vec<Bytes>> {
+    let ResponseKind::Fetch(fetch) = response else {
+        return Ok(vec![encode_response(
+            api_key,
+            version,
+            correlation_id,
+            response,
+        )?
+        .freeze()]);
+    };
+    let records = fetch
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| p.records.clone())
+        .collect();
+    let mut buf = FrameBuf::sharing(records);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    header.encode(&mut buf, api_key.response_header_version(version))?;
+    fetch.encode(&mut buf, version)?;
+    let size = i32::try_from(buf.len())?;
+    let mut parts = vec![Bytes::copy_from_slice(&size.to_be_bytes())];
+    parts.extend(buf.into_parts());
+    Ok(parts)
+}
+
 /// The v0 ApiVersions error response for a version we do not speak.
 fn unsupported_api_versions(correlation_id: i32) -> Outcome {
     let mut resp = ApiVersionsResponse::default();
@@ -289,7 +328,7 @@ fn unsupported_api_versions(correlation_id: i32) -> Outcome {
         correlation_id,
         &ResponseKind::ApiVersions(resp),
     ) {
-        Ok(b) => Outcome::Reply(b),
+        Ok(b) => Outcome::Reply(vec![b.freeze()]),
         Err(e) => Outcome::Close(format!("cannot encode ApiVersions error response: {e}")),
     }
 }
@@ -310,5 +349,26 @@ mod tests {
         let b = encode_response(ApiKey::ApiVersions, 0, 77, &resp).unwrap();
         assert_eq!(peek_i32(&b) as usize, b.len() - 4);
         assert_eq!(peek_i32(&b[4..]), 77);
+    }
+
+    #[test]
+    fn a_fetch_frame_is_the_encoded_response_with_its_records_shared() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        use kafka_protocol::messages::FetchResponse;
+        let records = Bytes::from(vec![5u8; 20_000]);
+        let mut pd = PartitionData::default();
+        pd.records = Some(records.clone());
+        let mut topic = FetchableTopicResponse::default();
+        topic.partitions.push(pd);
+        let mut fetch = FetchResponse::default();
+        fetch.responses.push(topic);
+        let resp = ResponseKind::Fetch(fetch);
+        for version in [4, 11, 12, 16] {
+            let parts = encode_frame(ApiKey::Fetch, version, 9, &resp).unwrap();
+            let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+            let copied = encode_response(ApiKey::Fetch, version, 9, &resp).unwrap();
+            assert!(joined == copied.to_vec(), "version {version}");
+            assert!(parts.iter().any(|p| p.as_ptr() == records.as_ptr()));
+        }
     }
 }

@@ -374,6 +374,14 @@ pub fn batches(buf: &[u8]) -> BatchIter<'_> {
     }
 }
 
+/// CRC-32C (Castagnoli) of `data`, as a batch's `crc` field holds it. `crc-fast` folds with
+/// carry-less multiplication (VPCLMULQDQ on CPUs with AVX-512), about twice the speed of the
+/// `crc32c` crate's SSE 4.2 loop on large batches; every produced batch is checked once by
+/// the leader and once by each follower, so this is on the replication path.
+pub(crate) fn crc32c(data: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
+}
+
 /// Checks the stored CRC of one complete batch (`batch` must be exactly the batch's bytes).
 /// `position` is only used in the error message.
 pub fn verify_crc(batch: &[u8], header: &BatchHeader, position: usize) -> Result<(), BatchError> {
@@ -390,7 +398,7 @@ pub fn verify_crc(batch: &[u8], header: &BatchHeader, position: usize) -> Result
                 ),
             )
         })?;
-    let computed = crc32c::crc32c(covered);
+    let computed = crc32c(covered);
     if computed != header.crc {
         return Err(BatchError::corrupt(
             position,
@@ -646,7 +654,7 @@ pub fn build_batch(
     out.put_i32(base_sequence);
     out.put_i32(count);
     out.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out.freeze()
 }
@@ -938,7 +946,7 @@ pub(crate) fn reframed_batch(
     }
     out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
     out[BATCH_HEADER_LEN - 4..BATCH_HEADER_LEN].copy_from_slice(&records_count.to_be_bytes());
-    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out
 }
@@ -1001,6 +1009,24 @@ pub(crate) mod tests {
         // The standard CRC-32C check value for "123456789".
         assert_eq!(crc32c_reference(b"123456789"), 0xE306_9283);
         assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn batch_crc_matches_the_reference_at_every_length_and_alignment() {
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(b""), 0);
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 131 + 7) as u8).collect();
+        let lens = (0..300).chain([1023, 1024, 1025, 4096, 65_535, 69_000]);
+        for len in lens {
+            for start in [0, 1, 3, 8] {
+                let slice = &data[start..start + len];
+                assert_eq!(
+                    crc32c(slice),
+                    crc32c_reference(slice),
+                    "len {len} at {start}"
+                );
+            }
+        }
     }
 
     #[test]

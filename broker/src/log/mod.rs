@@ -7,6 +7,8 @@
 //!   patching, and a builder/decoder for the broker's own records;
 //! - `index`: the sparse offset and time indexes of one segment;
 //! - `segment`: one `.log` file with its indexes, including scan-and-cut recovery;
+//! - `tail_cache`: the latest appends of a log kept in memory, so the fetches that follow
+//!   an append do not re-read it from the segment;
 //! - [`PartitionLog`]: the ordered segments of one partition: append, read, retention,
 //!   truncation, recovery on open, and the checkpoints (log start offset, recovery point).
 //!
@@ -28,6 +30,7 @@ mod dir_health;
 mod index;
 mod partition_log;
 mod segment;
+mod tail_cache;
 pub mod txn_index;
 
 use std::io;

@@ -32,6 +32,7 @@ use super::batch::{self, BatchHeader, BATCH_HEADER_LEN};
 use super::cleaner::{self, CleanedGroup, Cleaning, SealedSegment};
 use super::dir_health;
 use super::segment::{Segment, SegmentMark};
+use super::tail_cache::TailCache;
 use super::{io_err, LogConfig, LogError};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset.checkpoint";
@@ -41,6 +42,10 @@ const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset.checkpoint";
 const STRAY_SUFFIXES: [&str; 4] = [".deleted", ".cleaned", ".swap", ".tmp"];
 /// Bytes fetched per step by [`LogBatches`].
 const ITER_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes of recent appends kept in memory for the fetches that follow them (see
+/// [`super::tail_cache`]): a few fetches' worth (followers and consumers fetch at most 1 MiB
+/// of a partition at a time by default) per partition this broker leads.
+const TAIL_CACHE_BYTES: usize = 4 << 20;
 
 /// The outcome of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +85,8 @@ pub struct PartitionLog {
     unflushed_messages: u64,
     /// Time of the last fsync (ms); set at the first append after open.
     last_flush_ms: Option<i64>,
+    /// The latest appends of the active segment, for reads (see [`super::tail_cache`]).
+    cache: TailCache,
 }
 
 impl PartitionLog {
@@ -124,6 +131,7 @@ impl PartitionLog {
             recovery_point: recovery_point.min(log_end),
             unflushed_messages: 0,
             last_flush_ms: None,
+            cache: TailCache::new(TAIL_CACHE_BYTES),
         };
         if log_start_ckpt != Some(log_start) {
             log.write_log_start_checkpoint()?;
@@ -259,16 +267,16 @@ impl PartitionLog {
             next = header.next_offset();
             position += header.len_total();
         }
-        self.write_batches(&data, &headers, now_ms)
+        self.write_batches(data.freeze(), &headers, now_ms)
     }
 
     /// Appends batches that already carry their offsets, as a follower copying its leader's log
     /// does. Each batch is framed and CRC-checked, and offsets must start at or after the log end
-    /// offset and increase.
-    pub fn append_replicated(&mut self, data: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+    /// offset and increase. The bytes are written as they are (no copy is made of them).
+    pub fn append_replicated(&mut self, data: Bytes, now_ms: i64) -> Result<AppendInfo, LogError> {
         let mut headers = Vec::new();
         let mut expected = self.log_end_offset();
-        let mut iter = batch::batches(data);
+        let mut iter = batch::batches(&data);
         loop {
             let position = iter.position();
             let Some(item) = iter.next() else { break };
@@ -315,10 +323,11 @@ impl PartitionLog {
     }
 
     /// Writes offset-assigned batches to the active segment and applies the flush policy; on
-    /// failure undoes the append (see the module docs).
+    /// failure undoes the append (see the module docs). Once written, `data` goes to the read
+    /// cache.
     fn write_batches(
         &mut self,
-        data: &[u8],
+        data: Bytes,
         headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
@@ -331,7 +340,7 @@ impl PartitionLog {
             .sum();
         let written = self
             .active_mut()
-            .append(data, headers, now_ms, interval)
+            .append(&data, headers, now_ms, interval)
             .and_then(|()| {
                 self.unflushed_messages += record_count;
                 self.flush_if_due(now_ms)
@@ -341,6 +350,9 @@ impl PartitionLog {
             return Err(self.storage_failed(e));
         }
         dir_health::append_succeeded(&self.dir);
+        let bytes = data.len();
+        let segment_base = self.active().base_offset();
+        self.cache.push(segment_base, data, headers);
 
         let mut max_timestamp = -1;
         let mut offset_of_max_timestamp = headers.first().map_or(0, |h| h.base_offset);
@@ -358,13 +370,14 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset,
             batch_count: headers.len(),
             record_count,
-            bytes: data.len(),
+            bytes,
         })
     }
 
     /// Returns the active segment to `mark` (taken on it before a failed append) and the
     /// flush bookkeeping to what it was.
     fn undo_append(&mut self, mark: SegmentMark, unflushed_messages: u64) {
+        self.cache.clear();
         self.active_mut().rollback(mark);
         self.unflushed_messages = unflushed_messages;
         self.recovery_point = self.recovery_point.min(mark.next_offset());
@@ -437,6 +450,7 @@ impl PartitionLog {
 
     /// Seals the active segment and starts a new one at `new_base`.
     fn roll(&mut self, new_base: i64) -> Result<(), LogError> {
+        self.cache.clear();
         let sync = self.flush_configured();
         self.active_mut().seal(sync)?;
         let segment = Segment::create(&self.dir, new_base)?;
@@ -508,6 +522,24 @@ impl PartitionLog {
         if offset == self.log_end_offset() {
             return Ok(Bytes::new());
         }
+        if let Some(cached) = self
+            .cache
+            .read(offset, max_bytes, upper_bound, first_may_exceed)
+        {
+            return Ok(cached);
+        }
+        self.read_file(offset, max_bytes, upper_bound, first_may_exceed)
+    }
+
+    /// [`PartitionLog::read_limited`] from the segment files, for an offset in
+    /// `[log start, log end)`.
+    fn read_file(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        first_may_exceed: bool,
+    ) -> Result<Bytes, LogError> {
         let Some((segment, position, first)) = self.locate(offset)? else {
             return Ok(Bytes::new());
         };
@@ -625,6 +657,7 @@ impl PartitionLog {
             }
         }
         if deleted > 0 {
+            self.cache.clear();
             let first_base = self.segments[0].base_offset();
             if first_base > self.log_start_offset {
                 self.log_start_offset = first_base;
@@ -654,6 +687,7 @@ impl PartitionLog {
             return Err(self.out_of_range(offset));
         }
         if offset > self.log_start_offset {
+            self.cache.clear();
             self.log_start_offset = offset;
             while self.segments.len() > 1 && self.segments[1].base_offset() <= offset {
                 self.delete_oldest_segment("delete records")?;
@@ -671,6 +705,7 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.cache.clear();
         if offset < self.log_start_offset {
             return self.truncate_fully_and_start_at(offset);
         }
@@ -697,6 +732,7 @@ impl PartitionLog {
         if offset < 0 {
             return Err(self.out_of_range(offset));
         }
+        self.cache.clear();
         for segment in self.segments.drain(..) {
             segment.delete()?;
         }
@@ -759,6 +795,7 @@ impl PartitionLog {
     /// sequence). Returns `false`, deleting the cleaned file, when the segments it replaces
     /// are no longer exactly the ones that were read (retention or truncation ran meanwhile).
     pub fn install_cleaned(&mut self, group: CleanedGroup) -> Result<bool, LogError> {
+        self.cache.clear();
         let first = &group.originals[0];
         let next_base = group.originals[group.originals.len() - 1].next_base;
         let start = self
@@ -801,6 +838,13 @@ impl PartitionLog {
         )?;
         self.segments.insert(start, segment);
         Ok(true)
+    }
+
+    /// Turns the read cache of recent appends on or off (see [`super::tail_cache`]); off empties
+    /// it. A follower's log turns it off: nothing fetches from it, and its appends would only be
+    /// held for nothing.
+    pub fn set_read_cache(&mut self, enabled: bool) {
+        self.cache.set_enabled(enabled);
     }
 
     /// Flushes and closes the log; the next open then needs no recovery scan.
@@ -1731,11 +1775,13 @@ mod tests {
         append_batches(&mut leader, 4, 2, 1);
         let data = leader.read(0, 1 << 20, i64::MAX).expect("read");
         let mut follower = open(&tmp.path().join("follower"), config());
-        let info = follower.append_replicated(&data[..], 0).expect("replicate");
+        let info = follower
+            .append_replicated(data.clone(), 0)
+            .expect("replicate");
         assert_eq!((info.base_offset, info.last_offset), (0, 7));
         assert_eq!(follower.read(0, 1 << 20, i64::MAX).expect("read"), data);
         // Offsets already present are refused.
-        assert!(follower.append_replicated(&data[..], 0).is_err());
+        assert!(follower.append_replicated(data.clone(), 0).is_err());
     }
 
     /// The `.log` files of `dir` and their sizes on disk, oldest first.
@@ -1840,7 +1886,7 @@ mod tests {
         let mut leader = open(&tmp.path().join("leader"), config());
         append_batches(&mut leader, 1, 2, 1);
         let data = leader.read(0, 1 << 20, i64::MAX).expect("read");
-        assert!(log.append_replicated(&data[..], 1).is_err());
+        assert!(log.append_replicated(data.clone(), 1).is_err());
         assert_eq!(log.log_end_offset(), 0);
     }
 
@@ -1878,5 +1924,162 @@ mod tests {
         let log = open(&dir, cfg);
         assert_eq!(log.segment_base_offsets(), vec![0, 6]);
         assert_eq!(log.log_end_offset(), 10);
+    }
+
+    /// Appends one payload of several batches of different sizes (`n` records each).
+    fn append_payload(log: &mut PartitionLog, counts: &[usize], ts: i64) {
+        let mut payload = BytesMut::new();
+        for &n in counts {
+            payload.extend_from_slice(&sample_batch(n, 10 + 7 * n, ts));
+        }
+        log.append(payload, ts).expect("append");
+    }
+
+    /// Every read of `[log start, log end)` (each offset, several byte budgets and upper bounds,
+    /// with and without the first-batch exception) answers what the segment files hold. Returns
+    /// how many offsets the cache answered.
+    fn assert_reads_match_the_file(log: &PartitionLog) -> usize {
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        let mut cached = 0;
+        for offset in start..end {
+            if log.cache.read(offset, 1 << 20, i64::MAX, true).is_some() {
+                cached += 1;
+            }
+            for max in [0, 1, 61, 150, 400, 1000, 3000, 1 << 20] {
+                for upper in [offset, offset + 1, offset + 4, end - 1, end, i64::MAX] {
+                    for first in [true, false] {
+                        let read = log.read_limited(offset, max, upper, first).expect("read");
+                        let file = log.read_file(offset, max, upper, first).expect("file");
+                        assert_eq!(
+                            read, file,
+                            "offset {offset} max {max} upper {upper} first {first}"
+                        );
+                    }
+                }
+            }
+        }
+        cached
+    }
+
+    #[test]
+    fn reads_from_the_cache_are_exactly_the_file_reads() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        for i in 0..6 {
+            append_payload(&mut log, &[1, 3, 2][..1 + i % 3], i as i64);
+        }
+        append_batches(&mut log, 3, 4, 9);
+        // Everything is cached: every offset is answered from memory, as the file would.
+        let end = log.log_end_offset();
+        assert_eq!(assert_reads_match_the_file(&log), end as usize);
+        // A read spanning several appends is one buffer of whole batches.
+        let all = log.read(0, 1 << 20, i64::MAX).expect("read");
+        assert_eq!(all.len() as u64, log.size_bytes());
+        assert_eq!(validate_all(&all), 3 + 1 + 2 + 3 + 1 + 2 + 3);
+    }
+
+    #[test]
+    fn a_reopened_log_reads_from_the_file_until_new_appends() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("t-0");
+        {
+            let mut log = open(&dir, config());
+            append_payload(&mut log, &[2, 3], 1);
+        }
+        let mut log = open(&dir, config());
+        assert_eq!(assert_reads_match_the_file(&log), 0);
+        append_payload(&mut log, &[1, 4], 2);
+        // The new appends are cached; the older batches still come from the file.
+        assert_eq!(assert_reads_match_the_file(&log), 5);
+    }
+
+    #[test]
+    fn truncation_empties_the_cache_and_later_appends_are_read_as_written() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        append_payload(&mut log, &[2, 3, 1], 1);
+        append_payload(&mut log, &[4], 2);
+        log.truncate_to(5).expect("truncate");
+        assert_eq!(log.cache.len_bytes(), 0);
+        assert_eq!(log.log_end_offset(), 5);
+        assert_eq!(assert_reads_match_the_file(&log), 0);
+        // New data at the truncated offsets: the cache holds it, not what was cut.
+        append_payload(&mut log, &[1, 1], 3);
+        assert_eq!(assert_reads_match_the_file(&log), 2);
+        let tail = log.read(5, 1 << 20, i64::MAX).expect("read");
+        assert_eq!(base_offsets(&tail), vec![5, 6]);
+        assert!(headers(&tail).iter().all(|h| h.max_timestamp == 3));
+
+        log.truncate_fully_and_start_at(20).expect("restart");
+        assert_eq!(log.cache.len_bytes(), 0);
+        append_payload(&mut log, &[2], 4);
+        assert_eq!(assert_reads_match_the_file(&log), 2);
+    }
+
+    #[test]
+    fn a_roll_starts_the_cache_over_in_the_new_segment() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let batch_len = sample_batch(2, 24, 0).len() as u64;
+        let cfg = LogConfig {
+            segment_bytes: 3 * batch_len,
+            ..config()
+        };
+        let mut log = open(tmp.path(), cfg);
+        for ts in 0..7 {
+            append_payload(&mut log, &[2], ts);
+        }
+        assert_eq!(log.segment_count(), 3);
+        // Only the active segment's batches are cached (reads never cross a segment).
+        assert_eq!(assert_reads_match_the_file(&log), 2);
+    }
+
+    #[test]
+    fn a_log_start_move_empties_the_cache() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        append_payload(&mut log, &[2, 3], 1);
+        log.delete_records_before(3).expect("delete records");
+        assert_eq!(log.cache.len_bytes(), 0);
+        assert_eq!(assert_reads_match_the_file(&log), 0);
+        assert!(log.read(1, 100, i64::MAX).is_err());
+        append_payload(&mut log, &[1], 2);
+        assert_eq!(assert_reads_match_the_file(&log), 1);
+    }
+
+    #[test]
+    fn a_disabled_cache_holds_nothing_and_reads_stay_the_same() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        append_payload(&mut log, &[2, 3], 1);
+        log.set_read_cache(false);
+        assert_eq!(log.cache.len_bytes(), 0);
+        append_payload(&mut log, &[1], 2);
+        let data = log.read(0, 1 << 20, i64::MAX).expect("read");
+        let mut follower = open(&tmp.path().join("follower"), config());
+        follower.set_read_cache(false);
+        follower
+            .append_replicated(data.clone(), 3)
+            .expect("replicate");
+        assert_eq!(follower.cache.len_bytes(), 0);
+        assert_eq!(assert_reads_match_the_file(&log), 0);
+        assert_eq!(assert_reads_match_the_file(&follower), 0);
+        // Turned back on, it caches from the next append.
+        log.set_read_cache(true);
+        append_payload(&mut log, &[2], 3);
+        assert_eq!(assert_reads_match_the_file(&log), 2);
+    }
+
+    #[test]
+    fn replicated_appends_are_cached_as_received() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut leader = open(&tmp.path().join("leader"), config());
+        append_payload(&mut leader, &[2, 1, 3], 1);
+        let data = leader.read(0, 1 << 20, i64::MAX).expect("read");
+        let mut follower = open(&tmp.path().join("follower"), config());
+        follower
+            .append_replicated(data.clone(), 0)
+            .expect("replicate");
+        assert_eq!(assert_reads_match_the_file(&follower), 6);
+        assert_eq!(follower.read(0, 1 << 20, i64::MAX).expect("read"), data);
     }
 }

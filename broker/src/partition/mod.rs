@@ -720,6 +720,7 @@ impl Partition {
             }
             role => {
                 *role = Role::Leader(LeaderState::new(local, state, log_end, now_ms));
+                inner.log.set_read_cache(true);
                 inner.epochs.assign(state.leader_epoch, log_end)?;
                 tracing::info!(topic = %self.topic, partition = self.index,
                     epoch = state.leader_epoch, log_end, isr = ?state.isr, "became leader");
@@ -746,6 +747,8 @@ impl Partition {
             leader,
             leader_epoch,
         };
+        // Nothing fetches from a follower: its appends need not be kept in memory.
+        inner.log.set_read_cache(false);
         tracing::info!(topic = %self.topic, partition = self.index, leader, leader_epoch,
             "became follower");
         self.publish(&mut inner);
@@ -839,7 +842,7 @@ impl Partition {
     /// leader epoch. A torn last batch (a response cut at its size limit) is left out.
     pub(crate) fn append_replicated(
         &self,
-        records: &[u8],
+        records: &Bytes,
         leader_epoch: i32,
         leader_hw: i64,
         now_ms: i64,
@@ -850,7 +853,7 @@ impl Partition {
         }
         let mut headers = Vec::new();
         let mut end = 0;
-        for item in batch::batches(records) {
+        for item in batch::batches(records.as_ref()) {
             let Ok((header, _)) = item else { break };
             end += header.len_total();
             headers.push(header);
@@ -867,7 +870,7 @@ impl Partition {
             }
         }
         if !fresh.is_empty() {
-            let data = &records[start..end];
+            let data = records.slice(start..end);
             let mut first_new_epoch = None;
             for h in &fresh {
                 if inner
@@ -877,7 +880,7 @@ impl Partition {
                     first_new_epoch.get_or_insert(h.base_offset);
                 }
             }
-            let info = match inner.log.append_replicated(data, now_ms) {
+            let info = match inner.log.append_replicated(data.clone(), now_ms) {
                 Ok(info) => info,
                 Err(e) => {
                     // Nothing was written (the log undid the append): the epochs just added

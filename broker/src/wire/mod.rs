@@ -5,13 +5,15 @@
 //! transaction coordinator's WriteTxnMarkers). Both sides read a frame the same way and build
 //! protocol strings the same way, so those live here, below everything that speaks Kafka, rather
 //! than in the connection or the handlers (which replication and the transaction coordinator
-//! must not reach up to).
+//! must not reach up to). Outgoing frames that refer to record batches instead of copying them
+//! are built in [`frame`].
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::error::ResponseError;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub(crate) mod client;
+pub(crate) mod frame;
 
 /// Reads exactly `n` bytes into a fresh buffer, without zeroing it first (frames are up to
 /// `socket.request.max.bytes`; a memset of each was a visible cost under load).

@@ -1,0 +1,258 @@
+//! The read cache of a partition log: the most recently appended batches of the active
+//! segment, kept as the `Bytes` that were written, so that the fetches that follow an append
+//! (followers copying the leader, consumers at the high watermark) are answered from memory
+//! instead of re-reading what was just written (an index lookup, header `pread`s, a zeroed
+//! buffer and a `pread` of the range per fetch).
+//!
+//! What it holds is always a contiguous run of whole batches ending at the log end, all in
+//! the active segment: [`super::PartitionLog`] pushes every successful append and clears the
+//! cache on anything else that changes the active segment or what is readable (roll,
+//! truncation, a full restart of the log, compaction installs, log-start moves). Clearing is
+//! the only form of invalidation, so the cache can never answer with bytes the file no longer
+//! holds; a read it cannot answer whole goes to the file. Its answers are exactly the file
+//! read's ([`TailCache::read`] applies the same whole-batch and limit rules), which the tests
+//! in `partition_log` check offset by offset.
+//!
+//! Bounded in bytes (the oldest appends are dropped first); an append larger than the bound
+//! empties it. A disabled cache (a follower's log: nothing fetches from it) holds nothing.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::BatchHeader;
+
+/// One cached batch, located in its chunk.
+#[derive(Debug, Clone, Copy)]
+struct CachedBatch {
+    /// Offset of its first record.
+    base_offset: i64,
+    /// Offset of its last record.
+    last_offset: i64,
+    /// Byte position in the chunk.
+    start: usize,
+    /// Total size in bytes.
+    len: usize,
+}
+
+/// The bytes of one append and the batches in them.
+#[derive(Debug)]
+struct Chunk {
+    /// Exactly what was written to the segment.
+    data: Bytes,
+    /// The batches of `data`, in order; never empty.
+    batches: Vec<CachedBatch>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(super) struct TailCache {
+    /// Largest number of bytes held.
+    limit: usize,
+    /// Whether appends are kept at all.
+    enabled: bool,
+    /// Base offset of the segment the chunks belong to.
+    segment_base: i64,
+    /// Appends, oldest first, each starting where the previous one ended.
+    chunks: VecDeque<Chunk>,
+    /// Sum of the chunks' lengths.
+    bytes: usize,
+}
+
+impl TailCache {
+    /// An empty, enabled cache holding at most `limit` bytes.
+    pub(super) fn new(limit: usize) -> Self {
+        TailCache {
+            limit,
+            enabled: true,
+            segment_base: 0,
+            chunks: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Turns caching on or off; off also empties the cache.
+    pub(super) fn set_enabled(&mut self, enabled: bool) {
+        self.enabled = enabled;
+        if !enabled {
+            self.clear();
+        }
+    }
+
+    /// Forgets everything.
+    pub(super) fn clear(&mut self) {
+        self.chunks.clear();
+        self.bytes = 0;
+    }
+
+    /// Bytes held.
+    #[cfg(test)]
+    pub(super) fn len_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Keeps `data`, just appended to the segment based at `segment_base` right after what the
+    /// cache holds, with `headers` describing its batches (offsets assigned).
+    pub(super) fn push(&mut self, segment_base: i64, data: Bytes, headers: &[BatchHeader]) {
+        if !self.enabled || headers.is_empty() {
+            return;
+        }
+        if segment_base != self.segment_base || data.len() > self.limit {
+            self.clear();
+            self.segment_base = segment_base;
+            if data.len() > self.limit {
+                return;
+            }
+        }
+        let mut start = 0;
+        let mut batches = Vec::with_capacity(headers.len());
+        for h in headers {
+            batches.push(CachedBatch {
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                start,
+                len: h.len_total(),
+            });
+            start += h.len_total();
+        }
+        if start != data.len() {
+            // Headers that do not describe the data: keep nothing rather than guess.
+            self.clear();
+            return;
+        }
+        while self.bytes + data.len() > self.limit {
+            match self.chunks.pop_front() {
+                Some(old) => self.bytes -= old.data.len(),
+                None => break,
+            }
+        }
+        self.bytes += data.len();
+        self.chunks.push_back(Chunk { data, batches });
+    }
+
+    /// What [`super::PartitionLog::read_limited`] would read from the file, when the cache
+    /// holds the batch containing `offset` (or the first one after it); `None` otherwise. The
+    /// caller has checked that `offset` lies in `[log start, log end)`.
+    pub(super) fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        first_may_exceed: bool,
+    ) -> Option<Bytes> {
+        let oldest = self.chunks.front()?.batches.first()?;
+        if offset < oldest.base_offset {
+            return None;
+        }
+        // The chunk and batch holding `offset`: the first batch whose last offset reaches it.
+        let chunk_at = self
+            .chunks
+            .partition_point(|c| c.batches.last().is_some_and(|b| b.last_offset < offset));
+        let chunk = self.chunks.get(chunk_at)?;
+        let batch_at = chunk.batches.partition_point(|b| b.last_offset < offset);
+        let first = chunk.batches.get(batch_at)?;
+        if first.base_offset >= upper_bound || (!first_may_exceed && first.len > max_bytes) {
+            return Some(Bytes::new());
+        }
+        // As the file read: `max_bytes` (at least the first batch) of the segment from the first
+        // batch on, cut to the whole batches below `upper_bound`.
+        let available = chunk.data.len() - first.start
+            + self
+                .chunks
+                .iter()
+                .skip(chunk_at + 1)
+                .map(|c| c.data.len())
+                .sum::<usize>();
+        let read_len = max_bytes.min(available).max(first.len);
+        let mut end = 0;
+        let following = self
+            .chunks
+            .iter()
+            .skip(chunk_at)
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let skip = if i == 0 { batch_at } else { 0 };
+                c.batches.iter().skip(skip)
+            });
+        for (i, b) in following.enumerate() {
+            if i > 0 && (b.base_offset >= upper_bound || end + b.len > read_len) {
+                break;
+            }
+            end += b.len;
+        }
+        Some(self.gather(chunk_at, first.start, end))
+    }
+
+    /// `len` bytes from position `start` of chunk `chunk_at` on: a slice of that chunk when
+    /// they lie in it, else one copy of the pieces.
+    fn gather(&self, chunk_at: usize, start: usize, len: usize) -> Bytes {
+        let mut chunks = self.chunks.iter().skip(chunk_at);
+        let Some(first) = chunks.next() else {
+            return Bytes::new();
+        };
+        if start + len <= first.data.len() {
+            return first.data.slice(start..start + len);
+        }
+        let mut out = BytesMut::with_capacity(len);
+        out.extend_from_slice(&first.data[start..]);
+        for c in chunks {
+            let want = len - out.len();
+            if want == 0 {
+                break;
+            }
+            out.extend_from_slice(&c.data[..want.min(c.data.len())]);
+        }
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::sample_batch;
+    use crate::log::batch::{self, BatchHeader};
+
+    /// `n` one-record batches from offset `base`, as one append.
+    fn append(cache: &mut TailCache, base: i64, n: usize) -> Bytes {
+        let mut data = BytesMut::new();
+        let mut headers = Vec::new();
+        for i in 0..n {
+            let mut b = BytesMut::from(&sample_batch(1, 100, 0)[..]);
+            batch::set_base_offset(&mut b, base + i as i64).expect("offset");
+            headers.push(BatchHeader::parse(&b).expect("header"));
+            data.extend_from_slice(&b);
+        }
+        let data = data.freeze();
+        cache.push(0, data.clone(), &headers);
+        data
+    }
+
+    #[test]
+    fn the_oldest_appends_go_first_when_the_bound_is_reached() {
+        let one = sample_batch(1, 100, 0).len();
+        let mut cache = TailCache::new(5 * one);
+        append(&mut cache, 0, 2);
+        append(&mut cache, 2, 2);
+        assert!(cache.read(0, 1 << 20, i64::MAX, true).is_some());
+        append(&mut cache, 4, 2);
+        // Offsets 0 and 1 were dropped whole with their append.
+        assert_eq!(cache.len_bytes(), 4 * one);
+        assert!(cache.read(1, 1 << 20, i64::MAX, true).is_none());
+        let read = cache.read(2, 1 << 20, i64::MAX, true).expect("cached");
+        assert_eq!(read.len(), 4 * one);
+        // An append larger than the bound empties the cache.
+        append(&mut cache, 6, 6);
+        assert_eq!(cache.len_bytes(), 0);
+        assert!(cache.read(6, 1 << 20, i64::MAX, true).is_none());
+    }
+
+    #[test]
+    fn a_read_within_one_append_shares_its_bytes() {
+        let mut cache = TailCache::new(1 << 20);
+        let data = append(&mut cache, 10, 3);
+        let read = cache.read(11, 1 << 20, i64::MAX, true).expect("cached");
+        let one = data.len() / 3;
+        assert_eq!(read.as_ptr(), data[one..].as_ptr());
+        assert_eq!(read.len(), 2 * one);
+    }
+}
