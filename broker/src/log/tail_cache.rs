@@ -14,13 +14,53 @@
 //! in `partition_log` check offset by offset.
 //!
 //! Bounded in bytes (the oldest appends are dropped first); an append larger than the bound
-//! empties it. A disabled cache (a follower's log: nothing fetches from it) holds nothing.
+//! empties it. All caches of the process together hold at most [`ALL_CACHES_BYTES`]: a broker
+//! leading thousands of partitions would otherwise keep a few MiB of each. A cache that cannot
+//! take an append within that budget, even after dropping its own older appends, empties itself
+//! (it must stay a contiguous run ending at the log end), and reads go to the file. A disabled
+//! cache (a follower's log: nothing fetches from it) holds nothing.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 
 use super::batch::BatchHeader;
+
+/// Most bytes all the read caches of the process hold together.
+pub(super) const ALL_CACHES_BYTES: usize = 256 << 20;
+
+/// Bytes that several caches share: at most `max` held by all of them together.
+#[derive(Debug)]
+pub(super) struct Budget {
+    max: usize,
+    held: AtomicUsize,
+}
+
+impl Budget {
+    pub(super) const fn new(max: usize) -> Budget {
+        Budget {
+            max,
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `len` bytes if they fit.
+    fn take(&self, len: usize) -> bool {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held + len <= self.max).then_some(held + len)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, len: usize) {
+        self.held.fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
+/// The budget of every cache of the process.
+static ALL_CACHES: Budget = Budget::new(ALL_CACHES_BYTES);
 
 /// One cached batch, located in its chunk.
 #[derive(Debug, Clone, Copy)]
@@ -57,17 +97,25 @@ pub(super) struct TailCache {
     chunks: VecDeque<Chunk>,
     /// Sum of the chunks' lengths.
     bytes: usize,
+    /// Shared with the other caches.
+    budget: &'static Budget,
 }
 
 impl TailCache {
-    /// An empty, enabled cache holding at most `limit` bytes.
+    /// An empty, enabled cache holding at most `limit` bytes, within the process's budget.
     pub(super) fn new(limit: usize) -> Self {
+        Self::with_budget(limit, &ALL_CACHES)
+    }
+
+    /// An empty, enabled cache holding at most `limit` bytes, within `budget`.
+    fn with_budget(limit: usize, budget: &'static Budget) -> Self {
         TailCache {
             limit,
             enabled: true,
             segment_base: 0,
             chunks: VecDeque::new(),
             bytes: 0,
+            budget,
         }
     }
 
@@ -82,7 +130,20 @@ impl TailCache {
     /// Forgets everything.
     pub(super) fn clear(&mut self) {
         self.chunks.clear();
+        self.budget.give_back(self.bytes);
         self.bytes = 0;
+    }
+
+    /// Drops the oldest append; false when there is none.
+    fn drop_oldest(&mut self) -> bool {
+        match self.chunks.pop_front() {
+            Some(old) => {
+                self.bytes -= old.data.len();
+                self.budget.give_back(old.data.len());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Bytes held.
@@ -120,13 +181,16 @@ impl TailCache {
             self.clear();
             return;
         }
-        while self.bytes + data.len() > self.limit {
-            match self.chunks.pop_front() {
-                Some(old) => self.bytes -= old.data.len(),
-                None => break,
+        while self.bytes + data.len() > self.limit && self.drop_oldest() {}
+        // The process-wide budget: make room from this cache's own older appends; if that is
+        // not enough, hold nothing (the cache must end at the log end).
+        let len = data.len();
+        while !self.budget.take(len) {
+            if !self.drop_oldest() {
+                return;
             }
         }
-        self.bytes += data.len();
+        self.bytes += len;
         self.chunks.push_back(Chunk { data, batches });
     }
 
@@ -206,6 +270,12 @@ impl TailCache {
     }
 }
 
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +314,35 @@ mod tests {
         append(&mut cache, 6, 6);
         assert_eq!(cache.len_bytes(), 0);
         assert!(cache.read(6, 1 << 20, i64::MAX, true).is_none());
+    }
+
+    #[test]
+    fn caches_share_one_budget_and_one_that_cannot_fit_holds_nothing() {
+        let one = sample_batch(1, 100, 0).len();
+        let budget: &'static Budget = Box::leak(Box::new(Budget::new(5 * one)));
+        let mut a = TailCache::with_budget(1 << 20, budget);
+        let mut b = TailCache::with_budget(1 << 20, budget);
+        append(&mut a, 0, 3);
+        append(&mut b, 0, 2);
+        assert_eq!(budget.held.load(Ordering::Relaxed), 5 * one);
+        // `a` makes room from its own older appends.
+        append(&mut a, 3, 1);
+        assert_eq!(a.len_bytes(), one);
+        assert!(a.read(0, 1 << 20, i64::MAX, true).is_none());
+        assert!(a.read(3, 1 << 20, i64::MAX, true).is_some());
+        // `b` needs five with one held by `a`: even without its own two it cannot fit, so it
+        // holds nothing.
+        append(&mut b, 2, 5);
+        assert_eq!(b.len_bytes(), 0);
+        assert!(b.read(2, 1 << 20, i64::MAX, true).is_none());
+        assert_eq!(budget.held.load(Ordering::Relaxed), one);
+        // Clearing and dropping give the bytes back.
+        a.clear();
+        assert_eq!(budget.held.load(Ordering::Relaxed), 0);
+        append(&mut b, 7, 4);
+        assert_eq!(b.len_bytes(), 4 * one);
+        drop(b);
+        assert_eq!(budget.held.load(Ordering::Relaxed), 0);
     }
 
     #[test]
