@@ -105,7 +105,10 @@ pub async fn run(
     // Hand leadership over before going away, so producers move on at once rather than after
     // the session timeout.
     match tokio::time::timeout(SHUTDOWN_GRACE, broker.cluster.controlled_shutdown()).await {
-        Ok(Ok(())) => tracing::info!("controlled shutdown: leadership handed over"),
+        Ok(Ok(true)) => tracing::info!("controlled shutdown: leadership handed over"),
+        Ok(Ok(false)) => {
+            tracing::info!("controlled shutdown: no other broker is running, nothing to hand over")
+        }
         Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed"),
         Err(_) => tracing::warn!("controlled shutdown timed out"),
     }

@@ -353,9 +353,13 @@ pub fn broker_overrides(
     }
     o.extend([
         ("log.dirs".into(), data_dir.display().to_string()),
-        // As in the server.properties Kafka ships: no 3 s wait for more members before
-        // the first rebalance of a new group (a scenario's cluster.configs may set it).
-        ("group.initial.rebalance.delay.ms".into(), "0".into()),
+        // Not Kafka's 3 s wait for more members before the first rebalance of a new group,
+        // nor the 0 of the server.properties Kafka ships: with 0 the first member to join
+        // forms the group alone, the others' joins a few ms later start a second rebalance, and
+        // the first member only hears of it at its next heartbeat (librdkafka's
+        // heartbeat.interval.ms, 3 s): 3 s of every run's set-up. 300 ms gathers members that
+        // start together into one rebalance (a scenario's cluster.configs may set it).
+        ("group.initial.rebalance.delay.ms".into(), "300".into()),
     ]);
     if !spec.racks.is_empty() {
         o.push((
@@ -772,34 +776,37 @@ impl EmbeddedCluster {
         .map(|_| ())
     }
 
-    /// Stops every broker: SIGTERM, up to `grace` to exit, then SIGKILL.
+    /// Stops every broker, one after the other: SIGTERM, up to `grace` to exit, then SIGKILL.
+    ///
+    /// One at a time, because the brokers are also the controller quorum: stopped together,
+    /// the last ones to ask the controller to move their leaderships found its quorum gone
+    /// with the others and waited out their whole controlled-shutdown timeout (5 s of every
+    /// run). Stopped in turn, each broker's request is answered while a quorum remains, and
+    /// the last one, seeing every other broker fenced, has nothing to hand over.
     pub fn stop(&mut self, grace: Duration) {
         for b in &mut self.brokers {
-            if let Some(c) = &b.child {
-                if let Ok(pid) = i32::try_from(c.id()) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
+            let Some(mut c) = b.child.take() else {
+                continue;
+            };
+            if let Ok(pid) = i32::try_from(c.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
-        }
-        let deadline = Instant::now() + grace;
-        for b in &mut self.brokers {
-            if let Some(mut c) = b.child.take() {
-                loop {
-                    match c.try_wait() {
-                        Ok(Some(_)) | Err(_) => break,
-                        Ok(None) if Instant::now() >= deadline => {
-                            let _ = c.kill();
-                            let _ = c.wait();
-                            break;
-                        }
-                        Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            let deadline = Instant::now() + grace;
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
                     }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
                 }
-                unregister(c.id());
             }
+            unregister(c.id());
         }
     }
 }

@@ -515,16 +515,32 @@ impl Cluster {
         }
     }
 
-    /// Moves this broker's leaderships away and fences it, then stops this node.
-    pub(crate) async fn controlled_shutdown(&self) -> Result<(), ClusterError> {
+    /// Moves this broker's leaderships away and fences it, then stops this node; `Ok(false)`
+    /// when there was no one to hand over to.
+    ///
+    /// When every other registered broker is fenced (the whole cluster is going down, as at the
+    /// end of a kbench run that stops all brokers at once, or the others are dead), no broker
+    /// can take a leadership, and with combined nodes the controller's quorum may have gone
+    /// with them: the request could only time out. So the wait ends as soon as this broker's
+    /// metadata shows it alone (a lone broker at once), as Kafka's controller approves the
+    /// shutdown of a broker that leads nothing another broker could take.
+    pub(crate) async fn controlled_shutdown(&self) -> Result<bool, ClusterError> {
         let req = ControllerRequest::ControlledShutdown {
             id: self.cfg.node_id,
             incarnation: self.incarnation,
         };
-        let res = self
-            .call_controller(req, REQUEST_DEADLINE)
-            .await
-            .map(|_| ());
+        let me = self.cfg.node_id;
+        let mut images = self.watch();
+        let alone = async move {
+            let others_down =
+                |i: &Arc<ClusterImage>| i.brokers.values().all(|b| b.id == me || b.fenced);
+            // An error means the metadata is gone: nothing more will change.
+            let _ = images.wait_for(others_down).await;
+        };
+        let res = tokio::select! {
+            r = self.call_controller(req, REQUEST_DEADLINE) => r.map(|_| true),
+            () = alone => Ok(false),
+        };
         self.stop().await;
         res
     }
