@@ -20,6 +20,7 @@ use crate::measure::Identity;
 use crate::summary::{FinalRead, PartitionLoss};
 use crate::sut::{topic, ClusterAccess};
 use crate::workload::payload::Check;
+use crate::workload::FETCH_QUEUE_BACKOFF_MS;
 
 /// Reads `topic` (`partitions` partitions) from the start to its current end, recording every
 /// record of this run in a ledger (with per-partition counts of distinct messages found).
@@ -42,6 +43,7 @@ pub fn read(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("isolation.level", "read_committed")
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         .create()
         .map_err(|e| format!("final read: cannot create the reader: {e}"))?;
     let mut tpl = TopicPartitionList::new();

@@ -102,7 +102,8 @@ pub fn client_config(task: &MemberTask) -> ClientConfig {
         .set("enable.partition.eof", "false")
         // librdkafka pre-fetches up to 64 MiB per member by default; half keeps a group of 4 within
         // the memory budget (less starves the consumer: 8 MiB gave a third of the throughput).
-        .set("queued.max.messages.kbytes", "32768");
+        .set("queued.max.messages.kbytes", "32768")
+        .set("fetch.queue.backoff.ms", super::FETCH_QUEUE_BACKOFF_MS);
     if !task.scenario.faults.is_empty() {
         // As for producers: reconnect within 1 s of a restarted broker (librdkafka: up to 10 s).
         c.set("reconnect.backoff.max.ms", "1000");

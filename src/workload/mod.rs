@@ -87,6 +87,15 @@ impl StartGate {
 /// not heal itself during a run) and names it in its verdict.
 pub const STORAGE_ERROR_KIND: &str = "storage";
 
+/// librdkafka's `fetch.queue.backoff.ms` for kbench's readers (group members, pipeline workers,
+/// the final read). With librdkafka's default, 1000, a partition whose pre-fetched messages are
+/// over `queued.max.messages.kbytes` is not fetched again for a whole second, however fast the
+/// application empties the queue: a reader faster than its fetches read in bursts with 1 s gaps
+/// (the final read of 1 GiB from three brokers took 4–7 s, `rdkafka_performance -C` 1.1–1.6 s,
+/// and a member capped at 8 MiB a third of the throughput of one at 32 MiB). 10 ms keeps the
+/// queue bound and ends the gaps; a scenario's `client_configs` can set it.
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// The name an error is counted under: [`STORAGE_ERROR_KIND`] for a broker's storage failure,
 /// otherwise librdkafka's error code name (`MessageTimedOut`, `QueueFull`,
 /// `BrokerTransportFailure`, ...), or the error variant when there is no code.

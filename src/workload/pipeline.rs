@@ -427,6 +427,7 @@ fn worker(task: &PipelineTask, w: u32, kill: &Stop, stop: &Stop) -> Result<(), S
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.queue.backoff.ms", super::FETCH_QUEUE_BACKOFF_MS)
         .create_with_context(WorkerConsumerCtx {
             generation: AtomicUsize::new(0),
         })
