@@ -640,10 +640,56 @@ async fn repeated_stops_of_controller_and_leaders_keep_every_partition_led_from_
     .await;
 }
 
+/// Stopping every broker in turn: each but the last hands its leaderships over through the
+/// controller; the last (the controller, its quorum gone with the others) sees every other
+/// broker fenced and stops at once instead of waiting for an answer that cannot come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_broker_of_a_stopping_cluster_does_not_wait_for_a_controller() {
+    bounded(async {
+        let mut tc = TestCluster::start(3).await;
+        tc.converge("registration", Duration::from_secs(10), all_unfenced(3))
+            .await;
+        tc.any()
+            .create_topic(CreateTopicSpec::plain("t", 3, 3))
+            .await
+            .unwrap();
+        let controller = tc.controller().await;
+        let others: Vec<i32> = tc
+            .nodes
+            .keys()
+            .copied()
+            .filter(|id| *id != controller)
+            .collect();
+        for id in others {
+            let node = tc.nodes.remove(&id).unwrap();
+            assert_eq!(
+                node.controlled_shutdown().await.unwrap(),
+                true,
+                "broker {id}"
+            );
+        }
+        let last = tc.nodes.remove(&controller).unwrap();
+        let shown = last
+            .watch()
+            .wait_for(|i| i.brokers.values().filter(|b| b.fenced).count() == 2)
+            .await
+            .is_ok();
+        assert!(shown, "the others' fencing reached the last broker");
+        let started = Instant::now();
+        assert_eq!(last.controlled_shutdown().await.unwrap(), false);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_voter_cluster_elects_itself_and_serves_requests() {
     bounded(async {
-        let tc = TestCluster::start(1).await;
+        let mut tc = TestCluster::start(1).await;
         assert_eq!(tc.controller().await, 1);
         let t = tc
             .any()
@@ -660,7 +706,9 @@ async fn a_single_voter_cluster_elects_itself_and_serves_requests() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), 38, "{err}");
-        tc.shutdown().await;
+        // Alone, there is no one to hand leadership to: it stops without asking.
+        let node = tc.nodes.remove(&1).unwrap();
+        assert_eq!(node.controlled_shutdown().await.unwrap(), false);
     })
     .await;
 }
