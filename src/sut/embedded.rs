@@ -357,9 +357,11 @@ pub fn broker_overrides(
         // nor the 0 of the server.properties Kafka ships: with 0 the first member to join
         // forms the group alone, the others' joins a few ms later start a second rebalance, and
         // the first member only hears of it at its next heartbeat (librdkafka's
-        // heartbeat.interval.ms, 3 s): 3 s of every run's set-up. 300 ms gathers members that
-        // start together into one rebalance (a scenario's cluster.configs may set it).
-        ("group.initial.rebalance.delay.ms".into(), "300".into()),
+        // heartbeat.interval.ms, 3 s) when their joins straddle that rebalance. 100 ms (each
+        // join within it extends it by as much) gathers members that start together, whose
+        // joins arrive within milliseconds, into one rebalance (a scenario's cluster.configs
+        // may set it).
+        ("group.initial.rebalance.delay.ms".into(), "100".into()),
     ]);
     if !spec.racks.is_empty() {
         o.push((
