@@ -509,6 +509,10 @@ impl PartitionLog {
     /// returned whole when it is larger than `max_bytes`. A fetch response grants that to its
     /// first non-empty partition only (KIP-74); every later partition reads strictly within its
     /// budget and answers nothing when its first batch does not fit.
+    ///
+    /// Always from the segment files: what a consumer reads is what the log on disk holds (a
+    /// byte damaged on disk after it was written must reach the consumer, whose check is the
+    /// evidence of it), never a copy kept in memory.
     pub fn read_limited(
         &self,
         offset: i64,
@@ -516,10 +520,23 @@ impl PartitionLog {
         upper_bound: i64,
         first_may_exceed: bool,
     ) -> Result<Bytes, LogError> {
-        if offset < self.log_start_offset || offset > self.log_end_offset() {
-            return Err(self.out_of_range(offset));
+        if !self.readable(offset)? {
+            return Ok(Bytes::new());
         }
-        if offset == self.log_end_offset() {
+        self.read_file(offset, max_bytes, upper_bound, first_may_exceed)
+    }
+
+    /// [`PartitionLog::read_limited`] for a follower: from the read cache of recent appends
+    /// when it holds the data (the bytes this leader just wrote, which is what a follower
+    /// copies), else from the segment files.
+    pub fn read_recent(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+        first_may_exceed: bool,
+    ) -> Result<Bytes, LogError> {
+        if !self.readable(offset)? {
             return Ok(Bytes::new());
         }
         if let Some(cached) = self
@@ -529,6 +546,15 @@ impl PartitionLog {
             return Ok(cached);
         }
         self.read_file(offset, max_bytes, upper_bound, first_may_exceed)
+    }
+
+    /// Whether `offset` has data to read: false at the log end, `OffsetOutOfRange` outside
+    /// `[log start, log end]`.
+    fn readable(&self, offset: i64) -> Result<bool, LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        Ok(offset < self.log_end_offset())
     }
 
     /// [`PartitionLog::read_limited`] from the segment files, for an offset in
@@ -1948,7 +1974,7 @@ mod tests {
             for max in [0, 1, 61, 150, 400, 1000, 3000, 1 << 20] {
                 for upper in [offset, offset + 1, offset + 4, end - 1, end, i64::MAX] {
                     for first in [true, false] {
-                        let read = log.read_limited(offset, max, upper, first).expect("read");
+                        let read = log.read_recent(offset, max, upper, first).expect("read");
                         let file = log.read_file(offset, max, upper, first).expect("file");
                         assert_eq!(
                             read, file,
@@ -1973,9 +1999,35 @@ mod tests {
         let end = log.log_end_offset();
         assert_eq!(assert_reads_match_the_file(&log), end as usize);
         // A read spanning several appends is one buffer of whole batches.
-        let all = log.read(0, 1 << 20, i64::MAX).expect("read");
+        let all = log.read_recent(0, 1 << 20, i64::MAX, true).expect("read");
         assert_eq!(all.len() as u64, log.size_bytes());
         assert_eq!(validate_all(&all), 3 + 1 + 2 + 3 + 1 + 2 + 3);
+    }
+
+    #[test]
+    fn a_consumer_read_shows_a_byte_damaged_on_disk_that_the_cache_does_not() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut log = open(tmp.path(), config());
+        append_payload(&mut log, &[3], 1);
+        let written = log.read_recent(0, 1 << 20, i64::MAX, true).expect("read");
+        // Damage one byte of the record data in the segment file, behind the broker's back.
+        let seg = std::fs::read_dir(tmp.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "log"))
+            .expect("a segment");
+        let mut bytes = std::fs::read(&seg).expect("segment");
+        bytes[written.len() - 5] ^= 0xFF;
+        std::fs::write(&seg, &bytes).expect("damage");
+        let consumed = log.read(0, 1 << 20, i64::MAX).expect("read");
+        assert_ne!(consumed, written, "a consumer reads the file as it is now");
+        assert_eq!(&consumed[..], &bytes[..written.len()]);
+        assert_eq!(
+            log.read_recent(0, 1 << 20, i64::MAX, true).expect("read"),
+            written,
+            "a follower is served the bytes that were appended"
+        );
     }
 
     #[test]

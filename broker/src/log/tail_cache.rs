@@ -1,8 +1,11 @@
 //! The read cache of a partition log: the most recently appended batches of the active
 //! segment, kept as the `Bytes` that were written, so that the fetches that follow an append
-//! (followers copying the leader, consumers at the high watermark) are answered from memory
-//! instead of re-reading what was just written (an index lookup, header `pread`s, a zeroed
-//! buffer and a `pread` of the range per fetch).
+//! from followers copying the leader are answered from memory instead of re-reading what was
+//! just written (an index lookup, header `pread`s, a zeroed buffer and a `pread` of the range
+//! per fetch). Consumers always read the segment files
+//! ([`super::PartitionLog::read_limited`]): a byte damaged on disk after the append must reach
+//! them (kbench's verification catches corruption that way), and a copy in memory would hide
+//! it; what a follower copies is what this leader appended.
 //!
 //! What it holds is always a contiguous run of whole batches ending at the log end, all in
 //! the active segment: [`super::PartitionLog`] pushes every successful append and clears the

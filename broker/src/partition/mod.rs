@@ -832,7 +832,7 @@ impl Partition {
         let end = inner.log.log_end_offset();
         inner
             .log
-            .read_limited(offset, max_bytes, end, first_may_exceed)
+            .read_recent(offset, max_bytes, end, first_may_exceed)
     }
 
     /// Appends batches fetched from the leader of `leader_epoch`, keeping their offsets and
