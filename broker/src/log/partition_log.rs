@@ -2011,12 +2011,7 @@ mod tests {
         append_payload(&mut log, &[3], 1);
         let written = log.read_recent(0, 1 << 20, i64::MAX, true).expect("read");
         // Damage one byte of the record data in the segment file, behind the broker's back.
-        let seg = std::fs::read_dir(tmp.path())
-            .expect("dir")
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "log"))
-            .expect("a segment");
+        let seg = tmp.path().join("00000000000000000000.log");
         let mut bytes = std::fs::read(&seg).expect("segment");
         bytes[written.len() - 5] ^= 0xFF;
         std::fs::write(&seg, &bytes).expect("damage");
