@@ -115,7 +115,7 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
                 "ack" => {
                     let m = &sample[n as usize];
                     let partition = (seq % PARTITIONS as u64) as i32;
-                    record_ack(&producer, p, RUN_TAG, m, 0, partition, 0);
+                    record_ack(&producer, p, RUN_TAG, m, 0, partition, now_us(), 0);
                     rings[p as usize].release(m.as_ptr());
                 }
                 "consume" => {

@@ -1,6 +1,6 @@
-//! One producer task: a `ThreadedProducer` fed by a thread of its own, sending `messages_each` messages
+//! One producer task: a `BaseProducer` on a thread of its own, sending `messages_each` messages
 //! (or for `duration`) flat out or paced ([`super::rate::Pacer`]), and recording every delivery
-//! report in its [`ProducerMeter`].
+//! report in its [`ProducerMeter`]. The same thread serves the reports ([`super::delivery`]).
 //!
 //! With `transactional`, the task calls `init_transactions` once and then sends in transactions
 //! of `messages_per_transaction` messages, committing each or, for the share `abort_ratio`
@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
 
+use super::delivery::{ReportClock, Wake, SERVE_EVERY};
 use super::payload::{read_header, Filler, KeyChooser};
 use super::rate::{sleep_until, Pacer};
 use super::ring::PayloadRing;
@@ -64,6 +65,10 @@ struct Context {
     /// The task's message buffers librdkafka reads in place; held here, by the client, so they
     /// outlive every message that points into them.
     ring: Option<PayloadRing>,
+    /// What the sending thread waits on for reports; held by the client, which writes it.
+    wake: Wake,
+    /// When reports are served.
+    clock: ReportClock,
 }
 
 impl ClientContext for Context {
@@ -79,6 +84,7 @@ impl ProducerContext for Context {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let now = self.clock.now();
         let payload = match result {
             Ok(m) => {
                 let payload = m.payload().unwrap_or_default();
@@ -89,6 +95,7 @@ impl ProducerContext for Context {
                     payload,
                     m.key().map_or(0, <[u8]>::len),
                     m.partition(),
+                    now,
                     self.warmup_end.get(),
                 );
                 payload
@@ -98,7 +105,7 @@ impl ProducerContext for Context {
                 self.meter.failed(
                     &error_kind(e),
                     read_header(payload, self.run_tag).map(|id| id.sent_us),
-                    now_us(),
+                    now,
                 );
                 payload
             }
@@ -111,9 +118,11 @@ impl ProducerContext for Context {
 }
 
 /// What a delivery report of an acknowledged message costs kbench, per message: read the
-/// identity back from the payload librdkafka hands back, take the time, record it in the
-/// task's meter (counters, two histograms, ledger, per-partition counts). Public for the
-/// instruction-count guard (`benches/hot_path.rs`), which drives exactly this.
+/// identity back from the payload librdkafka hands back, record it at `now` (the report's time,
+/// read once per event: [`ReportClock`]) in the task's meter (counters, two histograms, ledger,
+/// per-partition counts). Public for the instruction-count guard (`benches/hot_path.rs`), which
+/// drives exactly this.
+#[allow(clippy::too_many_arguments)]
 pub fn record_ack(
     meter: &ProducerMeter,
     index: u32,
@@ -121,19 +130,12 @@ pub fn record_ack(
     payload: &[u8],
     key_len: usize,
     partition: i32,
+    now: u64,
     warmup_end: u64,
 ) {
     let bytes = (payload.len() + key_len) as u64;
     match read_header(payload, run_tag) {
-        Some(id) => meter.acked(
-            index,
-            id.seq,
-            partition,
-            bytes,
-            id.sent_us,
-            now_us(),
-            warmup_end,
-        ),
+        Some(id) => meter.acked(index, id.seq, partition, bytes, id.sent_us, now, warmup_end),
         None => meter.error("UnreadableDeliveryReport"),
     }
 }
@@ -248,6 +250,12 @@ fn run(task: ProducerTask) -> Result<(), String> {
     let p = &s.producers;
     let size = p.message_size.0 as usize;
     let config = client_config(s, &task.cluster, task.run_tag, task.index);
+    let wake = Wake::new().map_err(|e| {
+        format!(
+            "producer {}: cannot make the eventfd its delivery reports wake it with: {e}",
+            task.index
+        )
+    })?;
     let ctx = Context {
         index: task.index,
         run_tag: task.run_tag,
@@ -264,10 +272,13 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 scenario::Stop::Duration(_) => u64::MAX,
             },
         ),
+        wake,
+        clock: ReportClock::default(),
     };
-    let producer: ThreadedProducer<Context> = config
+    let producer: BaseProducer<Context> = config
         .create_with_context(ctx)
         .map_err(|e| format!("producer {}: cannot create the client: {e}", task.index))?;
+    let reports = Reports::new(&producer);
     let mut txn = if p.transactional {
         let id = transactional_id(s, task.run_tag, task.index);
         producer.init_transactions(TXN_TIMEOUT).map_err(|e| {
@@ -313,17 +324,20 @@ fn run(task: ProducerTask) -> Result<(), String> {
                     break;
                 }
                 let target = due.min(limit_us);
-                sleep_until(target, now_us);
+                sleep_until(target, now_us, |d| reports.wait(d));
                 due
             }
             None => now_us(),
         };
+        if seq % SERVE_EVERY == 0 {
+            reports.drain();
+        }
         if sent_us >= end_us || sent_us >= limit_us {
             break;
         }
         if let Some(t) = txn.as_mut() {
             if t.open.is_none() {
-                begin(&producer, &task, t, seq)?;
+                begin(&reports, &task, t, seq)?;
             }
         }
         let payload = match sender.ring().and_then(|r| r.claim(seq)) {
@@ -348,8 +362,8 @@ fn run(task: ProducerTask) -> Result<(), String> {
                     break;
                 }
                 Err(RDKafkaErrorCode::QueueFull) => {
-                    // librdkafka's queue is full: wait for delivery reports to make room.
-                    std::thread::sleep(Duration::from_micros(500));
+                    // librdkafka's queue is full: delivery reports make room.
+                    reports.wait(Duration::from_millis(1));
                     if task.stop.is_raised() || now_us() >= limit_us {
                         sender.give_back(payload);
                         break;
@@ -360,7 +374,7 @@ fn run(task: ProducerTask) -> Result<(), String> {
                     task.meter
                         .error(&error_kind(&KafkaError::MessageProduction(code)));
                     // Do not spin on a persistent error.
-                    std::thread::sleep(Duration::from_millis(1));
+                    reports.wait(Duration::from_millis(1));
                     break;
                 }
             }
@@ -368,13 +382,13 @@ fn run(task: ProducerTask) -> Result<(), String> {
         seq += 1;
         if let Some(t) = txn.as_mut() {
             if t.open.is_some_and(|(first, _)| seq - first >= t.per) {
-                finish(&producer, &task, t, seq)?;
+                finish(&reports, &task, t, seq)?;
             }
         }
     }
     if let Some(t) = txn.as_mut() {
         if t.open.is_some() {
-            finish(&producer, &task, t, seq)?;
+            finish(&reports, &task, t, seq)?;
         }
     }
     // Wait for the outstanding delivery reports, bounded by the time limit and the stop flag.
@@ -382,7 +396,7 @@ fn run(task: ProducerTask) -> Result<(), String> {
         if task.stop.is_raised() || now_us() >= limit_us {
             break;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        reports.wait(Duration::from_millis(5));
     }
     let left = producer.in_flight_count();
     if left > 0 {
@@ -390,6 +404,64 @@ fn run(task: ProducerTask) -> Result<(), String> {
         producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
     }
     Ok(())
+}
+
+/// Serves a producer's delivery reports on the sending thread ([`super::delivery`]).
+struct Reports<'a> {
+    producer: &'a BaseProducer<Context>,
+    /// A handle of the client's main queue (where the reports land), to see whether it is
+    /// empty; released on drop, before the producer (which it borrows).
+    queue: *mut rdkafka::bindings::rd_kafka_queue_t,
+}
+
+/// Most events one [`Reports::drain`] serves, so sending goes on under a flood of reports.
+const DRAIN_EVENTS: usize = 64;
+
+// SAFETY (for every `unsafe` block of `Reports`): `queue` is a handle of the main queue of the
+// borrowed producer's client, taken in `new` and released in `drop`, so it is live in between;
+// the wake it is attached to is owned by the client's context.
+#[allow(unsafe_code)]
+impl<'a> Reports<'a> {
+    /// Attaches the producer's wake to its report queue.
+    fn new(producer: &'a BaseProducer<Context>) -> Self {
+        let queue =
+            unsafe { rdkafka::bindings::rd_kafka_queue_get_main(producer.client().native_ptr()) };
+        unsafe { producer.context().wake.attach(queue) };
+        Reports { producer, queue }
+    }
+
+    /// Events waiting in the queue.
+    fn queued(&self) -> usize {
+        unsafe { rdkafka::bindings::rd_kafka_queue_length(self.queue) }
+    }
+
+    /// Serves the reports librdkafka holds now, without waiting: one event (a batch's reports,
+    /// or an error or a log line) per poll, one clock read per event.
+    fn drain(&self) {
+        let clock = &self.producer.context().clock;
+        for _ in 0..DRAIN_EVENTS {
+            if self.queued() == 0 {
+                break;
+            }
+            clock.per_event(|| self.producer.poll(Duration::ZERO));
+        }
+    }
+
+    /// Waits at most `timeout` for reports, then serves them.
+    fn wait(&self, timeout: Duration) {
+        self.drain();
+        if self.queued() == 0 {
+            self.producer.context().wake.wait(timeout);
+            self.drain();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+impl Drop for Reports<'_> {
+    fn drop(&mut self) {
+        unsafe { rdkafka::bindings::rd_kafka_queue_destroy(self.queue) };
+    }
 }
 
 /// What a message is sent from: a buffer of the task's ring, which librdkafka reads in place
@@ -416,7 +488,7 @@ fn queue_bytes(config: &ClientConfig) -> usize {
 /// over without a copy (no flag: librdkafka neither copies nor frees it); a scratch payload with
 /// `F_COPY`. Delivery reports are the same as `send`'s: the delivery opaque is `()` (null).
 struct Sender<'a> {
-    producer: &'a ThreadedProducer<Context>,
+    producer: &'a BaseProducer<Context>,
     topic: CString,
 }
 
@@ -429,7 +501,7 @@ struct Sender<'a> {
 // rust-rdkafka's own `BaseProducer::send` (types and order per rdkafka.h's `RD_KAFKA_V_*`).
 #[allow(unsafe_code)]
 impl<'a> Sender<'a> {
-    fn new(producer: &'a ThreadedProducer<Context>, topic: &str) -> Result<Self, String> {
+    fn new(producer: &'a BaseProducer<Context>, topic: &str) -> Result<Self, String> {
         let topic = CString::new(topic).map_err(|e| format!("not a valid topic name: {e}"))?;
         Ok(Sender { producer, topic })
     }
@@ -514,13 +586,8 @@ struct Txn {
     open: Option<(u64, u64)>,
 }
 
-fn begin(
-    producer: &ThreadedProducer<Context>,
-    task: &ProducerTask,
-    t: &mut Txn,
-    seq: u64,
-) -> Result<(), String> {
-    producer.begin_transaction().map_err(|e| {
+fn begin(reports: &Reports<'_>, task: &ProducerTask, t: &mut Txn, seq: u64) -> Result<(), String> {
+    reports.producer.begin_transaction().map_err(|e| {
         format!(
             "producer {} (transactional.id {}): begin_transaction failed: {e}",
             task.index, t.id
@@ -532,15 +599,11 @@ fn begin(
 }
 
 /// Commits (or, as planned, aborts) the open transaction, which holds sequences `first..end`.
-fn finish(
-    producer: &ThreadedProducer<Context>,
-    task: &ProducerTask,
-    t: &mut Txn,
-    end: u64,
-) -> Result<(), String> {
+fn finish(reports: &Reports<'_>, task: &ProducerTask, t: &mut Txn, end: u64) -> Result<(), String> {
     let Some((first, began_us)) = t.open.take() else {
         return Ok(());
     };
+    let producer = reports.producer;
     let seqs = (end > first).then(|| (first as u32, (end - 1) as u32));
     let abort = t.plan.aborts(t.index);
     t.index += 1;
@@ -567,10 +630,10 @@ fn finish(
     if abort {
         // Let every message of the transaction be written first, so the abort covers records
         // that are in the log (what read_committed consumers must skip).
-        wait_reports(producer, TXN_TIMEOUT);
+        wait_reports(reports, TXN_TIMEOUT);
         match producer.abort_transaction(TXN_TIMEOUT) {
             Ok(()) => {
-                wait_reports(producer, Duration::from_secs(5));
+                wait_reports(reports, Duration::from_secs(5));
                 task.meter
                     .end_txn(task.index, seqs, TxnEnd::Aborted, 0, now_us());
                 return Ok(());
@@ -586,15 +649,15 @@ fn finish(
             }
         }
     }
-    // rdkafka's `commit_transaction` flushes first, and its flush sleeps in 100 ms polls that
-    // the ThreadedProducer's own poll thread races for: waiting for the reports here instead
-    // took the commit latency from 101 ms to a few ms.
-    wait_reports(producer, TXN_TIMEOUT);
+    // rdkafka's `commit_transaction` flushes first, in polls that go on to the end of each
+    // millisecond: waiting for the reports here, woken by each, keeps the commit latency to
+    // the reports' own.
+    wait_reports(reports, TXN_TIMEOUT);
     let mut attempts = 0;
     loop {
         match producer.commit_transaction(TXN_TIMEOUT) {
             Ok(()) => {
-                wait_reports(producer, Duration::from_secs(5));
+                wait_reports(reports, Duration::from_secs(5));
                 let now = now_us();
                 task.meter.end_txn(
                     task.index,
@@ -617,7 +680,7 @@ fn finish(
                     .error(&format!("CommitTransaction{}", error_kind(&e)));
                 match producer.abort_transaction(TXN_TIMEOUT) {
                     Ok(()) => {
-                        wait_reports(producer, Duration::from_secs(5));
+                        wait_reports(reports, Duration::from_secs(5));
                         task.meter
                             .end_txn(task.index, seqs, TxnEnd::AbortedOnError, 0, now_us());
                         return Ok(());
@@ -636,11 +699,16 @@ fn finish(
 }
 
 /// Waits (at most `bound`) until every message handed to librdkafka has had its delivery report
-/// handed to the meter by the poll thread.
-fn wait_reports(producer: &ThreadedProducer<Context>, bound: Duration) {
+/// served to the meter.
+fn wait_reports(reports: &Reports<'_>, bound: Duration) {
     let deadline = std::time::Instant::now() + bound;
-    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_micros(200));
+    reports.drain();
+    while reports.producer.in_flight_count() > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        reports.wait(left.min(Duration::from_millis(5)));
     }
 }
 
@@ -684,9 +752,11 @@ mod tests {
             meter: Arc::new(ProducerMeter::default()),
             warmup_end: Arc::new(WarmupEnd::default()),
             ring: PayloadRing::new(&filler, 0, 1, 64, 1 << 20, 2),
+            wake: Wake::new().expect("eventfd"),
+            clock: ReportClock::default(),
         };
         // Nothing listens there: librdkafka queues locally, one message at most.
-        let producer: ThreadedProducer<Context> = ClientConfig::new()
+        let producer: BaseProducer<Context> = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:1")
             .set("queue.buffering.max.messages", "1")
             .set("message.timeout.ms", "1000")
@@ -715,12 +785,20 @@ mod tests {
         );
         sender.give_back(Payload::Ring(second));
         assert!(ring.claim(1).is_some(), "given back");
-        // The first message times out: its (failed) delivery report frees its buffer.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        // The first message times out after a second: its (failed) delivery report wakes the
+        // waiting sender, which serves it, and that frees its buffer.
+        let reports = Reports::new(&producer);
+        let waited = std::time::Instant::now();
+        reports.wait(Duration::from_secs(30));
+        while producer.in_flight_count() > 0 && waited.elapsed() < Duration::from_secs(30) {
+            reports.wait(Duration::from_secs(30)); // a wake from another event (a log line)
         }
-        assert_eq!(producer.in_flight_count(), 0, "the report came");
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "woken by the report, not by the wait's end: {:?}",
+            waited.elapsed()
+        );
+        assert_eq!(producer.in_flight_count(), 0, "the report was served");
         assert!(ring.claim(0).is_some(), "released by the report");
         let failed = producer.context().meter.with_state(|s| s.failed);
         assert_eq!(failed, 1);

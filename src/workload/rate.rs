@@ -37,9 +37,10 @@ impl Pacer {
     }
 }
 
-/// Sleeps until `due_us` (µs since the epoch), sleeping for the coarse part and yielding for the
-/// last stretch, which keeps the schedule within tens of microseconds without burning a core.
-pub fn sleep_until(due_us: u64, now: impl Fn() -> u64) {
+/// Waits until `due_us` (µs since the epoch): `wait(d)` for the coarse part (a sleep, or a wait
+/// that serves delivery reports meanwhile and may end early), yielding for the last stretch,
+/// which keeps the schedule within tens of microseconds without burning a core.
+pub fn sleep_until(due_us: u64, now: impl Fn() -> u64, mut wait: impl FnMut(Duration)) {
     loop {
         let n = now();
         if n >= due_us {
@@ -47,9 +48,9 @@ pub fn sleep_until(due_us: u64, now: impl Fn() -> u64) {
         }
         let left = due_us - n;
         if left > 1_500 {
-            std::thread::sleep(Duration::from_micros(left - 1_000));
+            wait(Duration::from_micros(left - 1_000));
         } else if left > 100 {
-            std::thread::sleep(Duration::from_micros(left / 2));
+            wait(Duration::from_micros(left / 2));
         } else {
             std::thread::yield_now();
         }
@@ -78,7 +79,7 @@ mod tests {
         let start = now_us();
         let p = Pacer::new(start, 2000.0);
         for i in 0..200 {
-            sleep_until(p.due_us(i), now_us);
+            sleep_until(p.due_us(i), now_us, std::thread::sleep);
         }
         let elapsed = now_us() - start;
         // 200 messages at 2000/s = 100 ms (199 gaps = 99.5 ms).

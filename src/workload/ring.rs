@@ -23,8 +23,9 @@
 //! destroyed: a buffer librdkafka still holds when the task ends is freed only after every
 //! message is gone.
 
-use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use memmap2::{Advice, MmapMut};
 
 use super::payload::Filler;
 
@@ -33,8 +34,12 @@ pub const RINGS_BYTES: usize = 256 << 20;
 
 /// See the module docs.
 pub struct PayloadRing {
-    /// `len × size` bytes; buffer `i` at `i × size`.
-    bytes: Box<[UnsafeCell<u8>]>,
+    /// `len × size` bytes of anonymous memory, asked for in huge pages; buffer `i` at
+    /// `i × size`. Kept for its lifetime; read and written only through `base`.
+    _bytes: MmapMut,
+    /// Start of `bytes`, taken once: every access goes through this pointer, so the sending
+    /// thread's writes and librdkafka's reads never go through a Rust reference to the whole.
+    base: *mut u8,
     size: usize,
     len: u64,
     /// Per buffer: librdkafka holds it (between a send and its delivery report).
@@ -48,6 +53,9 @@ pub struct PayloadRing {
 // write never overlaps a read.
 #[allow(unsafe_code)]
 unsafe impl Sync for PayloadRing {}
+// SAFETY: the ring owns its mapping; `base` points into it and moves with it.
+#[allow(unsafe_code)]
+unsafe impl Send for PayloadRing {}
 
 impl std::fmt::Debug for PayloadRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,19 +93,33 @@ impl PayloadRing {
             return None;
         }
         let len = period * (periods as u64).min(messages.div_ceil(period).max(1));
-        let mut bytes: Box<[u8]> = vec![0; len as usize * size].into_boxed_slice();
-        for (i, buf) in bytes.chunks_exact_mut(size).enumerate() {
+        let total = len as usize * size;
+        // Huge pages when the kernel gives them (transparent huge pages in `madvise` mode, the
+        // usual default): the ring is tens of MiB that the sending thread writes a header into
+        // and librdkafka's broker thread reads whole, one message after the other; with 4 KiB
+        // pages that is a TLB miss every four messages and 16,384 page faults per 64 MiB to
+        // make it. A kernel that refuses the advice just gives normal pages.
+        let mut bytes = MmapMut::map_anon(total).ok()?;
+        let _ = bytes.advise(Advice::HugePage);
+        let first = (period as usize).min(len as usize) * size;
+        for (i, buf) in bytes[..first].chunks_exact_mut(size).enumerate() {
             // Any message of buffer i has its body: build message i (its header is rewritten
             // per send).
             filler.build(buf, 0, producer, i as u64, 0);
         }
-        // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8`: same layout, so the
-        // allocation is reinterpreted in place, not copied.
-        #[allow(unsafe_code)]
-        let bytes = unsafe { Box::from_raw(Box::into_raw(bytes) as *mut [UnsafeCell<u8>]) };
+        // Every later period repeats the first (bodies depend on seq modulo the period), copied
+        // from memory that is still in cache.
+        let mut done = first;
+        while done < total {
+            let n = first.min(total - done);
+            bytes.copy_within(..n, done);
+            done += n;
+        }
+        let base = bytes.as_mut_ptr();
         let busy = (0..len).map(|_| AtomicBool::new(false)).collect();
         Some(PayloadRing {
-            bytes,
+            _bytes: bytes,
+            base,
             size,
             len,
             busy,
@@ -125,14 +147,14 @@ impl PayloadRing {
         self.start(slot)
     }
 
-    /// Start of buffer `slot`, derived from the whole allocation (so it may address the whole
-    /// buffer); `UnsafeCell<u8>` has the layout of `u8`.
+    /// Start of buffer `slot`, derived from the mapping's base pointer (so it may address the
+    /// whole buffer).
     #[allow(unsafe_code)]
     fn start(&self, slot: usize) -> *mut u8 {
         debug_assert!(slot < self.len as usize, "buffer {slot} of {}", self.len);
         // SAFETY: `slot` comes from `claim` (`seq % len`), so the offset is within the
-        // allocation.
-        UnsafeCell::raw_get(unsafe { self.bytes.as_ptr().add(slot * self.size) })
+        // mapping.
+        unsafe { self.base.add(slot * self.size) }
     }
 
     /// Gives buffer `slot` back (librdkafka refused it).
@@ -143,9 +165,9 @@ impl PayloadRing {
     /// A delivery report for the payload at `ptr` arrived: if it is one of the ring's buffers,
     /// it is free again. Call after the last read of the payload.
     pub fn release(&self, ptr: *const u8) {
-        let base = self.bytes.as_ptr() as usize;
+        let base = self.base as usize;
         let at = ptr as usize;
-        if at >= base && at < base + self.bytes.len() && (at - base) % self.size == 0 {
+        if at >= base && at < base + self.len as usize * self.size && (at - base) % self.size == 0 {
             self.busy[(at - base) / self.size].store(false, Ordering::Release);
         }
     }
