@@ -326,3 +326,66 @@ fn a_broker_killed_from_outside_leaves_the_others_serving() {
         &format!("no cluster running at {d}: its `kbench cluster up` has ended"),
     );
 }
+
+#[test]
+fn records_carry_their_send_time_as_create_time() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, Timestamp, TopicPartitionList};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut up, bootstrap) = Up::start(&tmp.path().join("c"), 1);
+    // Enough messages that librdkafka's own clock (what a record gets without a timestamp) would
+    // cross a millisecond after kbench's for some of them.
+    let messages = 20_000;
+    let text = format!(
+        r#"name = "stamps"
+[topic]
+name = "stamps"
+partitions = 1
+[producers]
+count = 1
+messages_each = {messages}
+message_size = "128B"
+[consumers]
+groups = 0
+[verify]
+delivery = "none"
+final_read = false
+"#
+    );
+    let file = write_scenario(tmp.path(), "stamps.toml", &text);
+    let o = run(&file, &["--bootstrap", &bootstrap], &tmp.path().join("run"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "stamps-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("stamps", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut read = 0;
+    while read < messages && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let payload = m.payload().unwrap();
+        let tag = u32::from_le_bytes(payload[..4].try_into().unwrap());
+        let id = kbench::workload::payload::read_header(payload, tag).expect("a kbench message");
+        assert_eq!(
+            m.timestamp(),
+            Timestamp::CreateTime((id.sent_us / 1000) as i64),
+            "message {} of producer {}",
+            id.seq,
+            id.producer
+        );
+        read += 1;
+    }
+    assert_eq!(read, messages, "read back in time");
+    up.stop();
+}

@@ -356,7 +356,7 @@ fn run(task: ProducerTask) -> Result<(), String> {
         let (key, partition) = keys.choose(task.index, seq);
         let bytes = (size + key.map_or(0, <[u8]>::len)) as u64;
         loop {
-            match sender.send(payload, partition, key) {
+            match sender.send(payload, partition, key, sent_us) {
                 Ok(()) => {
                     task.meter.sent(bytes);
                     break;
@@ -520,11 +520,14 @@ impl<'a> Sender<'a> {
 
     /// Hands `payload` to librdkafka (partition `None` = the partitioner's choice; the key is
     /// copied); on an error the payload is still the caller's ([`Sender::give_back`] or retry).
+    /// The record's timestamp (CreateTime) is `sent_us`, the send time in the message's header,
+    /// in milliseconds: given none, librdkafka reads the clock once more per message for it.
     fn send(
         &self,
         payload: Payload<'_>,
         partition: Option<i32>,
         key: Option<&[u8]>,
+        sent_us: u64,
     ) -> Result<(), RDKafkaErrorCode> {
         use rdkafka::bindings::rd_kafka_vtype_t::*;
         let (ptr, len, flags) = match (payload, self.ring()) {
@@ -555,7 +558,7 @@ impl<'a> Sender<'a> {
                 RD_KAFKA_VTYPE_OPAQUE,
                 std::ptr::null_mut::<std::os::raw::c_void>(),
                 RD_KAFKA_VTYPE_TIMESTAMP,
-                0i64,
+                (sent_us / 1000) as i64,
                 RD_KAFKA_VTYPE_HEADERS,
                 std::ptr::null_mut::<rdkafka::bindings::rd_kafka_headers_t>(),
                 RD_KAFKA_VTYPE_END,
@@ -766,11 +769,11 @@ mod tests {
         let ring = sender.ring().expect("a ring");
         let (slot, buf) = ring.claim(0).expect("free");
         filler.build_header(buf, 1, 0, 0, 7);
-        assert!(sender.send(Payload::Ring(slot), Some(0), None).is_ok());
+        assert!(sender.send(Payload::Ring(slot), Some(0), None, 7).is_ok());
         assert!(ring.claim(0).is_none(), "librdkafka holds it");
         let mut scratch = vec![0u8; 64];
         filler.build(&mut scratch, 1, 0, 1, 7);
-        match sender.send(Payload::Copied(&scratch), Some(0), Some(b"k")) {
+        match sender.send(Payload::Copied(&scratch), Some(0), Some(b"k"), 7) {
             Err(RDKafkaErrorCode::QueueFull) => {
                 // Still ours, intact: it can be sent again.
                 let id = read_header(&scratch, 1).expect("our message");
@@ -780,7 +783,7 @@ mod tests {
         }
         let (second, _) = ring.claim(1).expect("free");
         assert_eq!(
-            sender.send(Payload::Ring(second), Some(0), None),
+            sender.send(Payload::Ring(second), Some(0), None, 7),
             Err(RDKafkaErrorCode::QueueFull)
         );
         sender.give_back(Payload::Ring(second));
