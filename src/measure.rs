@@ -3,8 +3,8 @@
 //!
 //! Each producer and consumer task owns one meter. The hot path touches only that meter: relaxed
 //! atomics for "sent" counts (bumped by the sending thread), and an uncontended mutex around the
-//! rest (taken by the producer's delivery callback on rdkafka's poll thread or by the consumer loop,
-//! and once per interval by the collector). Latency is recorded in microseconds with 3 significant digits
+//! rest (taken by the producer's delivery reports, which its sending thread serves, or by the
+//! consumer loop, and once per interval by the collector). Latency is recorded in microseconds with 3 significant digits
 //! ([`latency_histogram`]). A message belongs to the warm-up when its (intended) send time lies
 //! before the warm-up end; warm-up values go to the interval histograms (the time series shows
 //! them, marked) but not to the whole-run ones.

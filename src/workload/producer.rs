@@ -489,7 +489,9 @@ fn queue_bytes(config: &ClientConfig) -> usize {
 /// `F_COPY`. Delivery reports are the same as `send`'s: the delivery opaque is `()` (null).
 struct Sender<'a> {
     producer: &'a BaseProducer<Context>,
-    topic: CString,
+    /// librdkafka's handle of the topic, taken once: given the topic's name instead, librdkafka
+    /// measures the string and looks the topic up for every message.
+    topic: *mut rdkafka::bindings::rd_kafka_topic_t,
 }
 
 // SAFETY (for every `unsafe` block below): `producer.client().native_ptr()` is the live
@@ -499,10 +501,22 @@ struct Sender<'a> {
 // the sending thread writes only buffers the reports have released (`PayloadRing`). A payload
 // sent with `F_COPY` is copied before `rd_kafka_producev` returns. The variadic arguments follow
 // rust-rdkafka's own `BaseProducer::send` (types and order per rdkafka.h's `RD_KAFKA_V_*`).
+// `topic` is a handle `new` took and `drop` releases (messages in flight hold their own).
 #[allow(unsafe_code)]
 impl<'a> Sender<'a> {
     fn new(producer: &'a BaseProducer<Context>, topic: &str) -> Result<Self, String> {
-        let topic = CString::new(topic).map_err(|e| format!("not a valid topic name: {e}"))?;
+        let name = CString::new(topic).map_err(|e| format!("not a valid topic name: {e}"))?;
+        let topic = unsafe {
+            rdkafka::bindings::rd_kafka_topic_new(
+                producer.client().native_ptr(),
+                name.as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        if topic.is_null() {
+            let code: RDKafkaErrorCode = unsafe { rdkafka::bindings::rd_kafka_last_error() }.into();
+            return Err(format!("librdkafka refused the topic: {code}"));
+        }
         Ok(Sender { producer, topic })
     }
 
@@ -543,8 +557,8 @@ impl<'a> Sender<'a> {
         let err = unsafe {
             rdkafka::bindings::rd_kafka_producev(
                 self.producer.client().native_ptr(),
-                RD_KAFKA_VTYPE_TOPIC,
-                self.topic.as_ptr(),
+                RD_KAFKA_VTYPE_RKT,
+                self.topic,
                 RD_KAFKA_VTYPE_PARTITION,
                 partition.unwrap_or(-1),
                 RD_KAFKA_VTYPE_MSGFLAGS,
@@ -569,6 +583,14 @@ impl<'a> Sender<'a> {
         } else {
             Err(err.into())
         }
+    }
+}
+
+#[allow(unsafe_code)]
+impl Drop for Sender<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the handle `new` took, released once.
+        unsafe { rdkafka::bindings::rd_kafka_topic_destroy(self.topic) };
     }
 }
 
