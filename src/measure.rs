@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
 
@@ -25,13 +24,17 @@ use hdrhistogram::Histogram;
 use crate::ledger::{AckLedger, GroupLedger};
 use crate::summary::{latency_histogram, IntervalRow};
 
-/// Microseconds since the Unix epoch.
+/// Microseconds since the Unix epoch (0 before it).
 pub fn now_us() -> u64 {
-    // Seconds and microseconds apart: `as_micros` goes through u128 (twice the instructions on
-    // a path taken once or twice per message).
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-        d.as_secs() * 1_000_000 + u64::from(d.subsec_micros())
-    })
+    // `clock_gettime` itself, read once or twice per message: `SystemTime::now()` and
+    // `duration_since(UNIX_EPOCH)` added a checked subtraction and two normalisations, as many
+    // instructions again as the (vDSO) clock read (callgrind, docs/hot-path.md part 7).
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME) {
+        Ok(t) => u64::try_from(t.tv_sec()).map_or(0, |s| {
+            s * 1_000_000 + u64::try_from(t.tv_nsec() / 1_000).unwrap_or(0)
+        }),
+        Err(_) => 0,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -883,6 +886,18 @@ impl GroupTotals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_us_is_the_system_clock_in_microseconds() {
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64
+        };
+        let (before, now, after) = (wall(), now_us(), wall());
+        assert!(before <= now && now <= after, "{before} {now} {after}");
+    }
 
     #[test]
     fn intervals_swap_and_totals_accumulate() {

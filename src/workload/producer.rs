@@ -315,6 +315,7 @@ fn run(task: ProducerTask) -> Result<(), String> {
     };
     // A message whose ring buffer is still in flight is built here and copied by librdkafka.
     let mut scratch = Vec::new();
+    let mut copied: u64 = 0;
     let mut seq: u64 = 0;
     while seq < max_messages && !task.stop.is_raised() {
         let sent_us = match pacer {
@@ -347,6 +348,7 @@ fn run(task: ProducerTask) -> Result<(), String> {
                 Payload::Ring(slot)
             }
             None => {
+                copied += 1;
                 scratch.resize(size, 0);
                 task.filler
                     .build(&mut scratch, task.run_tag, task.index, seq, sent_us);
@@ -391,6 +393,12 @@ fn run(task: ProducerTask) -> Result<(), String> {
             finish(&reports, &task, t, seq)?;
         }
     }
+    tracing::debug!(
+        producer = task.index,
+        messages = seq,
+        copied,
+        "sent; copied: no free ring buffer (or no ring)"
+    );
     // Wait for the outstanding delivery reports, bounded by the time limit and the stop flag.
     while producer.in_flight_count() > 0 {
         if task.stop.is_raised() || now_us() >= limit_us {

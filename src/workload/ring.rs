@@ -5,18 +5,21 @@
 //! on the delivery-report thread: on a 1 KiB message that was more than half of the sending
 //! thread's time, where librdkafka's own `rdkafka_performance` hands the same buffer to every
 //! message. A ring cannot share one buffer (every message has its own identity header), but it
-//! comes close: buffer `i` holds the body of every message `seq ≡ i` (mod the ring's length, a
-//! multiple of the filler's [`Filler::period`]), written once when the ring is made, so sending a
-//! message writes its 32-byte header and nothing else. The message goes to librdkafka without
-//! `RD_KAFKA_MSG_F_COPY` or `F_FREE`: it reads the buffer until the delivery report, which
-//! gives the buffer back ([`PayloadRing::release`]).
+//! comes close: the body of a message depends on its `seq` only modulo the filler's
+//! [`Filler::period`], and the ring holds a few copies of one period, written once when the ring
+//! is made, so sending a message writes its 32-byte header and nothing else. The message goes to
+//! librdkafka without `RD_KAFKA_MSG_F_COPY` or `F_FREE`: it reads the buffer until the delivery
+//! report, which gives the buffer back ([`PayloadRing::release`]).
 //!
-//! A buffer still in flight when its turn comes round is not waited for: that message is built in
-//! a scratch buffer and copied by librdkafka as before, so the ring never changes how much the
-//! client may queue (the user's `queue.buffering.max.*`). The ring holds twice what librdkafka
-//! may queue, because reports do not come back in send order (partitions' batches complete
-//! independently): with a ring as long as the queue, a quarter of the messages of a 1-producer
-//! run at full speed found their buffer still out. All rings of a run share [`RINGS_BYTES`]; a
+//! Message `seq` may take any copy's buffer of its position `seq mod period`: the first free one,
+//! starting from its lap's copy. A message whose every copy is still in flight is not waited for:
+//! it is built in a scratch buffer and copied by librdkafka as before, so the ring never changes
+//! how much the client may queue (the user's `queue.buffering.max.*`). The ring holds one copy
+//! more than what librdkafka may queue takes: reports do not come back in send order
+//! (partitions' batches complete independently), and with one fixed buffer per message (a ring
+//! as long as the queue) a quarter of the messages of a 1-producer run at full speed found theirs
+//! still out; it took twice the queue to bring that to 1–3 %, twice the memory to make (fresh
+//! pages, which the kernel zeroes) and to keep. All rings of a run share [`RINGS_BYTES`]; a
 //! producer whose share is less than one period of messages sends every message copied.
 //!
 //! The ring lives in the producer's client context, which the client keeps until it is
@@ -34,13 +37,19 @@ pub const RINGS_BYTES: usize = 256 << 20;
 
 /// See the module docs.
 pub struct PayloadRing {
-    /// `len × size` bytes of anonymous memory, asked for in huge pages; buffer `i` at
-    /// `i × size`. Kept for its lifetime; read and written only through `base`.
+    /// `copies × period × size` bytes of anonymous memory, asked for in huge pages; buffer `i`
+    /// at `i × size`, copy `c` of position `j` is buffer `c × period + j`. Kept for its
+    /// lifetime; read and written only through `base`.
     _bytes: MmapMut,
     /// Start of `bytes`, taken once: every access goes through this pointer, so the sending
     /// thread's writes and librdkafka's reads never go through a Rust reference to the whole.
     base: *mut u8,
     size: usize,
+    /// Messages of one period (positions).
+    period: u64,
+    /// Copies of the period.
+    copies: u64,
+    /// Buffers: `copies × period`.
     len: u64,
     /// Per buffer: librdkafka holds it (between a send and its delivery report).
     busy: Box<[AtomicBool]>,
@@ -68,10 +77,10 @@ impl std::fmt::Debug for PayloadRing {
 
 impl PayloadRing {
     /// The ring of one of `producers` producers for messages of `producer`, of the filler's
-    /// message size `size`, sized to twice `queue_bytes` (what librdkafka may queue) within the
-    /// producer's share of [`RINGS_BYTES`] and to the `messages` it will send, in whole
-    /// periods, every body in place. `None` when the share is less than one period, or for
-    /// messages shorter than the header (no body to reuse).
+    /// message size `size`: as many copies of a period as `queue_bytes` (what librdkafka may
+    /// queue) takes, and one more, within the producer's share of [`RINGS_BYTES`] and the
+    /// `messages` it will send, every body in place. `None` when the share is less than one
+    /// period, or for messages shorter than the header (no body to reuse).
     pub fn new(
         filler: &Filler,
         producer: u32,
@@ -85,14 +94,14 @@ impl PayloadRing {
         }
         let period = filler.period();
         let period_bytes = period as usize * size;
-        let budget = queue_bytes
-            .saturating_mul(2)
-            .min(RINGS_BYTES / producers.max(1) as usize);
-        let periods = budget / period_bytes;
-        if periods == 0 {
+        let share = RINGS_BYTES / producers.max(1) as usize / period_bytes;
+        if share == 0 {
             return None;
         }
-        let len = period * (periods as u64).min(messages.div_ceil(period).max(1));
+        let copies = (queue_bytes.div_ceil(period_bytes) + 1)
+            .min(share)
+            .min(messages.div_ceil(period).max(1) as usize) as u64;
+        let len = period * copies;
         let total = len as usize * size;
         // Huge pages when the kernel gives them (transparent huge pages in `madvise` mode, the
         // usual default): the ring is tens of MiB that the sending thread writes a header into
@@ -121,20 +130,24 @@ impl PayloadRing {
             _bytes: bytes,
             base,
             size,
+            period,
+            copies,
             len,
             busy,
         })
     }
 
-    /// Buffer for message `seq`, with its body in place, if librdkafka does not hold it: the
-    /// caller writes the header, then hands it to librdkafka ([`PayloadRing::slot_ptr`]) or
-    /// gives it back ([`PayloadRing::release_slot`]). Only the sending thread calls this.
+    /// A buffer for message `seq`, with its body in place, that librdkafka does not hold: the
+    /// first free copy of its position, starting from its lap's. The caller writes the header,
+    /// then hands it to librdkafka ([`PayloadRing::slot_ptr`]) or gives it back
+    /// ([`PayloadRing::release_slot`]). Only the sending thread calls this.
     #[allow(unsafe_code, clippy::mut_from_ref)]
     pub fn claim(&self, seq: u64) -> Option<(usize, &mut [u8])> {
-        let i = (seq % self.len) as usize;
-        if self.busy[i].load(Ordering::Acquire) {
-            return None;
-        }
+        let position = seq % self.period;
+        let lap = seq / self.period;
+        let i = (0..self.copies)
+            .map(|k| ((lap + k) % self.copies * self.period + position) as usize)
+            .find(|&i| !self.busy[i].load(Ordering::Acquire))?;
         self.busy[i].store(true, Ordering::Relaxed);
         // SAFETY: see the `Sync` impl: buffer i is not busy until now, so nothing else reads
         // or writes it, and only this (the sending) thread claims buffers.
@@ -152,7 +165,7 @@ impl PayloadRing {
     #[allow(unsafe_code)]
     fn start(&self, slot: usize) -> *mut u8 {
         debug_assert!(slot < self.len as usize, "buffer {slot} of {}", self.len);
-        // SAFETY: `slot` comes from `claim` (`seq % len`), so the offset is within the
+        // SAFETY: `slot` comes from `claim` (below `len`), so the offset is within the
         // mapping.
         unsafe { self.base.add(slot * self.size) }
     }
@@ -214,40 +227,54 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_buffer_is_not_claimed_until_its_report_releases_it() {
+    fn a_message_takes_a_free_copy_of_its_position_and_none_when_every_copy_is_out() {
         let f = Filler::new(PayloadKind::Random, 1.0, 1024, 1);
+        // A queue of 1 MiB, less than a period: one copy for it and one more.
         let ring = PayloadRing::new(&f, 0, 1, 1024, 1 << 20, u64::MAX).expect("ring");
-        let (slot, buf) = ring.claim(5).expect("free");
+        let p = f.period();
+        assert_eq!(ring.len(), 2 * p);
+        let (a, buf) = ring.claim(5).expect("free");
+        assert_eq!(a, 5, "lap 0 starts at copy 0");
         f.build_header(buf, 1, 0, 5, 7);
-        assert!(ring.claim(5).is_none(), "in flight");
-        assert!(
-            ring.claim(5 + ring.len()).is_none(),
-            "same buffer, next lap"
-        );
-        assert!(ring.claim(6).is_some(), "another buffer");
+        let (b, _) = ring.claim(5 + p).expect("the other copy");
+        assert_eq!(b, (p + 5) as usize, "lap 1 starts at copy 1");
+        assert!(ring.claim(5 + 2 * p).is_none(), "both copies are out");
+        assert!(ring.claim(6).is_some(), "another position");
         // A pointer that is not a buffer start (or not the ring's) frees nothing.
-        ring.release(ring.slot_ptr(slot).wrapping_add(1));
+        ring.release(ring.slot_ptr(a).wrapping_add(1));
         ring.release([0u8; 4].as_ptr());
-        assert!(ring.claim(5).is_none());
-        let ptr = ring.slot_ptr(slot);
-        // SAFETY-free read back, as the delivery report does.
-        let (id, _) = (read_header(buf_at(&ring, slot), 1).expect("ours"), ptr);
-        assert_eq!(id.seq, 5);
-        ring.release(ptr);
-        assert!(ring.claim(5 + ring.len()).is_some(), "free again");
-        ring.release_slot(slot);
-        assert!(ring.claim(5).is_some());
+        assert!(ring.claim(5 + 2 * p).is_none());
+        // Read back as the delivery report does, then released by it.
+        assert_eq!(read_header(buf_at(&ring, a), 1).expect("ours").seq, 5);
+        ring.release(ring.slot_ptr(a));
+        let (c, _) = ring.claim(5 + 3 * p).expect("free again");
+        assert_eq!(
+            c, a,
+            "lap 3 starts at copy 1, which is out, and takes copy 0"
+        );
+        ring.release_slot(b);
+        assert_eq!(ring.claim(5 + 4 * p).map(|(s, _)| s), Some(b), "given back");
     }
 
     #[test]
-    fn ring_holds_twice_the_queue_within_the_producers_share() {
+    fn ring_holds_the_queue_and_one_period_more_within_the_producers_share() {
         let f = Filler::new(PayloadKind::Random, 1.0, 1024, 1);
-        assert_eq!(f.period(), 2048);
+        let p = f.period();
+        assert_eq!(p, 2048);
         let ring = |producers, queue| {
             PayloadRing::new(&f, 0, producers, 1024, queue, u64::MAX).map(|r| r.len())
         };
-        assert_eq!(ring(1, 1 << 20), Some(2048), "one period");
-        assert_eq!(ring(1, 32 << 20), Some(32 * 2048), "twice the queue");
+        assert_eq!(
+            ring(1, 32 << 20),
+            Some(17 * p),
+            "the queue's 16 periods and one"
+        );
+        assert_eq!(ring(1, 1536 << 10), Some(2 * p), "whole periods");
+        assert_eq!(
+            ring(1, 1000 << 10),
+            Some(2 * p),
+            "less than a period, and one"
+        );
         assert_eq!(
             ring(1, 1 << 30),
             Some((RINGS_BYTES / 1024) as u64),
@@ -255,21 +282,19 @@ mod tests {
         );
         assert_eq!(
             ring(16, 4 << 20),
-            Some(4 * 2048),
-            "16 producers: twice their queues"
+            Some(3 * p),
+            "16 producers: 2 periods each and one"
         );
-        assert_eq!(ring(64, 4 << 20), Some(2 * 2048), "64: their share");
+        assert_eq!(ring(64, 4 << 20), Some(2 * p), "64: their share");
         assert_eq!(
             ring(1000, 2 << 20),
             None,
             "less than a period each: no ring"
         );
-        assert_eq!(ring(1, 1536 << 10), Some(2048), "whole periods");
-        assert_eq!(ring(1, 1000 << 10), None, "less than a period");
         let short =
             |messages| PayloadRing::new(&f, 0, 1, 1024, 32 << 20, messages).map(|r| r.len());
-        assert_eq!(short(10), Some(2048), "a short run: one period");
-        assert_eq!(short(3 * 2048 + 1), Some(4 * 2048), "whole periods");
+        assert_eq!(short(10), Some(p), "a short run: one period");
+        assert_eq!(short(3 * p + 1), Some(4 * p), "whole periods");
         let tiny = Filler::new(PayloadKind::Zeros, 1.0, 8, 1);
         assert!(
             PayloadRing::new(&tiny, 0, 1, 8, 1 << 20, u64::MAX).is_none(),
