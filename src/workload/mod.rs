@@ -19,7 +19,7 @@
 //! when the shared [`Stop`] flag is raised (drain reached, Ctrl-C, a broker died, time limit).
 
 pub mod consumer;
-pub mod delivery;
+mod delivery;
 pub mod payload;
 pub mod pipeline;
 pub mod producer;

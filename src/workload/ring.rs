@@ -41,7 +41,7 @@ pub struct PayloadRing {
     /// at `i × size`, copy `c` of position `j` is buffer `c × period + j`. Kept for its
     /// lifetime; read and written only through `base`.
     _bytes: MmapMut,
-    /// Start of `bytes`, taken once: every access goes through this pointer, so the sending
+    /// Start of the mapping, taken once: every access goes through this pointer, so the sending
     /// thread's writes and librdkafka's reads never go through a Rust reference to the whole.
     base: *mut u8,
     size: usize,
