@@ -31,7 +31,7 @@ use crate::measure::now_us;
 /// Messages sent between two non-blocking serves of the report queue at full speed: a report
 /// waits at most the time 32 sends take (tens of microseconds), and a serve, a few clock reads
 /// and a lock, costs a few nanoseconds per message.
-pub const SERVE_EVERY: u64 = 32;
+pub(super) const SERVE_EVERY: u64 = 32;
 
 /// What the sending thread waits on: written by librdkafka when an event lands in the empty
 /// report queue (once per stretch between two polls, `rd_kafka_queue_io_event_enable`).
@@ -39,13 +39,13 @@ pub const SERVE_EVERY: u64 = 32;
 /// Owned by the client's context, so it outlives the client: librdkafka writes the descriptor
 /// until it is destroyed, and a closed descriptor's number could be reused by another file.
 #[derive(Debug)]
-pub struct Wake {
+pub(super) struct Wake {
     fd: EventFd,
 }
 
 impl Wake {
     /// A new, unattached wake.
-    pub fn new() -> std::io::Result<Wake> {
+    pub(super) fn new() -> std::io::Result<Wake> {
         let fd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
         Ok(Wake { fd })
     }
@@ -56,7 +56,7 @@ impl Wake {
     /// # Safety
     /// `queue` is a live queue handle of a client whose context owns this wake.
     #[allow(unsafe_code)]
-    pub unsafe fn attach(&self, queue: *mut rdkafka::bindings::rd_kafka_queue_t) {
+    pub(super) unsafe fn attach(&self, queue: *mut rdkafka::bindings::rd_kafka_queue_t) {
         // An eventfd takes exactly eight bytes, a count to add.
         let one: u64 = 1;
         // SAFETY: per the contract, `queue` is live; the payload is copied by librdkafka.
@@ -72,7 +72,7 @@ impl Wake {
 
     /// Waits until librdkafka writes the wake or `timeout` passes, whichever is first, and
     /// clears it. Call with the queue empty; serve it after.
-    pub fn wait(&self, timeout: Duration) {
+    pub(super) fn wait(&self, timeout: Duration) {
         let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
         // EINTR or a spurious return only makes the caller serve an empty queue and wait again.
         let _ = nix::poll::ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None);
@@ -83,7 +83,7 @@ impl Wake {
 /// The time delivery reports are recorded at: read once per event (all reports of one served
 /// event share it), or per report where events are served several to a call.
 #[derive(Debug)]
-pub struct ReportClock {
+pub(super) struct ReportClock {
     /// `PER_REPORT`, `UNREAD` (a one-event serve began) or the time read for it.
     now: AtomicU64,
 }
@@ -101,14 +101,14 @@ impl Default for ReportClock {
 
 impl ReportClock {
     /// Runs `serve_one_event` with one clock read for its reports.
-    pub fn per_event(&self, serve_one_event: impl FnOnce()) {
+    pub(super) fn per_event(&self, serve_one_event: impl FnOnce()) {
         self.now.store(UNREAD, Ordering::Relaxed);
         serve_one_event();
         self.now.store(PER_REPORT, Ordering::Relaxed);
     }
 
     /// The time of a report being served now (µs since the epoch). Every report asks once.
-    pub fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         match self.now.load(Ordering::Relaxed) {
             PER_REPORT => now_us(),
             UNREAD => {
