@@ -491,7 +491,7 @@ fn queue_bytes(config: &ClientConfig) -> usize {
         .saturating_mul(1024)
 }
 
-/// Produces messages with `rd_kafka_producev` directly: rust-rdkafka's `send` always asks for
+/// Produces messages with `rd_kafka_produceva` directly: rust-rdkafka's `send` always asks for
 /// `RD_KAFKA_MSG_F_COPY` and makes a `CString` of the topic per message. A ring buffer is handed
 /// over without a copy (no flag: librdkafka neither copies nor frees it); a scratch payload with
 /// `F_COPY`. Delivery reports are the same as `send`'s: the delivery opaque is `()` (null).
@@ -507,8 +507,9 @@ struct Sender<'a> {
 // without a flag must stay valid and unwritten until its delivery report: it lives in the
 // producer's context, which the client keeps until it is destroyed (after every message), and
 // the sending thread writes only buffers the reports have released (`PayloadRing`). A payload
-// sent with `F_COPY` is copied before `rd_kafka_producev` returns. The variadic arguments follow
-// rust-rdkafka's own `BaseProducer::send` (types and order per rdkafka.h's `RD_KAFKA_V_*`).
+// sent with `F_COPY` is copied before `rd_kafka_produceva` returns. Each field's union member is
+// the one rdkafka.h's `rd_kafka_vu_t` names for its `RD_KAFKA_VTYPE_*`; the array outlives the
+// call, and a non-null error is destroyed once.
 // `topic` is a handle `new` took and `drop` releases (messages in flight hold their own).
 #[allow(unsafe_code)]
 impl<'a> Sender<'a> {
@@ -561,36 +562,62 @@ impl<'a> Sender<'a> {
             ),
             (Payload::Ring(_), None) => return Err(RDKafkaErrorCode::InvalidArgument),
         };
+        use rdkafka::bindings::{rd_kafka_vu_s__bindgen_ty_1 as U, rd_kafka_vu_t as Vu};
         let (key_ptr, key_len) = key.map_or((std::ptr::null(), 0), |k| (k.as_ptr(), k.len()));
-        let err = unsafe {
-            rdkafka::bindings::rd_kafka_producev(
+        let mem = |ptr: *const u8, size| U {
+            mem: rdkafka::bindings::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                ptr: ptr.cast_mut().cast(),
+                size,
+            },
+        };
+        // The array form of `rd_kafka_producev`: the same fields, read from memory rather than
+        // through `va_arg` (callgrind: a quarter of librdkafka's work per message on the
+        // sending thread went to walking the variadic list). The opaque and the headers are
+        // left at their defaults (none).
+        let vus = [
+            Vu {
+                vtype: RD_KAFKA_VTYPE_RKT,
+                u: U { rkt: self.topic },
+            },
+            Vu {
+                vtype: RD_KAFKA_VTYPE_PARTITION,
+                u: U {
+                    i32_: partition.unwrap_or(-1),
+                },
+            },
+            Vu {
+                vtype: RD_KAFKA_VTYPE_MSGFLAGS,
+                u: U { i: flags },
+            },
+            Vu {
+                vtype: RD_KAFKA_VTYPE_VALUE,
+                u: mem(ptr, len),
+            },
+            Vu {
+                vtype: RD_KAFKA_VTYPE_KEY,
+                u: mem(key_ptr, key_len),
+            },
+            Vu {
+                vtype: RD_KAFKA_VTYPE_TIMESTAMP,
+                u: U {
+                    i64_: (sent_us / 1000) as i64,
+                },
+            },
+        ];
+        let error = unsafe {
+            rdkafka::bindings::rd_kafka_produceva(
                 self.producer.client().native_ptr(),
-                RD_KAFKA_VTYPE_RKT,
-                self.topic,
-                RD_KAFKA_VTYPE_PARTITION,
-                partition.unwrap_or(-1),
-                RD_KAFKA_VTYPE_MSGFLAGS,
-                flags,
-                RD_KAFKA_VTYPE_VALUE,
-                ptr.cast_mut().cast::<std::os::raw::c_void>(),
-                len,
-                RD_KAFKA_VTYPE_KEY,
-                key_ptr.cast::<std::os::raw::c_void>(),
-                key_len,
-                RD_KAFKA_VTYPE_OPAQUE,
-                std::ptr::null_mut::<std::os::raw::c_void>(),
-                RD_KAFKA_VTYPE_TIMESTAMP,
-                (sent_us / 1000) as i64,
-                RD_KAFKA_VTYPE_HEADERS,
-                std::ptr::null_mut::<rdkafka::bindings::rd_kafka_headers_t>(),
-                RD_KAFKA_VTYPE_END,
+                vus.as_ptr(),
+                vus.len(),
             )
         };
-        if err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
-            Ok(())
-        } else {
-            Err(err.into())
+        if error.is_null() {
+            return Ok(());
         }
+        // An error object is the caller's to destroy.
+        let code = unsafe { rdkafka::bindings::rd_kafka_error_code(error) };
+        unsafe { rdkafka::bindings::rd_kafka_error_destroy(error) };
+        Err(code.into())
     }
 }
 
