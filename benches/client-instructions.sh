@@ -12,10 +12,10 @@
 # Identical runs differ by up to 3 % (batching depends on timing, even under valgrind), where
 # client-path.sh's figures differ by half on a shared VM. kbench's figure also holds work that
 # grows with the run's duration rather than its messages (sampler, interval collection, the
-# report's charts), which valgrind's slowdown stretches: compare kbench builds with each other, and read the
-# ratio to the yardstick as an upper bound. Instruction counts miss what costs time without
-# instructions (wake-ups, lock waits, cache and TLB misses, page faults): client-path.sh
-# measures those. A benchmark, not a test: it prints figures and never fails on them.
+# report's charts), which valgrind's slowdown stretches: compare kbench builds with each
+# other, and read the ratio to the yardstick as an upper bound. Instruction counts miss what
+# costs time without instructions (wake-ups, lock waits, cache and TLB misses, page faults):
+# client-path.sh measures those. A benchmark, not a test: it prints figures and never fails on them.
 #
 # Needs valgrind and `cargo build --release --bin kbench`; KBENCH=path measures another build.
 set -euo pipefail
