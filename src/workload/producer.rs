@@ -553,6 +553,7 @@ impl<'a> Sender<'a> {
         sent_us: u64,
     ) -> Result<(), RDKafkaErrorCode> {
         use rdkafka::bindings::rd_kafka_vtype_t::*;
+        use rdkafka::bindings::{rd_kafka_vu_s__bindgen_ty_1 as U, rd_kafka_vu_t as Vu};
         let (ptr, len, flags) = match (payload, self.ring()) {
             (Payload::Ring(slot), Some(ring)) => (ring.slot_ptr(slot), ring.buffer_len(), 0),
             (Payload::Copied(bytes), _) => (
@@ -562,7 +563,6 @@ impl<'a> Sender<'a> {
             ),
             (Payload::Ring(_), None) => return Err(RDKafkaErrorCode::InvalidArgument),
         };
-        use rdkafka::bindings::{rd_kafka_vu_s__bindgen_ty_1 as U, rd_kafka_vu_t as Vu};
         let (key_ptr, key_len) = key.map_or((std::ptr::null(), 0), |k| (k.as_ptr(), k.len()));
         let mem = |ptr: *const u8, size| U {
             mem: rdkafka::bindings::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
