@@ -31,6 +31,16 @@ impl AckLedger {
         self.acked.entry(producer).or_default().insert(seq);
     }
 
+    /// Records the acknowledgements of sequences `first..=last` of `producer`.
+    pub fn ack_range(&mut self, producer: u32, first: u32, last: u32) {
+        let bits = self.acked.entry(producer).or_default();
+        if first == last {
+            bits.insert(first);
+        } else {
+            bits.insert_range(first..=last);
+        }
+    }
+
     /// Records the sequences `first..=last` of `producer` as sent in an aborted transaction.
     pub fn abort_range(&mut self, producer: u32, first: u32, last: u32) {
         self.aborted

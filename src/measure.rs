@@ -41,6 +41,71 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// One task's latency values, recorded once each: into the open interval's histogram of the
+/// measured window, or of values the time series shows but the window does not hold (warm-up
+/// messages, another shard's clock). Closing an interval ([`Latencies::close_interval`], the
+/// collector, once a second) folds the first into the run's histogram. Recording each value
+/// into both an interval and a run histogram cost a second HDR record per message (about 67
+/// instructions, docs/hot-path.md part 8).
+#[derive(Debug)]
+pub struct Latencies {
+    /// Open interval, measured window.
+    measured: Histogram<u64>,
+    /// Open interval, the rest.
+    unmeasured: Histogram<u64>,
+    /// Closed intervals, measured window.
+    run: Histogram<u64>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies {
+            measured: latency_histogram(),
+            unmeasured: latency_histogram(),
+            run: latency_histogram(),
+        }
+    }
+}
+
+impl Latencies {
+    /// Records one value, µs; `measured`: it belongs to the measured window.
+    fn record(&mut self, us: u64, measured: bool) {
+        let h = if measured {
+            &mut self.measured
+        } else {
+            &mut self.unmeasured
+        };
+        let _ = h.record(us);
+    }
+
+    /// Closes the open interval: adds all its values to `row` and keeps the measured ones.
+    fn close_interval(&mut self, row: &mut Histogram<u64>) {
+        let _ = row.add(&self.unmeasured);
+        let _ = row.add(&self.measured);
+        let _ = self.run.add(&self.measured);
+        self.unmeasured.reset();
+        self.measured.reset();
+    }
+
+    /// Adds the measured window's values so far, the open interval's included, to `into`.
+    pub fn add_measured_to(&self, into: &mut Histogram<u64>) {
+        let _ = into.add(&self.run);
+        let _ = into.add(&self.measured);
+    }
+
+    /// The measured window's values so far.
+    pub fn measured(&self) -> Histogram<u64> {
+        let mut h = latency_histogram();
+        self.add_measured_to(&mut h);
+        h
+    }
+
+    /// Values recorded in the open interval.
+    pub fn in_interval(&self) -> u64 {
+        self.measured.len() + self.unmeasured.len()
+    }
+}
+
 /// Start of the measured window (end of the warm-up), shared by every task.
 #[derive(Debug, Default)]
 pub struct WarmupEnd(AtomicU64);
@@ -73,10 +138,8 @@ pub struct ProducerState {
     pub interval_acked: (u64, u64),
     /// Errors in the current interval.
     pub interval_errors: u64,
-    /// Produce latency in the current interval, µs (warm-up included).
-    pub interval_latency: Histogram<u64>,
-    /// Produce latency of the measured window, µs.
-    pub latency: Histogram<u64>,
+    /// Produce latency, µs: the current interval (warm-up included) and the measured window.
+    pub latency: Latencies,
     /// Acknowledged messages / bytes, whole run.
     pub acked: (u64, u64),
     /// Acknowledged messages / bytes after the warm-up.
@@ -87,8 +150,13 @@ pub struct ProducerState {
     pub failed_latency: Histogram<u64>,
     /// Errors by kind.
     pub errors: BTreeMap<String, u64>,
-    /// Acknowledged sequence numbers.
-    pub ledger: AckLedger,
+    /// Acknowledged sequence numbers, but for `ack_run` ([`ProducerState::ledger`] has all).
+    ledger: AckLedger,
+    /// Acknowledged sequences (producer, first, last) not yet in `ledger`. Reports come a batch
+    /// at a time and a batch holds consecutive sequences (librdkafka's sticky partitioner gives
+    /// a partition a run of messages), so a run goes into the bitmap as one range: a roaring
+    /// insert per message was about 100 instructions (docs/hot-path.md part 8).
+    ack_run: Option<(u32, u32, u32)>,
     /// Acknowledged messages per partition index.
     pub per_partition: Vec<u64>,
     /// Acknowledged payload bytes (key + value) per partition index.
@@ -104,6 +172,29 @@ pub struct ProducerState {
     pub txns: TxnCounts,
     /// Spans of held-up writes (see [`HeldUp`]), in time order, nearby ones merged.
     pub held_up: Vec<HeldUp>,
+}
+
+impl ProducerState {
+    /// The acknowledged (and, when transactional, committed) sequences so far.
+    pub fn ledger(&mut self) -> &AckLedger {
+        if let Some((producer, first, last)) = self.ack_run.take() {
+            self.ledger.ack_range(producer, first, last);
+        }
+        &self.ledger
+    }
+
+    /// Records an acknowledgement in the ledger: extends the open run, or closes it and opens
+    /// another.
+    fn ack(&mut self, producer: u32, seq: u32) {
+        match &mut self.ack_run {
+            Some((p, _, last)) if *p == producer && last.checked_add(1) == Some(seq) => *last = seq,
+            run => {
+                if let Some((p, first, last)) = run.replace((producer, seq, seq)) {
+                    self.ledger.ack_range(p, first, last);
+                }
+            }
+        }
+    }
 }
 
 /// A write is held up when it is acknowledged more than this long after its (intended) send
@@ -245,14 +336,14 @@ impl Default for ProducerMeter {
             state: CachePadded::new(Mutex::new(ProducerState {
                 interval_acked: (0, 0),
                 interval_errors: 0,
-                interval_latency: latency_histogram(),
-                latency: latency_histogram(),
+                latency: Latencies::default(),
                 acked: (0, 0),
                 measured: (0, 0),
                 failed: 0,
                 failed_latency: latency_histogram(),
                 errors: BTreeMap::new(),
                 ledger: AckLedger::default(),
+                ack_run: None,
                 per_partition: Vec::new(),
                 per_partition_bytes: Vec::new(),
                 last_ack_us: 0,
@@ -298,23 +389,20 @@ impl ProducerMeter {
                 bytes,
                 measured: sent_us >= warmup_end,
             });
-            let _ = s.interval_latency.record(latency);
-            if sent_us >= warmup_end {
-                let _ = s.latency.record(latency);
-            }
+            s.latency.record(latency, sent_us >= warmup_end);
             return;
         }
         s.interval_acked.0 += 1;
         s.interval_acked.1 += bytes;
         s.acked.0 += 1;
         s.acked.1 += bytes;
-        let _ = s.interval_latency.record(latency);
-        if sent_us >= warmup_end {
+        let measured = sent_us >= warmup_end;
+        s.latency.record(latency, measured);
+        if measured {
             s.measured.0 += 1;
             s.measured.1 += bytes;
-            let _ = s.latency.record(latency);
         }
-        s.ledger.ack(producer, seq);
+        s.ack(producer, seq);
         bump(&mut s.per_partition, partition, 1);
         bump(&mut s.per_partition_bytes, partition, bytes);
         s.last_ack_us = s.last_ack_us.max(now);
@@ -363,7 +451,7 @@ impl ProducerMeter {
                         s.measured.0 += 1;
                         s.measured.1 += a.bytes;
                     }
-                    s.ledger.ack(producer, a.seq);
+                    s.ack(producer, a.seq);
                     bump(&mut s.per_partition, a.partition, 1);
                     bump(&mut s.per_partition_bytes, a.partition, a.bytes);
                 }
@@ -439,10 +527,9 @@ pub struct ConsumerState {
     pub interval_consumed: (u64, u64),
     /// Errors in the current interval.
     pub interval_errors: u64,
-    /// End-to-end latency in the current interval, µs.
-    pub interval_latency: Histogram<u64>,
-    /// End-to-end latency of the measured window, µs.
-    pub latency: Histogram<u64>,
+    /// End-to-end latency, µs: the current interval (all messages) and the measured window (of
+    /// this shard's producers; see `cross_latency`).
+    pub latency: Latencies,
     /// Messages / bytes, whole run.
     pub consumed: (u64, u64),
     /// Messages / bytes sent after the warm-up.
@@ -482,19 +569,19 @@ impl ConsumerState {
         match a.id {
             Identity::Ours(id) => {
                 let latency = now.saturating_sub(id.sent_us).max(1);
-                let _ = self.interval_latency.record(latency);
-                if id.sent_us >= warmup_end {
-                    self.measured.0 += 1;
-                    self.measured.1 += a.bytes;
-                    let cross = self
+                let measured = id.sent_us >= warmup_end;
+                let cross = measured
+                    && self
                         .local_producers
                         .as_ref()
                         .is_some_and(|r| !r.contains(&id.producer));
-                    if cross {
-                        let _ = self.cross_latency.record(latency);
-                    } else {
-                        let _ = self.latency.record(latency);
-                    }
+                self.latency.record(latency, measured && !cross);
+                if measured {
+                    self.measured.0 += 1;
+                    self.measured.1 += a.bytes;
+                }
+                if cross {
+                    let _ = self.cross_latency.record(latency);
                 }
                 self.ledger.receive(id.producer, id.seq, a.partition);
             }
@@ -510,8 +597,7 @@ impl Default for ConsumerMeter {
             state: Mutex::new(ConsumerState {
                 interval_consumed: (0, 0),
                 interval_errors: 0,
-                interval_latency: latency_histogram(),
-                latency: latency_histogram(),
+                latency: Latencies::default(),
                 consumed: (0, 0),
                 measured: (0, 0),
                 errors: BTreeMap::new(),
@@ -673,8 +759,7 @@ impl Collector {
             row.errors += s.interval_errors;
             s.interval_acked = (0, 0);
             s.interval_errors = 0;
-            let _ = produce.add(&s.interval_latency);
-            s.interval_latency.reset();
+            s.latency.close_interval(&mut produce);
         }
         for member in self.groups.iter().flatten() {
             let mut s = lock(&member.state);
@@ -683,8 +768,7 @@ impl Collector {
             row.errors += s.interval_errors;
             s.interval_consumed = (0, 0);
             s.interval_errors = 0;
-            let _ = e2e.add(&s.interval_latency);
-            s.interval_latency.reset();
+            s.latency.close_interval(&mut e2e);
         }
         row.produced_msgs = sent.0 - self.last_sent.0;
         row.produced_bytes = sent.1 - self.last_sent.1;
@@ -707,7 +791,7 @@ impl Collector {
     pub fn produce_latency(&self) -> Histogram<u64> {
         let mut h = latency_histogram();
         for p in &self.producers {
-            let _ = h.add(&lock(&p.state).latency);
+            lock(&p.state).latency.add_measured_to(&mut h);
         }
         h
     }
@@ -716,7 +800,7 @@ impl Collector {
     pub fn e2e_latency(&self) -> Histogram<u64> {
         let mut h = latency_histogram();
         for m in self.groups.iter().flatten() {
-            let _ = h.add(&lock(&m.state).latency);
+            lock(&m.state).latency.add_measured_to(&mut h);
         }
         h
     }
@@ -816,12 +900,12 @@ impl ProduceTotals {
             for (k, v) in &st.errors {
                 *self.errors.entry(k.clone()).or_insert(0) += v;
             }
-            self.acks.merge(&st.ledger);
+            self.acks.merge(st.ledger());
             add_counts(&mut self.per_partition, &st.per_partition);
             add_counts(&mut self.per_partition_bytes, &st.per_partition_bytes);
             add_counts(&mut self.per_partition_other, &st.per_partition_other);
             self.txns.merge(&st.txns);
-            let _ = self.latency.add(&st.latency);
+            st.latency.add_measured_to(&mut self.latency);
             let _ = self.failed_latency.add(&st.failed_latency);
             self.last_ack_us = self.last_ack_us.max(st.last_ack_us);
         });
@@ -875,7 +959,7 @@ impl GroupTotals {
                 *self.errors.entry(k.clone()).or_insert(0) += v;
             }
             self.ledger.merge(&st.ledger);
-            let _ = self.latency.add(&st.latency);
+            st.latency.add_measured_to(&mut self.latency);
             let _ = self.cross_latency.add(&st.cross_latency);
             self.first_recv_us = earliest_us(self.first_recv_us, st.first_recv_us);
             self.last_recv_us = self.last_recv_us.max(st.last_recv_us);
@@ -953,7 +1037,7 @@ mod tests {
                 s.failed_latency.max() >= 59_000_000,
                 "send → failure report"
             );
-            assert_eq!(s.ledger.total(), 2);
+            assert_eq!(s.ledger().total(), 2);
             // The failed message is held up; the prompt ones are not.
             assert_eq!(
                 s.held_up,
@@ -971,6 +1055,59 @@ mod tests {
             (0, 0, 0)
         );
         c.with_state(|s| assert_eq!(s.next_offsets[&0], 1));
+    }
+
+    #[test]
+    fn acknowledgements_in_any_order_reach_the_ledger() {
+        // Runs, gaps, repeats, out-of-order batches and another producer index: the ledger
+        // holds exactly the acknowledged sequences, read at any point.
+        let p = ProducerMeter::default();
+        let acks: Vec<(u32, u32)> = [0, 1, 2, 3, 10, 11, 4, 5, 5, 12, 9, 20, 30, 32]
+            .iter()
+            .map(|&s| (0, s))
+            .chain([(1, 7), (1, 8), (0, 21), (0, 22), (0, u32::MAX)])
+            .collect();
+        let mut want: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (i, &(producer, seq)) in acks.iter().enumerate() {
+            p.acked(producer, seq, 0, 1, 0, 1, 0);
+            want.entry(producer).or_default().push(seq);
+            if i == 5 {
+                // A read in the middle of a run closes it; later acknowledgements still count.
+                p.with_state(|s| assert_eq!(s.ledger().total(), 6));
+            }
+        }
+        p.with_state(|s| {
+            let got: BTreeMap<u32, Vec<u32>> = s
+                .ledger()
+                .acked
+                .iter()
+                .map(|(p, bits)| (*p, bits.iter().collect()))
+                .collect();
+            for seqs in want.values_mut() {
+                seqs.sort_unstable();
+                seqs.dedup();
+            }
+            assert_eq!(got, want);
+        });
+    }
+
+    #[test]
+    fn latency_is_recorded_once_and_read_from_both_windows() {
+        let mut l = Latencies::default();
+        l.record(100, false); // warm-up
+        l.record(200, true);
+        // The open interval's measured values are part of the run's so far.
+        assert_eq!((l.in_interval(), l.measured().len()), (2, 1));
+        let mut row = latency_histogram();
+        l.close_interval(&mut row);
+        assert_eq!((row.len(), row.min(), row.max()), (2, 100, 200));
+        assert_eq!((l.in_interval(), l.measured().len()), (0, 1));
+        l.record(300, true);
+        let mut row = latency_histogram();
+        l.close_interval(&mut row);
+        assert_eq!(row.len(), 1);
+        let m = l.measured();
+        assert_eq!((m.len(), m.min(), m.max()), (2, 200, 300));
     }
 
     #[test]
@@ -1094,7 +1231,11 @@ mod tests {
                     s.interval_consumed,
                     s.next_offsets.clone(),
                     (s.first_recv_us, s.last_recv_us),
-                    (s.latency.len(), s.latency.max(), s.interval_latency.len()),
+                    (
+                        s.latency.measured().len(),
+                        s.latency.measured().max(),
+                        s.latency.in_interval(),
+                    ),
                     (
                         s.ledger.consumed,
                         s.ledger.duplicated,

@@ -181,7 +181,7 @@ impl Run<'_> {
     ) -> Result<BTreeMap<i32, (i64, i64)>, String> {
         let mut input_acks = AckLedger::default();
         for m in &self.producer_meters {
-            m.with_state(|st| input_acks.merge(&st.ledger));
+            m.with_state(|st| input_acks.merge(st.ledger()));
         }
         let deadline = Instant::now() + bound;
         while let Err(behind) = meter.drained(&input_acks) {
