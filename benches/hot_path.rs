@@ -14,8 +14,9 @@
 //! - `produce-copy-and-seal`: the same message built the way kbench did before issue 14 (copy
 //!   the body, then CRC32C the whole message), for comparison;
 //! - `ack`: a delivery report of an acknowledged message (read the identity back, take the
-//!   time, record counters, two histograms, ledger, per-partition counts, give the ring buffer
-//!   back);
+//!   time, record counters, a histogram, ledger, per-partition counts, give the ring buffer
+//!   back), each producer's into its own meter as in a run, so a producer's consecutive
+//!   sequences extend its ledger's open run;
 //! - `consume`: a consumed message (check run tag, length and CRC32C of the whole message,
 //!   record counters, histograms, ledger, offsets), in batches of the member's `POLL_BATCH`
 //!   with one clock read and one meter lock per batch, as the member does at full speed.
@@ -52,7 +53,8 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
     let filler = Filler::new(PayloadKind::Random, 1.0, SIZE, 1);
     let mut keys = KeyChooser::new(Keys::None, 0, PARTITIONS);
     let mut buf = vec![0u8; SIZE];
-    let producer = ProducerMeter::default();
+    // One meter per producer, as each producer task has.
+    let producers: Vec<ProducerMeter> = (0..PRODUCERS).map(|_| ProducerMeter::default()).collect();
     // One ring per producer, of one period (the smallest a producer gets).
     let rings: Vec<PayloadRing> = if phase == "produce" || phase == "ack" {
         (0..PRODUCERS)
@@ -95,27 +97,27 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
                     };
                     filler.build_header(msg, RUN_TAG, p, seq, sent_us + n);
                     let (key, _) = keys.choose(p, seq);
-                    producer.sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
+                    producers[p as usize].sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
                     black_box(ring.slot_ptr(slot));
                     ring.release_slot(slot);
                 }
                 "produce-copy" => {
                     filler.build(&mut buf, RUN_TAG, p, seq, sent_us + n);
                     let (key, _) = keys.choose(p, seq);
-                    producer.sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
+                    producers[p as usize].sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
                     black_box(&buf);
                 }
                 "produce-copy-and-seal" => {
                     buf[HEADER..].copy_from_slice(filler.body(p, seq));
                     write_header(&mut buf, RUN_TAG, p, seq, sent_us + n);
                     let (key, _) = keys.choose(p, seq);
-                    producer.sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
+                    producers[p as usize].sent((SIZE + key.map_or(0, <[u8]>::len)) as u64);
                     black_box(&buf);
                 }
                 "ack" => {
                     let m = &sample[n as usize];
                     let partition = (seq % PARTITIONS as u64) as i32;
-                    record_ack(&producer, p, RUN_TAG, m, 0, partition, now_us(), 0);
+                    record_ack(&producers[p as usize], p, RUN_TAG, m, 0, partition, now_us(), 0);
                     rings[p as usize].release(m.as_ptr());
                 }
                 "consume" => {
@@ -139,7 +141,7 @@ fn run(phase: &str, messages: u64, repeat: u32) -> Result<(), String> {
             }
         }
     }
-    black_box((&producer, &consumer));
+    black_box((&producers, &consumer));
     Ok(())
 }
 
