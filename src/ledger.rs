@@ -28,7 +28,7 @@ pub struct AckLedger {
 impl AckLedger {
     /// Records one acknowledgement.
     pub fn ack(&mut self, producer: u32, seq: u32) {
-        self.acked.entry(producer).or_default().insert(seq);
+        self.ack_range(producer, seq, seq);
     }
 
     /// Records the acknowledgements of sequences `first..=last` of `producer`.

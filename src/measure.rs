@@ -94,14 +94,16 @@ impl Latencies {
     }
 
     /// The measured window's values so far.
-    pub fn measured(&self) -> Histogram<u64> {
+    #[cfg(test)]
+    fn measured(&self) -> Histogram<u64> {
         let mut h = latency_histogram();
         self.add_measured_to(&mut h);
         h
     }
 
     /// Values recorded in the open interval.
-    pub fn in_interval(&self) -> u64 {
+    #[cfg(test)]
+    fn in_interval(&self) -> u64 {
         self.measured.len() + self.unmeasured.len()
     }
 }

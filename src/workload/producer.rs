@@ -120,8 +120,8 @@ impl ProducerContext for Context {
 /// What a delivery report of an acknowledged message costs kbench, per message: read the
 /// identity back from the payload librdkafka hands back, record it at `now` (the report's time,
 /// read once per event: [`ReportClock`]) in the task's meter (counters, one histogram record,
-/// the ledger's open run, per-partition counts). Public for the instruction-count guard (`benches/hot_path.rs`), which
-/// drives exactly this.
+/// the ledger's open run, per-partition counts). Public for the instruction-count guard
+/// (`benches/hot_path.rs`), which drives exactly this.
 #[allow(clippy::too_many_arguments)]
 pub fn record_ack(
     meter: &ProducerMeter,
