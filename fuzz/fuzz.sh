@@ -6,15 +6,26 @@
 #                                       seeds; new inputs go to fuzz/work/TARGET (git-ignored),
 #                                       crashes to fuzz/artifacts/TARGET/
 #   fuzz/fuzz.sh replay                 run every seed and regression input once, every target
-#   fuzz/fuzz.sh ci SECONDS             build, replay, then run each target for SECONDS
+#                                       built
+#   fuzz/fuzz.sh ci SECONDS             build the kbroker targets, replay, then run each for
+#                                       SECONDS
 #   fuzz/fuzz.sh tmin TARGET INPUT      minimise a crashing input
+#
+# The kbroker targets (request_frame, request_body, record_batch, server_properties) build
+# without kbench; `scenario` needs it, and with it librdkafka and the harness, which the fuzz
+# crate's `scenario` feature brings in. Feature unification then rebuilds the dependencies the two
+# share (kafka-protocol, kbroker, ...) a second time: `build` takes 9 minutes for the four and 9
+# more for `scenario` on a 2-core machine. CI (`ci`) fuzzes the four, the input any client can
+# send; the scenario target's seeds and regressions still run in `cargo test`
+# (tests/fuzz_inputs.rs), and `build` followed by `run scenario SECONDS` fuzzes it.
 #
 # Fails (never skips) when the nightly toolchain or cargo-fuzz is missing, and on any crash,
 # panic, leak, timeout or allocation over -malloc_limit_mb / -rss_limit_mb.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TARGETS=(request_frame request_body record_batch scenario server_properties)
+BROKER_TARGETS=(request_frame request_body record_batch server_properties)
+TARGETS=("${BROKER_TARGETS[@]}" scenario)
 BIN=target/x86_64-unknown-linux-gnu/release
 # An allocation of more than 512 MiB, or 2 GiB resident, is a finding: the request bounds check
 # exists so that no count in a frame reaches an allocator unchecked. 10 s for one input is a hang.
@@ -50,12 +61,19 @@ dict() {
     if [ -f "dict/$1.dict" ]; then echo "-dict=dict/$1.dict"; fi
 }
 
+# build [scenario]: the kbroker targets; with `scenario`, that target too.
 build() {
     need_toolchain
     # -a: debug assertions and overflow checks, so an arithmetic overflow is a finding too.
     # LDFLAGS: the cc crate compiles the C dependencies (zlib, zstd, for librdkafka) with ASan
     # under cargo-fuzz; librdkafka's ./configure then needs the ASan runtime to link its checks.
-    LDFLAGS=-fsanitize=address nice -n 10 cargo +nightly fuzz build -a --fuzz-dir . "$@"
+    # Without a target name cargo-fuzz builds every binary whose required features are on: the
+    # four kbroker targets.
+    LDFLAGS=-fsanitize=address nice -n 10 cargo +nightly fuzz build -a --fuzz-dir .
+    if [ "${1:-}" = scenario ]; then
+        LDFLAGS=-fsanitize=address nice -n 10 cargo +nightly fuzz build -a --fuzz-dir . \
+            --features scenario scenario
+    fi
 }
 
 run() {
@@ -69,9 +87,14 @@ run() {
         "${LIMITS[@]}" "$@"
 }
 
+# replay TARGET...: every seed and regression input of each TARGET, once.
 replay() {
     local t failed=0 inputs
-    for t in "${TARGETS[@]}"; do
+    for t in "$@"; do
+        if [ ! -x "$BIN/$t" ]; then
+            echo "fuzz: $t is not built (fuzz/fuzz.sh build)" >&2
+            return 1
+        fi
         mapfile -t inputs < <(find "$(seeds "$t")" "regressions/$t" -type f 2>/dev/null | sort)
         if [ ${#inputs[@]} -eq 0 ]; then
             continue
@@ -89,8 +112,7 @@ replay() {
 mkdir -p artifacts
 case "${1:-}" in
 build)
-    shift
-    build "$@"
+    build scenario
     ;;
 run)
     [ $# -ge 3 ] || { echo "usage: fuzz/fuzz.sh run TARGET SECONDS [libFuzzer flags]" >&2; exit 2; }
@@ -98,13 +120,16 @@ run)
     run "$@"
     ;;
 replay)
-    replay
+    targets=()
+    for t in "${TARGETS[@]}"; do [ -x "$BIN/$t" ] && targets+=("$t"); done
+    [ ${#targets[@]} -gt 0 ] || { echo "fuzz: nothing is built (fuzz/fuzz.sh build)" >&2; exit 1; }
+    replay "${targets[@]}"
     ;;
 ci)
     [ $# -eq 2 ] || { echo "usage: fuzz/fuzz.sh ci SECONDS_PER_TARGET" >&2; exit 2; }
     build
-    replay
-    for t in "${TARGETS[@]}"; do
+    replay "${BROKER_TARGETS[@]}"
+    for t in "${BROKER_TARGETS[@]}"; do
         echo "fuzz: $t for $2 s"
         run "$t" "$2" >"artifacts/ci-$t.log" 2>&1 || {
             echo "fuzz: $t found a crash (input in fuzz/artifacts/$t/):" >&2

@@ -1,11 +1,15 @@
 //! Every seed and every regression input of the fuzz targets (`fuzz/corpus/<target>/`,
-//! `fuzz/regressions/<target>/`) through the targets' own code (`fuzz/src/lib.rs`, included
-//! here by path), on stable as part of `cargo test`: a fixed finding stays fixed on machines
+//! `fuzz/regressions/<target>/`) through the targets' own code (`fuzz/src/lib.rs` and
+//! `fuzz/src/scenario.rs`, included here by path), on stable as part of `cargo test`: a fixed finding stays fixed on machines
 //! without nightly or cargo-fuzz, and a seed that stops passing is caught before CI fuzzes.
 
 #[allow(unreachable_pub, dead_code)]
 #[path = "../fuzz/src/lib.rs"]
 mod fuzz_targets;
+
+#[allow(unreachable_pub)]
+#[path = "../fuzz/src/scenario.rs"]
+mod scenario_target;
 
 use std::path::{Path, PathBuf};
 
@@ -30,11 +34,13 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 /// Runs every seed and regression input of `target` through it; fails naming each input that
 /// panicked. Returns how many seeds there were.
 fn replay(target: &str) -> usize {
+    let scenario: (&str, fuzz_targets::Target) = ("scenario", scenario_target::scenario);
     let run = fuzz_targets::TARGETS
         .iter()
+        .chain([&scenario])
         .find(|(name, _)| *name == target)
         .map(|&(_, run)| run)
-        .expect("a target of fuzz/src/lib.rs");
+        .expect("a target of fuzz/src/lib.rs or fuzz/src/scenario.rs");
     // request_body starts from the real frames request_frame does.
     let seeds_of = if target == "request_body" {
         "request_frame"

@@ -12,8 +12,10 @@
 //! - [`record_batch`]: one partition's produce payload through
 //!   [`kbroker::log::validate_produce`] (what the produce handler runs before appending), then
 //!   what the append and the readers of stored batches do with it.
-//! - [`scenario`]: TOML text through [`kbench::scenario::load_str`] (parse, schema, validation,
-//!   `--set` overrides, matrix expansion).
+//! - `scenario`: TOML text through `kbench::scenario::load_str` (parse, schema, validation,
+//!   `--set` overrides, matrix expansion). It lives apart, in `scenario.rs`, because it is the
+//!   one target that needs kbench, and with it librdkafka and the harness: the fuzz crate's
+//!   `scenario` feature brings them in, so the four kbroker targets build without them.
 //! - [`server_properties`]: `server.properties` text through [`kbroker::BrokerConfig::parse`].
 //!
 //! A panic anywhere is a finding; so is an allocation past what the input justifies (the
@@ -185,35 +187,6 @@ fn check_payload(data: &[u8]) {
     }
 }
 
-/// A scenario file into [`kbench::scenario::load_str`]. Lines `#set key=value` (TOML comments)
-/// are also given as `--set` overrides, so the override path is fuzzed from the same text. A
-/// loaded scenario has at least one variant, each of which validates again.
-pub fn scenario(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let sets: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#set "))
-        .map(str::to_owned)
-        .collect();
-    match kbench::scenario::load_str(text, Path::new("fuzz.toml"), &sets) {
-        Ok(loaded) => {
-            assert!(
-                !loaded.variants.is_empty(),
-                "a loaded scenario runs something"
-            );
-            for v in &loaded.variants {
-                if let Err(e) = v.scenario.validate() {
-                    panic!("loaded variant {:?} does not validate: {e:?}", v.label);
-                }
-                let _ = v.scenario.resolved();
-            }
-        }
-        Err(e) => drop(e.to_string()),
-    }
-}
-
 /// `server.properties` bytes into [`kbroker::BrokerConfig::parse`], with `#override key=value`
 /// lines (comments in properties syntax) also given as `--override`s. Host names resolve only
 /// as IPv4 literals and `localhost` ([`offline_ipv4`]): the fuzzer must not send DNS queries.
@@ -259,7 +232,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("request_frame", request_frame),
     ("request_body", request_body),
     ("record_batch", record_batch),
-    ("scenario", scenario),
     ("server_properties", server_properties),
 ];
 
