@@ -92,10 +92,11 @@ pub struct GroupLedger {
 }
 
 impl GroupLedger {
-    /// Records one received message.
-    pub fn receive(&mut self, producer: u32, seq: u32, partition: i32) {
+    /// Records one received message; true when it is the first copy of it.
+    pub fn receive(&mut self, producer: u32, seq: u32, partition: i32) -> bool {
         self.consumed += 1;
-        if !self.received.entry(producer).or_default().insert(seq) {
+        let first = self.received.entry(producer).or_default().insert(seq);
+        if !first {
             self.duplicated += 1;
         }
         match self.last.entry((producer, partition)) {
@@ -114,6 +115,7 @@ impl GroupLedger {
                 }
             }
         }
+        first
     }
 
     /// Records a message that carries no identity of this run.
@@ -417,5 +419,14 @@ mod tests {
         let g = received_all(65_536, 16);
         assert_eq!(verdict(&a, &g).lost, 0);
         assert!(approx_bytes(&a.acked) + approx_bytes(&g.received) < 4 << 20);
+    }
+
+    #[test]
+    fn receive_tells_the_first_copy_of_a_message() {
+        let mut log = GroupLedger::default();
+        assert!(log.receive(1, 7, 0));
+        assert!(!log.receive(1, 7, 0));
+        assert!(log.receive(2, 7, 0));
+        assert_eq!((log.consumed, log.duplicated), (3, 1));
     }
 }

@@ -56,66 +56,111 @@ pub fn read(
         .map_err(|e| format!("final read: cannot assign {topic_name}: {e}"))?;
     let mut ledger = GroupLedger::default();
     let mut found = vec![0u64; partitions.max(0) as usize];
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut progress = Progress::new(&ends);
     let deadline = Instant::now() + bound;
     let mut last_transient: Option<String> = None;
-    let done = |next: &BTreeMap<i32, i64>| {
-        ends.iter()
-            .all(|(p, (low, high))| high <= low || next.get(p).is_some_and(|n| n >= high))
-    };
-    while !done(&next) {
+    while !progress.done() {
         if Instant::now() >= deadline {
-            let (p, (_, high)) = ends
-                .iter()
-                .find(|(p, (low, high))| high > low && next.get(p).is_none_or(|n| n < high))
-                .map_or((&-1, &(0, 0)), |(p, w)| (p, w));
+            let (p, at, high) = progress.first_short().unwrap_or((-1, 0, 0));
             let why = last_transient
                 .as_deref()
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default();
             return Err(format!(
-                "final read: {topic_name}-{p} not read to its end offset {high} within {bound:?} (at {}){why}",
-                next.get(p).copied().unwrap_or(0)
+                "final read: {topic_name}-{p} not read to its end offset {high} within {bound:?} (at {at}){why}"
             ));
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let p = m.partition();
-                next.insert(p, m.offset() + 1);
-                match check.identify(m.payload().unwrap_or_default()) {
-                    Identity::Ours(id) => {
-                        let new = !ledger
-                            .received
-                            .get(&id.producer)
-                            .is_some_and(|r| r.contains(id.seq));
-                        ledger.receive(id.producer, id.seq, p);
-                        if new {
-                            if let Some(f) = usize::try_from(p).ok().and_then(|i| found.get_mut(i))
-                            {
-                                *f += 1;
+        // Wait up to 100 ms for a message, then take what the client already holds without
+        // waiting, up to POLL_BATCH, before the clock is read again.
+        let mut wait = Duration::from_millis(100);
+        for _ in 0..POLL_BATCH {
+            match consumer.poll(wait) {
+                Some(Ok(m)) => {
+                    let p = m.partition();
+                    progress.advance(p, m.offset() + 1);
+                    match check.identify(m.payload().unwrap_or_default()) {
+                        Identity::Ours(id) => {
+                            if ledger.receive(id.producer, id.seq, p) {
+                                if let Some(f) =
+                                    usize::try_from(p).ok().and_then(|i| found.get_mut(i))
+                                {
+                                    *f += 1;
+                                }
+                            }
+                        }
+                        Identity::Corrupted => ledger.receive_corrupted(),
+                        Identity::Foreign => ledger.receive_foreign(),
+                    }
+                    if progress.done() {
+                        break;
+                    }
+                }
+                Some(Err(e)) if topic::is_transient(&e) => {
+                    last_transient = Some(e.to_string());
+                    break;
+                }
+                Some(Err(e)) => return Err(format!("final read of {topic_name}: {e}")),
+                None => {
+                    // Markers and aborted records move the position without a message.
+                    if let Ok(pos) = consumer.position() {
+                        for e in pos.elements() {
+                            if let Offset::Offset(o) = e.offset() {
+                                progress.advance(e.partition(), o);
                             }
                         }
                     }
-                    Identity::Corrupted => ledger.receive_corrupted(),
-                    Identity::Foreign => ledger.receive_foreign(),
+                    break;
                 }
             }
-            Some(Err(e)) if topic::is_transient(&e) => last_transient = Some(e.to_string()),
-            Some(Err(e)) => return Err(format!("final read of {topic_name}: {e}")),
-            None => {
-                // Markers and aborted records move the position without a message.
-                if let Ok(pos) = consumer.position() {
-                    for e in pos.elements() {
-                        if let Offset::Offset(o) = e.offset() {
-                            let n = next.entry(e.partition()).or_insert(0);
-                            *n = (*n).max(o);
-                        }
-                    }
-                }
-            }
+            wait = Duration::ZERO;
         }
     }
     Ok((ledger, found))
+}
+
+/// Messages taken from the client per look at the clock (the read's deadline).
+const POLL_BATCH: usize = 1024;
+
+/// How far the read has come: per partition the next offset and the end offset it must reach,
+/// and how many partitions are still short of their end, so that "read to the end?" costs
+/// nothing per message.
+struct Progress {
+    /// Partition → (next offset, end offset). The next offset starts at the log start: a
+    /// partition whose end is at or below it has nothing to read.
+    offsets: BTreeMap<i32, (i64, i64)>,
+    /// Partitions whose next offset is below their end.
+    short: usize,
+}
+
+impl Progress {
+    fn new(ends: &BTreeMap<i32, (i64, i64)>) -> Progress {
+        Progress {
+            offsets: ends.clone(),
+            short: ends.values().filter(|(low, high)| high > low).count(),
+        }
+    }
+
+    /// The read of `partition` reached `next` (a partition not being read is ignored).
+    fn advance(&mut self, partition: i32, next: i64) {
+        if let Some((at, end)) = self.offsets.get_mut(&partition) {
+            if *at < *end && next >= *end {
+                self.short -= 1;
+            }
+            *at = (*at).max(next);
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.short == 0
+    }
+
+    /// The first partition short of its end: (partition, next offset, end offset).
+    fn first_short(&self) -> Option<(i32, i64, i64)> {
+        self.offsets
+            .iter()
+            .find(|(_, (at, end))| at < end)
+            .map(|(p, (at, end))| (*p, *at, *end))
+    }
 }
 
 /// Judges a final read: every acknowledged message must be in it. Returns the summary part and
@@ -223,5 +268,27 @@ mod tests {
         log.receive(0, 5, 1);
         let (f, failures) = judge("t", &acks, &[5, 5], &log, &[5, 5], 0.1);
         assert_eq!((f.lost, failures.len()), (0, 0));
+    }
+
+    #[test]
+    fn the_read_is_done_when_every_partition_reached_its_end() {
+        // Partition 0 holds offsets 0..3, 1 is empty, 2 starts at 5 (retention) and ends at 7.
+        let ends = BTreeMap::from([(0, (0, 3)), (1, (4, 4)), (2, (5, 7))]);
+        let mut p = Progress::new(&ends);
+        assert!(!p.done());
+        assert_eq!(p.first_short(), Some((0, 0, 3)));
+        p.advance(0, 3);
+        p.advance(0, 2); // an older position (a marker seen late) does not move it back
+        assert_eq!(p.first_short(), Some((2, 5, 7)));
+        p.advance(9, 100); // a partition not read
+        p.advance(2, 6);
+        assert!(!p.done());
+        p.advance(2, 8); // a position past a marker at the end
+        p.advance(2, 8);
+        assert!(p.done());
+        assert_eq!(p.first_short(), None);
+
+        // A topic with nothing to read is done at once.
+        assert!(Progress::new(&BTreeMap::from([(0, (3, 3))])).done());
     }
 }
