@@ -1,7 +1,9 @@
 //! Every seed and every regression input of the fuzz targets (`fuzz/corpus/<target>/`,
 //! `fuzz/regressions/<target>/`) through the targets' own code (`fuzz/src/lib.rs` and
-//! `fuzz/src/scenario.rs`, included here by path), on stable as part of `cargo test`: a fixed finding stays fixed on machines
-//! without nightly or cargo-fuzz, and a seed that stops passing is caught before CI fuzzes.
+//! `fuzz/src/scenario.rs`, included here by path), on stable as part of `cargo test`: a fixed
+//! finding stays fixed on machines without nightly or cargo-fuzz, and a seed that stops passing
+//! is caught before CI fuzzes. CI fuzzes only the kbroker targets (`fuzz/fuzz.sh`), so this is
+//! where the `scenario` target's inputs run in CI.
 
 #[allow(unreachable_pub, dead_code)]
 #[path = "../fuzz/src/lib.rs"]
