@@ -57,24 +57,10 @@ csv="$out/figures.csv"
 echo "round,client,figure,value,unit" >"$csv"
 record() { echo "$1,$2,$3,$4,$5" >>"$csv"; echo "  round $1 $2 $3 = $4 $5"; }
 
-# A fresh single broker in DIR; sets BOOTSTRAP. Bounded wait.
-up() {
-  local dir=$1 i
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  "$kbench" cluster up --brokers 1 --dir "$dir" >"$dir/up.log" 2>&1 &
-  for i in $(seq 1 300); do
-    [[ -f "$dir/cluster.env" ]] && grep -q '^BOOTSTRAP=' "$dir/cluster.env" && break
-    sleep 0.1
-  done
-  BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$dir/cluster.env" 2>/dev/null || true)
-  [[ -n "$BOOTSTRAP" ]] || { echo "client-path: the broker did not come up (see $dir/up.log)" >&2; exit 2; }
-}
-down() { # keeps the logs, frees the GiB
-  "$kbench" cluster down --dir "$1" >/dev/null 2>&1 || true
-  wait 2>/dev/null || true
-  rm -rf "$1"/brokers/*/data
-}
+# shellcheck source=benches/kbench-cluster.sh
+source "$root/benches/kbench-cluster.sh"
+up() { kbench_up 1 "$1" client-path; }    # a fresh single broker in DIR; sets BOOTSTRAP
+down() { kbench_down "$1"; }             # keeps the logs, frees the GiB
 # Runs a command under GNU time; prints user + system seconds of it (and its children) last.
 cpu_of() { # LOG CMD...
   local log=$1

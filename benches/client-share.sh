@@ -52,27 +52,16 @@ csv="$out/figures.csv"
 echo "round,client,figure,value,unit" >"$csv"
 record() { echo "$1,$2,$3,$4,$5" >>"$csv"; echo "  round $1 $2 $3 = $4 $5"; }
 
-# A fresh three-broker cluster in DIR; sets BOOTSTRAP and BROKER_PIDS. Bounded wait.
+# shellcheck source=benches/kbench-cluster.sh
+source "$root/benches/kbench-cluster.sh"
+# A fresh three-broker cluster in DIR; sets BOOTSTRAP and BROKER_PIDS.
 up() {
-  local dir=$1 i
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  "$kbench" cluster up --brokers 3 --dir "$dir" >"$dir/up.log" 2>&1 &
-  for i in $(seq 1 300); do
-    [[ -f "$dir/cluster.env" ]] && grep -q '^BOOTSTRAP=' "$dir/cluster.env" && break
-    sleep 0.1
-  done
-  BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$dir/cluster.env" 2>/dev/null || true)
-  [[ -n "$BOOTSTRAP" ]] || { echo "client-share: the cluster did not come up (see $dir/up.log)" >&2; exit 2; }
-  # The broker processes are the ones whose command line names their data directories.
-  BROKER_PIDS=$(pgrep -f "$dir/brokers/" | tr '\n' ' ' || true)
-  [[ $(wc -w <<<"$BROKER_PIDS") -eq 3 ]] || { echo "client-share: expected 3 broker processes under $dir, found '$BROKER_PIDS'" >&2; exit 2; }
+  kbench_up 3 "$1" client-share
+  BROKER_PIDS=$(kbench_broker_pids "$1" | tr '\n' ' ')
+  [[ $(wc -w <<<"$BROKER_PIDS") -eq 3 ]] ||
+    { echo "client-share: expected 3 broker pids under $1/brokers, found '$BROKER_PIDS'" >&2; exit 2; }
 }
-down() { # keeps the logs, frees the GiBs
-  "$kbench" cluster down --dir "$1" >/dev/null 2>&1 || true
-  wait 2>/dev/null || true
-  rm -rf "$1"/brokers/*/data
-}
+down() { kbench_down "$1"; }
 # User + system CPU seconds the brokers have used so far.
 broker_cpu() {
   local p ticks=0

@@ -53,6 +53,8 @@ csv="$out/figures.csv"
 echo "round,broker,figure,value,unit" >"$csv"
 record() { echo "$1,$2,$3,$4,$5" >>"$csv"; echo "  round $1 $2 $3 = $4 $5"; }
 
+# shellcheck source=benches/kbench-cluster.sh
+source "$root/benches/kbench-cluster.sh"
 # A cluster of N nodes of one kind in DIR; sets BOOTSTRAP. Every wait is bounded.
 up() {
   local kind=$1 n=$2 dir=$3
@@ -62,24 +64,18 @@ up() {
     BOOTSTRAP=$("$kafka_sh" up --brokers "$n" --dir "$dir" --set num.partitions=4 \
       --set auto.create.topics.enable=false 2>"$dir/up.log" | sed -n 's/^BOOTSTRAP=//p')
   else
-    "$kbench" cluster up --brokers "$n" --dir "$dir" >"$dir/up.log" 2>&1 &
-    local i
-    for i in $(seq 1 300); do
-      [[ -f "$dir/cluster.env" ]] && grep -q '^BOOTSTRAP=' "$dir/cluster.env" && break
-      sleep 0.1
-    done
-    BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$dir/cluster.env" 2>/dev/null || true)
+    kbench_up "$n" "$dir" side-by-side
   fi
   [[ -n "$BOOTSTRAP" ]] || { echo "side-by-side: $kind x$n did not come up (see $dir/up.log)" >&2; exit 2; }
 }
 down() { # then frees the disk: the logs are kept, the data (GiBs a figure) is not
   local kind=$1 dir=$2
   if [[ $kind == kafka ]]; then "$kafka_sh" down --dir "$dir" >/dev/null 2>&1 || true
-  else "$kbench" cluster down --dir "$dir" >/dev/null 2>&1 || true; wait 2>/dev/null || true; fi
-  rm -rf "$dir"/node-*/data "$dir"/brokers/*/data
+  else kbench_down "$dir"; fi
+  rm -rf "$dir"/node-*/data
 }
 # The broker processes' pids (kafka.sh: DIR/node-ID/pid; kbench cluster: DIR/brokers/ID/pid).
-pids() { cat "$1"/node-*/pid "$1"/brokers/*/pid 2>/dev/null || true; }
+pids() { cat "$1"/node-*/pid 2>/dev/null || true; kbench_broker_pids "$1"; }
 cpu_ticks() {
   local t=0 p
   for p in $(pids "$1"); do
