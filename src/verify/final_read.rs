@@ -56,7 +56,7 @@ pub fn read(
         .map_err(|e| format!("final read: cannot assign {topic_name}: {e}"))?;
     let mut ledger = GroupLedger::default();
     let mut found = vec![0u64; partitions.max(0) as usize];
-    let mut progress = Progress::new(&ends);
+    let mut progress = Progress::new(ends);
     let deadline = Instant::now() + bound;
     let mut last_transient: Option<String> = None;
     while !progress.done() {
@@ -133,10 +133,10 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(ends: &BTreeMap<i32, (i64, i64)>) -> Progress {
+    fn new(ends: BTreeMap<i32, (i64, i64)>) -> Progress {
         Progress {
-            offsets: ends.clone(),
             short: ends.values().filter(|(low, high)| high > low).count(),
+            offsets: ends,
         }
     }
 
@@ -274,7 +274,7 @@ mod tests {
     fn the_read_is_done_when_every_partition_reached_its_end() {
         // Partition 0 holds offsets 0..3, 1 is empty, 2 starts at 5 (retention) and ends at 7.
         let ends = BTreeMap::from([(0, (0, 3)), (1, (4, 4)), (2, (5, 7))]);
-        let mut p = Progress::new(&ends);
+        let mut p = Progress::new(ends);
         assert!(!p.done());
         assert_eq!(p.first_short(), Some((0, 0, 3)));
         p.advance(0, 3);
@@ -289,6 +289,6 @@ mod tests {
         assert_eq!(p.first_short(), None);
 
         // A topic with nothing to read is done at once.
-        assert!(Progress::new(&BTreeMap::from([(0, (3, 3))])).done());
+        assert!(Progress::new(BTreeMap::from([(0, (3, 3))])).done());
     }
 }
