@@ -47,27 +47,14 @@ while [[ $# -gt 0 ]]; do
 done
 kbench="${KBENCH:-$root/target/release/kbench}" # KBENCH=path measures another build (a before/after)
 [[ -x "$kbench" ]] || { echo "client-path: build first: cargo build --release --bin kbench" >&2; exit 2; }
-"$root/benches/rdkafka-performance.sh" -h >/dev/null 2>&1 || true # builds rdkafka_performance
-rdperf="$root/target/rdkafka_performance"
-[[ -x "$rdperf" ]] || { echo "client-path: could not build rdkafka_performance" >&2; exit 2; }
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
+need_rdperf client-path
 messages=$((mib * 1024))
-rm -rf "$out"
-mkdir -p "$out"
-csv="$out/figures.csv"
-echo "round,client,figure,value,unit" >"$csv"
-record() { echo "$1,$2,$3,$4,$5" >>"$csv"; echo "  round $1 $2 $3 = $4 $5"; }
+figures_csv "$out" client
 
-# shellcheck source=benches/kbench-cluster.sh
-source "$root/benches/kbench-cluster.sh"
 up() { kbench_up 1 "$1" client-path; }    # a fresh single broker in DIR; sets BOOTSTRAP
 down() { kbench_down "$1"; }             # keeps the logs, frees the GiB
-# Runs a command under GNU time; prints user + system seconds of it (and its children) last.
-cpu_of() { # LOG CMD...
-  local log=$1
-  shift
-  /usr/bin/time -f 'cpu %U %S' -o "$log.cpu" "$@" >"$log" 2>&1 || true
-  awk '/^cpu/ {print $2 + $3}' "$log.cpu"
-}
 kbench_run() { # DIR FILE SETS... -> runs kbench, prints its CPU seconds
   local d=$1 file=$2
   shift 2

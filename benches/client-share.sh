@@ -40,41 +40,30 @@ while [[ $# -gt 0 ]]; do
 done
 kbench="${KBENCH:-$root/target/release/kbench}" # KBENCH=path measures another build
 [[ -x "$kbench" ]] || { echo "client-share: build first: cargo build --release --bin kbench" >&2; exit 2; }
-"$root/benches/rdkafka-performance.sh" -h >/dev/null 2>&1 || true # builds rdkafka_performance
-rdperf="$root/target/rdkafka_performance"
-[[ -x "$rdperf" ]] || { echo "client-share: could not build rdkafka_performance" >&2; exit 2; }
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
+need_rdperf client-share
 scenario="$root/scenarios/1gb.toml"
 producers=16
 each=65536
-rm -rf "$out"
-mkdir -p "$out"
-csv="$out/figures.csv"
-echo "round,client,figure,value,unit" >"$csv"
-record() { echo "$1,$2,$3,$4,$5" >>"$csv"; echo "  round $1 $2 $3 = $4 $5"; }
+figures_csv "$out" client
 
-# shellcheck source=benches/kbench-cluster.sh
-source "$root/benches/kbench-cluster.sh"
 # A fresh three-broker cluster in DIR; sets BOOTSTRAP and BROKER_PIDS.
 up() {
   kbench_up 3 "$1" client-share
-  BROKER_PIDS=$(kbench_broker_pids "$1" | tr '\n' ' ')
-  [[ $(wc -w <<<"$BROKER_PIDS") -eq 3 ]] ||
-    { echo "client-share: expected 3 broker pids under $1/brokers, found '$BROKER_PIDS'" >&2; exit 2; }
+  mapfile -t BROKER_PIDS < <(kbench_broker_pids "$1")
+  [[ ${#BROKER_PIDS[@]} -eq 3 ]] ||
+    { echo "client-share: expected 3 broker pids under $1/brokers, found ${#BROKER_PIDS[@]}" >&2; exit 2; }
 }
 down() { kbench_down "$1"; }
 # User + system CPU seconds the brokers have used so far.
-broker_cpu() {
-  local p ticks=0
-  for p in $BROKER_PIDS; do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  python3 -c "print($ticks / $(getconf CLK_TCK))"
-}
+broker_cpu() { python3 -c "print($(cpu_ticks "${BROKER_PIDS[@]}") / $(getconf CLK_TCK))"; }
 now() { date +%s.%N; }
 # Records the round's figures of CLIENT from its CPU, the brokers' CPU delta and the wall time.
 figures() { # ROUND CLIENT CLIENT_CPU BROKERS_BEFORE START
-  local b1 end
+  local b1 end bc
   b1=$(broker_cpu)
   end=$(now)
-  local bc
   bc=$(python3 -c "print(round($b1 - $4, 2))")
   record "$1" "$2" client_cpu "$3" s
   record "$1" "$2" broker_cpu "$bc" s
@@ -86,13 +75,13 @@ run_kbench() { # ROUND CLIENT SETS...
   local r=$1 client=$2 d="$out/r$1-$2"
   shift 2
   up "$d/cluster"
-  local b0 t0
+  local b0 t0 cpu
   b0=$(broker_cpu)
   t0=$(now)
-  /usr/bin/time -f '%U %S' -o "$d/cpu" timeout 600 "$kbench" run "$scenario" \
-    --bootstrap "$BOOTSTRAP" --set verify.on_disk=false "$@" --out "$d/run" >"$d/run.log" 2>&1 ||
-    echo "client-share: $client failed in round $r (see $d/run.log)" >&2
-  figures "$r" "$client" "$(awk '{print $1 + $2}' "$d/cpu")" "$b0" "$t0"
+  cpu=$(cpu_of "$d/run.log" timeout 600 "$kbench" run "$scenario" --bootstrap "$BOOTSTRAP" \
+    --set verify.on_disk=false "$@" --out "$d/run")
+  [[ -f "$d/run/summary.json" ]] || echo "client-share: $client failed in round $r (see $d/run.log)" >&2
+  figures "$r" "$client" "$cpu" "$b0" "$t0"
   record "$r" "$client" produce_msgs "$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['produce']['msgs_per_s']))" "$d/run/summary.json" 2>/dev/null || true)" msgs/s
   down "$d/cluster"
 }
@@ -109,18 +98,18 @@ run_rdperf() { # ROUND
   local b0 t0 jobs=()
   b0=$(broker_cpu)
   t0=$(now)
-  /usr/bin/time -f '%U %S' -o "$d/cpu-consumer" timeout 600 "$rdperf" -C -G share -t share \
-    -b "$BOOTSTRAP" -c $((producers * each + 1)) -X auto.offset.reset=earliest \
-    >"$d/consumer.log" 2>&1 &
-  local consumer=$!
+  cpu_of "$d/consumer.log" timeout 600 "$rdperf" -C -G share -t share -b "$BOOTSTRAP" \
+    -c $((producers * each + 1)) -X auto.offset.reset=earliest >"$d/consumer.cpuline" &
+  jobs+=($!)
   for i in $(seq 1 "$producers"); do
-    /usr/bin/time -f '%U %S' -o "$d/cpu-producer-$i" timeout 600 "$rdperf" -P -t share \
-      -b "$BOOTSTRAP" -s 1024 -c "$each" -X acks=all -X linger.ms=5 -X batch.size=1048576 \
-      >"$d/producer-$i.log" 2>&1 &
+    cpu_of "$d/producer-$i.log" timeout 600 "$rdperf" -P -t share -b "$BOOTSTRAP" -s 1024 \
+      -c "$each" -X acks=all -X linger.ms=5 -X batch.size=1048576 >"$d/producer-$i.cpuline" &
     jobs+=($!)
   done
-  wait "${jobs[@]}" "$consumer" || echo "client-share: an rdkafka_performance process failed in round $r (see $d)" >&2
-  figures "$r" rdperf "$(cat "$d"/cpu-* | awk '{t += $1 + $2} END {print t}')" "$b0" "$t0"
+  wait "${jobs[@]}" # these, not the cluster (a background job too)
+  grep -q "% $((producers * each + 1)) messages (.*) consumed" "$d/consumer.log" ||
+    echo "client-share: the rdkafka_performance consumer did not finish in round $r (see $d)" >&2
+  figures "$r" rdperf "$(cat "$d"/*.cpuline | awk '{t += $1} END {print t}')" "$b0" "$t0"
   # All producers' messages over the slowest one's time (first send to last report).
   local ms
   ms=$(cat "$d"/producer-*.log | sed -n 's/.*messages produced.* in \([0-9]*\)ms:.*/\1/p' | sort -n | tail -n 1)

@@ -42,19 +42,13 @@ kbench="$root/target/release/kbench"
 kafka_sh="$root/compat/kafka/kafka.sh"
 [[ -x "$kbench" ]] || { echo "side-by-side: build first: cargo build --release --bin kbench" >&2; exit 2; }
 "$kafka_sh" libs >/dev/null
-"$root/benches/rdkafka-performance.sh" -h >/dev/null 2>&1 || true # builds rdkafka_performance
-rdperf="$root/target/rdkafka_performance"
-[[ -x "$rdperf" ]] || { echo "side-by-side: could not build rdkafka_performance" >&2; exit 2; }
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
+need_rdperf side-by-side
 
 messages=$((mib * 1024))
-rm -rf "$out"
-mkdir -p "$out"
-csv="$out/figures.csv"
-echo "round,broker,figure,value,unit" >"$csv"
-record() { echo "$1,$2,$3,$4,$5" >>"$csv"; echo "  round $1 $2 $3 = $4 $5"; }
+figures_csv "$out" broker
 
-# shellcheck source=benches/kbench-cluster.sh
-source "$root/benches/kbench-cluster.sh"
 # A cluster of N nodes of one kind in DIR; sets BOOTSTRAP. Every wait is bounded.
 up() {
   local kind=$1 n=$2 dir=$3
@@ -76,13 +70,7 @@ down() { # then frees the disk: the logs are kept, the data (GiBs a figure) is n
 }
 # The broker processes' pids (kafka.sh: DIR/node-ID/pid; kbench cluster: DIR/brokers/ID/pid).
 pids() { cat "$1"/node-*/pid 2>/dev/null || true; kbench_broker_pids "$1"; }
-cpu_ticks() {
-  local t=0 p
-  for p in $(pids "$1"); do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
-}
+broker_ticks() { local ps; mapfile -t ps < <(pids "$1"); cpu_ticks "${ps[@]}"; }
 peak_rss_mib() {
   local m=0 p v
   for p in $(pids "$1"); do
@@ -136,14 +124,14 @@ one_round() {
   up "$kind" 1 "$d/one"
   topic "$BOOTSTRAP" perf 4 1
   local t0 line
-  t0=$(cpu_ticks "$d/one")
+  t0=$(broker_ticks "$d/one")
   line=$(timeout 600 "$rdperf" -P -t perf -b "$BOOTSTRAP" -s 1024 -c "$messages" -X acks=1 \
     -X linger.ms=5 2>/dev/null | grep 'messages produced' | tail -n 1 || true)
   record "$r" "$kind" produce_rdkafka_msgs "$(sed -n 's/.*ms: \([0-9]*\) msgs\/s.*/\1/p' <<<"$line")" msgs/s
   line=$(timeout 600 "$rdperf" -G "sbs-$r" -t perf -b "$BOOTSTRAP" -c "$messages" \
     -X auto.offset.reset=earliest 2>/dev/null | grep 'consumed in' | tail -n 1 || true)
   record "$r" "$kind" consume_rdkafka_msgs "$(sed -n 's/.*ms: \([0-9]*\) msgs\/s.*/\1/p' <<<"$line")" msgs/s
-  local ticks=$(($(cpu_ticks "$d/one") - t0))
+  local ticks=$(($(broker_ticks "$d/one") - t0))
   record "$r" "$kind" broker_cpu_s_per_gib \
     "$(python3 -c "print(round($ticks / $hz / ($mib / 1024 * 2), 2))")" s/GiB
   record "$r" "$kind" broker_peak_rss "$(peak_rss_mib "$d/one")" MiB
