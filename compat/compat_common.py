@@ -45,6 +45,24 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
+def wait_for(what, probe, done, seconds=10.0):
+    """Calls `probe()` until `done(result)` holds and returns that result; fails naming `what`.
+
+    For what a cluster makes visible a moment after acknowledging it. Apache Kafka answers
+    CreateTopics once the controller has committed the topic, and each broker's metadata cache
+    takes it up a few milliseconds later, so a Metadata request sent right after the answer can
+    still miss the topic. The probe runs at least once; the failure shows its last result.
+    """
+    deadline = Deadline(seconds)
+    while True:
+        got = probe()
+        if done(got):
+            return got
+        if deadline.expired():
+            raise Mismatch(f"{what} after {seconds:g} s; last seen: {got!r}")
+        time.sleep(0.05)
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 

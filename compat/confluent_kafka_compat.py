@@ -32,7 +32,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from compat_common import Deadline, check, check_eq, log, main, unique
+from compat_common import Deadline, check, check_eq, log, main, unique, wait_for
 
 TIMEOUT = 20  # seconds for any one admin call / flush
 
@@ -143,6 +143,11 @@ def scenario_admin(bootstrap):
         check_eq(f.result(timeout=TIMEOUT), None, f"create_topics({name})")
     log(f"created {t1} (3 partitions, retention.ms) and {t2}")
 
+    wait_for(
+        f"list_topics does not list both {t1} and {t2}",
+        lambda: sorted(admin.list_topics(timeout=TIMEOUT).topics),
+        lambda topics: t1 in topics and t2 in topics,
+    )
     md = admin.list_topics(timeout=TIMEOUT)
     check(len(md.brokers) == 1, f"one broker listed, got {md.brokers}")
     for name, parts in ((t1, 3), (t2, 1)):
@@ -191,9 +196,11 @@ def scenario_admin(bootstrap):
     # add partitions: 3 -> 4
     fs = admin.create_partitions([NewPartitions(t1, 4)], operation_timeout=10, request_timeout=TIMEOUT)
     check_eq(fs[t1].result(timeout=TIMEOUT), None, f"create_partitions({t1}, 4)")
-    deadline = Deadline(10)
-    while len(admin.list_topics(topic=t1, timeout=TIMEOUT).topics[t1].partitions) != 4:
-        check(not deadline.expired(), f"{t1} does not have 4 partitions 10 s after create_partitions")
+    wait_for(
+        f"{t1} does not have 4 partitions after create_partitions",
+        lambda: len(admin.list_topics(topic=t1, timeout=TIMEOUT).topics[t1].partitions),
+        lambda count: count == 4,
+    )
     try:
         admin.create_partitions([NewPartitions(t1, 2)], request_timeout=TIMEOUT)[t1].result(timeout=TIMEOUT)
     except KafkaException as e:
@@ -204,9 +211,11 @@ def scenario_admin(bootstrap):
     # delete: the topic disappears from metadata
     fs = admin.delete_topics([t2], operation_timeout=10, request_timeout=TIMEOUT)
     check_eq(fs[t2].result(timeout=TIMEOUT), None, f"delete_topics({t2})")
-    deadline = Deadline(10)
-    while t2 in admin.list_topics(timeout=TIMEOUT).topics:
-        check(not deadline.expired(), f"{t2} still listed 10 s after delete")
+    wait_for(
+        f"{t2} is still listed after delete",
+        lambda: sorted(admin.list_topics(timeout=TIMEOUT).topics),
+        lambda topics: t2 not in topics,
+    )
     check(t1 in admin.list_topics(timeout=TIMEOUT).topics, f"{t1} vanished with {t2}")
     try:
         admin.delete_topics([t2], request_timeout=TIMEOUT)[t2].result(timeout=TIMEOUT)

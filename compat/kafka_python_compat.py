@@ -23,7 +23,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from compat_common import Deadline, check, check_eq, log, main, unique
+from compat_common import Deadline, check, check_eq, log, main, unique, wait_for
 
 TIMEOUT = 20  # seconds for any one admin call / send
 # The producer the group, codecs and too_large scenarios use: kafka-python 2.x's behaviour
@@ -114,9 +114,11 @@ def scenario_admin(bootstrap):
     )
     log(f"created {t1} (3 partitions, retention.ms) and {t2}")
 
-    topics = admin.list_topics()
-    for name in (t1, t2):
-        check(name in topics, f"list_topics lacks {name}: {sorted(topics)}")
+    wait_for(
+        f"list_topics does not list both {t1} and {t2}",
+        lambda: sorted(admin.list_topics()),
+        lambda topics: t1 in topics and t2 in topics,
+    )
 
     described = {t["name"]: t for t in admin.describe_topics([t1, t2])}
     for name, parts in ((t1, 3), (t2, 1)):
@@ -152,9 +154,11 @@ def scenario_admin(bootstrap):
         raise AssertionError(f"creating existing topic {t1} succeeded")
 
     admin.create_partitions({t1: 4}, timeout_ms=10000)
-    deadline = Deadline(10)
-    while len(admin.describe_topics([t1])[0]["partitions"]) != 4:
-        check(not deadline.expired(), f"{t1} does not have 4 partitions 10 s after create_partitions")
+    wait_for(
+        f"{t1} does not have 4 partitions after create_partitions",
+        lambda: len(admin.describe_topics([t1])[0]["partitions"]),
+        lambda count: count == 4,
+    )
     try:
         admin.create_partitions({t1: 2}, timeout_ms=10000)
     except InvalidPartitionsError as e:
@@ -163,9 +167,7 @@ def scenario_admin(bootstrap):
         raise AssertionError(f"shrinking {t1} from 4 to 2 partitions succeeded")
 
     admin.delete_topics([t2], timeout_ms=10000)
-    deadline = Deadline(10)
-    while t2 in admin.list_topics():
-        check(not deadline.expired(), f"{t2} still listed 10 s after delete")
+    wait_for(f"{t2} is still listed after delete", admin.list_topics, lambda topics: t2 not in topics)
     check(t1 in admin.list_topics(), f"{t1} vanished with {t2}")
     try:
         admin.delete_topics([t2], timeout_ms=10000)

@@ -153,6 +153,16 @@ public final class KafkaCompat {
         return f.get(TIMEOUT_S, TimeUnit.SECONDS);
     }
 
+    /** How many partitions `describeTopics` shows for `topic`. */
+    static int partitionCount(Admin admin, String topic) {
+        try {
+            return get(admin.describeTopics(List.of(topic)).allTopicNames())
+                    .get(topic).partitions().size();
+        } catch (Exception e) {
+            throw new IllegalStateException("describeTopics(" + topic + ") failed", e);
+        }
+    }
+
     /** The cause of a failed admin future, or a mismatch when it succeeded. */
     static Throwable failure(org.apache.kafka.common.KafkaFuture<?> f, String what) throws Exception {
         try {
@@ -331,8 +341,10 @@ public final class KafkaCompat {
                     "a bad value is refused with InvalidConfigurationException, not " + bad);
 
             get(admin.createPartitions(Map.of(t, NewPartitions.increaseTo(5))).all());
-            d = get(admin.describeTopics(List.of(t)).allTopicNames()).get(t);
-            checkEq(d.partitions().size(), 5, "partitions after createPartitions");
+            // Kafka answers once the controller has committed the partitions; the broker that
+            // serves the next describe takes them into its metadata a moment later.
+            waitFor("describeTopics to show 5 partitions of " + t + " after createPartitions",
+                    () -> partitionCount(admin, t) == 5);
 
             TopicPartition p0 = new TopicPartition(t, 0);
             TopicPartition p1 = new TopicPartition(t, 1);
