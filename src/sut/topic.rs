@@ -237,12 +237,20 @@ pub fn watermarks(
 
 /// Errors a metadata change in progress or a broker that is down explains, worth asking again
 /// (librdkafka reconnects and refreshes metadata by itself).
+///
+/// `UnknownTopic` and `UnknownPartition` are librdkafka's own (local) codes: the client's
+/// metadata does not hold the topic yet. On a cluster of several Apache Kafka brokers each
+/// broker takes a new topic into its metadata cache on its own schedule, so a client that asks
+/// another broker than the one [`wait_ready`] heard from can briefly be told there is no such
+/// topic. Callers ask again only until their deadline; a topic that truly is gone still fails.
 pub(crate) fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(
         e.rdkafka_error_code(),
         Some(
             C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
                 | C::LeaderNotAvailable
                 | C::NotLeaderForPartition
                 | C::FencedLeaderEpoch
@@ -251,4 +259,36 @@ pub(crate) fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
                 | C::AllBrokersDown
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn metadata_a_broker_has_not_taken_up_yet_is_asked_again_and_refusals_are_not() {
+        // What librdkafka's watermark query returns (`KafkaError::MetadataFetch`).
+        let fetch = KafkaError::MetadataFetch;
+        for code in [
+            C::UnknownPartition,
+            C::UnknownTopic,
+            C::UnknownTopicOrPartition,
+            C::LeaderNotAvailable,
+            C::NotLeaderForPartition,
+        ] {
+            assert!(is_transient(&fetch(code)), "{code:?} should be asked again");
+        }
+        for code in [
+            C::TopicAuthorizationFailed,
+            C::SaslAuthenticationFailed,
+            C::InvalidRequest,
+        ] {
+            assert!(
+                !is_transient(&fetch(code)),
+                "{code:?} should fail the run at once"
+            );
+        }
+    }
 }
