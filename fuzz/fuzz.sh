@@ -2,6 +2,7 @@
 # The fuzz targets, built and run with the same flags everywhere (README "Fuzzing", .ci/run):
 #
 #   fuzz/fuzz.sh build                  build every target (nightly, cargo-fuzz, ASan)
+#   fuzz/fuzz.sh build-broker           build the kbroker targets only (what `ci` builds)
 #   fuzz/fuzz.sh run TARGET SECONDS     fuzz one target for SECONDS (niced), starting from its
 #                                       seeds; new inputs go to fuzz/work/TARGET (git-ignored),
 #                                       crashes to fuzz/artifacts/TARGET/
@@ -21,6 +22,8 @@
 #
 # Fails (never skips) when the nightly toolchain or cargo-fuzz is missing, and on any crash,
 # panic, leak, timeout or allocation over -malloc_limit_mb / -rss_limit_mb.
+#
+# Builds and fuzzing run at `nice -n ${FUZZ_NICE:-10}`; .ci/run builds at 19 beside its tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,6 +33,7 @@ BIN=target/x86_64-unknown-linux-gnu/release
 # An allocation of more than 512 MiB, or 2 GiB resident, is a finding: the request bounds check
 # exists so that no count in a frame reaches an allocator unchecked. 10 s for one input is a hang.
 LIMITS=(-malloc_limit_mb=512 -rss_limit_mb=2048 -timeout=10)
+NICE=(nice -n "${FUZZ_NICE:-10}")
 
 need_toolchain() {
     if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -69,9 +73,9 @@ build() {
     # under cargo-fuzz; librdkafka's ./configure then needs the ASan runtime to link its checks.
     # Without a target name cargo-fuzz builds every binary whose required features are on: the
     # four kbroker targets.
-    LDFLAGS=-fsanitize=address nice -n 10 cargo +nightly fuzz build -a --fuzz-dir .
+    LDFLAGS=-fsanitize=address "${NICE[@]}" cargo +nightly fuzz build -a --fuzz-dir .
     if [ "${1:-}" = scenario ]; then
-        LDFLAGS=-fsanitize=address nice -n 10 cargo +nightly fuzz build -a --fuzz-dir . \
+        LDFLAGS=-fsanitize=address "${NICE[@]}" cargo +nightly fuzz build -a --fuzz-dir . \
             --features scenario scenario
     fi
 }
@@ -82,7 +86,7 @@ run() {
     known "$target"
     mkdir -p "work/$target" "artifacts/$target"
     # shellcheck disable=SC2046
-    nice -n 10 "$BIN/$target" "work/$target" $(seeds "$target") $(dict "$target") \
+    "${NICE[@]}" "$BIN/$target" "work/$target" $(seeds "$target") $(dict "$target") \
         -max_total_time="$secs" -artifact_prefix="artifacts/$target/" -print_final_stats=1 \
         "${LIMITS[@]}" "$@"
 }
@@ -114,6 +118,9 @@ case "${1:-}" in
 build)
     build scenario
     ;;
+build-broker)
+    build
+    ;;
 run)
     [ $# -ge 3 ] || { echo "usage: fuzz/fuzz.sh run TARGET SECONDS [libFuzzer flags]" >&2; exit 2; }
     shift
@@ -142,11 +149,11 @@ ci)
 tmin)
     [ $# -eq 3 ] || { echo "usage: fuzz/fuzz.sh tmin TARGET INPUT" >&2; exit 2; }
     known "$2"
-    nice -n 10 "$BIN/$2" -minimize_crash=1 -max_total_time=120 "${LIMITS[@]}" \
+    "${NICE[@]}" "$BIN/$2" -minimize_crash=1 -max_total_time=120 "${LIMITS[@]}" \
         -exact_artifact_path="artifacts/$2/minimized" "$3"
     ;;
 *)
-    sed -n '2,12p' "$0" >&2
+    sed -n '2,13p' "$(basename "$0")" >&2  # the cd above moved us beside it
     exit 2
     ;;
 esac
